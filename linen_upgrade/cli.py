@@ -1,0 +1,230 @@
+"""``linen-upgrade``: the command line.
+
+``linen-upgrade PATH...`` rewrites (the default command); ``rules``,
+``verify``, ``legacy-env`` and ``convert-checkpoint`` are sub-commands.  The
+verify commands live in ``linen_upgrade.verify.commands`` and are imported
+only when named, so a rewrite run never imports jax.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import click
+
+from linen_upgrade import __version__, config as config_mod
+from linen_upgrade.files import atomic_write, discover
+from linen_upgrade.registry import SelectionError, all_rules, select_rules
+
+EXIT_OK, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
+
+# sub-commands defined elsewhere: name -> "module:attribute", imported on use
+_LAZY_COMMANDS = {
+    "verify": "linen_upgrade.verify.commands:verify",
+    "legacy-env": "linen_upgrade.verify.commands:legacy_env",
+    "convert-checkpoint": "linen_upgrade.checkpoints:convert_checkpoint_command",
+}
+
+
+class DefaultGroup(click.Group):
+    """A group whose default command is ``rewrite``: ``linen-upgrade src/``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.list_commands(ctx) and args[0] not in ("--help", "-h", "--version"):
+            args = ["rewrite", *args]
+        return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_available_lazy()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in _available_lazy():
+            module, _, attr = _LAZY_COMMANDS[name].partition(":")
+            command = getattr(importlib.import_module(module), attr)
+        return command
+
+
+def _available_lazy() -> list[str]:
+    import importlib.util
+
+    return [name for name, target in _LAZY_COMMANDS.items()
+            if importlib.util.find_spec(target.partition(":")[0]) is not None]
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             invoke_without_command=False)
+@click.version_option(__version__, prog_name="linen-upgrade")
+def cli() -> None:
+    """Upgrade legacy flax.nn / flax.optim code to flax.linen + optax.
+
+    \b
+    linen-upgrade PATH...            rewrite files in place (the default command;
+                                     see `linen-upgrade rewrite --help`)
+    linen-upgrade --check --diff .   CI: show what would change, exit 1 if anything would
+    linen-upgrade rules              list every rule with an example
+    """
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only for terminals and long runs."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total < 50:
+            return
+        width = 30
+        filled = width * done // total
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} files")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+
+
+@cli.command("rewrite")
+@click.argument("paths", nargs=-1, type=click.Path(allow_dash=True))
+@click.option("--diff", "diff", is_flag=True, help="Print a unified diff; write nothing.")
+@click.option("--check", is_flag=True, help='Write nothing; say "would rewrite FILE".')
+@click.option("--exit-zero-even-if-changed", is_flag=True, help="Exit 0 even when files change.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: all cores).")
+@click.option("--select", multiple=True, metavar="RULE", help="Only these rules (id, family prefix or slug).")
+@click.option("--ignore", multiple=True, metavar="RULE", help="Skip these rules.")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths matching GLOB.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default=None,
+              help="Report format (default: text).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Read [tool.linen-upgrade] from this file instead of the nearest pyproject.toml.")
+@click.option("--stdin-filename", default="-", help="Name to report for source read from stdin.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+@click.option("-v", "--verbose", count=True, help="Also list every rewrite made.")
+def rewrite(paths: tuple[str, ...], diff: bool, check: bool, exit_zero_even_if_changed: bool,
+            jobs: int | None, select: tuple[str, ...], ignore: tuple[str, ...],
+            exclude: tuple[str, ...], fmt: str | None, config_path: str | None,
+            stdin_filename: str, quiet: bool, verbose: int) -> None:
+    """Rewrite legacy Flax code in PATHS (files or folders; - for stdin)."""
+    from linen_upgrade import pipeline, report
+
+    if not paths:
+        raise click.UsageError("no paths given (use - to read from stdin)")
+    start = Path(paths[0]) if paths[0] != "-" else Path.cwd()
+    try:
+        cfg = config_mod.load(start if start.exists() else Path.cwd(),
+                              Path(config_path) if config_path else None)
+    except config_mod.ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if select:
+        cfg.select = _split(select)
+    if ignore:
+        cfg.ignore = _split(ignore)
+    if exclude:
+        cfg.exclude = _split(exclude)
+    if fmt:
+        cfg.format = fmt
+    if cfg.format not in ("text", "json", "github"):
+        raise click.UsageError(f"unknown format {cfg.format!r}")
+    try:
+        rule_ids = [r.id for r in select_rules(cfg.select, cfg.ignore)]
+    except SelectionError as exc:
+        raise click.UsageError(str(exc)) from exc
+    mode = "diff" if diff else "check" if check else "write"
+    out = click.echo
+    err = lambda s: click.echo(s, err=True)  # noqa: E731
+
+    if "-" in paths:
+        if len(paths) > 1:
+            raise click.UsageError("- (stdin) cannot be combined with other paths")
+        data = click.get_binary_stream("stdin").read()
+        result = pipeline.rewrite_text(data, stdin_filename, cfg, rule_ids)
+        if mode == "write":
+            click.get_binary_stream("stdout").write(result.new if result.changed else data)
+            out = err  # the source owns stdout
+        results, scanned = [result], 1
+    else:
+        try:
+            files = list(discover(paths, cfg.exclude))
+        except FileNotFoundError as exc:
+            raise click.UsageError(str(exc)) from exc
+        progress = _Progress(sys.stderr.isatty() and not quiet and cfg.format == "text")
+        run = pipeline.run(files, cfg, rule_ids, jobs or cfg.jobs or pipeline.default_jobs(), progress)
+        progress.close()
+        results, scanned = run.results, run.scanned
+        if mode == "write":
+            for r in results:
+                if r.changed and r.error is None:
+                    try:
+                        atomic_write(Path(r.path), r.new)  # type: ignore[arg-type]
+                    except OSError as exc:
+                        r.error = f"{r.path}: cannot write: {exc.strerror or exc}"
+                        r.new = None
+
+    summary = report.summarize(results, scanned, mode)
+    if cfg.format == "json":
+        report.emit_json(results, summary, out)
+    elif cfg.format == "github":
+        report.emit_github(results, summary, out)
+    else:
+        report.emit_text(results, summary, out, err, verbose, quiet)
+
+    if summary.failed:
+        sys.exit(EXIT_ERROR)
+    if summary.changed and not exit_zero_even_if_changed:
+        sys.exit(EXIT_CHANGED)
+    sys.exit(EXIT_OK)
+
+
+@cli.command("rules")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text")
+def rules_command(fmt: str) -> None:
+    """List every rule: id, summary, and a before/after example."""
+    import json
+    import textwrap
+
+    from linen_upgrade.rule import Example
+
+    rules = all_rules()
+    if fmt == "json":
+        click.echo(json.dumps([
+            {"id": r.id, "name": r.name, "summary": r.summary,
+             "examples": [{"before": e.before, "after": e.after} for e in r.examples
+                          if isinstance(e, Example)]}
+            for r in rules], indent=2))
+        return
+    if fmt == "markdown":
+        click.echo("| id | rule | summary |\n|---|---|---|")
+        for r in rules:
+            click.echo(f"| {r.id} | `{r.name}` | {r.summary} |")
+        return
+    for r in rules:
+        click.echo(f"{r.id} {r.name}: {r.summary}")
+        example = next((e for e in r.examples if isinstance(e, Example)), None)
+        if example:
+            click.echo("  before:")
+            click.echo(textwrap.indent(example.before.rstrip("\n"), "    "))
+            click.echo("  after:")
+            click.echo(textwrap.indent(example.after.rstrip("\n"), "    "))
+        click.echo("")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="linen-upgrade", standalone_mode=True)
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_ERROR
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

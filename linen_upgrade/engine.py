@@ -1,0 +1,177 @@
+"""One file's path through the tool: facts → rules → validate.
+
+No rule knowledge lives here.  A file is parsed with LibCST only when the
+``ast`` facts say some rule may apply; the result must compile before anyone
+may write it; a crash inside a rule leaves the file as it was and names the
+rule.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import tokenize
+import warnings
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from linen_upgrade import notebook
+from linen_upgrade.config import Config
+from linen_upgrade.facts import FileFacts, file_facts
+from linen_upgrade.index import ProjectIndex
+from linen_upgrade.rule import TODO_RE, Context, Rule
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    line: int
+    col: int
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}: {self.rule} needs manual change: {self.message}"
+
+
+@dataclass
+class FileResult:
+    path: str
+    original: bytes = b""
+    new: bytes | None = None  # set only when the rewrite changed the file
+    findings: list[Finding] = field(default_factory=list)
+    fixed: list[tuple[str, str]] = field(default_factory=list)
+    error: str | None = None
+    parsed: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.new is not None and self.new != self.original
+
+
+class SourceError(Exception):
+    """The input cannot be read or parsed; the message names file and line."""
+
+
+def decode(data: bytes, path: str) -> str:
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        return data.decode(encoding)
+    except (SyntaxError, LookupError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{path}:1:1: cannot decode: {exc}") from exc
+
+
+def facts_for(data: bytes, path: str, module_name: str) -> FileFacts:
+    """``ast`` facts of a ``.py`` source or a notebook's joined code cells."""
+    if path.endswith(".ipynb"):
+        data = notebook.extract(data, path).code.encode("utf-8")
+    text = decode(data, path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(data, filename=path)
+    except SyntaxError as exc:
+        raise SourceError(f"{path}:{exc.lineno or 1}:{exc.offset or 1}: cannot parse: {exc.msg}") from exc
+    except ValueError as exc:  # null bytes
+        raise SourceError(f"{path}:1:1: cannot parse: {exc}") from exc
+    return file_facts(tree, text, module_name)
+
+
+def findings_in(code: str, path: str) -> list[Finding]:
+    """Every TODO the tool left in ``code``: what still needs a person."""
+    out = []
+    for lineno, line in enumerate(code.splitlines(), start=1):
+        if "TODO(linen-upgrade)" not in line:
+            continue
+        m = TODO_RE.search(line)
+        if m:
+            out.append(Finding(path, lineno, m.start() + 1, m["rule"], m["msg"].strip()))
+    return out
+
+
+def _validate(data: bytes, path: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compile(data, path, "exec", dont_inherit=True)
+
+
+def rewrite_python(data: bytes, path: str, facts: FileFacts, index: ProjectIndex,
+                   config: Config, rules: list[Rule]) -> FileResult:
+    result = FileResult(path=path, original=data)
+    if facts.skip_file:
+        return result
+    ctx = Context(path=path, facts=facts, index=index, config=config)
+    active = [r for r in rules if r.applies(ctx)]
+    if not active:
+        result.findings = findings_in(decode(data, path), path) if b"TODO(linen-upgrade)" in data else []
+        return result
+    try:
+        module = cst.parse_module(data)
+    except cst.ParserSyntaxError as exc:
+        result.error = f"{path}:{exc.raw_line}:{exc.raw_column + 1}: cannot parse: {exc.message}"
+        return result
+    result.parsed = True
+    for rule in active:
+        try:
+            module = rule.transform(module, ctx)
+        except Exception as exc:  # a rule bug must not cost the user a file
+            result.error = f"{path}: rule {rule.id} ({rule.name}) failed: {type(exc).__name__}: {exc}"
+            return result
+    new = module.bytes
+    result.fixed = ctx.fixed
+    result.findings = findings_in(module.code, path)
+    if new != data:
+        try:
+            _validate(new, path)
+        except SyntaxError as exc:
+            result.error = (f"{path}:{exc.lineno or 1}:{exc.offset or 1}: the rewritten code does not "
+                            f"compile ({exc.msg}); file left unchanged")
+            return result
+        result.new = new
+    return result
+
+
+def process(path: str, data: bytes, facts: FileFacts, index: ProjectIndex,
+            config: Config, rules: list[Rule]) -> FileResult:
+    """Rewrite one file's bytes (a ``.py`` file or a notebook)."""
+    if not path.endswith(".ipynb"):
+        return rewrite_python(data, path, facts, index, config, rules)
+    try:
+        nb = notebook.extract(data, path)
+    except notebook.NotebookError as exc:
+        return FileResult(path=path, original=data, error=str(exc))
+    inner = rewrite_python(nb.code.encode("utf-8"), path, facts, index, config, rules)
+    result = FileResult(path=path, original=data, findings=inner.findings, fixed=inner.fixed,
+                        error=inner.error, parsed=inner.parsed)
+    if inner.new is not None and inner.error is None:
+        result.new = notebook.rebuild(nb, inner.new.decode("utf-8"))
+    return result
+
+
+_IMPORT_RE = re.compile(rb"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+import[ \t]+([^\n#]*)|import[ \t]+([^\n#]*))",
+                        re.MULTILINE)
+
+
+def imported_modules(data: bytes, package: str) -> set[str]:
+    """Modules a file imports, by a regex (the prefilter must not parse)."""
+    out: set[str] = set()
+    for m in _IMPORT_RE.finditer(data):
+        if m[1] is not None:
+            module = m[1].decode("ascii", "replace")
+            if module.startswith("."):
+                level = len(module) - len(module.lstrip("."))
+                base = package.split(".") if package else []
+                base = base[: len(base) - (level - 1)] if level > 1 else base
+                module = ".".join([*base, module.lstrip(".")] if module.lstrip(".") else base)
+            out.add(module)
+            for name in re.split(rb"[,\s()]+", m[2]):
+                if name and name != b"as":
+                    out.add(f"{module}.{name.decode('ascii', 'replace')}")
+        else:
+            for part in m[3].split(b","):
+                name = part.strip().split(b" ")[0]
+                if name:
+                    out.add(name.decode("ascii", "replace"))
+    return out

@@ -1,0 +1,115 @@
+"""Per-file facts gathered with ``ast`` before any LibCST parse.
+
+They decide whether a file is parsed at all (no rule applies → no LibCST),
+feed the project index (legacy module classes and their ``apply``
+signatures), and give every rule the import map.  Everything here is plain
+data so it crosses process boundaries cheaply.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+from linen_upgrade.resolve import ImportMap, canonical, import_map
+from linen_upgrade.rule import SKIP_FILE_MARK, SKIP_MARK
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # "pos", "kwonly", "varargs", "varkw"
+    default: str | None  # source text of the default, None when required
+    annotation: str | None = None
+
+
+@dataclass
+class ClassFacts:
+    name: str
+    bases: list[str]  # qualified where resolvable, else the local dotted name
+    apply_params: list[Param] | None  # without ``self``; None when no ``apply``
+    module_methods: list[str] = field(default_factory=list)
+    lineno: int = 0
+
+
+@dataclass
+class FileFacts:
+    module_name: str
+    imports: ImportMap
+    # every dotted name the file references, resolved through its imports
+    qualnames: set[str]
+    classes: list[ClassFacts]
+    has_skip_marks: bool
+    skip_file: bool
+
+    def references(self, *prefixes: str) -> bool:
+        return any(q == p or q.startswith(p + ".") for q in self.qualnames for p in prefixes)
+
+
+def _dotted(node: ast.AST) -> str | None:
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[Param]:
+    a = fn.args
+    positional = [*a.posonlyargs, *a.args]
+    defaults: list[ast.expr | None] = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
+    out = [
+        Param(p.arg, "pos", ast.unparse(d) if d is not None else None,
+              ast.unparse(p.annotation) if p.annotation else None)
+        for p, d in zip(positional, defaults)
+    ]
+    if a.vararg:
+        out.append(Param(a.vararg.arg, "varargs", None))
+    for p, d in zip(a.kwonlyargs, a.kw_defaults):
+        out.append(Param(p.arg, "kwonly", ast.unparse(d) if d is not None else None,
+                         ast.unparse(p.annotation) if p.annotation else None))
+    if a.kwarg:
+        out.append(Param(a.kwarg.arg, "varkw", None))
+    return out[1:] if out and out[0].kind == "pos" and out[0].name == "self" else out
+
+
+def file_facts(tree: ast.Module, text: str, module_name: str) -> FileFacts:
+    package = module_name.rpartition(".")[0]
+    imports = import_map(tree, package)
+    qualnames: set[str] = {canonical(v) for v in imports.aliases.values()}
+    classes: list[ClassFacts] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Name, ast.Attribute)):
+            name = _dotted(node)
+            if name:
+                q = imports.resolve_dotted(name)
+                if q:
+                    qualnames.add(q)
+        elif isinstance(node, ast.ClassDef):
+            bases = []
+            for b in node.bases:
+                name = _dotted(b)
+                if name:
+                    bases.append(imports.resolve_dotted(name) or name)
+            apply_params = None
+            module_methods = []
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    if item.name == "apply":
+                        apply_params = _params(item)
+                    for dec in item.decorator_list:
+                        dname = _dotted(dec)
+                        if dname and (imports.resolve_dotted(dname) or "").endswith("module_method"):
+                            module_methods.append(item.name)
+            classes.append(ClassFacts(node.name, bases, apply_params, module_methods, node.lineno))
+    return FileFacts(
+        module_name=module_name,
+        imports=imports,
+        qualnames=qualnames,
+        classes=classes,
+        has_skip_marks=SKIP_MARK in text,
+        skip_file=SKIP_FILE_MARK in text,
+    )

@@ -1,0 +1,150 @@
+"""The run: discover → prefilter → index → rewrite, in a process pool.
+
+Scan (cheap, parallel): read each file; only files that mention ``flax`` get
+``ast`` facts, the rest only a regex of their imports.  A file that does not
+mention flax is still a candidate when it imports a module of the run that
+does (implicit legacy: ``model.params`` on a model built elsewhere).
+Index: legacy module classes across all candidates.  Rewrite (parallel):
+LibCST only where a rule applies.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from linen_upgrade import engine
+from linen_upgrade.config import Config
+from linen_upgrade.facts import FileFacts
+from linen_upgrade.files import mentions_flax, module_name
+from linen_upgrade.index import ProjectIndex
+from linen_upgrade.registry import rules_by_id
+
+# below this many files a pool costs more than it saves
+_POOL_THRESHOLD = 8
+
+
+@dataclass
+class Scan:
+    path: str
+    module: str
+    facts: FileFacts | None = None
+    imports: frozenset[str] = frozenset()
+    error: str | None = None
+
+
+def _scan(path: str, with_facts: bool | None = None) -> Scan:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        return Scan(path, "", error=f"{path}: cannot read: {exc.strerror or exc}")
+    mod = module_name(p)
+    if with_facts is None:
+        with_facts = mentions_flax(data)
+    if not with_facts:
+        return Scan(path, mod, imports=frozenset(engine.imported_modules(data, mod.rpartition(".")[0])))
+    try:
+        return Scan(path, mod, facts=engine.facts_for(data, path, mod))
+    except (engine.SourceError, Exception) as exc:  # noqa: BLE001 - reported, never fatal
+        return Scan(path, mod, error=str(exc) if isinstance(exc, engine.SourceError)
+                    else f"{path}: cannot scan: {type(exc).__name__}: {exc}")
+
+
+def _scan_facts(path: str) -> Scan:
+    return _scan(path, with_facts=True)
+
+
+# worker state for the rewrite phase (set once per process by the initializer)
+_W: dict = {}
+
+
+def _init_worker(index: ProjectIndex, config: Config, rule_ids: list[str]) -> None:
+    _W["index"] = index
+    _W["config"] = config
+    _W["rules"] = rules_by_id(rule_ids)
+
+
+def _rewrite(job: tuple[str, FileFacts]) -> engine.FileResult:
+    path, facts = job
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return engine.FileResult(path=path, error=f"{path}: cannot read: {exc.strerror or exc}")
+    try:
+        return engine.process(path, data, facts, _W["index"], _W["config"], _W["rules"])
+    except Exception as exc:  # noqa: BLE001 - one file's failure never stops the run
+        return engine.FileResult(path=path, original=data,
+                                 error=f"{path}: internal error: {type(exc).__name__}: {exc}")
+
+
+@dataclass
+class RunResult:
+    results: list[engine.FileResult]
+    scanned: int
+
+
+def _map(pool: ProcessPoolExecutor | None, fn: Callable, items: list) -> Iterator:
+    if pool is None:
+        return map(fn, items)
+    return pool.map(fn, items, chunksize=max(1, len(items) // (8 * (pool._max_workers or 1))))
+
+
+def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
+        progress: Callable[[int, int], None] | None = None) -> RunResult:
+    files = [str(p) for p in paths]
+    jobs = max(1, jobs)
+    use_pool = jobs > 1 and len(files) >= _POOL_THRESHOLD
+    pool = ProcessPoolExecutor(max_workers=jobs) if use_pool else None
+    try:
+        scans = list(_map(pool, _scan, files))
+        flax_modules = {s.module for s in scans if s.facts is not None}
+        flax_modules |= {m.rpartition(".")[0] for m in flax_modules if "." in m}
+        secondary = [s.path for s in scans
+                     if s.facts is None and s.error is None and s.imports & flax_modules]
+        if secondary:
+            again = {s.path: s for s in _map(pool, _scan_facts, secondary)}
+            scans = [again.get(s.path, s) for s in scans]
+        index = ProjectIndex.build([s.facts for s in scans if s.facts is not None])
+        index.flax_modules = flax_modules
+        results = [engine.FileResult(path=s.path, error=s.error) for s in scans if s.error]
+        jobs_list = [(s.path, s.facts) for s in scans if s.facts is not None]
+        if pool is not None and len(jobs_list) < _POOL_THRESHOLD:
+            pool.shutdown()
+            pool = None
+        if pool is not None:
+            pool.shutdown()
+            pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
+                                       initargs=(index, config, rule_ids))
+        else:
+            _init_worker(index, config, rule_ids)
+        total = len(jobs_list)
+        for done, result in enumerate(_map(pool, _rewrite, jobs_list), start=1):
+            results.append(result)
+            if progress:
+                progress(done, total)
+        results.sort(key=lambda r: r.path)
+        return RunResult(results=results, scanned=len(files))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def default_jobs() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def rewrite_text(data: bytes, path: str, config: Config, rule_ids: list[str]) -> engine.FileResult:
+    """A single source with no project around it (stdin, tests, examples)."""
+    try:
+        facts = engine.facts_for(data, path, "")
+    except engine.SourceError as exc:
+        return engine.FileResult(path=path, original=data, error=str(exc))
+    index = ProjectIndex.build([facts])
+    return engine.process(path, data, facts, index, config, rules_by_id(rule_ids))

@@ -1,0 +1,134 @@
+"""Import aliases -> qualified names: the light resolver every rule shares.
+
+Full LibCST scope analysis costs about six times a parse (DESIGN.md), so we
+read the imports once with Python's ``ast`` (a C parser, a small fraction of a
+LibCST parse) and resolve ``Name``/``Attribute`` chains against that map.  The
+map is file-wide: an import inside a function counts for the whole file, and a
+module-level assignment to an imported name removes it (we would rather miss a
+rewrite than rewrite the wrong object).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+# Legacy flax.nn lived in submodules that were re-exported from flax.nn; one
+# canonical spelling lets the tables key on ``flax.nn.Dense`` alone.
+_LEGACY_NN_SUBMODULES = frozenset(
+    {"base", "linear", "normalization", "attention", "recurrent", "activation",
+     "pooling", "stochastic", "utils", "initializers_", "stateful"}
+)
+_OPTIM_SUBMODULES = frozenset(
+    {"base", "adam", "sgd", "momentum", "adagrad", "rmsprop", "lamb", "lars",
+     "adafactor", "adadelta", "adabelief", "weight_norm", "dynamic_scale"}
+)
+
+
+def canonical(qualname: str) -> str:
+    """Normalise spellings of the same legacy object.
+
+    ``flax.deprecated.nn.X`` and ``flax.nn.linear.X`` are both ``flax.nn.X``;
+    ``flax.optim.adam.Adam`` is ``flax.optim.Adam``.
+    """
+    if qualname.startswith("flax.deprecated.nn"):
+        qualname = "flax.nn" + qualname[len("flax.deprecated.nn"):]
+    parts = qualname.split(".")
+    if len(parts) >= 4 and parts[:2] == ["flax", "nn"] and parts[2] in _LEGACY_NN_SUBMODULES:
+        del parts[2]
+    elif len(parts) >= 4 and parts[:2] == ["flax", "optim"] and parts[2] in _OPTIM_SUBMODULES:
+        del parts[2]
+    return ".".join(parts)
+
+
+def dotted(node: cst.CSTNode) -> str | None:
+    """``a.b.c`` for a chain of Name/Attribute nodes, else None."""
+    parts: list[str] = []
+    while isinstance(node, cst.Attribute):
+        parts.append(node.attr.value)
+        node = node.value
+    if not isinstance(node, cst.Name):
+        return None
+    parts.append(node.value)
+    return ".".join(reversed(parts))
+
+
+@dataclass
+class ImportMap:
+    """Local names bound by imports, each to the qualified name it stands for."""
+
+    aliases: dict[str, str] = field(default_factory=dict)
+    # every module the file imports (for the prefilter and cross-file index)
+    imported_modules: set[str] = field(default_factory=set)
+
+    def resolve_dotted(self, name: str) -> str | None:
+        head, _, rest = name.partition(".")
+        target = self.aliases.get(head)
+        if target is None:
+            return None
+        return canonical(f"{target}.{rest}" if rest else target)
+
+    def resolve(self, node: cst.CSTNode) -> str | None:
+        name = dotted(node)
+        return self.resolve_dotted(name) if name else None
+
+    def local_names_for(self, qualname: str) -> list[str]:
+        """Local names bound directly to ``qualname`` (after canonicalisation)."""
+        return [k for k, v in self.aliases.items() if canonical(v) == qualname]
+
+    def uses_prefix(self, prefix: str) -> bool:
+        return any(canonical(v) == prefix or canonical(v).startswith(prefix + ".")
+                   for v in self.aliases.values())
+
+
+def _absolute(module: str | None, level: int, package: str) -> str:
+    if level == 0:
+        return module or ""
+    base = package.split(".") if package else []
+    if level > 1:
+        base = base[: len(base) - (level - 1)]
+    return ".".join([*base, module] if module else base)
+
+
+def import_map(tree: ast.AST, package: str = "") -> ImportMap:
+    """Build the alias map of a module from its ``ast``.
+
+    ``package`` is the dotted package the file lives in, for relative imports.
+    """
+    result = ImportMap()
+    shadowed: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                result.imported_modules.add(alias.name)
+                if alias.asname:
+                    result.aliases[alias.asname] = alias.name
+                else:
+                    head = alias.name.split(".")[0]
+                    result.aliases.setdefault(head, head)
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute(node.module, node.level, package)
+            result.imported_modules.add(module)
+            for alias in node.names:
+                if alias.name == "*":
+                    continue
+                result.imported_modules.add(f"{module}.{alias.name}")
+                result.aliases[alias.asname or alias.name] = f"{module}.{alias.name}"
+    if isinstance(tree, ast.Module):
+        for stmt in tree.body:
+            targets: list[ast.expr] = []
+            if isinstance(stmt, ast.Assign):
+                targets = list(stmt.targets)
+            elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
+                targets = [stmt.target]
+            elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                shadowed.add(stmt.name)
+            for t in targets:
+                for n in ast.walk(t):
+                    if isinstance(n, ast.Name):
+                        shadowed.add(n.id)
+    for name in shadowed:
+        result.aliases.pop(name, None)
+    return result

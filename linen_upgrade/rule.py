@@ -1,0 +1,163 @@
+"""The contract between the engine and a rule.
+
+A rule is a class in ``rules/<slug>.py`` with a stable ``id``, a one-line
+``summary``, inline ``examples`` (which are also tests) and a ``transformer``:
+a LibCST transformer derived from :class:`RuleTransformer`.  The engine only
+parses a file when some rule's :meth:`Rule.applies` says it may have work, and
+only then builds the transformer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Union
+
+import libcst as cst
+
+if TYPE_CHECKING:
+    from linen_upgrade.config import Config
+    from linen_upgrade.facts import FileFacts
+    from linen_upgrade.index import ProjectIndex
+
+TODO_PREFIX = "# TODO(linen-upgrade):"
+TODO_RE = re.compile(r"#\s*TODO\(linen-upgrade\):\s*(?P<rule>LU\d{3})\s+(?P<msg>.*)$")
+SKIP_MARK = "linen-upgrade: skip"
+SKIP_FILE_MARK = "linen-upgrade: skip-file"
+
+
+@dataclass(frozen=True)
+class Example:
+    """``before`` must become ``after``; ``after`` must stay as it is."""
+
+    before: str
+    after: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class NoChange:
+    """Code the rule must leave byte-identical."""
+
+    code: str
+    name: str = ""
+
+
+RuleExample = Union[Example, NoChange]
+
+
+@dataclass
+class Context:
+    """What a rule may read about the file and the run."""
+
+    path: str
+    facts: FileFacts
+    index: ProjectIndex
+    config: Config
+    # filled by transformers: (rule id, message) of every rewrite made
+    fixed: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Rule:
+    id: ClassVar[str]
+    name: ClassVar[str]  # the file stem, set by the registry
+    summary: ClassVar[str]
+    examples: ClassVar[list[RuleExample]] = []
+    # run order: converting rules (0), then report-only rules (90), then the
+    # import rewrite (100) -- every rule resolves names through the legacy
+    # imports, so those change last
+    order: ClassVar[int] = 0
+
+    def applies(self, ctx: Context) -> bool:
+        """Cheap test on the file's facts: may this rule change anything?"""
+        raise NotImplementedError
+
+    def transformer(self, ctx: Context) -> RuleTransformer:
+        raise NotImplementedError
+
+    def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
+        return module.visit(self.transformer(ctx))
+
+
+class RuleTransformer(cst.CSTTransformer):
+    """Base transformer: TODO comments on statements, and opt-out comments.
+
+    ``self.todo(msg)`` attaches ``# TODO(linen-upgrade): ID msg`` to the
+    innermost statement being visited (once: a re-run finds it there already).
+    Statements carrying ``# linen-upgrade: skip`` are returned untouched.
+    """
+
+    def __init__(self, rule: Rule, ctx: Context) -> None:
+        super().__init__()
+        self.rule = rule
+        self.ctx = ctx
+        self._todo_stack: list[list[str]] = []
+        self._skip_stack: list[bool] = []
+        # positions cost a codegen per statement: only where the text has a mark
+        self._check_skips = ctx.facts.has_skip_marks
+        self._module: cst.Module | None = None
+
+    def resolve(self, node: cst.CSTNode) -> str | None:
+        """The qualified name ``node`` stands for through the file's imports."""
+        return self.ctx.facts.imports.resolve(node)
+
+    # -- reporting -----------------------------------------------------------
+    def todo(self, message: str) -> None:
+        line = f"{TODO_PREFIX} {self.rule.id} {message}"
+        if self._todo_stack and line not in self._todo_stack[-1]:
+            self._todo_stack[-1].append(line)
+
+    def fixed(self, message: str) -> None:
+        self.ctx.fixed.append((self.rule.id, message))
+
+    # -- traversal hooks -----------------------------------------------------
+    def visit_Module(self, node: cst.Module) -> bool:
+        self._module = node
+        return True
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, cst.BaseStatement):
+            skip = self._check_skips and self._is_skipped(node)
+            self._skip_stack.append(skip)
+            self._todo_stack.append([])
+            if skip:
+                return False
+        return super().on_visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
+        if not isinstance(original_node, cst.BaseStatement):
+            return super().on_leave(original_node, updated_node)
+        todos = self._todo_stack.pop()
+        if self._skip_stack.pop():
+            return original_node
+        result = super().on_leave(original_node, updated_node)
+        if todos and isinstance(result, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+            result = _with_todos(result, todos)
+        elif todos and isinstance(result, cst.FlattenSentinel) and result.nodes:
+            first = result.nodes[0]
+            if isinstance(first, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+                result = cst.FlattenSentinel([_with_todos(first, todos), *result.nodes[1:]])
+        elif todos and self._todo_stack:
+            # the statement vanished: its TODOs move to the enclosing statement
+            self._todo_stack[-1].extend(t for t in todos if t not in self._todo_stack[-1])
+        return result
+
+    def _is_skipped(self, node: cst.BaseStatement) -> bool:
+        for line in getattr(node, "leading_lines", ()):
+            if line.comment and SKIP_MARK in line.comment.value:
+                return True
+        if isinstance(node, cst.SimpleStatementLine):
+            assert self._module is not None
+            return SKIP_MARK in self._module.code_for_node(node)
+        body = getattr(node, "body", None)
+        header = getattr(body, "header", None)
+        comment = getattr(header, "comment", None)
+        return bool(comment and SKIP_MARK in comment.value)
+
+
+def _with_todos(stmt, todos: list[str]):
+    existing = {line.comment.value.strip() for line in stmt.leading_lines if line.comment}
+    new = [cst.EmptyLine(comment=cst.Comment(t)) for t in todos if t not in existing]
+    if not new:
+        return stmt
+    return stmt.with_changes(leading_lines=[*stmt.leading_lines, *new])

@@ -1,0 +1,85 @@
+"""LibCST helpers shared by more than one rule."""
+
+from __future__ import annotations
+
+import libcst as cst
+from libcst.codemod import CodemodContext
+from libcst.codemod.visitors import AddImportsVisitor
+
+from linen_upgrade.resolve import ImportMap, canonical
+
+
+def build_dotted(name: str) -> cst.BaseExpression:
+    """``a.b.c`` as a Name/Attribute chain."""
+    head, *rest = name.split(".")
+    node: cst.BaseExpression = cst.Name(head)
+    for part in rest:
+        node = cst.Attribute(value=node, attr=cst.Name(part))
+    return node
+
+
+def express(qualname: str, imports: ImportMap) -> tuple[str, str | None]:
+    """How this file can spell ``qualname``, and the module to import if it cannot yet.
+
+    The longest prefix bound by an existing import wins (``jnp.index_exp`` for
+    ``jax.numpy.index_exp`` when ``jnp`` is bound); otherwise the full dotted
+    name and the top-level module that must be imported for it.
+    """
+    parts = qualname.split(".")
+    for cut in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:cut])
+        for local, target in sorted(imports.aliases.items()):
+            if canonical(target) == prefix:
+                return ".".join([local, *parts[cut:]]), None
+    return qualname, parts[0]
+
+
+def add_import(module: cst.Module, name: str) -> cst.Module:
+    """``import name`` once, placed by LibCST's own import-adding visitor."""
+    context = CodemodContext()
+    AddImportsVisitor.add_needed_import(context, name)
+    return AddImportsVisitor(context).transform_module(module)
+
+
+def call_args_plain(call: cst.Call) -> bool:
+    """No ``*args``/``**kwargs`` in the call: positions are known."""
+    return all(a.star == "" for a in call.args)
+
+
+def strip_comma(arg: cst.Arg) -> cst.Arg:
+    return arg.with_changes(comma=cst.MaybeSentinel.DEFAULT)
+
+
+def needs_parens(expr: cst.BaseExpression) -> bool:
+    """Would ``expr.attr`` bind differently than ``(expr).attr``?"""
+    return not isinstance(expr, (cst.Name, cst.Attribute, cst.Call, cst.Subscript,
+                                 cst.Integer, cst.Float, cst.SimpleString, cst.List,
+                                 cst.Tuple, cst.Dict, cst.Set)) and not expr.lpar
+
+
+class _DropFromImports(cst.CSTTransformer):
+    def __init__(self, quals: set[str]) -> None:
+        super().__init__()
+        self.quals = quals
+
+    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine,
+                                  updated: cst.SimpleStatementLine):
+        if len(updated.body) != 1 or not isinstance(updated.body[0], cst.ImportFrom):
+            return updated
+        stmt = updated.body[0]
+        if isinstance(stmt.names, cst.ImportStar) or stmt.module is None or stmt.relative:
+            return updated
+        module = cst.helpers.get_full_name_for_node(stmt.module)
+        keep = [a for a in stmt.names
+                if not (isinstance(a.name, cst.Name) and f"{module}.{a.name.value}" in self.quals)]
+        if len(keep) == len(stmt.names):
+            return updated
+        if not keep:
+            return cst.RemoveFromParent()
+        keep[-1] = keep[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        return updated.with_changes(body=[stmt.with_changes(names=keep)])
+
+
+def drop_from_imports(module: cst.Module, quals: set[str]) -> cst.Module:
+    """Remove ``from m import name`` entries whose ``m.name`` is in ``quals``."""
+    return module.visit(_DropFromImports(quals))
