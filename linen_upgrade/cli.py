@@ -117,8 +117,10 @@ def rewrite(paths: tuple[str, ...], diff: bool, check: bool, exit_zero_even_if_c
     """Rewrite legacy Flax code in PATHS (files or folders; - for stdin)."""
     from linen_upgrade import pipeline, report
 
-    if not paths:
-        raise click.UsageError("no paths given (use - to read from stdin)")
+    if not paths:  # what black and pre-commit do with an empty file list
+        if not quiet:
+            click.echo("no paths given; nothing to do (use - to read from stdin)", err=True)
+        sys.exit(EXIT_OK)
     start = Path(paths[0]) if paths[0] != "-" else Path.cwd()
     try:
         cfg = config_mod.load(start if start.exists() else Path.cwd(),
@@ -223,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
         cli.main(args=argv, prog_name="linen-upgrade", standalone_mode=True)
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_ERROR
+    except Exception:  # a bug of ours: exit 2, never the "changed" code 1
+        import traceback
+
+        traceback.print_exc()
+        click.echo("linen-upgrade: internal error (please report it with the traceback above)", err=True)
+        return EXIT_ERROR
     return EXIT_OK
 
 

@@ -18,7 +18,7 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.tables.jax_renames import JAX_INDEX_OPS
-from rules._cst import call_args_plain, drop_from_imports, needs_parens, strip_comma
+from linen_upgrade.rules._cst import call_args_plain, drop_from_imports, needs_parens, strip_comma
 
 # keywords the .at[] methods accept as well
 _PASSTHROUGH = frozenset({"indices_are_sorted", "unique_indices"})

@@ -19,7 +19,7 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.tables.jax_renames import JAX_RENAMES
-from rules._cst import add_import, build_dotted, express
+from linen_upgrade.rules._cst import add_import, build_dotted, express
 
 
 class JaxRenames(Rule):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
-from rules._cst import call_args_plain
+from linen_upgrade.rules._cst import call_args_plain
 
 
 class LaxTieIn(Rule):

@@ -24,7 +24,7 @@ import libcst as cst
 from linen_upgrade.resolve import canonical
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.tables.nn_symbols import NN_NAMESPACE_MODULES, NN_SYMBOLS
-from rules._cst import build_dotted
+from linen_upgrade.rules._cst import build_dotted
 
 _LEGACY_ROOTS = ("flax.nn", "flax.deprecated.nn")
 

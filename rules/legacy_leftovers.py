@@ -1,0 +1,97 @@
+"""LU901 legacy_leftovers: report legacy API that no rule converted.
+
+What it does
+    After the converting rules, marks each statement that still uses a
+    ``flax.nn`` symbol with no Linen name (``nn.Model``, ``nn.stateful``, ...),
+    any ``flax.optim`` name, a legacy module class that still defines
+    ``apply``, or ``.partial``/``.shared``/``.init_by_shape``/... on a legacy
+    module, with ``# TODO(linen-upgrade): LU901 ...`` and a report finding.
+Why
+    ``flax.nn`` imports become ``flax.linen`` imports (LU100); code the tool
+    did not convert must not pass silently as if it were upgraded.
+Changes nothing else
+    It only adds comments; a re-run finds its comments and adds none.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.tables.nn_symbols import NN_SYMBOLS
+
+_MODULE_CLASS_METHODS = frozenset({"partial", "shared", "init", "init_by_shape", "call",
+                                   "create", "create_by_shape"})
+
+
+class LegacyLeftovers(Rule):
+    id = "LU901"
+    order = 90
+    summary = "Mark legacy flax.nn / flax.optim code that no rule converted (report only)"
+    examples = [
+        Example(
+            "from flax import nn\n\nmodel = nn.Model(CNN, params)\n",
+            "from flax import nn\n\n"
+            "# TODO(linen-upgrade): LU901 flax.nn.Model is not converted: pass params explicitly: "
+            "`M(...).apply({'params': params}, x)`\nmodel = nn.Model(CNN, params)\n",
+        ),
+        NoChange("from flax import linen as nn\n\nclass M(nn.Module):\n    def apply(self, x):\n"
+                 "        return x\n", name="a linen module may have a method called apply"),
+    ]
+
+    def applies(self, ctx: Context) -> bool:
+        return ctx.facts.references("flax.nn", "flax.optim") or any(
+            ctx.index.is_legacy_module(q) for q in ctx.facts.qualnames)
+
+    def transformer(self, ctx: Context) -> RuleTransformer:
+        return _Transformer(self, ctx)
+
+
+class _Transformer(RuleTransformer):
+    def visit_Import(self, node: cst.Import) -> bool:
+        return False
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        return False
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        legacy = any(self._is_legacy_class(b.value) for b in node.bases)
+        if legacy and any(isinstance(s, cst.FunctionDef) and s.name.value == "apply"
+                          for s in node.body.body):
+            self.todo(f"{node.name.value} is a legacy flax.nn module (it defines apply): "
+                      "convert it to dataclass attributes + __call__")
+        return True
+
+    def _is_legacy_class(self, expr: cst.BaseExpression) -> bool:
+        qual = self.resolve(expr)
+        if qual is None and isinstance(expr, cst.Name):  # a class of this file
+            qual = f"{self.ctx.facts.module_name}.{expr.value}" if self.ctx.facts.module_name else expr.value
+        return self.ctx.index.is_legacy_module(qual)
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        if cst.helpers.get_full_name_for_node(node) is None:
+            return True
+        qual = self.resolve(node)
+        if qual:
+            self._check(qual)
+        if node.attr.value in _MODULE_CLASS_METHODS and self._is_legacy_class(node.value):
+            self.todo(f"{cst.helpers.get_full_name_for_node(node)}: legacy Module.{node.attr.value} "
+                      "is not converted")
+        return False
+
+    def visit_Name(self, node: cst.Name) -> bool:
+        qual = self.resolve(node)
+        if qual:
+            self._check(qual)
+        return False
+
+    def _check(self, qual: str) -> None:
+        if qual.startswith("flax.optim"):
+            self.todo(f"{qual} is not converted: flax.optim is gone, use optax")
+            return
+        parts = qual.split(".")
+        if parts[:2] != ["flax", "nn"] or len(parts) < 3:
+            return
+        row = NN_SYMBOLS.get(".".join(parts[:3]))
+        if row is not None and row.linen is None:
+            self.todo(f"{'.'.join(parts[:3])} is not converted: {row.guideline}")
