@@ -96,6 +96,7 @@ class RuleTransformer(cst.CSTTransformer):
         # positions cost a codegen per statement: only where the text has a mark
         self._check_skips = ctx.facts.has_skip_marks
         self._module: cst.Module | None = None
+        self._header: set[str] = set()
 
     def resolve(self, node: cst.CSTNode) -> str | None:
         """The qualified name ``node`` stands for through the file's imports."""
@@ -113,6 +114,9 @@ class RuleTransformer(cst.CSTTransformer):
     # -- traversal hooks -----------------------------------------------------
     def visit_Module(self, node: cst.Module) -> bool:
         self._module = node
+        # LibCST keeps comments above the first statement in the module
+        # header, where a re-run must find the TODOs it wrote there
+        self._header = {line.comment.value.strip() for line in node.header if line.comment}
         return True
 
     def on_visit(self, node: cst.CSTNode) -> bool:
@@ -127,10 +131,15 @@ class RuleTransformer(cst.CSTTransformer):
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
         if not isinstance(original_node, cst.BaseStatement):
             return super().on_leave(original_node, updated_node)
-        todos = self._todo_stack.pop()
-        if self._skip_stack.pop():
+        if self._skip_stack[-1]:
+            self._skip_stack.pop()
+            self._todo_stack.pop()
             return original_node
+        # leave_X may still add TODOs for this very statement: pop afterwards
         result = super().on_leave(original_node, updated_node)
+        self._skip_stack.pop()
+        todos = self._todo_stack.pop()
+        todos = [t for t in todos if t not in self._header]
         if todos and isinstance(result, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
             result = _with_todos(result, todos)
         elif todos and isinstance(result, cst.FlattenSentinel) and result.nodes:

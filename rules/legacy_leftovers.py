@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.tables.nn_symbols import NN_SYMBOLS
 
@@ -49,9 +50,17 @@ class LegacyLeftovers(Rule):
 
 class _Transformer(RuleTransformer):
     def visit_Import(self, node: cst.Import) -> bool:
+        for alias in node.names:
+            if canonical(dotted(alias.name) or "").startswith("flax.optim"):
+                self.todo("flax.optim is gone: its uses need optax")
         return False
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        module = dotted(node.module) if node.module and not node.relative else None
+        if module and not isinstance(node.names, cst.ImportStar):
+            for alias in node.names:
+                if canonical(f"{module}.{dotted(alias.name)}").startswith("flax.optim"):
+                    self.todo("flax.optim is gone: its uses need optax")
         return False
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
@@ -69,13 +78,13 @@ class _Transformer(RuleTransformer):
         return self.ctx.index.is_legacy_module(qual)
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
-        if cst.helpers.get_full_name_for_node(node) is None:
+        if dotted(node) is None:
             return True
         qual = self.resolve(node)
         if qual:
             self._check(qual)
         if node.attr.value in _MODULE_CLASS_METHODS and self._is_legacy_class(node.value):
-            self.todo(f"{cst.helpers.get_full_name_for_node(node)}: legacy Module.{node.attr.value} "
+            self.todo(f"{dotted(node)}: legacy Module.{node.attr.value} "
                       "is not converted")
         return False
 

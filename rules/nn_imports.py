@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from linen_upgrade.resolve import canonical
+from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.tables.nn_symbols import NN_NAMESPACE_MODULES, NN_SYMBOLS
 from linen_upgrade.rules._cst import build_dotted
@@ -66,10 +66,10 @@ class _Transformer(RuleTransformer):
     # -- dotted uses -----------------------------------------------------------
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         # a whole Name/Attribute chain is handled at its top (leave_Attribute)
-        return cst.helpers.get_full_name_for_node(node) is None
+        return dotted(node) is None
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
-        name = cst.helpers.get_full_name_for_node(original)
+        name = dotted(original)
         qual = self.resolve(original) if name else None
         if not qual or not _is_legacy_nn(qual) or qual == "flax.nn":
             if qual == "flax.nn" and name and self._root_target(name) == "flax":

@@ -40,6 +40,7 @@ REASON_LEGACY_ENV = "legacy runtime unavailable"
 REASON_MISSING_INPUTS = "missing inputs"
 REASON_ERROR = "error in user code"
 REASON_LAUNCH = "could not start python"
+REASON_NO_FILE = "file not found"
 
 
 @dataclass
@@ -143,6 +144,9 @@ def run_legacy(target: str, *, driver: bool = False, args: Sequence[str] = (),
                legacy_python: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
                platform: Optional[str] = None, cwd: Optional[str] = None,
                user_dirs: Sequence[str] = ()) -> SideResult:
+    target = str(Path(target).resolve())
+    if not Path(target).is_file():
+        return SideResult("legacy", False, None, reason=REASON_NO_FILE, detail=target)
     try:
         cmd = legacy_command(target, driver=driver, args=args, legacy_python=legacy_python,
                              user_dirs=user_dirs)
@@ -155,6 +159,9 @@ def run_legacy(target: str, *, driver: bool = False, args: Sequence[str] = (),
 def run_modern(target: str, *, args: Sequence[str] = (), python: Optional[str] = None,
                timeout: float = DEFAULT_TIMEOUT, platform: Optional[str] = None,
                cwd: Optional[str] = None) -> SideResult:
+    target = str(Path(target).resolve())
+    if not Path(target).is_file():
+        return SideResult("modern", False, None, reason=REASON_NO_FILE, detail=target)
     cmd = [python or sys.executable, str(target), *args]
     return run_process(cmd, side="modern", timeout=timeout,
                        cwd=cwd or str(Path(target).resolve().parent), env=platform_env(platform))
