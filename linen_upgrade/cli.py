@@ -32,7 +32,7 @@ class DefaultGroup(click.Group):
     """A group whose default command is ``rewrite``: ``linen-upgrade src/``."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.list_commands(ctx) and args[0] not in ("--help", "-h", "--version"):
+        if not args or (args[0] not in self.list_commands(ctx) and args[0] not in ("--help", "-h", "--version")):
             args = ["rewrite", *args]
         return super().parse_args(ctx, args)
 

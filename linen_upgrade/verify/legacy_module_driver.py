@@ -125,10 +125,18 @@ def main():
         rng = jax.random.PRNGKey(ns.seed)
         init_kw = dict(kwargs)
         init_kw.update(modes[0][1])
-        with nn.stateful() as init_state:
-            with nn.stochastic(jax.random.PRNGKey(ns.seed + 1)):
-                _, params = cls.init(rng, *inputs, **init_kw)
-        state0 = init_state.as_dict()
+
+        def init_fn(rng, *xs):
+            with nn.stateful() as init_state:
+                with nn.stochastic(jax.random.PRNGKey(ns.seed + 1)):
+                    _, params = cls.init(rng, *xs, **init_kw)
+            return params, init_state.as_dict()
+        try:
+            params, state0 = jax.jit(init_fn)(rng, *inputs)
+        except Exception:  # e.g. python control flow on values: initialise eagerly
+            params, state0 = init_fn(rng, *inputs)
+        params = jax.tree_util.tree_map(np.asarray, params)
+        state0 = jax.tree_util.tree_map(np.asarray, state0)
     except Exception as e:
         _fail(out, "init", e)
     t_init = time.time() - t0 - t_load
@@ -141,34 +149,41 @@ def main():
             kw = dict(kwargs)
             kw.update(mkw)
 
-            def forward(p):
-                with nn.stateful(init_state) as new_state:
+            def forward(p, kw=kw):
+                with nn.stateful(nn.Collection(dict(state0))) as new_state:
                     with nn.stochastic(jax.random.PRNGKey(ns.seed + 2)):
                         y = cls.call(p, *inputs, **kw)
                 return y, new_state.as_dict()
-            y, new_state = forward(params)
-            leaves = jax.tree_util.tree_leaves(y)
+            try:
+                out_shapes = jax.eval_shape(forward, params)[0]
+                jitted = True
+            except Exception:
+                out_shapes = forward(params)[0]
+                jitted = False
             projs = []
-            for i, leaf in enumerate(leaves):
-                store.add("output", mode, (str(i),), leaf)
-                if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating):
-                    pr = rs.randn(*np.shape(leaf)).astype(np.float32)
+            for leaf in jax.tree_util.tree_leaves(out_shapes):
+                if jnp.issubdtype(leaf.dtype, jnp.floating):
+                    projs.append(rs.randn(*leaf.shape).astype(np.float32))
                 else:
-                    pr = None
-                projs.append(pr)
-                if pr is not None:
-                    store.add("proj", mode, (str(i),), pr)
-            for skey in sorted(new_state):
-                store.add_tree("state_after", mode, new_state[skey], (skey,))
+                    projs.append(None)
 
-            def loss(p):
-                yy, _ = forward(p)
+            def loss(p, projs=projs, forward=forward):
+                yy, st = forward(p)
                 total = 0.0
                 for leaf, pr in zip(jax.tree_util.tree_leaves(yy), projs):
                     if pr is not None:
                         total = total + jnp.sum(leaf.astype(jnp.float32) * pr)
-                return total
-            grads = jax.grad(loss)(params)
+                return total, (yy, st)
+            vg = jax.value_and_grad(loss, has_aux=True)
+            if jitted:
+                vg = jax.jit(vg)
+            (_, (y, new_state)), grads = vg(params)
+            for i, leaf in enumerate(jax.tree_util.tree_leaves(y)):
+                store.add("output", mode, (str(i),), leaf)
+                if projs[i] is not None:
+                    store.add("proj", mode, (str(i),), projs[i])
+            for skey in sorted(new_state):
+                store.add_tree("state_after", mode, new_state[skey], (skey,))
             store.add_tree("grad", mode, grads)
     except Exception as e:
         _fail(out, "run", e)

@@ -203,15 +203,18 @@ def main():
                     return y, upd
 
                 def loss(p, forward=forward, projs=projs):
-                    y, _ = forward(p)
+                    y, upd = forward(p)
                     total = 0.0
                     for i, leaf in enumerate(jax.tree_util.tree_leaves(y)):
                         if str(i) in projs:
                             total = total + jnp.sum(leaf.astype(jnp.float32) * projs[str(i)])
-                    return total
+                    return total, (y, upd)
                 tc = time.time()
-                y, upd = forward(variables["params"])
-                grads = jax.grad(loss)(variables["params"])
+                vg = jax.value_and_grad(loss, has_aux=True)
+                try:
+                    (_, (y, upd)), grads = jax.jit(vg)(variables["params"])
+                except Exception:  # python control flow on values: run eagerly
+                    (_, (y, upd)), grads = vg(variables["params"])
                 jax.block_until_ready(grads)
                 compile_s += time.time() - tc
                 # outputs

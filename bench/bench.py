@@ -1,0 +1,362 @@
+#!/usr/bin/env python
+"""linen-upgrade benchmark (a script, not a test).
+
+    python bench/bench.py            # full run, a few minutes at most
+    python bench/bench.py --quick    # smaller corpus, fewer repetitions (< 1 min)
+    python bench/bench.py --profile  # also print where the in-process time goes
+
+Builds a corpus in a temporary folder -- the installed jax, flax and optax
+``.py`` sources plus the legacy fixture sources replicated N times, each copy
+in its own folder -- and measures, in the same run:
+
+a. the rewrite (``linen-upgrade --check -j 1``, as a subprocess and in-process
+   through ``linen_upgrade.pipeline.run``) against a bare LibCST
+   ``parse_module`` + ``.code`` of the same candidate files (those containing
+   ``b"flax"``), single process.  Goal: <= 1.5x.
+b. a no-op run over a tree with no legacy code (the jax sources without the
+   files that mention flax) against reading its files in Python.  Goal: <= 3x.
+c. ``-j 2`` against ``-j 1`` on the corpus (subprocess).
+d. ``linen-upgrade --check one_file.py`` start-up against ``python -c pass``,
+   and whether jax (or flax, optax, numpy) gets imported.  Goal: never; <= 0.25 s.
+
+Every figure is the median of a few repetitions.  Goals are not asserted: each
+gets PASS or MISS.  The last block is markdown for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import importlib.util
+import io
+import json
+import os
+import platform
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LEGACY_GLOBS = ("fixtures/rules/**/*.in.py", "fixtures/programs/**/*.py")
+# fewer fixture files than this: the rules' inline examples are added as well
+FEW_FIXTURES = 10
+SITE_PACKAGES = ("jax", "flax", "optax")
+HEAVY_MODULES = ("jax", "jaxlib", "flax", "optax", "numpy", "orbax")
+
+GOAL_REWRITE = 1.5
+GOAL_NOOP = 3.0
+GOAL_STARTUP_S = 0.25
+
+
+# -- the corpus ---------------------------------------------------------------
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"bench: package {name!r} is not installed (pip install -e '.[dev]')")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _copy_py_tree(src: Path, dst: Path, keep: Callable[[bytes], bool] = lambda data: True) -> int:
+    n = 0
+    for path in sorted(src.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        data = path.read_bytes()
+        if not keep(data):
+            continue
+        target = dst / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        n += 1
+    return n
+
+
+def legacy_sources() -> list[tuple[str, bytes]]:
+    """(file name, source) of every legacy input we have."""
+    out: list[tuple[str, bytes]] = []
+    for pattern in LEGACY_GLOBS:
+        for path in sorted(REPO.glob(pattern)):
+            rel = path.relative_to(REPO / "fixtures")
+            stem = "__".join(rel.with_suffix("").parts).replace(".in", "").replace(".", "_")
+            out.append((f"{stem}.py", path.read_bytes()))
+    if len(out) < FEW_FIXTURES:
+        from linen_upgrade.registry import all_rules
+        from linen_upgrade.rule import Example
+
+        for rule in all_rules():
+            for k, example in enumerate(e for e in rule.examples if isinstance(e, Example)):
+                out.append((f"example_{rule.id}_{k}.py", example.before.encode("utf-8")))
+    return out
+
+
+def build_corpus(root: Path, copies: int) -> dict:
+    corpus = root / "corpus"
+    counts = {}
+    for name in SITE_PACKAGES:
+        counts[name] = _copy_py_tree(_package_dir(name), corpus / "site" / name)
+    sources = legacy_sources()
+    for i in range(copies):
+        folder = corpus / "legacy" / f"copy_{i:03d}"
+        folder.mkdir(parents=True)
+        for name, data in sources:
+            (folder / name).write_bytes(data)
+    # the no-op tree: jax without any file that mentions flax
+    noop = root / "noop"
+    counts["noop"] = _copy_py_tree(_package_dir("jax"), noop / "jax", keep=lambda d: b"flax" not in d)
+    one = root / "single" / "one_file.py"
+    one.parent.mkdir()
+    one.write_bytes(b"from flax import nn\nimport jax\n\ny = jax.tree_multimap(lambda a, b: a + b, x, x)\n")
+    files = sorted(corpus.rglob("*.py"))
+    datas = {p: p.read_bytes() for p in files}
+    return {
+        "corpus": corpus,
+        "legacy": corpus / "legacy",
+        "noop": noop,
+        "one": one,
+        "files": files,
+        "bytes": sum(len(d) for d in datas.values()),
+        "candidates": [p for p, d in datas.items() if b"flax" in d],
+        "legacy_files": [p for p in files if (corpus / "legacy") in p.parents],
+        "legacy_per_copy": len(sources),
+        "copies": copies,
+        "counts": counts,
+    }
+
+
+# -- measuring ----------------------------------------------------------------
+
+def median_time(fn: Callable[[], object], reps: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def cli_command() -> list[str]:
+    script = Path(sys.executable).parent / "linen-upgrade"
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "linen_upgrade.cli"]
+
+
+def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*cli_command(), *args], cwd=cwd, capture_output=True)
+    if proc.returncode not in (0, 1):
+        sys.stderr.write(proc.stderr.decode(errors="replace")[-2000:])
+        raise SystemExit(f"bench: linen-upgrade {' '.join(args)} exited {proc.returncode}")
+    return proc
+
+
+def bare_libcst(files: list[Path]) -> int:
+    import libcst as cst
+
+    n = 0
+    for path in files:
+        n += len(cst.parse_module(path.read_bytes()).code)
+    return n
+
+
+def read_all(root: Path) -> int:
+    return sum(len(p.read_bytes()) for p in root.rglob("*.py"))
+
+
+def in_process(paths: list[Path], jobs: int = 1):
+    from linen_upgrade import pipeline
+    from linen_upgrade.config import Config
+    from linen_upgrade.files import discover
+    from linen_upgrade.registry import all_rules
+
+    rule_ids = [r.id for r in all_rules()]
+    return pipeline.run(list(discover([str(p) for p in paths])), Config(), rule_ids, jobs)
+
+
+def startup_probe(one: Path) -> dict:
+    code = (
+        "import sys, json\n"
+        "from linen_upgrade.cli import main\n"
+        f"rc = main(['--check', '-q', {str(one)!r}])\n"
+        f"heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules]\n"
+        "sys.stderr.write('@@' + json.dumps({'rc': rc, 'heavy': heavy, 'modules': len(sys.modules)}) + '\\n')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=one.parent, capture_output=True, text=True)
+    line = next((ln for ln in proc.stderr.splitlines() if ln.startswith("@@")), None)
+    if line is None:
+        raise SystemExit(f"bench: start-up probe failed:\n{proc.stderr[-2000:]}")
+    probe = json.loads(line[2:])
+    # the same question answered by the interpreter itself
+    imp = subprocess.run([sys.executable, "-X", "importtime", "-m", "linen_upgrade.cli", "--check", "-q",
+                          str(one)], cwd=one.parent, capture_output=True, text=True)
+    rows = []
+    for ln in imp.stderr.splitlines():
+        if not ln.startswith("import time:") or "|" not in ln or "self [us]" in ln:
+            continue
+        _, cumulative, name = ln[len("import time:"):].split("|")
+        rows.append((int(cumulative), name.rstrip()))
+    top_level = [(c, n.strip()) for c, n in rows if n.startswith(" ") and not n.startswith("  ")]
+    probe["importtime_heavy"] = sorted({n.strip().split(".")[0] for _, n in rows} & set(HEAVY_MODULES))
+    probe["top_imports"] = sorted(top_level, reverse=True)[:6]
+    return probe
+
+
+def profile(label: str, fn: Callable[[], object], limit: int = 18) -> None:
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out).strip_dirs().sort_stats("cumulative")
+    stats.print_stats(limit)
+    print(f"\n--- cProfile: {label} (cumulative) ---")
+    print("\n".join(out.getvalue().splitlines()[4:]))
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).strip_dirs().sort_stats("tottime").print_stats(10)
+    print(f"--- cProfile: {label} (own time) ---")
+    print("\n".join(out.getvalue().splitlines()[4:]))
+
+
+# -- report -------------------------------------------------------------------
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small corpus, few repetitions")
+    parser.add_argument("--copies", type=int, default=None, help="legacy fixture copies (default 100, quick 20)")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions per figure (default 5, quick 3)")
+    parser.add_argument("--profile", action="store_true", help="cProfile the in-process runs")
+    parser.add_argument("--keep", action="store_true", help="keep the corpus folder and print its path")
+    args = parser.parse_args()
+    copies = args.copies if args.copies is not None else (20 if args.quick else 100)
+    reps = args.reps or (3 if args.quick else 5)
+    startup_reps = 5 if args.quick else 11
+    started = time.perf_counter()
+
+    import libcst
+
+    import linen_upgrade
+
+    tmp = Path(tempfile.mkdtemp(prefix="lu-bench-"))
+    try:
+        c = build_corpus(tmp, copies)
+        print(f"linen-upgrade {linen_upgrade.__version__} benchmark: Python {platform.python_version()}, "
+              f"libcst {libcst.__version__ if hasattr(libcst, '__version__') else '?'}, "
+              f"{os.cpu_count()} CPUs, {platform.machine()}, {'quick' if args.quick else 'full'} run")
+        print(f"corpus: {len(c['files'])} files, {c['bytes'] / 1e6:.1f} MB "
+              f"({', '.join(f'{k} {v}' for k, v in c['counts'].items() if k != 'noop')} files; "
+              f"{c['legacy_per_copy']} legacy sources x {copies} copies = {len(c['legacy_files'])} files); "
+              f"{len(c['candidates'])} candidate files mention flax")
+        print(f"no-op tree: {c['counts']['noop']} jax files without 'flax'")
+        print(f"{reps} repetitions per figure, median; CLI = {' '.join(cli_command())}\n")
+
+        # warm: imports, rule discovery, the file system cache
+        in_process([c["legacy"] / "copy_000"])
+        read_all(c["corpus"])
+
+        rows = []
+        # a. rewrite vs bare LibCST
+        t_base, _ = median_time(lambda: bare_libcst(c["candidates"]), reps)
+        t_cli1, proc = median_time(lambda: run_cli(["--check", "-q", "-j", "1", str(c["corpus"])], tmp), reps)
+        t_inp, run = median_time(lambda: in_process([c["corpus"]]), reps)
+        parsed = sum(r.parsed for r in run.results)
+        changed = sum(r.changed for r in run.results)
+        errors = [r.error for r in run.results if r.error]
+        t_leg_base, _ = median_time(lambda: bare_libcst(c["legacy_files"]), reps)
+        t_leg, _ = median_time(lambda: in_process([c["legacy"]]), reps)
+        rows += [
+            ("a. rewrite corpus, CLI `--check -j 1` (subprocess)", t_cli1,
+             "bare LibCST parse+print of the candidates", t_base, GOAL_REWRITE),
+            ("a. rewrite corpus, in-process `pipeline.run(jobs=1)`", t_inp,
+             "bare LibCST parse+print of the candidates", t_base, GOAL_REWRITE),
+            ("a. legacy files only, in-process", t_leg,
+             "bare LibCST parse+print of the same files", t_leg_base, GOAL_REWRITE),
+        ]
+        # b. no-op
+        t_read, nbytes = median_time(lambda: read_all(c["noop"]), reps)
+        t_noop, noop_run = median_time(lambda: in_process([c["noop"]]), reps)
+        t_noop_cli, _ = median_time(lambda: run_cli(["--check", "-q", "-j", "1", str(c["noop"])], tmp), reps)
+        noop_parsed = sum(r.parsed for r in noop_run.results)
+        rows += [
+            ("b. no-op tree, in-process `pipeline.run(jobs=1)`", t_noop,
+             "`Path.read_bytes` loop over its files", t_read, GOAL_NOOP),
+            ("b. no-op tree, CLI `--check -j 1` (subprocess, incl. start-up)", t_noop_cli,
+             "`Path.read_bytes` loop over its files", t_read, GOAL_NOOP),
+        ]
+        # c. -j 2 vs -j 1
+        t_cli2, _ = median_time(lambda: run_cli(["--check", "-q", "-j", "2", str(c["corpus"])], tmp), reps)
+        rows.append(("c. rewrite corpus, CLI `--check -j 2` (subprocess)", t_cli2,
+                     "the same with `-j 1`", t_cli1, None))
+        # d. start-up
+        t_pass, _ = median_time(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), startup_reps)
+        t_one, _ = median_time(lambda: run_cli(["--check", "-q", str(c["one"])], c["one"].parent), startup_reps)
+        probe = startup_probe(c["one"])
+        extra = t_one - t_pass
+
+        # -- the table ------------------------------------------------------
+        print(f"{'measure':<66} {'ours':>8} {'baseline':>9} {'ratio':>7}  goal")
+        for label, ours, base_label, base, goal in rows:
+            ratio = ours / base if base else float("inf")
+            mark = f"<= {goal}x {verdict(ratio <= goal)}" if goal else f"speed-up {base / ours:.2f}x"
+            print(f"{label:<66} {ours:>7.3f}s {base:>8.3f}s {ratio:>6.2f}x  {mark}   (baseline: {base_label})")
+        print(f"{'d. start-up `linen-upgrade --check one_file.py` vs `python -c pass`':<66} "
+              f"{t_one:>7.3f}s {t_pass:>8.3f}s {'+' + format(extra, '.3f') + 's':>7}  "
+              f"<= +{GOAL_STARTUP_S}s {verdict(extra <= GOAL_STARTUP_S)}")
+        jax_imported = "jax" in probe["heavy"] or "jax" in probe["importtime_heavy"]
+        print(f"{'d. jax imported by a rewrite run':<66} {'yes' if jax_imported else 'no':>8}"
+              f" {'':>9} {'':>7}  never {verdict(not jax_imported)}"
+              f"   (heavy modules loaded: {', '.join(probe['heavy']) or 'none'}; "
+              f"-X importtime: {', '.join(probe['importtime_heavy']) or 'none'}; "
+              f"{probe['modules']} modules in sys.modules)")
+        print()
+        print(f"details: the corpus run parsed {parsed} of {len(c['candidates'])} candidate files with LibCST, "
+              f"would change {changed}, errors {len(errors)}; the no-op run parsed {noop_parsed} files "
+              f"({nbytes / 1e6:.1f} MB read by the baseline); CLI exit code on the corpus {proc.returncode}")
+        for e in errors[:5]:
+            print(f"  error: {e}")
+        print("slowest imports at start-up (cumulative us): "
+              + ", ".join(f"{n} {us}" for us, n in probe["top_imports"]))
+
+        # -- markdown for the README ---------------------------------------
+        print("\n<!-- bench/bench.py " + ("--quick " if args.quick else "") + "output -->")
+        print(f"Measured with `python bench/bench.py{' --quick' if args.quick else ''}` "
+              f"(Python {platform.python_version()}, {os.cpu_count()} CPUs; corpus: installed jax, flax and "
+              f"optax sources + {len(c['legacy_files'])} legacy fixture files, "
+              f"{len(c['files'])} files, {c['bytes'] / 1e6:.1f} MB; median of {reps}):\n")
+        print("| measure | linen-upgrade | baseline | ratio | goal |")
+        print("|---|---:|---:|---:|---|")
+        for label, ours, base_label, base, goal in rows:
+            ratio = ours / base if base else float("inf")
+            g = f"≤ {goal}× {verdict(ratio <= goal)}" if goal else f"{base / ours:.2f}× speed-up"
+            print(f"| {label[3:]} | {ours:.2f} s | {base:.2f} s ({base_label}) | {ratio:.2f}× | {g} |")
+        print(f"| start-up, `linen-upgrade --check one_file.py` | {t_one:.3f} s | {t_pass:.3f} s "
+              f"(`python -c pass`) | +{extra:.3f} s | ≤ +{GOAL_STARTUP_S} s {verdict(extra <= GOAL_STARTUP_S)} |")
+        print(f"| jax imported by a rewrite run | {'yes' if jax_imported else 'no'} | | | "
+              f"never {verdict(not jax_imported)} |")
+
+        missed = any(g and o / b > g for _, o, _, b, g in rows) or extra > GOAL_STARTUP_S or jax_imported
+        if args.profile or missed:
+            if missed:
+                print("\nA goal was missed: profiling the in-process runs.")
+            profile("rewrite corpus in-process", lambda: in_process([c["corpus"]]))
+            profile("no-op tree in-process", lambda: in_process([c["noop"]]))
+        if args.keep:
+            print(f"\ncorpus kept in {tmp}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nbenchmark took {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
