@@ -131,10 +131,8 @@ def main():
                 with nn.stochastic(jax.random.PRNGKey(ns.seed + 1)):
                     _, params = cls.init(rng, *xs, **init_kw)
             return params, init_state.as_dict()
-        try:
-            params, state0 = jax.jit(init_fn)(rng, *inputs)
-        except Exception:  # e.g. python control flow on values: initialise eagerly
-            params, state0 = init_fn(rng, *inputs)
+        # eagerly: legacy init leaks tracers under jax.jit (rngs cached in eval_context)
+        params, state0 = init_fn(rng, *inputs)
         params = jax.tree_util.tree_map(np.asarray, params)
         state0 = jax.tree_util.tree_map(np.asarray, state0)
     except Exception as e:

@@ -172,28 +172,43 @@ def verify_module(legacy_py: str, upgraded_py: str, module_name: str,
                   train_steps: int = 0, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
                   platform: Optional[str] = None, *, legacy_python: Optional[str] = None,
                   timeout: float = runner.DEFAULT_TIMEOUT, shared: Optional[Dict[str, str]] = None,
-                  seed: int = 0, keep_workdir: bool = False) -> ModuleResult:
+                  seed: int = 0) -> ModuleResult:
     """Verify one module. ``kwargs`` are the legacy ``apply`` keyword arguments;
     on the Linen side those that are dataclass fields go to the constructor and
     the rest to ``__call__``. ``train_steps`` (optimizer comparison) is not
     implemented yet and is ignored."""
+    return verify_module_variants(legacy_py, [upgraded_py], module_name, inputs, kwargs, train_steps,
+                                  rtol, atol, platform, legacy_python=legacy_python, timeout=timeout,
+                                  shared=shared, seed=seed)[0]
+
+
+def verify_module_variants(legacy_py: str, upgraded_pys: Sequence[str], module_name: str,
+                           inputs: Optional[Sequence[InputSpec]] = None,
+                           kwargs: Optional[Dict[str, Any]] = None, train_steps: int = 0,
+                           rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
+                           platform: Optional[str] = None, *, legacy_python: Optional[str] = None,
+                           timeout: float = runner.DEFAULT_TIMEOUT,
+                           shared: Optional[Dict[str, str]] = None, seed: int = 0) -> List[ModuleResult]:
+    """Like :func:`verify_module` for several upgraded files against one legacy
+    file: the legacy side runs once."""
     kwargs = dict(kwargs or {})
-    legacy_py, upgraded_py = str(Path(legacy_py).resolve()), str(Path(upgraded_py).resolve())
-    for f in (legacy_py, upgraded_py):
+    legacy_py = str(Path(legacy_py).resolve())
+    upgraded_pys = [str(Path(u).resolve()) for u in upgraded_pys]
+
+    def err(status, reason, detail):
+        return [ModuleResult(module_name, status, reason, detail, rtol=rtol, atol=atol) for _ in upgraded_pys]
+    for f in [legacy_py] + upgraded_pys:
         if not Path(f).is_file():
-            return ModuleResult(module_name, "error", runner.REASON_NO_FILE, f, rtol=rtol, atol=atol)
+            return err("error", runner.REASON_NO_FILE, f)
     if not inputs:
         inputs = inputs_from_init_by_shape(legacy_py, module_name)
     if not inputs:
-        return ModuleResult(module_name, "error", runner.REASON_MISSING_INPUTS,
-                            f"no --input given and no readable `{module_name}.init_by_shape(...)` call "
-                            f"in {legacy_py}", rtol=rtol, atol=atol)
+        return err("error", runner.REASON_MISSING_INPUTS,
+                   f"no --input given and no readable `{module_name}.init_by_shape(...)` call in {legacy_py}")
     inputs = [(tuple(int(d) for d in s), str(dt)) for s, dt in inputs]
     work = runner.make_workdir()
-    ldir, mdir = work / "legacy", work / "modern"
+    ldir = work / "legacy"
     ldir.mkdir()
-    mdir.mkdir()
-    res = ModuleResult(module_name, "ok", rtol=rtol, atol=atol, inputs=[[list(s), d] for s, d in inputs])
     try:
         largs = ["--file", legacy_py, "--module", module_name, "--inputs", json.dumps(inputs),
                  "--kwargs", json.dumps(kwargs), "--seed", str(seed), "--out", str(ldir)]
@@ -201,38 +216,44 @@ def verify_module(legacy_py: str, upgraded_py: str, module_name: str,
                                  legacy_python=legacy_python, timeout=timeout, platform=platform,
                                  cwd=str(Path(legacy_py).parent),
                                  user_dirs=[str(Path(legacy_py).parent)])
-        res.legacy = lres
-        res.timings["legacy_wall_s"] = lres.wall_s
-        if not lres.ok or not (ldir / "manifest.json").is_file():
-            res.status = "error"
-            res.reason, res.detail = _error_from(lres, ldir, "legacy module")
-            return res
-        manifest = runner.read_json(ldir / "manifest.json") or {}
-        res.timings["legacy"] = manifest.get("timings")
-        margs = ["--file", upgraded_py, "--module", module_name, "--legacy-dir", str(ldir),
-                 "--kwargs", json.dumps(kwargs), "--shared", json.dumps(shared or {}),
-                 "--rtol", repr(rtol), "--atol", repr(atol), "--seed", str(seed), "--out", str(mdir)]
-        mres = runner.run_modern(str(runner.MODERN_MODULE_DRIVER), args=margs, timeout=timeout,
-                                 platform=platform, cwd=str(Path(upgraded_py).parent))
-        res.upgraded = mres
-        res.timings["upgraded_wall_s"] = mres.wall_s
-        report = runner.read_json(mdir / "report.json")
-        if report is None:
-            err = runner.read_json(mdir / "error.json") or {}
-            res.reason, res.detail = _error_from(mres, mdir, "upgraded module")
-            # the upgraded code raising while running (legacy ran fine) is a difference
-            res.status = "differ" if err.get("phase") in ("run", "convert") else "error"
-            for r in err.get("rows", []):
+        results = []
+        for i, upgraded_py in enumerate(upgraded_pys):
+            res = ModuleResult(module_name, "ok", rtol=rtol, atol=atol,
+                               inputs=[[list(s), d] for s, d in inputs])
+            res.legacy = lres
+            res.timings["legacy_wall_s"] = lres.wall_s
+            results.append(res)
+            if not lres.ok or not (ldir / "manifest.json").is_file():
+                res.status = "error"
+                res.reason, res.detail = _error_from(lres, ldir, "legacy module")
+                continue
+            manifest = runner.read_json(ldir / "manifest.json") or {}
+            res.timings["legacy"] = manifest.get("timings")
+            mdir = work / f"modern{i}"
+            mdir.mkdir()
+            margs = ["--file", upgraded_py, "--module", module_name, "--legacy-dir", str(ldir),
+                     "--kwargs", json.dumps(kwargs), "--shared", json.dumps(shared or {}),
+                     "--rtol", repr(rtol), "--atol", repr(atol), "--seed", str(seed), "--out", str(mdir)]
+            mres = runner.run_modern(str(runner.MODERN_MODULE_DRIVER), args=margs, timeout=timeout,
+                                     platform=platform, cwd=str(Path(upgraded_py).parent))
+            res.upgraded = mres
+            res.timings["upgraded_wall_s"] = mres.wall_s
+            report = runner.read_json(mdir / "report.json")
+            if report is None:
+                errj = runner.read_json(mdir / "error.json") or {}
+                res.reason, res.detail = _error_from(mres, mdir, "upgraded module")
+                # the upgraded code raising while running (legacy ran fine) is a difference
+                res.status = "differ" if errj.get("phase") in ("run", "convert") else "error"
+                for r in errj.get("rows", []):
+                    res.rows.append(TensorRow(**{k: r.get(k) for k in TensorRow.__dataclass_fields__}))
+                continue
+            res.platform = report.get("platform")
+            res.timings["upgraded"] = report.get("timings")
+            for r in report["rows"]:
                 res.rows.append(TensorRow(**{k: r.get(k) for k in TensorRow.__dataclass_fields__}))
-            return res
-        res.platform = report.get("platform")
-        res.timings["upgraded"] = report.get("timings")
-        for r in report["rows"]:
-            res.rows.append(TensorRow(**{k: r.get(k) for k in TensorRow.__dataclass_fields__}))
-        res.status = "ok" if res.rows and all(r.ok for r in res.rows) else "differ"
-        if not res.rows:
-            res.reason = "nothing to compare"
-        return res
+            res.status = "ok" if res.rows and all(r.ok for r in res.rows) else "differ"
+            if not res.rows:
+                res.reason = "nothing to compare"
+        return results
     finally:
-        if not keep_workdir:
-            runner.remove_workdir(work)
+        runner.remove_workdir(work)

@@ -1,0 +1,86 @@
+"""The legacy runtime: real flax 0.3.6 on current jax through the compat layer."""
+import re
+
+import pytest
+
+from linen_upgrade.verify import legacy_env, runner
+
+pytestmark = pytest.mark.legacy
+
+SMOKE = ["nn_smoke.py", "optim_smoke.py", "linen_optim_smoke.py"]
+
+
+@pytest.mark.parametrize("script", SMOKE)
+def test_smoke_program_runs_on_legacy_runtime(legacy_root, fixtures_dir, script):
+    res = runner.run_legacy(str(fixtures_dir / "legacy_smoke" / script), timeout=300)
+    assert res.ok, res.stderr[-3000:]
+    lines = res.stdout.splitlines()
+    assert lines[-1] == "ALL OK", res.stdout
+    assert not [l for l in lines if l.startswith("SKIP")], res.stdout
+
+
+def test_smoke_covers_the_required_features(legacy_root, fixtures_dir):
+    text = "\n".join((fixtures_dir / "legacy_smoke" / s).read_text() for s in SMOKE)
+    for needle in ["nn.Conv", "nn.BatchNorm", "nn.LayerNorm", "nn.GroupNorm", "nn.Embed", "SelfAttention",
+                   "Cache()", "LSTMCell", "GRUCell", "initialize_carry", "lax.scan", "nn.stateful",
+                   "nn.stochastic", "nn.Model", "init_by_shape", "MultiOptimizer", "ModelParamTraversal",
+                   "jax.jit", "serialization.to_bytes", "jax_utils.replicate", "jax.pmap",
+                   "from flax import linen", "optim.Adam", "from flax.deprecated import nn", "import flax.nn"]:
+        assert needle in text, needle
+
+
+def test_legacy_flax_is_the_real_release(legacy_root, tmp_path):
+    script = tmp_path / "where.py"
+    script.write_text("import flax, flax.version\nprint(flax.__file__)\nprint(flax.version.__version__)\n")
+    res = runner.run_legacy(str(script), timeout=120)
+    assert res.ok, res.stderr
+    path, version = res.stdout.split()
+    assert path.startswith(str(legacy_root)) and version == "0.3.6"
+
+
+def test_import_error_and_timeout_are_structured(legacy_root, tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import flax\nimport not_a_real_module_xyz\n")
+    res = runner.run_legacy(str(bad), timeout=120)
+    assert not res.ok and res.reason == runner.REASON_IMPORT and "not_a_real_module_xyz" in res.detail
+    slow = tmp_path / "slow.py"
+    slow.write_text("import time\ntime.sleep(60)\n")
+    res = runner.run_legacy(str(slow), timeout=2)
+    assert not res.ok and res.reason == runner.REASON_TIMEOUT and res.wall_s < 30
+
+
+def _fake_wheel(legacy_root, dest):
+    import zipfile
+    whl = dest / "flax-0.3.6-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as zf:
+        for f in (legacy_root / "flax").rglob("*.py"):
+            zf.write(f, str(f.relative_to(legacy_root)))
+    return whl
+
+
+def test_install_from_wheel_dir_is_idempotent_and_atomic(legacy_root, tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _fake_wheel(legacy_root, wheels)
+    target = tmp_path / "cache" / "legacy-flax-0.3.6"
+    p = legacy_env.install(from_path=wheels, path=target)
+    assert p == target and legacy_env.is_installed(target)
+    marker = (target / legacy_env.MARKER).read_text()
+    assert legacy_env.install(from_path=wheels, path=target) == target
+    assert (target / legacy_env.MARKER).read_text() == marker  # not reinstalled
+    legacy_env.install(from_path=wheels, path=target, force=True)
+    assert (target / legacy_env.MARKER).read_text() != marker
+    # no temporary folders left behind
+    assert sorted(x.name for x in target.parent.iterdir()) == ["legacy-flax-0.3.6"]
+
+
+def test_install_errors_are_clear(tmp_path):
+    with pytest.raises(legacy_env.LegacyEnvError, match="no flax-0.3.6"):
+        legacy_env.install(from_path=tmp_path, path=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_cache_env_var(monkeypatch, tmp_path):
+    monkeypatch.setenv(legacy_env.CACHE_ENV_VAR, str(tmp_path))
+    assert legacy_env.env_path() == tmp_path / "legacy-flax-0.3.6"
+    assert legacy_env.info()["installed"] is False
