@@ -102,6 +102,19 @@ class RuleTransformer(cst.CSTTransformer):
         """The qualified name ``node`` stands for through the file's imports."""
         return self.ctx.facts.imports.resolve(node)
 
+    def resolve_class(self, node: cst.CSTNode) -> str | None:
+        """Like :meth:`resolve`, and a bare name of a class of this file too."""
+        qual = self.resolve(node)
+        if qual is None and isinstance(node, cst.Name):
+            module = self.ctx.facts.module_name
+            if any(c.name == node.value for c in self.ctx.facts.classes):
+                qual = f"{module}.{node.value}" if module else node.value
+        return qual
+
+    def is_legacy_class(self, node: cst.CSTNode) -> bool:
+        """Does ``node`` name ``flax.nn.Module`` or a legacy module class of the run?"""
+        return self.ctx.index.is_legacy_module(self.resolve_class(node))
+
     # -- reporting -----------------------------------------------------------
     def todo(self, message: str) -> None:
         line = f"{TODO_PREFIX} {self.rule.id} {message}"

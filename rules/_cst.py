@@ -34,10 +34,11 @@ def express(qualname: str, imports: ImportMap) -> tuple[str, str | None]:
     return qualname, parts[0]
 
 
-def add_import(module: cst.Module, name: str) -> cst.Module:
-    """``import name`` once, placed by LibCST's own import-adding visitor."""
+def add_import(module: cst.Module, name: str, obj: str | None = None) -> cst.Module:
+    """``import name`` (or ``from name import obj``) once, placed by LibCST's
+    own import-adding visitor."""
     context = CodemodContext()
-    AddImportsVisitor.add_needed_import(context, name)
+    AddImportsVisitor.add_needed_import(context, name, obj)
     return AddImportsVisitor(context).transform_module(module)
 
 

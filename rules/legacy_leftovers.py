@@ -64,18 +64,12 @@ class _Transformer(RuleTransformer):
         return False
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-        legacy = any(self._is_legacy_class(b.value) for b in node.bases)
+        legacy = any(self.is_legacy_class(b.value) for b in node.bases)
         if legacy and any(isinstance(s, cst.FunctionDef) and s.name.value == "apply"
                           for s in node.body.body):
             self.todo(f"{node.name.value} is a legacy flax.nn module (it defines apply): "
                       "convert it to dataclass attributes + __call__")
         return True
-
-    def _is_legacy_class(self, expr: cst.BaseExpression) -> bool:
-        qual = self.resolve(expr)
-        if qual is None and isinstance(expr, cst.Name):  # a class of this file
-            qual = f"{self.ctx.facts.module_name}.{expr.value}" if self.ctx.facts.module_name else expr.value
-        return self.ctx.index.is_legacy_module(qual)
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         if dotted(node) is None:
@@ -83,7 +77,7 @@ class _Transformer(RuleTransformer):
         qual = self.resolve(node)
         if qual:
             self._check(qual)
-        if node.attr.value in _MODULE_CLASS_METHODS and self._is_legacy_class(node.value):
+        if node.attr.value in _MODULE_CLASS_METHODS and self.is_legacy_class(node.value):
             self.todo(f"{dotted(node)}: legacy Module.{node.attr.value} "
                       "is not converted")
         return False

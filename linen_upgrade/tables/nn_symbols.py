@@ -24,6 +24,8 @@ _LAYERS = [
     "LayerNorm", "GroupNorm", "MultiHeadDotProductAttention", "SelfAttention",
     "LSTMCell", "OptimizedLSTMCell", "GRUCell", "dot_product_attention",
     "max_pool", "avg_pool", "pool", "initializers", "attention", "linear",
+    # Linen names the module rules emit through the legacy alias (``nn.compact``)
+    "compact", "Dropout", "ConvLSTMCell",
 ]
 _ACTIVATIONS = [
     "celu", "elu", "gelu", "glu", "leaky_relu", "log_sigmoid", "log_softmax", "relu",

@@ -1,0 +1,132 @@
+"""Every legacy built-in ``flax.nn`` module: how its ``apply`` call splits.
+
+One row per old module.  ``legacy`` is the legacy ``apply`` parameter order
+(read from flax 0.3.6's source); ``inputs`` are the parameters that stay
+call arguments in Linen; everything else becomes a constructor attribute.
+``linen_fields`` is the Linen dataclass field order (a positional legacy
+argument stays positional only while the two orders agree); ``renames`` map
+legacy keywords to Linen ones; ``explicit`` are Linen attributes whose
+default changed (legacy ``False``, Linen ``None``): the legacy value is passed
+when the call omitted it.  ``manual`` keywords have no safe automatic form.
+Facts: ``shared/reference/api_mapping.md`` §2.2-2.4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+_INIT = ("kernel_init", "bias_init")
+
+
+@dataclass(frozen=True)
+class BuiltinModule:
+    linen: str
+    legacy: tuple[str, ...]
+    inputs: tuple[str, ...]
+    linen_fields: tuple[str, ...]
+    linen_call: tuple[str, ...]
+    renames: dict[str, str] = field(default_factory=dict)
+    explicit: dict[str, str] = field(default_factory=dict)
+    manual: dict[str, str] = field(default_factory=dict)
+    # a Linen attribute legacy code never passed, recovered by the rule
+    needs_features: bool = False
+    # legacy parameters without a default: a call that does not bind them all
+    # is not a legacy call (it is already Linen: ``nn.Dense(3)``)
+    required: int = 2
+
+
+_BIAS = {"bias": "use_bias"}
+_BIAS_SCALE = {"bias": "use_bias", "scale": "use_scale"}
+_CELL = ("carry", "inputs", "gate_fn", "activation_fn", "kernel_init", "recurrent_kernel_init", "bias_init")
+_CELL_FIELDS = ("features", "gate_fn", "activation_fn", "kernel_init", "recurrent_kernel_init", "bias_init")
+_ATTENTION_MANUAL = {
+    "attention_axis": "multi-axis attention has no Linen form: flatten the attention axes",
+    "causal_mask": "build `mask=nn.make_causal_mask(...)` and pass it at call time",
+    "padding_mask": "build `mask=nn.make_attention_mask(q_mask, kv_mask)` and pass it at call time",
+    "key_padding_mask": "build `mask=nn.make_attention_mask(q_mask, kv_mask)` and pass it at call time",
+    "segmentation": "build `mask=nn.make_attention_mask(seg_q, seg_kv, jnp.equal)`",
+    "key_segmentation": "build `mask=nn.make_attention_mask(seg_q, seg_kv, jnp.equal)`",
+    "cache": "use `decode=True` and the 'cache' collection",
+    "attention_fn": "check the custom attention function's signature against Linen's",
+}
+_ATTENTION_LEGACY = (
+    "inputs_q", "inputs_kv", "num_heads", "dtype", "qkv_features", "out_features", "attention_axis",
+    "causal_mask", "padding_mask", "key_padding_mask", "segmentation", "key_segmentation", "cache",
+    "broadcast_dropout", "dropout_rng", "dropout_rate", "deterministic", "precision", "kernel_init",
+    "bias_init", "bias", "attention_fn")
+_ATTENTION_FIELDS = ("num_heads", "dtype", "param_dtype", "qkv_features", "out_features",
+                     "broadcast_dropout", "dropout_rate", "deterministic")
+
+BUILTIN_MODULES: dict[str, BuiltinModule] = {
+    "flax.nn.Dense": BuiltinModule(
+        "Dense", ("inputs", "features", "bias", "dtype", "precision", *_INIT), ("inputs",),
+        ("features", "use_bias", "dtype", "param_dtype", "precision", *_INIT), ("inputs",), _BIAS),
+    "flax.nn.DenseGeneral": BuiltinModule(
+        "DenseGeneral",
+        ("inputs", "features", "axis", "batch_dims", "bias", "dtype", *_INIT, "precision"), ("inputs",),
+        ("features", "axis", "batch_dims", "use_bias", "dtype", "param_dtype", *_INIT), ("inputs",), _BIAS),
+    "flax.nn.Conv": BuiltinModule(
+        "Conv",
+        ("inputs", "features", "kernel_size", "strides", "padding", "input_dilation", "kernel_dilation",
+         "feature_group_count", "bias", "dtype", "precision", *_INIT), ("inputs",),
+        ("features", "kernel_size", "strides", "padding", "input_dilation", "kernel_dilation",
+         "feature_group_count", "use_bias"), ("inputs",), _BIAS, required=3),
+    "flax.nn.ConvTranspose": BuiltinModule(
+        "ConvTranspose",
+        ("inputs", "features", "kernel_size", "strides", "padding", "kernel_dilation", "bias", "dtype",
+         "precision", *_INIT), ("inputs",),
+        ("features", "kernel_size", "strides", "padding", "kernel_dilation", "use_bias"), ("inputs",), _BIAS,
+        required=3),
+    "flax.nn.Embed": BuiltinModule(
+        "Embed", ("inputs", "num_embeddings", "features", "embedding_init"), ("inputs",),
+        ("num_embeddings", "features"), ("inputs",), required=3),
+    "flax.nn.BatchNorm": BuiltinModule(
+        "BatchNorm",
+        ("x", "batch_stats", "use_running_average", "axis", "momentum", "epsilon", "dtype", "bias", "scale",
+         "bias_init", "scale_init", "axis_name", "axis_index_groups"), ("x",),
+        ("use_running_average", "axis", "momentum", "epsilon", "dtype", "param_dtype", "use_bias",
+         "use_scale"), ("x",), _BIAS_SCALE,
+        explicit={"use_running_average": "False"},
+        manual={"batch_stats": "legacy explicit batch_stats has no Linen form: state lives in 'batch_stats'"},
+        required=1),
+    "flax.nn.LayerNorm": BuiltinModule(
+        "LayerNorm", ("x", "epsilon", "dtype", "bias", "scale", "bias_init", "scale_init"), ("x",),
+        ("epsilon", "dtype", "param_dtype", "use_bias", "use_scale"), ("x",), _BIAS_SCALE, required=1),
+    "flax.nn.GroupNorm": BuiltinModule(
+        "GroupNorm",
+        ("x", "num_groups", "group_size", "epsilon", "dtype", "bias", "scale", "bias_init", "scale_init"),
+        ("x",), ("num_groups", "group_size", "epsilon", "dtype", "param_dtype", "use_bias", "use_scale"),
+        ("x",), _BIAS_SCALE, required=1),
+    "flax.nn.MultiHeadDotProductAttention": BuiltinModule(
+        "MultiHeadDotProductAttention", _ATTENTION_LEGACY, ("inputs_q", "inputs_kv", "dropout_rng"),
+        _ATTENTION_FIELDS, ("inputs_q", "inputs_k", "inputs_v"), {**_BIAS, "inputs_kv": "inputs_k"},
+        explicit={"deterministic": "False"}, manual=_ATTENTION_MANUAL, required=3),
+    # legacy SelfAttention is MultiHeadDotProductAttention.partial(inputs_kv=None): keeping the
+    # class keeps the checkpoint name MultiHeadDotProductAttention_k
+    "flax.nn.SelfAttention": BuiltinModule(
+        "MultiHeadDotProductAttention", tuple(a for a in _ATTENTION_LEGACY if a != "inputs_kv"),
+        ("inputs_q", "dropout_rng"), _ATTENTION_FIELDS, ("inputs_q",), _BIAS,
+        explicit={"deterministic": "False"}, manual=_ATTENTION_MANUAL),
+    "flax.nn.LSTMCell": BuiltinModule("LSTMCell", _CELL, ("carry", "inputs"), _CELL_FIELDS,
+                                      ("carry", "inputs"), needs_features=True),
+    "flax.nn.OptimizedLSTMCell": BuiltinModule("OptimizedLSTMCell", _CELL, ("carry", "inputs"), _CELL_FIELDS,
+                                               ("carry", "inputs"), needs_features=True),
+    "flax.nn.GRUCell": BuiltinModule("GRUCell", _CELL, ("carry", "inputs"), _CELL_FIELDS,
+                                     ("carry", "inputs"), needs_features=True),
+    "flax.nn.ConvLSTM": BuiltinModule(
+        "ConvLSTMCell", ("carry", "inputs", "features", "kernel_size", "strides", "padding", "bias", "dtype"),
+        ("carry", "inputs"), ("features", "kernel_size", "strides", "padding", "use_bias"),
+        ("carry", "inputs"), _BIAS, required=4),
+    # the function became a module; rng stays a call argument
+    "flax.nn.dropout": BuiltinModule(
+        "Dropout", ("inputs", "rate", "deterministic", "rng"), ("inputs", "rng"),
+        ("rate", "broadcast_dims", "deterministic"), ("inputs",), explicit={"deterministic": "False"}),
+}
+
+# apply parameters of user modules that stay call arguments, by name
+# (besides the first positional one, which always does)
+CALL_ARGUMENT_NAMES = frozenset({
+    "train", "training", "is_training", "deterministic", "use_running_average", "mask", "carry",
+    "rng", "dropout_rng", "padding_mask", "causal_mask", "key_padding_mask", "segmentation",
+    "inputs_kv", "cache", "decode", "state",
+})

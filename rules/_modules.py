@@ -1,0 +1,180 @@
+"""What the module rules share: which ``apply`` parameters are call inputs,
+the Linen field order that follows, and the split of one legacy call
+``M(x, 32, name='a')`` into ``M(32, name='a')(x)``.
+
+The definition rule (LU101) and the call rule (LU102) must make the same
+choice for a user module, so both take it from :func:`split_params`.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+import libcst as cst
+
+from linen_upgrade.facts import Param
+from linen_upgrade.tables.nn_modules import CALL_ARGUMENT_NAMES, BuiltinModule
+
+
+@dataclass(frozen=True)
+class Split:
+    inputs: tuple[Param, ...]
+    attrs: tuple[Param, ...]  # in Linen field order: required first, then defaulted
+    problem: str | None = None
+
+
+def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
+    """Inputs: the first positional parameter always, then flags, masks,
+    carries and rngs by name (``CALL_ARGUMENT_NAMES``); the rest are
+    configuration, hence attributes."""
+    inputs: list[Param] = []
+    attrs: list[Param] = []
+    problem = None
+    for i, p in enumerate(params):
+        if p.kind in ("varargs", "varkw"):
+            problem = f"apply takes {'*' if p.kind == 'varargs' else '**'}{p.name}: split it by hand"
+        elif i == 0 and p.kind == "pos":
+            inputs.append(p)
+        elif p.name in CALL_ARGUMENT_NAMES:
+            inputs.append(p)
+        else:
+            attrs.append(p)
+    ordered = [a for a in attrs if a.default is None] + [a for a in attrs if a.default is not None]
+    return Split(tuple(inputs), tuple(ordered), problem)
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    """How one module's legacy call splits (a built-in row or a user module)."""
+
+    legacy: tuple[str, ...]
+    inputs: frozenset[str]
+    linen_fields: tuple[str, ...]
+    linen_call: tuple[str, ...]
+    renames: dict
+    explicit: dict
+    manual: dict
+    needs_features: bool = False
+    required: int = 1  # leading legacy parameters without a default
+
+    @classmethod
+    def builtin(cls, row: BuiltinModule) -> CallSpec:
+        return cls(row.legacy, frozenset(row.inputs), row.linen_fields, row.linen_call,
+                   row.renames, row.explicit, row.manual, row.needs_features, row.required)
+
+    @classmethod
+    def user(cls, params: tuple[Param, ...]) -> CallSpec:
+        split = split_params(params)
+        legacy = tuple(p.name for p in params if p.kind in ("pos", "kwonly"))
+        required = sum(1 for p in params if p.kind == "pos" and p.default is None)
+        return cls(legacy, frozenset(p.name for p in split.inputs),
+                   tuple(a.name for a in split.attrs), tuple(p.name for p in split.inputs), {}, {}, {},
+                   required=required)
+
+    def is_legacy_call(self, call: cst.Call) -> bool:
+        """Does ``call`` bind every required legacy parameter?  ``nn.Dense(3)``
+        (already Linen: ``inputs`` is missing) does not."""
+        if any(a.star for a in call.args):
+            return True  # cannot tell: split_call reports it
+        positional = sum(1 for a in call.args if a.keyword is None)
+        keywords = {a.keyword.value for a in call.args if a.keyword is not None}
+        return all(i < positional or name in keywords for i, name in enumerate(self.legacy[: self.required]))
+
+
+def _arg(value: cst.BaseExpression | cst.Arg, keyword: str | None = None) -> cst.Arg:
+    """An argument; an existing ``Arg`` keeps its comma and the whitespace after it."""
+    arg = value if isinstance(value, cst.Arg) else cst.Arg(value=value)
+    if keyword is None:
+        return arg.with_changes(keyword=None, equal=cst.MaybeSentinel.DEFAULT)
+    return arg.with_changes(keyword=cst.Name(keyword),
+                            equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""),
+                                                  whitespace_after=cst.SimpleWhitespace("")))
+
+
+def _last_without_comma(args: list[cst.Arg]) -> list[cst.Arg]:
+    return [*args[:-1], args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)] if args else args
+
+
+def split_call(call: cst.Call, spec: CallSpec, ctor: cst.BaseExpression,
+               extra_ctor: list[cst.Arg] | None = None) -> tuple[cst.BaseExpression | None, str | None]:
+    """``M(x, 32, name='a')`` -> ``M(32, name='a')(x)``, or ``(None, why not)``."""
+    if any(a.star for a in call.args):
+        return None, "the call passes *args/**kwargs: split constructor and call arguments by hand"
+    bound: dict[str, tuple[cst.Arg, bool]] = {}  # legacy name -> (arg, was positional)
+    name_arg = None
+    positional = [a for a in call.args if a.keyword is None]
+    if len(positional) > len(spec.legacy):
+        return None, "more positional arguments than the module's apply takes"
+    for name, a in zip(spec.legacy, positional):
+        bound[name] = (a, True)
+    for a in call.args:
+        if a.keyword is None:
+            continue
+        key = a.keyword.value
+        if key == "name":
+            name_arg = a
+        elif key in spec.legacy and key not in bound:
+            bound[key] = (a, False)
+        else:
+            return None, f"unknown or repeated argument {key!r}"
+    for key in bound:
+        if key in spec.manual:
+            return None, f"{key}: {spec.manual[key]}"
+
+    ctor_args: list[cst.Arg] = list(extra_ctor or [])
+    positional_ok = not ctor_args
+    attr_names = [n for n in spec.legacy if n in bound and n not in spec.inputs]
+    for k, name in enumerate(attr_names):
+        arg, was_pos = bound[name]
+        new = spec.renames.get(name, name)
+        if positional_ok and was_pos and k < len(spec.linen_fields) and spec.linen_fields[k] == new:
+            ctor_args.append(_arg(arg))
+        else:
+            positional_ok = False
+            ctor_args.append(_arg(arg, new))
+    given = {spec.renames.get(n, n) for n in attr_names}
+    for attr, source in spec.explicit.items():
+        if attr not in given:
+            ctor_args.append(_arg(cst.parse_expression(source), attr))
+    if name_arg is not None:
+        ctor_args.append(_arg(name_arg, "name"))
+
+    call_args: list[cst.Arg] = []
+    positional_ok = True
+    for k, name in enumerate(n for n in spec.legacy if n in bound and n in spec.inputs):
+        arg, was_pos = bound[name]
+        new = spec.renames.get(name, name)
+        if positional_ok and was_pos and k < len(spec.linen_call) and spec.linen_call[k] == new:
+            call_args.append(_arg(arg))
+        else:
+            positional_ok = False
+            call_args.append(_arg(arg, new))
+    inner = cst.Call(func=ctor, args=_last_without_comma(ctor_args))
+    return cst.Call(func=inner, args=_last_without_comma(call_args), lpar=call.lpar, rpar=call.rpar), None
+
+
+def type_of(param: Param) -> str:
+    """The annotation of a new dataclass field: given, else from the default's literal."""
+    if param.annotation:
+        return param.annotation
+    d = param.default
+    if d in ("True", "False"):
+        return "bool"
+    if d is None:
+        return "Any"
+    try:
+        value = ast.literal_eval(d)
+    except (ValueError, SyntaxError, TypeError):  # not a literal
+        return "Any"
+    if isinstance(value, bool):
+        return "bool"
+    for t in (int, float, str):
+        if type(value) is t:
+            return t.__name__
+    return "Any"
+
+
+def defines_apply(cls: cst.ClassDef) -> bool:
+    """Is this class still in legacy form (LU101 has not renamed its ``apply``)?"""
+    return any(isinstance(s, cst.FunctionDef) and s.name.value == "apply" for s in cls.body.body)

@@ -1,0 +1,225 @@
+"""LU101 module_definitions: ``def apply(self, x, features, ...)`` -> attributes + ``@nn.compact __call__``.
+
+What it does
+    In every class that resolves to a legacy ``flax.nn.Module`` (directly or
+    through another legacy module of the run), the configuration parameters
+    of ``apply`` become typed dataclass attributes, ``apply`` becomes
+    ``@nn.compact def __call__`` with only the call inputs, and each use of an
+    attribute in the body becomes ``self.<attr>`` (a body that reassigns one
+    gets a local copy first).
+Which parameters stay inputs
+    The first positional one always; flags, masks, carries and rngs by name
+    (``CALL_ARGUMENT_NAMES`` in ``linen_upgrade/tables/nn_modules.py``).  The
+    call-site rule LU102 makes the same split from the same function.
+Not converted (TODO)
+    ``*args``/``**kwargs`` in ``apply``; ``@nn.module_method`` methods.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from linen_upgrade.facts import Param
+from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.rules._cst import add_import, build_dotted, express
+from linen_upgrade.rules._modules import split_params, type_of
+
+
+class ModuleDefinitions(Rule):
+    id = "LU101"
+    # after the other LU1xx rules, which recognise legacy bodies by their ``apply``
+    order = 10
+    summary = "Legacy module classes: apply(self, x, features) -> dataclass attributes + @nn.compact __call__(self, x)"
+    examples = [
+        Example(
+            "from flax import nn\n\n\nclass Dense(nn.Module):\n"
+            "    def apply(self, inputs, features, use_bias=True):\n"
+            "        kernel = self.param('kernel', (inputs.shape[-1], features), init)\n"
+            "        y = jnp.dot(inputs, kernel)\n"
+            "        if use_bias:\n"
+            "            y = y + self.param('bias', (features,), zeros)\n"
+            "        return y\n",
+            "from flax import nn\nfrom typing import Any\n\n\nclass Dense(nn.Module):\n"
+            "    features: Any\n"
+            "    use_bias: bool = True\n\n"
+            "    @nn.compact\n"
+            "    def __call__(self, inputs):\n"
+            "        kernel = self.param('kernel', (inputs.shape[-1], self.features), init)\n"
+            "        y = jnp.dot(inputs, kernel)\n"
+            "        if self.use_bias:\n"
+            "            y = y + self.param('bias', (self.features,), zeros)\n"
+            "        return y\n",
+        ),
+        NoChange("import torch.nn as nn\n\n\nclass Net(nn.Module):\n    def apply(self, fn):\n"
+                 "        return fn(self)\n", name="torch"),
+    ]
+
+    def applies(self, ctx: Context) -> bool:
+        return any(ctx.index.is_legacy_module(q) for q in ctx.facts.qualnames) or any(
+            c.apply_params is not None for c in ctx.facts.classes)
+
+    def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
+        t = _Transformer(self, ctx)
+        module = module.visit(t)
+        for name, obj in sorted(t.imports):
+            module = add_import(module, name, obj)
+        return module
+
+
+def _reassigned(body: cst.CSTNode) -> set[str]:
+    found: set[str] = set()
+
+    class V(cst.CSTVisitor):
+        def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+            found.update(n.value for n in _names(node.target))
+
+        def visit_AugAssign(self, node: cst.AugAssign) -> None:
+            found.update(n.value for n in _names(node.target))
+
+        def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+            found.update(n.value for n in _names(node.target))
+
+        def visit_For(self, node: cst.For) -> None:
+            found.update(n.value for n in _names(node.target))
+
+        def visit_AsName(self, node: cst.AsName) -> None:
+            found.update(n.value for n in _names(node.name))
+
+        def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+            found.update(n.value for n in _names(node.target))
+
+    body.visit(V())
+    return found
+
+
+def _names(target: cst.CSTNode) -> list[cst.Name]:
+    if isinstance(target, cst.Name):
+        return [target]
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [n for el in target.elements for n in _names(el.value)]
+    if isinstance(target, cst.StarredElement):
+        return _names(target.value)
+    return []
+
+
+class _SelfAttributes(cst.CSTTransformer):
+    """Loads of ``attrs`` become ``self.<attr>``; binding positions are left."""
+
+    def __init__(self, attrs: set[str]) -> None:
+        super().__init__()
+        self.attrs = attrs
+        self.skip: set[int] = set()
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        self.skip.add(id(node.attr))
+
+    def visit_Arg(self, node: cst.Arg) -> None:
+        if node.keyword is not None:
+            self.skip.add(id(node.keyword))
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self.skip.add(id(node.name))
+        return not self._shadows(node.params)
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return not self._shadows(node.params)
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
+    def _shadows(self, params: cst.Parameters) -> bool:
+        names = {p.name.value for p in [*params.params, *params.kwonly_params, *params.posonly_params]}
+        return bool(names & self.attrs)
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+        if original.value in self.attrs and id(original) not in self.skip:
+            return cst.Attribute(value=cst.Name("self"), attr=cst.Name(original.value))
+        return updated
+
+
+class _Transformer(RuleTransformer):
+    def __init__(self, rule: Rule, ctx: Context) -> None:
+        super().__init__(rule, ctx)
+        self.imports: set[tuple[str, str | None]] = set()
+
+    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+        if not any(self.is_legacy_class(b.value) for b in original.bases):
+            return updated
+        body = list(updated.body.body)
+        apply_at = next((i for i, s in enumerate(body)
+                         if isinstance(s, cst.FunctionDef) and s.name.value == "apply"), None)
+        if apply_at is None:
+            return updated
+        params = self._apply_params(original)
+        split = split_params(params)
+        if split.problem:
+            self.todo(split.problem)
+            return updated
+        for s in body:
+            if isinstance(s, cst.FunctionDef) and any(
+                    (self.resolve(d.decorator) or "").endswith("module_method") for d in s.decorators):
+                self.todo(f"@nn.module_method {s.name.value}: move shared submodules to setup() and "
+                          "call it with apply(..., method=...)")
+        apply: cst.FunctionDef = body[apply_at]  # type: ignore[assignment]
+        body[apply_at] = self._call_method(apply, split)
+        fields = [self._field(apply, a) for a in split.attrs]
+        insert_at = 1 if body and _is_docstring(body[0]) else 0
+        if fields and insert_at < len(body) and not body[insert_at].leading_lines:
+            body[insert_at] = body[insert_at].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
+            if insert_at == 0:  # the blank line goes after the fields
+                fields[0] = fields[0].with_changes(leading_lines=())
+        body[insert_at:insert_at] = fields
+        self.fixed(f"class {original.name.value}: apply -> __call__")
+        return updated.with_changes(body=updated.body.with_changes(body=body))
+
+    def _apply_params(self, cls: cst.ClassDef) -> tuple[Param, ...]:
+        qual = self.resolve_class(cls.name)
+        legacy = self.ctx.index.legacy_module(qual)
+        if legacy is not None and legacy.apply_params is not None:
+            return legacy.apply_params
+        facts = next(c for c in self.ctx.facts.classes if c.name == cls.name.value)
+        return tuple(facts.apply_params or ())
+
+    def _field(self, apply: cst.FunctionDef, attr: Param) -> cst.SimpleStatementLine:
+        annotation = type_of(attr)
+        if annotation == "Any":
+            self.imports.add(("typing", "Any"))
+        param = next(p for p in [*apply.params.params, *apply.params.kwonly_params] if p.name.value == attr.name)
+        value = param.default
+        return cst.SimpleStatementLine(body=[cst.AnnAssign(
+            target=cst.Name(attr.name),
+            annotation=param.annotation or cst.Annotation(cst.parse_expression(annotation)),
+            value=value,
+            equal=cst.AssignEqual() if value is not None else cst.MaybeSentinel.DEFAULT)])
+
+    def _call_method(self, apply: cst.FunctionDef, split) -> cst.FunctionDef:
+        inputs = {p.name for p in split.inputs}
+        attrs = {a.name for a in split.attrs}
+        reassigned = _reassigned(apply.body) & attrs
+        body = apply.body.visit(_SelfAttributes(attrs - reassigned))
+        if reassigned:
+            copies = [cst.parse_statement(f"{n} = self.{n}") for n in sorted(reassigned)]
+            stmts = list(body.body)  # type: ignore[attr-defined]
+            at = 1 if stmts and _is_docstring(stmts[0]) else 0
+            body = body.with_changes(body=[*stmts[:at], *copies, *stmts[at:]])
+        old = apply.params
+        keep = [p for p in old.params if p.name.value == "self" or p.name.value in inputs]
+        kwonly = [p for p in old.kwonly_params if p.name.value in inputs]
+        params = old.with_changes(
+            params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in keep],
+            kwonly_params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in kwonly],
+            star_arg=old.star_arg if kwonly else cst.MaybeSentinel.DEFAULT,
+            star_kwarg=None)
+        # through the file's flax.nn alias (LU100 turns it into flax.linen), else directly
+        compact, needed = express("flax.nn.compact", self.ctx.facts.imports)
+        if needed:
+            compact, needed = express("flax.linen.compact", self.ctx.facts.imports)
+        if needed:
+            self.imports.add((needed, None))
+        decorators = [cst.Decorator(decorator=build_dotted(compact)), *apply.decorators]
+        return apply.with_changes(name=cst.Name("__call__"), params=params, body=body, decorators=decorators)
+
+
+def _is_docstring(stmt: cst.BaseStatement) -> bool:
+    return (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1
+            and isinstance(stmt.body[0], cst.Expr) and isinstance(stmt.body[0].value, cst.SimpleString))

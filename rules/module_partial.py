@@ -1,0 +1,110 @@
+"""LU103 module_partial: ``nn.Conv.partial(bias=False)`` -> ``functools.partial(nn.Conv, use_bias=False)``.
+
+What it does
+    Inside legacy module classes, ``M.partial(**kw)`` of a legacy module
+    becomes ``functools.partial(M, **kw)`` (``from functools import partial``
+    added once), with the module's renamed keywords (``bias`` ->
+    ``use_bias``).  Calls through the partial are split by LU102.
+Why
+    Linen modules are dataclasses: a partial of the class is a constructor
+    with some attributes fixed, which is what ``Module.partial`` was.
+Not converted (TODO)
+    A partial that fixes a call *input* (``train=``, ``mask=``...): it would
+    reach the constructor.  ``.partial`` outside module bodies belongs to the
+    usage rules (LU2xx) and is reported by LU901 until then.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.rules._cst import add_import
+from linen_upgrade.rules._modules import CallSpec, defines_apply, split_params
+from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
+
+
+class ModulePartial(Rule):
+    id = "LU103"
+    summary = "Module.partial(...) inside modules -> functools.partial(Module, ...)"
+    examples = [
+        Example(
+            "from flax import nn\n\n\nclass ResNet(nn.Module):\n    def apply(self, x, train=True):\n"
+            "        conv = nn.Conv.partial(bias=False)\n"
+            "        norm = nn.BatchNorm.partial(use_running_average=not train, momentum=0.9)\n"
+            "        return norm(conv(x, 64, (7, 7)))\n",
+            "from flax import nn\nfrom functools import partial\n\n\nclass ResNet(nn.Module):\n"
+            "    def apply(self, x, train=True):\n"
+            "        conv = partial(nn.Conv, use_bias=False)\n"
+            "        norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)\n"
+            "        return norm(conv(x, 64, (7, 7)))\n",
+        ),
+        NoChange("import functools\n\n\nclass Transform:\n    def apply(self, f):\n"
+                 "        return functools.partial(f)\n", name="plain class"),
+    ]
+
+    def applies(self, ctx: Context) -> bool:
+        return any(ctx.index.is_legacy_module(q) for q in ctx.facts.qualnames) or any(
+            c.apply_params is not None for c in ctx.facts.classes)
+
+    def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
+        t = _Transformer(self, ctx)
+        module = module.visit(t)
+        if t.used:
+            module = add_import(module, "functools", "partial")
+        return module
+
+
+class _Transformer(RuleTransformer):
+    used = False
+
+    def __init__(self, rule: Rule, ctx: Context) -> None:
+        super().__init__(rule, ctx)
+        self._legacy: list[bool] = []
+        self._partial_name = "partial"
+        local = ctx.facts.imports.aliases.get("partial")
+        if local not in (None, "functools.partial"):
+            self._partial_name = "functools.partial"  # ``partial`` means something else here
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        # only classes still in legacy form (LU101 renames apply after this rule)
+        self._legacy.append(any(self.is_legacy_class(b.value) for b in node.bases)
+                            and defines_apply(node))
+        return True
+
+    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+        self._legacy.pop()
+        return updated
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        func = original.func
+        if not (self._legacy and self._legacy[-1] and isinstance(func, cst.Attribute)
+                and func.attr.value == "partial"):
+            return updated
+        qual = self.resolve_class(func.value)
+        row = BUILTIN_MODULES.get(qual or "")
+        legacy = self.ctx.index.legacy_module(qual)
+        if row is not None:
+            spec = CallSpec.builtin(row)
+        elif legacy is not None and legacy.apply_params is not None:
+            spec = CallSpec.user(legacy.apply_params)
+            if split_params(legacy.apply_params).problem:
+                return updated
+        else:
+            return updated
+        args = []
+        for a in updated.args:
+            key = a.keyword.value if a.keyword is not None else None
+            if a.star or key is None or key in spec.inputs or key in spec.manual:
+                self.todo(f"{qual}.partial fixes {key or 'a positional argument'}, which is not a "
+                          "constructor attribute in Linen: pass it at call time")
+                return updated
+            args.append(a.with_changes(keyword=cst.Name(spec.renames.get(key, key))))
+        target = updated.func.value  # type: ignore[attr-defined]
+        if self._partial_name == "partial":
+            self.used = True
+            fn = cst.Name("partial")
+        else:
+            fn = cst.Attribute(value=cst.Name("functools"), attr=cst.Name("partial"))
+        self.fixed(f"{qual}.partial(...) -> functools.partial({qual}, ...)")
+        return updated.with_changes(func=fn, args=[cst.Arg(value=target), *args])

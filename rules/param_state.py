@@ -1,0 +1,164 @@
+"""LU104 param_state: ``self.param`` argument order, ``self.state`` -> ``self.variable``, rng and state queries.
+
+What it does
+    Inside legacy module classes:
+    ``self.param(name, shape, init)`` -> ``self.param(name, init, shape)``;
+    ``self.state(name, shape, init)`` -> ``self.variable('batch_stats', name,
+    lambda s: init(key, s), shape)`` (the collection is ``state-collection``
+    in the configuration, shared with verify and convert-checkpoint);
+    ``self.get_param(name)`` -> ``self.get_variable('params', name)``;
+    ``self.is_stateful()`` -> ``self.is_mutable_collection('batch_stats')``;
+    ``nn.make_rng()`` -> ``self.make_rng('dropout')`` (``rng-kind``).
+Why
+    Linen initialisers are called ``init(key, *args)`` for params but
+    ``init_fn(*args)`` for other variables; legacy state initialisers took
+    ``(rng, shape)``, so they are wrapped.  Key-independent initialisers
+    (zeros, ones) get ``None`` as key; others draw from the 'params' stream.
+Not converted (TODO)
+    ``self.state(..., collection=...)`` with an explicit collection object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import libcst as cst
+
+from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.rules._modules import defines_apply
+
+# legacy signatures, for keyword calls
+_PARAM = ("name", "shape", "initializer")
+_STATE = ("name", "shape", "initializer", "collection")
+_KEY_FREE = frozenset({
+    "flax.nn.initializers.zeros", "flax.nn.initializers.ones",
+    "jax.nn.initializers.zeros", "jax.nn.initializers.ones",
+})
+
+
+class ParamState(Rule):
+    id = "LU104"
+    summary = "self.param(name, shape, init) -> self.param(name, init, shape); self.state -> self.variable; make_rng"
+    examples = [
+        Example(
+            "from flax import nn\nfrom flax.nn import initializers\n\n\nclass BatchNorm(nn.Module):\n"
+            "    def apply(self, x):\n"
+            "        scale = self.param('scale', (x.shape[-1],), initializers.ones)\n"
+            "        ra_mean = self.state('mean', (x.shape[-1],), initializers.zeros)\n"
+            "        return x * scale - ra_mean.value\n",
+            "from flax import nn\nfrom flax.nn import initializers\n\n\nclass BatchNorm(nn.Module):\n"
+            "    def apply(self, x):\n"
+            "        scale = self.param('scale', initializers.ones, (x.shape[-1],))\n"
+            "        ra_mean = self.variable('batch_stats', 'mean', lambda s: initializers.zeros(None, s), "
+            "(x.shape[-1],))\n"
+            "        return x * scale - ra_mean.value\n",
+        ),
+        Example(
+            "from flax import nn\n\n\nclass Drop(nn.Module):\n    def apply(self, x):\n"
+            "        return x * jax.random.bernoulli(nn.make_rng(), 0.5, x.shape)\n",
+            "from flax import nn\n\n\nclass Drop(nn.Module):\n    def apply(self, x):\n"
+            "        return x * jax.random.bernoulli(self.make_rng('dropout'), 0.5, x.shape)\n",
+            name="make_rng",
+        ),
+        NoChange("class Store:\n    def apply(self):\n        return self.state('a', (1,), f)\n", name="plain"),
+    ]
+
+    def applies(self, ctx: Context) -> bool:
+        return any(ctx.index.is_legacy_module(q) for q in ctx.facts.qualnames) or any(
+            c.apply_params is not None for c in ctx.facts.classes)
+
+    def transformer(self, ctx: Context) -> RuleTransformer:
+        return _Transformer(self, ctx)
+
+
+def _bind(call: cst.Call, names: tuple[str, ...]) -> dict[str, cst.BaseExpression] | None:
+    out: dict[str, cst.BaseExpression] = {}
+    for i, a in enumerate(call.args):
+        if a.star:
+            return None
+        key = a.keyword.value if a.keyword is not None else (names[i] if i < len(names) else None)
+        if key is None or key not in names or key in out:
+            return None
+        out[key] = a.value
+    return out
+
+
+def _looks_like_shape(expr: cst.BaseExpression) -> bool:
+    """A tuple/list display or ``x.shape``-something: how shapes are written."""
+    if isinstance(expr, (cst.Tuple, cst.List)):
+        return True
+    from linen_upgrade.resolve import dotted
+
+    name = dotted(expr) if isinstance(expr, (cst.Attribute, cst.Name)) else None
+    return bool(name and (name.endswith(".shape") or "shape" in name.rsplit(".", 1)[-1]))
+
+
+def _args(old: Sequence[cst.Arg], *values: cst.BaseExpression) -> list[cst.Arg]:
+    """New positional arguments in the old ones' places (commas and line breaks kept)."""
+    out = [a.with_changes(value=v, keyword=None, equal=cst.MaybeSentinel.DEFAULT)
+           for a, v in zip(old, values)]
+    out += [cst.Arg(value=v) for v in values[len(old):]]
+    if len(values) > len(old) and len(old):
+        out[len(old) - 1] = out[len(old) - 1].with_changes(
+            comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+    return [*out[:-1], out[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)]
+
+
+class _Transformer(RuleTransformer):
+    def __init__(self, rule: Rule, ctx: Context) -> None:
+        super().__init__(rule, ctx)
+        self._legacy: list[bool] = []
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        # only classes still in legacy form (LU101 renames apply after this rule)
+        self._legacy.append(any(self.is_legacy_class(b.value) for b in node.bases)
+                            and defines_apply(node))
+        return True
+
+    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+        self._legacy.pop()
+        return updated
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if not (self._legacy and self._legacy[-1]):
+            return updated
+        func = updated.func
+        if self.resolve(original.func) == "flax.nn.make_rng" and not updated.args:
+            self.fixed("nn.make_rng() -> self.make_rng(...)")
+            return cst.parse_expression(f"self.make_rng({self.ctx.config.rng_kind!r})")
+        if not (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name)
+                and func.value.value == "self"):
+            return updated
+        method = func.attr.value
+        if method == "param":
+            bound = _bind(updated, _PARAM)
+            if bound is None or set(bound) != set(_PARAM):
+                self.todo("self.param: pass (name, initializer, *shape) in Linen's order")
+                return updated
+            if _looks_like_shape(bound["initializer"]) and not _looks_like_shape(bound["shape"]):
+                return updated  # already (name, init, shape): a re-run must not swap back
+            self.fixed("self.param(name, shape, init) -> self.param(name, init, shape)")
+            return updated.with_changes(args=_args(updated.args, bound["name"], bound["initializer"], bound["shape"]))
+        if method == "state":
+            bound = _bind(updated, _STATE)
+            if bound is None or "collection" in bound or "initializer" not in bound:
+                self.todo("self.state: convert to self.variable(collection, name, init_fn, *args) by hand")
+                return updated
+            init = bound["initializer"]
+            key = "None" if self.resolve(init) in _KEY_FREE else "self.make_rng('params')"
+            init_src = cst.Module([]).code_for_node(init)
+            init_fn = cst.parse_expression(f"lambda s: ({init_src})({key}, s)"
+                                           if not isinstance(init, (cst.Name, cst.Attribute))
+                                           else f"lambda s: {init_src}({key}, s)")
+            args = [cst.SimpleString(repr(self.ctx.config.state_collection)), bound["name"], init_fn]
+            if "shape" in bound:
+                args.append(bound["shape"])
+            self.fixed("self.state(...) -> self.variable(...)")
+            return updated.with_changes(func=func.with_changes(attr=cst.Name("variable")), args=_args(updated.args, *args))
+        if method == "get_param" and len(updated.args) == 1:
+            return updated.with_changes(func=func.with_changes(attr=cst.Name("get_variable")),
+                                        args=[cst.Arg(cst.SimpleString("'params'")), *updated.args])
+        if method == "is_stateful" and not updated.args:
+            coll = repr(self.ctx.config.state_collection)
+            return cst.parse_expression(f"self.is_mutable_collection({coll})")
+        return updated
