@@ -55,13 +55,13 @@ class CallSpec:
     renames: dict
     explicit: dict
     manual: dict
-    needs_features: bool = False
+    features_from_carry: str | None = None
     required: int = 1  # leading legacy parameters without a default
 
     @classmethod
     def builtin(cls, row: BuiltinModule) -> CallSpec:
         return cls(row.legacy, frozenset(row.inputs), row.linen_fields, row.linen_call,
-                   row.renames, row.explicit, row.manual, row.needs_features, row.required)
+                   row.renames, row.explicit, row.manual, row.features_from_carry, row.required)
 
     @classmethod
     def user(cls, params: tuple[Param, ...]) -> CallSpec:
@@ -72,13 +72,14 @@ class CallSpec:
                    tuple(a.name for a in split.attrs), tuple(p.name for p in split.inputs), {}, {}, {},
                    required=required)
 
-    def is_legacy_call(self, call: cst.Call) -> bool:
-        """Does ``call`` bind every required legacy parameter?  ``nn.Dense(3)``
-        (already Linen: ``inputs`` is missing) does not."""
+    def is_legacy_call(self, call: cst.Call, bound: frozenset[str] = frozenset()) -> bool:
+        """Does ``call`` (with what a partial ``bound``) bind every required
+        legacy parameter?  ``nn.Dense(3)`` (already Linen: ``inputs`` is
+        missing) does not."""
         if any(a.star for a in call.args):
             return True  # cannot tell: split_call reports it
         positional = sum(1 for a in call.args if a.keyword is None)
-        keywords = {a.keyword.value for a in call.args if a.keyword is not None}
+        keywords = {a.keyword.value for a in call.args if a.keyword is not None} | bound
         return all(i < positional or name in keywords for i, name in enumerate(self.legacy[: self.required]))
 
 

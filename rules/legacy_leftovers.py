@@ -19,6 +19,7 @@ import libcst as cst
 
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 from linen_upgrade.tables.nn_symbols import NN_SYMBOLS
 
 _MODULE_CLASS_METHODS = frozenset({"partial", "shared", "init", "init_by_shape", "call",
@@ -77,7 +78,8 @@ class _Transformer(RuleTransformer):
         qual = self.resolve(node)
         if qual:
             self._check(qual)
-        if node.attr.value in _MODULE_CLASS_METHODS and self.is_legacy_class(node.value):
+        if node.attr.value in _MODULE_CLASS_METHODS and (
+                self.is_legacy_class(node.value) or self.resolve(node.value) in BUILTIN_MODULES):
             self.todo(f"{dotted(node)}: legacy Module.{node.attr.value} "
                       "is not converted")
         return False

@@ -26,7 +26,7 @@ from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 class ModulePartial(Rule):
     id = "LU103"
-    summary = "Module.partial(...) inside modules -> functools.partial(Module, ...)"
+    summary = "Module.partial(...) / .shared(...) inside modules -> functools.partial(Module, ...) / Module(...)"
     examples = [
         Example(
             "from flax import nn\n\n\nclass ResNet(nn.Module):\n    def apply(self, x, train=True):\n"
@@ -79,8 +79,9 @@ class _Transformer(RuleTransformer):
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         func = original.func
         if not (self._legacy and self._legacy[-1] and isinstance(func, cst.Attribute)
-                and func.attr.value == "partial"):
+                and func.attr.value in ("partial", "shared")):
             return updated
+        shared = func.attr.value == "shared"
         qual = self.resolve_class(func.value)
         row = BUILTIN_MODULES.get(qual or "")
         legacy = self.ctx.index.legacy_module(qual)
@@ -96,11 +97,17 @@ class _Transformer(RuleTransformer):
         for a in updated.args:
             key = a.keyword.value if a.keyword is not None else None
             if a.star or key is None or key in spec.inputs or key in spec.manual:
-                self.todo(f"{qual}.partial fixes {key or 'a positional argument'}, which is not a "
+                self.todo(f"{qual}.{func.attr.value} fixes {key or 'a positional argument'}, which is not a "
                           "constructor attribute in Linen: pass it at call time")
                 return updated
             args.append(a.with_changes(keyword=cst.Name(spec.renames.get(key, key))))
         target = updated.func.value  # type: ignore[attr-defined]
+        if spec.features_from_carry and "features" not in {a.keyword.value for a in args if a.keyword}:
+            self.todo(f"{qual}.{func.attr.value}: Linen cells need features=<hidden size>")
+            return updated
+        if shared:  # one instance, called as often as needed
+            self.fixed(f"{qual}.shared(...) -> {qual}(...)")
+            return updated.with_changes(func=target, args=args)
         if self._partial_name == "partial":
             self.used = True
             fn = cst.Name("partial")

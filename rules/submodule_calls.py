@@ -49,6 +49,15 @@ class SubmoduleCalls(Rule):
             "        return nn.Dropout(0.5, deterministic=not train)(x)\n",
             name="changed defaults made explicit",
         ),
+        Example(
+            "from flax import nn\n\n\nclass RNN(nn.Module):\n    def apply(self, carry, x):\n"
+            "        return nn.LSTMCell(carry, x)\n\n\n"
+            "carry = nn.LSTMCell.initialize_carry(rng, (8,), 16)\n",
+            "from flax import nn\n\n\nclass RNN(nn.Module):\n    def apply(self, carry, x):\n"
+            "        return nn.LSTMCell(features=carry[0].shape[-1])(carry, x)\n\n\n"
+            "carry = nn.LSTMCell(features=16).initialize_carry(rng, (8, 1))\n",
+            name="recurrent cells",
+        ),
         NoChange("from flax import linen as nn\n\n\nclass M(nn.Module):\n    @nn.compact\n"
                  "    def __call__(self, x):\n        return nn.Dense(3)(x)\n", name="linen"),
     ]
@@ -70,8 +79,8 @@ class _Transformer(RuleTransformer):
         super().__init__(rule, ctx)
         self.imports: set[str] = set()
         self._legacy_class_depth: list[bool] = []
-        # per function: local name -> (spec, ctor-less bound keywords) of a legacy partial
-        self._partials: list[dict[str, tuple[CallSpec, frozenset[str]]]] = []
+        # per function: local name -> (spec, keywords it fixed, "partial"|"shared")
+        self._partials: list[dict[str, tuple[CallSpec, frozenset[str], str]]] = []
         self._split: set[int] = set()
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
@@ -101,15 +110,18 @@ class _Transformer(RuleTransformer):
         return bool(self._legacy_class_depth and self._legacy_class_depth[-1])
 
     def visit_Assign(self, node: cst.Assign) -> bool:
-        # conv = nn.Conv.partial(bias=False): later calls of ``conv`` split like nn.Conv
-        if (self._partials and len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name)
-                and isinstance(node.value, cst.Call) and isinstance(node.value.func, cst.Attribute)
-                and node.value.func.attr.value == "partial"):
-            spec = self._spec(node.value.func.value)
-            if spec is not None:
-                bound = frozenset(spec[0].renames.get(a.keyword.value, a.keyword.value)
-                                  for a in node.value.args if a.keyword is not None)
-                self._partials[-1][node.targets[0].target.value] = (spec[0], bound)
+        # conv = nn.Conv.partial(bias=False): later calls of ``conv`` split like nn.Conv;
+        # dense = nn.Dense.shared(features=3): later calls of ``dense`` pass inputs only
+        value = node.value
+        if not (self._partials and len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name)
+                and isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute)
+                and value.func.attr.value in ("partial", "shared")):
+            return True
+        spec = self._spec(value.func.value)
+        if spec is not None:
+            bound = frozenset(a.keyword.value for a in value.args if a.keyword is not None)
+            kind = value.func.attr.value
+            self._partials[-1][node.targets[0].target.value] = (spec[0], bound, kind)
         return True
 
     def _spec(self, func: cst.BaseExpression) -> tuple[CallSpec, cst.BaseExpression] | None:
@@ -123,6 +135,41 @@ class _Transformer(RuleTransformer):
             return CallSpec.user(legacy.apply_params), func
         return None
 
+    def _initialize_carry(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        """``Cell.initialize_carry(rng, batch_dims, size, init_fn)`` (a static method) ->
+        ``Cell(features=size, carry_init=init_fn).initialize_carry(rng, (*batch_dims, 1))``:
+        Linen reads the batch dimensions off an input shape."""
+        func = original.func
+        assert isinstance(func, cst.Attribute)
+        qual = self.resolve_class(func.value)
+        row = BUILTIN_MODULES.get(qual or "")
+        if row is None or row.features_from_carry is None:
+            if row is not None:
+                self.todo(f"{qual}.initialize_carry: Linen's needs a constructed cell (kernel_size, ...)")
+            return updated
+        bound = _bind_carry_args(updated)
+        if bound is None:
+            self.todo(f"{qual}.initialize_carry: pass (rng, batch_dims, size[, init_fn])")
+            return updated
+        eq = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
+        ctor_args = [cst.Arg(value=bound["size"], keyword=cst.Name("features"), equal=eq)]
+        if "init_fn" in bound:
+            ctor_args.append(cst.Arg(value=bound["init_fn"], keyword=cst.Name("carry_init"), equal=eq))
+        if self._in_legacy_module():
+            # unbound: inside a compact module a bound helper cell would take the
+            # name LSTMCell_0 from the real one (Linen counts constructions)
+            ctor_args.append(cst.Arg(value=cst.Name("None"), keyword=cst.Name("parent"), equal=eq))
+        dims = bound["batch_dims"]
+        if isinstance(dims, cst.Tuple):
+            shape: cst.BaseExpression = cst.Tuple([*(e.with_changes(comma=cst.MaybeSentinel.DEFAULT)
+                                                     for e in dims.elements), cst.Element(cst.Integer("1"))])
+        else:
+            shape = cst.Tuple([cst.StarredElement(dims), cst.Element(cst.Integer("1"))])
+        cell = cst.Call(func=self._linen_ctor(func.value, qual, row.linen), args=ctor_args)  # type: ignore[arg-type]
+        self.fixed(f"{qual}.initialize_carry -> {row.linen}(features=...).initialize_carry")
+        return cst.Call(func=cst.Attribute(value=cell, attr=cst.Name("initialize_carry")),
+                        args=[cst.Arg(bound["rng"]), cst.Arg(shape)], lpar=updated.lpar, rpar=updated.rpar)
+
     def _linen_ctor(self, func: cst.BaseExpression, qual: str, linen: str) -> cst.BaseExpression:
         if qual.rsplit(".", 1)[-1] == linen:
             return func
@@ -134,6 +181,8 @@ class _Transformer(RuleTransformer):
         return build_dotted(spelled)
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if isinstance(original.func, cst.Attribute) and original.func.attr.value == "initialize_carry":
+            return self._initialize_carry(original, updated)
         if not self._in_legacy_module() or id(original) in self._split:
             return updated
         func = original.func
@@ -143,23 +192,61 @@ class _Transformer(RuleTransformer):
         if spec is not None:
             call_spec, ctor = spec
         elif isinstance(func, cst.Name) and self._partials and func.value in self._partials[-1]:
-            call_spec, bound = self._partials[-1][func.value]
+            call_spec, bound, kind = self._partials[-1][func.value]
+            if kind == "shared":  # an instance already: only inputs may be passed
+                extra = [a for a in updated.args if a.star or (
+                    a.keyword is not None and a.keyword.value not in call_spec.inputs)]
+                if extra or sum(a.keyword is None for a in updated.args) > len(call_spec.linen_call):
+                    self.todo(f"{func.value}: a .shared() module called with configuration arguments: "
+                              "pass them where it is created")
+                return updated
         else:
             return updated
-        if not call_spec.is_legacy_call(original):
+        if not call_spec.is_legacy_call(original, bound):
             return updated
-        if call_spec.needs_features:
-            self.todo(f"{_name(func)}: Linen cells need features=<hidden size>: pass the carry's size")
-            return updated
+        extra: list[cst.Arg] = []
+        if call_spec.features_from_carry and not any(
+                a.keyword is not None and a.keyword.value == "features" for a in updated.args) \
+                and "features" not in bound:
+            carry = _carry_arg(updated)
+            if carry is None:
+                self.todo(f"{_name(func)}: Linen cells need features=<hidden size>: pass the carry's size")
+                return updated
+            source = call_spec.features_from_carry.format(carry=cst.Module([]).code_for_node(carry))
+            extra.append(cst.Arg(value=cst.parse_expression(source), keyword=cst.Name("features"),
+                                 equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""),
+                                                       whitespace_after=cst.SimpleWhitespace(""))))
         if bound:  # what the partial fixed is not overridden by a default
             call_spec = dataclasses.replace(
                 call_spec, explicit={k: v for k, v in call_spec.explicit.items() if k not in bound})
-        new, problem = split_call(updated, call_spec, ctor)
+        new, problem = split_call(updated, call_spec, ctor, extra)
         if new is None:
             self.todo(f"{_name(func)}: {problem}")
             return updated
         self.fixed(f"{_name(func)}(x, ...) -> {_name(func)}(...)(x)")
         return new
+
+
+_CARRY_ARGS = ("rng", "batch_dims", "size", "init_fn")
+
+
+def _bind_carry_args(call: cst.Call) -> dict[str, cst.BaseExpression] | None:
+    out: dict[str, cst.BaseExpression] = {}
+    for i, a in enumerate(call.args):
+        key = a.keyword.value if a.keyword is not None else (_CARRY_ARGS[i] if i < 4 else None)
+        if a.star or key not in _CARRY_ARGS or key in out:
+            return None
+        out[key] = a.value
+    return out if {"rng", "batch_dims", "size"} <= set(out) else None
+
+
+def _carry_arg(call: cst.Call) -> cst.BaseExpression | None:
+    """The carry argument, if it is a plain name/attribute/subscript (safe to read twice)."""
+    carry = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "carry"),
+                 call.args[0].value if call.args and call.args[0].keyword is None else None)
+    if isinstance(carry, (cst.Name, cst.Attribute, cst.Subscript)):
+        return carry
+    return None
 
 
 def _name(expr: cst.BaseExpression) -> str:

@@ -28,8 +28,9 @@ class BuiltinModule:
     renames: dict[str, str] = field(default_factory=dict)
     explicit: dict[str, str] = field(default_factory=dict)
     manual: dict[str, str] = field(default_factory=dict)
-    # a Linen attribute legacy code never passed, recovered by the rule
-    needs_features: bool = False
+    # Linen cells need ``features``, which legacy cells read off the carry:
+    # how to recover it from the carry expression (``{carry}`` is substituted)
+    features_from_carry: str | None = None
     # legacy parameters without a default: a call that does not bind them all
     # is not a legacy call (it is already Linen: ``nn.Dense(3)``)
     required: int = 2
@@ -107,12 +108,14 @@ BUILTIN_MODULES: dict[str, BuiltinModule] = {
         "MultiHeadDotProductAttention", tuple(a for a in _ATTENTION_LEGACY if a != "inputs_kv"),
         ("inputs_q", "dropout_rng"), _ATTENTION_FIELDS, ("inputs_q",), _BIAS,
         explicit={"deterministic": "False"}, manual=_ATTENTION_MANUAL),
+    # the LSTM carry is (c, h), each (batch..., features); the GRU carry is h
     "flax.nn.LSTMCell": BuiltinModule("LSTMCell", _CELL, ("carry", "inputs"), _CELL_FIELDS,
-                                      ("carry", "inputs"), needs_features=True),
-    "flax.nn.OptimizedLSTMCell": BuiltinModule("OptimizedLSTMCell", _CELL, ("carry", "inputs"), _CELL_FIELDS,
-                                               ("carry", "inputs"), needs_features=True),
+                                      ("carry", "inputs"), features_from_carry="{carry}[0].shape[-1]"),
+    "flax.nn.OptimizedLSTMCell": BuiltinModule(
+        "OptimizedLSTMCell", _CELL, ("carry", "inputs"), _CELL_FIELDS, ("carry", "inputs"),
+        features_from_carry="{carry}[0].shape[-1]"),
     "flax.nn.GRUCell": BuiltinModule("GRUCell", _CELL, ("carry", "inputs"), _CELL_FIELDS,
-                                     ("carry", "inputs"), needs_features=True),
+                                     ("carry", "inputs"), features_from_carry="{carry}.shape[-1]"),
     "flax.nn.ConvLSTM": BuiltinModule(
         "ConvLSTMCell", ("carry", "inputs", "features", "kernel_size", "strides", "padding", "bias", "dtype"),
         ("carry", "inputs"), ("features", "kernel_size", "strides", "padding", "use_bias"),
