@@ -32,6 +32,17 @@ class ClassFacts:
     lineno: int = 0
 
 
+@dataclass(frozen=True)
+class PartialArg:
+    """``conv = nn.Conv.partial(bias=False); Block(x, conv=conv)``: inside
+    ``Block``, the parameter ``conv`` is a partial of ``nn.Conv``."""
+
+    callee: str  # the legacy module called (qualified, or local dotted)
+    param: str
+    target: str  # the module the partial was made of
+    bound: frozenset[str]  # the keywords the partial fixed
+
+
 @dataclass
 class FileFacts:
     module_name: str
@@ -41,6 +52,7 @@ class FileFacts:
     classes: list[ClassFacts]
     has_skip_marks: bool
     skip_file: bool
+    partial_args: list[PartialArg] = field(default_factory=list)
 
     def references(self, *prefixes: str) -> bool:
         return any(q == p or q.startswith(p + ".") for q in self.qualnames for p in prefixes)
@@ -105,6 +117,35 @@ def file_facts(tree: ast.Module, text: str, module_name: str) -> FileFacts:
                         if dname and (imports.resolve_dotted(dname) or "").endswith("module_method"):
                             module_methods.append(item.name)
             classes.append(ClassFacts(node.name, bases, apply_params, module_methods, node.lineno))
+    local_classes = {c.name for c in classes}
+
+    def qualify(name: str) -> str:
+        if name in local_classes:
+            return f"{module_name}.{name}" if module_name else name
+        return imports.resolve_dotted(name) or name
+
+    partial_args: list[PartialArg] = []
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        partials: dict[str, tuple[str, frozenset[str]]] = {}
+        for node in ast.walk(fn):
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Call)
+                    and isinstance(node.value.func, ast.Attribute) and node.value.func.attr == "partial"):
+                target = _dotted(node.value.func.value)
+                if target:
+                    partials[node.targets[0].id] = (
+                        qualify(target), frozenset(k.arg for k in node.value.keywords if k.arg))
+        if not partials:
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Call):
+                callee = _dotted(node.func)
+                for kw in node.keywords:
+                    if callee and kw.arg and isinstance(kw.value, ast.Name) and kw.value.id in partials:
+                        target, bound = partials[kw.value.id]
+                        partial_args.append(PartialArg(qualify(callee), kw.arg, target, bound))
     return FileFacts(
         module_name=module_name,
         imports=imports,
@@ -112,4 +153,5 @@ def file_facts(tree: ast.Module, text: str, module_name: str) -> FileFacts:
         classes=classes,
         has_skip_marks=SKIP_MARK in text,
         skip_file=SKIP_FILE_MARK in text,
+        partial_args=partial_args,
     )

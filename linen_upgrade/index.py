@@ -28,6 +28,9 @@ class ProjectIndex:
     modules: dict[str, LegacyModule] = field(default_factory=dict)
     # module names of the run's files that reference flax (prefilter)
     flax_modules: set[str] = field(default_factory=set)
+    # (module class, apply parameter) -> (module the partial was made of, keywords it fixed),
+    # from call sites that pass ``param=<a Module.partial(...)>`` (the ResNet pattern)
+    partial_params: dict[tuple[str, str], tuple[str, frozenset[str]]] = field(default_factory=dict)
 
     def legacy_module(self, qualname: str | None) -> LegacyModule | None:
         return self.modules.get(qualname) if qualname else None
@@ -63,4 +66,13 @@ class ProjectIndex:
                         qual, tuple(params) if params is not None else None,
                         tuple(c.module_methods))  # type: ignore[attr-defined]
                     changed = True
+        conflicting: set[tuple[str, str]] = set()
+        for facts in all_facts:
+            for pa in facts.partial_args:
+                key = (pa.callee, pa.param)
+                value = (pa.target, pa.bound)
+                if index.partial_params.setdefault(key, value) != value:
+                    conflicting.add(key)  # different partials at different sites: no single type
+        for key in conflicting:
+            del index.partial_params[key]
         return index

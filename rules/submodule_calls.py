@@ -82,11 +82,13 @@ class _Transformer(RuleTransformer):
         # per function: local name -> (spec, keywords it fixed, "partial"|"shared")
         self._partials: list[dict[str, tuple[CallSpec, frozenset[str], str]]] = []
         self._split: set[int] = set()
+        self._class_quals: list[str | None] = []
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         # only classes still in legacy form (LU101 renames apply after this rule)
-        self._legacy_class_depth.append(any(self.is_legacy_class(b.value) for b in node.bases)
-                                        and defines_apply(node))
+        legacy = any(self.is_legacy_class(b.value) for b in node.bases) and defines_apply(node)
+        self._legacy_class_depth.append(legacy)
+        self._class_quals.append(self.resolve_class(node.name) if legacy else None)
         return True
 
     def visit_Call(self, node: cst.Call) -> bool:
@@ -96,6 +98,7 @@ class _Transformer(RuleTransformer):
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         self._legacy_class_depth.pop()
+        self._class_quals.pop()
         return updated
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
@@ -123,6 +126,15 @@ class _Transformer(RuleTransformer):
             kind = value.func.attr.value
             self._partials[-1][node.targets[0].target.value] = (spec[0], bound, kind)
         return True
+
+    def _spec_for_qual(self, qual: str) -> CallSpec | None:
+        row = BUILTIN_MODULES.get(qual)
+        if row is not None:
+            return CallSpec.builtin(row)
+        legacy = self.ctx.index.legacy_module(qual)
+        if legacy is not None and legacy.apply_params is not None:
+            return CallSpec.user(legacy.apply_params)
+        return None
 
     def _spec(self, func: cst.BaseExpression) -> tuple[CallSpec, cst.BaseExpression] | None:
         """The call spec of a legacy module expression and its Linen constructor."""
@@ -191,6 +203,14 @@ class _Transformer(RuleTransformer):
         ctor: cst.BaseExpression = updated.func
         if spec is not None:
             call_spec, ctor = spec
+        elif (isinstance(func, cst.Name) and self._class_quals
+              and (self._class_quals[-1], func.value) in self.ctx.index.partial_params):
+            # an apply parameter that call sites fill with a Module.partial (the ResNet pattern)
+            target, bound = self.ctx.index.partial_params[(self._class_quals[-1], func.value)]  # type: ignore[index]
+            target_spec = self._spec_for_qual(target)
+            if target_spec is None:
+                return updated
+            call_spec = target_spec
         elif isinstance(func, cst.Name) and self._partials and func.value in self._partials[-1]:
             call_spec, bound, kind = self._partials[-1][func.value]
             if kind == "shared":  # an instance already: only inputs may be passed

@@ -33,6 +33,10 @@ CASES = {
         "params/DenseGeneral_0/kernel",
         "params/Dense_0/kernel",
     }),
+    "ResNet": ([((2, 8, 8, 3), "float32")], {  # partials passed into a block and called there
+        "params/ResidualBlock_0/conv_proj/kernel", "params/ResidualBlock_1/Conv_1/kernel",
+        "batch_stats/ResidualBlock_1/BatchNorm_1/var", "params/bn_init/scale",
+    }),
     "Tokens": ([((2, 5), "int32")], {"params/embed/embedding"}),  # Embed through .shared
     "Recurrent": ([((3, 4), "float32")], {
         "params/LSTMCell_0/hi/kernel", "params/OptimizedLSTMCell_0/ii/kernel", "params/GRUCell_0/hn/bias",
