@@ -162,6 +162,10 @@ class _Transformer(RuleTransformer):
                           "call it with apply(..., method=...)")
         apply: cst.FunctionDef = body[apply_at]  # type: ignore[assignment]
         body[apply_at] = self._call_method(apply, split)
+        attrs = {a.name for a in split.attrs}
+        for i, s in enumerate(body):
+            if isinstance(s, cst.FunctionDef) and i != apply_at and s.name.value != "setup":
+                body[i] = _method_with_attributes(s, attrs)
         fields = [self._field(apply, a) for a in split.attrs]
         insert_at = 1 if body and _is_docstring(body[0]) else 0
         if fields and insert_at < len(body) and not body[insert_at].leading_lines:
@@ -218,6 +222,19 @@ class _Transformer(RuleTransformer):
             self.imports.add((needed, None))
         decorators = [cst.Decorator(decorator=build_dotted(compact)), *apply.decorators]
         return apply.with_changes(name=cst.Name("__call__"), params=params, body=body, decorators=decorators)
+
+
+def _method_with_attributes(fn: cst.FunctionDef, attrs: set[str]) -> cst.FunctionDef:
+    """Other methods (former module methods) read the hyper-parameters as
+    ``self.<attr>``; a parameter repeating one (legacy passed them all) goes."""
+    params = fn.params
+    kept = [p for p in params.params if p.name.value not in attrs]
+    if len(kept) != len(params.params):
+        kept = [*kept[:-1], kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)] if kept else kept
+        params = params.with_changes(params=kept)
+    own = {p.name.value for p in [*params.params, *params.kwonly_params]}
+    names = attrs - own - _reassigned(fn.body)
+    return fn.with_changes(params=params, body=fn.body.visit(_SelfAttributes(names)))
 
 
 def _is_docstring(stmt: cst.BaseStatement) -> bool:

@@ -83,6 +83,7 @@ class _Transformer(RuleTransformer):
         self._partials: list[dict[str, tuple[CallSpec, frozenset[str], str]]] = []
         self._split: set[int] = set()
         self._class_quals: list[str | None] = []
+        self._two_arg: set[str] = set()
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         # only classes still in legacy form (LU101 renames apply after this rule)
@@ -126,6 +127,30 @@ class _Transformer(RuleTransformer):
             kind = value.func.attr.value
             self._partials[-1][node.targets[0].target.value] = (spec[0], bound, kind)
         return True
+
+    def visit_Module(self, node: cst.Module) -> bool:
+        super().visit_Module(node)
+        # functions of this file that take (key, shape) only: legacy initializers
+        self._two_arg = {
+            s.name.value for s in node.body if isinstance(s, cst.FunctionDef)
+            and len(s.params.params) == 2 and not isinstance(s.params.star_arg, cst.Param)
+            and not s.params.kwonly_params and not isinstance(s.params.star_kwarg, cst.Param)}
+        return True
+
+    def _wrap_two_arg_initializers(self, call: cst.Call) -> cst.Call:
+        """Linen built-ins call ``init(key, shape, dtype)``; a legacy ``f(key, shape)`` is wrapped."""
+        inner = call.func
+        if not isinstance(inner, cst.Call):
+            return call
+        args = []
+        for a in inner.args:
+            if (a.keyword is not None and a.keyword.value.endswith("_init")
+                    and isinstance(a.value, cst.Name) and a.value.value in self._two_arg):
+                a = a.with_changes(value=cst.parse_expression(
+                    f"lambda key, shape, dtype=None: {a.value.value}(key, shape)"))
+                self.fixed(f"two-argument initializer {a.keyword.value} wrapped")
+            args.append(a)
+        return call.with_changes(func=inner.with_changes(args=args))
 
     def _spec_for_qual(self, qual: str) -> CallSpec | None:
         row = BUILTIN_MODULES.get(qual)
@@ -240,6 +265,8 @@ class _Transformer(RuleTransformer):
             call_spec = dataclasses.replace(
                 call_spec, explicit={k: v for k, v in call_spec.explicit.items() if k not in bound})
         new, problem = split_call(updated, call_spec, ctor, extra)
+        if new is not None:
+            new = self._wrap_two_arg_initializers(new)
         if new is None:
             self.todo(f"{_name(func)}: {problem}")
             return updated

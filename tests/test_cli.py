@@ -347,3 +347,20 @@ def test_notebook_roundtrip(tmp_path):
     assert new["cells"][3]["source"] == nb["cells"][3]["source"]
     assert new["metadata"] == nb["metadata"]
     assert run(str(path)) == 0
+
+
+def test_module_called_with_hyperparameters_in_another_file(tmp_path):
+    (tmp_path / "layers.py").write_text(
+        "from flax import nn\n\n\nclass Block(nn.Module):\n    def apply(self, x, features, train=True):\n"
+        "        x = nn.Dense(x, features)\n        return nn.BatchNorm(x, use_running_average=not train)\n")
+    (tmp_path / "model.py").write_text(
+        "from flax import nn\nfrom layers import Block\n\n\nclass Net(nn.Module):\n"
+        "    def apply(self, x, width=8, train=True):\n"
+        "        x = Block(x, width, train=train, name='b0')\n        return Block(x, features=2 * width)\n")
+    assert run(str(tmp_path)) == 1
+    assert "class Block(nn.Module):\n    features: Any\n\n    @nn.compact\n    def __call__(self, x, train=True):" \
+        in (tmp_path / "layers.py").read_text()
+    model = (tmp_path / "model.py").read_text()
+    assert "x = Block(self.width, name='b0')(x, train=train)" in model
+    assert "return Block(features=2 * self.width)(x)" in model
+    assert run(str(tmp_path)) == 0  # idempotent across files

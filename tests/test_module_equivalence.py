@@ -37,6 +37,9 @@ CASES = {
         "params/ResidualBlock_0/conv_proj/kernel", "params/ResidualBlock_1/Conv_1/kernel",
         "batch_stats/ResidualBlock_1/BatchNorm_1/var", "params/bn_init/scale",
     }),
+    "AutoEncoder": ([((2, 16), "float32")], {  # a shared submodule built in setup()
+        "params/decoder/Dense_1/kernel", "params/encoder/latents/kernel"}),
+    "CustomInit": ([((2, 4), "float32")], {"params/Dense_0/kernel"}),  # a two-argument initializer
     "Tokens": ([((2, 5), "int32")], {"params/embed/embedding"}),  # Embed through .shared
     "Recurrent": ([((3, 4), "float32")], {
         "params/LSTMCell_0/hi/kernel", "params/OptimizedLSTMCell_0/ii/kernel", "params/GRUCell_0/hn/bias",
