@@ -203,8 +203,8 @@ class _Transformer(RuleTransformer):
             spec = CallSpec.builtin(row)
         elif legacy is not None and legacy.apply_params is not None:
             spec = CallSpec.user(legacy.apply_params)
-        else:
-            return None
+        else:  # only legacy modules have .shared: keep its keywords as they are
+            spec = CallSpec((), frozenset(), (), (), {}, {}, {})
         args = []
         for a in call.args:
             if a.star or a.keyword is None or a.keyword.value in spec.inputs:
