@@ -26,7 +26,7 @@ import libcst as cst
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.rules._cst import add_import, build_dotted, express
 from linen_upgrade.rules._modules import CallSpec, defines_apply, split_call
-from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
+from linen_upgrade.tables.nn_modules import ATTENTION_MASKS, BUILTIN_MODULES
 
 
 class SubmoduleCalls(Rule):
@@ -152,6 +152,46 @@ class _Transformer(RuleTransformer):
             args.append(a)
         return call.with_changes(func=inner.with_changes(args=args))
 
+    def _attention_mask(self, call: cst.Call, spec: CallSpec
+                        ) -> tuple[cst.Call, cst.BaseExpression | None, str | None]:
+        """Legacy ``causal_mask=True`` / ``padding_mask=`` / ``key_padding_mask=`` ->
+        one Linen ``mask=`` (``make_causal_mask``, ``make_attention_mask``, ``combine_masks``)."""
+        keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+        names = ("causal_mask", "padding_mask", "key_padding_mask")
+        if not any(n in keywords for n in names):
+            return call, None, None
+        positional = [a.value for a in call.args if a.keyword is None]
+        q = keywords.get("inputs_q", positional[0] if positional else None)
+        kv = keywords.get("inputs_kv", positional[1] if len(positional) > 1 and "inputs_kv" in spec.legacy
+                          else None)
+        simple = (cst.Name, cst.Attribute, cst.Subscript)
+        if not isinstance(q, simple) or (kv is not None and not isinstance(kv, simple)):
+            return call, None, "masks need the inputs as plain names: build mask= by hand"
+        code = cst.Module([]).code_for_node
+        nn_prefix = express("flax.nn.make_attention_mask", self.ctx.facts.imports)[0].rsplit(".", 1)[0]
+        parts = []
+        causal = keywords.get("causal_mask")
+        if causal is not None:
+            if not (isinstance(causal, cst.Name) and causal.value in ("True", "False")):
+                return call, None, "causal_mask is not a literal True/False: build mask= by hand"
+            if causal.value == "True":
+                parts.append(ATTENTION_MASKS["causal_mask"].format(nn=nn_prefix, q=code(q)))
+        pq, pk = keywords.get("padding_mask"), keywords.get("key_padding_mask")
+        if pq is not None or pk is not None:
+            if kv is not None and (pq is None or pk is None):
+                return call, None, "cross-attention with one padding mask: build mask= by hand"
+            pq, pk = pq or pk, pk or pq
+            if not isinstance(pq, simple) or not isinstance(pk, simple):
+                return call, None, "padding masks need plain names: build mask= by hand"
+            parts.append(ATTENTION_MASKS["padding"].format(nn=nn_prefix, pq=code(pq), pk=code(pk)))
+        rest = [a for a in call.args if a.keyword is None or a.keyword.value not in names]
+        call = call.with_changes(args=[*rest[:-1], rest[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)])
+        if not parts:
+            return call, None, None
+        source = parts[0] if len(parts) == 1 else f"{nn_prefix}.combine_masks({', '.join(parts)})"
+        self.fixed("attention masks -> mask=")
+        return call, cst.parse_expression(source), None
+
     def _spec_for_qual(self, qual: str) -> CallSpec | None:
         row = BUILTIN_MODULES.get(qual)
         if row is not None:
@@ -264,7 +304,16 @@ class _Transformer(RuleTransformer):
         if bound:  # what the partial fixed is not overridden by a default
             call_spec = dataclasses.replace(
                 call_spec, explicit={k: v for k, v in call_spec.explicit.items() if k not in bound})
+        mask = None
+        if call_spec.manual and "causal_mask" in call_spec.manual:
+            updated, mask, problem = self._attention_mask(updated, call_spec)
+            if problem:
+                self.todo(f"{_name(func)}: {problem}")
+                return updated
         new, problem = split_call(updated, call_spec, ctor, extra)
+        if new is not None and mask is not None:
+            new = new.with_changes(args=[*new.args[:-1], new.args[-1].with_changes(
+                comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))), _kwarg("mask", mask)])
         if new is not None:
             new = self._wrap_two_arg_initializers(new)
         if new is None:
@@ -294,6 +343,11 @@ def _carry_arg(call: cst.Call) -> cst.BaseExpression | None:
     if isinstance(carry, (cst.Name, cst.Attribute, cst.Subscript)):
         return carry
     return None
+
+
+def _kwarg(name: str, value: cst.BaseExpression) -> cst.Arg:
+    return cst.Arg(value=value, keyword=cst.Name(name), equal=cst.AssignEqual(
+        whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")))
 
 
 def _name(expr: cst.BaseExpression) -> str:

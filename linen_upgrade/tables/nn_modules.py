@@ -42,6 +42,8 @@ _CELL = ("carry", "inputs", "gate_fn", "activation_fn", "kernel_init", "recurren
 _CELL_FIELDS = ("features", "gate_fn", "activation_fn", "kernel_init", "recurrent_kernel_init", "bias_init")
 _ATTENTION_MANUAL = {
     "attention_axis": "multi-axis attention has no Linen form: flatten the attention axes",
+    # causal_mask=True and padding masks are converted by LU102 (ATTENTION_MASKS); these
+    # messages are for the forms it cannot convert
     "causal_mask": "build `mask=nn.make_causal_mask(...)` and pass it at call time",
     "padding_mask": "build `mask=nn.make_attention_mask(q_mask, kv_mask)` and pass it at call time",
     "key_padding_mask": "build `mask=nn.make_attention_mask(q_mask, kv_mask)` and pass it at call time",
@@ -124,6 +126,13 @@ BUILTIN_MODULES: dict[str, BuiltinModule] = {
     "flax.nn.dropout": BuiltinModule(
         "Dropout", ("inputs", "rate", "deterministic", "rng"), ("inputs", "rng"),
         ("rate", "broadcast_dims", "deterministic"), ("inputs",), explicit={"deterministic": "False"}),
+}
+
+# legacy attention mask arguments LU102 turns into one Linen ``mask=`` call argument.
+# Legacy masks are (batch, length, 1) booleans (api_mapping.md §2.1): Linen takes (batch, length).
+ATTENTION_MASKS = {
+    "causal_mask": "{nn}.make_causal_mask({q}[..., 0])",  # when the argument is literally True
+    "padding": "{nn}.make_attention_mask({pq}[..., 0], {pk}[..., 0])",
 }
 
 # apply parameters of user modules that stay call arguments, by name

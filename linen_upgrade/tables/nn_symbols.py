@@ -25,7 +25,7 @@ _LAYERS = [
     "LSTMCell", "OptimizedLSTMCell", "GRUCell", "dot_product_attention",
     "max_pool", "avg_pool", "pool", "initializers", "attention", "linear",
     # Linen names the module rules emit through the legacy alias (``nn.compact``)
-    "compact", "Dropout", "ConvLSTMCell",
+    "compact", "Dropout", "ConvLSTMCell", "make_causal_mask", "make_attention_mask", "combine_masks",
 ]
 _ACTIVATIONS = [
     "celu", "elu", "gelu", "glu", "leaky_relu", "log_sigmoid", "log_softmax", "relu",
