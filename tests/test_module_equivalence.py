@@ -42,6 +42,7 @@ CASES = {
     "CustomInit": ([((2, 4), "float32")], {"params/Dense_0/kernel"}),  # a two-argument initializer
     "MaskedAttention": ([((2, 5, 4), "float32")], {  # causal and padding masks -> mask=
         "params/MultiHeadDotProductAttention_2/out/kernel"}),
+    "ConvRecurrent": ([((2, 6, 6, 3), "float32")], {"params/ConvLSTMCell_0/ih/kernel"}),
     "Tokens": ([((2, 5), "int32")], {"params/embed/embedding"}),  # Embed through .shared
     "Recurrent": ([((3, 4), "float32")], {
         "params/LSTMCell_0/hi/kernel", "params/OptimizedLSTMCell_0/ii/kernel", "params/GRUCell_0/hn/bias",
