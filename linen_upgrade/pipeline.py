@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from linen_upgrade import engine
 from linen_upgrade.config import Config
@@ -22,6 +22,9 @@ from linen_upgrade.facts import FileFacts
 from linen_upgrade.files import mentions_flax, module_name
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.registry import rules_by_id
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 # below this many files a pool costs more than it saves
 _POOL_THRESHOLD = 8
@@ -37,16 +40,17 @@ class Scan:
 
 
 def _scan(path: str, with_facts: bool | None = None) -> Scan:
+    """Read a file; ``ast`` facts only when it mentions flax (or ``with_facts``)."""
     p = Path(path)
     try:
         data = p.read_bytes()
     except OSError as exc:
         return Scan(path, "", error=f"{path}: cannot read: {exc.strerror or exc}")
-    mod = module_name(p)
     if with_facts is None:
         with_facts = mentions_flax(data)
     if not with_facts:
-        return Scan(path, mod, imports=frozenset(engine.imported_modules(data, mod.rpartition(".")[0])))
+        return Scan(path, "")  # the common case in a monorepo: nothing else is computed
+    mod = module_name(p)
     try:
         return Scan(path, mod, facts=engine.facts_for(data, path, mod))
     except (engine.SourceError, Exception) as exc:  # noqa: BLE001 - reported, never fatal
@@ -56,6 +60,17 @@ def _scan(path: str, with_facts: bool | None = None) -> Scan:
 
 def _scan_facts(path: str) -> Scan:
     return _scan(path, with_facts=True)
+
+
+def _scan_imports(path: str) -> Scan:
+    """The modules a file without ``flax`` imports (regex, no parse)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        return Scan(path, "", error=f"{path}: cannot read: {exc.strerror or exc}")
+    mod = module_name(p)
+    return Scan(path, mod, imports=frozenset(engine.imported_modules(data, mod.rpartition(".")[0])))
 
 
 # worker state for the rewrite phase (set once per process by the initializer)
@@ -87,7 +102,7 @@ class RunResult:
     scanned: int
 
 
-def _map(pool: ProcessPoolExecutor | None, fn: Callable, items: list) -> Iterator:
+def _map(pool: "ProcessPoolExecutor | None", fn: Callable, items: list) -> Iterator:
     if pool is None:
         return map(fn, items)
     return pool.map(fn, items, chunksize=max(1, len(items) // (8 * (pool._max_workers or 1))))
@@ -98,13 +113,18 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
     files = [str(p) for p in paths]
     jobs = max(1, jobs)
     use_pool = jobs > 1 and len(files) >= _POOL_THRESHOLD
+    if use_pool:  # imported here: multiprocessing is start-up time a one-file run does not need
+        from concurrent.futures import ProcessPoolExecutor
     pool = ProcessPoolExecutor(max_workers=jobs) if use_pool else None
     try:
         scans = list(_map(pool, _scan, files))
         flax_modules = {s.module for s in scans if s.facts is not None}
         flax_modules |= {m.rpartition(".")[0] for m in flax_modules if "." in m}
-        secondary = [s.path for s in scans
-                     if s.facts is None and s.error is None and s.imports & flax_modules]
+        others = [s.path for s in scans if s.facts is None and s.error is None]
+        secondary = []
+        if flax_modules and others:
+            # implicit legacy: a file that imports a module of the run that uses flax
+            secondary = [s.path for s in _map(pool, _scan_imports, others) if s.imports & flax_modules]
         if secondary:
             again = {s.path: s for s in _map(pool, _scan_facts, secondary)}
             scans = [again.get(s.path, s) for s in scans]

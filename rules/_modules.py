@@ -179,3 +179,10 @@ def type_of(param: Param) -> str:
 def defines_apply(cls: cst.ClassDef) -> bool:
     """Is this class still in legacy form (LU101 has not renamed its ``apply``)?"""
     return any(isinstance(s, cst.FunctionDef) and s.name.value == "apply" for s in cls.body.body)
+
+
+def has_legacy_classes(ctx) -> bool:
+    """Does the file define a legacy module class (a cheap test on the index)?"""
+    module = ctx.facts.module_name
+    return any(ctx.index.is_legacy_module(f"{module}.{c.name}" if module else c.name)
+               for c in ctx.facts.classes)

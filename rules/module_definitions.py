@@ -21,8 +21,8 @@ import libcst as cst
 
 from linen_upgrade.facts import Param
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
-from linen_upgrade.rules._cst import add_import, build_dotted, express
-from linen_upgrade.rules._modules import split_params, type_of
+from linen_upgrade.rules._cst import add_import, build_dotted, express, is_docstring
+from linen_upgrade.rules._modules import has_legacy_classes, split_params, type_of
 
 
 class ModuleDefinitions(Rule):
@@ -55,8 +55,7 @@ class ModuleDefinitions(Rule):
     ]
 
     def applies(self, ctx: Context) -> bool:
-        return any(ctx.index.is_legacy_module(q) for q in ctx.facts.qualnames) or any(
-            c.apply_params is not None for c in ctx.facts.classes)
+        return has_legacy_classes(ctx)
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         t = _Transformer(self, ctx)
@@ -142,13 +141,25 @@ class _Transformer(RuleTransformer):
         super().__init__(rule, ctx)
         self.imports: set[tuple[str, str | None]] = set()
 
+    def visit_Module(self, node: cst.Module) -> bool:
+        super().visit_Module(node)
+        self._local_names = {t.target.value for s in node.body if isinstance(s, cst.SimpleStatementLine)
+                             for a in s.body if isinstance(a, cst.Assign) for t in a.targets
+                             if isinstance(t.target, cst.Name)} | {
+            s.name.value for s in node.body if isinstance(s, (cst.ClassDef, cst.FunctionDef))}
+        return True
+
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         if not any(self.is_legacy_class(b.value) for b in original.bases):
             return updated
         body = list(updated.body.body)
-        apply_at = next((i for i, s in enumerate(body)
-                         if isinstance(s, cst.FunctionDef) and s.name.value == "apply"), None)
-        if apply_at is None:
+        applies = [i for i, s in enumerate(body) if isinstance(s, cst.FunctionDef) and s.name.value == "apply"]
+        if not applies:
+            return updated
+        apply_at = applies[0]
+        problem = self._unsupported(original, body, applies)
+        if problem:
+            self.todo(problem)
             return updated
         params = self._apply_params(original)
         split = split_params(params)
@@ -167,7 +178,7 @@ class _Transformer(RuleTransformer):
             if isinstance(s, cst.FunctionDef) and i != apply_at and s.name.value != "setup":
                 body[i] = _method_with_attributes(s, attrs)
         fields = [self._field(apply, a) for a in split.attrs]
-        insert_at = 1 if body and _is_docstring(body[0]) else 0
+        insert_at = 1 if body and is_docstring(body[0]) else 0
         if fields and insert_at < len(body) and not body[insert_at].leading_lines:
             body[insert_at] = body[insert_at].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
             if insert_at == 0:  # the blank line goes after the fields
@@ -175,6 +186,26 @@ class _Transformer(RuleTransformer):
         body[insert_at:insert_at] = fields
         self.fixed(f"class {original.name.value}: apply -> __call__")
         return updated.with_changes(body=updated.body.with_changes(body=body))
+
+    def _unsupported(self, cls: cst.ClassDef, body: list, applies: list[int]) -> str | None:
+        """Shapes of legacy classes this rule does not convert (they get a TODO)."""
+        apply: cst.FunctionDef = body[applies[0]]
+        if len(applies) > 1:
+            return "the class defines apply more than once: keep one and re-run"
+        if sum(c.name == cls.name.value for c in self.ctx.facts.classes) > 1:
+            return f"several classes are named {cls.name.value} in this file: rename one and re-run"
+        if apply.asynchronous is not None:
+            return "async apply has no Linen form"
+        if apply.decorators:
+            return "a decorated apply (staticmethod, ...): convert it by hand"
+        if any(isinstance(s, (cst.SimpleStatementLine,)) and "apply" in {
+                t.target.value for a in s.body if isinstance(a, cst.Assign) for t in a.targets
+                if isinstance(t.target, cst.Name)} for s in body):
+            return "apply is reassigned in the class body: convert it by hand"
+        if "super().apply" in cst.Module([]).code_for_node(cls).replace(" ", ""):
+            return ("super().apply(...) calls the parent's legacy apply; in Linen, Module.apply is "
+                    "the variables entry point: restructure with the parent's attributes")
+        return None
 
     def _apply_params(self, cls: cst.ClassDef) -> tuple[Param, ...]:
         qual = self.resolve_class(cls.name)
@@ -187,8 +218,14 @@ class _Transformer(RuleTransformer):
     def _field(self, apply: cst.FunctionDef, attr: Param) -> cst.SimpleStatementLine:
         annotation = type_of(attr)
         if annotation == "Any":
-            self.imports.add(("typing", "Any"))
-        param = next(p for p in [*apply.params.params, *apply.params.kwonly_params] if p.name.value == attr.name)
+            bound = self.ctx.facts.imports.aliases.get("Any")
+            if bound in (None, "typing.Any") and "Any" not in self._local_names:
+                self.imports.add(("typing", "Any"))
+            else:  # the file gives ``Any`` another meaning
+                annotation = "typing.Any"
+                self.imports.add(("typing", None))
+        param = next(p for p in [*apply.params.posonly_params, *apply.params.params,
+                                 *apply.params.kwonly_params] if p.name.value == attr.name)
         value = param.default
         return cst.SimpleStatementLine(body=[cst.AnnAssign(
             target=cst.Name(attr.name),
@@ -204,12 +241,13 @@ class _Transformer(RuleTransformer):
         if reassigned:
             copies = [cst.parse_statement(f"{n} = self.{n}") for n in sorted(reassigned)]
             stmts = list(body.body)  # type: ignore[attr-defined]
-            at = 1 if stmts and _is_docstring(stmts[0]) else 0
+            at = 1 if stmts and is_docstring(stmts[0]) else 0
             body = body.with_changes(body=[*stmts[:at], *copies, *stmts[at:]])
         old = apply.params
-        keep = [p for p in old.params if p.name.value == "self" or p.name.value in inputs]
+        keep = [p for p in [*old.posonly_params, *old.params] if p.name.value == "self" or p.name.value in inputs]
         kwonly = [p for p in old.kwonly_params if p.name.value in inputs]
         params = old.with_changes(
+            posonly_params=[], posonly_ind=cst.MaybeSentinel.DEFAULT,
             params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in keep],
             kwonly_params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in kwonly],
             star_arg=old.star_arg if kwonly else cst.MaybeSentinel.DEFAULT,
@@ -235,8 +273,3 @@ def _method_with_attributes(fn: cst.FunctionDef, attrs: set[str]) -> cst.Functio
     own = {p.name.value for p in [*params.params, *params.kwonly_params]}
     names = attrs - own - _reassigned(fn.body)
     return fn.with_changes(params=params, body=fn.body.visit(_SelfAttributes(names)))
-
-
-def _is_docstring(stmt: cst.BaseStatement) -> bool:
-    return (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1
-            and isinstance(stmt.body[0], cst.Expr) and isinstance(stmt.body[0].value, cst.SimpleString))

@@ -20,7 +20,7 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.rules._cst import add_import
-from linen_upgrade.rules._modules import CallSpec, defines_apply, split_params
+from linen_upgrade.rules._modules import CallSpec, defines_apply, has_legacy_classes, split_params
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 
@@ -44,8 +44,7 @@ class ModulePartial(Rule):
     ]
 
     def applies(self, ctx: Context) -> bool:
-        return any(ctx.index.is_legacy_module(q) for q in ctx.facts.qualnames) or any(
-            c.apply_params is not None for c in ctx.facts.classes)
+        return has_legacy_classes(ctx)
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         t = _Transformer(self, ctx)

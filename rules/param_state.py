@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
-from linen_upgrade.rules._modules import defines_apply
+from linen_upgrade.rules._modules import defines_apply, has_legacy_classes
 
 # legacy signatures, for keyword calls
 _PARAM = ("name", "shape", "initializer")
@@ -64,8 +64,7 @@ class ParamState(Rule):
     ]
 
     def applies(self, ctx: Context) -> bool:
-        return any(ctx.index.is_legacy_module(q) for q in ctx.facts.qualnames) or any(
-            c.apply_params is not None for c in ctx.facts.classes)
+        return has_legacy_classes(ctx)
 
     def transformer(self, ctx: Context) -> RuleTransformer:
         return _Transformer(self, ctx)

@@ -25,7 +25,8 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.rule import Context, Example, Rule, RuleTransformer
-from linen_upgrade.rules._modules import CallSpec, defines_apply
+from linen_upgrade.rules._cst import is_docstring
+from linen_upgrade.rules._modules import CallSpec, defines_apply, has_legacy_classes
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 
@@ -50,9 +51,7 @@ class SharedSetup(Rule):
     ]
 
     def applies(self, ctx: Context) -> bool:
-        return any(c.module_methods for c in ctx.facts.classes) or (
-            "flax.nn.module_method" in ctx.facts.qualnames) or any(
-            c.apply_params is not None for c in ctx.facts.classes)
+        return has_legacy_classes(ctx)
 
     def transformer(self, ctx: Context) -> RuleTransformer:
         return _Transformer(self, ctx)
@@ -60,7 +59,7 @@ class SharedSetup(Rule):
 
 def _shared_calls(method: cst.FunctionDef) -> list[cst.Call] | None:
     """The ``M.shared(...)`` calls a helper returns, if that is all it does."""
-    body = [s for s in method.body.body if not _is_docstring(s)]  # type: ignore[union-attr]
+    body = [s for s in method.body.body if not is_docstring(s)]  # type: ignore[union-attr]
     if len(body) != 1 or not isinstance(body[0], cst.SimpleStatementLine):
         return None
     ret = body[0].body[0]
@@ -70,11 +69,6 @@ def _shared_calls(method: cst.FunctionDef) -> list[cst.Call] | None:
     calls = [v for v in values if isinstance(v, cst.Call) and isinstance(v.func, cst.Attribute)
              and v.func.attr.value == "shared"]
     return calls if len(calls) == len(values) else None
-
-
-def _is_docstring(stmt: cst.CSTNode) -> bool:
-    return (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1
-            and isinstance(stmt.body[0], cst.Expr) and isinstance(stmt.body[0].value, cst.SimpleString))
 
 
 class _UseAttributes(cst.CSTTransformer):
@@ -166,7 +160,7 @@ class _Transformer(RuleTransformer):
             setup = cst.FunctionDef(
                 name=cst.Name("setup"), params=cst.Parameters(params=[cst.Param(cst.Name("self"))]),
                 body=cst.IndentedBlock(body=setup_lines))
-            at = 1 if body and _is_docstring(body[0]) else 0
+            at = 1 if body and is_docstring(body[0]) else 0
             if at < len(body) and not body[at].leading_lines and isinstance(body[at], cst.FunctionDef):
                 body[at] = body[at].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
             body.insert(at, setup)

@@ -25,7 +25,7 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.rules._cst import add_import, build_dotted, express
-from linen_upgrade.rules._modules import CallSpec, defines_apply, split_call
+from linen_upgrade.rules._modules import CallSpec, defines_apply, has_legacy_classes, split_call
 from linen_upgrade.tables.nn_modules import ATTENTION_MASKS, BUILTIN_MODULES
 
 
@@ -63,8 +63,8 @@ class SubmoduleCalls(Rule):
     ]
 
     def applies(self, ctx: Context) -> bool:
-        return any(ctx.index.is_legacy_module(q) for q in ctx.facts.qualnames) or any(
-            c.apply_params is not None for c in ctx.facts.classes)
+        return has_legacy_classes(ctx) or any(
+            q.startswith("flax.nn.") and q.endswith(".initialize_carry") for q in ctx.facts.qualnames)
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         t = _Transformer(self, ctx)
