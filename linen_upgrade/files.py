@@ -34,43 +34,56 @@ def discover(paths: Iterable[str], exclude: Iterable[str] = ()) -> Iterator[Path
 
     Explicitly named files are always taken; inside folders, excluded globs,
     virtual environments, build folders and symlinks that leave the tree are
-    skipped.  Folder symlinks are never followed.
+    skipped.  Folder symlinks are never followed.  (``os.scandir`` entries
+    carry their file type, so a no-op run costs little more than reading.)
     """
     exclude = list(exclude)
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for raw in paths:
         root = Path(raw)
         if root.is_file():
-            if root.resolve() not in seen:
-                seen.add(root.resolve())
+            key = os.path.realpath(root)
+            if key not in seen:
+                seen.add(key)
                 yield root
             continue
         if not root.is_dir():
             raise FileNotFoundError(f"{raw}: no such file or directory")
-        real_root = root.resolve()
-        for current, dirs, files in os.walk(root, followlinks=False):
-            rel_dir = os.path.relpath(current, root).replace(os.sep, "/")
-            rel_dir = "" if rel_dir == "." else rel_dir + "/"
-            dirs[:] = sorted(
-                d for d in dirs
-                if d not in SKIP_DIRS and not d.endswith(".egg-info")
-                and not os.path.islink(os.path.join(current, d))
-                and not _is_virtualenv(os.path.join(current, d))
-                and not _excluded(rel_dir + d, exclude)
-            )
-            for name in sorted(files):
-                if not name.endswith(SOURCE_SUFFIXES) or _excluded(rel_dir + name, exclude):
-                    continue
-                path = Path(current) / name
-                if path.is_symlink():
-                    target = path.resolve()
-                    if not target.is_relative_to(real_root) or not target.is_file():
-                        continue
-                resolved = path.resolve()
-                if resolved in seen:
-                    continue
-                seen.add(resolved)
-                yield path
+        real_root = os.path.realpath(root)
+        yield from _walk(str(root), "", real_root, exclude, seen)
+
+
+def _walk(directory: str, rel: str, real_root: str, exclude: list[str], seen: set[str]) -> Iterator[Path]:
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError:
+        return
+    subdirs = []
+    for entry in entries:
+        name = entry.name
+        rel_name = rel + name
+        if entry.is_dir(follow_symlinks=False):
+            if (name not in SKIP_DIRS and not name.endswith(".egg-info")
+                    and not _is_virtualenv(entry.path)
+                    and not (exclude and _excluded(rel_name, exclude))):
+                subdirs.append(entry)
+            continue
+        if not name.endswith(SOURCE_SUFFIXES) or (exclude and _excluded(rel_name, exclude)):
+            continue
+        if entry.is_symlink():
+            target = os.path.realpath(entry.path)
+            if not target.startswith(real_root + os.sep) or not os.path.isfile(target):
+                continue
+            key = target
+        else:
+            if not entry.is_file():
+                continue
+            key = os.path.join(real_root, rel_name)
+        if key not in seen:
+            seen.add(key)
+            yield Path(entry.path)
+    for entry in subdirs:
+        yield from _walk(entry.path, rel + entry.name + "/", real_root, exclude, seen)
 
 
 def module_name(path: Path) -> str:

@@ -41,16 +41,16 @@ class Scan:
 
 def _scan(path: str, with_facts: bool | None = None) -> Scan:
     """Read a file; ``ast`` facts only when it mentions flax (or ``with_facts``)."""
-    p = Path(path)
     try:
-        data = p.read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as exc:
         return Scan(path, "", error=f"{path}: cannot read: {exc.strerror or exc}")
     if with_facts is None:
         with_facts = mentions_flax(data)
     if not with_facts:
         return Scan(path, "")  # the common case in a monorepo: nothing else is computed
-    mod = module_name(p)
+    mod = module_name(Path(path))
     try:
         return Scan(path, mod, facts=engine.facts_for(data, path, mod))
     except (engine.SourceError, Exception) as exc:  # noqa: BLE001 - reported, never fatal
