@@ -464,12 +464,9 @@ def _add_empty_dicts(src: Mapping, dst: dict) -> dict:
 
 
 def _optax_state(name: str, hyper: dict, legacy_state: dict, params: dict) -> Any:
-    try:
-        from linen_upgrade.optim_state import optax_state_from_legacy
-    except ModuleNotFoundError as e:
-        if e.name != "linen_upgrade.optim_state":
-            raise
-        optax_state_from_legacy = _fallback_optax_state_from_legacy
+    """The optax state of the transform LU301 emits for this optimizer."""
+    from linen_upgrade.optim_state import optax_state_from_legacy
+
     try:
         return optax_state_from_legacy(name, hyper, legacy_state, params)
     except CheckpointError:
@@ -477,33 +474,6 @@ def _optax_state(name: str, hyper: dict, legacy_state: dict, params: dict) -> An
     except Exception as e:  # unknown optimizer, bad hyperparameters: the user's input
         raise CheckpointError(f"--optimizer {name}: cannot map its state to optax: "
                               f"{type(e).__name__}: {str(e)[:500]}") from None
-
-
-# TODO(issue 7): private fallback until linen_upgrade/optim_state.py (optax issue) lands;
-# delete it then. Covers GradientDescent, Momentum and Adam only (api_mapping.md 3.4).
-def _fallback_optax_state_from_legacy(name: str, hyper: dict, legacy_state: dict, params: dict) -> Any:
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    ps = legacy_state["param_states"]
-    count = jnp.asarray(legacy_state["step"], jnp.int32)
-
-    def fld(f: str) -> Any:
-        # ps has params' structure with a field dict at each leaf
-        return jax.tree_util.tree_map(lambda _, s: jnp.asarray(s[f]), params, ps)
-    if name == "GradientDescent":
-        return (optax.EmptyState(), optax.EmptyState())
-    if name == "Momentum":
-        trace = (optax.TraceState(trace=fld("momentum")), optax.EmptyState())
-        return (optax.EmptyState(), trace) if hyper.get("weight_decay", 0) else trace
-    if name == "Adam":
-        adam = optax.ScaleByAdamState(count=count, mu=fld("grad_ema"), nu=fld("grad_sq_ema"))
-        if hyper.get("weight_decay", 0):
-            return (adam, optax.EmptyState(), optax.EmptyState())
-        return (adam, optax.EmptyState())
-    raise CheckpointError(f"--optimizer {name}: optimizer state mapping not available yet "
-                          "(this build maps GradientDescent, Momentum, Adam)")
 
 
 # --------------------------------------------------------------------------- the upgraded model
