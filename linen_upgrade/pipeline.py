@@ -115,7 +115,7 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
     use_pool = jobs > 1 and len(files) >= _POOL_THRESHOLD
     if use_pool:  # imported here: multiprocessing is start-up time a one-file run does not need
         from concurrent.futures import ProcessPoolExecutor
-    pool = ProcessPoolExecutor(max_workers=jobs) if use_pool else None
+    pool = _pool(jobs) if use_pool else None
     try:
         scans = list(_map(pool, _scan, files))
         flax_modules = {s.module for s in scans if s.facts is not None}
@@ -137,8 +137,7 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
             pool = None
         if pool is not None:
             pool.shutdown()
-            pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
-                                       initargs=(index, config, rule_ids))
+            pool = _pool(jobs, initializer=_init_worker, initargs=(index, config, rule_ids))
         else:
             _init_worker(index, config, rule_ids)
         total = len(jobs_list)
@@ -151,6 +150,17 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
     finally:
         if pool is not None:
             pool.shutdown()
+
+
+def _pool(jobs: int, **kwargs) -> ProcessPoolExecutor:
+    """A process pool; forked (fast) unless the host process runs JAX, whose
+    threads make ``fork`` unsafe (an embedding program or a test session)."""
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "spawn" if "jax" in sys.modules else None
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method), **kwargs)
 
 
 def default_jobs() -> int:
