@@ -110,10 +110,14 @@ class _Progress:
 @click.option("--stdin-filename", default="-", help="Name to report for source read from stdin.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 @click.option("-v", "--verbose", count=True, help="Also list every rewrite made.")
+@click.option("--verify", "verify_after", is_flag=True,
+              help="Then verify every legacy module of the rewritten files that has inputs (config or "
+                   "init_by_shape): runs the original and the rewritten code. Exit 0 all agree, 1 any "
+                   "differ, 2 could not verify.")
 def rewrite(paths: tuple[str, ...], diff: bool, check: bool, exit_zero_even_if_changed: bool,
             jobs: int | None, select: tuple[str, ...], ignore: tuple[str, ...],
             exclude: tuple[str, ...], fmt: str | None, config_path: str | None,
-            stdin_filename: str, quiet: bool, verbose: int) -> None:
+            stdin_filename: str, quiet: bool, verbose: int, verify_after: bool) -> None:
     """Rewrite legacy Flax code in PATHS (files or folders; - for stdin)."""
     from linen_upgrade import pipeline, report
 
@@ -180,6 +184,11 @@ def rewrite(paths: tuple[str, ...], diff: bool, check: bool, exit_zero_even_if_c
     else:
         report.emit_text(results, summary, out, err, verbose, quiet)
 
+    if verify_after:  # imports no jax: the sides run in subprocesses
+        from linen_upgrade.verify.after_rewrite import verify_rewritten
+
+        code = verify_rewritten(results, cfg, mode, out if cfg.format == "text" else err, stdin="-" in paths)
+        sys.exit(EXIT_ERROR if summary.failed else code)
     if summary.failed:
         sys.exit(EXIT_ERROR)
     if summary.changed and not exit_zero_even_if_changed:

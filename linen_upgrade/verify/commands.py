@@ -72,25 +72,40 @@ def _fmt(x):
     return str(x)
 
 
-def _print_module(res):
-    click.echo(f"module {res.module}: {res.status.upper()}"
-               + (f"  ({res.reason})" if res.reason else ""))
+def _print_module(res, echo=None, label=None):
+    echo = echo or click.echo
+    echo(f"module {label or res.module}: {res.status.upper()}"
+         + (f"  ({res.reason})" if res.reason else ""))
     if res.detail:
-        click.echo(f"  {res.detail}")
+        echo(f"  {res.detail}")
+    if res.inputs:
+        src = {"init_by_shape": "from the legacy init_by_shape call", "config": "from [tool.linen-upgrade.verify]"
+               }.get(res.input_source or "", "")
+        echo(f"  inputs {', '.join('x'.join(map(str, s)) + ':' + d for s, d in res.inputs)}"
+             + (f" ({src})" if src else "") + (f"; kwargs {json.dumps(res.kwargs)}" if res.kwargs else ""))
+    if res.optimizer:
+        o = res.optimizer
+        echo(f"  optimizer: {o['steps']} steps of legacy {o['legacy']} vs upgraded {o.get('upgraded') or '?'}, "
+             "replaying the legacy gradients")
+        for note in o.get("notes") or ():
+            echo(f"  note: {note}")
     if res.rows:
         header = ("mode", "tensor", "shape", "max abs err", "max rel err", "ok")
         table = [header]
         for r in res.rows:
             path = f"{r.kind}:{r.path}" if r.kind != "variables" else r.path
+            verdict = "noise" if r.noise else ("ok" if r.ok else "DIFF")
             table.append((r.mode, path, "x".join(map(str, r.shape)) if r.shape is not None else "-",
-                          _fmt(r.max_abs), _fmt(r.max_rel), ("ok" if r.ok else "DIFF")
-                          + (f"  {r.note}" if r.note else "")))
+                          _fmt(r.max_abs), _fmt(r.max_rel), verdict + (f"  {r.note}" if r.note else "")))
         widths = [max(len(str(row[i])) for row in table) for i in range(5)]
         for row in table:
-            click.echo("  " + "  ".join(str(c).ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5])
+            echo("  " + "  ".join(str(c).ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5])
     bad = len(res.failed_rows)
-    click.echo(f"  {len(res.rows)} tensors compared, {bad} differ; rtol={res.rtol:g} atol={res.atol:g}"
-               + (f"; platform {res.platform}" if res.platform else ""))
+    noise = len(res.noise_rows)
+    echo(f"  {len(res.rows)} tensors compared, {bad} differ"
+         + (f", {noise} with noise gradients (reported, not failed)" if noise else "")
+         + f"; rtol={res.rtol:g} atol={res.atol:g}"
+         + (f"; platform {res.platform}" if res.platform else ""))
 
 
 def _print_program(res):
@@ -127,14 +142,21 @@ def _exit_code(statuses):
 @click.option("--run", "program", is_flag=True,
               help="Program mode: run both scripts and compare every number they print.")
 @click.option("--input", "inputs", multiple=True, metavar="SHAPE[:DTYPE]",
-              help="Input shape, e.g. 2,8,8,3:float32 (repeat per positional input). "
-                   "Default: the legacy file's own init_by_shape call.")
-@click.option("--kwargs", "kwargs_json", default="{}", metavar="JSON",
+              help="Input shape, e.g. 2,8,8,3:float32 (repeat per positional input). Default: "
+                   "[tool.linen-upgrade.verify.modules.NAME] input, else the legacy file's init_by_shape call.")
+@click.option("--kwargs", "kwargs_json", default=None, metavar="JSON",
               help="Legacy apply keyword arguments; Linen gets those that are attributes as "
-                   "constructor arguments and the rest as call arguments.")
-@click.option("--shared", "shared_json", default="{}", metavar="JSON",
+                   "constructor arguments and the rest as call arguments. Default: the config's kwargs; "
+                   "with inputs from init_by_shape, the literal keywords of its `.partial(...)`.")
+@click.option("--shared", "shared_json", default=None, metavar="JSON",
               help="Classes of unnamed .shared() modules stored under bare numbers, e.g. '{\"7\": \"Dense\"}'.")
-@click.option("--train-steps", type=int, default=0, help="Optimizer steps to compare (not implemented yet).")
+@click.option("--train-steps", type=click.IntRange(min=0), default=None,
+              help="Also take N steps of the legacy file's flax.optim optimizer and replay their "
+                   "gradients through the upgraded file's optax transform, comparing the params.")
+@click.option("--optimizer", default=None, metavar="FUNC[:FUNC]",
+              help="With --train-steps: a zero-argument function returning the optimizer (legacy: the "
+                   "OptimizerDef, upgraded: the optax transform); LEGACY_FUNC:UPGRADED_FUNC when the "
+                   "names differ. Default: found in each file (optim.X(...) / optax.x(...)).")
 @click.option("--rtol", type=float, default=None, help="Relative tolerance (module 1e-5, program 2e-4).")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance (default 1e-6).")
 @click.option("--platform", type=click.Choice(["cpu", "gpu", "tpu"]), default=None,
@@ -142,14 +164,21 @@ def _exit_code(statuses):
 @click.option("--legacy-python", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Run the legacy side with this python (your old env with real old flax) instead "
                    "of the bundled flax 0.3.6 runtime.")
-@click.option("--timeout", type=float, default=600.0, show_default=True, help="Time limit per side, seconds.")
+@click.option("--timeout", type=float, default=None,
+              help="Time limit per side (per subprocess), seconds (default 600).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Read [tool.linen-upgrade.verify] from this file instead of the pyproject.toml "
+                   "nearest to LEGACY_FILE.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def verify(legacy_file, upgraded_file, modules, program, inputs, kwargs_json, shared_json, train_steps,
-           rtol, atol, platform, legacy_python, timeout, fmt):
+           optimizer, rtol, atol, platform, legacy_python, timeout, config_path, fmt):
     """Prove LEGACY_FILE and UPGRADED_FILE compute the same numbers.
 
     Exit 0 when all agree, 1 when any differ, 2 when it could not run.
     """
+    from pathlib import Path
+
+    from . import settings as settings_mod
     click.echo(EXECUTES_NOTICE, err=(fmt == "json"))
     if not program and not modules:
         click.echo("error: give --module NAME (module mode) or --run (program mode)", err=True)
@@ -158,13 +187,23 @@ def verify(legacy_file, upgraded_file, modules, program, inputs, kwargs_json, sh
         click.echo("error: --run and --module are exclusive", err=True)
         sys.exit(EXIT_ERROR)
     try:
-        kwargs = json.loads(kwargs_json)
-        shared = json.loads(shared_json)
-        if not isinstance(kwargs, dict) or not isinstance(shared, dict):
+        kwargs = json.loads(kwargs_json) if kwargs_json is not None else None
+        shared = json.loads(shared_json) if shared_json is not None else None
+        if not isinstance(kwargs, (dict, type(None))) or not isinstance(shared, (dict, type(None))):
             raise ValueError("must be a JSON object")
     except ValueError as e:
         click.echo(f"error: --kwargs/--shared: {e}", err=True)
         sys.exit(EXIT_ERROR)
+    try:
+        start = Path(legacy_file).resolve().parent
+        cfg = settings_mod.load(start if start.is_dir() else Path.cwd(),
+                                Path(config_path) if config_path else None)
+    except settings_mod.VerifyConfigError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    platform = platform or cfg.platform
+    legacy_python = legacy_python or cfg.legacy_python
+    timeout = timeout if timeout is not None else (cfg.timeout or 600.0)
     if program:
         from .program import DEFAULT_ATOL, DEFAULT_RTOL, verify_run
         res = verify_run(legacy_file, upgraded_file,
@@ -177,22 +216,23 @@ def verify(legacy_file, upgraded_file, modules, program, inputs, kwargs_json, sh
             _print_program(res)
         sys.exit(_exit_code([res.status]))
 
-    from .module import DEFAULT_ATOL, DEFAULT_RTOL, InputSpecError, parse_input_spec, verify_module
+    from .module import DEFAULT_ATOL, DEFAULT_RTOL, InputSpecError, ModuleJob, parse_input_spec, verify_batch
     try:
         specs = [parse_input_spec(s) for s in inputs] or None
     except InputSpecError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_ERROR)
-    results = []
-    for name in modules:
-        res = verify_module(legacy_file, upgraded_file, name, inputs=specs, kwargs=kwargs,
-                            train_steps=train_steps,
-                            rtol=DEFAULT_RTOL if rtol is None else rtol,
-                            atol=DEFAULT_ATOL if atol is None else atol,
-                            platform=platform, legacy_python=legacy_python, timeout=timeout,
-                            shared=shared)
-        results.append(res)
-        if fmt == "text":
+    jobs = []
+    for name in dict.fromkeys(modules):
+        r = settings_mod.resolve(cfg, name, legacy_file, inputs=specs, kwargs=kwargs, shared=shared,
+                                 train_steps=train_steps, optimizer=optimizer, rtol=rtol, atol=atol)
+        jobs.append(ModuleJob(name, upgraded_file, r.inputs, r.kwargs, r.train_steps, r.optimizer, r.shared,
+                              DEFAULT_RTOL if r.rtol is None else r.rtol,
+                              DEFAULT_ATOL if r.atol is None else r.atol, input_source=r.input_source))
+    # every module in one legacy process (and the upgraded sides in up to two)
+    results = verify_batch(legacy_file, jobs, platform=platform, legacy_python=legacy_python, timeout=timeout)
+    if fmt == "text":
+        for res in results:
             _print_module(res)
     code = _exit_code([r.status for r in results])
     if fmt == "json":

@@ -108,6 +108,14 @@ def _device_put_sharded(shards, devices):
     return jax.tree_util.tree_map(lambda *xs: jax.device_put(jnp.stack(xs), sharding), *shards)
 
 
+class _null_context(object):
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
 def _extras_table():
     import functools
     import jax
@@ -133,7 +141,12 @@ def _extras_table():
         "jax.nn": {"normalize": jax.nn.standardize},
         # jax has no trace levels any more; legacy flax.core.tracers compares
         # levels of find_top_trace() -- None gives -inf on both sides.
-        "jax.core": {"find_top_trace": lambda *a, **k: None},
+        # legacy flax.nn derives rngs under `jax.core.eval_context()`: on old jax that
+        # only made *constant* ops eager (ops on an outer jit's tracers were still
+        # staged); current jax evaluates everything there, so a jitted legacy `init`
+        # fails with UnexpectedTracerError. A no-op context keeps the old meaning
+        # (the same values; staged rather than eager when under a transform).
+        "jax.core": {"find_top_trace": lambda *a, **k: None, "eval_context": _null_context},
         "jax.interpreters.xla": {"DeviceArray": jax.Array},
         "jax.xla": {"DeviceArray": jax.Array},
         "jax.pxla": {"ShardedDeviceArray": jax.Array},

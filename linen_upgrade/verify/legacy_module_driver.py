@@ -1,11 +1,24 @@
 """Legacy side of module mode (run through legacy_boot.py --driver).
 
-Initialises the legacy module on flax 0.3.6 under ``nn.stateful()``, then for
-each mode (train/eval when ``apply`` has a ``train`` argument) runs a forward
-pass under a mutable ``nn.stateful`` context and takes gradients of a fixed
-scalar loss ``sum(output * projection)``. Writes ``manifest.json`` +
-``arrays.npz`` (inputs, params, initial state, outputs, updated state,
-gradients, projections) into ``--out``. On failure writes ``error.json``.
+One process handles a batch of jobs (``--batch JOBS.json``: a list of
+``{"module", "inputs", "kwargs", "seed", "int_high", "train_steps",
+"optimizer", "timing", "out"}``) on one legacy file, which is imported once.
+For each job it initialises the legacy module on flax 0.3.6 under
+``nn.stateful()`` (jitted), then for each mode (train/eval when ``apply`` has
+a ``train`` argument) runs a forward pass under a mutable ``nn.stateful``
+context and takes gradients of a fixed scalar loss ``sum(output *
+projection)``. Writes ``manifest.json`` + ``arrays.npz`` (inputs, params,
+initial state, outputs, updated state, gradients, projections) into the job's
+``out``; on failure ``error.json`` there (the other jobs go on).
+
+With ``train_steps`` N and an ``optimizer`` site (see ``optimizer.py``) it also
+builds the file's ``flax.optim`` optimizer, creates it on the params and takes
+N steps in train mode, each on the gradients of a fresh random projection of
+the outputs at the current params (state carried over). It stores each step's
+gradients (``opt_grad``) -- the modern side replays them through the optax
+transform -- and the params after each step (``opt_params``).
+
+``timing``: also time a second call of each jitted function (compile vs run).
 
 Python 3.7 syntax (may run in the user's own old environment).
 """
@@ -14,7 +27,14 @@ import inspect
 import json
 import os
 import sys
+import time
 import traceback
+
+T_START = time.time()
+
+
+class JobFailed(Exception):
+    pass
 
 
 def _fail(out, phase, exc):
@@ -23,7 +43,22 @@ def _fail(out, phase, exc):
     with open(os.path.join(out, "error.json"), "w") as f:
         json.dump(info, f)
     sys.stderr.write(info["traceback"])
-    sys.exit(3)
+    raise JobFailed(phase)
+
+
+def build_from_spec(spec, namespace):
+    """Evaluate an optimizer site (``optimizer.OptimizerSite.to_json()``) in a
+    loaded file's namespace."""
+    if spec.get("call"):
+        fn = namespace.get(spec["call"])
+        if fn is None:
+            raise NameError("no function %s() in %s" % (spec["call"], spec.get("file")))
+        return fn()
+    env = dict(namespace)
+    for name, src in sorted((spec.get("bindings") or {}).items()):
+        env[name] = eval(compile(src, "<default of %s>" % name, "eval"), namespace)
+    code = compile(spec["expr"].strip(), "<optimizer at %s:%s>" % (spec.get("file"), spec.get("line")), "eval")
+    return eval(code, env)
 
 
 def make_inputs(specs, seed, int_high):
@@ -73,43 +108,39 @@ class Store(object):
             json.dump(meta, f)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--file", required=True)
-    ap.add_argument("--module", required=True)
-    ap.add_argument("--inputs", required=True, help="JSON [[shape, dtype], ...]")
-    ap.add_argument("--kwargs", default="{}")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--int-high", type=int, default=4)
-    ap.add_argument("--out", required=True)
-    ns = ap.parse_args()
-    out = ns.out
-    import time
+def _timed(fn, args, timing, acc):
+    """Call ``fn(*args)``; add the first call's time to acc['compile_s'] and, with
+    ``timing``, a second call's to acc['run_s']."""
+    import jax
+    t = time.time()
+    res = fn(*args)
+    jax.block_until_ready(res)
+    acc["compile_s"] += time.time() - t
+    if timing:
+        t = time.time()
+        jax.block_until_ready(fn(*args))
+        acc["run_s"] += time.time() - t
+    return res
+
+
+def run_job(mod, job):
+    out = job["out"]
     t0 = time.time()
-    boot = sys.modules.get("_linen_upgrade_legacy_boot")
     try:
-        if boot is not None:
-            mod = boot.load_user_module(ns.file)
-        else:  # pragma: no cover
-            import importlib.util
-            spec = importlib.util.spec_from_file_location("legacy_user", ns.file)
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-    except Exception as e:
-        _fail(out, "load", e)
-    t_load = time.time() - t0
-    try:
-        cls = getattr(mod, ns.module)
+        cls = getattr(mod, job["module"])
     except AttributeError as e:
         _fail(out, "module-missing", e)
     import numpy as np
     import jax
     import jax.numpy as jnp
     from flax import nn
+    seed = int(job.get("seed", 0))
+    timing = bool(job.get("timing"))
+    acc = {"compile_s": 0.0, "run_s": 0.0}
     try:
-        specs = json.loads(ns.inputs)
-        kwargs = json.loads(ns.kwargs)
-        inputs = [jnp.asarray(a) for a in make_inputs(specs, ns.seed, ns.int_high)]
+        specs = job["inputs"]
+        kwargs = dict(job.get("kwargs") or {})
+        inputs = [jnp.asarray(a) for a in make_inputs(specs, seed, int(job.get("int_high", 4)))]
         try:
             sig = inspect.signature(cls.apply)
             has_train = "train" in sig.parameters
@@ -122,26 +153,33 @@ def main():
         store = Store()
         for i, a in enumerate(inputs):
             store.add("input", "", (str(i),), a)
-        rng = jax.random.PRNGKey(ns.seed)
+        rng = jax.random.PRNGKey(seed)
         init_kw = dict(kwargs)
         init_kw.update(modes[0][1])
 
         def init_fn(rng, *xs):
             with nn.stateful() as init_state:
-                with nn.stochastic(jax.random.PRNGKey(ns.seed + 1)):
+                with nn.stochastic(jax.random.PRNGKey(seed + 1)):
                     _, params = cls.init(rng, *xs, **init_kw)
             return params, init_state.as_dict()
-        # eagerly: legacy init leaks tracers under jax.jit (rngs cached in eval_context)
-        params, state0 = init_fn(rng, *inputs)
+        # jitted (op-by-op legacy init compiles every op on its own: seconds);
+        # eagerly when the module needs concrete values at init
+        try:
+            params, state0 = jax.jit(init_fn)(rng, *inputs)
+        except Exception:
+            params, state0 = init_fn(rng, *inputs)
         params = jax.tree_util.tree_map(np.asarray, params)
         state0 = jax.tree_util.tree_map(np.asarray, state0)
+    except JobFailed:
+        raise
     except Exception as e:
         _fail(out, "init", e)
-    t_init = time.time() - t0 - t_load
+    t_init = time.time() - t0
     store.add_tree("params", "", params)
     for skey in sorted(state0):
         store.add_tree("state", "", state0[skey], (skey,))
-    rs = np.random.RandomState(ns.seed + 12345)
+    rs = np.random.RandomState(seed + 12345)
+    first_out_shapes = None
     try:
         for mode, mkw in modes:
             kw = dict(kwargs)
@@ -149,7 +187,7 @@ def main():
 
             def forward(p, kw=kw):
                 with nn.stateful(nn.Collection(dict(state0))) as new_state:
-                    with nn.stochastic(jax.random.PRNGKey(ns.seed + 2)):
+                    with nn.stochastic(jax.random.PRNGKey(seed + 2)):
                         y = cls.call(p, *inputs, **kw)
                 return y, new_state.as_dict()
             try:
@@ -158,6 +196,8 @@ def main():
             except Exception:
                 out_shapes = forward(params)[0]
                 jitted = False
+            if first_out_shapes is None:
+                first_out_shapes = (out_shapes, jitted)
             projs = []
             for leaf in jax.tree_util.tree_leaves(out_shapes):
                 if jnp.issubdtype(leaf.dtype, jnp.floating):
@@ -175,7 +215,7 @@ def main():
             vg = jax.value_and_grad(loss, has_aux=True)
             if jitted:
                 vg = jax.jit(vg)
-            (_, (y, new_state)), grads = vg(params)
+            (_, (y, new_state)), grads = _timed(vg, (params,), timing, acc)
             for i, leaf in enumerate(jax.tree_util.tree_leaves(y)):
                 store.add("output", mode, (str(i),), leaf)
                 if projs[i] is not None:
@@ -185,10 +225,122 @@ def main():
             store.add_tree("grad", mode, grads)
     except Exception as e:
         _fail(out, "run", e)
-    t_run = time.time() - t0 - t_load - t_init
-    store.save(out, {"modes": modes, "kwargs": kwargs, "inputs": specs,
-                     "platform": jax.devices()[0].platform, "jax": jax.__version__,
-                     "timings": {"load_s": t_load, "init_s": t_init, "run_s": t_run}})
+    t_run = time.time() - t0 - t_init
+    meta = {}
+    n_steps = int(job.get("train_steps") or 0)
+    if n_steps > 0:
+        t_opt = time.time()
+        try:
+            spec = job["optimizer"]
+            opt_def = build_from_spec(spec, mod.__dict__)
+            from flax import optim as legacy_optim
+            if isinstance(opt_def, legacy_optim.Optimizer):
+                opt_def = opt_def.optimizer_def
+            if not isinstance(opt_def, legacy_optim.OptimizerDef):
+                raise TypeError("%s is a %s, not a flax.optim optimizer definition"
+                                % (spec.get("expr") or spec.get("call"), type(opt_def).__name__))
+        except Exception as e:
+            _fail(out, "optimizer", e)
+        try:
+            train_steps(store, cls, params, state0, inputs, kwargs, modes[0][1], first_out_shapes,
+                        opt_def, n_steps, seed, rs, timing, acc)
+        except Exception as e:
+            _fail(out, "optimizer-run", e)
+        meta = {"train_steps": n_steps, "optimizer": type(opt_def).__name__,
+                "optimizer_s": time.time() - t_opt}
+    meta.update({"modes": modes, "kwargs": kwargs, "inputs": specs,
+                 "platform": jax.devices()[0].platform, "jax": jax.__version__,
+                 "timings": {"init_s": t_init, "run_s": t_run, "optimizer_s": meta.get("optimizer_s"),
+                             "first_calls_s": acc["compile_s"],
+                             "repeat_calls_s": acc["run_s"] if timing else None}})
+    store.save(out, meta)
+
+
+def train_steps(store, cls, params, state0, inputs, kwargs, mode_kw, first_out_shapes, opt_def, n,
+                seed, rs, timing, acc):
+    """N optimizer steps in the first mode (train), state carried over; store
+    the gradients and the params after each step."""
+    import numpy as np
+    import jax
+    import jax.numpy as jnp
+    from flax import nn
+    kw = dict(kwargs)
+    kw.update(mode_kw)
+    out_shapes, jitted = first_out_shapes
+
+    def loss(p, st, projs, rng):
+        with nn.stateful(nn.Collection(dict(st))) as new_state:
+            with nn.stochastic(rng):
+                y = cls.call(p, *inputs, **kw)
+        total = 0.0
+        for leaf, pr in zip(jax.tree_util.tree_leaves(y), projs):
+            if pr is not None:
+                total = total + jnp.sum(leaf.astype(jnp.float32) * pr)
+        return total, new_state.as_dict()
+
+    vg = jax.value_and_grad(loss, has_aux=True)
+
+    def apply(opt, g):
+        return opt.apply_gradient(g)
+    if jitted:
+        vg = jax.jit(vg)
+        apply = jax.jit(apply)
+    opt = opt_def.create(jax.tree_util.tree_map(jnp.asarray, params))
+    state = dict(state0)
+    for k in range(1, n + 1):
+        projs = [rs.randn(*leaf.shape).astype(np.float32)
+                 if jnp.issubdtype(leaf.dtype, jnp.floating) else None
+                 for leaf in jax.tree_util.tree_leaves(out_shapes)]
+        rng = jax.random.PRNGKey(seed + 100 + k)
+        if k == 1:
+            (_, new_state), g = _timed(vg, (opt.target, state, projs, rng), timing, acc)
+            opt = _timed(apply, (opt, g), timing, acc)
+        else:
+            (_, new_state), g = vg(opt.target, state, projs, rng)
+            opt = apply(opt, g)
+        state = dict(new_state)
+        store.add_tree("opt_grad", "step%d" % k, jax.tree_util.tree_map(np.asarray, g))
+        store.add_tree("opt_params", "step%d" % k, jax.tree_util.tree_map(np.asarray, opt.target))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--file", required=True)
+    ap.add_argument("--batch", required=True, help="JSON file: a list of jobs")
+    ns = ap.parse_args()
+    with open(ns.batch) as f:
+        jobs = json.load(f)
+    t0 = time.time()
+    boot = sys.modules.get("_linen_upgrade_legacy_boot")
+    try:
+        if boot is not None:
+            mod = boot.load_user_module(ns.file)
+        else:  # pragma: no cover
+            import importlib.util
+            spec = importlib.util.spec_from_file_location("legacy_user", ns.file)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+        import jax  # noqa: F401  (part of the start-up, whatever the user file imports)
+        import flax.nn  # noqa: F401
+    except Exception as e:
+        for job in jobs:
+            try:
+                _fail(job["out"], "load", e)
+            except JobFailed:
+                pass
+        sys.exit(3)
+    ready = time.time()
+    for job in jobs:
+        try:
+            run_job(mod, job)
+        except JobFailed:
+            continue
+        path = os.path.join(job["out"], "manifest.json")
+        with open(path) as f:
+            manifest = json.load(f)
+        manifest["timings"].update({"load_s": ready - t0, "ready_at": ready, "driver_start_at": T_START})
+        with open(path, "w") as f:
+            json.dump(manifest, f)
 
 
 if __name__ == "__main__":

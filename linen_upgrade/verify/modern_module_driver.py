@@ -6,6 +6,16 @@ params and state over with ``linen_upgrade/keys.py`` (checked against
 module on the same inputs in the same modes, and compares outputs, updated
 collections and gradients of the same scalar loss. Writes ``report.json``
 (or ``error.json``) into ``--out``.
+
+With ``--optimizer SPEC`` and a legacy run that took optimizer steps, it
+builds the upgraded file's optax transform and replays the legacy gradients
+of every step through ``tx.init`` / ``tx.update`` / ``optax.apply_updates``,
+comparing the params after each step with the legacy optimizer's.
+
+Gradient noise: a tensor whose legacy gradient norm is below
+``NOISE_RATIO`` times the largest gradient norm (a bias feeding a BatchNorm
+has a true gradient of zero) is marked ``noise`` -- reported, never failed --
+in the gradient comparison and in the optimizer replay.
 """
 import argparse
 import dataclasses
@@ -18,6 +28,42 @@ import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+NOISE_RATIO = 1e-6
+
+
+def noise_paths(grads_by_path):
+    """Paths whose gradient norm is < NOISE_RATIO * the largest one -> (norm, max norm)."""
+    import numpy as np
+    norms = {p: float(np.linalg.norm(np.asarray(g, dtype=np.float64).ravel()))
+             for p, g in grads_by_path.items() if np.asarray(g).dtype.kind in "fc"}
+    if not norms:
+        return {}
+    top = max(norms.values())
+    if not top > 0:
+        return {}
+    return {p: (n, top) for p, n in norms.items() if n < NOISE_RATIO * top}
+
+
+def mark_noise(row, norm, top):
+    row["noise"] = True
+    txt = "gradient is noise (|g| %.2g < %g x max |g| %.2g)" % (norm, NOISE_RATIO, top)
+    if not row["ok"]:
+        txt += ": differs, not failed"
+        row["ok"] = True
+    row["note"] = (row.get("note") + "; " if row.get("note") else "") + txt
+
+
+def build_from_spec(spec, namespace):
+    if spec.get("call"):
+        fn = namespace.get(spec["call"])
+        if fn is None:
+            raise NameError("no function %s() in %s" % (spec["call"], spec.get("file")))
+        return fn()
+    env = dict(namespace)
+    for name, src in sorted((spec.get("bindings") or {}).items()):
+        env[name] = eval(compile(src, "<default of %s>" % name, "eval"), namespace)
+    code = compile(spec["expr"].strip(), "<optimizer at %s:%s>" % (spec.get("file"), spec.get("line")), "eval")
+    return eval(code, env)
 
 
 def _fail(out, phase, exc, extra=None):
@@ -28,7 +74,7 @@ def _fail(out, phase, exc, extra=None):
     with open(os.path.join(out, "error.json"), "w") as f:
         json.dump(info, f)
     sys.stderr.write(info["traceback"])
-    sys.exit(3)
+    raise JobFailed(phase)
 
 
 def _load_file(path, name):
@@ -118,30 +164,106 @@ def compare(a_legacy, b_modern, rtol, atol):
     return {"ok": ok, "max_abs": max_abs, "max_rel": max_rel, "note": note}
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--file", required=True)
-    ap.add_argument("--module", required=True)
-    ap.add_argument("--legacy-dir", required=True)
-    ap.add_argument("--kwargs", default="{}")
-    ap.add_argument("--shared", default="{}")
-    ap.add_argument("--rtol", type=float, default=1e-5)
-    ap.add_argument("--atol", type=float, default=1e-6)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", required=True)
-    ns = ap.parse_args()
-    out = ns.out
-    t0 = time.time()
-    keys = _load_file(os.path.join(os.path.dirname(HERE), "keys.py"), "_linen_upgrade_keys")
-    sys.path.insert(0, os.path.dirname(os.path.abspath(ns.file)))
+def replay_optimizer(tx, manifest, entries, arrays, params, legacy_state, shared, template, keys,
+                     rtol, atol, timing=False, times=None):
+    """Replay the legacy gradients of each step through ``tx``; one row per
+    param tensor: the error after the last step, the worst step, noise."""
+    import numpy as np
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def update(p, s, g):
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s
+    opt_state = tx.init(params)
     try:
-        mod = _load_file(os.path.abspath(ns.file), "upgraded_user_" +
-                         os.path.splitext(os.path.basename(ns.file))[0])
+        jitted = jax.jit(update)
+        jax.eval_shape(jitted, params, opt_state, params)
+        step_fn = jitted
+    except Exception:  # python control flow in a custom transform: run eagerly
+        step_fn = update
+
+    def convert(group, mode):
+        tree = _nest(entries, arrays, group, mode)
+        return keys.convert_variables(tree, legacy_state or None, shared=shared, template=template)["params"]
+    n = int(manifest["train_steps"])
+    stats = {}   # path -> dict
+    for k in range(1, n + 1):
+        mode = "step%d" % k
+        g_leg = convert("opt_grad", mode)
+        g_paths = keys.tree_paths(g_leg)
+        noisy = noise_paths(g_paths)
+        g = jax.tree_util.tree_map(jnp.asarray, g_leg)
+        if k == 1 and times is not None:  # first call: compile + run; with timing, a second one
+            t = time.time()
+            jax.block_until_ready(step_fn(params, opt_state, g))
+            times["first_s"] = time.time() - t
+            if timing:
+                t = time.time()
+                jax.block_until_ready(step_fn(params, opt_state, g))
+                times["repeat_s"] = time.time() - t
+        params, opt_state = step_fn(params, opt_state, g)
+        pa = keys.tree_paths(convert("opt_params", mode))
+        pb = keys.tree_paths(_to_dict(jax.tree_util.tree_map(np.asarray, params)))
+        for p in sorted(set(pa) | set(pb)):
+            st = stats.setdefault(p, {"ok": True, "worst_abs": -1.0, "worst_step": None, "noise": None,
+                                      "last": None, "missing": None, "shape": None})
+            if p not in pa or p not in pb:
+                st["missing"] = "legacy" if p not in pa else "upgraded"
+                st["ok"] = False
+                continue
+            r = compare(pa[p], pb[p], rtol, atol)
+            st["shape"] = list(np.shape(pa[p]))
+            st["last"] = r
+            if not r["ok"]:
+                st["ok"] = False
+            a = r["max_abs"]
+            if st["worst_step"] is None or (a is not None and a == a and a > st["worst_abs"]):
+                st["worst_abs"] = a if a is not None else float("nan")
+                st["worst_step"] = k
+            if p in noisy and st["noise"] is None:
+                st["noise"] = (k,) + noisy[p]
+    rows = []
+    for p in sorted(stats):
+        st = stats[p]
+        path = "params/" + "/".join(p)
+        if st["missing"]:
+            rows.append({"mode": "optim", "kind": "param", "path": path, "shape": st["shape"], "ok": False,
+                         "max_abs": None, "max_rel": None,
+                         "note": "missing on the %s side" % st["missing"]})
+            continue
+        r = dict(st["last"])
+        r.update({"mode": "optim", "kind": "param", "path": path, "shape": st["shape"], "ok": st["ok"],
+                  "worst_step": st["worst_step"], "worst_abs": st["worst_abs"]})
+        note = "after %d steps; worst step %d (max abs err %.3g)" % (n, st["worst_step"], st["worst_abs"])
+        r["note"] = note + ("; " + r["note"] if r.get("note") else "")
+        if st["noise"] is not None:
+            k, norm, top = st["noise"]
+            mark_noise(r, norm, top)
+            r["note"] += " at step %d" % k
+        rows.append(r)
+    return rows
+
+
+class JobFailed(Exception):
+    pass
+
+
+def run_job(job, keys, load):
+    """One module comparison; writes report.json or error.json into job['out']."""
+    out = job["out"]
+    t0 = time.time()
+    seed = int(job.get("seed", 0))
+    rtol, atol = float(job.get("rtol", 1e-5)), float(job.get("atol", 1e-6))
+    timing = bool(job.get("timing"))
+    try:
+        mod = load(job["file"])
     except Exception as e:
         _fail(out, "load", e)
     t_load = time.time() - t0
     try:
-        cls = getattr(mod, ns.module)
+        cls = getattr(mod, job["module"])
     except AttributeError as e:
         _fail(out, "module-missing", e)
     import numpy as np
@@ -149,17 +271,18 @@ def main():
     import jax.numpy as jnp
     import flax.linen as lnn
     if not (isinstance(cls, type) and issubclass(cls, lnn.Module)):
-        _fail(out, "module-missing", TypeError("%s in %s is not a flax.linen Module" % (ns.module, ns.file)))
-    with open(os.path.join(ns.legacy_dir, "manifest.json")) as f:
+        _fail(out, "module-missing", TypeError("%s in %s is not a flax.linen Module" % (job["module"], job["file"])))
+    legacy_dir = job["legacy_dir"]
+    with open(os.path.join(legacy_dir, "manifest.json")) as f:
         manifest = json.load(f)
-    npz = np.load(os.path.join(ns.legacy_dir, "arrays.npz"))
+    npz = np.load(os.path.join(legacy_dir, "arrays.npz"))
     arrays = {k: npz[k] for k in npz.files}
     entries = manifest["entries"]
     inputs = [jnp.asarray(arrays[e["key"]]) for e in entries if e["group"] == "input"]
     legacy_params = _nest(entries, arrays, "params")
     legacy_state = _nest(entries, arrays, "state")
-    kwargs = json.loads(ns.kwargs)
-    shared = json.loads(ns.shared)
+    kwargs = dict(job.get("kwargs") or {})
+    shared = dict(job.get("shared") or {})
     rows = []
     problems = []
     timings = {"load_s": t_load}
@@ -170,7 +293,7 @@ def main():
             ctor, call = split_kwargs(cls, kw)
             return cls(**ctor), call
         model0, call0 = build(manifest["modes"][0][1])
-        rngs = {"params": jax.random.PRNGKey(ns.seed), "dropout": jax.random.PRNGKey(ns.seed + 2)}
+        rngs = {"params": jax.random.PRNGKey(seed), "dropout": jax.random.PRNGKey(seed + 2)}
         template = _to_dict(jax.eval_shape(lambda: model0.init(rngs, *inputs, **call0)))
         converted = keys.convert_variables(legacy_params, legacy_state or None, shared=shared,
                                            template=template)
@@ -179,6 +302,7 @@ def main():
         _fail(out, "convert", e)
     t1 = time.time()
     timings["convert_s"] = t1 - t0 - t_load
+    first_calls_s = repeat_calls_s = 0.0
     if problems:
         for path, problem in problems:
             rows.append({"mode": "structure", "kind": "variables", "path": path, "shape": None,
@@ -212,11 +336,18 @@ def main():
                 tc = time.time()
                 vg = jax.value_and_grad(loss, has_aux=True)
                 try:
-                    (_, (y, upd)), grads = jax.jit(vg)(variables["params"])
+                    vg_j = jax.jit(vg)
+                    (_, (y, upd)), grads = vg_j(variables["params"])
                 except Exception:  # python control flow on values: run eagerly
+                    vg_j = vg
                     (_, (y, upd)), grads = vg(variables["params"])
                 jax.block_until_ready(grads)
                 compile_s += time.time() - tc
+                first_calls_s += time.time() - tc
+                if timing:
+                    tc = time.time()
+                    jax.block_until_ready(vg_j(variables["params"]))
+                    repeat_calls_s += time.time() - tc
                 # outputs
                 leg_out = [(e["path"][0], arrays[e["key"]]) for e in entries
                            if e["group"] == "output" and e["mode"] == mode]
@@ -226,7 +357,7 @@ def main():
                                  "ok": False, "max_abs": None, "max_rel": None,
                                  "note": "legacy returns %d arrays, upgraded %d" % (len(leg_out), len(mod_out))})
                 for (idx, a), b in zip(leg_out, mod_out):
-                    r = compare(a, b, ns.rtol, ns.atol)
+                    r = compare(a, b, rtol, atol)
                     r.update({"mode": mode, "kind": "output", "path": "output[%s]" % idx,
                               "shape": list(np.shape(a))})
                     rows.append(r)
@@ -251,7 +382,7 @@ def main():
                                          "ok": False, "max_abs": None, "max_rel": None,
                                          "note": "only in upgraded"})
                             continue
-                        r = compare(la[p], lb[p], ns.rtol, ns.atol)
+                        r = compare(la[p], lb[p], rtol, atol)
                         r.update({"mode": mode, "kind": "state", "path": path, "shape": list(np.shape(la[p]))})
                         rows.append(r)
                 # gradients
@@ -260,6 +391,7 @@ def main():
                                                 template=template)["params"]
                 ga = keys.tree_paths(conv_g)
                 gb = keys.tree_paths(_to_dict(grads))
+                noisy = noise_paths(ga)
                 for p in sorted(set(ga) | set(gb)):
                     path = "params/" + "/".join(p)
                     if p not in ga or p not in gb:
@@ -267,18 +399,88 @@ def main():
                                      "max_abs": None, "max_rel": None,
                                      "note": "missing on the %s side" % ("legacy" if p not in ga else "upgraded")})
                         continue
-                    r = compare(ga[p], gb[p], ns.rtol, ns.atol)
+                    r = compare(ga[p], gb[p], rtol, atol)
                     r.update({"mode": mode, "kind": "grad", "path": path, "shape": list(np.shape(ga[p]))})
+                    if p in noisy:
+                        mark_noise(r, *noisy[p])
                     rows.append(r)
         except Exception as e:
             _fail(out, "run", e, {"rows": rows})
         timings["run_s"] = compile_s
-    report = {"module": ns.module, "modes": [m for m, _ in manifest["modes"]], "rows": rows,
-              "rtol": ns.rtol, "atol": ns.atol, "platform": jax.devices()[0].platform,
+        if manifest.get("train_steps") and job.get("optimizer"):
+            t_opt = time.time()
+            try:
+                spec = job["optimizer"]
+                tx = build_from_spec(spec, mod.__dict__)
+                if not hasattr(tx, "update") and hasattr(tx, "tx"):  # a TrainState
+                    tx = tx.tx
+                if not (hasattr(tx, "init") and hasattr(tx, "update")):
+                    raise TypeError("%s is a %s, not an optax GradientTransformation"
+                                    % (spec.get("expr") or spec.get("call"), type(tx).__name__))
+            except Exception as e:
+                _fail(out, "optimizer", e, {"rows": rows})
+            try:
+                times = {}
+                rows.extend(replay_optimizer(tx, manifest, entries, arrays, variables["params"],
+                                             legacy_state, shared, template, keys, rtol, atol,
+                                             timing, times))
+                first_calls_s += times.get("first_s", 0.0)
+                repeat_calls_s += times.get("repeat_s", 0.0)
+            except Exception as e:
+                _fail(out, "optimizer-run", e, {"rows": rows})
+            timings["optimizer_s"] = time.time() - t_opt
+    timings["first_calls_s"] = first_calls_s
+    timings["repeat_calls_s"] = repeat_calls_s if timing else None
+    report = {"module": job["module"], "modes": [m for m, _ in manifest["modes"]], "rows": rows,
+              "rtol": rtol, "atol": atol, "platform": jax.devices()[0].platform,
               "timings": timings, "legacy_timings": manifest.get("timings"),
-              "key_map": None}
+              "train_steps": manifest.get("train_steps") if job.get("optimizer") else None}
     with open(os.path.join(out, "report.json"), "w") as f:
         json.dump(report, f)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", required=True, help="JSON file: a list of jobs")
+    ap.add_argument("--sys-path", action="append", default=[], help="extra import folders")
+    ns = ap.parse_args()
+    with open(ns.batch) as f:
+        jobs = json.load(f)
+    t0 = time.time()
+    keys = _load_file(os.path.join(os.path.dirname(HERE), "keys.py"), "_linen_upgrade_keys")
+    for extra in reversed(ns.sys_path):
+        sys.path.insert(0, os.path.abspath(extra))
+    import jax  # noqa: F401  (start-up: what every job needs)
+    import flax.linen  # noqa: F401
+    import optax  # noqa: F401
+    ready = time.time()
+    modules = {}
+
+    def load(path):
+        path = os.path.abspath(path)
+        if path not in modules:
+            folder = os.path.dirname(path)
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
+            try:
+                modules[path] = _load_file(path, "upgraded_user_%d_%s" % (
+                    len(modules), os.path.splitext(os.path.basename(path))[0]))
+            except Exception as e:
+                modules[path] = e
+        if isinstance(modules[path], Exception):
+            raise modules[path]
+        return modules[path]
+    for job in jobs:
+        try:
+            run_job(job, keys, load)
+        except JobFailed:
+            continue
+        path = os.path.join(job["out"], "report.json")
+        with open(path) as f:
+            report = json.load(f)
+        report["timings"].update({"start_s": ready - t0, "ready_at": ready})
+        with open(path, "w") as f:
+            json.dump(report, f)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,13 @@
 """Module mode: initialise a legacy module on flax 0.3.6, carry its params and
 state over to the upgraded Linen module, and compare outputs (train and eval),
-updated ``batch_stats`` and gradients of a fixed scalar loss, tensor by tensor.
+updated ``batch_stats`` and gradients of a fixed scalar loss, tensor by tensor;
+with ``train_steps``, also N steps of the file's ``flax.optim`` optimizer
+against the upgraded optax transform, replaying the legacy gradients.
+
+:func:`verify_batch` is the engine: any number of modules of one legacy file
+(each against its upgraded file) in **one** legacy subprocess and up to two
+upgraded ones. :func:`verify_module`, :func:`verify_module_variants` and
+:func:`verify_modules` are shorthands.
 
 Standard library only at import time.
 """
@@ -11,7 +18,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import runner
 
@@ -56,13 +63,16 @@ def _dtype_name(node: ast.AST) -> Optional[str]:
     return None
 
 
-def inputs_from_init_by_shape(legacy_py: str, module_name: str) -> Optional[List[InputSpec]]:
-    """Read the input specs of ``MODULE.init_by_shape(rng, [(shape, dtype), ...])``
-    in the legacy file (literal shapes, or names bound to literal tuples at
-    module level). ``None`` when there is no such call we can read."""
+def init_call_from_file(legacy_py: str, module_name: str
+                        ) -> Optional[Tuple[List[InputSpec], Dict[str, Any]]]:
+    """Read ``MODULE[.partial(k=v, ...)].init_by_shape(rng, [(shape, dtype), ...])``
+    in the legacy file: the input specs (literal shapes, or names bound to
+    literal tuples at module level) and the literal keyword arguments of the
+    ``.partial`` calls (also through a variable: ``m = MODULE.partial(...)``).
+    ``None`` when there is no such call we can read."""
     try:
         tree = ast.parse(Path(legacy_py).read_text())
-    except (OSError, SyntaxError):
+    except (OSError, SyntaxError, UnicodeDecodeError):
         return None
     consts: Dict[str, Any] = {}
     for node in tree.body:
@@ -79,18 +89,45 @@ def inputs_from_init_by_shape(legacy_py: str, module_name: str) -> Optional[List
             return tuple(value(e) for e in node.elts)
         return _literal(node)
 
+    def chain_kwargs(node: ast.AST) -> Optional[Dict[str, Any]]:
+        """``M.partial(a=1).partial(b=2)`` -> {'a': 1, 'b': 2} when rooted at the module."""
+        kw: Dict[str, Any] = {}
+        while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr == "partial":
+                for k in node.keywords:
+                    if k.arg is None:
+                        continue
+                    try:
+                        kw.setdefault(k.arg, value(k.value))
+                    except (ValueError, TypeError, SyntaxError):
+                        pass
+            node = node.func.value
+        if isinstance(node, ast.Name) and node.id == module_name:
+            return kw
+        if isinstance(node, ast.Name) and node.id in partials:
+            return {**partials[node.id], **kw}
+        return None
+
+    partials: Dict[str, Dict[str, Any]] = {}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Call)
+                and isinstance(node.value.func, ast.Attribute) and node.value.func.attr == "partial"):
+            kw = chain_kwargs(node.value)
+            if kw is not None:
+                partials[node.targets[0].id] = kw
+
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                 and node.func.attr in ("init_by_shape", "create_by_shape")):
             continue
-        base = node.func.value
-        # Module.init_by_shape / Module.partial(...).init_by_shape
-        while isinstance(base, ast.Call) and isinstance(base.func, ast.Attribute):
-            base = base.func.value
-        if not (isinstance(base, ast.Name) and base.id == module_name):
+        kwargs = chain_kwargs(node.func.value)
+        if kwargs is None:
             continue
         spec_node = node.args[1] if len(node.args) > 1 else next(
             (k.value for k in node.keywords if k.arg == "input_specs"), None)
+        if isinstance(spec_node, ast.Name) and spec_node.id in consts:
+            spec_node = ast.parse(repr(consts[spec_node.id]), mode="eval").body
         if not isinstance(spec_node, (ast.List, ast.Tuple)):
             continue
         specs: List[InputSpec] = []
@@ -102,8 +139,15 @@ def inputs_from_init_by_shape(legacy_py: str, module_name: str) -> Optional[List
                     specs.append((tuple(int(d) for d in value(el)), "float32"))
         except (ValueError, TypeError, SyntaxError):
             continue
-        return specs
+        return specs, kwargs
     return None
+
+
+def inputs_from_init_by_shape(legacy_py: str, module_name: str) -> Optional[List[InputSpec]]:
+    """The input specs of ``MODULE.init_by_shape(rng, [(shape, dtype), ...])`` in the
+    legacy file (see :func:`init_call_from_file`); ``None`` when unreadable."""
+    found = init_call_from_file(legacy_py, module_name)
+    return found[0] if found else None
 
 
 @dataclass
@@ -116,6 +160,20 @@ class TensorRow:
     max_rel: Optional[float]
     ok: bool
     note: str = ""
+    noise: bool = False               # gradient is rounding noise: reported, not failed
+    worst_step: Optional[int] = None  # optimizer replay: step with the largest error
+    worst_abs: Optional[float] = None
+
+    @classmethod
+    def from_json(cls, r: Dict[str, Any]) -> "TensorRow":
+        kw = {k: r[k] for k in cls.__dataclass_fields__ if k in r and r[k] is not None}
+        for k in ("mode", "kind", "path"):
+            kw.setdefault(k, "")
+        kw.setdefault("shape", None)
+        kw.setdefault("max_abs", None)
+        kw.setdefault("max_rel", None)
+        kw.setdefault("ok", False)
+        return cls(**kw)
 
 
 @dataclass
@@ -130,6 +188,9 @@ class ModuleResult:
     inputs: List[Any] = field(default_factory=list)
     platform: Optional[str] = None
     timings: Dict[str, Any] = field(default_factory=dict)
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    input_source: Optional[str] = None   # '--input' | 'config' | 'init_by_shape'
+    optimizer: Optional[Dict[str, Any]] = None  # train steps: what was compared
     legacy: Optional[runner.SideResult] = None
     upgraded: Optional[runner.SideResult] = None
 
@@ -140,6 +201,10 @@ class ModuleResult:
     @property
     def failed_rows(self) -> List[TensorRow]:
         return [r for r in self.rows if not r.ok]
+
+    @property
+    def noise_rows(self) -> List[TensorRow]:
+        return [r for r in self.rows if r.noise]
 
     def to_json(self) -> Dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("legacy", "upgraded")}
@@ -164,7 +229,29 @@ def _error_from(side: runner.SideResult, workdir: Path, label: str) -> Tuple[str
         return f"{label}: error while importing user code", detail
     if phase == "module-missing":
         return f"{label}: {runner.REASON_MISSING_MODULE}", detail
+    if phase == "optimizer":
+        return f"{label}: {runner.REASON_OPTIMIZER}", detail
     return f"{label}: {runner.REASON_ERROR} ({phase})", detail
+
+
+@dataclass
+class ModuleJob:
+    """One module to verify against one upgraded file (see :func:`verify_batch`).
+
+    ``inputs``/``kwargs`` ``None``: read from the legacy file's ``init_by_shape``
+    call (kwargs from its ``.partial(...)`` keywords, only when the inputs come
+    from there too)."""
+    module: str
+    upgraded: str
+    inputs: Optional[Sequence[InputSpec]] = None
+    kwargs: Optional[Dict[str, Any]] = None
+    train_steps: int = 0
+    optimizer: Optional[str] = None      # FUNC or LEGACY_FUNC:UPGRADED_FUNC
+    shared: Optional[Dict[str, str]] = None
+    rtol: float = DEFAULT_RTOL
+    atol: float = DEFAULT_ATOL
+    seed: int = 0
+    input_source: Optional[str] = None
 
 
 def verify_module(legacy_py: str, upgraded_py: str, module_name: str,
@@ -172,14 +259,27 @@ def verify_module(legacy_py: str, upgraded_py: str, module_name: str,
                   train_steps: int = 0, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
                   platform: Optional[str] = None, *, legacy_python: Optional[str] = None,
                   timeout: float = runner.DEFAULT_TIMEOUT, shared: Optional[Dict[str, str]] = None,
-                  seed: int = 0) -> ModuleResult:
+                  seed: int = 0, optimizer: Optional[str] = None, input_source: Optional[str] = None,
+                  legacy_paths: Sequence[str] = (), upgraded_paths: Sequence[str] = (),
+                  timing: bool = False) -> ModuleResult:
     """Verify one module. ``kwargs`` are the legacy ``apply`` keyword arguments;
     on the Linen side those that are dataclass fields go to the constructor and
-    the rest to ``__call__``. ``train_steps`` (optimizer comparison) is not
-    implemented yet and is ignored."""
-    return verify_module_variants(legacy_py, [upgraded_py], module_name, inputs, kwargs, train_steps,
-                                  rtol, atol, platform, legacy_python=legacy_python, timeout=timeout,
-                                  shared=shared, seed=seed)[0]
+    the rest to ``__call__``. ``None`` inputs: read from the legacy file's
+    ``init_by_shape`` call (kwargs too, from its ``.partial`` keywords).
+
+    ``train_steps`` > 0: also find the ``flax.optim`` optimizer the legacy file
+    builds and the optax transform the upgraded file builds (or call the
+    function ``optimizer`` names, ``FUNC`` or ``LEGACY_FUNC:UPGRADED_FUNC``),
+    take that many legacy steps and replay their gradients through optax,
+    comparing the params after every step.
+
+    To verify several modules (or several upgraded files), use
+    :func:`verify_batch`: one legacy process for all of them."""
+    job = ModuleJob(module_name, upgraded_py, inputs, kwargs, train_steps, optimizer, shared, rtol, atol,
+                    seed, input_source)
+    return verify_batch(legacy_py, [job], platform=platform, legacy_python=legacy_python,
+                        timeout=timeout, legacy_paths=legacy_paths, upgraded_paths=upgraded_paths,
+                        timing=timing)[0]
 
 
 def verify_module_variants(legacy_py: str, upgraded_pys: Sequence[str], module_name: str,
@@ -188,72 +288,179 @@ def verify_module_variants(legacy_py: str, upgraded_pys: Sequence[str], module_n
                            rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
                            platform: Optional[str] = None, *, legacy_python: Optional[str] = None,
                            timeout: float = runner.DEFAULT_TIMEOUT,
-                           shared: Optional[Dict[str, str]] = None, seed: int = 0) -> List[ModuleResult]:
+                           shared: Optional[Dict[str, str]] = None, seed: int = 0,
+                           optimizer: Optional[str] = None, input_source: Optional[str] = None,
+                           legacy_paths: Sequence[str] = (), upgraded_paths: Sequence[str] = (),
+                           jobs: Optional[int] = None) -> List[ModuleResult]:
     """Like :func:`verify_module` for several upgraded files against one legacy
     file: the legacy side runs once."""
-    kwargs = dict(kwargs or {})
-    legacy_py = str(Path(legacy_py).resolve())
-    upgraded_pys = [str(Path(u).resolve()) for u in upgraded_pys]
+    batch = [ModuleJob(module_name, u, inputs, kwargs, train_steps, optimizer, shared, rtol, atol, seed,
+                       input_source) for u in upgraded_pys]
+    return verify_batch(legacy_py, batch, platform=platform, legacy_python=legacy_python, timeout=timeout,
+                        legacy_paths=legacy_paths, upgraded_paths=upgraded_paths, processes=jobs)
 
-    def err(status, reason, detail):
-        return [ModuleResult(module_name, status, reason, detail, rtol=rtol, atol=atol) for _ in upgraded_pys]
-    for f in [legacy_py] + upgraded_pys:
-        if not Path(f).is_file():
-            return err("error", runner.REASON_NO_FILE, f)
-    if not inputs:
-        inputs = inputs_from_init_by_shape(legacy_py, module_name)
-    if not inputs:
-        return err("error", runner.REASON_MISSING_INPUTS,
-                   f"no --input given and no readable `{module_name}.init_by_shape(...)` call in {legacy_py}")
-    inputs = [(tuple(int(d) for d in s), str(dt)) for s, dt in inputs]
+
+def verify_modules(legacy_py: str, upgraded_py: str, modules: Mapping[str, Optional[Sequence[InputSpec]]],
+                   **kw: Any) -> Dict[str, ModuleResult]:
+    """Several modules of one file pair, ``{name: inputs or None}``; one legacy
+    process. Keyword arguments as :func:`verify_batch`."""
+    res = verify_batch(legacy_py, [ModuleJob(name, upgraded_py, inputs) for name, inputs in modules.items()],
+                       **kw)
+    return dict(zip(modules, res))
+
+
+def _side_timings(side: Optional[runner.SideResult], t: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """Per-side split: start (process + imports), first calls (compile), repeats (run)."""
+    out: Dict[str, Any] = {}
+    if side is not None:
+        out["process_wall_s"] = side.wall_s
+    if t:
+        if side is not None and side.started_at and t.get("ready_at"):
+            out["start_s"] = t["ready_at"] - side.started_at
+        for k in ("init_s", "first_calls_s", "repeat_calls_s", "convert_s", "optimizer_s"):
+            if t.get(k) is not None:
+                out[k] = t[k]
+    return out
+
+
+def verify_batch(legacy_py: str, jobs: Sequence[ModuleJob], *, platform: Optional[str] = None,
+                 legacy_python: Optional[str] = None, timeout: float = runner.DEFAULT_TIMEOUT,
+                 legacy_paths: Sequence[str] = (), upgraded_paths: Sequence[str] = (),
+                 processes: Optional[int] = None, timing: bool = False) -> List[ModuleResult]:
+    """Verify several modules of one legacy file, each against its upgraded
+    file: **one** legacy process (the file is imported once; identical legacy
+    work is done once), and the upgraded sides in up to ``processes``
+    (default 2) processes running side by side. ``timeout`` applies to each
+    process. ``legacy_paths``/``upgraded_paths``: extra import folders.
+    ``timing``: also time a second call of every compiled function (bench)."""
+    from . import optimizer as optmod
+    legacy_py = str(Path(legacy_py).resolve())
+    results: List[Optional[ModuleResult]] = [None] * len(jobs)
+    prepared: List[Dict[str, Any]] = []          # per job: what the sides need
+    legacy_jobs: Dict[str, Dict[str, Any]] = {}  # dedupe key -> legacy job
     work = runner.make_workdir()
-    ldir = work / "legacy"
-    ldir.mkdir()
     try:
-        largs = ["--file", legacy_py, "--module", module_name, "--inputs", json.dumps(inputs),
-                 "--kwargs", json.dumps(kwargs), "--seed", str(seed), "--out", str(ldir)]
-        lres = runner.run_legacy(str(runner.LEGACY_MODULE_DRIVER), driver=True, args=largs,
+        for i, job in enumerate(jobs):
+            res = ModuleResult(job.module, "ok", rtol=job.rtol, atol=job.atol)
+            results[i] = res
+            upgraded = str(Path(job.upgraded).resolve())
+            missing = next((f for f in (legacy_py, upgraded) if not Path(f).is_file()), None)
+            if missing:
+                res.status, res.reason, res.detail = "error", runner.REASON_NO_FILE, missing
+                continue
+            inputs, kwargs, source = job.inputs, job.kwargs, job.input_source
+            if not inputs:
+                found = init_call_from_file(legacy_py, job.module)
+                if found:
+                    inputs, source = found[0], "init_by_shape"
+                    if kwargs is None:
+                        kwargs = dict(found[1])
+            elif source is None:
+                source = "given"
+            kwargs = dict(kwargs or {})
+            if not inputs:
+                res.status, res.reason = "error", runner.REASON_MISSING_INPUTS
+                res.detail = (f"no --input given, no [tool.linen-upgrade.verify.modules.{job.module}] input, "
+                              f"and no readable `{job.module}.init_by_shape(...)` call in {legacy_py}")
+                continue
+            inputs = [(tuple(int(d) for d in s), str(dt)) for s, dt in inputs]
+            res.inputs, res.kwargs, res.input_source = [[list(s), d] for s, d in inputs], kwargs, source
+            legacy_site = upgraded_site = None
+            if job.train_steps > 0:
+                lfunc, ufunc = optmod.parse_optimizer_option(job.optimizer)
+                try:
+                    legacy_site = optmod.find_legacy_optimizer(legacy_py, lfunc)
+                    res.optimizer = {"steps": job.train_steps, "legacy": legacy_site.describe(),
+                                     "upgraded": None, "notes": [legacy_site.note] if legacy_site.note else []}
+                    upgraded_site = optmod.find_optax_transform(upgraded, ufunc, prefer_func=legacy_site.func)
+                except optmod.OptimizerNotFound as e:
+                    side = "legacy" if legacy_site is None else "upgraded"
+                    res.status, res.reason, res.detail = "error", runner.REASON_NO_OPTIMIZER, f"{side}: {e}"
+                    continue
+                res.optimizer["upgraded"] = upgraded_site.describe()
+                if upgraded_site.note:
+                    res.optimizer["notes"].append(upgraded_site.note)
+            ljob = {"module": job.module, "inputs": inputs, "kwargs": kwargs, "seed": job.seed,
+                    "train_steps": job.train_steps if legacy_site else 0,
+                    "optimizer": legacy_site.to_json() if legacy_site else None, "timing": timing}
+            key = json.dumps(ljob, sort_keys=True, default=str)
+            if key not in legacy_jobs:
+                ldir = work / f"legacy{len(legacy_jobs)}"
+                ldir.mkdir()
+                legacy_jobs[key] = dict(ljob, out=str(ldir))
+            prepared.append({"index": i, "legacy_dir": legacy_jobs[key]["out"], "file": upgraded,
+                             "module": job.module, "kwargs": kwargs, "shared": job.shared or {},
+                             "rtol": job.rtol, "atol": job.atol, "seed": job.seed, "timing": timing,
+                             "optimizer": upgraded_site.to_json() if upgraded_site else None})
+        if not legacy_jobs:
+            return results  # type: ignore[return-value]
+        batch_file = work / "legacy_jobs.json"
+        batch_file.write_text(json.dumps(list(legacy_jobs.values())))
+        # legacy_boot puts each --user-dir first on sys.path in turn: the file's folder last, so it wins
+        user_dirs = [str(Path(p).resolve()) for p in reversed(list(legacy_paths))] + [str(Path(legacy_py).parent)]
+        lres = runner.run_legacy(str(runner.LEGACY_MODULE_DRIVER), driver=True,
+                                 args=["--file", legacy_py, "--batch", str(batch_file)],
                                  legacy_python=legacy_python, timeout=timeout, platform=platform,
-                                 cwd=str(Path(legacy_py).parent),
-                                 user_dirs=[str(Path(legacy_py).parent)])
-        results = []
-        for i, upgraded_py in enumerate(upgraded_pys):
-            res = ModuleResult(module_name, "ok", rtol=rtol, atol=atol,
-                               inputs=[[list(s), d] for s, d in inputs])
+                                 cwd=str(Path(legacy_py).parent), user_dirs=user_dirs)
+        modern_jobs = []
+        for p in prepared:
+            res = results[p["index"]]
+            assert res is not None
             res.legacy = lres
             res.timings["legacy_wall_s"] = lres.wall_s
-            results.append(res)
-            if not lres.ok or not (ldir / "manifest.json").is_file():
+            ldir = Path(p["legacy_dir"])
+            manifest = runner.read_json(ldir / "manifest.json")
+            if manifest is None:
                 res.status = "error"
                 res.reason, res.detail = _error_from(lres, ldir, "legacy module")
                 continue
-            manifest = runner.read_json(ldir / "manifest.json") or {}
-            res.timings["legacy"] = manifest.get("timings")
-            mdir = work / f"modern{i}"
+            res.timings["legacy"] = _side_timings(lres, manifest.get("timings"))
+            mdir = work / f"modern{p['index']}"
             mdir.mkdir()
-            margs = ["--file", upgraded_py, "--module", module_name, "--legacy-dir", str(ldir),
-                     "--kwargs", json.dumps(kwargs), "--shared", json.dumps(shared or {}),
-                     "--rtol", repr(rtol), "--atol", repr(atol), "--seed", str(seed), "--out", str(mdir)]
-            mres = runner.run_modern(str(runner.MODERN_MODULE_DRIVER), args=margs, timeout=timeout,
-                                     platform=platform, cwd=str(Path(upgraded_py).parent))
-            res.upgraded = mres
-            res.timings["upgraded_wall_s"] = mres.wall_s
-            report = runner.read_json(mdir / "report.json")
-            if report is None:
-                errj = runner.read_json(mdir / "error.json") or {}
-                res.reason, res.detail = _error_from(mres, mdir, "upgraded module")
-                # the upgraded code raising while running (legacy ran fine) is a difference
-                res.status = "differ" if errj.get("phase") in ("run", "convert") else "error"
-                for r in errj.get("rows", []):
-                    res.rows.append(TensorRow(**{k: r.get(k) for k in TensorRow.__dataclass_fields__}))
-                continue
-            res.platform = report.get("platform")
-            res.timings["upgraded"] = report.get("timings")
-            for r in report["rows"]:
-                res.rows.append(TensorRow(**{k: r.get(k) for k in TensorRow.__dataclass_fields__}))
-            res.status = "ok" if res.rows and all(r.ok for r in res.rows) else "differ"
-            if not res.rows:
-                res.reason = "nothing to compare"
-        return results
+            modern_jobs.append(dict(p, out=str(mdir)))
+        n_proc = max(1, min(processes or 2, len(modern_jobs)))
+        chunks = [modern_jobs[k::n_proc] for k in range(n_proc)]
+
+        def run_chunk(k: int) -> runner.SideResult:
+            bf = work / f"modern_jobs{k}.json"
+            bf.write_text(json.dumps(chunks[k]))
+            args = ["--batch", str(bf)]
+            for extra in upgraded_paths:
+                args += ["--sys-path", str(Path(extra).resolve())]
+            return runner.run_modern(str(runner.MODERN_MODULE_DRIVER), args=args, timeout=timeout,
+                                     platform=platform, cwd=str(Path(chunks[k][0]["file"]).parent))
+        if not modern_jobs:
+            mres_list: List[runner.SideResult] = []
+        elif n_proc == 1:
+            mres_list = [run_chunk(0)]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(n_proc) as pool:
+                mres_list = list(pool.map(run_chunk, range(n_proc)))
+        for k, chunk in enumerate(chunks):
+            for p in chunk:
+                _modern_result(results[p["index"]], mres_list[k], Path(p["out"]))
+        return results  # type: ignore[return-value]
     finally:
         runner.remove_workdir(work)
+
+
+def _modern_result(res: ModuleResult, mres: runner.SideResult, mdir: Path) -> None:
+    res.upgraded = mres
+    res.timings["upgraded_wall_s"] = mres.wall_s
+    report = runner.read_json(mdir / "report.json")
+    if report is None:
+        errj = runner.read_json(mdir / "error.json") or {}
+        res.reason, res.detail = _error_from(mres, mdir, "upgraded module")
+        # the upgraded code raising while running (legacy ran fine) is a difference
+        res.status = "differ" if errj.get("phase") in ("run", "convert", "optimizer-run") else "error"
+        for r in errj.get("rows", []):
+            res.rows.append(TensorRow.from_json(r))
+        return
+    res.platform = report.get("platform")
+    res.timings["upgraded"] = _side_timings(mres, report.get("timings"))
+    for r in report["rows"]:
+        res.rows.append(TensorRow.from_json(r))
+    res.status = "ok" if res.rows and all(r.ok for r in res.rows) else "differ"
+    if not res.rows:
+        res.reason = "nothing to compare"

@@ -134,6 +134,27 @@ def verify_run(legacy_py: str, upgraded_py: str, rtol: float = DEFAULT_RTOL,
         lambda: runner.run_legacy(legacy_py, args=args, legacy_python=legacy_python,
                                   timeout=timeout, platform=platform),
         lambda: runner.run_modern(upgraded_py, args=args, timeout=timeout, platform=platform))
+    return _program_result(lres, mres, rtol, atol)
+
+
+def verify_run_variants(legacy_py: str, upgraded_pys: List[str], rtol: float = DEFAULT_RTOL,
+                        atol: float = DEFAULT_ATOL, timeout: float = runner.DEFAULT_TIMEOUT, *,
+                        legacy_python: Optional[str] = None, platform: Optional[str] = None,
+                        args: tuple = (), processes: int = 2) -> List[ProgramResult]:
+    """Like :func:`verify_run` for several upgraded scripts against one legacy
+    script: the legacy script runs once; up to ``processes`` scripts at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+    tasks = [lambda: runner.run_legacy(legacy_py, args=args, legacy_python=legacy_python,
+                                       timeout=timeout, platform=platform)]
+    tasks += [(lambda u=u: runner.run_modern(u, args=args, timeout=timeout, platform=platform))
+              for u in upgraded_pys]
+    with ThreadPoolExecutor(max(1, processes)) as pool:
+        done = list(pool.map(lambda f: f(), tasks))
+    return [_program_result(done[0], m, rtol, atol) for m in done[1:]]
+
+
+def _program_result(lres: runner.SideResult, mres: runner.SideResult, rtol: float,
+                    atol: float) -> ProgramResult:
     for side, r, label in (("legacy", lres, "legacy program"), ("upgraded", mres, "upgraded program")):
         if not r.ok:
             # the legacy side failing, or the upgraded one not even starting, means

@@ -41,6 +41,8 @@ REASON_MISSING_INPUTS = "missing inputs"
 REASON_ERROR = "error in user code"
 REASON_LAUNCH = "could not start python"
 REASON_NO_FILE = "file not found"
+REASON_NO_OPTIMIZER = "no optimizer found"
+REASON_OPTIMIZER = "could not build the optimizer"
 
 
 @dataclass
@@ -54,6 +56,7 @@ class SideResult:
     detail: Optional[str] = None   # the exception line, or what went wrong
     wall_s: float = 0.0
     command: List[str] = field(default_factory=list)
+    started_at: float = 0.0        # time.time() when the process was started
 
     def to_json(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -87,10 +90,40 @@ def classify_failure(returncode: int, stderr: str) -> tuple:
     return REASON_ERROR, exc
 
 
+FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"
+FAST_COMPILE_ENV_VAR = "LINEN_UPGRADE_XLA_FAST_COMPILE"
+
+
+def _accelerator_present() -> bool:
+    return any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvidiactl", "/dev/kfd", "/dev/accel0",
+                                           "/dev/vfio"))
+
+
+def fast_compile_wanted(platform: Optional[str], env: Dict[str, str]) -> bool:
+    """On CPU, compile with LLVM optimisations off: the two sides compile dozens
+    of small functions once each and run them once or twice, so compile time is
+    nearly everything (ResNet fixture: legacy init 8.4 s -> 1.4 s). Both sides
+    get the same flags. ``LINEN_UPGRADE_XLA_FAST_COMPILE=0`` turns it off; an
+    ``xla_backend_optimization_level`` already in ``XLA_FLAGS`` is kept."""
+    setting = env.get(FAST_COMPILE_ENV_VAR, "").strip().lower()
+    if setting in ("0", "no", "false", "off"):
+        return False
+    if "xla_backend_optimization_level" in env.get("XLA_FLAGS", ""):
+        return False
+    if setting in ("1", "yes", "true", "on"):
+        return True
+    target = platform or env.get("JAX_PLATFORMS", "").split(",")[0].strip().lower() or None
+    if target is not None:
+        return target == "cpu"
+    return not _accelerator_present()
+
+
 def platform_env(platform: Optional[str]) -> Dict[str, str]:
     env = dict(os.environ)
     if platform:
         env["JAX_PLATFORMS"] = {"gpu": "cuda", "cpu": "cpu", "tpu": "tpu"}.get(platform, platform)
+    if fast_compile_wanted(platform, env):
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + FAST_COMPILE_FLAG).strip()
     env.setdefault("PYTHONHASHSEED", "0")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -102,6 +135,7 @@ def run_process(cmd: Sequence[str], *, side: str, timeout: float, cwd: Optional[
                 env: Optional[Dict[str, str]] = None) -> SideResult:
     """Run one side; kill its whole process group at the time limit."""
     t0 = time.monotonic()
+    started_at = time.time()
     try:
         proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, cwd=cwd, env=env, start_new_session=True)
@@ -117,12 +151,12 @@ def run_process(cmd: Sequence[str], *, side: str, timeout: float, cwd: Optional[
         out, err = proc.communicate()
         return SideResult(side, False, None, out, err, REASON_TIMEOUT,
                           f"{side} side ran past the time limit of {timeout:g} s",
-                          time.monotonic() - t0, list(cmd))
+                          time.monotonic() - t0, list(cmd), started_at)
     wall = time.monotonic() - t0
     if proc.returncode == 0:
-        return SideResult(side, True, 0, out, err, None, None, wall, list(cmd))
+        return SideResult(side, True, 0, out, err, None, None, wall, list(cmd), started_at)
     reason, detail = classify_failure(proc.returncode, err)
-    return SideResult(side, False, proc.returncode, out, err, reason, detail, wall, list(cmd))
+    return SideResult(side, False, proc.returncode, out, err, reason, detail, wall, list(cmd), started_at)
 
 
 def legacy_command(target: str, *, driver: bool = False, args: Sequence[str] = (),

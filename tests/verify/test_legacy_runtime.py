@@ -84,3 +84,17 @@ def test_cache_env_var(monkeypatch, tmp_path):
     monkeypatch.setenv(legacy_env.CACHE_ENV_VAR, str(tmp_path))
     assert legacy_env.env_path() == tmp_path / "legacy-flax-0.3.6"
     assert legacy_env.info()["installed"] is False
+
+
+def test_fast_compile_flag_only_on_cpu(monkeypatch):
+    monkeypatch.setattr(runner, "_accelerator_present", lambda: False)
+    assert runner.FAST_COMPILE_FLAG in runner.platform_env("cpu")["XLA_FLAGS"]
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+    assert runner.fast_compile_wanted(None, {})
+    assert not runner.fast_compile_wanted("gpu", {})
+    assert not runner.fast_compile_wanted(None, {"JAX_PLATFORMS": "cuda"})
+    assert not runner.fast_compile_wanted("cpu", {"LINEN_UPGRADE_XLA_FAST_COMPILE": "0"})
+    assert not runner.fast_compile_wanted("cpu", {"XLA_FLAGS": "--xla_backend_optimization_level=2"})
+    monkeypatch.setattr(runner, "_accelerator_present", lambda: True)
+    assert not runner.fast_compile_wanted(None, {})
+    assert runner.fast_compile_wanted(None, {"LINEN_UPGRADE_XLA_FAST_COMPILE": "1"})

@@ -1,8 +1,8 @@
 """Module mode."""
 import pytest
 
-from linen_upgrade.verify.module import (inputs_from_init_by_shape, parse_input_spec,
-                                         verify_module_variants)
+from linen_upgrade.verify.module import (ModuleJob, inputs_from_init_by_shape, parse_input_spec,
+                                         verify_batch, verify_module_variants)
 
 
 def test_parse_input_spec():
@@ -23,19 +23,32 @@ def test_inputs_from_init_by_shape(tmp_path, fixtures_dir):
 
 @pytest.mark.legacy
 def test_cnn_fixture_and_planted_mismatches(legacy_root, fixtures_dir):
+    """One legacy run: the good upgrade (5 Momentum steps against optax.sgd) and
+    four planted mismatches, each caught and named."""
     d = fixtures_dir / "modules"
     names = ["cnn_upgraded.py", "cnn_upgraded_no_bias.py", "cnn_upgraded_bn_momentum.py",
-             "cnn_upgraded_no_state_update.py"]
-    good, no_bias, bn_mom, no_state = verify_module_variants(
-        str(d / "cnn_legacy.py"), [str(d / n) for n in names], "CNN")
+             "cnn_upgraded_no_state_update.py", "cnn_upgraded_bad_momentum.py"]
+    good, no_bias, bn_mom, no_state, bad_mom = verify_module_variants(
+        str(d / "cnn_legacy.py"), [str(d / n) for n in names], "CNN", train_steps=5)
     assert good.status == "ok", (good.reason, good.detail, good.failed_rows)
     kinds = {(r.mode, r.kind) for r in good.rows}
-    assert kinds == {(m, k) for m in ("train", "eval") for k in ("output", "state", "grad")}
+    assert kinds == {(m, k) for m in ("train", "eval") for k in ("output", "state", "grad")} | {("optim", "param")}
     # carried-over legacy variables have exactly the Linen init structure
     assert not [r for r in good.rows if r.kind == "variables"]
     paths = {r.path for r in good.rows}
     assert {"params/GroupNorm_0/scale", "params/Block_0/Dense_0/kernel", "params/hidden/kernel",
             "batch_stats/Block_0/BatchNorm_0/mean"} <= paths
+    # the optimizer: found in create_optimizer() on both sides, 5 steps, every param compared
+    assert good.optimizer["steps"] == 5
+    assert "optim.Momentum(learning_rate=learning_rate, beta=0.9)" in good.optimizer["legacy"]
+    assert "optax.sgd(learning_rate, momentum=0.9)" in good.optimizer["upgraded"]
+    opt_rows = {r.path: r for r in good.rows if r.mode == "optim"}
+    assert set(opt_rows) == {r.path for r in good.rows if r.mode == "train" and r.kind == "grad"}
+    assert all(r.worst_step in range(1, 6) for r in opt_rows.values())
+    # a bias feeding a BatchNorm has a zero true gradient: flagged as noise, not failed
+    noisy = {(r.mode, r.path) for r in good.noise_rows}
+    assert ("train", "params/Conv_0/bias") in noisy and ("optim", "params/Conv_0/bias") in noisy
+    assert ("train", "params/hidden/kernel") not in noisy
 
     assert no_bias.status == "differ"
     assert [r.path for r in no_bias.failed_rows] == ["params/hidden/bias"]
@@ -47,3 +60,32 @@ def test_cnn_fixture_and_planted_mismatches(legacy_root, fixtures_dir):
     assert no_state.status == "differ"
     failed = {(r.mode, r.path) for r in no_state.failed_rows}
     assert ("train", "batch_stats/BatchNorm_0/mean") in failed and ("train", "output[0]") in failed
+
+    # optax momentum 0.8 against legacy beta=0.9: outputs and gradients agree, the params after
+    # the steps do not (step 1 is identical: the trace starts at 0)
+    assert bad_mom.status == "differ"
+    assert {r.mode for r in bad_mom.failed_rows} == {"optim"}
+    worst = max(bad_mom.failed_rows, key=lambda r: r.max_abs)
+    assert worst.path.startswith("params/") and worst.worst_step > 1
+    assert "params/hidden/kernel" in {r.path for r in bad_mom.failed_rows}
+
+
+@pytest.mark.legacy
+def test_resnet_fixture(legacy_root, fixtures_dir):
+    """The guide's ResNet (Module.partial, BatchNorm, a residual block module, a
+    train flag) and its Momentum(nesterov, weight_decay) -> optax.chain, in the
+    same legacy process as a module that is not in the file."""
+    d = fixtures_dir / "modules"
+    upgraded = str(d / "resnet_upgraded.py")
+    res, missing = verify_batch(str(d / "resnet_legacy.py"), [
+        ModuleJob("ResNet", upgraded, train_steps=5), ModuleJob("NoSuchNet", upgraded, [((1, 2), "float32")])])
+    assert res.status == "ok", (res.reason, res.detail, res.failed_rows)
+    assert res.input_source == "init_by_shape" and res.kwargs == {"num_classes": 10}
+    kinds = {(r.mode, r.kind) for r in res.rows}
+    assert kinds == {(m, k) for m in ("train", "eval") for k in ("output", "state", "grad")} | {("optim", "param")}
+    paths = {r.path for r in res.rows}
+    assert {"params/conv_init/kernel", "params/ResNetBlock_2/conv_proj/kernel", "params/ResNetBlock_3/Conv_1/kernel",
+            "batch_stats/ResNetBlock_2/norm_proj/mean", "batch_stats/bn_init/var", "params/Dense_0/bias"} <= paths
+    assert "optax.chain(optax.add_decayed_weights(1e-4)" in res.optimizer["upgraded"]
+    assert missing.status == "error" and "module not found" in missing.reason
+    assert missing.legacy is res.legacy  # one legacy process for both

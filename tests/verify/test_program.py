@@ -1,7 +1,7 @@
 """Program mode."""
 import pytest
 
-from linen_upgrade.verify.program import compare_outputs, tokenize, verify_run
+from linen_upgrade.verify.program import compare_outputs, tokenize, verify_run_variants
 
 
 def test_tokenize():
@@ -21,12 +21,13 @@ def test_compare_outputs_tolerance_and_text():
 @pytest.mark.legacy
 def test_verify_run_fixture_programs(legacy_root, fixtures_dir):
     d = fixtures_dir / "programs"
-    good = verify_run(str(d / "mlp_bn_legacy.py"), str(d / "mlp_bn_upgraded.py"))
+    good, bad, nostate = verify_run_variants(str(d / "mlp_bn_legacy.py"), [
+        str(d / "mlp_bn_upgraded.py"), str(d / "mlp_bn_upgraded_bad_momentum.py"),
+        str(d / "mlp_bn_upgraded_no_state_update.py")])  # the legacy script runs once
+    assert good.legacy is bad.legacy is nostate.legacy
     assert good.ok, (good.reason, good.detail, good.mismatches[:3])
     assert good.numbers >= 15
-    bad = verify_run(str(d / "mlp_bn_legacy.py"), str(d / "mlp_bn_upgraded_bad_momentum.py"))
     assert bad.status == "differ"
     first = bad.mismatches[0]
     assert first.kind == "number" and first.legacy_line.startswith("step 2 loss")
-    nostate = verify_run(str(d / "mlp_bn_legacy.py"), str(d / "mlp_bn_upgraded_no_state_update.py"))
     assert nostate.status == "differ" and "running mean" in nostate.mismatches[0].legacy_line
