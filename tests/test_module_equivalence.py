@@ -60,15 +60,22 @@ def upgraded(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("module", sorted(CASES))
-def test_rewritten_builtins_match_legacy(module, upgraded):
+@pytest.fixture(scope="module")
+def results(upgraded):
+    """Every module verified in one legacy process (the file is imported once)."""
     from linen_upgrade.verify import legacy_env
-    from linen_upgrade.verify.module import verify_module
+    from linen_upgrade.verify.module import verify_modules
 
     legacy_env.ensure()
-    inputs, must_cover = CASES[module]
-    result = verify_module(str(LEGACY), str(upgraded), module, inputs=inputs, timeout=300)
+    return verify_modules(str(LEGACY), str(upgraded), {m: inputs for m, (inputs, _) in CASES.items()},
+                          timeout=600)
+
+
+@pytest.mark.parametrize("module", sorted(CASES))
+def test_rewritten_builtins_match_legacy(module, results):
+    result = results[module]
     assert result.status == "ok", (result.reason, result.detail, [
         (r.mode, r.kind, r.path, r.max_abs, r.note) for r in result.failed_rows])
     paths = {r.path for r in result.rows}
+    must_cover = CASES[module][1]
     assert must_cover <= paths, must_cover - paths
