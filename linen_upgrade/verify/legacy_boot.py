@@ -370,6 +370,22 @@ def _post_exec(module):
         _patch_jax_utils(module)
     elif name == "flax.core.axes_scan":
         _patch_axes_scan(module)
+    elif name == "flax.serialization":
+        module.np = _NumpyCompat(module.np)
+
+
+class _NumpyCompat:
+    """numpy with ``issctype``, which NumPy 2 removed and legacy
+    ``flax.serialization`` calls on every leaf it serialises (numpy scalars)."""
+
+    def __init__(self, np):
+        self._np = np
+
+    def issctype(self, rep):
+        return isinstance(rep, type) and issubclass(rep, self._np.generic)
+
+    def __getattr__(self, attr):
+        return getattr(self._np, attr)
 
 
 def _modern_flax_file(rel):
