@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import libcst as cst
 
 from linen_upgrade.facts import Param
-from linen_upgrade.tables.nn_modules import CALL_ARGUMENT_NAMES, BuiltinModule
+from linen_upgrade.rule import RuleTransformer
+from linen_upgrade.tables.nn_modules import BUILTIN_MODULES, CALL_ARGUMENT_NAMES, BuiltinModule
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class Split:
 
 
 def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
-    """Inputs: the first positional parameter always, then flags, masks,
+    """Inputs: the first positional parameter always (the first two for a
+    cell written ``apply(self, carry, x)``), then flags, masks,
     carries and rngs by name (``CALL_ARGUMENT_NAMES``); the rest are
     configuration, hence attributes."""
     inputs: list[Param] = []
@@ -36,6 +38,8 @@ def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
             problem = f"apply takes {'*' if p.kind == 'varargs' else '**'}{p.name}: split it by hand"
         elif i == 0 and p.kind == "pos":
             inputs.append(p)
+        elif i == 1 and p.kind == "pos" and params[0].name == "carry":
+            inputs.append(p)  # a recurrent cell: (carry, inputs), like the built-in cells
         elif p.name in CALL_ARGUMENT_NAMES:
             inputs.append(p)
         else:
@@ -186,3 +190,40 @@ def has_legacy_classes(ctx) -> bool:
     module = ctx.facts.module_name
     return any(ctx.index.is_legacy_module(f"{module}.{c.name}" if module else c.name)
                for c in ctx.facts.classes)
+
+
+def spec_for_qual(qual: str | None, index) -> CallSpec | None:
+    """The call spec of a legacy module: a built-in row, or a module of the run."""
+    row = BUILTIN_MODULES.get(qual or "")
+    if row is not None:
+        return CallSpec.builtin(row)
+    legacy = index.legacy_module(qual)
+    if legacy is not None and legacy.apply_params is not None:
+        return CallSpec.user(legacy.apply_params)
+    return None
+
+
+class LegacyBodyTransformer(RuleTransformer):
+    """Knows whether it is inside a legacy module class still in legacy form
+    (LU101 renames ``apply`` after the other LU1xx rules have run)."""
+
+    def __init__(self, rule, ctx) -> None:
+        super().__init__(rule, ctx)
+        self._classes: list[str | None] = []  # qualified name of each enclosing legacy class, else None
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        legacy = any(self.is_legacy_class(b.value) for b in node.bases) and defines_apply(node)
+        self._classes.append((self.resolve_class(node.name) or node.name.value) if legacy else None)
+        return True
+
+    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+        self._classes.pop()
+        return updated
+
+    @property
+    def in_legacy_body(self) -> bool:
+        return bool(self._classes and self._classes[-1])
+
+    @property
+    def legacy_class(self) -> str | None:
+        return self._classes[-1] if self._classes else None

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import libcst as cst
 
-from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._cst import add_import
-from linen_upgrade.rules._modules import CallSpec, defines_apply, has_legacy_classes, split_params
-from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
+from linen_upgrade.rules._modules import LegacyBodyTransformer, has_legacy_classes, spec_for_qual, split_params
 
 
 class ModulePartial(Rule):
@@ -54,43 +53,26 @@ class ModulePartial(Rule):
         return module
 
 
-class _Transformer(RuleTransformer):
+class _Transformer(LegacyBodyTransformer):
     used = False
 
     def __init__(self, rule: Rule, ctx: Context) -> None:
         super().__init__(rule, ctx)
-        self._legacy: list[bool] = []
         self._partial_name = "partial"
         local = ctx.facts.imports.aliases.get("partial")
         if local not in (None, "functools.partial"):
             self._partial_name = "functools.partial"  # ``partial`` means something else here
 
-    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-        # only classes still in legacy form (LU101 renames apply after this rule)
-        self._legacy.append(any(self.is_legacy_class(b.value) for b in node.bases)
-                            and defines_apply(node))
-        return True
-
-    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
-        self._legacy.pop()
-        return updated
-
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         func = original.func
-        if not (self._legacy and self._legacy[-1] and isinstance(func, cst.Attribute)
+        if not (self.in_legacy_body and isinstance(func, cst.Attribute)
                 and func.attr.value in ("partial", "shared")):
             return updated
         shared = func.attr.value == "shared"
         qual = self.resolve_class(func.value)
-        row = BUILTIN_MODULES.get(qual or "")
+        spec = spec_for_qual(qual, self.ctx.index)
         legacy = self.ctx.index.legacy_module(qual)
-        if row is not None:
-            spec = CallSpec.builtin(row)
-        elif legacy is not None and legacy.apply_params is not None:
-            spec = CallSpec.user(legacy.apply_params)
-            if split_params(legacy.apply_params).problem:
-                return updated
-        else:
+        if spec is None or (legacy is not None and split_params(legacy.apply_params or ()).problem):
             return updated
         args = []
         for a in updated.args:

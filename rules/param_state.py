@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
-from linen_upgrade.rules._modules import defines_apply, has_legacy_classes
+from linen_upgrade.rules._modules import LegacyBodyTransformer, has_legacy_classes
 
 # legacy signatures, for keyword calls
 _PARAM = ("name", "shape", "initializer")
@@ -103,23 +103,9 @@ def _args(old: Sequence[cst.Arg], *values: cst.BaseExpression) -> list[cst.Arg]:
     return [*out[:-1], out[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)]
 
 
-class _Transformer(RuleTransformer):
-    def __init__(self, rule: Rule, ctx: Context) -> None:
-        super().__init__(rule, ctx)
-        self._legacy: list[bool] = []
-
-    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-        # only classes still in legacy form (LU101 renames apply after this rule)
-        self._legacy.append(any(self.is_legacy_class(b.value) for b in node.bases)
-                            and defines_apply(node))
-        return True
-
-    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
-        self._legacy.pop()
-        return updated
-
+class _Transformer(LegacyBodyTransformer):
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        if not (self._legacy and self._legacy[-1]):
+        if not self.in_legacy_body:
             return updated
         func = updated.func
         if self.resolve(original.func) == "flax.nn.make_rng" and not updated.args:

@@ -26,8 +26,7 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, Rule, RuleTransformer
 from linen_upgrade.rules._cst import is_docstring
-from linen_upgrade.rules._modules import CallSpec, defines_apply, has_legacy_classes
-from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
+from linen_upgrade.rules._modules import CallSpec, defines_apply, has_legacy_classes, spec_for_qual
 
 
 class SharedSetup(Rule):
@@ -190,15 +189,9 @@ class _Transformer(RuleTransformer):
     def _construct(self, call: cst.Call) -> cst.Call | None:
         """``M.shared(features=3, name='x')`` -> ``M(features=3)`` (setup names it)."""
         target = call.func.value  # type: ignore[attr-defined]
-        qual = self.resolve_class(target)
-        row = BUILTIN_MODULES.get(qual or "")
-        legacy = self.ctx.index.legacy_module(qual)
-        if row is not None:
-            spec = CallSpec.builtin(row)
-        elif legacy is not None and legacy.apply_params is not None:
-            spec = CallSpec.user(legacy.apply_params)
-        else:  # only legacy modules have .shared: keep its keywords as they are
-            spec = CallSpec((), frozenset(), (), (), {}, {}, {})
+        # only legacy modules have .shared: an unknown one keeps its keywords as they are
+        spec = spec_for_qual(self.resolve_class(target), self.ctx.index) or CallSpec(
+            (), frozenset(), (), (), {}, {}, {})
         args = []
         for a in call.args:
             if a.star or a.keyword is None or a.keyword.value in spec.inputs:

@@ -1,0 +1,116 @@
+"""LU201 module_init: ``_, params = M.init(rng, x, **kw)`` -> ``params = M(**attrs).init(rng, x)['params']``.
+
+What it does
+    Outside module classes, ``M.init`` / ``M.init_by_shape`` of a legacy module (a class of the run, a built-in,
+    ``M.partial(...)`` or a variable holding one) become ``M(attrs).init(rng,
+    inputs)``: keyword arguments split into attributes and inputs as the
+    module rules split ``apply`` (``CallSpec``); ``init_by_shape``'s
+    ``[(shape, dtype)]`` become ``jnp.zeros(shape, dtype)``; the unpacking
+    site is fixed (``_, params = ...`` -> ``params = ...['params']``; ``y,
+    params = ...`` -> ``init_with_output`` then ``params = params['params']``;
+    ``...[1]`` -> ``...['params']``).  ``with nn.stateful() as state:``
+    around it gives ``state = variables['batch_stats']``; ``with
+    nn.stochastic(rng):`` gives ``rngs={'params': key, 'dropout': rng}``.
+    A module-level ``d = M.partial(**kw)`` becomes ``functools.partial(M,
+    **kw)``.
+Why
+    Linen's ``init`` returns the variables (``{'params': ..., 'batch_stats':
+    ...}``), not ``(y, params)``; ``init_by_shape`` was not ported (the
+    guide: pass concrete zeros).  ``M.create`` makes a Model: LU202 converts
+    it the same way, with the Model's other uses.
+Not converted (TODO)
+    Results used other than by unpacking or ``[0]``/``[1]``; input specs that
+    are not a literal list; init inside ``nn.stateful(state)``.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.rules._cst import build_dotted
+from linen_upgrade.rules._usage import DEF, UsageTransformer, applies, usage_transform
+
+
+class ModuleInit(Rule):
+    id = "LU201"
+    summary = "M.init / M.init_by_shape (+ nn.stateful/nn.stochastic around them) -> M(...).init(rng, x)"
+    examples = [
+        Example(
+            "import jax.numpy as jnp\nfrom flax import nn\n\n\nclass CNN(nn.Module):\n"
+            "    def apply(self, x, classes=10):\n        return nn.Dense(x, classes)\n\n\n"
+            "_, params = CNN.init_by_shape(key, [((1, 28, 28, 1), jnp.float32)], classes=3)\n",
+            "import jax.numpy as jnp\nfrom flax import nn\n\n\nclass CNN(nn.Module):\n"
+            "    def apply(self, x, classes=10):\n        return nn.Dense(x, classes)\n\n\n"
+            "params = CNN(classes=3).init(key, jnp.zeros((1, 28, 28, 1), jnp.float32))['params']\n",
+        ),
+        Example(
+            "from flax import nn\n\n\nclass Net(nn.Module):\n    def apply(self, x, train=True):\n"
+            "        return nn.BatchNorm(x, use_running_average=not train)\n\n\n"
+            "with nn.stateful() as state:\n    with nn.stochastic(drop_rng):\n"
+            "        y, params = Net.init(rng, x)\n",
+            "from flax import nn\n\n\nclass Net(nn.Module):\n    def apply(self, x, train=True):\n"
+            "        return nn.BatchNorm(x, use_running_average=not train)\n\n\n"
+            "y, variables = Net().init_with_output({'params': rng, 'dropout': drop_rng}, x)\n"
+            "params = variables['params']\nstate = variables['batch_stats']\n",
+            name="stateful and stochastic",
+        ),
+        NoChange("import flax.linen as nn\n\nvariables = nn.Dense(3).init(rng, x)\n", name="linen"),
+    ]
+
+    def applies(self, ctx: Context) -> bool:
+        return applies(ctx)
+
+    def transformer(self, ctx: Context) -> RuleTransformer:
+        return _Transformer(self, ctx)
+
+    def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
+        return usage_transform(self, module, ctx, _Transformer)
+
+
+class _Transformer(UsageTransformer):
+    owns = frozenset({"init"})
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if id(original) not in self.a.scope_of:
+            return updated  # inside a class body: the module rules' business
+        func = original.func
+        if isinstance(func, cst.Attribute) and func.attr.value == "partial":
+            return self._partial(original, updated)
+        site = self.a.site(original)
+        if site is None or site[0] != "init":
+            return updated
+        new = self.init_site(original, updated, site[1].ref)
+        if new is not None:
+            self.converted()
+            return new
+        return updated
+
+    def _partial(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        """``d = M.partial(**kw)`` -> ``functools.partial(M, **kw)`` (receivers of
+        ``.init``/``.call`` and ``nn.Model`` arguments are rebuilt by their rule)."""
+        base = self.a.type_at(original.func.value)  # type: ignore[attr-defined]
+        if base is None or base.kind != DEF or base.ref is None or base.ref.kwargs:
+            return updated
+        if isinstance(self.a.parent.get(id(original)), cst.Attribute):
+            return updated
+        spec = self.a.spec(base.ref.qual)
+        if spec is None:
+            return updated
+        args = []
+        for a in updated.args:
+            key = a.keyword.value if a.keyword is not None else None
+            if a.star or key is None or key in spec.inputs:
+                self.todo(f"{base.ref.qual}.partial fixes {key or 'a positional argument'}, which is not a "
+                          "constructor attribute in Linen: pass it where the module is applied")
+                return updated
+            args.append(a.with_changes(keyword=cst.Name(spec.renames.get(key, key))))
+        local = self.ctx.facts.imports.aliases.get("partial")
+        if local in (None, "functools.partial") and "partial" not in self.a.module_scope.bound:
+            self.imports.add(("functools", "partial"))
+            fn: cst.BaseExpression = cst.Name("partial")
+        else:
+            self.imports.add(("functools", None))
+            fn = build_dotted("functools.partial")
+        self.fixed(f"{base.ref.qual}.partial(...) -> functools.partial(...)")
+        return cst.Call(func=fn, args=[cst.Arg(value=updated.func.value), *args])  # type: ignore[attr-defined]
