@@ -157,7 +157,7 @@ class _Transformer(RuleTransformer):
         """Legacy ``causal_mask=True`` / ``padding_mask=`` / ``key_padding_mask=`` ->
         one Linen ``mask=`` (``make_causal_mask``, ``make_attention_mask``, ``combine_masks``)."""
         keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
-        names = ("causal_mask", "padding_mask", "key_padding_mask")
+        names = ("causal_mask", "padding_mask", "key_padding_mask", "segmentation", "key_segmentation")
         if not any(n in keywords for n in names):
             return call, None, None
         positional = [a.value for a in call.args if a.keyword is None]
@@ -184,6 +184,17 @@ class _Transformer(RuleTransformer):
             if not isinstance(pq, simple) or not isinstance(pk, simple):
                 return call, None, "padding masks need plain names: build mask= by hand"
             parts.append(ATTENTION_MASKS["padding"].format(nn=nn_prefix, pq=code(pq), pk=code(pk)))
+        sq, sk = keywords.get("segmentation"), keywords.get("key_segmentation")
+        if sq is not None or sk is not None:
+            if sq is None or (sk is None and kv is not None):
+                return call, None, "cross-attention segmentation needs both segmentations: build mask= by hand"
+            sk = sk or sq
+            if not isinstance(sq, simple) or not isinstance(sk, simple):
+                return call, None, "segmentations need plain names: build mask= by hand"
+            eq, needed = express("jax.numpy.equal", self.ctx.facts.imports)
+            if needed:
+                self.imports.add(needed)
+            parts.append(ATTENTION_MASKS["segmentation"].format(nn=nn_prefix, sq=code(sq), sk=code(sk), eq=eq))
         rest = [a for a in call.args if a.keyword is None or a.keyword.value not in names]
         call = call.with_changes(args=[*rest[:-1], rest[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)])
         if not parts:

@@ -43,6 +43,8 @@ CASES = {
     "MaskedAttention": ([((2, 5, 4), "float32")], {  # causal and padding masks -> mask=
         "params/MultiHeadDotProductAttention_2/out/kernel"}),
     "ConvRecurrent": ([((2, 6, 6, 3), "float32")], {"params/ConvLSTMCell_0/ih/kernel"}),
+    "PackedAttention": ([((2, 6, 4), "float32")], {  # segmentation -> make_attention_mask(.., equal)
+        "params/MultiHeadDotProductAttention_0/out/kernel"}),
     "Tokens": ([((2, 5), "int32")], {"params/embed/embedding"}),  # Embed through .shared
     "Recurrent": ([((3, 4), "float32")], {
         "params/LSTMCell_0/hi/kernel", "params/OptimizedLSTMCell_0/ii/kernel", "params/GRUCell_0/hn/bias",

@@ -47,8 +47,8 @@ _ATTENTION_MANUAL = {
     "causal_mask": "build `mask=nn.make_causal_mask(...)` and pass it at call time",
     "padding_mask": "build `mask=nn.make_attention_mask(q_mask, kv_mask)` and pass it at call time",
     "key_padding_mask": "build `mask=nn.make_attention_mask(q_mask, kv_mask)` and pass it at call time",
-    "segmentation": "build `mask=nn.make_attention_mask(seg_q, seg_kv, jnp.equal)`",
-    "key_segmentation": "build `mask=nn.make_attention_mask(seg_q, seg_kv, jnp.equal)`",
+    "segmentation": "build `mask=nn.make_attention_mask(seg_q, seg_kv, jnp.equal)` by hand",
+    "key_segmentation": "build `mask=nn.make_attention_mask(seg_q, seg_kv, jnp.equal)` by hand",
     "cache": "use `decode=True` and the 'cache' collection",
     "attention_fn": "check the custom attention function's signature against Linen's",
 }
@@ -129,10 +129,12 @@ BUILTIN_MODULES: dict[str, BuiltinModule] = {
 }
 
 # legacy attention mask arguments LU102 turns into one Linen ``mask=`` call argument.
-# Legacy masks are (batch, length, 1) booleans (api_mapping.md §2.1): Linen takes (batch, length).
+# Legacy padding masks came as (batch, length, 1) or (batch, length) (api_mapping.md §2.1);
+# Linen takes (batch, length): the reshape accepts both (1-D attention, the common case).
 ATTENTION_MASKS = {
     "causal_mask": "{nn}.make_causal_mask({q}[..., 0])",  # when the argument is literally True
-    "padding": "{nn}.make_attention_mask({pq}[..., 0], {pk}[..., 0])",
+    "padding": "{nn}.make_attention_mask({pq}.reshape({pq}.shape[:2]), {pk}.reshape({pk}.shape[:2]))",
+    "segmentation": "{nn}.make_attention_mask({sq}.reshape({sq}.shape[:2]), {sk}.reshape({sk}.shape[:2]), {eq})",
 }
 
 # apply parameters of user modules that stay call arguments, by name
