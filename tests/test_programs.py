@@ -41,10 +41,7 @@ RTOL = 2e-4
 
 # still flax.optim after the upgrade: optimizer construction, .create, apply_gradient, .target
 # belong to the optimizer rules (issue 6); remove a name when its program converts fully
-NEEDS_OPTIMIZER_RULES = frozenset({
-    "cnn_classifier", "dropout_mlp", "lstm_sequence", "pmap_replicate", "resnet_batchnorm",
-    "shared_autoencoder", "transformer_block", "two_file_project",
-})
+NEEDS_OPTIMIZER_RULES: frozenset[str] = frozenset()
 
 
 @dataclass
