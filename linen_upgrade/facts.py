@@ -53,6 +53,8 @@ class FileFacts:
     has_skip_marks: bool
     skip_file: bool
     partial_args: list[PartialArg] = field(default_factory=list)
+    # method-call shapes only a FrozenDict has: "pop/unpacked", "unfreeze()", "copy({})"
+    frozendict_calls: set[str] = field(default_factory=set)
 
     def references(self, *prefixes: str) -> bool:
         return any(q == p or q.startswith(p + ".") for q in self.qualnames for p in prefixes)
@@ -93,7 +95,19 @@ def file_facts(tree: ast.Module, text: str, module_name: str) -> FileFacts:
     imports = import_map(tree, package)
     qualnames: set[str] = {canonical(v) for v in imports.aliases.values()}
     classes: list[ClassFacts] = []
+    frozendict_calls: set[str] = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            attr = node.func.attr
+            if attr == "unfreeze" and not node.args and not node.keywords:
+                frozendict_calls.add("unfreeze()")
+            elif attr == "copy" and len(node.args) == 1 and isinstance(node.args[0], ast.Dict):
+                frozendict_calls.add("copy({})")
+        elif (isinstance(node, ast.Assign) and len(node.targets) == 1
+              and isinstance(node.targets[0], (ast.Tuple, ast.List)) and len(node.targets[0].elts) == 2
+              and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Attribute)
+              and node.value.func.attr == "pop" and len(node.value.args) == 1):
+            frozendict_calls.add("pop/unpacked")
         if isinstance(node, (ast.Name, ast.Attribute)):
             name = _dotted(node)
             if name:
@@ -154,4 +168,5 @@ def file_facts(tree: ast.Module, text: str, module_name: str) -> FileFacts:
         has_skip_marks=SKIP_MARK in text,
         skip_file=SKIP_FILE_MARK in text,
         partial_args=partial_args,
+        frozendict_calls=frozendict_calls,
     )

@@ -12,7 +12,7 @@ Why
 Safe because
     Each form is one a plain dict cannot have: ``dict.pop`` unpacked into two
     names, ``unfreeze()``, ``copy`` with an argument.  Only in files that use
-    flax.
+    flax.linen, flax.nn or flax.optim, and never on ``self`` (FrozenDict's own code).
 """
 
 from __future__ import annotations
@@ -32,15 +32,18 @@ class FrozenDictMethods(Rule):
             "from flax import linen as nn\nimport flax\n\nstate, params = flax.core.pop(variables, 'params')\n",
         ),
         Example(
-            "import flax\n\nparams = variables['params'].unfreeze()\n",
-            "import flax\n\nparams = flax.core.unfreeze(variables['params'])\n",
+            "import flax\nfrom flax import linen as nn\n\nparams = variables['params'].unfreeze()\n",
+            "import flax\nfrom flax import linen as nn\n\nparams = flax.core.unfreeze(variables['params'])\n",
             name="unfreeze",
         ),
-        NoChange("import flax\n\nvalue = d.pop('k')\nother = d.copy()\n", name="plain dict use"),
+        NoChange("from flax import linen as nn\n\nvalue = d.pop('k')\nother = d.copy()\n", name="plain dict use"),
+        NoChange("import flax\n\n\nclass Frozen:\n    def thaw(self):\n        return self.unfreeze()\n",
+                 name="a FrozenDict's own code"),
     ]
 
     def applies(self, ctx: Context) -> bool:
-        return ctx.facts.references("flax")
+        # user code of the flax.nn / early-Linen era; never flax's own FrozenDict code
+        return bool(ctx.facts.frozendict_calls) and ctx.facts.references("flax.linen", "flax.nn", "flax.optim")
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         t = _Transformer(self, ctx)
@@ -73,7 +76,8 @@ class _Transformer(RuleTransformer):
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         func = updated.func
-        if not isinstance(func, cst.Attribute):
+        if not isinstance(func, cst.Attribute) or (
+                isinstance(func.value, cst.Name) and func.value.value == "self"):  # a class's own method
             return updated
         if func.attr.value == "unfreeze" and not updated.args:
             self.fixed("x.unfreeze() -> flax.core.unfreeze(x)")
