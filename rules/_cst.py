@@ -104,6 +104,10 @@ class _DropFromImports(cst.CSTTransformer):
         super().__init__()
         self.quals = quals
 
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        # imports are statements: no need to walk into expressions (most of a tree)
+        return not isinstance(node, cst.BaseExpression) and super().on_visit(node)
+
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine,
                                   updated: cst.SimpleStatementLine):
         if len(updated.body) != 1 or not isinstance(updated.body[0], cst.ImportFrom):

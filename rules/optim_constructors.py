@@ -573,6 +573,10 @@ def _drop_unused_optim_imports(module: cst.Module, ctx: Context) -> cst.Module:
     optim_dotted = any(d == "flax.optim" or d.startswith("flax.optim.") for d in uses.dotted)
 
     class DropImports(cst.CSTTransformer):
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            # imports are statements: no need to walk into expressions (most of a tree)
+            return not isinstance(node, cst.BaseExpression) and super().on_visit(node)
+
         def leave_Import(self, original: cst.Import, updated: cst.Import):
             keep = []
             for orig, alias in zip(original.names, updated.names):
