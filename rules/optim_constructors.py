@@ -21,9 +21,10 @@ Why
 Left alone (with a TODO)
     A definition whose value reaches ``.create``, ``apply_gradient`` or other
     ``OptimizerDef`` API -- directly, through a variable, a function's return
-    value or a keyword of that name -- keeps its legacy form: that code is
-    converted together with the optimizer code around it (the TODO names the
-    optax expression).  So does one returned by a function this file never
+    value or a keyword of that name -- keeps its legacy form here: LU302
+    (optim_train_state) converts it together with the optimizer code around
+    it, into a ``TrainState``; where LU302 cannot, the TODO names the optax
+    expression.  So does one returned by a function this file never
     calls (its callers are elsewhere, out of sight).  Also ``*args``/``**kwargs``, unknown arguments, a
     missing ``learning_rate`` (given to ``apply_gradient`` instead) and
     subclasses of ``OptimizerDef``.
