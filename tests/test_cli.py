@@ -364,3 +364,20 @@ def test_module_called_with_hyperparameters_in_another_file(tmp_path):
     assert "x = Block(self.width, name='b0')(x, train=train)" in model
     assert "return Block(features=2 * self.width)(x)" in model
     assert run(str(tmp_path)) == 0  # idempotent across files
+
+
+def test_progress_bar_only_for_long_runs_on_terminals(capsys):
+    from linen_upgrade.cli import _Progress
+
+    quiet = _Progress(enabled=False)
+    quiet(10, 100)
+    short = _Progress(enabled=True)
+    short(3, 10)  # a short run: plain lines only
+    assert capsys.readouterr().err == ""
+    bar = _Progress(enabled=True)
+    bar(50, 100)
+    bar(100, 100)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "[###############...............] 50/100 files" in err and "100/100 files" in err
+    assert err.endswith("\r")  # the bar is cleared before the summary
