@@ -41,6 +41,8 @@ from typing import Any
 
 import click
 
+from linen_upgrade.files import atomic_write
+
 EXIT_OK, EXIT_ERROR = 0, 2
 FORMATS = ("msgpack", "orbax")
 
@@ -727,37 +729,12 @@ def write_checkpoint(tree: Mapping, output: str | os.PathLike, fmt: str, *, forc
         if out.is_dir():
             _swap_dir_for(out, lambda tmp: tmp.write_bytes(data))
         else:
-            _atomic_write(out, data)
+            atomic_write(out, data)
     elif fmt == "orbax":
         _swap_dir_for(out, lambda tmp: _orbax_save(tmp, sd))
     else:
         raise CheckpointError(f"unknown format {fmt!r} (one of {FORMATS})")
     return out
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """A temporary sibling renamed over ``path``; a new file gets the umask's
-    permissions (mkstemp's are 0600), a replaced one keeps its own."""
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".lu-tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _orbax_save(path: Path, sd: dict) -> None:

@@ -129,3 +129,17 @@ class _DropFromImports(cst.CSTTransformer):
 def drop_from_imports(module: cst.Module, quals: set[str]) -> cst.Module:
     """Remove ``from m import name`` entries whose ``m.name`` is in ``quals``."""
     return module.visit(_DropFromImports(quals))
+
+
+def rename_imported_modules(node: cst.Import, new_name, fixed) -> cst.Import:
+    """``import old[ as x]`` -> ``import new[ as x]`` for every alias where
+    ``new_name(old, alias)`` gives a name; ``fixed`` records each change."""
+    names = []
+    for alias in node.names:
+        old = dotted(alias.name) or ""
+        new = new_name(old, alias)
+        if new:
+            fixed(f"import {old} -> import {new}")
+            alias = alias.with_changes(name=build_dotted(new))
+        names.append(alias)
+    return node.with_changes(names=names)

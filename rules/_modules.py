@@ -9,6 +9,7 @@ choice for a user module, so both take it from :func:`split_params`.
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import libcst as cst
@@ -190,6 +191,43 @@ def has_legacy_classes(ctx) -> bool:
     module = ctx.facts.module_name
     return any(ctx.index.is_legacy_module(f"{module}.{c.name}" if module else c.name)
                for c in ctx.facts.classes)
+
+
+class SelfAttributes(cst.CSTTransformer):
+    """Loads of the mapped names become ``self.<attr>``; binding positions,
+    attribute names, keywords and names shadowed by a nested function's
+    parameters are left."""
+
+    def __init__(self, names: Mapping[str, str]) -> None:
+        super().__init__()
+        self.names = dict(names)
+        self.skip: set[int] = set()
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        self.skip.add(id(node.attr))
+
+    def visit_Arg(self, node: cst.Arg) -> None:
+        if node.keyword is not None:
+            self.skip.add(id(node.keyword))
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self.skip.add(id(node.name))
+        return not self._shadows(node.params)
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return not self._shadows(node.params)
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
+    def _shadows(self, params: cst.Parameters) -> bool:
+        names = {p.name.value for p in [*params.params, *params.kwonly_params, *params.posonly_params]}
+        return bool(names & set(self.names))
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+        if original.value in self.names and id(original) not in self.skip:
+            return cst.Attribute(value=cst.Name("self"), attr=cst.Name(self.names[original.value]))
+        return updated
 
 
 def spec_for_qual(qual: str | None, index) -> CallSpec | None:

@@ -19,7 +19,7 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.tables.jax_renames import JAX_RENAMES
-from linen_upgrade.rules._cst import add_import, build_dotted, express
+from linen_upgrade.rules._cst import add_import, build_dotted, express, rename_imported_modules
 
 
 class JaxRenames(Rule):
@@ -82,15 +82,7 @@ class _Transformer(RuleTransformer):
         return build_dotted(spelled).with_changes(lpar=updated.lpar, rpar=updated.rpar)
 
     def leave_Import(self, original: cst.Import, updated: cst.Import) -> cst.Import:
-        names = []
-        for alias in updated.names:
-            old = cst.helpers.get_full_name_for_node(alias.name) or ""
-            new = JAX_RENAMES.get(old)
-            if new:
-                self.fixed(f"import {old} -> {new}")
-                alias = alias.with_changes(name=build_dotted(new))
-            names.append(alias)
-        return updated.with_changes(names=names)
+        return rename_imported_modules(updated, lambda old, alias: JAX_RENAMES.get(old), self.fixed)
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine,
                                   updated: cst.SimpleStatementLine):

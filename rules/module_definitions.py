@@ -22,7 +22,7 @@ import libcst as cst
 from linen_upgrade.facts import Param
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.rules._cst import add_import, build_dotted, express, is_docstring
-from linen_upgrade.rules._modules import has_legacy_classes, split_params, type_of
+from linen_upgrade.rules._modules import SelfAttributes, has_legacy_classes, split_params, type_of
 
 
 class ModuleDefinitions(Rule):
@@ -99,41 +99,6 @@ def _names(target: cst.CSTNode) -> list[cst.Name]:
     if isinstance(target, cst.StarredElement):
         return _names(target.value)
     return []
-
-
-class _SelfAttributes(cst.CSTTransformer):
-    """Loads of ``attrs`` become ``self.<attr>``; binding positions are left."""
-
-    def __init__(self, attrs: set[str]) -> None:
-        super().__init__()
-        self.attrs = attrs
-        self.skip: set[int] = set()
-
-    def visit_Attribute(self, node: cst.Attribute) -> None:
-        self.skip.add(id(node.attr))
-
-    def visit_Arg(self, node: cst.Arg) -> None:
-        if node.keyword is not None:
-            self.skip.add(id(node.keyword))
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-        self.skip.add(id(node.name))
-        return not self._shadows(node.params)
-
-    def visit_Lambda(self, node: cst.Lambda) -> bool:
-        return not self._shadows(node.params)
-
-    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-        return False
-
-    def _shadows(self, params: cst.Parameters) -> bool:
-        names = {p.name.value for p in [*params.params, *params.kwonly_params, *params.posonly_params]}
-        return bool(names & self.attrs)
-
-    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
-        if original.value in self.attrs and id(original) not in self.skip:
-            return cst.Attribute(value=cst.Name("self"), attr=cst.Name(original.value))
-        return updated
 
 
 class _Transformer(RuleTransformer):
@@ -237,7 +202,7 @@ class _Transformer(RuleTransformer):
         inputs = {p.name for p in split.inputs}
         attrs = {a.name for a in split.attrs}
         reassigned = _reassigned(apply.body) & attrs
-        body = apply.body.visit(_SelfAttributes(attrs - reassigned))
+        body = apply.body.visit(SelfAttributes({a: a for a in attrs - reassigned}))
         if reassigned:
             copies = [cst.parse_statement(f"{n} = self.{n}") for n in sorted(reassigned)]
             stmts = list(body.body)  # type: ignore[attr-defined]
@@ -272,4 +237,4 @@ def _method_with_attributes(fn: cst.FunctionDef, attrs: set[str]) -> cst.Functio
         params = params.with_changes(params=kept)
     own = {p.name.value for p in [*params.params, *params.kwonly_params]}
     names = attrs - own - _reassigned(fn.body)
-    return fn.with_changes(params=params, body=fn.body.visit(_SelfAttributes(names)))
+    return fn.with_changes(params=params, body=fn.body.visit(SelfAttributes({a: a for a in names})))

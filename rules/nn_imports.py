@@ -24,7 +24,7 @@ import libcst as cst
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.tables.nn_symbols import NN_NAMESPACE_MODULES, NN_SYMBOLS
-from linen_upgrade.rules._cst import build_dotted
+from linen_upgrade.rules._cst import build_dotted, rename_imported_modules
 
 _LEGACY_ROOTS = ("flax.nn", "flax.deprecated.nn")
 
@@ -105,19 +105,15 @@ class _Transformer(RuleTransformer):
         return False
 
     def leave_Import(self, original: cst.Import, updated: cst.Import) -> cst.Import:
-        names = []
-        for alias in updated.names:
-            old = cst.helpers.get_full_name_for_node(alias.name) or ""
+        def new_name(old: str, alias: cst.ImportAlias) -> str | None:
             qual = canonical(old)
-            if _is_legacy_nn(qual):
-                if alias.asname is not None and qual in NN_NAMESPACE_MODULES:
-                    new = "flax.linen"
-                else:
-                    new = "flax.linen" + qual[len("flax.nn"):]
-                self.fixed(f"import {old} -> import {new}")
-                alias = alias.with_changes(name=build_dotted(new))
-            names.append(alias)
-        return updated.with_changes(names=names)
+            if not _is_legacy_nn(qual):
+                return None
+            if alias.asname is not None and qual in NN_NAMESPACE_MODULES:
+                return "flax.linen"
+            return "flax.linen" + qual[len("flax.nn"):]
+
+        return rename_imported_modules(updated, new_name, self.fixed)
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine,
                                   updated: cst.SimpleStatementLine):

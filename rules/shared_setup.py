@@ -26,7 +26,8 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, Rule, RuleTransformer
 from linen_upgrade.rules._cst import is_docstring
-from linen_upgrade.rules._modules import CallSpec, defines_apply, has_legacy_classes, spec_for_qual
+from linen_upgrade.rules._modules import (CallSpec, SelfAttributes, defines_apply, has_legacy_classes,
+                                          spec_for_qual)
 
 
 class SharedSetup(Rule):
@@ -70,21 +71,12 @@ def _shared_calls(method: cst.FunctionDef) -> list[cst.Call] | None:
     return calls if len(calls) == len(values) else None
 
 
-class _UseAttributes(cst.CSTTransformer):
+class _UseAttributes(SelfAttributes):
     """Drop ``v = self._helper()`` and read ``v`` as ``self.<attr>``."""
 
     def __init__(self, helpers: set[str], locals_: dict[str, str]) -> None:
-        super().__init__()
+        super().__init__(locals_)
         self.helpers = helpers
-        self.locals = locals_
-        self.skip: set[int] = set()
-
-    def visit_Attribute(self, node: cst.Attribute) -> None:
-        self.skip.add(id(node.attr))
-
-    def visit_Arg(self, node: cst.Arg) -> None:
-        if node.keyword is not None:
-            self.skip.add(id(node.keyword))
 
     def leave_SimpleStatementLine(self, original, updated):
         stmt = original.body[0]
@@ -93,11 +85,6 @@ class _UseAttributes(cst.CSTTransformer):
                 and isinstance(stmt.value.func.value, cst.Name) and stmt.value.func.value.value == "self"
                 and stmt.value.func.attr.value in self.helpers):
             return cst.RemoveFromParent()
-        return updated
-
-    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
-        if original.value in self.locals and id(original) not in self.skip:
-            return cst.Attribute(value=cst.Name("self"), attr=cst.Name(self.locals[original.value]))
         return updated
 
 
