@@ -87,6 +87,16 @@ class RuleTransformer(cst.CSTTransformer):
     Statements carrying ``# linen-upgrade: skip`` are returned untouched.
     """
 
+    # LibCST looks up ``visit_<Type>``/``leave_<Type>`` by name for every node
+    # and every child attribute; a rule pass walks each node, so the lookups
+    # are cached per transformer class (attribute hooks: none of our rules has one)
+    _visit_table: dict[type, object]
+    _leave_table: dict[type, object]
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._visit_table, cls._leave_table = {}, {}
+
     def __init__(self, rule: Rule, ctx: Context) -> None:
         super().__init__()
         self.rule = rule
@@ -139,17 +149,39 @@ class RuleTransformer(cst.CSTTransformer):
             self._todo_stack.append([])
             if skip:
                 return False
-        return super().on_visit(node)
+        kind = type(node)
+        try:
+            visit = self._visit_table[kind]
+        except KeyError:
+            visit = self._visit_table[kind] = getattr(type(self), f"visit_{kind.__name__}", None)
+        if visit is None:
+            return True
+        result = visit(self, node)  # type: ignore[operator]
+        return result if isinstance(result, bool) else True
+
+    def _leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):
+        kind = type(original_node)
+        try:
+            leave = self._leave_table[kind]
+        except KeyError:
+            leave = self._leave_table[kind] = getattr(type(self), f"leave_{kind.__name__}", None)
+        return updated_node if leave is None else leave(self, original_node, updated_node)  # type: ignore[operator]
+
+    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
+        pass
+
+    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
+        pass
 
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
         if not isinstance(original_node, cst.BaseStatement):
-            return super().on_leave(original_node, updated_node)
+            return self._leave(original_node, updated_node)
         if self._skip_stack[-1]:
             self._skip_stack.pop()
             self._todo_stack.pop()
             return original_node
         # leave_X may still add TODOs for this very statement: pop afterwards
-        result = super().on_leave(original_node, updated_node)
+        result = self._leave(original_node, updated_node)
         self._skip_stack.pop()
         todos = self._todo_stack.pop()
         todos = [t for t in todos if t not in self._header]
