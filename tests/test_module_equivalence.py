@@ -42,7 +42,11 @@ CASES = {
     "CustomInit": ([((2, 4), "float32")], {"params/Dense_0/kernel"}),  # a two-argument initializer
     "MaskedAttention": ([((2, 5, 4), "float32")], {  # causal and padding masks -> mask=
         "params/MultiHeadDotProductAttention_2/out/kernel"}),
-    "ConvRecurrent": ([((2, 6, 6, 3), "float32")], {"params/ConvLSTMCell_0/ih/kernel"}),
+    "ConvRecurrent": ([((2, 6, 6, 3), "float32")], {  # ConvLSTM.initialize_carry -> ConvLSTMCell's
+        "params/ConvLSTMCell_0/ih/kernel", "params/ConvLSTMCell_1/hh/kernel"}),
+    "AxialAttention": ([((2, 3, 4, 4), "float32")], {  # attention_axis=(1, 2) -> flattened axes
+        "params/MultiHeadDotProductAttention_0/query/kernel", "params/MultiHeadDotProductAttention_1/key/kernel",
+        "params/MultiHeadDotProductAttention_2/out/kernel"}),
     "PackedAttention": ([((2, 6, 4), "float32")], {  # segmentation -> make_attention_mask(.., equal)
         "params/MultiHeadDotProductAttention_0/out/kernel"}),
     "Tokens": ([((2, 5), "int32")], {"params/embed/embedding"}),  # Embed through .shared

@@ -31,6 +31,9 @@ class BuiltinModule:
     # Linen cells need ``features``, which legacy cells read off the carry:
     # how to recover it from the carry expression (``{carry}`` is substituted)
     features_from_carry: str | None = None
+    # how the legacy static ``initialize_carry(rng, batch_dims, size)`` reads ``size``:
+    # "features" (an int: the hidden size) or "shape" (ConvLSTM: spatial dims + features)
+    carry_size: str | None = None
     # legacy parameters without a default: a call that does not bind them all
     # is not a legacy call (it is already Linen: ``nn.Dense(3)``)
     required: int = 2
@@ -41,7 +44,9 @@ _BIAS_SCALE = {"bias": "use_bias", "scale": "use_scale"}
 _CELL = ("carry", "inputs", "gate_fn", "activation_fn", "kernel_init", "recurrent_kernel_init", "bias_init")
 _CELL_FIELDS = ("features", "gate_fn", "activation_fn", "kernel_init", "recurrent_kernel_init", "bias_init")
 _ATTENTION_MANUAL = {
-    "attention_axis": "multi-axis attention has no Linen form: flatten the attention axes",
+    # LU102 converts a literal attention_axis (ATTENTION_AXES); this is for the other forms
+    "attention_axis": "Linen attends over the axis before the features only: flatten the attention axes "
+                      "between batch and features into one (x.reshape) and reshape the output back",
     # causal_mask=True and padding masks are converted by LU102 (ATTENTION_MASKS); these
     # messages are for the forms it cannot convert
     "causal_mask": "build `mask=nn.make_causal_mask(...)` and pass it at call time",
@@ -112,16 +117,18 @@ BUILTIN_MODULES: dict[str, BuiltinModule] = {
         explicit={"deterministic": "False"}, manual=_ATTENTION_MANUAL),
     # the LSTM carry is (c, h), each (batch..., features); the GRU carry is h
     "flax.nn.LSTMCell": BuiltinModule("LSTMCell", _CELL, ("carry", "inputs"), _CELL_FIELDS,
-                                      ("carry", "inputs"), features_from_carry="{carry}[0].shape[-1]"),
+                                      ("carry", "inputs"), features_from_carry="{carry}[0].shape[-1]",
+                                      carry_size="features"),
     "flax.nn.OptimizedLSTMCell": BuiltinModule(
         "OptimizedLSTMCell", _CELL, ("carry", "inputs"), _CELL_FIELDS, ("carry", "inputs"),
-        features_from_carry="{carry}[0].shape[-1]"),
+        features_from_carry="{carry}[0].shape[-1]", carry_size="features"),
     "flax.nn.GRUCell": BuiltinModule("GRUCell", _CELL, ("carry", "inputs"), _CELL_FIELDS,
-                                     ("carry", "inputs"), features_from_carry="{carry}.shape[-1]"),
+                                     ("carry", "inputs"), features_from_carry="{carry}.shape[-1]",
+                                     carry_size="features"),
     "flax.nn.ConvLSTM": BuiltinModule(
         "ConvLSTMCell", ("carry", "inputs", "features", "kernel_size", "strides", "padding", "bias", "dtype"),
         ("carry", "inputs"), ("features", "kernel_size", "strides", "padding", "use_bias"),
-        ("carry", "inputs"), _BIAS, required=4),
+        ("carry", "inputs"), _BIAS, required=4, carry_size="shape"),
     # the function became a module; rng stays a call argument
     "flax.nn.dropout": BuiltinModule(
         "Dropout", ("inputs", "rate", "deterministic", "rng"), ("inputs", "rng"),
@@ -136,6 +143,36 @@ ATTENTION_MASKS = {
     "padding": "{nn}.make_attention_mask({pq}.reshape({pq}.shape[:2]), {pk}.reshape({pk}.shape[:2]))",
     "segmentation": "{nn}.make_attention_mask({sq}.reshape({sq}.shape[:2]), {sk}.reshape({sk}.shape[:2]), {eq})",
 }
+
+# legacy attention over several axes (attention_axis=(1, ..., k)) is one softmax over all of them
+# (dot_product_attention transposes them last and normalises jointly), which is attention over the
+# flattened axes; Linen attends over the axis before the features only.  The input is flattened
+# with the axes spelled out, so an input whose rank is not k + 2 fails in reshape rather than
+# silently attending over other axes; the output goes back to the input's layout.
+# attention_axis=(1,) is the legacy default for (batch, length, features): dropped.
+ATTENTION_AXES = {
+    "flatten": "{x}.reshape(({x}.shape[0], {length}, {x}.shape[-1]))",  # length: x.shape[1] * x.shape[2]
+    "unflatten": "{y}.reshape({x}.shape[:-1] + (-1,))",
+}
+
+# legacy autoregressive decoding (``cache=`` an ``nn.attention.Cache``) -> Linen ``decode=True``
+# with the 'cache' collection (cached_key, cached_value, cache_index: the legacy _CacheEntry).
+# Legacy asserts causal_mask=True with a cache and ignores padding masks while decoding
+# (``and not cache``), where Linen would apply them: those stay manual.  Value: the keywords
+# that keep a cached call manual.
+_CACHE_MANUAL = frozenset({"padding_mask", "key_padding_mask", "segmentation", "key_segmentation",
+                           "attention_axis"})
+ATTENTION_CACHE = {
+    "flax.nn.SelfAttention": _CACHE_MANUAL,
+    "flax.nn.MultiHeadDotProductAttention": _CACHE_MANUAL,
+}
+
+# what LU102 writes where legacy code passes a Cache to a module outside module bodies
+CACHE_USAGE = ("cache=: the module's cache parameter became `decode: bool = False`: "
+               "`variables = M(decode=True).init(rng, jnp.zeros((batch, max_len, features)))` "
+               "gives variables['cache'] (legacy initialize_cache((batch, max_len))); per step "
+               "`y, upd = M(decode=True).apply({'params': params, 'cache': cache}, x_t, mutable=['cache'])`, "
+               "`cache = upd['cache']`")
 
 # apply parameters of user modules that stay call arguments, by name
 # (besides the first positional one, which always does)

@@ -1,0 +1,116 @@
+"""Legacy attention ``cache=`` -> Linen ``decode=True``, proven against the real flax 0.3.6.
+
+``fixtures/equivalence/attention_cache_legacy.py`` is rewritten by linen-upgrade
+(no hand edits): the ``cache`` parameter of each module becomes a ``decode``
+attribute passed on to the attention.  The legacy side
+(``attention_cache_decode.py``) runs the full causal pass, then decodes one
+position at a time with an ``nn.attention.Cache``; here the rewritten modules,
+with the legacy weights carried over by ``keys.py``, do the same with
+``decode=True`` and the 'cache' collection.  Compared: the full output, every
+decoded step, and the final cache (keys, values and index of every attention).
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from linen_upgrade.config import Config
+from linen_upgrade.pipeline import rewrite_text
+from linen_upgrade.registry import all_rules
+
+from conftest import FIXTURES
+
+pytestmark = pytest.mark.legacy
+
+HERE = FIXTURES / "equivalence"
+RTOL, ATOL = 1e-5, 1e-6
+
+
+def _tree(data: dict, prefix: str) -> dict:
+    out: dict = {}
+    for key, value in data.items():
+        if key.startswith(prefix + "/"):
+            *parents, leaf = key[len(prefix) + 1:].split("/")
+            node = out
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = value
+    return out
+
+
+@pytest.fixture(scope="module")
+def legacy(tmp_path_factory) -> dict:
+    from linen_upgrade.verify import legacy_env, runner
+
+    legacy_env.ensure()
+    out = tmp_path_factory.mktemp("cache") / "legacy.npz"
+    res = runner.run_legacy(str(HERE / "attention_cache_decode.py"), args=[str(out)], timeout=300)
+    assert res.ok, res.stderr[-3000:]
+    with np.load(out) as data:
+        return dict(data)
+
+
+@pytest.fixture(scope="module")
+def upgraded(tmp_path_factory):
+    path = HERE / "attention_cache_legacy.py"
+    result = rewrite_text(path.read_bytes(), str(path), Config(), [r.id for r in all_rules()])
+    assert result.error is None and result.new is not None
+    assert result.findings == [], result.findings
+    code = result.new.split(b'"""', 2)[2]  # after the docstring
+    assert b"decode=self.decode" in code and b"cache=" not in code
+    target = tmp_path_factory.mktemp("upgraded") / "attention_cache_upgraded.py"
+    target.write_bytes(result.new)
+    spec = importlib.util.spec_from_file_location("attention_cache_upgraded", target)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_decode_with_cache_matches_legacy(legacy, upgraded):
+    import jax
+    import jax.numpy as jnp
+
+    from linen_upgrade.keys import compare_structure, convert_variables
+
+    xs = jnp.asarray(legacy["xs"])
+    batch, length, _ = xs.shape
+    model = upgraded.Decoder(decode=True)
+    # Linen sizes the cache from the init inputs: the full length, as legacy initialize_cache
+    template = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros(xs.shape))
+    legacy_cache = {"/" + path: entry for path, entry in _tree_by_path(legacy, "cache").items()}
+    converted = convert_variables(_tree(legacy, "params"), legacy_cache, collection="cache", template=template)
+    assert compare_structure(converted, template) == []
+    params = converted["params"]
+
+    full = upgraded.Decoder().apply({"params": params}, xs)
+    np.testing.assert_allclose(full, legacy["full"], rtol=RTOL, atol=ATOL)
+
+    cache = jax.tree_util.tree_map(jnp.zeros_like, converted["cache"])  # a fresh cache, as initialize_cache
+    step = jax.jit(lambda c, x: model.apply({"params": params, "cache": c}, x, mutable=["cache"]))
+    steps = []
+    for i in range(length):
+        y, updated = step(cache, xs[:, i:i + 1])
+        cache = updated["cache"]
+        steps.append(y)
+    steps = jnp.concatenate(steps, axis=1)
+    np.testing.assert_allclose(steps, legacy["steps"], rtol=RTOL, atol=ATOL)
+
+    want = jax.tree_util.tree_leaves_with_path(converted["cache"])
+    got = dict(jax.tree_util.tree_leaves_with_path(cache))
+    assert len(want) == len(got) == 3 * 3  # three cached attentions: key, value, index
+    for path, value in want:
+        np.testing.assert_allclose(np.asarray(got[path]), np.asarray(value).astype(np.asarray(got[path]).dtype),
+                                   rtol=RTOL, atol=ATOL, err_msg=jax.tree_util.keystr(path))
+    assert all(int(v) == length for p, v in want if jax.tree_util.keystr(p).endswith("['cache_index']"))
+
+
+def _tree_by_path(data: dict, prefix: str) -> dict:
+    """``cache/A/B/cached_key`` -> ``{'A/B': {'cached_key': ...}}`` (legacy state keys)."""
+    out: dict = {}
+    for key, value in data.items():
+        if key.startswith(prefix + "/"):
+            path, leaf = key[len(prefix) + 1:].rsplit("/", 1)
+            out.setdefault(path, {})[leaf] = value
+    return out
