@@ -361,3 +361,32 @@ def compare_structure(converted: Mapping, template: Mapping) -> List[Tuple[str, 
         if sa != sb:
             problems.append(("/".join(p), f"shape {sa} (legacy) != {sb} (upgraded)"))
     return problems
+
+
+def linen_module_path(path: Iterable[str],
+                      children: Callable[[Path], Optional[Tuple[Iterable[str], Iterable[str]]]],
+                      *, class_aliases: Optional[Mapping[str, str]] = None) -> Optional[Path]:
+    """Legacy module path ``('Block_4', 'Dense_0')`` -> its Linen path (``('Block_0', 'Dense_0')``).
+
+    ``children(prefix)`` gives the legacy child module names of the module at
+    ``prefix`` (a legacy path) and which of them were named explicitly, or
+    ``None`` when they are not known; each level is renamed with
+    :func:`rename_level`, as the checkpoint keys are.  ``None`` when a level is
+    unknown or the path names no child there.
+    """
+    out: List[str] = []
+    prefix: Path = ()
+    for part in path:
+        level = children(prefix)
+        if level is None:
+            return None
+        names, explicit = level
+        try:
+            mapping = rename_level(names, explicit=explicit, class_aliases=class_aliases)
+        except KeyConversionError:
+            return None
+        if part not in mapping:
+            return None
+        out.append(mapping[part])
+        prefix = prefix + (part,)
+    return tuple(out)

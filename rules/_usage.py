@@ -36,6 +36,7 @@ import libcst as cst
 
 from linen_upgrade.facts import FileFacts, file_facts
 from linen_upgrade.index import ProjectIndex
+from linen_upgrade.keys import linen_module_path, state_key_to_path
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Rule, RuleTransformer
 from linen_upgrade.rules._cst import add_import, build_dotted, express, needs_parens
@@ -45,6 +46,10 @@ from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 # a Model from another file whose module keywords are known only there
 ELSEWHERE = "elsewhere"
 DEF, MODEL, OPTIM, STATE, TUPLE, FUNC, CONFLICT = "def", "model", "optimizer", "state", "tuple", "func", "conflict"
+# a Model's truncate_at(path) (items: (the literal path or None,)); the Collection of
+# nn.capture_module_outputs(); what a Linen init returned; a plain class and its instances
+# (func: ("class", id(ClassDef)))
+TRUNC, CAPTURE, VARIABLES, CLASS, INSTANCE = "truncated", "captured", "variables", "class", "instance"
 
 # calls whose result has the type of one argument (a pytree in, the same pytree out)
 _PRESERVING = {
@@ -55,9 +60,16 @@ _PRESERVING = {
     "jax.lax.stop_gradient": 0,
 }
 _MODEL_ATTRIBUTES = frozenset({"params", "module", "truncate_at", "replace", "as_dict"})
+# calls that read only the leaves of a legacy Collection.as_dict() (the checkpoint formats
+# keep what they are given: the upgraded program writes and reads Linen's nested keys)
+LEAF_READERS = frozenset({
+    "jax.tree_util.tree_leaves", "jax.tree_leaves", "jax.tree_util.tree_reduce", "jax.tree_reduce",
+    "jax.tree_util.tree_flatten", "jax.tree_flatten", "flax.serialization.to_bytes",
+    "flax.serialization.to_state_dict", "flax.serialization.msgpack_serialize",
+})
 # what a legacy nn.Collection offered besides being passed to nn.stateful
 COLLECTION_METHODS = frozenset({"as_dict", "mutate", "retrieve", "store"})
-_CONTEXTS = frozenset({"flax.nn.Model", "flax.nn.stateful", "flax.nn.stochastic"})
+_CONTEXTS = frozenset({"flax.nn.Model", "flax.nn.stateful", "flax.nn.stochastic", "flax.nn.capture_module_outputs"})
 _SAME_SIGNATURE = frozenset({"jax.jit", "jax.pmap", "jax.checkpoint", "jax.remat", "jax.named_call"})
 
 
@@ -102,8 +114,10 @@ def join(a: Ty | None, b: Ty | None) -> Ty | None:
         return a
     if a.kind == b.kind == TUPLE and len(a.items) == len(b.items):
         return Ty(TUPLE, items=tuple(join(x, y) for x, y in zip(a.items, b.items)))
-    if a.kind == b.kind and a.ref and b.ref and a.ref.without_var() == b.ref.without_var():
-        return Ty(a.kind, a.ref.without_var())
+    if a.kind == b.kind and a.ref and b.ref and a.ref.without_var() == b.ref.without_var() and a.items == b.items:
+        return Ty(a.kind, a.ref.without_var(), a.items)
+    if a.kind == b.kind and a.kind in (STATE, CAPTURE, VARIABLES):
+        return Ty(a.kind)  # a collection of one of several models: its paths cannot be translated
     return conflict(*(a.items if a.kind == CONFLICT else (a.kind,)), *(b.items if b.kind == CONFLICT else (b.kind,)))
 
 
@@ -123,9 +137,10 @@ _CODE = cst.Module([]).code_for_node
 
 
 class Scope:
-    def __init__(self, node: cst.CSTNode, parent: Scope | None) -> None:
+    def __init__(self, node: cst.CSTNode, parent: Scope | None, is_class: bool = False) -> None:
         self.node = node
         self.parent = parent
+        self.is_class = is_class  # a class body: its names are not visible in its methods
         self.bound: dict[str, int] = {}  # name -> how many bindings
         self.globals: set[str] = set()
         self.params: list[str] = []
@@ -136,7 +151,7 @@ class Scope:
     def lookup(self, name: str) -> Scope | None:
         s: Scope | None = self
         while s is not None:
-            if name in s.bound and name not in s.globals:
+            if name in s.bound and name not in s.globals and (s is self or not s.is_class):
                 return s
             s = s.parent
         return None
@@ -182,6 +197,8 @@ class _Collector(cst.CSTVisitor):
         if isinstance(target, cst.Name):
             self.stack[-1].bind(target.value)
             self.a.bindings.append((self.stack[-1], target.value, source, path))
+        elif isinstance(target, cst.Attribute):  # obj.attr = ...: a field of obj's class, if a plain class
+            self.a.field_bindings.append((self.stack[-1], target, source, path))
         elif isinstance(target, (cst.Tuple, cst.List)):
             for i, el in enumerate(target.elements):
                 if isinstance(el, cst.StarredElement):
@@ -192,13 +209,29 @@ class _Collector(cst.CSTVisitor):
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         self.stack[-1].bind(node.name.value)
         self.a.bindings.append((self.stack[-1], node.name.value, ("class", node), ()))
-        return False  # class bodies belong to the module rules
+        if len(self.stack) == 1:
+            self.a.class_nodes[node.name.value] = node
+        if self.a.is_legacy_class(node):
+            return False  # legacy module bodies belong to the module rules
+        # a plain class (a trainer holding a Model in self.model): its methods are top-level code
+        self.a.plain_classes[id(node)] = node
+        self.a.methods[id(node)] = {}
+        scope = Scope(node, self.stack[-1], is_class=True)
+        self.a.scopes[id(node)] = scope
+        self.stack.append(scope)
+        return True
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self.stack[-1].bind(node.name.value)
         self.a.bindings.append((self.stack[-1], node.name.value, ("def", node), ()))
         self.a.returns.setdefault(id(node), [])
-        self._push(node, node.params)
+        owner = self.stack[-1]
+        scope = self._push(node, node.params)
+        if owner.is_class and scope.params and not any(
+                isinstance(d.decorator, cst.Name) and d.decorator.value in ("staticmethod", "classmethod")
+                for d in node.decorators):
+            self.a.methods[id(owner.node)][node.name.value] = node
+            self.a.bindings.append((scope, scope.params[0], ("const", Ty(INSTANCE, func=(CLASS, id(owner.node)))), ()))
         return True
 
     def visit_Lambda(self, node: cst.Lambda) -> bool:
@@ -266,6 +299,10 @@ class _Collector(cst.CSTVisitor):
         if node.attr.value in _MODEL_ATTRIBUTES:
             self.a.model_attributes.append((self.stack[-1], node))
 
+    def visit_Subscript(self, node: cst.Subscript) -> None:
+        if legacy_key(node) is not None:
+            self.a.legacy_keys.append((self.stack[-1], node))
+
 
 class Analysis:
     """Types of the values of one file's top-level code (see the module docstring)."""
@@ -284,6 +321,11 @@ class Analysis:
         self.returns: dict[int, list[tuple[Scope, cst.BaseExpression]]] = {}
         self.calls: list[tuple[Scope, cst.Call]] = []
         self.model_attributes: list[tuple[Scope, cst.Attribute]] = []
+        self.legacy_keys: list[tuple[Scope, cst.Subscript]] = []  # x['/Block_4/Dense_0']
+        self.field_bindings: list[tuple[Scope, cst.Attribute, tuple, tuple[int, ...]]] = []
+        self.class_nodes: dict[str, cst.ClassDef] = {}  # module-level classes by name
+        self.plain_classes: dict[int, cst.ClassDef] = {}
+        self.methods: dict[int, dict[str, cst.FunctionDef]] = {}  # plain class -> its methods
         self.module_scope: Scope
         self.funcs: dict[int, cst.FunctionDef | cst.Lambda] = {}
         module.visit(_Collector(self, module))
@@ -312,6 +354,12 @@ class Analysis:
                 return None
         return self.facts.imports.resolve_dotted(name)
 
+    def is_legacy_class(self, node: cst.ClassDef) -> bool:
+        if self.index.is_legacy_module(self.class_qual(node.name.value)):
+            return True
+        bases = (dotted(b.value) for b in node.bases if b.keyword is None)
+        return any(self.index.is_legacy_module(self.facts.imports.resolve_dotted(b) or b) for b in bases if b)
+
     def class_qual(self, name: str) -> str:
         module = self.facts.module_name
         return f"{module}.{name}" if module else name
@@ -330,8 +378,17 @@ class Analysis:
                     t = t.items[i] if t is not None and t.kind == TUPLE and i < len(t.items) else None
                 key = (id(scope), name)
                 env[key] = join(env.get(key), t)
+            for scope, target_attr, source, path in self.field_bindings:
+                owner = self.ty(target_attr.value, scope)
+                if owner is None or owner.kind != INSTANCE:
+                    continue
+                t = self._source_ty(scope, "", source)
+                for i in path:
+                    t = t.items[i] if t is not None and t.kind == TUPLE and i < len(t.items) else None
+                key = (owner.func[1], "." + target_attr.attr.value)
+                env[key] = join(env.get(key), t)
             for scope, call in self.calls:
-                target, args = self._callee(call, scope)
+                target, args, offset = self._callee(call, scope)
                 if target is None:
                     continue
                 fscope = self.scopes[id(target)]
@@ -339,8 +396,8 @@ class Analysis:
                 if any(a.star for a in args):
                     continue
                 for i, a in enumerate(positional):
-                    if i < len(fscope.params):
-                        key = (id(fscope), fscope.params[i])
+                    if i + offset < len(fscope.params):
+                        key = (id(fscope), fscope.params[i + offset])
                         env[key] = join(env.get(key), self.ty(a.value, scope))
                 for a in args:
                     if a.keyword is not None and a.keyword.value in fscope.bound:
@@ -360,23 +417,44 @@ class Analysis:
                 return Ty(DEF, replace(t.ref, def_var=(id(scope), name)))
             return t
         if kind == "class":
+            if id(source[1]) in self.plain_classes:
+                return Ty(CLASS, func=(CLASS, id(source[1])))
             qual = self.class_qual(name)
             return Ty(DEF, ModuleRef(qual)) if self.index.is_legacy_module(qual) else None
         if kind == "def":
             return Ty(FUNC, func=("plain", id(source[1])))
+        if kind == "const":
+            return source[1]
         if kind == "with" and isinstance(source[1], cst.Call):
-            if self.qual(source[1].func, scope) == "flax.nn.stateful":
-                return Ty(STATE)
+            qual = self.qual(source[1].func, scope)
+            if qual in ("flax.nn.stateful", "flax.nn.capture_module_outputs"):
+                # the model whose call (or init) inside the block fills the collection
+                block = self.parent.get(id(self.parent.get(id(source[1]))))
+                refs = {t.ref.without_var() for _, t in self.sites_in(block) if t.ref} \
+                    if isinstance(block, cst.With) else set()
+                ref = refs.pop() if len(refs) == 1 else None
+                return Ty(STATE if qual == "flax.nn.stateful" else CAPTURE, ref)
         return None
 
-    def _callee(self, call: cst.Call, scope: Scope) -> tuple[cst.FunctionDef | cst.Lambda | None, list[cst.Arg]]:
-        """The function of this file a call runs, through jit/pmap/grad wrappers."""
+    def sites_in(self, node: cst.CSTNode) -> list[tuple[str, Ty]]:
+        """The init/apply sites that run in the body of a with statement."""
+        counter = _SiteCounter(self)
+        node.body.visit(counter)  # type: ignore[attr-defined]
+        return counter.sites
+
+    def _callee(self, call: cst.Call, scope: Scope
+                ) -> tuple[cst.FunctionDef | cst.Lambda | None, list[cst.Arg], int]:
+        """The function of this file a call runs, through jit/pmap/grad wrappers
+        (and how many parameters the call does not pass: a bound method's self)."""
         t = self.ty(call.func, scope)
         while t is not None and t.kind == FUNC and t.func[0] in ("same", "grad", "vgrad"):
             t = t.func[1]
-        if t is not None and t.kind == FUNC and t.func[0] == "plain":
-            return self.funcs.get(t.func[1]), list(call.args)
-        return None, []
+        if t is not None and t.kind == FUNC and t.func[0] in ("plain", "method"):
+            return self.funcs.get(t.func[1]), list(call.args), int(t.func[0] == "method")
+        if t is not None and t.kind == CLASS:  # Trainer(model): its __init__(self, model)
+            init = self.methods.get(t.func[1], {}).get("__init__")
+            return init, list(call.args), 1
+        return None, [], 0
 
     # -- expressions -------------------------------------------------------------
     def ty(self, expr: cst.BaseExpression, scope: Scope) -> Ty | None:
@@ -392,6 +470,11 @@ class Analysis:
             base = self.ty(expr.value, scope)
             if base is not None and base.kind == OPTIM and expr.attr.value == "target":
                 return Ty(MODEL, base.ref)
+            if base is not None and base.kind == INSTANCE:
+                method = self.methods.get(base.func[1], {}).get(expr.attr.value)
+                if method is not None:
+                    return Ty(FUNC, func=("method", id(method)))
+                return self.env.get((base.func[1], "." + expr.attr.value))
             return None
         if isinstance(expr, cst.Call):
             return self._call_ty(expr, scope)
@@ -406,7 +489,9 @@ class Analysis:
             key = expr.slice[0].slice if len(expr.slice) == 1 else None
             if isinstance(key, cst.Index) and isinstance(key.value, cst.SimpleString) \
                     and key.value.evaluated_value == self.state_collection:
-                return Ty(STATE)  # variables['batch_stats']: what nn.stateful's Collection became
+                # variables['batch_stats']: what nn.stateful's Collection became
+                holder = self.ty(expr.value, scope)
+                return Ty(STATE, holder.ref if holder is not None and holder.kind == VARIABLES else None)
             base = self.ty(expr.value, scope)
             if base is not None and base.kind == TUPLE and len(expr.slice) == 1:
                 index = expr.slice[0].slice
@@ -464,6 +549,15 @@ class Analysis:
         if isinstance(func, cst.Attribute):
             base = self.ty(func.value, scope)
             method = func.attr.value
+            if base is not None and base.kind == MODEL and method == "truncate_at":
+                path = self.arg(call, 0, "module_path")
+                literal = path.evaluated_value if isinstance(path, cst.SimpleString) else None
+                return Ty(TRUNC, base.ref, (literal if isinstance(literal, str) else None,))
+            if method in ("init", "init_with_output") and isinstance(func.value, cst.Call):
+                ctor = self.ty(func.value.func, scope)  # Net(...).init(...): what LU201 wrote
+                if ctor is not None and ctor.kind == DEF and ctor.ref:
+                    v = Ty(VARIABLES, ModuleRef(ctor.ref.qual))
+                    return v if method == "init" else Ty(TUPLE, items=(None, v))
             if base is not None and base.kind == DEF and base.ref:
                 if method == "partial":
                     return Ty(DEF, self._extend(base.ref.without_var(), call.args))
@@ -481,11 +575,13 @@ class Analysis:
                     return Ty(OPTIM, t.ref)
                 return None
         ft = self.ty(func, scope)
+        if ft is not None and ft.kind == CLASS:
+            return Ty(INSTANCE, func=ft.func)
         return self._apply_func(ft, call, scope) if ft is not None and ft.kind == FUNC else None
 
     def _apply_func(self, ft: Ty, call: cst.Call, scope: Scope) -> Ty | None:
         kind = ft.func[0]
-        if kind == "plain":
+        if kind in ("plain", "method"):
             return self.rets.get(ft.func[1])
         if kind == "same":
             return self._apply_func(ft.func[1], call, scope)
@@ -568,7 +664,140 @@ class Analysis:
         t = self.ty(func, scope)
         if t is not None and t.kind == MODEL:
             return "model", t
+        if t is not None and t.kind == TRUNC:
+            return "truncated", t
         return None
+
+    # -- legacy module paths -> Linen paths ------------------------------------------
+    def children(self, qual: str) -> tuple[list[tuple[str, str]], set[str]] | None:
+        """The legacy names of the submodules ``qual``'s apply creates, in order,
+        with their classes, and the explicit names; None where a loop, a
+        condition, a module passed in, ``.partial``/``.shared`` or a helper
+        method makes the order a matter of run time."""
+        if qual in BUILTIN_MODULES:
+            return [], set()
+        module, _, name = qual.rpartition(".")
+        owner: Analysis | None = self
+        if module != (self.facts.module_name or ""):
+            file = _module_file(self.path, self.facts.module_name, module) if self.path else None
+            owner = _external_analysis(file, module, self.index) if file is not None else None
+        node = owner.class_nodes.get(name) if owner is not None else None
+        if owner is None or node is None:
+            return None
+        apply = next((f for f in node.body.body if isinstance(f, cst.FunctionDef) and f.name.value == "apply"), None)
+        if apply is None:
+            return None
+        finder = _Children(owner, apply)
+        apply.body.visit(finder)
+        return None if finder.unknown else (finder.names, finder.explicit)
+
+    def linen_path(self, ref: ModuleRef | None, legacy: str) -> tuple[str, ...] | None:
+        """``'/Block_4/Dense_0'`` in a legacy ``ref`` -> the Linen names (per-class numbering)."""
+        if ref is None:
+            return None
+        quals: dict[tuple[str, ...], str] = {(): ref.qual}
+
+        def level(prefix: tuple[str, ...]):
+            found = self.children(quals[prefix]) if prefix in quals else None
+            if found is None:
+                return None
+            names, explicit = found
+            for child, child_qual in names:
+                quals[(*prefix, child)] = child_qual
+            return [n for n, _ in names], explicit
+
+        return linen_module_path(state_key_to_path(legacy), level, class_aliases=_CLASS_ALIASES)
+
+
+def legacy_key(node: cst.Subscript) -> str | None:
+    """``x['/Block_4/Dense_0']``: a legacy Collection key (a module path)."""
+    key = node.slice[0].slice if len(node.slice) == 1 else None
+    if isinstance(key, cst.Index) and isinstance(key.value, cst.SimpleString):
+        value = key.value.evaluated_value
+        if isinstance(value, str) and value.startswith("/"):
+            return value
+    return None
+
+
+# legacy class-name prefixes -> the Linen class the module rules write (ConvLSTM -> ConvLSTMCell)
+_CLASS_ALIASES = {q.rpartition(".")[2]: row.linen for q, row in BUILTIN_MODULES.items()
+                  if q.rpartition(".")[2] != row.linen and q != "flax.nn.SelfAttention" and q != "flax.nn.dropout"}
+# built-ins that are functions in legacy flax (no name, no counter)
+_LEGACY_FUNCTIONS = frozenset({"flax.nn.dropout"})
+# nodes whose body runs a number of times known only at run time
+_RUN_TIME = (cst.For, cst.While, cst.If, cst.IfExp, cst.Try, cst.Lambda, cst.FunctionDef, cst.ListComp,
+             cst.SetComp, cst.DictComp, cst.GeneratorExp, cst.BooleanOperation)
+
+
+class _Children(cst.CSTVisitor):
+    """Legacy auto-names of the submodules one ``apply`` creates: one counter per
+    parent shared by all classes, explicit ``name=`` outside it (keys.py)."""
+
+    def __init__(self, a: Analysis, apply: cst.FunctionDef) -> None:
+        super().__init__()
+        self.a = a
+        self.names: list[tuple[str, str]] = []
+        self.explicit: set[str] = set()
+        self.unknown = False
+        self.depth = 0
+        self.ctors: set[int] = set()  # Ctor(attrs) of Ctor(attrs)(inputs)
+        self.locals = {p.name.value for p in [*apply.params.params, *apply.params.kwonly_params,
+                                               *apply.params.posonly_params]}
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, _RUN_TIME):
+            self.depth += 1
+        if isinstance(node, cst.AssignTarget) and isinstance(node.target, cst.Name):
+            self.locals.add(node.target.value)
+        return super().on_visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        super().on_leave(original_node)
+        if isinstance(original_node, _RUN_TIME):
+            self.depth -= 1
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if isinstance(node.func, cst.Call):
+            self.ctors.add(id(node.func))
+
+    def leave_Call(self, node: cst.Call) -> None:
+        """A submodule runs (and takes its name) when it is applied: ``nn.Dense(x, 3)``
+        in legacy code, ``nn.Dense(3)(x)`` once the module rules split it."""
+        if id(node) in self.ctors:
+            return
+        if isinstance(node.func, cst.Call):
+            node = node.func
+        func = node.func
+        if isinstance(func, cst.Attribute) and func.attr.value in ("partial", "shared"):
+            self.unknown = True
+            return
+        name = dotted(func)
+        if name is None:
+            return
+        if self.a.facts.imports.resolve_dotted(name) == "functools.partial":
+            self.unknown = True
+            return
+        head = name.split(".")[0]
+        if (head in self.locals and "." not in name) or head == "self":
+            self.unknown = True  # a module handed in, or a module method creating shared modules
+            return
+        local = self.a.class_nodes.get(name)
+        qual = self.a.class_qual(name) if local is not None else self.a.facts.imports.resolve_dotted(name)
+        if qual in _LEGACY_FUNCTIONS or not self.a.is_module_class(qual):
+            return
+        if self.depth:
+            self.unknown = True
+            return
+        given = next((a.value for a in node.args if a.keyword is not None and a.keyword.value == "name"), None)
+        if given is not None:
+            if not isinstance(given, cst.SimpleString):
+                self.unknown = True
+                return
+            self.names.append((given.evaluated_value, qual))
+            self.explicit.add(given.evaluated_value)
+            return
+        prefix = "MultiHeadDotProductAttention" if qual == "flax.nn.SelfAttention" else qual.rpartition(".")[2]
+        self.names.append((f"{prefix}_{len(self.names) - len(self.explicit)}", qual))
 
 
 def _module_file(path: str, own_module: str, module: str) -> Path | None:
@@ -732,6 +961,7 @@ class Frame:
     done: int = 0
     problem: str | None = None
     kinds: set[str] = field(default_factory=set)
+    capture_name: cst.BaseExpression | None = None  # `nn.capture_module_outputs() as outputs`
 
 
 def parse_with(node: cst.With, a: Analysis) -> Frame | None:
@@ -744,13 +974,19 @@ def parse_with(node: cst.With, a: Analysis) -> Frame | None:
     for item in node.items:
         call = item.item
         qual = a.qual(call.func, scope) if isinstance(call, cst.Call) else None
-        if qual not in ("flax.nn.stateful", "flax.nn.stochastic"):
+        if qual not in ("flax.nn.stateful", "flax.nn.stochastic", "flax.nn.capture_module_outputs"):
             return None if not kinds else replace(frame, problem="a with statement mixing nn.stateful/"
                                                   "nn.stochastic with other context managers")
         kinds.append(qual)
         assert isinstance(call, cst.Call)
         if any(x.star for x in call.args):
             frame.problem = f"{qual} with *args: convert by hand"
+            continue
+        if qual == "flax.nn.capture_module_outputs":
+            if item.asname is None or not isinstance(item.asname.name, cst.Name) or call.args:
+                frame.problem = "nn.capture_module_outputs() without `as name`: convert by hand"
+            else:
+                frame.capture_name = item.asname.name
             continue
         if qual == "flax.nn.stochastic":
             frame.rng = a.arg(call, 0, "rng")
@@ -781,6 +1017,7 @@ class _SiteCounter(cst.CSTVisitor):
         self.a = a
         self.count = 0
         self.kinds: set[str] = set()
+        self.sites: list[tuple[str, Ty]] = []
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         return False  # runs later, outside the block
@@ -793,6 +1030,7 @@ class _SiteCounter(cst.CSTVisitor):
         if site is not None:
             self.count += 1
             self.kinds.add(site[0])
+            self.sites.append(site)
 
 
 def count_sites(body: cst.CSTNode, a: Analysis) -> tuple[int, set[str]]:
@@ -888,8 +1126,40 @@ class UsageTransformer(RuleTransformer):
             if frame.state_given and frame.mutable and frame.sites > 1 and frame.problem is None:
                 frame.problem = ("several module calls share one nn.stateful block: each Linen apply "
                                  "returns its own updates; convert them by hand")
+            if frame.capture_name is not None and frame.problem is None and (
+                    frame.sites > 1 or kinds - {"model", "method", "call"}):
+                frame.problem = ("nn.capture_module_outputs around several module calls (or an init): each "
+                                 "Linen apply(..., capture_intermediates=True) returns its own intermediates")
+            if frame.capture_name is not None and frame.problem is None and not self._read_by_key(node, frame):
+                frame.problem = ("the captured outputs are used other than by a literal key "
+                                 "(outputs['/Dense_0'] or .as_dict()['/Dense_0']): Linen intermediates are "
+                                 "nested by Linen names, {'Dense_0': {'__call__': (y,)}}; convert by hand")
             frame.kinds = kinds
         self.frames.append(frame)
+        return True
+
+    def _read_by_key(self, node: cst.With, frame: Frame) -> bool:
+        """Is every use of ``as outputs`` a read of one legacy key (which has a Linen path)?"""
+        name = frame.capture_name.value  # type: ignore[union-attr]
+        scope = self.a.scope_of[id(node)].node
+        uses: list[cst.Name] = []
+
+        class _Uses(cst.CSTVisitor):
+            def visit_Name(self, n: cst.Name) -> None:
+                if n.value == name and n is not frame.capture_name:
+                    uses.append(n)
+
+        scope.visit(_Uses())
+        parent = self.a.parent.get
+        for use in uses:
+            p = parent(id(use))
+            if isinstance(p, cst.Attribute) and p.value is use and p.attr.value == "as_dict":
+                call = parent(id(p))
+                if not (isinstance(call, cst.Call) and call.func is p and not call.args):
+                    return False
+                use, p = call, parent(id(call))
+            if not (isinstance(p, cst.Subscript) and p.value is use and legacy_key(p)):
+                return False
         return True
 
     def leave_With(self, original: cst.With, updated: cst.With):
@@ -926,6 +1196,15 @@ class UsageTransformer(RuleTransformer):
             if stochastic is None and frame.rng is not None:
                 stochastic = frame
         return stateful, stochastic, None
+
+    def capture(self) -> Frame | None:
+        """The innermost nn.capture_module_outputs frame of the site being left."""
+        for frame in reversed(self.frames):
+            if frame == _BARRIER:
+                break
+            if isinstance(frame, Frame) and frame.capture_name is not None:
+                return frame
+        return None
 
     def converted(self) -> None:
         for frame in reversed(self.frames):
@@ -1005,12 +1284,19 @@ class UsageTransformer(RuleTransformer):
         return cst.Call(func=func, args=_comma_list(ctor)), inputs, None
 
     def apply_call(self, ref: ModuleRef, at: cst.Call, params: cst.BaseExpression, args: list[cst.Arg],
-                   method: str | None = None) -> tuple[cst.Call | None, bool, str | None]:
+                   method: str | None = None, truncated: bool = False) -> tuple[cst.Call | None, bool, str | None]:
         """``Ctor(attrs).apply(variables, inputs, ...)`` with the contexts of the
-        site; (call, whether it returns updates, problem)."""
+        site; (call, whether it returns updates, problem).  Inside
+        nn.capture_module_outputs, or for a truncated model, the intermediates
+        are captured too."""
         stateful, stochastic, problem = self.context()
         if problem:  # reported once, on the with statement
             return None, False, None
+        capture = self.capture() is not None or truncated
+        if truncated and stateful is not None and stateful.mutable:
+            return None, False, ("a truncated model called inside a mutable nn.stateful block: "
+                                 "apply(..., capture_intermediates=True, mutable=['batch_stats', 'intermediates']) "
+                                 "returns both; unpack them by hand")
         if method is not None:
             spec = self.a.spec(ref.qual)
             assert spec is not None
@@ -1033,12 +1319,15 @@ class UsageTransformer(RuleTransformer):
         rngs = self.rngs(None, stochastic)
         if rngs is not None:
             extra.append(kwarg("rngs", rngs))
-        mutable = stateful is not None and stateful.mutable
-        if mutable:
-            extra.append(kwarg("mutable", cst.List([cst.Element(string(self.ctx.config.state_collection))])))
+        collections = [self.ctx.config.state_collection] if stateful is not None and stateful.mutable else []
+        if capture:
+            extra.append(kwarg("capture_intermediates", cst.Name("True")))
+            collections.append("intermediates")
+        if collections:
+            extra.append(kwarg("mutable", cst.List([cst.Element(string(c)) for c in collections])))
         call = cst.Call(func=cst.Attribute(value=ctor, attr=cst.Name("apply")),
                         args=_comma_list([cst.Arg(cst.Dict(variables)), *inputs, *extra]))
-        return call, mutable, None
+        return call, bool(collections), None
 
     def _zeros(self, specs: cst.BaseExpression) -> list[cst.BaseExpression] | None:
         if not isinstance(specs, (cst.List, cst.Tuple)):
@@ -1153,21 +1442,42 @@ class UsageTransformer(RuleTransformer):
     def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript) -> cst.BaseExpression:
         return self.subscripts.pop(id(original), updated)
 
-    def mutable_result(self, site: cst.Call, stateful: Frame, new: cst.Call
-                       ) -> tuple[cst.BaseExpression | None, str | None]:
-        """A call in a mutable stateful block returns ``(y, updates)``: ``y =
-        model(x)`` -> ``y, new_state = ...`` + ``new_state =
-        new_state['batch_stats']``; a call inside a larger expression is
-        hoisted into ``outputs, new_state = ...`` before its statement.
+    def mutable_result(self, site: cst.Call, new: cst.Call) -> tuple[cst.BaseExpression | None, str | None]:
+        """A call in a mutable stateful (or capture_module_outputs) block returns
+        ``(y, updates)``: ``y = model(x)`` -> ``y, new_state = ...`` +
+        ``new_state = new_state['batch_stats']``; a call inside a larger
+        expression is hoisted into ``outputs, new_state = ...`` before its
+        statement; with both collections the updates are split after it.
         (what replaces the site, problem)"""
-        name = stateful.state_name
-        state: cst.BaseExpression = name if name is not None else cst.Name("_")
-        coll = self.ctx.config.state_collection
+        stateful, _, _ = self.context()
+        capture = self.capture()
+        outs: list[tuple[Frame, cst.BaseExpression | None, str]] = []
+        if stateful is not None and stateful.mutable:
+            outs.append((stateful, stateful.state_name, self.ctx.config.state_collection))
+        if capture is not None:
+            outs.append((capture, capture.capture_name, "intermediates"))
+        named = [(n, c) for _, n, c in outs if n is not None]
         code = cst.Module([]).code_for_node
         stmt = self.statement_of(site)
-        if stmt is not None and name is not None and self.guarded(stmt, stateful):
-            return None, (f"a module call under a condition or loop inside nn.stateful(...) as {code(name)}: "
-                          "the state would not always be bound; convert by hand")
+        for frame, name, _ in outs:
+            if stmt is not None and name is not None and self.guarded(stmt, frame):
+                what = "nn.stateful(...)" if frame is stateful else "nn.capture_module_outputs()"
+                return None, (f"a module call under a condition or loop inside {what} as {code(name)}: "
+                              "the state would not always be bound; convert by hand")
+        if len(named) == 1:
+            name, coll = named[0]
+        elif not named:
+            name, coll = None, ""
+        else:
+            name, coll = cst.Name(self.fresh("updates", site)), ""
+        state: cst.BaseExpression = name if name is not None else cst.Name("_")
+
+        def split() -> list[str]:
+            if name is None:
+                return []
+            if coll:
+                return [f"{code(name)} = {code(name)}[{coll!r}]"]
+            return [f"{code(n)} = {code(name)}[{c!r}]" for n, c in named]
         assign = self.enclosing(site, cst.Assign)
         if isinstance(assign, cst.Assign) and assign.value is site and len(assign.targets) == 1 \
                 and stmt is not None:
@@ -1175,8 +1485,8 @@ class UsageTransformer(RuleTransformer):
             if isinstance(target, (cst.Tuple, cst.List)) and not target.lpar:
                 target = target.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
             self.retarget[id(assign)] = cst.Tuple([cst.Element(target), cst.Element(state)], lpar=[], rpar=[])
-            if name is not None:
-                self.add_post(site, f"{code(name)} = {code(name)}[{coll!r}]")
+            for line in split():
+                self.add_post(site, line)
             return new, None
         if stmt is None or self._conditional(site, stmt):
             return None, ("a module call inside a mutable nn.stateful block, in a lambda, comprehension or "
@@ -1186,8 +1496,7 @@ class UsageTransformer(RuleTransformer):
             targets=[cst.AssignTarget(cst.Tuple([cst.Element(outputs), cst.Element(state)], lpar=[], rpar=[]))],
             value=new)])
         self.pre.setdefault(id(stmt), []).append(hoisted)
-        if name is not None:
-            self.pre[id(stmt)].append(cst.parse_statement(f"{code(name)} = {code(name)}[{coll!r}]"))
+        self.pre[id(stmt)].extend(cst.parse_statement(line) for line in split())
         return outputs, None
 
     def guarded(self, stmt: cst.CSTNode, frame: Frame) -> bool:

@@ -17,16 +17,36 @@ What it does
     new_state['batch_stats']``; ``nn.stateful(state, mutable=False)`` -> the
     state passed read-only; ``with nn.stochastic(rng):`` -> ``rngs={'dropout':
     rng}`` (``rng-kind``).  The constructor arguments split as the module
-    rules split ``apply`` (``CallSpec``).
+    rules split ``apply`` (``CallSpec``).  ``model.truncate_at('/Block_1/Dense_0')``
+    -> ``model``, whose calls become ``list(M().apply(..., capture_intermediates=True,
+    mutable=['intermediates'])[1]['intermediates']['Block_0']['Dense_0']['__call__'])``
+    (legacy returned a list; ``[i]`` reads the tuple directly); ``with
+    nn.capture_module_outputs() as outputs:`` around one call -> the same
+    capture, ``outputs = outputs['intermediates']``, and ``outputs['/Dense_2']``
+    / ``outputs.as_dict()['/Dense_2']`` -> ``list(outputs['Dense_1']['__call__'])``.
+    Legacy paths number submodules with one counter per parent, Linen per
+    class: they are renamed as checkpoint keys are (``keys.linen_module_path``)
+    from the order in which ``apply`` creates its submodules.  Collection keys
+    ``state['/Block_1/BatchNorm_1']`` (also through ``.as_dict()``) -> ``state['Block_0']['BatchNorm_0']``;
+    ``state.as_dict()`` passed to a leaf reader (``jax.tree_util.tree_leaves``,
+    ``flax.serialization.to_bytes``, ``LEAF_READERS``) -> ``state``.  A Model
+    kept in an attribute of a plain class (``self.model = nn.Model(...)``,
+    ``trainer.model``) is followed like a variable, through ``__init__`` and
+    the methods' parameters.
 Why
     Linen modules hold no parameters: the guide passes params explicitly
     and ``apply`` reads the variables; a gradient with respect to params is
     a params pytree, as a gradient with respect to a Model was a Model.
 Not converted (TODO)
     Values that hold different models at different call sites; ``.module``;
-    ``truncate_at`` (use ``capture_intermediates``); several calls in one
-    mutable ``nn.stateful`` block; context blocks whose calls happen in
-    another function.
+    ``truncate_at`` with a path that is not a literal string, or whose Linen
+    name depends on run time (loops, conditions, ``.partial``/``.shared``,
+    helper methods in ``apply``), or inside a mutable ``nn.stateful`` block;
+    captured outputs used other than by a literal key; other ``nn.Collection``
+    uses (``as_dict()`` printed or kept: the key format changed); several
+    calls in one mutable ``nn.stateful`` or ``capture_module_outputs`` block;
+    context blocks whose calls happen in another function; a Model handed to
+    a function of another file that no call there gives a Model.
 """
 
 from __future__ import annotations
@@ -34,8 +54,9 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
-from linen_upgrade.rules._usage import (COLLECTION_METHODS, CONFLICT, FUNC, MODEL, STATE, UsageTransformer,
-                                        applies, conflict_message, external_param, parens, usage_transform)
+from linen_upgrade.rules._usage import (CAPTURE, CLASS, COLLECTION_METHODS, CONFLICT, FUNC, INSTANCE, LEAF_READERS, MODEL,
+                                        STATE, TRUNC, UsageTransformer, applies, conflict_message, external_param,
+                                        legacy_key, parens, string, usage_transform)
 
 
 class ModelApply(Rule):
@@ -94,11 +115,28 @@ class ModelApply(Rule):
 
 
 def _model_conflict(t) -> bool:
-    return t is not None and t.kind == CONFLICT and MODEL in t.items
+    return t is not None and t.kind == CONFLICT and bool({MODEL, TRUNC} & set(t.items))
+
+
+def _field(owner) -> bool:
+    """An attribute of an instance of a class of this file (followed like a variable)."""
+    return owner is not None and owner.kind == INSTANCE
+
+
+def _index(value: cst.BaseExpression, key: str) -> cst.Subscript:
+    return cst.Subscript(value, [cst.SubscriptElement(cst.Index(string(key)))])
+
+
+def _outputs(value: cst.BaseExpression, path: tuple[str, ...], listed: bool) -> cst.BaseExpression:
+    """``value[p1][p2]['__call__']``: the outputs Linen sowed for that module (a
+    tuple; legacy kept a list)."""
+    for part in (*path, "__call__"):
+        value = _index(value, part)
+    return cst.Call(cst.Name("list"), [cst.Arg(value)]) if listed else value
 
 
 class _Transformer(UsageTransformer):
-    owns = frozenset({"model", "method", "call", "create"})
+    owns = frozenset({"model", "method", "call", "create", "truncated"})
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
         if id(original) not in self.a.scope_of:
@@ -115,10 +153,88 @@ class _Transformer(UsageTransformer):
             return parens(updated.value)
         if attr == "module":
             self.todo("model.module: the Linen module is the constructor used at the apply sites")
-        elif attr == "truncate_at":
-            self.todo("model.truncate_at(path): apply(..., capture_intermediates=True, mutable=['intermediates']) "
+        elif attr == "truncate_at" and not self._called(original):
+            self.todo("model.truncate_at: apply(..., capture_intermediates=True, mutable=['intermediates']) "
                       "and read vars['intermediates'][...]['__call__'][0]")
         return updated
+
+    def _called(self, node: cst.CSTNode) -> bool:
+        parent = self.a.parent.get(id(node))
+        return isinstance(parent, cst.Call) and parent.func is node
+
+    def _truncate(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        """``model.truncate_at('/Dense_2')`` -> ``model`` (the params): its calls
+        capture the intermediates and read that module's outputs."""
+        t = self.a.type_at(original)
+        path = t.items[0] if t is not None and t.kind == TRUNC else None
+        if path is None:
+            self.todo("model.truncate_at(<not a literal path>): apply(..., capture_intermediates=True, "
+                      "mutable=['intermediates']) and read vars['intermediates'][...]['__call__'][0]")
+            return updated
+        if self.a.linen_path(t.ref, path) is None:
+            self.todo(f"model.truncate_at({path!r}): the Linen name of that submodule is not known statically "
+                      "(a loop, condition, .partial/.shared or helper method in apply, or no such path); read "
+                      "vars['intermediates'][...]['__call__'] of apply(..., capture_intermediates=True, "
+                      "mutable=['intermediates'])")
+            return updated
+        self.fixed("model.truncate_at(path) -> params (its calls capture intermediates)")
+        return parens(updated.func.value)  # type: ignore[attr-defined]
+
+    def _collection(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
+        """``state.as_dict()`` -> ``state`` where only its leaves are read; None: not one."""
+        func = original.func
+        if not isinstance(func, cst.Attribute) or func.attr.value not in COLLECTION_METHODS:
+            return None
+        base = self.a.type_at(func.value)
+        if base is None or base.kind not in (STATE, CAPTURE):
+            return None
+        parent = self.a.parent.get(id(original))
+        if func.attr.value == "as_dict" and not original.args:
+            if isinstance(parent, cst.Subscript) and parent.value is original and legacy_key(parent):
+                return updated  # the key is translated with the subscript
+            if isinstance(parent, cst.Arg) and base.kind == STATE:
+                call = self.a.parent.get(id(parent))
+                qual = self.a.qual(call.func, self.a.scope_of[id(call)]) \
+                    if isinstance(call, cst.Call) and isinstance(call.func, (cst.Name, cst.Attribute)) else None
+                if qual in LEAF_READERS:
+                    self.fixed("state.as_dict() -> state (its leaves)")
+                    return parens(updated.func.value)  # type: ignore[attr-defined]
+        self.todo(f"nn.Collection.{func.attr.value}: the state is a Linen variable collection now, "
+                  "nested {'Block_0': {'BatchNorm_0': ...}} with per-class numbering, not flat "
+                  "'/Block_4/BatchNorm_1' keys (flax.traverse_util.flatten_dict(state, sep='/'))")
+        return updated
+
+    def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript) -> cst.BaseExpression:
+        """``state['/Block_4/BatchNorm_1']`` (or ``.as_dict()[...]``) -> ``state['Block_0']['BatchNorm_0']``;
+        captured outputs ``outputs['/Dense_2']`` -> ``list(outputs['Dense_1']['__call__'])``."""
+        result = super().leave_Subscript(original, updated)
+        key = legacy_key(original)
+        if key is None or id(original) not in self.a.scope_of or result is not updated:
+            return result
+        holder, new_holder = original.value, updated.value
+        if isinstance(holder, cst.Call) and isinstance(holder.func, cst.Attribute) \
+                and holder.func.attr.value == "as_dict" and not holder.args:
+            holder, new_holder = holder.func.value, new_holder.func.value  # type: ignore[attr-defined]
+        t = self.a.type_at(holder)
+        if t is None or t.kind not in (STATE, CAPTURE):
+            return updated
+        path = self.a.linen_path(t.ref, key)
+        if path is None:
+            self.todo(f"the legacy key {key!r}: Linen collections are nested dicts with per-class numbering; "
+                      "the Linen name of that module is not known statically here")
+            return updated
+        self.fixed("legacy Collection key -> Linen path")
+        if t.kind == STATE:
+            for part in path:
+                new_holder = _index(new_holder, part)
+            return new_holder.with_changes(lpar=updated.lpar, rpar=updated.rpar)
+        return _outputs(new_holder, path, not self._indexed(original))
+
+    def _indexed(self, node: cst.CSTNode) -> bool:
+        """``node[0]``: an integer index reads a tuple as it read the legacy list."""
+        parent = self.a.parent.get(id(node))
+        return isinstance(parent, cst.Subscript) and parent.value is node and len(parent.slice) == 1 \
+            and isinstance(parent.slice[0].slice, cst.Index) and isinstance(parent.slice[0].slice.value, cst.Integer)
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         if id(original) not in self.a.scope_of:
@@ -133,13 +249,13 @@ class _Transformer(UsageTransformer):
                     and updated.args[0].keyword is not None and updated.args[0].keyword.value == "params":
                 self.fixed("model.replace(params=p) -> p")
                 return parens(updated.args[0].value)
-        if isinstance(func, cst.Attribute) and func.attr.value in COLLECTION_METHODS:
+        collection = self._collection(original, updated)
+        if collection is not None:
+            return collection
+        if isinstance(func, cst.Attribute) and func.attr.value == "truncate_at":
             base = self.a.type_at(func.value)
-            if base is not None and base.kind == STATE:
-                self.todo(f"nn.Collection.{func.attr.value}: the state is a Linen variable collection now, "
-                          "nested {'Block_0': {'BatchNorm_0': ...}} with per-class numbering, not flat "
-                          "'/Block_4/BatchNorm_1' keys (flax.traverse_util.flatten_dict(state, sep='/'))")
-                return updated
+            if base is not None and base.kind == MODEL:
+                return self._truncate(original, updated)
         self._check_escapes(original)
         called = self.a.type_at(func)
         if _model_conflict(called):
@@ -160,7 +276,13 @@ class _Transformer(UsageTransformer):
             return new_init
         args = list(updated.args)
         method = None
-        if kind == "model":
+        path = None
+        if kind == "truncated":
+            path = self.a.linen_path(ref, t.items[0]) if t.items[0] is not None else None
+            if path is None:
+                return updated  # the TODO is on truncate_at
+            params = updated.func
+        elif kind == "model":
             params = updated.func
         elif kind == "method":
             params = updated.func.value  # type: ignore[attr-defined]
@@ -170,16 +292,19 @@ class _Transformer(UsageTransformer):
                 self.todo("M.call: pass the params first")
                 return updated
             params, args = args[0].value, args[1:]
-        new, mutable, problem = self.apply_call(ref, original, params, args, method)
+        new, mutable, problem = self.apply_call(ref, original, params, args, method, truncated=path is not None)
         if new is None:
             if problem:
                 self.todo(problem)
+            if path is not None and isinstance(original.func, cst.Call):
+                return updated.with_changes(func=original.func)  # keep model.truncate_at(path) for the person
             return updated
         result: cst.BaseExpression | None = new.with_changes(lpar=updated.lpar, rpar=updated.rpar)
-        if mutable:
-            stateful, _, _ = self.context()
-            assert stateful is not None and result is not None
-            result, problem = self.mutable_result(original, stateful, new)
+        if path is not None:  # legacy returned that module's outputs (a list), Linen (y, {'intermediates': ...})
+            updates = cst.Subscript(new, [cst.SubscriptElement(cst.Index(cst.Integer("1")))])
+            result = _outputs(_index(updates, "intermediates"), path, not self._indexed(original))
+        elif mutable:
+            result, problem = self.mutable_result(original, new)
             if result is None:
                 self.todo(problem or "")
                 return updated
@@ -192,7 +317,11 @@ class _Transformer(UsageTransformer):
         positions = [a for a in call.args if a.keyword is None]
         for a in call.args:
             t = self.a.type_at(a.value)
-            if t is None or t.kind != MODEL:
+            if t is not None and t.kind == CAPTURE:
+                self.todo("captured module outputs are Linen intermediates now, nested by Linen names "
+                          "{'Dense_0': {'__call__': (y,)}}, not flat '/Dense_0' keys: read them by hand")
+                continue
+            if t is None or t.kind not in (MODEL, TRUNC):
                 continue
             scope = self.a.scope_of[id(call)]
             qual = self.a.qual(call.func, scope) if isinstance(call.func, (cst.Name, cst.Attribute)) else None
@@ -204,7 +333,9 @@ class _Transformer(UsageTransformer):
                                      a.keyword.value if a.keyword is not None else None)
                 if got is None or got.kind != MODEL:
                     where = f"{callee.func[1]} (another file, where no call passes it a Model)"
-            elif qual is not None and any(qual == self.a.class_qual(c.name) for c in self.ctx.facts.classes):
+            elif qual is not None and any(qual == self.a.class_qual(c.name) for c in self.ctx.facts.classes) \
+                    and not (callee is not None and callee.kind == CLASS
+                             and "__init__" in self.a.methods.get(callee.func[1], {})):
                 where = f"the class {qual.rpartition('.')[2]}"
             if where:
                 self.todo(f"a Model (now its params) is passed to {where}: apply the Linen module there "
@@ -213,7 +344,8 @@ class _Transformer(UsageTransformer):
     def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
         t = self.a.type_at(original.value) if id(original) in self.a.scope_of else None
         if t is not None and t.kind == MODEL and any(
-                isinstance(target.target, (cst.Attribute, cst.Subscript)) for target in original.targets):
+                isinstance(target.target, cst.Subscript) or (isinstance(target.target, cst.Attribute) and not _field(
+                    self.a.type_at(target.target.value))) for target in original.targets):
             self.todo("a Model (now its params) is stored in an attribute or container: "
                       "apply the Linen module where it is read, with {'params': ...}")
         return super().leave_Assign(original, updated)

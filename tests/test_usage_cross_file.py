@@ -94,3 +94,45 @@ def test_model_handed_to_a_function_of_another_file_gets_a_todo(tmp_path):
     assert "    return model(x, train=False)" in models
     train, findings = files["train.py"]
     assert any(f.startswith("LU202 ") and "models.predict (another file" in f for f in findings), findings
+
+
+TRAINER = '''\
+import jax
+import jax.numpy as jnp
+
+import models
+
+
+class Trainer:
+    def __init__(self, key, x):
+        self.model, self.state = models.create_model(key, x)
+
+    def predict(self, x):
+        return self.model(x, train=False)
+
+    def features(self, x):
+        return self.model.truncate_at('/Dense_0')(x, train=False)[0]
+
+    def running_mean(self):
+        return self.state['/BatchNorm_1']['mean']
+
+
+trainer = Trainer(jax.random.PRNGKey(0), jnp.ones((2, 4)))
+print(trainer.predict(jnp.ones((2, 4))), trainer.model.params)
+'''
+
+
+def test_model_from_another_file_kept_in_a_class_attribute(tmp_path):
+    """self.model / self.state hold what another file's function returned: the
+    calls, truncate_at and the Collection keys use that file's module."""
+    (tmp_path / "trainer.py").write_text(TRAINER)
+    files = _upgrade(tmp_path)
+    trainer, findings = files["trainer.py"]
+    assert findings == []
+    assert "        return models.Classifier(num_classes=3).apply({'params': self.model}, x, train=False)" in trainer
+    # legacy '/Dense_0' of Classifier (Dense_0, BatchNorm_1) is Linen 'Dense_0'; the state key nests
+    assert ("models.Classifier(num_classes=3).apply({'params': self.model}, x, train=False, "
+            "capture_intermediates=True, mutable=['intermediates'])[1]['intermediates']['Dense_0']['__call__'][0]"
+            in trainer)
+    assert "        return self.state['BatchNorm_0']['mean']" in trainer
+    assert "print(trainer.predict(jnp.ones((2, 4))), trainer.model)" in trainer
