@@ -18,11 +18,24 @@ Why
     ``flax.optim`` is gone from current Flax; ``TrainState`` is the object the
     Flax guides thread through train steps.  Legacy ``state.step`` starts at 0
     and counts updates, like ``TrainState.step`` and the optax counters.
+    The rest of the optimizer API (``rules/_optim.py``): params and state
+    kept apart -- ``d.init_state(p)`` -> ``d.init(p)``, ``p2, s2 =
+    d.apply_gradient(d.hyper_params, p, s, g)`` -> ``updates, s2 =
+    d.update(g, s, p)`` + ``p2 = optax.apply_updates(p, updates)`` (seed 000);
+    ``loss[, aux], grad = opt.compute_gradient(f)`` and ``opt, loss[, aux] =
+    opt.optimize(f, **hp)`` -> ``jax.value_and_grad(f[, has_aux=True])(
+    opt.params)`` (+ ``apply_gradients``); legacy ``opt.replicate()`` /
+    ``.unreplicate()`` -> ``jax_utils.replicate(opt)`` / ``unreplicate``, with
+    the gradient mean its ``apply_gradient`` took (``jax.lax.pmean(g,
+    'batch')`` in the pmapped step); per-step hyper-parameters under the
+    optax names of the table's ``hyper`` column (``beta1`` -> ``b1``).
 Left alone (with a TODO)
     A file where an optimizer value is used through any other API
-    (``apply_gradient`` with hyper-parameters, ``optimizer_def``,
-    ``compute_gradient``, ``optimize``, ``replicate()``, ``state.param_states``,
-    ...), a ``create`` with a ``focus``, a definition the table cannot
+    (``optimizer_def``, ``state.param_states``, a hyper-parameter optax does
+    not expose with the same meaning, MultiOptimizer per-group
+    hyper-parameters, ``hyper_params=``, the state of ``init_state`` read
+    through its fields, an update outside a step pmapped over the replicated
+    axis, ...), a ``create`` with a ``focus``, a definition the table cannot
     convert: nothing in it is converted, so no half-converted optimizer is
     left behind.
 """
@@ -34,8 +47,9 @@ from libcst.metadata import MetadataWrapper
 
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Example, Rule, RuleTransformer, TODO_PREFIX
-from linen_upgrade.tables.optimizers import HELPERS, MULTI, TRANSFORMS, ConversionError
-from linen_upgrade.rules._cst import add_import
+from linen_upgrade.tables.optimizers import HELPERS, MULTI, TRANSFORMS, ConversionError, hyper_names
+from linen_upgrade.rules import _optim
+from linen_upgrade.rules._cst import add_import, express
 from linen_upgrade.rules.optim_constructors import _convert, _drop_unused_optim_imports, _format, _insert_helpers, _Scan
 
 _REPLICATE = frozenset({"flax.jax_utils.replicate", "flax.jax_utils.unreplicate"})
@@ -55,7 +69,6 @@ _APPLY_WITH_SOURCE = '''def _apply_gradients_with(state, grads, **hyperparams):
     state = state.replace(opt_state=opt_state._replace(hyperparams=values))
     return state.apply_gradients(grads=grads)
 '''
-_HYPER = frozenset({"learning_rate"})  # legacy hyper-parameters whose optax name is the same
 
 
 def _inject(expr: str) -> str | None:
@@ -95,20 +108,23 @@ class OptimTrainState(Rule):
         scan = _Scan(ctx)
         MetadataWrapper(module, unsafe_skip_copy=True).visit(scan)
         plan = _Plan(module, scan)
-        if not plan.creates:
+        if not plan.creates and not plan.explicit:
             return module
         t = _Transformer(self, ctx, plan)
         module = module.visit(t)
         if t.blocked:
             return module
         module = add_import(module, "optax")
-        if plan.inject:
+        if plan.inject or t.uses_jax:
             module = add_import(module, "jax")
+        if t.uses_jax_utils:
+            module = add_import(module, "flax", "jax_utils")
         by_source = {h.source: h for h in HELPERS.values()}
         for src in plan.helpers:
             for name in sorted(by_source[src].imports if src in by_source else ()):
                 module = add_import(module, name)
-        module = add_import(module, "flax.training", "train_state")
+        if plan.creates:
+            module = add_import(module, "flax.training", "train_state")
         if plan.helpers:
             module = _insert_helpers(module, plan.helpers)
         return _drop_unused_optim_imports(module, ctx)
@@ -135,6 +151,15 @@ class _Plan(cst.CSTVisitor):
         self.returns: dict[str, list[cst.BaseExpression]] = {}
         self._fn: list[str] = []
         self.inject = False  # apply_gradient(g, learning_rate=...): tx in inject_hyperparams
+        self.hyper_rename: dict[str, str] = {}  # legacy hyper-parameter -> optax's, for inject
+        self.tx_qual: dict[str, str] = {}  # optax source -> the legacy definition it came from
+        # d.init_state(p) / d.apply_gradient(d.hyper_params, p, s, g) on a definition name d
+        self.explicit: dict[int, str] = {}
+        self.state_names: set[str] = set()  # names bound to a legacy OptimizerState of d.init_state
+        self.enclosing: dict[int, tuple[str, ...]] = {}  # id(call) -> enclosing functions
+        self.pmapped = _optim.pmap_axes(module, self.qual)
+        self.statements: dict[int, str] = {}  # id(call) -> method, rewritten with its statement (_Check)
+        self.pmean: dict[int, str] = {}  # id(apply call) -> axis its gradients are averaged over (_Check)
         self.names: set[str] = set()
         self.opt_funcs: set[str] = set()
         module.visit(self)
@@ -166,7 +191,11 @@ class _Plan(cst.CSTVisitor):
 
     def visit_Call(self, node: cst.Call) -> None:
         self.calls.append(node)
+        self.enclosing[id(node)] = tuple(self._fn)
         f = node.func
+        if isinstance(f, cst.Attribute) and f.attr.value in ("init_state", "apply_gradient") \
+                and isinstance(f.value, cst.Name):
+            self.explicit[id(node)] = f.value.value  # kept where f.value is a definition (_solve)
         if isinstance(f, cst.Attribute) and f.attr.value == "create":
             base = f.value
             if isinstance(base, cst.Call) and self.qual(base.func) in TRANSFORMS | {MULTI}:
@@ -195,6 +224,7 @@ class _Plan(cst.CSTVisitor):
         for h in helpers:
             if h not in self.helpers:
                 self.helpers.append(h)
+        self.tx_qual[expr] = self.qual(ctor.func) or ""
         return expr
 
     # -- which names hold an optimizer -----------------------------------------
@@ -207,7 +237,8 @@ class _Plan(cst.CSTVisitor):
             q = self.qual(e.func)
             if q in _REPLICATE and e.args:
                 return self.is_opt(e.args[0].value)
-            if isinstance(e.func, cst.Attribute) and e.func.attr.value in ("apply_gradient", "replace"):
+            if isinstance(e.func, cst.Attribute) and e.func.attr.value in (
+                    "apply_gradient", "replace", *_optim.REPLICATE_METHODS):
                 return self.is_opt(e.func.value)
             if isinstance(e.func, cst.Name) and self._func(e.func.value) in self.opt_funcs:
                 return True
@@ -257,6 +288,14 @@ class _Plan(cst.CSTVisitor):
                 expr = self._tx(c)
                 if expr is not None:
                     self.ctor_expr[id(c)] = expr
+        self.explicit = {k: d for k, d in self.explicit.items() if d in self.defs}
+        explicit_calls = {id(c): c for c in self.calls if id(c) in self.explicit}
+        for target, value in self.assigns:
+            if id(value) in explicit_calls:
+                if value.func.attr.value == "init_state":  # type: ignore[attr-defined]
+                    self.state_names.update(_names(target))
+                elif isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 2:
+                    self.state_names.update(_names(target.elements[1].value))
         while True:
             before = (len(self.names), len(self.opt_funcs))
             tuple_funcs: dict[str, set[int | None]] = {}
@@ -269,6 +308,10 @@ class _Plan(cst.CSTVisitor):
             for target, value in self.assigns:
                 if isinstance(target, cst.Name) and self.is_opt(value):
                     self.names.add(target.value)
+                elif isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, cst.Call) \
+                        and isinstance(value.func, cst.Attribute) and value.func.attr.value == "optimize" \
+                        and self.is_opt(value.func.value) and isinstance(target.elements[0].value, cst.Name):
+                    self.names.add(target.elements[0].value.value)  # (new optimizer, loss[, aux])
                 elif isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, cst.Call) \
                         and isinstance(value.func, cst.Name):
                     for i in tuple_funcs.get(self._func(value.func.value), set()):
@@ -290,7 +333,24 @@ class _Plan(cst.CSTVisitor):
                     elif i < len(params):
                         self.names.add(params[i])
             if before == (len(self.names), len(self.opt_funcs)):
-                return
+                break
+        used = _optim.name_counts(self.module)
+        for f in self.funcs:
+            if used.get(f, 0) <= 1 and self._ret_items(f):  # only its own def: callers are elsewhere
+                self.problems.append(f"{f}() returns the optimizer to code in other files, which this "
+                                     "file's conversion cannot reach: convert them together")
+
+
+def _code(node: cst.CSTNode) -> str:
+    return cst.Module([]).code_for_node(node)
+
+
+def _function(tx: str) -> str:
+    """``optax.inject_hyperparams(optax.adam)(...)`` / ``optax.adam(...)`` -> ``optax.adam``."""
+    node = cst.parse_expression(tx)
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Call) and node.func.args:
+        return dotted(node.func.args[0].value) or tx
+    return (dotted(node.func) if isinstance(node, cst.Call) else None) or tx
 
 
 def _names(target: cst.BaseExpression) -> list[str]:
@@ -307,6 +367,8 @@ class _Transformer(RuleTransformer):
         self.plan = plan
         self.blocked = False
         self._indent: list[str] = []
+        self.uses_jax = self.uses_jax_utils = False
+        self._taken: set[str] = set()
 
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> bool:
         assert self._module is not None
@@ -322,18 +384,37 @@ class _Transformer(RuleTransformer):
         problems = list(self.plan.problems)
         check = _Check(self.plan, problems)
         node.visit(check)
+        check.finish()
+        self._taken = _optim.names_in(node)
         if check.hyper:
             if check.plain:
                 problems.append("apply_gradient with hyper-parameters at some calls and without at others "
                                 "(legacy uses the definition's values where none are given)")
-            self._inject_all(problems)
+            self._inject_all(problems, check.hyper_keys)
         if problems:
             self.blocked = True
             self._problems = problems
         return True
 
-    def _inject_all(self, problems: list[str]) -> None:
+    def _inject_all(self, problems: list[str], keys: set[str]) -> None:
         plan = self.plan
+        txs = [*plan.ctor_expr.values(), *(tx for tx, _ in plan.creates.values() if tx not in plan.defs)]
+        if any(plan.tx_qual.get(tx) == MULTI for tx in txs):
+            problems.append("MultiOptimizer with per-step hyper-parameters (each group would need its own "
+                            "optax.inject_hyperparams inside optax.multi_transform)")
+            txs = [tx for tx in txs if plan.tx_qual.get(tx) != MULTI]
+        if "hyper_params" in keys:
+            problems.append("apply_gradient(..., hyper_params=...) replaces every hyper-parameter at once")
+            return
+        for key in sorted(keys):  # the optax name of each legacy hyper-parameter, the same for every tx
+            names = {hyper_names(plan.tx_qual.get(tx, ""), _function(tx)).get(key) if plan.tx_qual.get(tx)
+                     else None for tx in txs}
+            if len(names) == 1 and None not in names:
+                plan.hyper_rename[key] = names.pop()  # type: ignore[assignment]
+            else:
+                problems.append(f"apply_gradient(..., {key}=...): "
+                                f"{' / '.join(sorted({_function(tx) for tx in txs}))} has no hyper-parameter of "
+                                "that meaning for optax.inject_hyperparams")
         for key, expr in list(plan.ctor_expr.items()):
             new = _inject(expr)
             if new is None:
@@ -374,17 +455,26 @@ class _Transformer(RuleTransformer):
             return cst.parse_expression(self.plan.ctor_expr[id(original)]).with_changes(
                 lpar=original.lpar, rpar=original.rpar)
         f = updated.func
+        if id(original) in self.plan.explicit and original.func.attr.value == "init_state":  # type: ignore[attr-defined]
+            self.fixed("opt_def.init_state(params) -> tx.init(params)")
+            return updated.with_changes(func=f.with_changes(attr=cst.Name("init")))  # type: ignore[attr-defined]
         if isinstance(original.func, cst.Attribute) and self.plan.is_opt(original.func.value):
             method = original.func.attr.value
-            if method == "apply_gradient" and len(updated.args) > 1:
-                self.fixed("apply_gradient(..., learning_rate=...) -> _apply_gradients_with(...)")
-                first = updated.args[0].with_changes(keyword=None, equal=cst.MaybeSentinel.DEFAULT)
-                return cst.Call(func=cst.Name(_APPLY_WITH),
-                                args=[cst.Arg(f.value, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))),
-                                      first, *updated.args[1:]],
+            if method in _optim.REPLICATE_METHODS:
+                self.fixed(f"optimizer.{method}() -> jax_utils.{method}(optimizer)")
+                args = _optim.replicate_axis(updated)[1] if method == "replicate" else []  # type: ignore[index]
+                return cst.Call(func=self._jax_utils(method), args=[cst.Arg(f.value), *args],  # type: ignore[attr-defined]
                                 lpar=updated.lpar, rpar=updated.rpar)
-            if method == "apply_gradient" and isinstance(f, cst.Attribute):
-                arg = updated.args[0].with_changes(keyword=cst.Name("grads"),
+            if method == "apply_gradient":
+                grads = updated.args[0].value
+                if id(original) in self.plan.pmean:
+                    grads = self._pmean(grads, self.plan.pmean[id(original)])
+                if len(updated.args) > 1:
+                    self.fixed("apply_gradient(..., learning_rate=...) -> _apply_gradients_with(...)")
+                    return cst.parse_expression(self._apply(
+                        _code(f.value), _code(grads), list(updated.args[1:]))).with_changes(  # type: ignore[attr-defined]
+                            lpar=updated.lpar, rpar=updated.rpar)
+                arg = updated.args[0].with_changes(keyword=cst.Name("grads"), value=grads,
                                                    equal=cst.AssignEqual(cst.SimpleWhitespace(""),
                                                                          cst.SimpleWhitespace("")))
                 return updated.with_changes(func=f.with_changes(attr=cst.Name("apply_gradients")), args=[arg])
@@ -393,6 +483,46 @@ class _Transformer(RuleTransformer):
                     a.with_changes(keyword=cst.Name("params")) if a.keyword and a.keyword.value == "target" else a
                     for a in updated.args])
         return updated
+
+    def _jax_utils(self, function: str) -> cst.BaseExpression:
+        spelling, missing = express(f"flax.jax_utils.{function}", self.ctx.facts.imports)
+        if missing is not None:
+            self.uses_jax_utils = True
+            spelling = f"jax_utils.{function}"
+        return cst.parse_expression(spelling)
+
+    def _pmean(self, grads: cst.BaseExpression, axis: str) -> cst.BaseExpression:
+        self.uses_jax = True
+        return cst.parse_expression(f"jax.lax.pmean({_code(grads)}, {axis!r})")
+
+    def _apply(self, receiver: str, grads: str, hyper: list[cst.Arg]) -> str:
+        """``receiver.apply_gradients(grads=grads)``, with this step's hyper-parameters."""
+        if not hyper:
+            return f"{receiver}.apply_gradients(grads={grads})"
+        kwargs = ", ".join(f"{self.plan.hyper_rename.get(a.keyword.value, a.keyword.value)}={_code(a.value)}"  # type: ignore[union-attr]
+                           for a in hyper)
+        return f"{_APPLY_WITH}({receiver}, {grads}, {kwargs})"
+
+    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+        assign = _optim.single_assign(original)
+        method = self.plan.statements.get(id(assign.value)) if assign is not None and not self.blocked else None
+        if method is None:
+            return updated
+        new_assign = _optim.single_assign(updated)
+        assert assign is not None and new_assign is not None and isinstance(new_assign.value, cst.Call)
+        if method == "apply_gradient":
+            self.fixed("opt_def.apply_gradient(hyper_params, params, state, grads) -> tx.update + "
+                       "optax.apply_updates")
+            lines = _optim.explicit_apply_statements(updated, new_assign, new_assign.value, self._taken)
+        else:
+            self.fixed(f"optimizer.{method}(loss_fn) -> jax.value_and_grad(loss_fn)(state.params)")
+            self.uses_jax = True
+            pmean = self.plan.pmean.get(id(assign.value))
+
+            def apply(receiver: str, grads: str, hyper: list[cst.Arg]) -> str:
+                return self._apply(receiver, _code(self._pmean(cst.Name(grads), pmean)) if pmean else grads, hyper)
+            lines = _optim.gradient_statements(updated, new_assign, new_assign.value, self._taken, apply)
+        return cst.FlattenSentinel(lines)
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
         if self.blocked:
@@ -438,33 +568,99 @@ class _Check(cst.CSTVisitor):
         self.ok: set[int] = set()
         self.hyper = 0  # apply_gradient calls with hyper-parameters
         self.plain = 0  # and without
+        self.hyper_keys: set[str] = set()
+        self.applies: list[cst.Call] = []  # apply_gradient / optimize on optimizer values
+        self.axes: set[str | None] = set()  # of legacy .replicate() calls
+
+    def finish(self) -> None:
+        """A legacy ``.replicate()`` averages the gradients over its axis inside
+        ``apply_gradient``: every update must run in a function pmapped over that axis."""
+        if not self.axes:
+            return
+        if len(self.axes) != 1 or None in self.axes:
+            self.problems.append("optimizer.replicate(...) with an axis_name that is not one string literal")
+            return
+        axis = next(iter(self.axes))
+        for call in self.applies:
+            if any(self.plan.pmapped.get(fn, "") == axis for fn in self.plan.enclosing.get(id(call), ())):
+                self.plan.pmean[id(call)] = axis
+            else:
+                self.problems.append(f"{call.func.attr.value} of a replicated optimizer outside a function "  # type: ignore[attr-defined]
+                                     f"pmapped with axis_name={axis!r} (legacy averaged the gradients there)")
+
+    def _hyper_args(self, args) -> None:
+        if any(a.star or a.keyword is None for a in args):
+            self.problems.append("apply_gradient with unusual arguments")
+        elif args:
+            self.hyper_keys.update(a.keyword.value for a in args)
+            self.hyper += 1
+        else:
+            self.plain += 1
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        call = node.value
+        if not (isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)):
+            return
+        method, receiver = call.func.attr.value, call.func.value
+        targets = _optim.tuple_names(node.targets[0].target) if len(node.targets) == 1 else None
+        if method in _optim.GRADIENT_METHODS and self.plan.is_opt(receiver):
+            problem = _optim.gradient_form(call, targets)
+            if problem is None:
+                self.plan.statements[id(call)] = method
+                if method == "optimize":
+                    self._hyper_args(call.args[1:])
+                    self.applies.append(call)
+            else:
+                self.problems.append(problem)
+            self.ok.add(id(call.func))
+        elif id(call) in self.plan.explicit and method == "apply_gradient":
+            problem = _optim.explicit_apply_problem(call, self.plan.explicit[id(call)], targets)
+            if problem is None:
+                self.plan.statements[id(call)] = method
+                self.ok.add(id(_optim.bind_args(call, _optim.EXPLICIT_APPLY_PARAMS)["hyper_params"]))  # type: ignore[index]
+            else:
+                self.problems.append(problem)
+            self.ok.add(id(call.func))
 
     def visit_Call(self, node: cst.Call) -> None:
         f = node.func
-        if isinstance(f, cst.Attribute) and f.attr.value == "apply_gradient" and self.plan.is_opt(f.value):
-            first, rest = (node.args[0], node.args[1:]) if node.args else (None, ())
-            if first is None or first.star or (first.keyword is not None and first.keyword.value != "grads") \
-                    or any(a.star or a.keyword is None for a in rest):
-                self.problems.append("apply_gradient with unusual arguments")
-            elif rest:
-                unknown = sorted({a.keyword.value for a in rest} - _HYPER)  # type: ignore[union-attr]
-                if unknown:
-                    self.problems.append(f"apply_gradient with hyper-parameters {', '.join(unknown)} "
-                                         "(only learning_rate is converted)")
-                self.hyper += 1
-            else:
-                self.plain += 1
+        if not isinstance(f, cst.Attribute):
+            return
+        method = f.attr.value
+        if id(node) in self.plan.explicit:
+            if method == "init_state" and not (len(node.args) == 1 and not node.args[0].star
+                                                and node.args[0].keyword is None):
+                self.problems.append(f"{f.value.value}.init_state with unusual arguments")  # type: ignore[attr-defined]
+            elif method == "apply_gradient" and id(node) not in self.plan.statements and id(f) not in self.ok:
+                self.problems.append(f"{f.value.value}.apply_gradient(...) outside an assignment of its "  # type: ignore[attr-defined]
+                                     "(params, state) pair")
             self.ok.add(id(f))
-        if isinstance(f, cst.Attribute) and f.attr.value == "replace" and self.plan.is_opt(f.value):
+        if not self.plan.is_opt(f.value):
+            if method == "create" and isinstance(f.value, cst.Name) and f.value.value in self.plan.defs:
+                self.ok.add(id(f))
+            return
+        if method == "apply_gradient":
+            first, rest = (node.args[0], node.args[1:]) if node.args else (None, ())
+            if first is None or first.star or (first.keyword is not None and first.keyword.value != "grads"):
+                self.problems.append("apply_gradient with unusual arguments")
+            else:
+                self._hyper_args(rest)
+            self.applies.append(node)
+            self.ok.add(id(f))
+        elif method == "replace":
             if any(a.keyword is None or a.keyword.value != "target" for a in node.args):
                 self.problems.append("optimizer.replace(...) of fields other than target")
             self.ok.add(id(f))
-        if isinstance(f, cst.Attribute) and f.attr.value == "create" and isinstance(f.value, cst.Name) \
-                and f.value.value in self.plan.defs:
+        elif method in _optim.REPLICATE_METHODS:
+            if method == "replicate":
+                bound = _optim.replicate_axis(node)
+                self.axes.add(bound[0] if bound else None)
+            elif node.args:
+                self.problems.append("optimizer.unreplicate(...) with arguments")
             self.ok.add(id(f))
-
-    def visit_Name(self, node: cst.Name) -> None:
-        pass
+        elif method in _optim.GRADIENT_METHODS and id(f) not in self.ok:
+            self.problems.append(f"optimizer.{method}(...) outside an assignment to names")
+            self.ok.add(id(f))
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
         if id(node) in self.ok:
@@ -478,8 +674,11 @@ class _Check(cst.CSTVisitor):
                 self.ok.add(id(node.value))
         if self.plan.is_opt(node.value) and node.attr.value != "target":
             self.problems.append(f"optimizer.{node.attr.value}")
-        if isinstance(node.value, cst.Name) and node.value.value in self.plan.defs and id(node) not in self.ok:
+        if isinstance(node.value, cst.Name) and node.value.value in self.plan.defs:
             self.problems.append(f"{node.value.value}.{node.attr.value} on an optimizer definition")
+        if isinstance(node.value, cst.Name) and node.value.value in self.plan.state_names:
+            self.problems.append(f"{node.value.value}.{node.attr.value} on the state of init_state "
+                                 "(an optax state has other fields)")
 
 
 def _todo_on_first_create(module: cst.Module, plan: _Plan, rule_id: str, problems: list[str]) -> cst.Module:

@@ -12,6 +12,7 @@ definition variable inside a helper returning the optimizer, ``jax.jit``,
 """
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -115,3 +116,227 @@ def test_upgraded_loop_prints_the_legacy_numbers(case, tmp_path):
     assert compared.ok, "\n".join(f"line {m.line}: {m.kind}: legacy {m.legacy_line!r} / upgraded "
                                   f"{m.upgraded_line!r}" for m in compared.mismatches)
     assert compared.numbers >= 9 * 2
+
+
+# -- the other optimizer API forms: 20+ steps each, from the same params and data --------------
+FORMS_HEADER = '''
+import os
+
+os.environ['XLA_FLAGS'] = os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=2'
+
+import functools  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import optim  # noqa: E402
+
+STEPS = 24
+rs = np.random.RandomState(0)
+X = jnp.asarray(rs.randn(16, 3), jnp.float32)
+Y = jnp.asarray(rs.randn(16, 2), jnp.float32)
+PARAMS = {'w': jnp.asarray(rs.randn(3, 2), jnp.float32), 'b': jnp.zeros((2,), jnp.float32)}
+
+
+def loss_of(p, x, y):
+    return jnp.mean((x @ p['w'] + p['b'] - y) ** 2)
+
+
+def show(tag, t, loss, params):
+    print(tag, t, float(loss), [float(v) for v in jax.tree_util.tree_leaves(params)[0].ravel()[:3]])
+'''
+
+FORMS = {
+    # OptimizerDef API with params and state kept apart (seed 000's explicit form)
+    "explicit_state": '''
+opt_def = optim.Adam(learning_rate=0.05, beta1=0.8, weight_decay=1e-2)
+
+
+@jax.jit
+def train_step(params, opt_state):
+    loss, grads = jax.value_and_grad(loss_of)(params, X, Y)
+    new_params, new_state = opt_def.apply_gradient(opt_def.hyper_params, params, opt_state, grads)
+    return new_params, new_state, loss
+
+
+def main():
+    params = PARAMS
+    opt_state = opt_def.init_state(params)
+    for t in range(STEPS):
+        params, opt_state, loss = train_step(params, opt_state)
+        show('step', t, loss, params)
+
+
+main()
+''',
+    "explicit_momentum": '''
+opt_def = optim.Momentum(learning_rate=0.05, beta=0.8, nesterov=True)
+
+
+def main():
+    params = PARAMS
+    state = opt_def.init_state(params)
+    for t in range(STEPS):
+        loss, grads = jax.value_and_grad(loss_of)(params, X, Y)
+        params, state = opt_def.apply_gradient(opt_def.hyper_params, params, state, grads)
+        show('step', t, loss, params)
+
+
+main()
+''',
+    # compute_gradient: (loss, grad) for an array loss, (loss, aux, grad) for a pair
+    "compute_gradient": '''
+@jax.jit
+def train_step(optimizer):
+    def loss_fn(p):
+        return loss_of(p, X, Y)
+
+    def loss_aux(p):
+        loss = loss_of(p, X, Y)
+        return loss, {'double': 2 * loss}
+    loss, grad = optimizer.compute_gradient(loss_fn)
+    loss2, aux, grad2 = optimizer.compute_gradient(loss_aux)
+    optimizer = optimizer.apply_gradient(jax.tree_util.tree_map(lambda a, b: (a + b) / 2, grad, grad2))
+    return optimizer, loss, aux
+
+
+def main():
+    optimizer = optim.RMSProp(learning_rate=0.02, centered=True).create(PARAMS)
+    for t in range(STEPS):
+        optimizer, loss, aux = train_step(optimizer)
+        show('step', t, aux['double'], optimizer.target)
+    print('steps', int(optimizer.state.step))
+
+
+main()
+''',
+    # optimize(loss_fn, **hyper_params), with aux, and per-step learning_rate/beta1
+    "optimize_hyper": '''
+@jax.jit
+def train_step(optimizer, lr, beta1):
+    def loss_fn(p):
+        loss = loss_of(p, X, Y)
+        return loss, loss * 3
+    optimizer, loss, aux = optimizer.optimize(loss_fn, learning_rate=lr, beta1=beta1)
+    return optimizer, loss, aux
+
+
+def main():
+    optimizer = optim.Adam(learning_rate=0.1, beta2=0.99).create(PARAMS)
+    for t in range(STEPS):
+        optimizer, loss, aux = train_step(optimizer, 0.05 * 0.9 ** t, 0.5 + 0.02 * t)
+        show('step', t, aux, optimizer.target)
+
+
+main()
+''',
+    "optimize_plain": '''
+def main():
+    optimizer = optim.Adagrad(learning_rate=0.1).create(PARAMS)
+    for t in range(STEPS):
+        optimizer, loss = optimizer.optimize(lambda p: loss_of(p, X, Y))
+        show('step', t, loss, optimizer.target)
+
+
+main()
+''',
+    # per-step hyper-parameters other than learning_rate, by each row's optax names
+    "momentum_beta": '''
+@jax.jit
+def train_step(optimizer, beta):
+    loss, grad = jax.value_and_grad(loss_of)(optimizer.target, X, Y)
+    return optimizer.apply_gradient(grad, beta=beta, learning_rate=0.03), loss
+
+
+def main():
+    optimizer = optim.Momentum(learning_rate=0.05, beta=0.9).create(PARAMS)
+    for t in range(STEPS):
+        optimizer, loss = train_step(optimizer, 0.95 - 0.03 * t)
+        show('step', t, loss, optimizer.target)
+
+
+main()
+''',
+    "adamw_hyper": '''
+@jax.jit
+def train_step(optimizer, t):
+    loss, grad = jax.value_and_grad(loss_of)(optimizer.target, X, Y)
+    return optimizer.apply_gradient(grad, beta2=0.9 + 0.004 * t, eps=1e-3 / (t + 1),
+                                    weight_decay=0.01 * t), loss
+
+
+def main():
+    optimizer = optim.Adam(learning_rate=0.05, weight_decay=1e-3).create(PARAMS)
+    for t in range(STEPS):
+        optimizer, loss = train_step(optimizer, t)
+        show('step', t, loss, optimizer.target)
+
+
+main()
+''',
+    "rmsprop_hyper": '''
+def main():
+    optimizer = optim.RMSProp(learning_rate=0.02).create(PARAMS)
+    for t in range(STEPS):
+        loss, grad = jax.value_and_grad(loss_of)(optimizer.target, X, Y)
+        optimizer = optimizer.apply_gradient(grad, beta2=0.8 + 0.005 * t, eps=1e-4)
+        show('step', t, loss, optimizer.target)
+
+
+main()
+''',
+    # legacy replicate(): apply_gradient averages the gradients over 'batch'
+    "replicate_methods": '''
+@functools.partial(jax.pmap, axis_name='batch')
+def train_step(optimizer, x, y):
+    loss, grad = jax.value_and_grad(loss_of)(optimizer.target, x, y)
+    return optimizer.apply_gradient(grad), loss
+
+
+def main():
+    optimizer = optim.Momentum(learning_rate=0.05, beta=0.8).create(PARAMS)
+    optimizer = optimizer.replicate()
+    xs, ys = X.reshape(2, 8, 3), Y.reshape(2, 8, 2)
+    for t in range(STEPS):
+        optimizer, loss = train_step(optimizer, xs, ys)
+        show('step', t, loss[0] + loss[1], optimizer.target)
+    optimizer = optimizer.unreplicate()
+    print('final', int(optimizer.state.step), float(loss_of(optimizer.target, X, Y)))
+
+
+main()
+''',
+}
+
+
+def _form(case: str) -> str:
+    return FORMS_HEADER + FORMS[case]
+
+
+@pytest.mark.parametrize("case", sorted(FORMS))
+def test_other_forms_convert_fully(case):
+    code = _upgrade(_form(case))
+    assert "TODO(linen-upgrade)" not in code, code
+    assert not re.search(r"(?<![\w.])optim\.|import optim", code), code
+    again = rewrite_text(code.encode("utf-8"), "main.py", Config(), [r.id for r in all_rules()])
+    assert again.error is None and again.new in (None, code.encode("utf-8"))  # idempotent
+
+
+@pytest.mark.legacy
+@pytest.mark.parametrize("case", sorted(FORMS))
+def test_other_forms_train_like_legacy(case, tmp_path):
+    from linen_upgrade.verify import legacy_env, runner
+    from linen_upgrade.verify.program import compare_outputs
+
+    legacy_env.ensure()
+    source = _form(case)
+    (tmp_path / "legacy.py").write_text(source)
+    (tmp_path / "upgraded.py").write_text(_upgrade(source))
+    legacy = runner.run_legacy(str(tmp_path / "legacy.py"), timeout=300)
+    assert legacy.ok, legacy.stderr[-3000:]
+    modern = subprocess.run([sys.executable, str(tmp_path / "upgraded.py")], capture_output=True, text=True,
+                            timeout=300, env=runner.platform_env(None))
+    assert modern.returncode == 0, modern.stderr[-3000:]
+    compared = compare_outputs(legacy.stdout, modern.stdout, rtol=RTOL)
+    assert compared.ok, "\n".join(f"line {m.line}: {m.kind}: legacy {m.legacy_line!r} / upgraded "
+                                  f"{m.upgraded_line!r}" for m in compared.mismatches)
+    assert compared.numbers >= 20 * 4

@@ -433,3 +433,21 @@ def test_render_drops_only_template_commas():
     assert render("f([a={a}][, b={b}], c={c})", {"a": "1", "b": "2", "c": "x"}, omit) == "f(c=x)"
     assert render("f([a={a}][, b={b}])", {"a": "1", "b": "(3, 4)", "c": ""}, omit) == "f(b=(3, 4))"
     assert render("f(x[, b={b}])", {"b": "b2"}, omit) == "f(x, b=b2)"
+
+
+def test_hyper_names_are_parameters_of_the_optax_function():
+    """Per-step hyper-parameters (``apply_gradient(g, beta1=...)``) go to
+    ``optax.inject_hyperparams`` under these names: each must be a numeric
+    parameter of that optax function (proven per form in test_optim_train_state)."""
+    import inspect
+
+    import optax
+
+    from linen_upgrade.tables.optimizers import OPTIMIZERS, hyper_names
+
+    for qual, row in OPTIMIZERS.items():
+        for function, names in row.hyper.items():
+            assert set(names) <= set(row.param_names), qual
+            params = inspect.signature(getattr(optax, function.split(".", 1)[1])).parameters
+            for legacy, new in hyper_names(qual, function).items():
+                assert new in params, (qual, function, legacy, new)

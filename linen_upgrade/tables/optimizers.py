@@ -52,6 +52,10 @@ class OptimizerRow:
     status: str = "auto"  # "auto" | "manual"
     guideline: str = ""
     imports: tuple[str, ...] = ("optax",)  # modules the expression names
+    # per-step hyper-parameters (``apply_gradient(g, beta1=...)``): optax function the
+    # expression calls -> {legacy name: the keyword of that function with the same meaning},
+    # for ``optax.inject_hyperparams``; ``learning_rate`` is the same everywhere
+    hyper: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -118,6 +122,7 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
                     omit={"nesterov": False}),
         ),
         state={"TraceState": {"trace": "momentum"}},
+        hyper={"optax.sgd": {"beta": "momentum"}},
     ),
     # legacy decay is decoupled and lr-scaled, like adamw (whose default wd is 1e-4, not 0)
     "flax.optim.Adam": OptimizerRow(
@@ -129,6 +134,8 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
                     "weight_decay={weight_decay})", omit=_ADAM_OMIT),
         ),
         state={"ScaleByAdamState": {"count": "@step", "mu": "grad_ema", "nu": "grad_sq_ema"}},
+        hyper={"optax.adam": {"beta1": "b1", "beta2": "b2", "eps": "eps"},
+               "optax.adamw": {"beta1": "b1", "beta2": "b2", "eps": "eps", "weight_decay": "weight_decay"}},
     ),
     # optax.adagrad starts G at 0.1 and puts eps inside the sqrt (max|d| 0.21)
     "flax.optim.Adagrad": OptimizerRow(
@@ -145,6 +152,7 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
                           "[, centered={centered}])",
                           omit={"beta2": 0.9, "eps": 1e-8, "centered": False}),),
         state={"ScaleByRmsState": {"nu": "v"}, "ScaleByRStdDevState": {"mu": "mg", "nu": "v"}},
+        hyper={"optax.rmsprop": {"beta2": "decay", "eps": "eps"}},
     ),
     # optax.lamb moves zero parameters (trust ratio 1 where legacy had 0)
     "flax.optim.LAMB": OptimizerRow(
@@ -211,6 +219,7 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
                     omit={"rho": 0.9, "eps": 1e-6}),
         ),
         state={"ScaleByAdaDeltaState": {"e_g": "sq_avg", "e_x": "acc_delta"}},
+        hyper={"optax.adadelta": {"rho": "rho", "eps": "eps"}},
     ),
     # one legacy eps is both optax's eps and eps_root; optax.adabelief has no decay
     "flax.optim.AdaBelief": OptimizerRow(
@@ -259,6 +268,12 @@ FROZEN_LABEL = "frozen"
 # optimizer definitions whose result is an optax GradientTransformation
 TRANSFORMS = frozenset(q for q, r in OPTIMIZERS.items()
                        if r.status == "auto" and q != "flax.optim.DynamicScale")
+
+
+def hyper_names(qual: str, optax_function: str) -> dict[str, str]:
+    """Legacy per-step hyper-parameter -> keyword of ``optax_function`` (the
+    plain optax call the row's expression is) with the same meaning."""
+    return {"learning_rate": "learning_rate", **OPTIMIZERS[qual].hyper.get(optax_function, {})}
 
 
 class ConversionError(ValueError):
