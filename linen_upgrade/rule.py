@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 import libcst as cst
 
@@ -79,23 +79,77 @@ class Rule:
         return module.visit(self.transformer(ctx))
 
 
-class RuleTransformer(cst.CSTTransformer):
+class _Dispatch:
+    """LibCST looks ``visit_<Type>``/``leave_<Type>`` up by name for every node,
+    and ``visit_<Type>_<attr>`` for every child attribute; a rule walks whole
+    trees several times, so the lookups are cached per class, and the
+    attribute hooks (which none of our visitors define) are skipped."""
+
+    _visit_table: dict[type, Any]
+    _leave_table: dict[type, Any]
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._visit_table, cls._leave_table = {}, {}
+        assert not any(re.match(r"(visit|leave)_[A-Z]\w*_[a-z]", n) for n in vars(cls)), \
+            f"{cls.__name__}: attribute hooks are not dispatched"
+
+    def _visit(self, node: cst.CSTNode) -> bool:
+        kind = type(node)
+        try:
+            visit = self._visit_table[kind]
+        except KeyError:
+            visit = self._visit_table[kind] = getattr(type(self), f"visit_{kind.__name__}", None)
+        return visit is None or visit(self, node) is not False
+
+    def _leave_func(self, node: cst.CSTNode) -> Any:
+        kind = type(node)
+        try:
+            return self._leave_table[kind]
+        except KeyError:
+            leave = self._leave_table[kind] = getattr(type(self), f"leave_{kind.__name__}", None)
+            return leave
+
+    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
+        pass
+
+    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
+        pass
+
+
+class FastVisitor(_Dispatch, cst.CSTVisitor):
+    """``cst.CSTVisitor`` with cached dispatch (see ``_Dispatch``)."""
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return self._visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        leave = self._leave_func(original_node)
+        if leave is not None:
+            leave(self, original_node)
+
+
+class FastTransformer(_Dispatch, cst.CSTTransformer):
+    """``cst.CSTTransformer`` with cached dispatch (see ``_Dispatch``)."""
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return self._visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
+        return self._leave(original_node, updated_node)
+
+    def _leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):
+        leave = self._leave_func(original_node)
+        return updated_node if leave is None else leave(self, original_node, updated_node)
+
+
+class RuleTransformer(FastTransformer):
     """Base transformer: TODO comments on statements, and opt-out comments.
 
     ``self.todo(msg)`` attaches ``# TODO(linen-upgrade): ID msg`` to the
     innermost statement being visited (once: a re-run finds it there already).
     Statements carrying ``# linen-upgrade: skip`` are returned untouched.
     """
-
-    # LibCST looks up ``visit_<Type>``/``leave_<Type>`` by name for every node
-    # and every child attribute; a rule pass walks each node, so the lookups
-    # are cached per transformer class (attribute hooks: none of our rules has one)
-    _visit_table: dict[type, object]
-    _leave_table: dict[type, object]
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._visit_table, cls._leave_table = {}, {}
 
     def __init__(self, rule: Rule, ctx: Context) -> None:
         super().__init__()
@@ -149,29 +203,7 @@ class RuleTransformer(cst.CSTTransformer):
             self._todo_stack.append([])
             if skip:
                 return False
-        kind = type(node)
-        try:
-            visit = self._visit_table[kind]
-        except KeyError:
-            visit = self._visit_table[kind] = getattr(type(self), f"visit_{kind.__name__}", None)
-        if visit is None:
-            return True
-        result = visit(self, node)  # type: ignore[operator]
-        return result if isinstance(result, bool) else True
-
-    def _leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):
-        kind = type(original_node)
-        try:
-            leave = self._leave_table[kind]
-        except KeyError:
-            leave = self._leave_table[kind] = getattr(type(self), f"leave_{kind.__name__}", None)
-        return updated_node if leave is None else leave(self, original_node, updated_node)  # type: ignore[operator]
-
-    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
-        pass
-
-    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
-        pass
+        return self._visit(node)
 
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
         if not isinstance(original_node, cst.BaseStatement):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import libcst as cst
+
 from linen_upgrade.resolve import ImportMap, canonical, dotted
+from linen_upgrade.rule import FastTransformer
 
 
 def build_dotted(name: str) -> cst.BaseExpression:
@@ -99,7 +101,7 @@ def needs_parens(expr: cst.BaseExpression) -> bool:
                                  cst.Tuple, cst.Dict, cst.Set)) and not expr.lpar
 
 
-class _DropFromImports(cst.CSTTransformer):
+class _DropFromImports(FastTransformer):
     def __init__(self, quals: set[str]) -> None:
         super().__init__()
         self.quals = quals

@@ -21,6 +21,7 @@ from typing import Callable
 import libcst as cst
 
 from linen_upgrade.resolve import dotted
+from linen_upgrade.rule import FastVisitor
 
 # legacy Optimizer methods converted here, by the statement they are in
 GRADIENT_METHODS = frozenset({"compute_gradient", "compute_gradients", "optimize"})
@@ -62,7 +63,7 @@ def single_assign(stmt: cst.CSTNode) -> cst.Assign | None:
 def names_in(node: cst.CSTNode) -> set[str]:
     found: set[str] = set()
 
-    class Find(cst.CSTVisitor):
+    class Find(FastVisitor):
         def visit_Name(self, n: cst.Name) -> None:
             found.add(n.value)
     node.visit(Find())
@@ -72,7 +73,7 @@ def names_in(node: cst.CSTNode) -> set[str]:
 def name_counts(node: cst.CSTNode) -> dict[str, int]:
     counts: dict[str, int] = {}
 
-    class Count(cst.CSTVisitor):
+    class Count(FastVisitor):
         def visit_Name(self, n: cst.Name) -> None:
             counts[n.value] = counts.get(n.value, 0) + 1
     node.visit(Count())
@@ -178,7 +179,7 @@ def pmap_axes(module: cst.Module, qual: Callable[[cst.BaseExpression], str | Non
                 return a.value.evaluated_value if isinstance(a.value, cst.SimpleString) else None  # type: ignore[return-value]
         return None
 
-    class Find(cst.CSTVisitor):
+    class Find(FastVisitor):
         def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
             for d in node.decorators:
                 dec = d.decorator

@@ -38,7 +38,7 @@ from linen_upgrade.facts import FileFacts, file_facts
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.keys import linen_module_path, state_key_to_path
 from linen_upgrade.resolve import dotted
-from linen_upgrade.rule import Context, Rule, RuleTransformer
+from linen_upgrade.rule import Context, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.rules._cst import add_import, build_dotted, express, needs_parens
 from linen_upgrade.rules._modules import CallSpec
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
@@ -157,7 +157,7 @@ class Scope:
         return None
 
 
-class _Collector(cst.CSTVisitor):
+class _Collector(FastVisitor):
     """Scopes, bindings, call sites, returns and parents of one module."""
 
     def __init__(self, a: Analysis, module: cst.Module) -> None:
@@ -729,7 +729,7 @@ _RUN_TIME = (cst.For, cst.While, cst.If, cst.IfExp, cst.Try, cst.Lambda, cst.Fun
              cst.SetComp, cst.DictComp, cst.GeneratorExp, cst.BooleanOperation)
 
 
-class _Children(cst.CSTVisitor):
+class _Children(FastVisitor):
     """Legacy auto-names of the submodules one ``apply`` creates: one counter per
     parent shared by all classes, explicit ``name=`` outside it (keys.py)."""
 
@@ -1011,7 +1011,7 @@ def parse_with(node: cst.With, a: Analysis) -> Frame | None:
     return frame
 
 
-class _SiteCounter(cst.CSTVisitor):
+class _SiteCounter(FastVisitor):
     def __init__(self, a: Analysis) -> None:
         super().__init__()
         self.a = a
@@ -1080,7 +1080,7 @@ class UsageTransformer(RuleTransformer):
         if key not in self.names:
             names: set[str] = set(self.a.module_scope.bound)
 
-            class _Names(cst.CSTVisitor):
+            class _Names(FastVisitor):
                 def visit_Name(self, n: cst.Name) -> None:
                     names.add(n.value)
 
@@ -1144,7 +1144,7 @@ class UsageTransformer(RuleTransformer):
         scope = self.a.scope_of[id(node)].node
         uses: list[cst.Name] = []
 
-        class _Uses(cst.CSTVisitor):
+        class _Uses(FastVisitor):
             def visit_Name(self, n: cst.Name) -> None:
                 if n.value == name and n is not frame.capture_name:
                     uses.append(n)

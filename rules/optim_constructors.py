@@ -32,14 +32,15 @@ Left alone (with a TODO)
 
 from __future__ import annotations
 
+import ast
+
 from dataclasses import dataclass
 from functools import lru_cache
 
 import libcst as cst
-from libcst.metadata import CodePosition, MetadataWrapper, PositionProvider
 
 from linen_upgrade.resolve import canonical, dotted
-from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.rule import Context, Example, FastTransformer, FastVisitor, NoChange, Rule, RuleTransformer
 from linen_upgrade.tables.optimizers import (HELPERS, MULTI, OPTIMIZERS, TRANSFORMS, TRAVERSAL,
                                              TRAVERSAL_TARGET, ConversionError, optax_expression,
                                              row_for)
@@ -83,8 +84,7 @@ class OptimConstructors(Rule):
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         scan = _Scan(ctx)
-        wrapper = MetadataWrapper(module, unsafe_skip_copy=True)  # keeps node identities
-        wrapper.visit(scan)
+        module.visit(scan)
         plan = _plan(scan, module)
         transformer = _Transformer(self, ctx, plan)
         module = module.visit(transformer)
@@ -102,18 +102,17 @@ class _Ctor:
     qual: str
     ancestors: tuple[cst.CSTNode, ...]
     function: str | None  # the innermost enclosing def
-    start: CodePosition
+    call_index: int  # among all calls, in source order (see _call_starts)
 
 
-class _Scan(cst.CSTVisitor):
+class _Scan(FastVisitor):
     """One pass over the original tree: the constructor calls with their
     ancestors, and every name the OptimizerDef API is used through."""
-
-    METADATA_DEPENDENCIES = (PositionProvider,)
 
     def __init__(self, ctx: Context) -> None:
         super().__init__()
         self.ctx = ctx
+        self.calls = 0
         self.stack: list[cst.CSTNode] = []
         self.functions: list[str] = []
         self.ctors: list[_Ctor] = []
@@ -131,10 +130,10 @@ class _Scan(cst.CSTVisitor):
     def on_visit(self, node: cst.CSTNode) -> bool:
         if isinstance(node, cst.Call):
             self.called.add(_last(node.func))
+            self.calls += 1
         if isinstance(node, cst.Call) and self.qual(node.func) in TRANSFORMS | {MULTI}:
             self.ctors.append(_Ctor(node, self.qual(node.func) or "", tuple(self.stack),
-                                    self.functions[-1] if self.functions else None,
-                                    self.get_metadata(PositionProvider, node).start))
+                                    self.functions[-1] if self.functions else None, self.calls - 1))
         elif isinstance(node, cst.Attribute) and node.attr.value in _LEGACY_ATTRS:
             if isinstance(node.value, cst.Call):
                 self.legacy_funcs.add(_last(node.value.func))
@@ -216,7 +215,9 @@ def _plan(scan: _Scan, module: cst.Module) -> dict[int, _Outcome]:
                 blocked.update(id(c.node) for c in group)
         changed = before != (len(blocked), len(legacy_names), len(legacy_funcs))
     plan: dict[int, _Outcome] = {}
-    lines = module.code.splitlines()
+    code = module.code
+    lines = code.splitlines()
+    starts: list[tuple[int, int]] | None = None
     for c in roots:
         shown = module.code_for_node(c.node.func)
         result = converted[id(c.node)]
@@ -230,9 +231,12 @@ def _plan(scan: _Scan, module: cst.Module) -> dict[int, _Outcome]:
                 f"{shown}(...) feeds flax.optim code that is not converted (.create, apply_gradient, "
                 f"...): convert them together; optax form: {' '.join(expr.split())}{extra}"))
         else:
-            line = lines[c.start.line - 1]
+            if starts is None:
+                starts = _call_starts(code, scan.calls)
+            line_no, column = starts[c.call_index]
+            line = lines[line_no - 1]
             plan[id(c.node)] = _Outcome(*result, indent=line[:len(line) - len(line.lstrip())],
-                                        column=c.start.column)
+                                        column=column)
     return plan
 
 
@@ -267,6 +271,20 @@ def _assign_targets(c: _Ctor) -> set[str]:
     if isinstance(parent, cst.AnnAssign) and parent.value is c.node:
         return {_last(parent.target)} - {""}
     return set()
+
+
+def _call_starts(code: str, expected: int) -> list[tuple[int, int]]:
+    """(line, column) of every call in ``code`` in source order -- the order a
+    LibCST traversal meets them (outer call first when two start together).
+    ``ast`` gives positions for a fraction of LibCST's PositionProvider cost."""
+    tree = ast.parse(code)
+    calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)),
+                   key=lambda n: (n.lineno, n.col_offset, -(n.end_lineno or 0), -(n.end_col_offset or 0)))
+    assert len(calls) == expected, "ast and LibCST disagree on the calls of this file"
+    lines = code.splitlines()
+    # ast columns count UTF-8 bytes, LibCST's count characters
+    return [(n.lineno, len(lines[n.lineno - 1].encode("utf-8")[:n.col_offset].decode("utf-8", "replace")))
+            for n in calls]
 
 
 def _reaches_legacy(c: _Ctor, scan: _Scan, legacy_names: set[str], legacy_funcs: set[str]) -> bool:
@@ -367,7 +385,7 @@ def _traversal_source(node: cst.BaseExpression, scan: _Scan, module: cst.Module)
 
 
 def _no_definitions_inside(node: cst.CSTNode, scan: _Scan) -> None:
-    class Find(cst.CSTVisitor):
+    class Find(FastVisitor):
         def visit_Call(self, call: cst.Call) -> bool:
             if scan.qual(call.func) in TRANSFORMS | {MULTI}:
                 raise ConversionError("a flax.optim definition inside an argument")
@@ -532,7 +550,7 @@ def _insert_helpers(module: cst.Module, helpers: list[str]) -> cst.Module:
 
 
 # -- imports nothing uses any more ---------------------------------------------
-class _Uses(cst.CSTVisitor):
+class _Uses(FastVisitor):
     def __init__(self) -> None:
         super().__init__()
         self.names: set[str] = set()
@@ -573,7 +591,7 @@ def _drop_unused_optim_imports(module: cst.Module, ctx: Context) -> cst.Module:
     module = drop_from_imports(module, unused)
     optim_dotted = any(d == "flax.optim" or d.startswith("flax.optim.") for d in uses.dotted)
 
-    class DropImports(cst.CSTTransformer):
+    class DropImports(FastTransformer):
         def on_visit(self, node: cst.CSTNode) -> bool:
             # imports are statements: no need to walk into expressions (most of a tree)
             return not isinstance(node, cst.BaseExpression) and super().on_visit(node)
@@ -603,7 +621,7 @@ def _other_flax_import(module: cst.Module, this: cst.ImportAlias) -> bool:
     """Does another ``import flax...`` statement bind ``flax``?"""
     found = False
 
-    class Find(cst.CSTVisitor):
+    class Find(FastVisitor):
         def visit_ImportAlias(self, node: cst.ImportAlias) -> bool:
             nonlocal found
             name = dotted(node.name) or ""

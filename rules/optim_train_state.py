@@ -43,10 +43,9 @@ Left alone (with a TODO)
 from __future__ import annotations
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper
 
 from linen_upgrade.resolve import dotted
-from linen_upgrade.rule import Context, Example, Rule, RuleTransformer, TODO_PREFIX
+from linen_upgrade.rule import TODO_PREFIX, Context, Example, FastTransformer, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.tables.optimizers import HELPERS, MULTI, TRANSFORMS, ConversionError, hyper_names
 from linen_upgrade.rules import _optim
 from linen_upgrade.rules._cst import add_import, express
@@ -106,7 +105,7 @@ class OptimTrainState(Rule):
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         scan = _Scan(ctx)
-        MetadataWrapper(module, unsafe_skip_copy=True).visit(scan)
+        module.visit(scan)
         plan = _Plan(module, scan)
         if not plan.creates and not plan.explicit:
             return module
@@ -130,7 +129,7 @@ class OptimTrainState(Rule):
         return _drop_unused_optim_imports(module, ctx)
 
 
-class _Plan(cst.CSTVisitor):
+class _Plan(FastVisitor):
     """Which names hold an optimizer (by name, over the whole file), and the
     ``create`` calls with their optax expression."""
 
@@ -550,7 +549,7 @@ class _Transformer(RuleTransformer):
 def _has_converted(stmt: cst.CSTNode, plan: _Plan) -> bool:
     found = False
 
-    class Find(cst.CSTVisitor):
+    class Find(FastVisitor):
         def visit_Call(self, node: cst.Call) -> None:
             nonlocal found
             if id(node) in plan.ctor_expr or id(node) in plan.creates:
@@ -559,7 +558,7 @@ def _has_converted(stmt: cst.CSTNode, plan: _Plan) -> bool:
     return found
 
 
-class _Check(cst.CSTVisitor):
+class _Check(FastVisitor):
     """Every use of an optimizer value must be one this rule converts."""
 
     def __init__(self, plan: _Plan, problems: list[str]) -> None:
@@ -685,7 +684,7 @@ def _todo_on_first_create(module: cst.Module, plan: _Plan, rule_id: str, problem
     msg = (f"{TODO_PREFIX} {rule_id} flax.optim optimizer not converted to a TrainState: "
            f"{'; '.join(dict.fromkeys(problems))}")
 
-    class Add(cst.CSTTransformer):
+    class Add(FastTransformer):
         done = False
 
         def leave_SimpleStatementLine(self, original, updated):

@@ -32,7 +32,7 @@ import dataclasses
 
 import libcst as cst
 
-from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule, RuleTransformer
 from linen_upgrade.rules._cst import add_import, build_dotted, express, is_docstring
 from linen_upgrade.rules._modules import CallSpec, defines_apply, has_legacy_classes, split_call
 from linen_upgrade.tables.nn_modules import (ATTENTION_AXES, ATTENTION_CACHE, ATTENTION_MASKS, BUILTIN_MODULES,
@@ -119,7 +119,7 @@ class _Transformer(RuleTransformer):
         problems: list[str] = []
         outer = self
 
-        class Uses(cst.CSTVisitor):
+        class Uses(FastVisitor):
             def visit_Name(self, node: cst.Name) -> None:
                 if node.value == "cache":
                     uses.add(id(node))
