@@ -622,6 +622,10 @@ def _other_flax_import(module: cst.Module, this: cst.ImportAlias) -> bool:
     found = False
 
     class Find(FastVisitor):
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            # imports are statements: expressions (most of a tree) cannot hold one
+            return not isinstance(node, cst.BaseExpression) and super().on_visit(node)
+
         def visit_ImportAlias(self, node: cst.ImportAlias) -> bool:
             nonlocal found
             name = dotted(node.name) or ""
