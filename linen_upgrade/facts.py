@@ -9,10 +9,25 @@ data so it crosses process boundaries cheaply.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from linen_upgrade.resolve import ImportMap, canonical, import_map
 from linen_upgrade.rule import SKIP_FILE_MARK, SKIP_MARK
+from linen_upgrade.tables.nn_modules import CALL_ARGUMENT_NAMES
+
+
+@dataclass(frozen=True)
+class ForwardSpec:
+    """``**kwargs`` of ``apply`` that is only forwarded into submodule calls
+    of known signature (``Dense(x, **kwargs)``): what call sites may pass
+    through it, decided by the project index from the callees' signatures."""
+
+    callees: tuple[str, ...]
+    keys: frozenset[str]  # legacy keywords that reach the callees' configuration
+    inputs: frozenset[str]  # forwarded keywords that are call inputs of the callees
+    renames: tuple[tuple[str, str], ...] = ()  # legacy keyword -> Linen attribute
+    explicit: tuple[tuple[str, str], ...] = ()  # Linen attributes whose default changed
+    manual: tuple[tuple[str, str], ...] = ()  # keywords with no automatic form, and why
 
 
 @dataclass(frozen=True)
@@ -21,6 +36,49 @@ class Param:
     kind: str  # "pos", "kwonly", "varargs", "varkw"
     default: str | None  # source text of the default, None when required
     annotation: str | None = None
+    # decided by the project index from the body and the call sites
+    # (``index.py``): "input" or "attribute"; None: by position and name only
+    role: str | None = None
+    problem: str | None = None  # conflicting evidence: why a person must decide
+    forward: ForwardSpec | None = None  # a ``**kwargs`` that is only forwarded
+
+
+@dataclass(frozen=True)
+class Use:
+    """How ``apply``'s body uses one parameter: ``kind`` "array" (indexed
+    with slices, ``.shape``, a ``jnp`` argument), "config" (``range``, an
+    ``if`` test, a parameter shape), "arith" (added to an input, which a
+    scalar may be too) or "slot" (passed to ``callee`` at ``slot``: the
+    index reads the callee's signature)."""
+
+    param: str
+    kind: str
+    callee: str = ""
+    slot: int | str = 0
+
+
+@dataclass(frozen=True)
+class Forward:
+    """``Callee(x, **kwargs)`` in ``apply``: ``param`` (a ``*``/``**``
+    parameter) is forwarded into ``callee`` after ``positional`` positional
+    arguments and the ``keywords`` given explicitly."""
+
+    param: str
+    callee: str
+    positional: int
+    keywords: frozenset[str]
+
+
+@dataclass(frozen=True)
+class CallArg:
+    """A call site of ``callee`` (``M(...)``, ``M.init(rng, ...)``,
+    ``M.partial(...)``) passing ``slot`` (the legacy ``apply`` position or a
+    keyword) an array-valued expression ("array") or a literal ("literal")."""
+
+    callee: str
+    slot: int | str
+    kind: str  # "array", "literal", or "other" (recorded for keywords of ``via`` calls only)
+    via: str = ""  # "partial", "shared", "init", ... for ``M.partial(...)``; "" for ``M(...)``
 
 
 @dataclass
@@ -30,6 +88,9 @@ class ClassFacts:
     apply_params: list[Param] | None  # without ``self``; None when no ``apply``
     module_methods: list[str] = field(default_factory=list)
     lineno: int = 0
+    uses: list[Use] = field(default_factory=list)  # of apply's parameters in its body
+    # the *args/**kwargs of apply that are only forwarded (every use is one of these)
+    forwards: list[Forward] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -55,9 +116,35 @@ class FileFacts:
     partial_args: list[PartialArg] = field(default_factory=list)
     # method-call shapes only a FrozenDict has: "pop/unpacked", "unfreeze()", "copy({})"
     frozendict_calls: set[str] = field(default_factory=set)
+    # arguments of calls of (possible) module classes, for the index's input/attribute split
+    call_args: list[CallArg] = field(default_factory=list)
 
     def references(self, *prefixes: str) -> bool:
         return any(q == p or q.startswith(p + ".") for q in self.qualnames for p in prefixes)
+
+
+def by_position_or_name(params: list[Param] | tuple[Param, ...], i: int) -> bool:
+    """An input whatever the evidence: the first positional parameter (the
+    first two for a cell written ``apply(self, carry, x)``), and flags,
+    masks, carries and rngs by name (``CALL_ARGUMENT_NAMES``)."""
+    p = params[i]
+    if p.kind not in ("pos", "kwonly"):
+        return False
+    if i == 0 and p.kind == "pos":
+        return True
+    if i == 1 and p.kind == "pos" and params[0].name == "carry":
+        return True  # a recurrent cell: (carry, inputs), like the built-in cells
+    return p.name in CALL_ARGUMENT_NAMES
+
+
+def is_input(params: tuple[Param, ...] | list[Param], i: int) -> bool:
+    """Does ``apply``'s ``i``-th parameter stay a call argument?"""
+    p = params[i]
+    if p.kind in ("varargs", "varkw"):
+        return False
+    if p.role is not None:
+        return p.role == "input"
+    return by_position_or_name(params, i)
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -122,15 +209,18 @@ def file_facts(tree: ast.Module, text: str, module_name: str) -> FileFacts:
                     bases.append(imports.resolve_dotted(name) or name)
             apply_params = None
             module_methods = []
+            uses: list[Use] = []
+            forwards: list[Forward] = []
             for item in node.body:
                 if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     if item.name == "apply":
                         apply_params = _params(item)
+                        uses, forwards = _apply_uses(item, apply_params, imports)
                     for dec in item.decorator_list:
                         dname = _dotted(dec)
                         if dname and (imports.resolve_dotted(dname) or "").endswith("module_method"):
                             module_methods.append(item.name)
-            classes.append(ClassFacts(node.name, bases, apply_params, module_methods, node.lineno))
+            classes.append(ClassFacts(node.name, bases, apply_params, module_methods, node.lineno, uses, forwards))
     local_classes = {c.name for c in classes}
 
     def qualify(name: str) -> str:
@@ -138,6 +228,9 @@ def file_facts(tree: ast.Module, text: str, module_name: str) -> FileFacts:
             return f"{module_name}.{name}" if module_name else name
         return imports.resolve_dotted(name) or name
 
+    for c in classes:  # callees of this file's classes by their qualified names
+        c.uses = [replace(u, callee=qualify(u.callee)) if u.callee else u for u in c.uses]
+        c.forwards = [replace(f, callee=qualify(f.callee)) for f in c.forwards]
     partial_args: list[PartialArg] = []
     for fn in ast.walk(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -161,6 +254,9 @@ def file_facts(tree: ast.Module, text: str, module_name: str) -> FileFacts:
                         target, bound = partials[kw.value.id]
                         partial_args.append(PartialArg(qualify(callee), kw.arg, target, bound))
     return FileFacts(
+        call_args=_call_args(tree, imports, qualify, {
+            c.name for c in classes if any(b == "flax.nn.Module" or not b.startswith(_NOT_MODULES) for b in c.bases)})
+        if _legacy_or_plain(qualnames) else [],
         module_name=module_name,
         imports=imports,
         qualnames=qualnames,
@@ -170,3 +266,241 @@ def file_facts(tree: ast.Module, text: str, module_name: str) -> FileFacts:
         partial_args=partial_args,
         frozendict_calls=frozendict_calls,
     )
+
+
+# -- evidence for the input/attribute split of apply's parameters -------------
+# (cheap: one more walk of each apply body and of the file's calls; the index
+# weighs it, ``index.py``)
+
+# attributes and methods only an array has (``kernel_size[0]`` and ``len(p)``
+# fit a tuple too, so they say nothing)
+_ARRAY_ATTRS = frozenset({"shape", "ndim", "dtype", "T", "reshape", "astype", "transpose", "squeeze",
+                          "sum", "mean", "max", "min", "swapaxes", "at"})
+# ``x + y``, ``x @ w``: combined with an input, like an array; ``x * scale`` and
+# ``x / temperature`` are how scalar hyper-parameters are used, so they say nothing
+_ARRAY_OPS = (ast.Add, ast.Sub, ast.MatMult)
+_NOT_ARRAY_ATTRS = frozenset({"shape", "ndim", "dtype", "size"})  # ``x.shape`` holds Python values
+_PYTHON_VALUES = frozenset({"len", "int", "float", "bool", "str", "range", "tuple", "list", "isinstance",
+                            "getattr", "hasattr"})
+_ARRAY_MODULES = ("jax.numpy.", "jax.lax.", "jax.nn.", "jax.random.", "numpy.", "jax.scipy.")
+_CREATION = frozenset({"zeros", "ones", "full", "empty", "arange", "eye", "identity", "linspace", "tri",
+                       "PRNGKey", "key", "split"})
+# callees whose arguments say nothing about module signatures
+_NOT_MODULES = ("jax", "jaxlib", "numpy", "flax", "optax", "math", "functools", "builtins", "typing",
+                "collections", "itertools", "os", "sys")
+_INIT_METHODS = {"init": 1, "call": 1}  # M.init(rng, x, ...): legacy apply position = index - 1
+_KEYWORD_METHODS = frozenset({"partial", "shared", "init_by_shape", "create", "create_by_shape"})
+
+
+def _is_literal(node: ast.expr) -> bool:
+    if isinstance(node, ast.Constant):
+        return node.value is not None and node.value is not Ellipsis
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        return isinstance(node.operand, ast.Constant)
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return all(_is_literal(e) for e in node.elts)
+    return False
+
+
+class _Arrays:
+    """Which names of one scope hold arrays: the seeds (an apply's inputs),
+    then, in statement order, names bound to an expression computed from an
+    array, to a ``jnp``/``jax.random``/``flax.nn`` call, or to any call
+    given an array (a submodule call's result)."""
+
+    def __init__(self, imports: ImportMap, seeds: set[str]) -> None:
+        self.imports = imports
+        self.names = set(seeds)
+
+    def qual(self, node: ast.expr) -> str:
+        name = _dotted(node)
+        return (self.imports.resolve_dotted(name) or name) if name else ""
+
+    def holds(self, node: ast.expr) -> bool:
+        if isinstance(node, ast.Name):
+            return node.id in self.names
+        if isinstance(node, ast.Attribute):
+            return node.attr not in _NOT_ARRAY_ATTRS and self.holds(node.value)
+        if isinstance(node, ast.Subscript):
+            return self.holds(node.value)
+        if isinstance(node, ast.BinOp):
+            return self.holds(node.left) or self.holds(node.right)
+        if isinstance(node, ast.UnaryOp):
+            return self.holds(node.operand)
+        if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Attribute) and node.func.attr in ("partial", "shared"):
+                return False  # a module, not its output
+            qual = self.qual(node.func)
+            if qual in _PYTHON_VALUES:
+                return False
+            if qual.startswith(_ARRAY_MODULES) or (qual.startswith("flax.nn.") and qual != "flax.nn.make_rng"):
+                return True
+            return any(self.holds(a) for a in node.args) or self.holds(node.func)
+        return False
+
+    def bind(self, body: list[ast.stmt]) -> None:
+        for stmt in body:
+            targets: list[ast.expr] = []
+            value = None
+            if isinstance(stmt, ast.Assign):
+                targets, value = list(stmt.targets), stmt.value
+            elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)) and stmt.value is not None:
+                targets, value = [stmt.target], stmt.value
+            if value is not None and (self.holds(value) or (
+                    isinstance(stmt, ast.AugAssign) and self.holds(stmt.target))):
+                for t in targets:
+                    self.names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+            for attr in ("body", "orelse", "finalbody"):
+                inner = getattr(stmt, attr, None)
+                if isinstance(inner, list) and not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                      ast.ClassDef)):
+                    self.bind(inner)
+
+
+def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
+                imports: ImportMap) -> tuple[list[Use], list[Forward]]:
+    """The evidence ``apply``'s body gives about each parameter, and its
+    ``*args``/``**kwargs`` that are only forwarded into calls."""
+    names = {p.name for p in params if p.kind in ("pos", "kwonly")}
+    stars = {p.name for p in params if p.kind in ("varargs", "varkw")}
+    positional = [p for p in params if p.kind == "pos"]
+    seeds = {p.name for p in params if p.name in CALL_ARGUMENT_NAMES}
+    if positional:
+        seeds.add(positional[0].name)
+    arrays = _Arrays(imports, seeds)
+    arrays.bind(fn.body)
+    uses: list[Use] = []
+    forwards: list[Forward] = []
+    star_uses: dict[str, int] = {s: 0 for s in stars}  # loads of each star parameter
+    forwarded: dict[str, int] = {s: 0 for s in stars}  # of those, forwarded into a call
+
+    def use(node: ast.expr, kind: str, callee: str = "", slot: int | str = 0) -> None:
+        if isinstance(node, ast.Name) and node.id in names:
+            uses.append(Use(node.id, kind, callee, slot))
+
+    def tests(node: ast.expr) -> None:  # ``if p:`` / ``if not p`` / ``if p == 'relu'``
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            tests(node.operand)
+        elif isinstance(node, ast.BoolOp):
+            for v in node.values:
+                tests(v)
+        elif isinstance(node, ast.Compare) and not any(isinstance(o, (ast.Is, ast.IsNot)) for o in node.ops):
+            if all(_is_literal(c) for c in node.comparators):
+                use(node.left, "config")
+        else:
+            use(node, "config")
+
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name) and node.id in stars and isinstance(node.ctx, ast.Load):
+            star_uses[node.id] += 1
+        elif isinstance(node, ast.Subscript):
+            s = node.slice
+            if isinstance(s, (ast.Slice, ast.Tuple)) or (isinstance(s, ast.Constant) and s.value in (None, Ellipsis)):
+                use(node.value, "array")
+        elif isinstance(node, ast.Attribute) and node.attr in _ARRAY_ATTRS:
+            use(node.value, "array")
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, _ARRAY_OPS):
+            for mine, other in ((node.left, node.right), (node.right, node.left)):
+                if arrays.holds(other):
+                    use(mine, "arith")
+        elif isinstance(node, (ast.If, ast.IfExp, ast.While)):
+            tests(node.test)
+        elif isinstance(node, ast.Call):
+            qual = arrays.qual(node.func)
+            if qual == "range" and "range" not in imports.aliases:
+                for a in node.args:
+                    use(a, "config")
+            elif qual.startswith(_ARRAY_MODULES):
+                config = qual.rsplit(".", 1)[-1] in _CREATION
+                for a in node.args:
+                    for el in (a.elts if isinstance(a, (ast.Tuple, ast.List)) else [a]):
+                        use(el, "config" if config else "array")
+            elif (isinstance(node.func, ast.Attribute) and node.func.attr == "param"
+                  and isinstance(node.func.value, ast.Name) and node.func.value.id == "self" and len(node.args) > 1):
+                shape = node.args[1]
+                for el in (shape.elts if isinstance(shape, (ast.Tuple, ast.List)) else [shape]):
+                    use(el, "config")
+            elif qual and (qual.startswith("flax.nn.") or not qual.startswith(_NOT_MODULES)) \
+                    and qual.split(".")[0] != "self":
+                for i, a in enumerate(node.args):
+                    use(a, "slot", qual, i)
+                for k in node.keywords:
+                    if k.arg:
+                        use(k.value, "slot", qual, k.arg)
+            stars_here = [a.value for a in node.args if isinstance(a, ast.Starred)] + [
+                k.value for k in node.keywords if k.arg is None]
+            for value in stars_here:
+                if isinstance(value, ast.Name) and value.id in stars and qual:
+                    forwarded[value.id] += 1
+                    forwards.append(Forward(value.id, qual, sum(not isinstance(a, ast.Starred) for a in node.args),
+                                            frozenset(k.arg for k in node.keywords if k.arg)))
+    only = {s for s in stars if star_uses[s] and star_uses[s] == forwarded[s]}
+    return uses, [f for f in forwards if f.param in only]
+
+
+def _legacy_or_plain(qualnames: set[str]) -> bool:
+    """Only files on the legacy API (or importing flax code of the run without
+    naming flax) call legacy modules: modern flax code is not searched."""
+    flax = [q for q in qualnames if q == "flax" or q.startswith("flax.")]
+    return not flax or any(q.startswith(("flax.nn.", "flax.optim")) or q == "flax.nn" for q in flax)
+
+
+def _call_args(tree: ast.Module, imports: ImportMap, qualify, local_classes: set[str]) -> list[CallArg]:
+    """Arguments of calls of possible module classes (``local_classes``, those
+    of this file that may be legacy modules, or a name imported from outside
+    jax/flax/numpy/...) that are literals or hold arrays in the calling scope,
+    by the legacy ``apply`` slot they fill."""
+    out: list[CallArg] = []
+    if not local_classes and all(canonical(v).startswith(_NOT_MODULES) for v in imports.aliases.values()):
+        return out  # nothing here can be a module class of the run (flax's own sources, ...)
+    scopes: list[tuple[ast.AST, set[str]]] = [(tree, set())]
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = [*node.args.posonlyargs, *node.args.args]
+            seeds: set[str] = set()
+            if node.name == "apply" and args and args[0].arg == "self":
+                rest = [a.arg for a in args[1:]]
+                seeds = {*rest[:1], *(n for n in rest if n in CALL_ARGUMENT_NAMES)}
+            scopes.append((node, seeds))
+    for scope, seeds in scopes:
+        sites: list[tuple[ast.Call, str, int, bool, str]] = []
+        stack = list(scope.body)  # type: ignore[attr-defined]
+        while stack:  # this scope's calls, not those of nested functions (their own scope)
+            node = stack.pop()
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                continue
+            stack.extend(ast.iter_child_nodes(node))
+            if not isinstance(node, ast.Call) or not (node.args or node.keywords):
+                continue
+            func, shift, keywords_only, via = node.func, 0, False, ""
+            if isinstance(func, ast.Attribute) and func.attr in _INIT_METHODS:
+                func, shift, via = func.value, _INIT_METHODS[func.attr], func.attr
+            elif isinstance(func, ast.Attribute) and func.attr in _KEYWORD_METHODS:
+                func, keywords_only, via = func.value, True, func.attr
+            name = _dotted(func)
+            if not name or (name not in local_classes and imports.resolve_dotted(name) is None):
+                continue  # a local function, a builtin, self.method: not a module class
+            callee = qualify(name)
+            if not callee.startswith(_NOT_MODULES):
+                sites.append((node, callee, shift, keywords_only, via))
+        if not sites:
+            continue
+        arrays = _Arrays(imports, seeds)
+        arrays.bind(scope.body)  # type: ignore[attr-defined]
+
+        def kind(value: ast.expr) -> str | None:
+            if _is_literal(value):
+                return "literal"
+            return "array" if arrays.holds(value) else None
+
+        for node, callee, shift, keywords_only, via in sites:
+            if not keywords_only:
+                for i, a in enumerate(node.args):
+                    k = kind(a) if i >= shift and not isinstance(a, ast.Starred) else None
+                    if k:
+                        out.append(CallArg(callee, i - shift, k, via))
+            for kw in node.keywords:
+                k = kind(kw.value) if kw.arg else None
+                if k or (via and kw.arg):
+                    out.append(CallArg(callee, kw.arg, k or "other", via))  # type: ignore[arg-type]
+    return out

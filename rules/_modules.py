@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from linen_upgrade.facts import Param
+from linen_upgrade.facts import ForwardSpec, Param, is_input
 from linen_upgrade.rule import RuleTransformer
-from linen_upgrade.tables.nn_modules import BUILTIN_MODULES, CALL_ARGUMENT_NAMES, BuiltinModule
+from linen_upgrade.tables.nn_modules import BUILTIN_MODULES, BuiltinModule
 
 
 @dataclass(frozen=True)
@@ -24,29 +24,35 @@ class Split:
     inputs: tuple[Param, ...]
     attrs: tuple[Param, ...]  # in Linen field order: required first, then defaulted
     problem: str | None = None
+    # a ``**kwargs`` only forwarded into submodules: one more attribute (last), a dict
+    forward: Param | None = None
 
 
 def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
     """Inputs: the first positional parameter always (the first two for a
-    cell written ``apply(self, carry, x)``), then flags, masks,
-    carries and rngs by name (``CALL_ARGUMENT_NAMES``); the rest are
-    configuration, hence attributes."""
+    cell written ``apply(self, carry, x)``), flags, masks, carries and rngs
+    by name (``CALL_ARGUMENT_NAMES``), and what the project index decided
+    from the body and the call sites (``Param.role``, ``index.py``); the
+    rest are configuration, hence attributes."""
     inputs: list[Param] = []
     attrs: list[Param] = []
     problem = None
+    forward = None
     for i, p in enumerate(params):
-        if p.kind in ("varargs", "varkw"):
-            problem = f"apply takes {'*' if p.kind == 'varargs' else '**'}{p.name}: split it by hand"
-        elif i == 0 and p.kind == "pos":
-            inputs.append(p)
-        elif i == 1 and p.kind == "pos" and params[0].name == "carry":
-            inputs.append(p)  # a recurrent cell: (carry, inputs), like the built-in cells
-        elif p.name in CALL_ARGUMENT_NAMES:
+        if p.kind == "varkw" and p.forward is not None:
+            forward = p
+        elif p.kind == "varargs":
+            problem = f"apply takes *{p.name}: split it by hand"
+        elif p.kind == "varkw":
+            problem = (f"apply takes **{p.name}, used otherwise than forwarded into submodules of known "
+                       "signature: split it by hand")
+        elif is_input(params, i):
             inputs.append(p)
         else:
             attrs.append(p)
+        problem = problem or p.problem
     ordered = [a for a in attrs if a.default is None] + [a for a in attrs if a.default is not None]
-    return Split(tuple(inputs), tuple(ordered), problem)
+    return Split(tuple(inputs), tuple(ordered), problem, forward)
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,11 @@ class CallSpec:
     manual: dict
     features_from_carry: str | None = None
     required: int = 1  # leading legacy parameters without a default
+    # a wrapper forwarding ``**<forward_attr>``: other keywords are packed into
+    # ``<forward_attr>={...}`` (renamed for Linen) or, the callees' inputs, passed at call time
+    forward_attr: str | None = None
+    forward: ForwardSpec | None = None
+    problem: str | None = None  # the module's apply needs a person: its call sites too
 
     @classmethod
     def builtin(cls, row: BuiltinModule) -> CallSpec:
@@ -73,9 +84,18 @@ class CallSpec:
         split = split_params(params)
         legacy = tuple(p.name for p in params if p.kind in ("pos", "kwonly"))
         required = sum(1 for p in params if p.kind == "pos" and p.default is None)
-        return cls(legacy, frozenset(p.name for p in split.inputs),
-                   tuple(a.name for a in split.attrs), tuple(p.name for p in split.inputs), {}, {}, {},
-                   required=required)
+        fields = tuple(a.name for a in split.attrs)
+        manual: dict = {}
+        forward = split.forward.forward if split.forward is not None else None
+        if split.forward is not None:
+            fields += (split.forward.name,)
+            # the other rules (.partial, .shared, init) know no packing: they leave these to a person
+            manual = {k: f"forwarded through **{split.forward.name}: pass it in {split.forward.name}={{...}}"
+                      for k in forward.keys}  # type: ignore[union-attr]
+        return cls(legacy, frozenset(p.name for p in split.inputs), fields,
+                   tuple(p.name for p in split.inputs), {}, {}, manual, required=required,
+                   forward_attr=split.forward.name if split.forward is not None else None, forward=forward,
+                   problem=split.problem)
 
     def is_legacy_call(self, call: cst.Call, bound: frozenset[str] = frozenset()) -> bool:
         """Does ``call`` (with what a partial ``bound``) bind every required
@@ -98,16 +118,30 @@ def _arg(value: cst.BaseExpression | cst.Arg, keyword: str | None = None) -> cst
                                                   whitespace_after=cst.SimpleWhitespace("")))
 
 
+STAR_CALL_PROBLEM = "the call passes *args/**kwargs: split constructor and call arguments by hand"
+
+
+def _dict_commas(entries: list[cst.DictElement]) -> list[cst.DictElement]:
+    comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+    return [e.with_changes(comma=comma) for e in entries[:-1]] + entries[-1:]
+
+
 def _last_without_comma(args: list[cst.Arg]) -> list[cst.Arg]:
     return [*args[:-1], args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)] if args else args
 
 
 def split_call(call: cst.Call, spec: CallSpec, ctor: cst.BaseExpression,
                extra_ctor: list[cst.Arg] | None = None) -> tuple[cst.BaseExpression | None, str | None]:
-    """``M(x, 32, name='a')`` -> ``M(32, name='a')(x)``, or ``(None, why not)``."""
+    """``M(x, 32, name='a')`` -> ``M(32, name='a')(x)``, or ``(None, why not)``.
+    A wrapper forwarding ``**kwargs``: ``W(x, features=3, train=t)`` ->
+    ``W(kwargs={'features': 3})(x, train=t)``."""
+    if spec.problem:
+        return None, spec.problem
     if any(a.star for a in call.args):
-        return None, "the call passes *args/**kwargs: split constructor and call arguments by hand"
+        return None, STAR_CALL_PROBLEM
     bound: dict[str, tuple[cst.Arg, bool]] = {}  # legacy name -> (arg, was positional)
+    packed: list[tuple[str, cst.Arg]] = []  # forwarded configuration, by Linen name
+    forwarded_inputs: list[cst.Arg] = []
     name_arg = None
     positional = [a for a in call.args if a.keyword is None]
     if len(positional) > len(spec.legacy):
@@ -122,6 +156,13 @@ def split_call(call: cst.Call, spec: CallSpec, ctor: cst.BaseExpression,
             name_arg = a
         elif key in spec.legacy and key not in bound:
             bound[key] = (a, False)
+        elif spec.forward is not None and key in spec.forward.inputs:
+            forwarded_inputs.append(a)
+        elif spec.forward is not None and key in spec.forward.keys:
+            manual = dict(spec.forward.manual)
+            if key in manual:
+                return None, f"{key}: {manual[key]}"
+            packed.append((dict(spec.forward.renames).get(key, key), a))
         else:
             return None, f"unknown or repeated argument {key!r}"
     for key in bound:
@@ -143,6 +184,13 @@ def split_call(call: cst.Call, spec: CallSpec, ctor: cst.BaseExpression,
     for attr, source in spec.explicit.items():
         if attr not in given:
             ctor_args.append(_arg(cst.parse_expression(source), attr))
+    if spec.forward is not None and spec.forward_attr:
+        given = {k for k, _ in packed}
+        entries = [cst.DictElement(cst.SimpleString(repr(k)), a.value) for k, a in packed] + [
+            cst.DictElement(cst.SimpleString(repr(k)), cst.parse_expression(v))
+            for k, v in spec.forward.explicit if k not in given]
+        if entries:
+            ctor_args.append(_arg(cst.Dict(_dict_commas(entries)), spec.forward_attr))
     if name_arg is not None:
         ctor_args.append(_arg(name_arg, "name"))
 
@@ -156,6 +204,7 @@ def split_call(call: cst.Call, spec: CallSpec, ctor: cst.BaseExpression,
         else:
             positional_ok = False
             call_args.append(_arg(arg, new))
+    call_args.extend(_arg(a, a.keyword.value) for a in forwarded_inputs)  # type: ignore[union-attr]
     inner = cst.Call(func=ctor, args=_last_without_comma(ctor_args))
     return cst.Call(func=inner, args=_last_without_comma(call_args), lpar=call.lpar, rpar=call.rpar), None
 

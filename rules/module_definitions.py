@@ -9,20 +9,37 @@ What it does
     gets a local copy first).
 Which parameters stay inputs
     The first positional one always; flags, masks, carries and rngs by name
-    (``CALL_ARGUMENT_NAMES`` in ``linen_upgrade/tables/nn_modules.py``).  The
-    call-site rule LU102 makes the same split from the same function.
+    (``CALL_ARGUMENT_NAMES`` in ``linen_upgrade/tables/nn_modules.py``); any
+    other one that the body uses as an array (sliced, ``.shape``, a ``jnp``
+    argument, the input of a submodule call, added to an input) or that call
+    sites anywhere in the run pass an array.  Configuration: what the body
+    uses as a Python value (``range``, an ``if`` test, a submodule's
+    ``features``) or call sites pass as a literal.  The project index
+    decides once (``index.py``); the call-site rule LU102 makes the same
+    split from the same function (``split_params``).
+``**kwargs`` only forwarded
+    ``def apply(self, x, **kwargs): return nn.Dense(x, **kwargs)`` -> an
+    attribute ``kwargs: Any = FrozenDict()`` and ``nn.Dense(**self.kwargs)(x)``;
+    call sites pass ``kwargs={'features': 3}`` (Linen names), and inputs of
+    the callee forwarded through it (``train=``) stay call arguments.
 Not converted (TODO)
-    ``*args``/``**kwargs`` in ``apply``; ``@nn.module_method`` methods.
+    ``*args``; ``**kwargs`` read in the body or forwarded into a callee of
+    unknown signature; a parameter with conflicting evidence (used as an
+    array and as a Python value); ``@nn.module_method`` methods.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import libcst as cst
 
 from linen_upgrade.facts import Param
-from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
-from linen_upgrade.rules._cst import add_import, build_dotted, express, is_docstring
-from linen_upgrade.rules._modules import SelfAttributes, has_legacy_classes, split_params, type_of
+from linen_upgrade.resolve import dotted
+from linen_upgrade.rule import TODO_PREFIX, Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.rules._cst import add_import, build_dotted, express, is_docstring, strip_comma
+from linen_upgrade.rules._modules import (STAR_CALL_PROBLEM, SelfAttributes, has_legacy_classes,
+                                          spec_for_qual, split_call, split_params, type_of)
 
 
 class ModuleDefinitions(Rule):
@@ -49,6 +66,18 @@ class ModuleDefinitions(Rule):
             "        if self.use_bias:\n"
             "            y = y + self.param('bias', (self.features,), zeros)\n"
             "        return y\n",
+        ),
+        Example(
+            "import jax.numpy as jnp\nfrom flax import nn\n\n\nclass Head(nn.Module):\n"
+            "    def apply(self, x, context, **kwargs):\n"
+            "        return nn.Dense(jnp.concatenate([x, context], -1), **kwargs)\n",
+            "import jax.numpy as jnp\nfrom flax import nn\nfrom flax.core import FrozenDict\nfrom typing import Any\n\n\n"
+            "class Head(nn.Module):\n"
+            "    kwargs: Any = FrozenDict()\n\n"
+            "    @nn.compact\n"
+            "    def __call__(self, x, context):\n"
+            "        return nn.Dense(**self.kwargs)(jnp.concatenate([x, context], -1))\n",
+            name="array input by use, forwarded **kwargs",
         ),
         NoChange("import torch.nn as nn\n\n\nclass Net(nn.Module):\n    def apply(self, fn):\n"
                  "        return fn(self)\n", name="torch"),
@@ -131,6 +160,13 @@ class _Transformer(RuleTransformer):
         if split.problem:
             self.todo(split.problem)
             return updated
+        if split.forward is not None:
+            forwarding = _Forwarding(self, split.forward)
+            body[apply_at] = body[apply_at].visit(forwarding)
+            if forwarding.problem:
+                self.todo(f"**{split.forward.name} is forwarded into a call that cannot be split: "
+                          f"{forwarding.problem}")
+                return updated
         for s in body:
             if isinstance(s, cst.FunctionDef) and any(
                     (self.resolve(d.decorator) or "").endswith("module_method") for d in s.decorators):
@@ -143,6 +179,8 @@ class _Transformer(RuleTransformer):
             if isinstance(s, cst.FunctionDef) and i != apply_at and s.name.value != "setup":
                 body[i] = _method_with_attributes(s, attrs)
         fields = [self._field(apply, a) for a in split.attrs]
+        if split.forward is not None:
+            fields.append(self._forward_field(split.forward))
         insert_at = 1 if body and is_docstring(body[0]) else 0
         if fields and insert_at < len(body) and not body[insert_at].leading_lines:
             body[insert_at] = body[insert_at].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
@@ -180,7 +218,7 @@ class _Transformer(RuleTransformer):
         facts = next(c for c in self.ctx.facts.classes if c.name == cls.name.value)
         return tuple(facts.apply_params or ())
 
-    def _field(self, apply: cst.FunctionDef, attr: Param) -> cst.SimpleStatementLine:
+    def _field(self, apply: cst.FunctionDef | None, attr: Param) -> cst.SimpleStatementLine:
         annotation = type_of(attr)
         if annotation == "Any":
             bound = self.ctx.facts.imports.aliases.get("Any")
@@ -189,14 +227,34 @@ class _Transformer(RuleTransformer):
             else:  # the file gives ``Any`` another meaning
                 annotation = "typing.Any"
                 self.imports.add(("typing", None))
-        param = next(p for p in [*apply.params.posonly_params, *apply.params.params,
-                                 *apply.params.kwonly_params] if p.name.value == attr.name)
-        value = param.default
+        param = next((p for p in [*apply.params.posonly_params, *apply.params.params,
+                                  *apply.params.kwonly_params] if p.name.value == attr.name), None) \
+            if apply is not None else None
+        value = param.default if param is not None else None
         return cst.SimpleStatementLine(body=[cst.AnnAssign(
             target=cst.Name(attr.name),
-            annotation=param.annotation or cst.Annotation(cst.parse_expression(annotation)),
+            annotation=(param.annotation if param is not None else None)
+            or cst.Annotation(cst.parse_expression(annotation)),
             value=value,
             equal=cst.AssignEqual() if value is not None else cst.MaybeSentinel.DEFAULT)])
+
+    def _forward_field(self, param: Param) -> cst.SimpleStatementLine:
+        """``kwargs: Any = FrozenDict()``: the forwarded configuration, holding the
+        legacy values of Linen attributes whose default changed (call sites add them too)."""
+        annotation = self._field(None, Param(param.name, "pos", None)).body[0].annotation  # type: ignore[attr-defined]
+        spelled = "FrozenDict"
+        if (self.ctx.facts.imports.aliases.get("FrozenDict") in (None, "flax.core.FrozenDict")
+                and "FrozenDict" not in self._local_names):
+            self.imports.add(("flax.core", "FrozenDict"))
+        else:
+            spelled = "flax.core.FrozenDict"
+            self.imports.add(("flax", None))
+        explicit = dict(param.forward.explicit) if param.forward else {}
+        value = f"{spelled}({{{', '.join(f'{k!r}: {v}' for k, v in explicit.items())}}})" if explicit \
+            else f"{spelled}()"
+        return cst.SimpleStatementLine(body=[cst.AnnAssign(
+            target=cst.Name(param.name), annotation=annotation, value=cst.parse_expression(value),
+            equal=cst.AssignEqual())])
 
     def _call_method(self, apply: cst.FunctionDef, split) -> cst.FunctionDef:
         inputs = {p.name for p in split.inputs}
@@ -216,7 +274,8 @@ class _Transformer(RuleTransformer):
             params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in keep],
             kwonly_params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in kwonly],
             star_arg=old.star_arg if kwonly else cst.MaybeSentinel.DEFAULT,
-            star_kwarg=None)
+            # forwarded inputs (``train=``) still arrive as keywords
+            star_kwarg=old.star_kwarg if split.forward is not None and split.forward.forward.inputs else None)
         # through the file's flax.nn alias (LU100 turns it into flax.linen), else directly
         compact, needed = express("flax.nn.compact", self.ctx.facts.imports)
         if needed:
@@ -238,3 +297,64 @@ def _method_with_attributes(fn: cst.FunctionDef, attrs: set[str]) -> cst.Functio
     own = {p.name.value for p in [*params.params, *params.kwonly_params]}
     names = attrs - own - _reassigned(fn.body)
     return fn.with_changes(params=params, body=fn.body.visit(SelfAttributes({a: a for a in names})))
+
+
+class _Forwarding(cst.CSTTransformer):
+    """In a wrapper's ``apply``, ``Callee(x, 3, **kwargs)`` -> ``Callee(3,
+    **self.kwargs)(x)`` (``**kwargs`` also in the call when the callee has
+    inputs a call site may forward).  LU102 ran first and marked the call
+    (it cannot know ``kwargs`` is only forwarded): that TODO goes."""
+
+    def __init__(self, outer: _Transformer, param: Param) -> None:
+        super().__init__()
+        self.outer = outer
+        self.name = param.name
+        self.forward = param.forward
+        self.problem: str | None = None
+        self._split: list[set[str]] = []  # per statement being visited: callees split in it
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, cst.BaseStatement):
+            self._split.append(set())
+        return super().on_visit(node)
+
+    def on_leave(self, original: cst.CSTNode, updated: cst.CSTNode):  # type: ignore[override]
+        result = super().on_leave(original, updated)
+        if isinstance(original, cst.BaseStatement):
+            stale = {f"{TODO_PREFIX} LU102 {callee}: {STAR_CALL_PROBLEM}" for callee in self._split.pop()}
+            lines = getattr(result, "leading_lines", None)
+            if stale and lines is not None:
+                result = result.with_changes(leading_lines=[
+                    line for line in lines if not (line.comment and line.comment.value.strip() in stale)])
+        return result
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        stars = [a for a in updated.args if a.star]
+        if not any(a.star == "**" and isinstance(a.value, cst.Name) and a.value.value == self.name for a in stars):
+            return updated
+        spec = spec_for_qual(self.outer.resolve_class(original.func), self.outer.ctx.index)
+        if len(stars) != 1 or spec is None:
+            self.problem = self.problem or f"{dotted(original.func)}: an unknown module or other *args/**kwargs"
+            return updated
+        rest = [a for a in updated.args if not a.star]
+        rest = [*rest[:-1], strip_comma(rest[-1])] if rest else rest
+        # the callee's changed defaults travel in the forwarded dict (a keyword given twice is an error)
+        new, problem = split_call(updated.with_changes(args=rest), replace(spec, explicit={}), updated.func)
+        if new is None:
+            self.problem = self.problem or problem
+            return updated
+        inner: cst.Call = new.func  # type: ignore[assignment]
+        forwarded = cst.Arg(cst.Attribute(value=cst.Name("self"), attr=cst.Name(self.name)), star="**")
+        inner = inner.with_changes(args=[*_with_comma(list(inner.args)), forwarded])
+        call_args = list(new.args)
+        if self.forward is not None and self.forward.inputs:
+            call_args = [*_with_comma(call_args), cst.Arg(cst.Name(self.name), star="**")]
+        if self._split:
+            self._split[-1].add(dotted(original.func) or "call")
+        return new.with_changes(func=inner, args=call_args)
+
+
+def _with_comma(args: list[cst.Arg]) -> list[cst.Arg]:
+    if args and args[-1].comma == cst.MaybeSentinel.DEFAULT:
+        args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+    return args
