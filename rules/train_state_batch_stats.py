@@ -122,9 +122,12 @@ class TrainStateBatchStats(Rule):
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         code = module.code
-        if "TrainState" not in code:
+        if "TrainState" not in code or "batch_stats" not in code:
             return module
-        imports = import_map(ast.parse(code), ctx.facts.module_name.rpartition(".")[0])
+        tree = ast.parse(code)
+        if not _may_thread(tree):
+            return module  # LibCST scopes cost several parses: only where the pattern may be
+        imports = import_map(tree, ctx.facts.module_name.rpartition(".")[0])
         found = _Planner(module, imports).plans()
         if not found:
             return module
@@ -134,6 +137,22 @@ class TrainStateBatchStats(Rule):
             ctx.fixed.append((self.id, f"{plan.opt} and {plan.state} -> one TrainState with batch_stats"))
         module = add_import(module, "typing", "Any")
         return _insert_helpers(module, [_CLASS_SOURCE.format(base=found[0].base)])
+
+
+def _may_thread(tree: ast.Module) -> bool:
+    """A cheap necessary condition: some ``x = ....create(...)`` and a call site
+    ``x, s, ... = f(x, s, ...)`` that passes and gets back x and one more name."""
+    created = {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+               and isinstance(n.value.func, ast.Attribute) and n.value.func.attr == "create"
+               for t in n.targets if isinstance(t, ast.Name)}
+    for n in ast.walk(tree) if created else ():
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call) and isinstance(n.targets[0], ast.Tuple):
+            got = {e.id for e in n.targets[0].elts if isinstance(e, ast.Name)}
+            passed = {a.id for a in n.value.args if isinstance(a, ast.Name)} | {
+                k.value.id for k in n.value.keywords if isinstance(k.value, ast.Name)}
+            if got & passed & created and len(got & passed) >= 2:
+                return True
+    return False
 
 
 class _Fn:
