@@ -79,36 +79,61 @@ class Rule:
         return module.visit(self.transformer(ctx))
 
 
+# whitespace and punctuation: over half of all nodes, never what a rule
+# rewrites; a pass that has no hook for them leaves them as they are
+_TOKENS = frozenset({
+    cst.SimpleWhitespace, cst.ParenthesizedWhitespace, cst.TrailingWhitespace, cst.Newline,
+    cst.EmptyLine, cst.Comment, cst.Comma, cst.Dot, cst.Colon, cst.Semicolon, cst.AssignEqual,
+    cst.LeftParen, cst.RightParen, cst.LeftSquareBracket, cst.RightSquareBracket,
+    cst.LeftCurlyBrace, cst.RightCurlyBrace, cst.ImportStar,
+    *(t for t in vars(cst).values() if isinstance(t, type) and issubclass(t, (
+        cst.BaseBinaryOp, cst.BaseBooleanOp, cst.BaseCompOp, cst.BaseUnaryOp, cst.BaseAugOp))),
+})
+
+
+def _own_hook(cls: type, name: str) -> Any:
+    """``cls.<name>`` unless it is missing or one of LibCST's typed no-op stubs."""
+    fn = getattr(cls, name, None)
+    return None if fn is None or getattr(fn, "__module__", "").startswith("libcst") else fn
+
+
 class _Dispatch:
     """LibCST looks ``visit_<Type>``/``leave_<Type>`` up by name for every node,
     and ``visit_<Type>_<attr>`` for every child attribute; a rule walks whole
-    trees several times, so the lookups are cached per class, and the
-    attribute hooks (which none of our visitors define) are skipped."""
+    trees several times, so the lookups are cached per class, the attribute
+    hooks (which none of our visitors define) are skipped, and so are the
+    children of whitespace and punctuation nodes (``_TOKENS``) in a class
+    with no hook for any of them: LibCST would rebuild each of those nodes."""
 
-    _visit_table: dict[type, Any]
-    _leave_table: dict[type, Any]
+    _table: dict[type, tuple[Any, Any, bool]]
+    _tokens_plain: bool
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
-        cls._visit_table, cls._leave_table = {}, {}
+        cls._table = {}
         assert not any(re.match(r"(visit|leave)_[A-Z]\w*_[a-z]", n) for n in vars(cls)), \
             f"{cls.__name__}: attribute hooks are not dispatched"
+        cls._tokens_plain = not any(_own_hook(cls, f"{hook}_{t.__name__}")
+                                    for t in _TOKENS for hook in ("visit", "leave"))
+
+    def _entry(self, kind: type) -> tuple[Any, Any, bool]:
+        try:
+            return self._table[kind]
+        except KeyError:
+            cls = type(self)
+            entry = (_own_hook(cls, f"visit_{kind.__name__}"), _own_hook(cls, f"leave_{kind.__name__}"),
+                     kind in _TOKENS and cls._tokens_plain)
+            self._table[kind] = entry
+            return entry
 
     def _visit(self, node: cst.CSTNode) -> bool:
-        kind = type(node)
-        try:
-            visit = self._visit_table[kind]
-        except KeyError:
-            visit = self._visit_table[kind] = getattr(type(self), f"visit_{kind.__name__}", None)
+        visit, _, plain = self._entry(type(node))
+        if plain:
+            return False
         return visit is None or visit(self, node) is not False
 
     def _leave_func(self, node: cst.CSTNode) -> Any:
-        kind = type(node)
-        try:
-            return self._leave_table[kind]
-        except KeyError:
-            leave = self._leave_table[kind] = getattr(type(self), f"leave_{kind.__name__}", None)
-            return leave
+        return self._entry(type(node))[1]
 
     def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
         pass
