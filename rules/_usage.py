@@ -13,7 +13,10 @@ Typing
     values.  Iterated to a fixed point.  A value with two different types is
     a conflict, and its uses get a TODO rather than a guess.  A function of
     another file of the run (``models.create_model``) is typed by reading
-    that file the same way.
+    that file the same way; the parameters of this file's functions also
+    join what the other files of the run pass them (``_external_seeds``: the
+    files the index lists as referring to them, read at a bounded depth), so
+    a Model handed over by ``train.py`` is applied in ``models.py``.
 Representation after the rewrite
     A ``Model`` becomes its params pytree (``nn.Model(M, params)`` ->
     ``params``): names keep their meaning for ``jit``/``grad``/helpers, and a
@@ -40,16 +43,24 @@ from linen_upgrade.keys import linen_module_path, state_key_to_path
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.rules._cst import add_import, build_dotted, express, needs_parens
-from linen_upgrade.rules._modules import CallSpec
+from linen_upgrade.rules._modules import CallSpec, split_call
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 # a Model from another file whose module keywords are known only there
 ELSEWHERE = "elsewhere"
+# a Model handed in by another file, of a module class this file cannot name (no import of it)
+UNWRITABLE = "unwritable"
+# how far the reading of other files goes: a file's own analysis is depth 0; the files whose
+# functions it calls are read at depth 1 (their return types), and the files calling this one's
+# functions at depth 2 (what they pass, ``seeds``), which read their callees' returns at depth 3
+_MAX_DEPTH = 3
 DEF, MODEL, OPTIM, STATE, TUPLE, FUNC, CONFLICT = "def", "model", "optimizer", "state", "tuple", "func", "conflict"
 # a Model's truncate_at(path) (items: (the literal path or None,)); the Collection of
 # nn.capture_module_outputs(); what a Linen init returned; a plain class and its instances
-# (func: ("class", id(ClassDef)))
+# (func: ("class", id(ClassDef)); an instance of a class of another file: ("foreign", its qualified
+# name), items: ((field, Ty), ...) the fields that file gave it)
 TRUNC, CAPTURE, VARIABLES, CLASS, INSTANCE = "truncated", "captured", "variables", "class", "instance"
+FOREIGN = "foreign"
 
 # calls whose result has the type of one argument (a pytree in, the same pytree out)
 _PRESERVING = {
@@ -95,6 +106,13 @@ class Ty:
     func: tuple = ()
 
 
+def element(t: Ty | None) -> Ty | None:
+    """What a loop over a tuple or list literal binds: every item typed, joined (else unknown)."""
+    if t is None or t.kind != TUPLE or not t.items or any(i is None for i in t.items):
+        return None
+    return functools.reduce(join, t.items)
+
+
 def conflict(*kinds: str) -> Ty:
     """Two different types met; ``items`` keeps which kinds (a TODO only where a model was one)."""
     return Ty(CONFLICT, items=tuple(sorted(set(kinds))))
@@ -104,6 +122,9 @@ def conflict_message(t: Ty) -> str:
     if ELSEWHERE in t.items:
         return ("a Model made in another file by a .partial whose keywords are known only there: "
                 "build the Linen module there and hand it over with the params")
+    if UNWRITABLE in t.items:
+        return ("a Model handed in by another file, of a module class this file does not import: "
+                "import the class here, or apply the Linen module where it is defined")
     return "a value that holds different legacy models (or a Model and something else) at different call sites"
 
 
@@ -246,7 +267,7 @@ class _Collector(FastVisitor):
     visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comp
 
     def visit_CompFor(self, node: cst.CompFor) -> None:
-        self._bind(node.target, ("unknown",))
+        self._bind(node.target, ("iter", node.iter))
 
     def visit_Assign(self, node: cst.Assign) -> None:
         for t in node.targets:
@@ -262,7 +283,7 @@ class _Collector(FastVisitor):
         self._bind(node.target, ("expr", node.value))
 
     def visit_For(self, node: cst.For) -> None:
-        self._bind(node.target, ("unknown",))
+        self._bind(node.target, ("iter", node.iter))
 
     def visit_WithItem(self, node: cst.WithItem) -> None:
         if node.asname is not None:
@@ -334,7 +355,21 @@ class Analysis:
                 self.funcs[id(scope.node)] = scope.node
         self.env: dict[tuple[int, str], Ty | None] = {}
         self.rets: dict[int, Ty | None] = {}
+        # what other files of the run pass to this file's top-level functions
+        self.seeds: dict[tuple[int, str], Ty | None] = {}
+        for (name, slot), t in _external_seeds(self).items():
+            fn = self.top_level_function(name)
+            fscope = self.scopes[id(fn)] if fn is not None else None
+            if fscope is None:
+                continue
+            param = fscope.params[slot] if isinstance(slot, int) and slot < len(fscope.params) else slot
+            if isinstance(param, str) and param in fscope.bound:
+                self.seeds[(id(fscope), param)] = join(self.seeds.get((id(fscope), param)), t)
         self._solve()
+
+    def top_level_function(self, name: str) -> cst.FunctionDef | None:
+        return next((f for f in self.funcs.values() if isinstance(f, cst.FunctionDef) and f.name.value == name
+                     and self.scope_of.get(id(f)) is self.module_scope), None)
 
     # -- names ---------------------------------------------------------------
     def qual(self, node: cst.BaseExpression, scope: Scope | None = None) -> str | None:
@@ -371,7 +406,7 @@ class Analysis:
     # -- solving ---------------------------------------------------------------
     def _solve(self) -> None:
         for _ in range(20):
-            env: dict[tuple[int, str], Ty | None] = {}
+            env: dict[tuple[int, str], Ty | None] = dict(self.seeds)
             for scope, name, source, path in self.bindings:
                 t = self._source_ty(scope, name, source)
                 for i in path:
@@ -425,6 +460,8 @@ class Analysis:
             return Ty(FUNC, func=("plain", id(source[1])))
         if kind == "const":
             return source[1]
+        if kind == "iter":
+            return element(self.ty(source[1], scope))
         if kind == "with" and isinstance(source[1], cst.Call):
             qual = self.qual(source[1].func, scope)
             if qual in ("flax.nn.stateful", "flax.nn.capture_module_outputs"):
@@ -470,6 +507,8 @@ class Analysis:
             base = self.ty(expr.value, scope)
             if base is not None and base.kind == OPTIM and expr.attr.value == "target":
                 return Ty(MODEL, base.ref)
+            if base is not None and base.kind == INSTANCE and base.func[0] == FOREIGN:
+                return dict(base.items).get(expr.attr.value)
             if base is not None and base.kind == INSTANCE:
                 method = self.methods.get(base.func[1], {}).get(expr.attr.value)
                 if method is not None:
@@ -625,6 +664,26 @@ class Analysis:
                 return True
         return any(t is not None and t.kind == CONFLICT and MODEL in t.items for t in self.env.values())
 
+
+    def fields(self, t: Ty) -> dict[str, Ty | None]:
+        """The attributes the code gives an instance of a plain class (``self.model = ...``)."""
+        if t.func[0] == FOREIGN:
+            return dict(t.items)
+        return {name[1:]: v for (owner, name), v in self.env.items() if owner == t.func[1] and name.startswith(".")}
+
+    def carries_model(self, t: Ty | None, nested: bool = True) -> bool:
+        """A Model (now its params) or a value holding one: a tuple, an instance keeping it in a field."""
+        if t is None:
+            return False
+        if t.kind in (MODEL, TRUNC):
+            return True
+        if t.kind == CONFLICT:
+            return MODEL in t.items or TRUNC in t.items
+        if t.kind == TUPLE:
+            return any(self.carries_model(i, nested) for i in t.items)
+        if t.kind == INSTANCE and nested:
+            return any(self.carries_model(v, False) for v in self.fields(t).values())
+        return False
 
     def type_at(self, node: cst.BaseExpression) -> Ty | None:
         scope = self.scope_of.get(id(node))
@@ -811,18 +870,18 @@ def _module_file(path: str, own_module: str, module: str) -> Path | None:
     return None
 
 
-_EXTERNAL: dict[tuple[str, float, int], Analysis | None] = {}
+_EXTERNAL: dict[tuple[str, float, int, int], Analysis | None] = {}
 
 
-def _external_analysis(file: Path, module: str, index: ProjectIndex) -> Analysis | None:
-    key = (str(file), file.stat().st_mtime, id(index))
+def _external_analysis(file: Path, module: str, index: ProjectIndex, depth: int = 1) -> Analysis | None:
+    key = (str(file), file.stat().st_mtime, id(index), depth)
     if key not in _EXTERNAL:
         if len(_EXTERNAL) > 64:
             _EXTERNAL.clear()
         try:
             text = file.read_text(encoding="utf-8")
             analysis: Analysis | None = Analysis(cst.parse_module(text), file_facts(ast.parse(text), text, module),
-                                                 index, str(file), depth=1)
+                                                 index, str(file), depth=depth)
         except (OSError, UnicodeDecodeError, SyntaxError, cst.ParserSyntaxError):
             analysis = None
         _EXTERNAL[key] = analysis
@@ -833,37 +892,104 @@ def external_return(a: Analysis, qual: str) -> Ty | None:
     """The result type of a function defined in another file of the run;
     only what can be written in this file (module definitions with literal
     keywords) comes back."""
-    if a.depth > 0 or not a.path or not a.facts.module_name:
+    if a.depth >= _MAX_DEPTH or not a.path or not a.facts.module_name:
         return None
     module, _, name = qual.rpartition(".")
     file = _module_file(a.path, a.facts.module_name, module)
     if file is None:
         return None
-    other = _external_analysis(file, module, a.index)
-    if other is None:
-        return None
-    fn = next((f for f in other.funcs.values() if isinstance(f, cst.FunctionDef)
-               and f.name.value == name and other.scope_of.get(id(f)) is other.module_scope), None)
-    return _portable(other.rets.get(id(fn))) if fn is not None else None
+    other = _external_analysis(file, module, a.index, a.depth + 1)
+    fn = other.top_level_function(name) if other is not None else None
+    return _portable(other.rets.get(id(fn))) if other is not None and fn is not None else None
 
 
 def external_param(a: Analysis, qual: str, position: int | None, keyword: str | None) -> Ty | None:
-    """The type the other file gives a parameter of its function (from the calls in that file)."""
+    """The type the other file gives a parameter of its function: from the calls in that file and
+    what the files of the run that call it pass (the same seeds that file's own rewrite uses)."""
     if a.depth > 0 or not a.path or not a.facts.module_name:
         return None
     module, _, name = qual.rpartition(".")
     file = _module_file(a.path, a.facts.module_name, module)
     other = _external_analysis(file, module, a.index) if file is not None else None
-    if other is None:
-        return None
-    fn = next((f for f in other.funcs.values() if isinstance(f, cst.FunctionDef) and f.name.value == name
-               and other.scope_of.get(id(f)) is other.module_scope), None)
-    if fn is None:
+    fn = other.top_level_function(name) if other is not None else None
+    if other is None or fn is None:
         return None
     scope = other.scopes[id(fn)]
     param = keyword if keyword is not None else (
         scope.params[position] if position is not None and position < len(scope.params) else None)
     return other.env.get((id(scope), param)) if param else None
+
+
+def unwrap_func(t: Ty | None) -> Ty | None:
+    """The function a ``jit``/``pmap``/``grad`` wrapper runs (its parameters are the wrapper's)."""
+    while t is not None and t.kind == FUNC and t.func[0] in ("same", "grad", "vgrad"):
+        t = t.func[1]
+    return t
+
+
+def _external_seeds(a: Analysis) -> dict[tuple[str, int | str], Ty | None]:
+    """What the other files of the run pass to this file's top-level functions
+    (``models.predict(model, x)`` in train.py): (function, position or
+    keyword) -> the joined type, as this file can write it.  Both files read
+    the same seeds (``external_param``), so the caller passes the params
+    exactly where this file applies them."""
+    module = a.facts.module_name
+    if a.depth > 1 or not a.path or not module:
+        return {}
+    names = {f.name.value for f in a.funcs.values() if isinstance(f, cst.FunctionDef)
+             and a.scope_of.get(id(f)) is a.module_scope}
+    callers = sorted({c for n in names for c in a.index.referrers.get(f"{module}.{n}", ())})
+    seeds: dict[tuple[str, int | str], Ty | None] = {}
+    for caller in callers:
+        file = _module_file(a.path, module, caller)
+        other = _external_analysis(file, caller, a.index, depth=2) if file is not None else None
+        if other is None:
+            continue
+        for scope, call in other.calls:
+            t = unwrap_func(other.ty(call.func, scope))
+            if t is None or t.kind != FUNC or t.func[0] != "external":
+                continue
+            owner, _, name = t.func[1].rpartition(".")
+            if owner != module or name not in names or any(arg.star for arg in call.args):
+                continue
+            position = 0
+            for arg in call.args:
+                slot: int | str = arg.keyword.value if arg.keyword is not None else position
+                position += arg.keyword is None
+                seeds[(name, slot)] = join(seeds.get((name, slot)), _seed(a, other, other.ty(arg.value, scope)))
+    return seeds
+
+
+def _seed(a: Analysis, other: Analysis, t: Ty | None, nested: bool = True) -> Ty | None:
+    """A type ``other`` hands to this file, as this file can use it: a module
+    definition (or a Model of one) it can spell, else a conflict (a TODO at
+    its uses, and at the call in the other file); an instance of one of
+    ``other``'s classes with the Models it keeps in its fields."""
+    if t is None:
+        return None
+    if t.kind == TUPLE:
+        items = tuple(_seed(a, other, i, nested) for i in t.items)
+        return Ty(TUPLE, items=items) if any(items) else None
+    if t.kind == INSTANCE and nested and t.func[0] != FOREIGN:
+        fields = tuple(sorted((k, f) for k, v in other.fields(t).items()
+                              if (f := _seed(a, other, v, False)) is not None))
+        cls = other.plain_classes.get(t.func[1])
+        if not fields or cls is None:
+            return None
+        return Ty(INSTANCE, items=fields, func=(FOREIGN, other.class_qual(cls.name.value)))
+    if t.kind in (MODEL, TRUNC, DEF) and t.ref is not None:
+        if not t.ref.portable:
+            return conflict(t.kind, ELSEWHERE)
+        qual = t.ref.qual
+        if not (qual in BUILTIN_MODULES or qual.rpartition(".")[0] == a.facts.module_name
+                or express(qual, a.facts.imports)[1] is None):
+            return conflict(t.kind, UNWRITABLE)
+        return Ty(t.kind, t.ref.without_var(), t.items)
+    if t.kind == STATE:
+        return Ty(STATE, t.ref.without_var() if t.ref is not None else None)
+    if t.kind == CONFLICT and (MODEL in t.items or TRUNC in t.items):
+        return t
+    return None
 
 
 def _portable(t: Ty | None) -> Ty | None:
@@ -901,9 +1027,14 @@ def split_usage(args: list[cst.Arg], spec: CallSpec, bound: dict[str, cst.BaseEx
                 fixed: frozenset[str] = frozenset()) -> tuple[list[cst.Arg], list[cst.Arg], str | None]:
     """Legacy ``apply`` arguments (plus what a partial fixed) -> constructor
     attributes and call inputs, by the same split as the module rules
-    (``CallSpec``): attributes by keyword, inputs positional while in order."""
+    (``CallSpec``): attributes by keyword, inputs positional while in order;
+    keywords a wrapper forwards through ``**kwargs`` packed as LU102 packs
+    them (``kwargs={...}``, forwarded inputs such as ``train=`` at call time)."""
+    if spec.problem:
+        return [], [], spec.problem
     if any(a.star for a in args):
         return [], [], "*args/**kwargs: split constructor and call arguments by hand"
+    forwarded: list[cst.Arg] = []
     named: dict[str, tuple[cst.BaseExpression, bool]] = {}
     positional = [a for a in args if a.keyword is None]
     if len(positional) > len(spec.legacy):
@@ -916,6 +1047,9 @@ def split_usage(args: list[cst.Arg], spec: CallSpec, bound: dict[str, cst.BaseEx
         key = a.keyword.value
         if key == "name":
             return [], [], "name= at the top level: Linen names the root module itself"
+        if key not in spec.legacy and spec.forward is not None:
+            forwarded.append(a)
+            continue
         if key not in spec.legacy or key in named:
             return [], [], f"unknown or repeated argument {key!r}"
         named[key] = (a.value, False)
@@ -944,6 +1078,14 @@ def split_usage(args: list[cst.Arg], spec: CallSpec, bound: dict[str, cst.BaseEx
     for attr, source in spec.explicit.items():
         if attr not in given:
             ctor.append(kwarg(attr, cst.parse_expression(source)))
+    if spec.forward is not None:  # the module rules' packing: only the forwarded keywords go through it
+        given_here = {a.keyword.value for a in forwarded if a.keyword is not None}
+        partial = [kwarg(k, v) for k, v in bound.items() if k not in spec.legacy and k not in given_here]
+        packed, problem = split_call(cst.Call(cst.Name("_"), [*partial, *forwarded]), spec, cst.Name("_"))
+        if packed is None:
+            return [], [], problem
+        ctor.extend(packed.func.args)  # type: ignore[attr-defined]
+        inputs.extend(packed.args)  # type: ignore[attr-defined]
     return ctor, inputs, None
 
 

@@ -32,7 +32,14 @@ What it does
     ``flax.serialization.to_bytes``, ``LEAF_READERS``) -> ``state``.  A Model
     kept in an attribute of a plain class (``self.model = nn.Model(...)``,
     ``trainer.model``) is followed like a variable, through ``__init__`` and
-    the methods' parameters.
+    the methods' parameters.  Across files: a Model (a tuple holding one, an
+    instance keeping one in a field) passed to a function of another file of
+    the run (``models.predict(model, x)``, also through ``jit``/``grad``) is
+    applied there with the module the caller knows, and the caller passes the
+    params; both files read the same facts (``ProjectIndex.referrers``).
+    Loops over a tuple/list of Models of one module are followed.  Keywords a
+    wrapper forwards through ``**kwargs`` are packed as the module rules pack
+    them (``W().apply(..., train=t)`` with ``W(kwargs={'features': 3})``).
 Why
     Linen modules hold no parameters: the guide passes params explicitly
     and ``apply`` reads the variables; a gradient with respect to params is
@@ -46,7 +53,11 @@ Not converted (TODO)
     uses (``as_dict()`` printed or kept: the key format changed); several
     calls in one mutable ``nn.stateful`` or ``capture_module_outputs`` block;
     context blocks whose calls happen in another function; a Model handed to
-    a function of another file that no call there gives a Model.
+    a function of another file that cannot name its module (no import of the
+    class, or a ``.partial`` with keywords known only in the caller): a TODO in
+    both files; a Model put into a dict, set or list (``.append``) or a loop
+    over Models mixed with other values; the calls of a module whose ``apply``
+    needs a person (``CallSpec.problem``).
 """
 
 from __future__ import annotations
@@ -55,8 +66,8 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.rules._usage import (CAPTURE, CLASS, COLLECTION_METHODS, CONFLICT, FUNC, INSTANCE, LEAF_READERS, MODEL,
-                                        STATE, TRUNC, UsageTransformer, applies, conflict_message, external_param,
-                                        legacy_key, parens, string, usage_transform)
+                                        STATE, TRUNC, UsageTransformer, applies, conflict_message, element,
+                                        external_param, legacy_key, parens, string, unwrap_func, usage_transform)
 
 
 class ModelApply(Rule):
@@ -112,6 +123,10 @@ class ModelApply(Rule):
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         return usage_transform(self, module, ctx, _Transformer)
+
+
+# methods that put a value into a container (where the rules no longer follow it)
+_CONTAINER_METHODS = frozenset({"append", "extend", "insert", "add", "update", "setdefault", "put"})
 
 
 def _model_conflict(t) -> bool:
@@ -321,25 +336,53 @@ class _Transformer(UsageTransformer):
                 self.todo("captured module outputs are Linen intermediates now, nested by Linen names "
                           "{'Dense_0': {'__call__': (y,)}}, not flat '/Dense_0' keys: read them by hand")
                 continue
-            if t is None or t.kind not in (MODEL, TRUNC):
+            if not self.a.carries_model(t):
                 continue
             scope = self.a.scope_of[id(call)]
             qual = self.a.qual(call.func, scope) if isinstance(call.func, (cst.Name, cst.Attribute)) else None
-            callee = self.a.type_at(call.func)
+            callee = unwrap_func(self.a.type_at(call.func))
             where = None
             if callee is not None and callee.kind == FUNC and callee.func[0] == "external":
                 position = next((i for i, p in enumerate(positions) if p is a), None)
                 got = external_param(self.a, callee.func[1], position,
                                      a.keyword.value if a.keyword is not None else None)
-                if got is None or got.kind != MODEL:
-                    where = f"{callee.func[1]} (another file, where no call passes it a Model)"
+                if got is not None and got.kind == CONFLICT:
+                    where = f"{callee.func[1]} (another file, where that parameter is {conflict_message(got)})"
+                elif got is None or got.kind != t.kind or not self.a.carries_model(got):
+                    where = f"{callee.func[1]} (another file, where it is not followed as a Model)"
             elif qual is not None and any(qual == self.a.class_qual(c.name) for c in self.ctx.facts.classes) \
                     and not (callee is not None and callee.kind == CLASS
                              and "__init__" in self.a.methods.get(callee.func[1], {})):
                 where = f"the class {qual.rpartition('.')[2]}"
             if where:
-                self.todo(f"a Model (now its params) is passed to {where}: apply the Linen module there "
-                          "with {'params': ...}")
+                what = "a Model (now its params)" if t.kind in (MODEL, TRUNC, CONFLICT) \
+                    else "a value holding a Model (now its params)"
+                self.todo(f"{what} is passed to {where}: apply the Linen module there with {{'params': ...}}")
+            elif callee is None and isinstance(call.func, cst.Attribute) and call.func.attr.value in _CONTAINER_METHODS:
+                self.todo(f"a Model (now its params) is put into a container (.{call.func.attr.value}): "
+                          "apply the Linen module where it is read, with {'params': ...}")
+
+    def _held(self, values) -> bool:
+        return any(id(v) in self.a.scope_of and self.a.carries_model(self.a.type_at(v)) for v in values)
+
+    def visit_Dict(self, node: cst.Dict) -> None:
+        if self._held(v for e in node.elements if isinstance(e, cst.DictElement) for v in (e.key, e.value)):
+            self.todo("a Model (now its params) is put into a dict: apply the Linen module where it is read, "
+                      "with {'params': ...}")
+
+    def visit_Set(self, node: cst.Set) -> None:
+        if self._held(e.value for e in node.elements):
+            self.todo("a Model (now its params) is put into a set: apply the Linen module where it is read, "
+                      "with {'params': ...}")
+
+    def visit_For(self, node: cst.For) -> None:
+        """A loop over a tuple/list of Models of one module is followed (``element``); others not."""
+        if self._held([node.iter]) and element(self.a.type_at(node.iter)) is None:
+            self.todo("a loop over Models (now their params) and other values: apply the Linen module to "
+                      "each by hand, with {'params': ...}")
+
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        self.visit_For(node)  # type: ignore[arg-type]
 
     def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
         t = self.a.type_at(original.value) if id(original) in self.a.scope_of else None
