@@ -9,12 +9,41 @@ need each class's ``apply`` signature to split arguments.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 
 from linen_upgrade.facts import CallArg, ClassFacts, FileFacts, ForwardSpec, Param, by_position_or_name, is_input
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 LEGACY_MODULE_BASES = frozenset({"flax.nn.Module"})
+# legacy calls that fix a wrapper's forwarded keywords where no rule packs them into ``kwargs={...}``
+# (the usage rules pack those of init/init_by_shape/create/call: ``split_usage``)
+_UNPACKED = frozenset({"partial", "shared"})
+
+
+@dataclass(frozen=True)
+class ArgsForward(ForwardSpec):
+    """``*args`` of ``apply`` only forwarded into submodules: call sites' extra
+    positional arguments fill the callees' legacy ``positions`` in order, and
+    each keeps its place among the Linen fields, so ``*self.args`` is right.
+    Further ones (``rest``, legacy names) go into the forwarded ``**kwargs``
+    by name when the wrapper forwards both into the same calls."""
+
+    positions: tuple[str, ...] = ()
+    rest: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Callee:
+    """A module that ``*args``/``**kwargs`` are forwarded into."""
+
+    legacy: tuple[str, ...]  # legacy apply parameters (keywords)
+    positional: tuple[str, ...]  # those that can be passed by position
+    inputs: frozenset[str]
+    fields: tuple[str, ...]  # the Linen dataclass field order
+    renames: dict[str, str]
+    explicit: dict[str, str]
+    manual: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -32,6 +61,11 @@ class ProjectIndex:
     # (module class, apply parameter) -> (module the partial was made of, keywords it fixed),
     # from call sites that pass ``param=<a Module.partial(...)>`` (the ResNet pattern)
     partial_params: dict[tuple[str, str], tuple[str, frozenset[str]]] = field(default_factory=dict)
+    # module name -> module names of the run's files that import it
+    importers: dict[str, set[str]] = field(default_factory=dict)
+    # ``module.name`` of another file of the run -> module names of the files that reference it
+    # (``models.predict(model, x)``): where a Model may be handed to that function
+    referrers: dict[str, set[str]] = field(default_factory=dict)
 
     def legacy_module(self, qualname: str | None) -> LegacyModule | None:
         return self.modules.get(qualname) if qualname else None
@@ -87,7 +121,20 @@ class ProjectIndex:
                     conflicting.add(key)  # different partials at different sites: no single type
         for key in conflicting:
             del index.partial_params[key]
+        index._link([f for f in all_facts if f.module_name])
         return index
+
+    def _link(self, all_facts: list[FileFacts]) -> None:
+        """Which files of the run import which, and which names of the others they use."""
+        run = {f.module_name for f in all_facts}
+        for facts in all_facts:
+            me = facts.module_name
+            for module in facts.imports.imported_modules & run - {me}:
+                self.importers.setdefault(module, set()).add(me)
+            for qual in facts.qualnames:
+                module = qual.rpartition(".")[0]
+                if module in run and module != me:
+                    self.referrers.setdefault(qual, set()).add(me)
 
 
 class _Roles:
@@ -159,6 +206,9 @@ class _Roles:
         if p.kind == "varkw":
             forward = self._forward(qual, c, p)
             return replace(p, forward=forward) if forward else p
+        if p.kind == "varargs":
+            forward_args = self._forward_args(qual, c, params, p)
+            return replace(p, forward=forward_args) if forward_args else p
         if p.kind == "varargs" or by_position_or_name(params, i):
             return p
         array: list[str] = []
@@ -201,40 +251,94 @@ class _Roles:
             return replace(p, role="input")
         return replace(p, role="attribute")
 
+    def _callee(self, callee: str) -> _Callee | None:
+        """What forwarding into ``callee`` needs to know, None when it cannot be packed."""
+        row = BUILTIN_MODULES.get(callee)
+        if row is not None:
+            if row.features_from_carry or row.linen != callee.rsplit(".", 1)[-1] or "mask" in str(row.manual):
+                return None  # a cell (features from the carry), a renamed class, attention masks
+            return _Callee(row.legacy, row.legacy, frozenset(row.inputs), row.linen_fields, row.renames,
+                           row.explicit, row.manual)
+        params = self.params(callee) if callee in self.index.modules else None
+        if params is None or any(q.kind in ("varargs", "varkw") or q.problem for q in params):
+            return None
+        inputs = frozenset(q.name for i, q in enumerate(params) if is_input(params, i))
+        attrs = [q for q in params if q.kind in ("pos", "kwonly") and q.name not in inputs]
+        # Linen field order: required attributes first (``split_params``)
+        fields = tuple(q.name for q in attrs if q.default is None) + tuple(q.name for q in attrs if q.default is not None)
+        return _Callee(tuple(q.name for q in params if q.kind in ("pos", "kwonly")),
+                       tuple(q.name for q in params if q.kind == "pos"), inputs, fields, {}, {}, {})
+
     def _forward(self, qual: str, c: ClassFacts, p: Param) -> ForwardSpec | None:
         """``**kwargs`` only forwarded into modules of known signature, else None (a TODO)."""
         forwards = [f for f in c.forwards if f.param == p.name]
         own = {q.name for q in c.apply_params or () if q.kind in ("pos", "kwonly")}
-        if not forwards or any(ca.via and isinstance(ca.slot, str) and ca.slot not in own | {"name"}
+        if not forwards or any(ca.via in _UNPACKED and isinstance(ca.slot, str) and ca.slot not in own | {"name"}
                                for ca in self.calls.get(qual, ())):
-            return None  # M.partial(features=3) of a wrapper: the other rules cannot pack it
+            return None  # M.partial(features=3) of a wrapper: LU103 cannot pack it (init and apply sites do)
         keys: set[str] = set()
         inputs: set[str] = set()
         renames: dict[str, str] = {}
         explicit: dict[str, str] = {}
         manual: dict[str, str] = {}
         for f in forwards:
-            if f.callee == qual:
+            callee = self._callee(f.callee) if f.callee != qual else None
+            if callee is None:
                 return None
-            row = BUILTIN_MODULES.get(f.callee)
-            if row is not None:
-                if row.features_from_carry or row.linen != f.callee.rsplit(".", 1)[-1] or "mask" in str(row.manual):
-                    return None  # a cell (features from the carry), a renamed class, attention masks
-                legacy, callee_inputs = row.legacy, set(row.inputs)
-                renames.update(row.renames)
-                explicit.update(row.explicit)
-                manual.update(row.manual)
-            else:
-                callee = self.params(f.callee) if f.callee in self.index.modules else None
-                if callee is None or any(q.kind in ("varargs", "varkw") or q.problem for q in callee):
-                    return None
-                legacy = tuple(q.name for q in callee if q.kind in ("pos", "kwonly"))
-                callee_inputs = {q.name for i, q in enumerate(callee) if is_input(callee, i)}
-            bound = set(legacy[: f.positional]) | f.keywords
-            keys |= set(legacy) - bound - callee_inputs
-            inputs |= callee_inputs - bound
+            renames.update(callee.renames)
+            explicit.update(callee.explicit)
+            manual.update(callee.manual)
+            bound = set(callee.positional[: f.positional]) | f.keywords
+            keys |= set(callee.legacy) - bound - callee.inputs
+            inputs |= callee.inputs - bound
         if keys & inputs:
             return None  # an input of one callee configures another
         return ForwardSpec(tuple(dict.fromkeys(f.callee for f in forwards)), frozenset(keys), frozenset(inputs),
                            tuple(sorted(renames.items())), tuple(sorted(explicit.items())),
                            tuple(sorted(manual.items())))
+
+    def _forward_args(self, qual: str, c: ClassFacts, params: tuple[Param, ...], p: Param) -> ArgsForward | None:
+        """``*args`` only forwarded (``nn.Dense(x, *args)`` -> ``nn.Dense(*self.args)(x)``): the
+        callees' legacy positions it fills, as far as each keeps its place among the Linen fields
+        (Dense: features, bias -> use_bias, dtype; legacy precision is not Linen's fourth field).
+        None (a TODO) when not even the first does, or the callees disagree on it."""
+        forwards = [f for f in c.forwards if f.param == p.name]
+        if not forwards or any(q.kind == "kwonly" for q in params):
+            # keyword-only parameters after *args: the usage rules (init, apply) bind extra
+            # positional arguments to them by name order
+            return None
+        common: list[str] | None = None
+        names: list[str] | None = None  # every forwarded position, for ``rest``
+        renames: dict[str, str] = {}
+        for f in forwards:
+            callee = self._callee(f.callee) if f.callee != qual else None
+            if callee is None:
+                return None
+            before = [n for n in callee.positional[: f.positional] if n not in callee.inputs]
+            if [callee.renames.get(n, n) for n in before] != list(callee.fields[: len(before)]):
+                return None  # the arguments before *args do not stay positional in Linen
+            usable: list[str] = []
+            for at, name in enumerate(callee.positional[f.positional:], start=len(before)):
+                new = callee.renames.get(name, name)
+                if (name in callee.inputs or name in callee.manual or new in callee.explicit
+                        or at >= len(callee.fields) or callee.fields[at] != new):
+                    break
+                usable.append(name)
+                renames[name] = new
+            mine = list(callee.positional[f.positional:])
+            if common is not None:
+                usable = _common_prefix(common, usable)
+                mine = _common_prefix(names or [], mine)
+            common, names = usable, mine
+        if not common:
+            return None
+        kwargs = next((q.name for q in params if q.kind == "varkw"), None)
+        both = sorted(f.callee for f in c.forwards if f.param == kwargs) == sorted(f.callee for f in forwards)
+        rest = tuple((names or [])[len(common):]) if both else ()
+        return ArgsForward(tuple(dict.fromkeys(f.callee for f in forwards)), frozenset(common), frozenset(),
+                           tuple(sorted((k, v) for k, v in renames.items() if k in common and k != v)),
+                           positions=tuple(common), rest=rest)
+
+
+def _common_prefix(a: list[str], b: list[str]) -> list[str]:
+    return [x for x, _ in itertools.takewhile(lambda xy: xy[0] == xy[1], zip(a, b))]

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import libcst as cst
 
 from linen_upgrade.facts import ForwardSpec, Param, is_input
+from linen_upgrade.index import ArgsForward
 from linen_upgrade.rule import RuleTransformer
-from linen_upgrade.tables.nn_modules import BUILTIN_MODULES, BuiltinModule
+from linen_upgrade.tables.nn_modules import BUILTIN_MODULES, CACHE_USAGE, BuiltinModule
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class Split:
     problem: str | None = None
     # a ``**kwargs`` only forwarded into submodules: one more attribute (last), a dict
     forward: Param | None = None
+    # a ``*args`` only forwarded into submodules: one more attribute (before ``forward``), a tuple
+    star: Param | None = None
 
 
 def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
@@ -37,12 +40,15 @@ def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
     inputs: list[Param] = []
     attrs: list[Param] = []
     problem = None
-    forward = None
+    forward = star = None
     for i, p in enumerate(params):
         if p.kind == "varkw" and p.forward is not None:
             forward = p
+        elif p.kind == "varargs" and p.forward is not None:
+            star = p
         elif p.kind == "varargs":
-            problem = f"apply takes *{p.name}: split it by hand"
+            problem = (f"apply takes *{p.name}, not only forwarded into submodules whose Linen fields keep "
+                       "the legacy positional order (or followed by keyword-only parameters): split it by hand")
         elif p.kind == "varkw":
             problem = (f"apply takes **{p.name}, used otherwise than forwarded into submodules of known "
                        "signature: split it by hand")
@@ -52,7 +58,7 @@ def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
             attrs.append(p)
         problem = problem or p.problem
     ordered = [a for a in attrs if a.default is None] + [a for a in attrs if a.default is not None]
-    return Split(tuple(inputs), tuple(ordered), problem, forward)
+    return Split(tuple(inputs), tuple(ordered), problem, forward, star)
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,12 @@ class CallSpec:
     forward_attr: str | None = None
     forward: ForwardSpec | None = None
     problem: str | None = None  # the module's apply needs a person: its call sites too
+    positional: int | None = None  # legacy parameters that can be passed by position (None: all)
+    # a wrapper forwarding ``*<star_attr>``: extra positional arguments are packed into
+    # ``<star_attr>=(...)``, at most as many as ``star_positions`` (they keep their Linen places)
+    star_attr: str | None = None
+    star_positions: tuple[str, ...] = ()
+    star_rest: tuple[str, ...] = ()  # legacy names of further ones: packed into ``forward_attr`` by name
 
     @classmethod
     def builtin(cls, row: BuiltinModule) -> CallSpec:
@@ -87,15 +99,25 @@ class CallSpec:
         fields = tuple(a.name for a in split.attrs)
         manual: dict = {}
         forward = split.forward.forward if split.forward is not None else None
+        star = split.star.forward if split.star is not None else None
+        if split.star is not None:
+            fields += (split.star.name,)
         if split.forward is not None:
             fields += (split.forward.name,)
             # the other rules (.partial, .shared, init) know no packing: they leave these to a person
             manual = {k: f"forwarded through **{split.forward.name}: pass it in {split.forward.name}={{...}}"
                       for k in forward.keys}  # type: ignore[union-attr]
+        if "cache" in legacy:
+            # LU102 turns the parameter into a ``decode`` attribute and the legacy Cache into
+            # Linen's 'cache' collection: a call passing one is restructured by a person
+            manual["cache"] = USER_CACHE
         return cls(legacy, frozenset(p.name for p in split.inputs), fields,
                    tuple(p.name for p in split.inputs), {}, {}, manual, required=required,
                    forward_attr=split.forward.name if split.forward is not None else None, forward=forward,
-                   problem=split.problem)
+                   problem=split.problem, positional=sum(1 for p in params if p.kind == "pos"),
+                   star_attr=split.star.name if split.star is not None else None,
+                   star_positions=star.positions if isinstance(star, ArgsForward) else (),
+                   star_rest=star.rest if isinstance(star, ArgsForward) else ())
 
     def is_legacy_call(self, call: cst.Call, bound: frozenset[str] = frozenset()) -> bool:
         """Does ``call`` (with what a partial ``bound``) bind every required
@@ -119,6 +141,18 @@ def _arg(value: cst.BaseExpression | cst.Arg, keyword: str | None = None) -> cst
 
 
 STAR_CALL_PROBLEM = "the call passes *args/**kwargs: split constructor and call arguments by hand"
+# a call passing ``cache=`` to a user module whose ``cache`` parameter LU102 makes ``decode``
+USER_CACHE = CACHE_USAGE.removeprefix("cache=: ")
+
+
+def forwarded_by_definition(call: cst.Call, params: tuple[Param, ...] | None) -> bool:
+    """Does ``call`` (in the ``apply`` whose parameters are ``params``) pass only
+    ``*args``/``**kwargs`` that the project index found only forwarded?  LU101
+    converts such a call together with its class (``args``/``kwargs`` attributes)."""
+    forwarded = {("*" if p.kind == "varargs" else "**", p.name) for p in params or () if p.forward is not None}
+    stars = [a for a in call.args if a.star]
+    return bool(stars) and all(isinstance(a.value, cst.Name) and (a.star, a.value.value) in forwarded
+                               for a in stars)
 
 
 def _dict_commas(entries: list[cst.DictElement]) -> list[cst.DictElement]:
@@ -144,9 +178,18 @@ def split_call(call: cst.Call, spec: CallSpec, ctor: cst.BaseExpression,
     forwarded_inputs: list[cst.Arg] = []
     name_arg = None
     positional = [a for a in call.args if a.keyword is None]
-    if len(positional) > len(spec.legacy):
+    takes = len(spec.legacy) if spec.positional is None else spec.positional
+    starred = positional[takes:]  # forwarded through ``*<star_attr>``
+    if starred and spec.star_attr is None:
         return None, "more positional arguments than the module's apply takes"
-    for name, a in zip(spec.legacy, positional):
+    if len(starred) > len(spec.star_positions) + len(spec.star_rest):
+        return None, (f"more than {len(spec.star_positions) + len(spec.star_rest)} positional arguments "
+                      f"forwarded through *{spec.star_attr}: the next one has another place in Linen: "
+                      "convert by hand")
+    # past the positions that keep their Linen places: by legacy name into the forwarded dict
+    by_name = list(zip(spec.star_rest, starred[len(spec.star_positions):]))
+    starred = starred[:len(spec.star_positions)]
+    for name, a in zip(spec.legacy[:takes], positional):
         bound[name] = (a, True)
     for a in call.args:
         if a.keyword is None:
@@ -159,12 +202,18 @@ def split_call(call: cst.Call, spec: CallSpec, ctor: cst.BaseExpression,
         elif spec.forward is not None and key in spec.forward.inputs:
             forwarded_inputs.append(a)
         elif spec.forward is not None and key in spec.forward.keys:
-            manual = dict(spec.forward.manual)
-            if key in manual:
-                return None, f"{key}: {manual[key]}"
-            packed.append((dict(spec.forward.renames).get(key, key), a))
+            packed.append((key, a))
         else:
             return None, f"unknown or repeated argument {key!r}"
+    for key, a in [*by_name, *packed]:
+        manual = dict(spec.forward.manual) if spec.forward is not None else {}
+        if spec.forward is None or key not in spec.forward.keys:
+            return None, f"{key} (forwarded through *{spec.star_attr}) has no place in Linen: convert by hand"
+        if key in manual:
+            return None, f"{key}: {manual[key]}"
+    packed = [(dict(spec.forward.renames).get(k, k), a) for k, a in [*by_name, *packed]]  # type: ignore[union-attr]
+    if len({k for k, _ in packed}) < len(packed):
+        return None, "an argument forwarded both by position and by keyword"
     for key in bound:
         if key in spec.manual:
             return None, f"{key}: {spec.manual[key]}"
@@ -184,6 +233,11 @@ def split_call(call: cst.Call, spec: CallSpec, ctor: cst.BaseExpression,
     for attr, source in spec.explicit.items():
         if attr not in given:
             ctor_args.append(_arg(cst.parse_expression(source), attr))
+    if starred:
+        comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+        elements = [cst.Element(a.value, comma=comma) for a in starred]
+        elements[-1] = elements[-1].with_changes(comma=cst.Comma() if len(starred) == 1 else cst.MaybeSentinel.DEFAULT)
+        ctor_args.append(_arg(cst.Tuple(elements), spec.star_attr))
     if spec.forward is not None and spec.forward_attr:
         given = {k for k, _ in packed}
         entries = [cst.DictElement(cst.SimpleString(repr(k)), a.value) for k, a in packed] + [

@@ -17,15 +17,23 @@ Which parameters stay inputs
     ``features``) or call sites pass as a literal.  The project index
     decides once (``index.py``); the call-site rule LU102 makes the same
     split from the same function (``split_params``).
-``**kwargs`` only forwarded
+``*args``/``**kwargs`` only forwarded
     ``def apply(self, x, **kwargs): return nn.Dense(x, **kwargs)`` -> an
     attribute ``kwargs: Any = FrozenDict()`` and ``nn.Dense(**self.kwargs)(x)``;
     call sites pass ``kwargs={'features': 3}`` (Linen names), and inputs of
     the callee forwarded through it (``train=``) stay call arguments.
+    ``*args`` -> ``args: Any = ()`` and ``nn.Dense(*self.args)(x)``, when the
+    callee's Linen fields keep the legacy positional order (the index checks
+    how far: Dense's features, bias -> use_bias, dtype); call sites pass
+    ``args=(3,)``, and positional arguments past that order go by their legacy
+    name into a ``**kwargs`` forwarded into the same calls (else a TODO there).
 Not converted (TODO)
-    ``*args``; ``**kwargs`` read in the body or forwarded into a callee of
-    unknown signature; a parameter with conflicting evidence (used as an
-    array and as a Python value); ``@nn.module_method`` methods.
+    ``*args``/``**kwargs`` read in the body or forwarded into a callee of
+    unknown signature, ``*args`` into a callee whose next legacy positional
+    argument has another Linen place (``nn.BatchNorm``'s ``batch_stats``) or
+    followed by keyword-only parameters; a parameter with conflicting
+    evidence (used as an array and as a Python value); ``@nn.module_method``
+    methods.
 """
 
 from __future__ import annotations
@@ -69,15 +77,16 @@ class ModuleDefinitions(Rule):
         ),
         Example(
             "import jax.numpy as jnp\nfrom flax import nn\n\n\nclass Head(nn.Module):\n"
-            "    def apply(self, x, context, **kwargs):\n"
-            "        return nn.Dense(jnp.concatenate([x, context], -1), **kwargs)\n",
+            "    def apply(self, x, context, *args, **kwargs):\n"
+            "        return nn.Dense(jnp.concatenate([x, context], -1), *args, **kwargs)\n",
             "import jax.numpy as jnp\nfrom flax import nn\nfrom flax.core import FrozenDict\nfrom typing import Any\n\n\n"
             "class Head(nn.Module):\n"
+            "    args: Any = ()\n"
             "    kwargs: Any = FrozenDict()\n\n"
             "    @nn.compact\n"
             "    def __call__(self, x, context):\n"
-            "        return nn.Dense(**self.kwargs)(jnp.concatenate([x, context], -1))\n",
-            name="array input by use, forwarded **kwargs",
+            "        return nn.Dense(*self.args, **self.kwargs)(jnp.concatenate([x, context], -1))\n",
+            name="array input by use, forwarded *args/**kwargs",
         ),
         NoChange("import torch.nn as nn\n\n\nclass Net(nn.Module):\n    def apply(self, fn):\n"
                  "        return fn(self)\n", name="torch"),
@@ -160,11 +169,13 @@ class _Transformer(RuleTransformer):
         if split.problem:
             self.todo(split.problem)
             return updated
-        if split.forward is not None:
-            forwarding = _Forwarding(self, split.forward)
+        if split.forward is not None or split.star is not None:
+            forwarding = _Forwarding(self, split)
             body[apply_at] = body[apply_at].visit(forwarding)
             if forwarding.problem:
-                self.todo(f"**{split.forward.name} is forwarded into a call that cannot be split: "
+                stars = [f"*{split.star.name}"] if split.star is not None else []
+                stars += [f"**{split.forward.name}"] if split.forward is not None else []
+                self.todo(f"{' and '.join(stars)} forwarded into a call that cannot be split: "
                           f"{forwarding.problem}")
                 return updated
         for s in body:
@@ -179,10 +190,14 @@ class _Transformer(RuleTransformer):
             if isinstance(s, cst.FunctionDef) and i != apply_at and s.name.value != "setup":
                 body[i] = _method_with_attributes(s, attrs)
         fields = [self._field(apply, a) for a in split.attrs]
+        if split.star is not None:
+            fields.append(self._star_field(split.star))
         if split.forward is not None:
             fields.append(self._forward_field(split.forward))
         insert_at = 1 if body and is_docstring(body[0]) else 0
-        if fields and insert_at < len(body) and not body[insert_at].leading_lines:
+        # above a field another rule added (LU102's ``decode``): one block, no blank line between
+        if fields and insert_at < len(body) and not body[insert_at].leading_lines \
+                and not _is_field(body[insert_at]):
             body[insert_at] = body[insert_at].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
             if insert_at == 0:  # the blank line goes after the fields
                 fields[0] = fields[0].with_changes(leading_lines=())
@@ -256,6 +271,12 @@ class _Transformer(RuleTransformer):
             target=cst.Name(param.name), annotation=annotation, value=cst.parse_expression(value),
             equal=cst.AssignEqual())])
 
+    def _star_field(self, param: Param) -> cst.SimpleStatementLine:
+        """``args: Any = ()``: the forwarded positional configuration."""
+        annotation = self._field(None, Param(param.name, "pos", None)).body[0].annotation  # type: ignore[attr-defined]
+        return cst.SimpleStatementLine(body=[cst.AnnAssign(
+            target=cst.Name(param.name), annotation=annotation, value=cst.Tuple([]), equal=cst.AssignEqual())])
+
     def _call_method(self, apply: cst.FunctionDef, split) -> cst.FunctionDef:
         inputs = {p.name for p in split.inputs}
         attrs = {a.name for a in split.attrs}
@@ -286,6 +307,11 @@ class _Transformer(RuleTransformer):
         return apply.with_changes(name=cst.Name("__call__"), params=params, body=body, decorators=decorators)
 
 
+def _is_field(stmt: cst.CSTNode) -> bool:
+    """``name: type [= default]`` at class level."""
+    return isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.AnnAssign)
+
+
 def _method_with_attributes(fn: cst.FunctionDef, attrs: set[str]) -> cst.FunctionDef:
     """Other methods (former module methods) read the hyper-parameters as
     ``self.<attr>``; a parameter repeating one (legacy passed them all) goes."""
@@ -300,16 +326,18 @@ def _method_with_attributes(fn: cst.FunctionDef, attrs: set[str]) -> cst.Functio
 
 
 class _Forwarding(cst.CSTTransformer):
-    """In a wrapper's ``apply``, ``Callee(x, 3, **kwargs)`` -> ``Callee(3,
-    **self.kwargs)(x)`` (``**kwargs`` also in the call when the callee has
-    inputs a call site may forward).  LU102 ran first and marked the call
+    """In a wrapper's ``apply``, ``Callee(x, 3, *args, **kwargs)`` -> ``Callee(3,
+    *self.args, **self.kwargs)(x)`` (``**kwargs`` also in the call when the
+    callee has inputs a call site may forward).  LU102 ran first and marked the call
     (it cannot know ``kwargs`` is only forwarded): that TODO goes."""
 
-    def __init__(self, outer: _Transformer, param: Param) -> None:
+    def __init__(self, outer: _Transformer, split) -> None:
         super().__init__()
         self.outer = outer
-        self.name = param.name
-        self.forward = param.forward
+        self.ours = {("*", split.star.name)} if split.star is not None else set()
+        if split.forward is not None:
+            self.ours.add(("**", split.forward.name))
+        self.forward = split.forward.forward if split.forward is not None else None
         self.problem: str | None = None
         self._split: list[set[str]] = []  # per statement being visited: callees split in it
 
@@ -330,31 +358,52 @@ class _Forwarding(cst.CSTTransformer):
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         stars = [a for a in updated.args if a.star]
-        if not any(a.star == "**" and isinstance(a.value, cst.Name) and a.value.value == self.name for a in stars):
+        ours = {a.star: a.value.value for a in stars  # type: ignore[attr-defined]
+                if isinstance(a.value, cst.Name) and (a.star, a.value.value) in self.ours}
+        if not ours:
             return updated
         spec = spec_for_qual(self.outer.resolve_class(original.func), self.outer.ctx.index)
-        if len(stars) != 1 or spec is None:
-            self.problem = self.problem or f"{dotted(original.func)}: an unknown module or other *args/**kwargs"
+        at = next((i for i, a in enumerate(updated.args) if a.star == "*"), len(updated.args))
+        if len(ours) != len(stars) or spec is None or any(
+                a.keyword is None and not a.star for a in updated.args[at:]):
+            self.problem = self.problem or (f"{dotted(original.func)}: an unknown module, other *args/**kwargs "
+                                            "or positional arguments after *args")
             return updated
         rest = [a for a in updated.args if not a.star]
         rest = [*rest[:-1], strip_comma(rest[-1])] if rest else rest
         # the callee's changed defaults travel in the forwarded dict (a keyword given twice is an error)
-        new, problem = split_call(updated.with_changes(args=rest), replace(spec, explicit={}), updated.func)
+        new, problem = split_call(updated.with_changes(args=rest), replace(spec, explicit={}) if "**" in ours
+                                  else spec, updated.func)
         if new is None:
             self.problem = self.problem or problem
             return updated
         inner: cst.Call = new.func  # type: ignore[assignment]
-        forwarded = cst.Arg(cst.Attribute(value=cst.Name("self"), attr=cst.Name(self.name)), star="**")
-        inner = inner.with_changes(args=[*_with_comma(list(inner.args)), forwarded])
+        args = list(inner.args)
+        if "*" in ours:
+            # right after the positional attributes, which the index checked keep their Linen places
+            given = spec.legacy[:sum(a.keyword is None for a in rest)]
+            positional = sum(a.keyword is None for a in args)
+            if positional != sum(n not in spec.inputs for n in given):
+                self.problem = self.problem or f"{dotted(original.func)}: the arguments before *{ours['*']} " \
+                                               "change places in Linen"
+                return updated
+            args.insert(positional, cst.Arg(_self_attr(ours["*"]), star="*"))
+        if "**" in ours:
+            args.append(cst.Arg(_self_attr(ours["**"]), star="**"))
+        inner = inner.with_changes(args=_commas(args))
         call_args = list(new.args)
-        if self.forward is not None and self.forward.inputs:
-            call_args = [*_with_comma(call_args), cst.Arg(cst.Name(self.name), star="**")]
+        if "**" in ours and self.forward is not None and self.forward.inputs:
+            call_args = _commas([*call_args, cst.Arg(cst.Name(ours["**"]), star="**")])
         if self._split:
             self._split[-1].add(dotted(original.func) or "call")
         return new.with_changes(func=inner, args=call_args)
 
 
-def _with_comma(args: list[cst.Arg]) -> list[cst.Arg]:
-    if args and args[-1].comma == cst.MaybeSentinel.DEFAULT:
-        args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-    return args
+def _self_attr(name: str) -> cst.Attribute:
+    return cst.Attribute(value=cst.Name("self"), attr=cst.Name(name))
+
+
+def _commas(args: list[cst.Arg]) -> list[cst.Arg]:
+    comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+    return [a.with_changes(comma=comma) for a in args[:-1]] + [
+        a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in args[-1:]]

@@ -1,5 +1,5 @@
 """Legacy apply signatures split by evidence (issue #4), proven numerically:
-``**kwargs`` only forwarded into submodules becomes one attribute, and
+``*args``/``**kwargs`` only forwarded into submodules become attributes, and
 parameters that are not the first positional one stay inputs when the body
 or the call sites use them as arrays.  The legacy file is rewritten with no
 hand edits and each module verified against the real flax 0.3.6 release
@@ -33,6 +33,13 @@ CASES = {
     "TwoInputs": ([((2, 4), "float32"), ((2, 3), "float32")], {  # a second positional input
         "params/Gated_0/Dense_0/kernel", "params/Context_0/Dense_1/kernel", "params/Dense_0/kernel",
     }),
+    "ArgsForwarding": ([((2, 6, 6, 3), "float32")], {
+        "params/ConvArgs_0/Conv_0/kernel",  # *args -> nn.Conv(6, *self.args, **self.kwargs)
+        "params/DenseArgs_0/Dense_0/kernel",
+        "params/BlockArgs_0/Block_0/Dense_0/kernel",  # into a user module, train= forwarded
+        "batch_stats/BlockArgs_0/Block_0/BatchNorm_0/mean",
+        "params/DenseBoth_0/Dense_0/bias",  # precision by name into kwargs, bias_init ones
+    }),
 }
 
 
@@ -51,6 +58,14 @@ def test_rewrite_splits_by_evidence():
     assert "def __call__(self, x, other):" in new
     assert "h = Mix(0.25)(h, nn.Dense(self.features)(x))" in new
     assert "return Context()(h, context)" in new
+    assert "    args: Any = ()\n" in new
+    assert "return nn.Dense(*self.args)(x)" in new
+    assert "return nn.Conv(6, *self.args, **self.kwargs)(x)" in new
+    assert "x = ConvArgs(args=((3, 3), (2, 2), 'SAME'), kwargs={'use_bias': False})(x)" in new
+    assert "x = DenseArgs(args=(8, False, jnp.float32))(x)" in new
+    assert "x = BlockArgs(args=(5,))(x, train=train)" in new
+    assert ("return DenseBoth(args=(3, True, jnp.float32), kwargs={'precision': None, "
+            "'bias_init': nn.initializers.ones})(x)") in new
     again = rewrite_text(result.new, str(LEGACY), Config(), ALL_IDS)
     assert again.error is None and again.new is None, "not idempotent"
 
