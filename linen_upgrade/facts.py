@@ -118,6 +118,8 @@ class FileFacts:
     frozendict_calls: set[str] = field(default_factory=set)
     # arguments of calls of (possible) module classes, for the index's input/attribute split
     call_args: list[CallArg] = field(default_factory=list)
+    # every ``.name`` the file reads: rules that rewrite certain methods skip files without them
+    attributes: frozenset[str] = frozenset()
 
     def references(self, *prefixes: str) -> bool:
         return any(q == p or q.startswith(p + ".") for q in self.qualnames for p in prefixes)
@@ -183,6 +185,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str) -> FileFacts:
     qualnames: set[str] = {canonical(v) for v in imports.aliases.values()}
     classes: list[ClassFacts] = []
     frozendict_calls: set[str] = set()
+    attributes: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             attr = node.func.attr
@@ -195,6 +198,8 @@ def file_facts(tree: ast.Module, text: str, module_name: str) -> FileFacts:
               and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Attribute)
               and node.value.func.attr == "pop" and len(node.value.args) == 1):
             frozendict_calls.add("pop/unpacked")
+        if isinstance(node, ast.Attribute):
+            attributes.add(node.attr)
         if isinstance(node, (ast.Name, ast.Attribute)):
             name = _dotted(node)
             if name:
@@ -260,6 +265,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str) -> FileFacts:
         module_name=module_name,
         imports=imports,
         qualnames=qualnames,
+        attributes=frozenset(attributes),
         classes=classes,
         has_skip_marks=SKIP_MARK in text,
         skip_file=SKIP_FILE_MARK in text,

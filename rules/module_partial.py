@@ -43,7 +43,7 @@ class ModulePartial(Rule):
     ]
 
     def applies(self, ctx: Context) -> bool:
-        return has_legacy_classes(ctx)
+        return bool(ctx.facts.attributes & {"partial", "shared"}) and has_legacy_classes(ctx)
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         t = _Transformer(self, ctx)

@@ -64,7 +64,8 @@ class ParamState(Rule):
     ]
 
     def applies(self, ctx: Context) -> bool:
-        return has_legacy_classes(ctx)
+        return bool(ctx.facts.attributes & {"param", "state", "get_param", "is_stateful"}
+                    or ctx.facts.references("flax.nn.make_rng")) and has_legacy_classes(ctx)
 
     def transformer(self, ctx: Context) -> RuleTransformer:
         return _Transformer(self, ctx)

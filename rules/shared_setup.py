@@ -51,7 +51,8 @@ class SharedSetup(Rule):
     ]
 
     def applies(self, ctx: Context) -> bool:
-        return has_legacy_classes(ctx)
+        return ("shared" in ctx.facts.attributes or any(c.module_methods for c in ctx.facts.classes)) \
+            and has_legacy_classes(ctx)
 
     def transformer(self, ctx: Context) -> RuleTransformer:
         return _Transformer(self, ctx)
