@@ -105,7 +105,7 @@ def gradient_form(call: cst.Call, targets: list[str] | None) -> str | None:
     return None
 
 
-def _code(node: cst.CSTNode) -> str:
+def code(node: cst.CSTNode) -> str:
     return cst.Module([]).code_for_node(node)
 
 
@@ -117,13 +117,13 @@ def gradient_statements(stmt: cst.SimpleStatementLine, assign: cst.Assign, call:
     ``new, loss[, aux] = opt.optimize(f, **hp)`` -> the gradient, then
     ``new = <apply(receiver, grads, hp)>``.  ``call`` is the updated node."""
     method = call.func.attr.value  # type: ignore[attr-defined]
-    receiver = _code(call.func.value)  # type: ignore[attr-defined]
+    receiver = code(call.func.value)  # type: ignore[attr-defined]
     targets = tuple_names(assign.targets[0].target) or []
     if method == "optimize":
         new, outputs, grads = targets[0], targets[1:], fresh_name(taken, "grads")
     else:
         new, outputs, grads = None, targets[:-1], targets[-1]
-    loss_fn = _code(call.args[0].value)
+    loss_fn = code(call.args[0].value)
     if len(outputs) == 2:
         head = f"({outputs[0]}, {outputs[1]}), {grads} = jax.value_and_grad({loss_fn}, has_aux=True)"
     else:
@@ -160,10 +160,10 @@ def explicit_apply_statements(stmt: cst.SimpleStatementLine, assign: cst.Assign,
     assert args is not None
     new_params, new_state = tuple_names(assign.targets[0].target) or []
     updates = fresh_name(taken, "updates")
-    tx = _code(call.func.value)  # type: ignore[attr-defined]
-    params = _code(args["params"])
+    tx = code(call.func.value)  # type: ignore[attr-defined]
+    params = code(args["params"])
     first = cst.parse_statement(
-        f"{updates}, {new_state} = {tx}.update({_code(args['grads'])}, {_code(args['state'])}, {params})\n")
+        f"{updates}, {new_state} = {tx}.update({code(args['grads'])}, {code(args['state'])}, {params})\n")
     second = cst.parse_statement(f"{new_params} = optax.apply_updates({params}, {updates})\n")
     return [stmt.with_changes(body=first.body), second]  # type: ignore[attr-defined, list-item]
 

@@ -45,7 +45,7 @@ from linen_upgrade.rules._cst import add_import, is_docstring, needs_parens
 from linen_upgrade.rules._usage import kwarg
 from linen_upgrade.rules._threading import (WRAPPERS, Scopes, bind_args, drop_item, is_simple, merge_wrapper_args,
                                             positional, wrapper_call)
-from linen_upgrade.rules.optim_constructors import _insert_helpers
+from linen_upgrade.rules._optim_edit import insert_helpers
 
 _BEFORE = '''import jax
 from flax import nn
@@ -136,7 +136,7 @@ class TrainStateBatchStats(Rule):
         for plan in found:
             ctx.fixed.append((self.id, f"{plan.opt} and {plan.state} -> one TrainState with batch_stats"))
         module = add_import(module, "typing", "Any")
-        return _insert_helpers(module, [_CLASS_SOURCE.format(base=found[0].base)])
+        return insert_helpers(module, [_CLASS_SOURCE.format(base=found[0].base)])
 
 
 def _may_thread(tree: ast.Module) -> bool:

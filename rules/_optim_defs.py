@@ -1,0 +1,157 @@
+"""flax.optim optimizer definitions of one file, shared by LU301
+(optim_constructors) and LU302 (optim_train_state): where each constructor
+call is and what the OptimizerDef API is used through (``Scan``, one pass
+over the original tree), and the optax source of one definition
+(``convert``, by the rows of ``linen_upgrade/tables/optimizers.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+
+from linen_upgrade.resolve import canonical, dotted
+from linen_upgrade.rule import Context, FastVisitor
+from linen_upgrade.tables.optimizers import (MULTI, TRANSFORMS, TRAVERSAL, TRAVERSAL_TARGET, ConversionError,
+                                             optax_expression, row_for)
+
+# OptimizerDef API: a definition used through it must stay a flax.optim object
+_LEGACY_ATTRS = frozenset({"create", "init_state", "apply_gradient", "apply_param_gradient",
+                           "init_param_state", "update_hyper_params", "hyper_params",
+                           "restore_state", "state_dict"})
+WEIGHT_NORM = "flax.optim.WeightNorm"
+
+
+# -- where each definition's value goes ---------------------------------------
+@dataclass
+class Ctor:
+    node: cst.Call
+    qual: str
+    ancestors: tuple[cst.CSTNode, ...]
+    function: str | None  # the innermost enclosing def
+    call_index: int  # among all calls, in source order (see _optim_plan._call_starts)
+
+
+class Scan(FastVisitor):
+    """One pass over the original tree: the constructor calls with their
+    ancestors, and every name the OptimizerDef API is used through."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.calls = 0
+        self.stack: list[cst.CSTNode] = []
+        self.functions: list[str] = []
+        self.ctors: list[Ctor] = []
+        self.legacy_names: set[str] = set()  # X in X.create(...) (last component)
+        self.legacy_funcs: set[str] = set()  # f in f(...).create(...)
+        self.call_assigns: list[tuple[set[str], str]] = []  # X = f(...)
+        self.returns: list[tuple[str, str]] = []  # (function, name) for `return name`
+        self.params: dict[str, list[str]] = {}  # function -> positional parameter names
+        self.called: set[str] = set()  # last component of every callee
+
+    def qual(self, node: cst.CSTNode) -> str | None:
+        q = self.ctx.facts.imports.resolve(node)
+        return canonical(q) if q else None
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, cst.Call):
+            self.called.add(last_name(node.func))
+            self.calls += 1
+        if isinstance(node, cst.Call) and self.qual(node.func) in TRANSFORMS | {MULTI}:
+            self.ctors.append(Ctor(node, self.qual(node.func) or "", tuple(self.stack),
+                                   self.functions[-1] if self.functions else None, self.calls - 1))
+        elif isinstance(node, cst.Attribute) and node.attr.value in _LEGACY_ATTRS:
+            if isinstance(node.value, cst.Call):
+                self.legacy_funcs.add(last_name(node.value.func))
+            elif dotted(node.value):
+                self.legacy_names.add(last_name(node.value))
+        elif isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
+            self.call_assigns.append(({last_name(t.target) for t in node.targets}, last_name(node.value.func)))
+        elif isinstance(node, cst.Return) and isinstance(node.value, cst.Name) and self.functions:
+            self.returns.append((self.functions[-1], node.value.value))
+        elif isinstance(node, cst.FunctionDef):
+            self.functions.append(node.name.value)
+            self.params[node.name.value] = [p.name.value for p in (*node.params.posonly_params,
+                                                                    *node.params.params)]
+        self.stack.append(node)
+        return True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        self.stack.pop()
+        if isinstance(original_node, cst.FunctionDef):
+            self.functions.pop()
+
+
+def last_name(node: cst.CSTNode) -> str:
+    name = dotted(node)
+    return name.rsplit(".", 1)[-1] if name else ""
+
+
+# -- one definition -> optax source --------------------------------------------
+def convert(call: cst.Call, scan: Scan, module: cst.Module) -> tuple[str, tuple[str, ...]]:
+    qual = scan.qual(call.func) or ""
+    _, row = row_for(qual)
+    if any(a.star for a in call.args):
+        raise ConversionError("*args/**kwargs hide its arguments")
+    helpers: list[str] = []
+    sources: dict[str, str] = {}
+    if qual == MULTI:
+        for i, a in enumerate(call.args):
+            pair = a.value
+            if (a.keyword is not None or not isinstance(pair, (cst.Tuple, cst.List))
+                    or len(pair.elements) != 2 or any(isinstance(e, cst.StarredElement) for e in pair.elements)):
+                raise ConversionError("each argument must be a literal (traversal, optimizer) pair")
+            sources[f"traversal_{i}"] = _traversal_source(pair.elements[0].value, scan, module)
+            sources[f"optimizer_{i}"], hs = _slot_source(pair.elements[1].value, scan, module)
+            helpers += hs
+    else:
+        names = row.param_names
+        positional = [a for a in call.args if a.keyword is None]
+        if len(positional) > len(names):
+            raise ConversionError(f"more than {len(names)} positional arguments")
+        given: dict[str, cst.Arg] = dict(zip(names, positional))
+        for a in call.args:
+            if a.keyword is not None:
+                if a.keyword.value in given:
+                    raise ConversionError(f"{a.keyword.value} given twice")
+                given[a.keyword.value] = a
+        for name, a in given.items():
+            if qual == WEIGHT_NORM and name == "wrapped_optimizer":
+                sources[name], hs = _slot_source(a.value, scan, module)
+                helpers += hs
+            else:
+                _no_definitions_inside(a.value, scan)
+                sources[name] = module.code_for_node(a.value).strip()
+    expr, hs = optax_expression(qual, sources)
+    return expr, tuple(dict.fromkeys([*helpers, *hs]))
+
+
+def _slot_source(node: cst.BaseExpression, scan: Scan, module: cst.Module) -> tuple[str, list[str]]:
+    if isinstance(node, cst.Call) and scan.qual(node.func) in TRANSFORMS | {MULTI}:
+        expr, helpers = convert(node, scan, module)
+        return expr, list(helpers)
+    if isinstance(node, cst.Name):  # checked in _optim_plan: bound to converted definitions only
+        return node.value, []
+    raise ConversionError("the wrapped optimizer must be a flax.optim definition or a variable bound to one")
+
+
+def _traversal_source(node: cst.BaseExpression, scan: Scan, module: cst.Module) -> str:
+    """An inline ``ModelParamTraversal(filter)`` is passed as its filter (the
+    class is deprecated in current Flax); anything else as it is."""
+    _no_definitions_inside(node, scan)
+    if isinstance(node, cst.Call) and scan.qual(node.func) in (TRAVERSAL, TRAVERSAL_TARGET):
+        if len(node.args) == 1 and not node.args[0].star and (
+                node.args[0].keyword is None or node.args[0].keyword.value == "filter_fn"):
+            return module.code_for_node(node.args[0].value).strip()
+    return module.code_for_node(node).strip()
+
+
+def _no_definitions_inside(node: cst.CSTNode, scan: Scan) -> None:
+    class Find(FastVisitor):
+        def visit_Call(self, call: cst.Call) -> bool:
+            if scan.qual(call.func) in TRANSFORMS | {MULTI}:
+                raise ConversionError("a flax.optim definition inside an argument")
+            return True
+    node.visit(Find())

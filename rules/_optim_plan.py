@@ -1,0 +1,189 @@
+"""LU301 (optim_constructors)'s plan: which flax.optim definitions of a file
+convert to their optax expression here, and which keep their legacy form with
+a TODO because their value reaches the OptimizerDef API (``.create``,
+``apply_gradient``, ...) -- directly, through a variable, a function's return
+value, a keyword of that name or a wrapper's slot -- which LU302 converts
+together with the optimizer code around it.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import libcst as cst
+
+from linen_upgrade.rule import Context
+from linen_upgrade.rules._optim_defs import WEIGHT_NORM, Ctor, Scan, convert, last_name
+from linen_upgrade.tables.optimizers import HELPERS, MULTI, ConversionError
+
+
+@dataclass
+class Outcome:
+    expr: str | None = None  # the optax source, when the call converts
+    helpers: tuple[str, ...] = ()
+    todo: str | None = None
+    indent: str = ""  # leading whitespace of the call's first line
+    column: int = 0
+
+
+def plan_definitions(scan: Scan, module: cst.Module) -> dict[int, Outcome]:
+    """id(call) -> outcome, for the outermost constructor calls."""
+    ctor_ids = {id(c.node) for c in scan.ctors}
+    roots = [c for c in scan.ctors if not any(id(a) in ctor_ids for a in c.ancestors)]
+    taken = _names_taken(module, scan.ctx)
+    converted: dict[int, tuple[str, tuple[str, ...]] | str] = {}
+    for c in roots:
+        try:
+            expr, helpers = convert(c.node, scan, module)
+            clash = sorted(n for h in helpers for n in _helper_objects(h) if n in taken)
+            if clash:
+                raise ConversionError(f"this file defines its own {', '.join(clash)}: "
+                                      "rename it to make room for the helper")
+            converted[id(c.node)] = expr, helpers
+        except ConversionError as e:
+            converted[id(c.node)] = str(e)
+    assigned: dict[str, list[Ctor]] = {}
+    for c in roots:
+        for name in _assign_targets(c):
+            assigned.setdefault(name, []).append(c)
+    legacy_names, legacy_funcs = set(scan.legacy_names), set(scan.legacy_funcs)
+    # a function no code here calls is called from other files, out of sight
+    legacy_funcs |= set(scan.params) - scan.called
+    blocked: set[int] = {id(c.node) for c in roots if isinstance(converted[id(c.node)], str)}
+    changed = True
+    while changed:  # to a fixpoint: each rule below only ever adds
+        before = (len(blocked), len(legacy_names), len(legacy_funcs))
+        for targets, func in scan.call_assigns:
+            if targets & legacy_names:
+                legacy_funcs.add(func)
+        for func, name in scan.returns:
+            if func in legacy_funcs:
+                legacy_names.add(name)
+        for c in roots:
+            if id(c.node) in blocked:
+                legacy_names.update(_optimizer_slot_names(c.node, scan))
+            elif _reaches_legacy(c, scan, legacy_names, legacy_funcs) or any(
+                    not assigned.get(n) or any(id(o.node) in blocked for o in assigned[n])
+                    for n in _optimizer_slot_names(c.node, scan)):
+                blocked.add(id(c.node))
+        for group in assigned.values():  # one variable: all its definitions, or none
+            if any(id(c.node) in blocked for c in group):
+                blocked.update(id(c.node) for c in group)
+        changed = before != (len(blocked), len(legacy_names), len(legacy_funcs))
+    plan: dict[int, Outcome] = {}
+    code = module.code
+    lines = code.splitlines()
+    starts: list[tuple[int, int]] | None = None
+    for c in roots:
+        shown = module.code_for_node(c.node.func)
+        result = converted[id(c.node)]
+        if isinstance(result, str):
+            plan[id(c.node)] = Outcome(todo=f"{shown}(...): {result}; not converted")
+        elif id(c.node) in blocked:
+            expr, helpers = result
+            extra = (f" with {', '.join(_helper_names(helpers))} from linen_upgrade/optax_legacy.py"
+                     if helpers else "")
+            plan[id(c.node)] = Outcome(todo=(
+                f"{shown}(...) feeds flax.optim code that is not converted (.create, apply_gradient, "
+                f"...): convert them together; optax form: {' '.join(expr.split())}{extra}"))
+        else:
+            if starts is None:
+                starts = _call_starts(code, scan.calls)
+            line_no, column = starts[c.call_index]
+            line = lines[line_no - 1]
+            plan[id(c.node)] = Outcome(*result, indent=line[:len(line) - len(line.lstrip())],
+                                       column=column)
+    return plan
+
+
+@lru_cache(maxsize=None)
+def _helper_objects(helper_source: str) -> dict[str, str]:
+    """The functions/classes a helper defines, with their code."""
+    return {s.name.value: cst.Module([]).code_for_node(s.with_changes(leading_lines=[])).strip()
+            for s in cst.parse_module(helper_source).body if isinstance(s, (cst.FunctionDef, cst.ClassDef))}
+
+
+def _names_taken(module: cst.Module, ctx: Context) -> set[str]:
+    """Module-level names bound to something other than our helper of that name."""
+    ours = {name: code for h in HELPERS.values() for name, code in _helper_objects(h.source).items()}
+    taken = set(ctx.facts.imports.aliases)
+    for stmt in module.body:
+        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            code = cst.Module([]).code_for_node(stmt.with_changes(leading_lines=[])).strip()
+            if ours.get(stmt.name.value) != code:
+                taken.add(stmt.name.value)
+        elif isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                for target in getattr(small, "targets", ()):
+                    if isinstance(target.target, cst.Name):
+                        taken.add(target.target.value)
+    return taken
+
+
+def _assign_targets(c: Ctor) -> set[str]:
+    parent = c.ancestors[-1] if c.ancestors else None
+    if isinstance(parent, cst.Assign) and parent.value is c.node:
+        return {last_name(t.target) for t in parent.targets} - {""}
+    if isinstance(parent, cst.AnnAssign) and parent.value is c.node:
+        return {last_name(parent.target)} - {""}
+    return set()
+
+
+def _call_starts(code: str, expected: int) -> list[tuple[int, int]]:
+    """(line, column) of every call in ``code`` in source order -- the order a
+    LibCST traversal meets them (outer call first when two start together).
+    ``ast`` gives positions for a fraction of LibCST's PositionProvider cost."""
+    tree = ast.parse(code)
+    calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)),
+                   key=lambda n: (n.lineno, n.col_offset, -(n.end_lineno or 0), -(n.end_col_offset or 0)))
+    assert len(calls) == expected, "ast and LibCST disagree on the calls of this file"
+    lines = code.splitlines()
+    # ast columns count UTF-8 bytes, LibCST's count characters
+    return [(n.lineno, len(lines[n.lineno - 1].encode("utf-8")[:n.col_offset].decode("utf-8", "replace")))
+            for n in calls]
+
+
+def _reaches_legacy(c: Ctor, scan: Scan, legacy_names: set[str], legacy_funcs: set[str]) -> bool:
+    """Is the definition's value visibly used through the OptimizerDef API?"""
+    parent = c.ancestors[-1] if c.ancestors else None
+    if isinstance(parent, cst.Attribute):
+        return True
+    if _assign_targets(c) & legacy_names:
+        return True
+    if c.function in legacy_funcs and any(isinstance(a, cst.Return) for a in c.ancestors):
+        return True  # in what the function returns
+    if isinstance(parent, cst.Arg) and len(c.ancestors) >= 2 and isinstance(c.ancestors[-2], cst.Call):
+        call = c.ancestors[-2]
+        if parent.keyword is not None:
+            return parent.keyword.value in legacy_names
+        positional = [a for a in call.args if a.keyword is None and not a.star]
+        params = scan.params.get(last_name(call.func), [])
+        if parent in positional and positional.index(parent) < len(params):
+            return params[positional.index(parent)] in legacy_names
+    return False
+
+
+def _optimizer_slot_names(call: cst.Call, scan: Scan) -> set[str]:
+    """Variables passed where a wrapper (WeightNorm, MultiOptimizer) takes a definition."""
+    return {n.value for n in _optimizer_slots(call, scan) if isinstance(n, cst.Name)}
+
+
+def _optimizer_slots(call: cst.Call, scan: Scan) -> list[cst.BaseExpression]:
+    qual = scan.qual(call.func)
+    if qual == WEIGHT_NORM:
+        for i, a in enumerate(call.args):
+            if (a.keyword is None and i == 0 and not a.star) or (
+                    a.keyword is not None and a.keyword.value == "wrapped_optimizer"):
+                return [a.value]
+    if qual == MULTI:
+        return [a.value.elements[1].value for a in call.args
+                if isinstance(a.value, (cst.Tuple, cst.List)) and len(a.value.elements) == 2]
+    return []
+
+
+def _helper_names(sources: tuple[str, ...]) -> list[str]:
+    by_source = {h.source: name for name, h in HELPERS.items()}
+    return [by_source.get(s, "?") for s in sources]

@@ -1,0 +1,269 @@
+"""LU302 (optim_train_state)'s plan: which names of a file hold a legacy
+optimizer (by name, over the whole file: assignments, function parameters,
+return values, tuple results, ``jax.jit``/``pmap`` and
+``replicate``/``unreplicate``), the ``create`` calls with their optax
+expression, and the TODO put on the first optimizer statement of a file it
+leaves alone.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from linen_upgrade.resolve import dotted
+from linen_upgrade.rule import TODO_PREFIX, FastTransformer, FastVisitor
+from linen_upgrade.rules import _optim
+from linen_upgrade.rules._optim_defs import Scan, convert
+from linen_upgrade.tables.optimizers import MULTI, TRANSFORMS, ConversionError
+
+_REPLICATE = frozenset({"flax.jax_utils.replicate", "flax.jax_utils.unreplicate"})
+_WRAPPERS = frozenset({"jax.jit", "jax.pmap"})
+
+
+class Plan(FastVisitor):
+    """Which names hold an optimizer (by name, over the whole file), and the
+    ``create`` calls with their optax expression."""
+
+    def __init__(self, module: cst.Module, scan: Scan) -> None:
+        super().__init__()
+        self.module = module
+        self.scan = scan
+        self.defs: dict[str, list[cst.Call]] = {}  # name -> constructor calls assigned to it
+        self.def_names: set[str] = set()  # names bound to definitions
+        self.creates: dict[int, tuple[str, cst.BaseExpression]] = {}  # id(create call) -> (tx source, target)
+        self.ctor_expr: dict[int, str] = {}  # id(ctor call) -> optax source, for `d = optim.X(...)`
+        self.helpers: list[str] = []
+        self.problems: list[str] = []
+        self.funcs: dict[str, cst.FunctionDef] = {}
+        self.aliases: dict[str, str] = {}  # p = jax.pmap(f) -> p: f
+        self.assigns: list[tuple[cst.BaseExpression, cst.BaseExpression]] = []
+        self.calls: list[cst.Call] = []
+        self.returns: dict[str, list[cst.BaseExpression]] = {}
+        self._fn: list[str] = []
+        self.inject = False  # apply_gradient(g, learning_rate=...): tx in inject_hyperparams
+        self.hyper_rename: dict[str, str] = {}  # legacy hyper-parameter -> optax's, for inject
+        self.tx_qual: dict[str, str] = {}  # optax source -> the legacy definition it came from
+        # d.init_state(p) / d.apply_gradient(d.hyper_params, p, s, g) on a definition name d
+        self.explicit: dict[int, str] = {}
+        self.state_names: set[str] = set()  # names bound to a legacy OptimizerState of d.init_state
+        self.enclosing: dict[int, tuple[str, ...]] = {}  # id(call) -> enclosing functions
+        self.pmapped = _optim.pmap_axes(module, self.qual)
+        self.statements: dict[int, str] = {}  # id(call) -> method, rewritten with its statement (_train_state_check)
+        self.pmean: dict[int, str] = {}  # id(apply call) -> axis its gradients are averaged over (_train_state_check)
+        self.names: set[str] = set()
+        self.opt_funcs: set[str] = set()
+        module.visit(self)
+        self._solve()
+
+    def qual(self, node: cst.BaseExpression) -> str | None:
+        return self.scan.qual(node)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.funcs[node.name.value] = node
+        self._fn.append(node.name.value)
+
+    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._fn.pop()
+
+    def visit_Return(self, node: cst.Return) -> None:
+        if self._fn and node.value is not None:
+            self.returns.setdefault(self._fn[-1], []).append(node.value)
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        for t in node.targets:
+            self.assigns.append((t.target, node.value))
+            if isinstance(t.target, cst.Name) and isinstance(node.value, cst.Call):
+                if self.qual(node.value.func) in TRANSFORMS | {MULTI}:
+                    self.defs.setdefault(t.target.value, []).append(node.value)
+                if self.qual(node.value.func) in _WRAPPERS and node.value.args \
+                        and isinstance(node.value.args[0].value, cst.Name):
+                    self.aliases[t.target.value] = node.value.args[0].value.value
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self.calls.append(node)
+        self.enclosing[id(node)] = tuple(self._fn)
+        f = node.func
+        if isinstance(f, cst.Attribute) and f.attr.value in ("init_state", "apply_gradient") \
+                and isinstance(f.value, cst.Name):
+            self.explicit[id(node)] = f.value.value  # kept where f.value is a definition (_solve)
+        if isinstance(f, cst.Attribute) and f.attr.value == "create":
+            base = f.value
+            if isinstance(base, cst.Call) and self.qual(base.func) in TRANSFORMS | {MULTI}:
+                ctor = base
+            elif isinstance(base, cst.Name) and base.value in self.defs:
+                ctor = None
+            else:
+                return
+            args = [a for a in node.args]
+            if len(args) != 1 or args[0].star or (args[0].keyword and args[0].keyword.value != "target"):
+                self.problems.append(f"{dotted(f) or 'create'}(...) with a focus or unusual arguments")
+                return
+            if ctor is None:
+                self.creates[id(node)] = (base.value, args[0].value)  # type: ignore[union-attr]
+                return
+            tx = self._tx(ctor)
+            if tx is not None:
+                self.creates[id(node)] = (tx, args[0].value)
+
+    def _tx(self, ctor: cst.Call) -> str | None:
+        try:
+            expr, helpers = convert(ctor, self.scan, self.module)
+        except ConversionError as e:
+            self.problems.append(f"{dotted(ctor.func)}(...): {e}")
+            return None
+        for h in helpers:
+            if h not in self.helpers:
+                self.helpers.append(h)
+        self.tx_qual[expr] = self.qual(ctor.func) or ""
+        return expr
+
+    # -- which names hold an optimizer -----------------------------------------
+    def is_opt(self, e: cst.BaseExpression) -> bool:
+        if isinstance(e, cst.Name):
+            return e.value in self.names
+        if isinstance(e, cst.Call):
+            if id(e) in self.creates:
+                return True
+            q = self.qual(e.func)
+            if q in _REPLICATE and e.args:
+                return self.is_opt(e.args[0].value)
+            if isinstance(e.func, cst.Attribute) and e.func.attr.value in (
+                    "apply_gradient", "replace", *_optim.REPLICATE_METHODS):
+                return self.is_opt(e.func.value)
+            if isinstance(e.func, cst.Name) and self._func(e.func.value) in self.opt_funcs:
+                return True
+        return False
+
+    def _func(self, name: str) -> str:
+        return self.aliases.get(name, name)
+
+    def _ret_items(self, name: str) -> set[int | None]:
+        """Positions (None: the whole value) at which function ``name`` returns an optimizer."""
+        out: set[int | None] = set()
+        for r in self.returns.get(name, []):
+            if self.is_opt(r):
+                out.add(None)
+            elif isinstance(r, cst.Tuple):
+                out.update(i for i, el in enumerate(r.elements) if self.is_opt(el.value))
+        return out
+
+    def _solve(self) -> None:
+        params = {p.name.value for fn in self.funcs.values()
+                  for p in (*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params)}
+        bound: dict[str, int] = {}
+        for target, _ in self.assigns:
+            for n in _names(target):
+                bound[n] = bound.get(n, 0) + 1
+        for name in list(self.defs):
+            if name in params or bound.get(name, 0) != 1:
+                self.problems.append(f"{name} holds an optimizer definition in one place and other values "
+                                     "in others")
+                del self.defs[name]
+        for call_id, (tx, _) in self.creates.items():
+            if tx in bound and tx not in self.defs:
+                self.problems.append(f"{tx}.create(...): the definition is not bound once in this file")
+        handled = {id(c) for cs in self.defs.values() for c in cs}
+        for c in self.scan.ctors:  # what LU301 converted is gone: these reach OptimizerDef API
+            if id(c.node) in handled or any(id(a) in handled for a in c.ancestors):
+                continue
+            parent = c.ancestors[-1] if c.ancestors else None
+            if isinstance(parent, cst.Attribute) and any(
+                    isinstance(a, cst.Call) and id(a) in self.creates for a in c.ancestors):
+                continue
+            if any(isinstance(a, cst.Call) and id(a) in self.creates for a in c.ancestors):
+                continue  # a slot of a converted definition (WeightNorm, MultiOptimizer)
+            self.problems.append(f"{dotted(c.node.func)}(...) is used where this rule cannot follow it")
+        for name, ctors in self.defs.items():
+            for c in ctors:
+                expr = self._tx(c)
+                if expr is not None:
+                    self.ctor_expr[id(c)] = expr
+        self.explicit = {k: d for k, d in self.explicit.items() if d in self.defs}
+        explicit_calls = {id(c): c for c in self.calls if id(c) in self.explicit}
+        for target, value in self.assigns:
+            if id(value) in explicit_calls:
+                if value.func.attr.value == "init_state":  # type: ignore[attr-defined]
+                    self.state_names.update(_names(target))
+                elif isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 2:
+                    self.state_names.update(_names(target.elements[1].value))
+        while True:
+            before = (len(self.names), len(self.opt_funcs))
+            tuple_funcs: dict[str, set[int | None]] = {}
+            for f in self.funcs:
+                items = self._ret_items(f)
+                if None in items:
+                    self.opt_funcs.add(f)
+                elif items:
+                    tuple_funcs[f] = items
+            for target, value in self.assigns:
+                if isinstance(target, cst.Name) and self.is_opt(value):
+                    self.names.add(target.value)
+                elif isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, cst.Call) \
+                        and isinstance(value.func, cst.Attribute) and value.func.attr.value == "optimize" \
+                        and self.is_opt(value.func.value) and isinstance(target.elements[0].value, cst.Name):
+                    self.names.add(target.elements[0].value.value)  # (new optimizer, loss[, aux])
+                elif isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, cst.Call) \
+                        and isinstance(value.func, cst.Name):
+                    for i in tuple_funcs.get(self._func(value.func.value), set()):
+                        if i is not None and i < len(target.elements) \
+                                and isinstance(target.elements[i].value, cst.Name):
+                            self.names.add(target.elements[i].value.value)
+            for call in self.calls:
+                if not isinstance(call.func, cst.Name):
+                    continue
+                fn = self.funcs.get(self._func(call.func.value))
+                if fn is None:
+                    continue
+                params = [p.name.value for p in (*fn.params.posonly_params, *fn.params.params)]
+                for i, a in enumerate(call.args):
+                    if a.star or not self.is_opt(a.value):
+                        continue
+                    if a.keyword is not None:
+                        self.names.add(a.keyword.value)
+                    elif i < len(params):
+                        self.names.add(params[i])
+            if before == (len(self.names), len(self.opt_funcs)):
+                break
+        used = _optim.name_counts(self.module)
+        for f in self.funcs:
+            if used.get(f, 0) <= 1 and self._ret_items(f):  # only its own def: callers are elsewhere
+                self.problems.append(f"{f}() returns the optimizer to code in other files, which this "
+                                     "file's conversion cannot reach: convert them together")
+
+
+def _names(target: cst.BaseExpression) -> list[str]:
+    if isinstance(target, cst.Name):
+        return [target.value]
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [n for e in target.elements for n in _names(e.value)]
+    return []
+
+
+def has_converted(stmt: cst.CSTNode, plan: Plan) -> bool:
+    found = False
+
+    class Find(FastVisitor):
+        def visit_Call(self, node: cst.Call) -> None:
+            nonlocal found
+            if id(node) in plan.ctor_expr or id(node) in plan.creates:
+                found = True
+    stmt.visit(Find())
+    return found
+
+
+def todo_on_first_create(module: cst.Module, plan: Plan, rule_id: str, problems: list[str]) -> cst.Module:
+    msg = (f"{TODO_PREFIX} {rule_id} flax.optim optimizer not converted to a TrainState: "
+           f"{'; '.join(dict.fromkeys(problems))}")
+
+    class Add(FastTransformer):
+        done = False
+
+        def leave_SimpleStatementLine(self, original, updated):
+            if not Add.done and has_converted(original, plan):
+                Add.done = True
+                indent_lines = list(updated.leading_lines)
+                if not any(ln.comment and ln.comment.value == msg for ln in indent_lines):
+                    indent_lines.append(cst.EmptyLine(comment=cst.Comment(msg)))
+                return updated.with_changes(leading_lines=indent_lines)
+            return updated
+    return module.visit(Add())

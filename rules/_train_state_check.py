@@ -1,0 +1,227 @@
+"""LU302 (optim_train_state)'s check of a file's optimizer code: every use
+of an optimizer value must be a form the rule converts, or nothing in the
+file is converted.  Per-step hyper-parameters (``apply_gradient(g,
+learning_rate=...)``) wrap the optax transforms in
+``optax.inject_hyperparams``, under the optax names of the table's ``hyper``
+column, and are applied by the ``_apply_gradients_with`` helper.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from linen_upgrade.resolve import dotted
+from linen_upgrade.rule import FastVisitor
+from linen_upgrade.rules import _optim
+from linen_upgrade.rules._train_state import Plan
+from linen_upgrade.tables.optimizers import MULTI, hyper_names
+
+APPLY_WITH = "_apply_gradients_with"
+APPLY_WITH_SOURCE = '''def _apply_gradients_with(state, grads, **hyperparams):
+    """``state.apply_gradients(grads=grads)`` with this step's hyper-parameters
+    (legacy ``optimizer.apply_gradient(grads, learning_rate=...)``); ``state.tx``
+    is wrapped in ``optax.inject_hyperparams``."""
+    opt_state = state.opt_state
+    values = dict(opt_state.hyperparams)
+    for name, value in hyperparams.items():
+        values[name] = jax.numpy.asarray(value, dtype=values[name].dtype)
+    state = state.replace(opt_state=opt_state._replace(hyperparams=values))
+    return state.apply_gradients(grads=grads)
+'''
+
+
+def _inject(expr: str) -> str | None:
+    """``optax.f(args)`` -> ``optax.inject_hyperparams(optax.f)(args)``; None
+    where the expression is not one plain optax call."""
+    node = cst.parse_expression(expr)
+    if not (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute)
+            and dotted(node.func) and dotted(node.func).startswith("optax.")
+            and dotted(node.func).count(".") == 1 and dotted(node.func) != "optax.chain"):
+        return None
+    wrapped = node.with_changes(func=cst.Call(
+        func=cst.parse_expression("optax.inject_hyperparams"), args=[cst.Arg(node.func)]))
+    return cst.Module([]).code_for_node(wrapped)
+
+
+def check_uses(plan: Plan, module: cst.Module) -> list[str]:
+    """Why the optimizer code of ``module`` cannot be converted (nothing: it can)."""
+    problems = list(plan.problems)
+    check = _Check(plan, problems)
+    module.visit(check)
+    check.finish()
+    if check.hyper:
+        if check.plain:
+            problems.append("apply_gradient with hyper-parameters at some calls and without at others "
+                            "(legacy uses the definition's values where none are given)")
+        _inject_all(plan, problems, check.hyper_keys)
+    return problems
+
+
+def _inject_all(plan: Plan, problems: list[str], keys: set[str]) -> None:
+    """Every transform in ``optax.inject_hyperparams``, each legacy keyword under its optax name."""
+    txs = [*plan.ctor_expr.values(), *(tx for tx, _ in plan.creates.values() if tx not in plan.defs)]
+    if any(plan.tx_qual.get(tx) == MULTI for tx in txs):
+        problems.append("MultiOptimizer with per-step hyper-parameters (each group would need its own "
+                        "optax.inject_hyperparams inside optax.multi_transform)")
+        txs = [tx for tx in txs if plan.tx_qual.get(tx) != MULTI]
+    if "hyper_params" in keys:
+        problems.append("apply_gradient(..., hyper_params=...) replaces every hyper-parameter at once")
+        return
+    for key in sorted(keys):  # the optax name of each legacy hyper-parameter, the same for every tx
+        names = {hyper_names(plan.tx_qual.get(tx, ""), _function(tx)).get(key) if plan.tx_qual.get(tx)
+                 else None for tx in txs}
+        if len(names) == 1 and None not in names:
+            plan.hyper_rename[key] = names.pop()  # type: ignore[assignment]
+        else:
+            problems.append(f"apply_gradient(..., {key}=...): "
+                            f"{' / '.join(sorted({_function(tx) for tx in txs}))} has no hyper-parameter of "
+                            "that meaning for optax.inject_hyperparams")
+    for key, expr in list(plan.ctor_expr.items()):
+        new = _inject(expr)
+        if new is None:
+            problems.append(f"{expr} cannot be wrapped in optax.inject_hyperparams for apply_gradient's "
+                            "hyper-parameters")
+        else:
+            plan.ctor_expr[key] = new
+    for key, (tx, target) in list(plan.creates.items()):
+        if tx in plan.defs:
+            continue
+        new = _inject(tx)
+        if new is None:
+            problems.append(f"{tx} cannot be wrapped in optax.inject_hyperparams for apply_gradient's "
+                            "hyper-parameters")
+        else:
+            plan.creates[key] = (new, target)
+    plan.inject = True
+    if APPLY_WITH_SOURCE not in plan.helpers:
+        plan.helpers.append(APPLY_WITH_SOURCE)
+
+
+def _function(tx: str) -> str:
+    """``optax.inject_hyperparams(optax.adam)(...)`` / ``optax.adam(...)`` -> ``optax.adam``."""
+    node = cst.parse_expression(tx)
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Call) and node.func.args:
+        return dotted(node.func.args[0].value) or tx
+    return (dotted(node.func) if isinstance(node, cst.Call) else None) or tx
+
+
+class _Check(FastVisitor):
+    """Every use of an optimizer value must be one this rule converts."""
+
+    def __init__(self, plan: Plan, problems: list[str]) -> None:
+        super().__init__()
+        self.plan, self.problems = plan, problems
+        self.ok: set[int] = set()
+        self.hyper = 0  # apply_gradient calls with hyper-parameters
+        self.plain = 0  # and without
+        self.hyper_keys: set[str] = set()
+        self.applies: list[cst.Call] = []  # apply_gradient / optimize on optimizer values
+        self.axes: set[str | None] = set()  # of legacy .replicate() calls
+
+    def finish(self) -> None:
+        """A legacy ``.replicate()`` averages the gradients over its axis inside
+        ``apply_gradient``: every update must run in a function pmapped over that axis."""
+        if not self.axes:
+            return
+        if len(self.axes) != 1 or None in self.axes:
+            self.problems.append("optimizer.replicate(...) with an axis_name that is not one string literal")
+            return
+        axis = next(iter(self.axes))
+        for call in self.applies:
+            if any(self.plan.pmapped.get(fn, "") == axis for fn in self.plan.enclosing.get(id(call), ())):
+                self.plan.pmean[id(call)] = axis
+            else:
+                self.problems.append(f"{call.func.attr.value} of a replicated optimizer outside a function "  # type: ignore[attr-defined]
+                                     f"pmapped with axis_name={axis!r} (legacy averaged the gradients there)")
+
+    def _hyper_args(self, args) -> None:
+        if any(a.star or a.keyword is None for a in args):
+            self.problems.append("apply_gradient with unusual arguments")
+        elif args:
+            self.hyper_keys.update(a.keyword.value for a in args)
+            self.hyper += 1
+        else:
+            self.plain += 1
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        call = node.value
+        if not (isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)):
+            return
+        method, receiver = call.func.attr.value, call.func.value
+        targets = _optim.tuple_names(node.targets[0].target) if len(node.targets) == 1 else None
+        if method in _optim.GRADIENT_METHODS and self.plan.is_opt(receiver):
+            problem = _optim.gradient_form(call, targets)
+            if problem is None:
+                self.plan.statements[id(call)] = method
+                if method == "optimize":
+                    self._hyper_args(call.args[1:])
+                    self.applies.append(call)
+            else:
+                self.problems.append(problem)
+            self.ok.add(id(call.func))
+        elif id(call) in self.plan.explicit and method == "apply_gradient":
+            problem = _optim.explicit_apply_problem(call, self.plan.explicit[id(call)], targets)
+            if problem is None:
+                self.plan.statements[id(call)] = method
+                self.ok.add(id(_optim.bind_args(call, _optim.EXPLICIT_APPLY_PARAMS)["hyper_params"]))  # type: ignore[index]
+            else:
+                self.problems.append(problem)
+            self.ok.add(id(call.func))
+
+    def visit_Call(self, node: cst.Call) -> None:
+        f = node.func
+        if not isinstance(f, cst.Attribute):
+            return
+        method = f.attr.value
+        if id(node) in self.plan.explicit:
+            if method == "init_state" and not (len(node.args) == 1 and not node.args[0].star
+                                                and node.args[0].keyword is None):
+                self.problems.append(f"{f.value.value}.init_state with unusual arguments")  # type: ignore[attr-defined]
+            elif method == "apply_gradient" and id(node) not in self.plan.statements and id(f) not in self.ok:
+                self.problems.append(f"{f.value.value}.apply_gradient(...) outside an assignment of its "  # type: ignore[attr-defined]
+                                     "(params, state) pair")
+            self.ok.add(id(f))
+        if not self.plan.is_opt(f.value):
+            if method == "create" and isinstance(f.value, cst.Name) and f.value.value in self.plan.defs:
+                self.ok.add(id(f))
+            return
+        if method == "apply_gradient":
+            first, rest = (node.args[0], node.args[1:]) if node.args else (None, ())
+            if first is None or first.star or (first.keyword is not None and first.keyword.value != "grads"):
+                self.problems.append("apply_gradient with unusual arguments")
+            else:
+                self._hyper_args(rest)
+            self.applies.append(node)
+            self.ok.add(id(f))
+        elif method == "replace":
+            if any(a.keyword is None or a.keyword.value != "target" for a in node.args):
+                self.problems.append("optimizer.replace(...) of fields other than target")
+            self.ok.add(id(f))
+        elif method in _optim.REPLICATE_METHODS:
+            if method == "replicate":
+                bound = _optim.replicate_axis(node)
+                self.axes.add(bound[0] if bound else None)
+            elif node.args:
+                self.problems.append("optimizer.unreplicate(...) with arguments")
+            self.ok.add(id(f))
+        elif method in _optim.GRADIENT_METHODS and id(f) not in self.ok:
+            self.problems.append(f"optimizer.{method}(...) outside an assignment to names")
+            self.ok.add(id(f))
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        if id(node) in self.ok:
+            return
+        if isinstance(node.value, cst.Attribute) and node.value.attr.value == "state" \
+                and self.plan.is_opt(node.value.value):
+            if node.attr.value == "step":
+                self.ok.add(id(node.value))
+            else:
+                self.problems.append(f"optimizer.state.{node.attr.value}")
+                self.ok.add(id(node.value))
+        if self.plan.is_opt(node.value) and node.attr.value != "target":
+            self.problems.append(f"optimizer.{node.attr.value}")
+        if isinstance(node.value, cst.Name) and node.value.value in self.plan.defs:
+            self.problems.append(f"{node.value.value}.{node.attr.value} on an optimizer definition")
+        if isinstance(node.value, cst.Name) and node.value.value in self.plan.state_names:
+            self.problems.append(f"{node.value.value}.{node.attr.value} on the state of init_state "
+                                 "(an optax state has other fields)")
