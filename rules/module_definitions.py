@@ -44,10 +44,10 @@ import libcst as cst
 
 from linen_upgrade.facts import Param
 from linen_upgrade.resolve import dotted
-from linen_upgrade.rule import TODO_PREFIX, Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.rule import Context, Example, FastTransformer, NoChange, Rule, RuleTransformer
 from linen_upgrade.rules._cst import add_import, build_dotted, express, is_docstring, strip_comma
-from linen_upgrade.rules._modules import (STAR_CALL_PROBLEM, SelfAttributes, has_legacy_classes,
-                                          spec_for_qual, split_call, split_params, type_of)
+from linen_upgrade.rules._modules import (SelfAttributes, has_legacy_classes, spec_for_qual, split_call,
+                                          split_params, type_of)
 
 
 class ModuleDefinitions(Rule):
@@ -325,11 +325,10 @@ def _method_with_attributes(fn: cst.FunctionDef, attrs: set[str]) -> cst.Functio
     return fn.with_changes(params=params, body=fn.body.visit(SelfAttributes({a: a for a in names})))
 
 
-class _Forwarding(cst.CSTTransformer):
+class _Forwarding(FastTransformer):
     """In a wrapper's ``apply``, ``Callee(x, 3, *args, **kwargs)`` -> ``Callee(3,
     *self.args, **self.kwargs)(x)`` (``**kwargs`` also in the call when the
-    callee has inputs a call site may forward).  LU102 ran first and marked the call
-    (it cannot know ``kwargs`` is only forwarded): that TODO goes."""
+    callee has inputs a call site may forward).  LU102 leaves these calls to this rule."""
 
     def __init__(self, outer: _Transformer, split) -> None:
         super().__init__()
@@ -339,22 +338,6 @@ class _Forwarding(cst.CSTTransformer):
             self.ours.add(("**", split.forward.name))
         self.forward = split.forward.forward if split.forward is not None else None
         self.problem: str | None = None
-        self._split: list[set[str]] = []  # per statement being visited: callees split in it
-
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if isinstance(node, cst.BaseStatement):
-            self._split.append(set())
-        return super().on_visit(node)
-
-    def on_leave(self, original: cst.CSTNode, updated: cst.CSTNode):  # type: ignore[override]
-        result = super().on_leave(original, updated)
-        if isinstance(original, cst.BaseStatement):
-            stale = {f"{TODO_PREFIX} LU102 {callee}: {STAR_CALL_PROBLEM}" for callee in self._split.pop()}
-            lines = getattr(result, "leading_lines", None)
-            if stale and lines is not None:
-                result = result.with_changes(leading_lines=[
-                    line for line in lines if not (line.comment and line.comment.value.strip() in stale)])
-        return result
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         stars = [a for a in updated.args if a.star]
@@ -394,8 +377,6 @@ class _Forwarding(cst.CSTTransformer):
         call_args = list(new.args)
         if "**" in ours and self.forward is not None and self.forward.inputs:
             call_args = _commas([*call_args, cst.Arg(cst.Name(ours["**"]), star="**")])
-        if self._split:
-            self._split[-1].add(dotted(original.func) or "call")
         return new.with_changes(func=inner, args=call_args)
 
 

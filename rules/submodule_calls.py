@@ -37,7 +37,8 @@ from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._attention import AttentionCalls, attention_result, cache_to_decode
 from linen_upgrade.rules._cells import CellCalls, carry_arg
 from linen_upgrade.rules._cst import add_import, build_dotted, express
-from linen_upgrade.rules._modules import CallSpec, defines_apply, has_legacy_classes, spec_for_qual, split_call
+from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, has_legacy_classes,
+                                          spec_for_qual, split_call)
 from linen_upgrade.rules._usage import kwarg
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
@@ -227,6 +228,9 @@ class _Transformer(AttentionCalls, CellCalls):
             return updated
         if not call_spec.is_legacy_call(original, bound):
             return updated
+        legacy = self.ctx.index.legacy_module(self._class_quals[-1]) if self._class_quals else None
+        if legacy is not None and forwarded_by_definition(original, legacy.apply_params):
+            return updated  # *args/**kwargs only forwarded: LU101 converts the call with its class
         extra: list[cst.Arg] = []
         if call_spec.features_from_carry and not any(
                 a.keyword is not None and a.keyword.value == "features" for a in updated.args) \
