@@ -14,9 +14,8 @@ import libcst as cst
 
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, FastVisitor, Rule, RuleTransformer
-from linen_upgrade.rules._cst import express, is_docstring
+from linen_upgrade.rules._cst import express, is_docstring, kwarg
 from linen_upgrade.rules._modules import CallSpec
-from linen_upgrade.rules._usage import kwarg
 from linen_upgrade.tables.nn_modules import ATTENTION_AXES, ATTENTION_CACHE, ATTENTION_MASKS, CACHE_USAGE
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.rule import RuleTransformer
-from linen_upgrade.rules._usage import kwarg
+from linen_upgrade.rules._cst import kwarg
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 

@@ -8,6 +8,24 @@ from linen_upgrade.resolve import ImportMap, canonical, dotted
 from linen_upgrade.rule import FastTransformer
 
 
+_EQ = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
+
+
+def kwarg(name: str, value: cst.BaseExpression) -> cst.Arg:
+    """``name=value``, written as Python style writes keyword arguments."""
+    return cst.Arg(value=value, keyword=cst.Name(name), equal=_EQ)
+
+
+def comma_list(args: list[cst.Arg]) -> list[cst.Arg]:
+    """Arguments separated by ``, ``, the last without a comma."""
+    out = []
+    for i, a in enumerate(args):
+        last = i == len(args) - 1
+        out.append(a.with_changes(comma=cst.MaybeSentinel.DEFAULT if last else cst.Comma(
+            whitespace_after=cst.SimpleWhitespace(" "))))
+    return out
+
+
 def build_dotted(name: str) -> cst.BaseExpression:
     """``a.b.c`` as a Name/Attribute chain."""
     head, *rest = name.split(".")

@@ -65,9 +65,12 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
-from linen_upgrade.rules._usage import (CAPTURE, CLASS, COLLECTION_METHODS, CONFLICT, FUNC, INSTANCE, LEAF_READERS, MODEL,
-                                        STATE, TRUNC, UsageTransformer, applies, conflict_message, element,
-                                        external_param, legacy_key, parens, string, unwrap_func, usage_transform)
+from linen_upgrade.rules._model_collections import Collections, outputs
+from linen_upgrade.rules._model_escapes import Escapes
+from linen_upgrade.rules._usage import CONFLICT, MODEL, TRUNC, applies, conflict_message, parens, usage_transform
+from linen_upgrade.rules._usage_calls import subscript
+from linen_upgrade.rules._usage_paths import linen_path
+from linen_upgrade.rules._usage_sites import SiteCalls
 
 
 class ModelApply(Rule):
@@ -125,32 +128,11 @@ class ModelApply(Rule):
         return usage_transform(self, module, ctx, _Transformer)
 
 
-# methods that put a value into a container (where the rules no longer follow it)
-_CONTAINER_METHODS = frozenset({"append", "extend", "insert", "add", "update", "setdefault", "put"})
-
-
 def _model_conflict(t) -> bool:
     return t is not None and t.kind == CONFLICT and bool({MODEL, TRUNC} & set(t.items))
 
 
-def _field(owner) -> bool:
-    """An attribute of an instance of a class of this file (followed like a variable)."""
-    return owner is not None and owner.kind == INSTANCE
-
-
-def _index(value: cst.BaseExpression, key: str) -> cst.Subscript:
-    return cst.Subscript(value, [cst.SubscriptElement(cst.Index(string(key)))])
-
-
-def _outputs(value: cst.BaseExpression, path: tuple[str, ...], listed: bool) -> cst.BaseExpression:
-    """``value[p1][p2]['__call__']``: the outputs Linen sowed for that module (a
-    tuple; legacy kept a list)."""
-    for part in (*path, "__call__"):
-        value = _index(value, part)
-    return cst.Call(cst.Name("list"), [cst.Arg(value)]) if listed else value
-
-
-class _Transformer(UsageTransformer):
+class _Transformer(Collections, Escapes, SiteCalls):
     owns = frozenset({"model", "method", "call", "create", "truncated"})
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
@@ -176,80 +158,6 @@ class _Transformer(UsageTransformer):
     def _called(self, node: cst.CSTNode) -> bool:
         parent = self.a.parent.get(id(node))
         return isinstance(parent, cst.Call) and parent.func is node
-
-    def _truncate(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        """``model.truncate_at('/Dense_2')`` -> ``model`` (the params): its calls
-        capture the intermediates and read that module's outputs."""
-        t = self.a.type_at(original)
-        path = t.items[0] if t is not None and t.kind == TRUNC else None
-        if path is None:
-            self.todo("model.truncate_at(<not a literal path>): apply(..., capture_intermediates=True, "
-                      "mutable=['intermediates']) and read vars['intermediates'][...]['__call__'][0]")
-            return updated
-        if self.a.linen_path(t.ref, path) is None:
-            self.todo(f"model.truncate_at({path!r}): the Linen name of that submodule is not known statically "
-                      "(a loop, condition, .partial/.shared or helper method in apply, or no such path); read "
-                      "vars['intermediates'][...]['__call__'] of apply(..., capture_intermediates=True, "
-                      "mutable=['intermediates'])")
-            return updated
-        self.fixed("model.truncate_at(path) -> params (its calls capture intermediates)")
-        return parens(updated.func.value)  # type: ignore[attr-defined]
-
-    def _collection(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
-        """``state.as_dict()`` -> ``state`` where only its leaves are read; None: not one."""
-        func = original.func
-        if not isinstance(func, cst.Attribute) or func.attr.value not in COLLECTION_METHODS:
-            return None
-        base = self.a.type_at(func.value)
-        if base is None or base.kind not in (STATE, CAPTURE):
-            return None
-        parent = self.a.parent.get(id(original))
-        if func.attr.value == "as_dict" and not original.args:
-            if isinstance(parent, cst.Subscript) and parent.value is original and legacy_key(parent):
-                return updated  # the key is translated with the subscript
-            if isinstance(parent, cst.Arg) and base.kind == STATE:
-                call = self.a.parent.get(id(parent))
-                qual = self.a.qual(call.func, self.a.scope_of[id(call)]) \
-                    if isinstance(call, cst.Call) and isinstance(call.func, (cst.Name, cst.Attribute)) else None
-                if qual in LEAF_READERS:
-                    self.fixed("state.as_dict() -> state (its leaves)")
-                    return parens(updated.func.value)  # type: ignore[attr-defined]
-        self.todo(f"nn.Collection.{func.attr.value}: the state is a Linen variable collection now, "
-                  "nested {'Block_0': {'BatchNorm_0': ...}} with per-class numbering, not flat "
-                  "'/Block_4/BatchNorm_1' keys (flax.traverse_util.flatten_dict(state, sep='/'))")
-        return updated
-
-    def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript) -> cst.BaseExpression:
-        """``state['/Block_4/BatchNorm_1']`` (or ``.as_dict()[...]``) -> ``state['Block_0']['BatchNorm_0']``;
-        captured outputs ``outputs['/Dense_2']`` -> ``list(outputs['Dense_1']['__call__'])``."""
-        result = super().leave_Subscript(original, updated)
-        key = legacy_key(original)
-        if key is None or id(original) not in self.a.scope_of or result is not updated:
-            return result
-        holder, new_holder = original.value, updated.value
-        if isinstance(holder, cst.Call) and isinstance(holder.func, cst.Attribute) \
-                and holder.func.attr.value == "as_dict" and not holder.args:
-            holder, new_holder = holder.func.value, new_holder.func.value  # type: ignore[attr-defined]
-        t = self.a.type_at(holder)
-        if t is None or t.kind not in (STATE, CAPTURE):
-            return updated
-        path = self.a.linen_path(t.ref, key)
-        if path is None:
-            self.todo(f"the legacy key {key!r}: Linen collections are nested dicts with per-class numbering; "
-                      "the Linen name of that module is not known statically here")
-            return updated
-        self.fixed("legacy Collection key -> Linen path")
-        if t.kind == STATE:
-            for part in path:
-                new_holder = _index(new_holder, part)
-            return new_holder.with_changes(lpar=updated.lpar, rpar=updated.rpar)
-        return _outputs(new_holder, path, not self._indexed(original))
-
-    def _indexed(self, node: cst.CSTNode) -> bool:
-        """``node[0]``: an integer index reads a tuple as it read the legacy list."""
-        parent = self.a.parent.get(id(node))
-        return isinstance(parent, cst.Subscript) and parent.value is node and len(parent.slice) == 1 \
-            and isinstance(parent.slice[0].slice, cst.Index) and isinstance(parent.slice[0].slice.value, cst.Integer)
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         if id(original) not in self.a.scope_of:
@@ -293,7 +201,7 @@ class _Transformer(UsageTransformer):
         method = None
         path = None
         if kind == "truncated":
-            path = self.a.linen_path(ref, t.items[0]) if t.items[0] is not None else None
+            path = linen_path(self.a, ref, t.items[0]) if t.items[0] is not None else None
             if path is None:
                 return updated  # the TODO is on truncate_at
             params = updated.func
@@ -317,7 +225,7 @@ class _Transformer(UsageTransformer):
         result: cst.BaseExpression | None = new.with_changes(lpar=updated.lpar, rpar=updated.rpar)
         if path is not None:  # legacy returned that module's outputs (a list), Linen (y, {'intermediates': ...})
             updates = cst.Subscript(new, [cst.SubscriptElement(cst.Index(cst.Integer("1")))])
-            result = _outputs(_index(updates, "intermediates"), path, not self._indexed(original))
+            result = outputs(subscript(updates, "intermediates"), path, not self._indexed(original))
         elif mutable:
             result, problem = self.mutable_result(original, new)
             if result is None:
@@ -326,73 +234,6 @@ class _Transformer(UsageTransformer):
         self.converted()
         self.fixed(f"{kind} call -> apply")
         return result
-
-    def _check_escapes(self, call: cst.Call) -> None:
-        """A Model handed to code this tool does not follow is a params pytree there too: say so."""
-        positions = [a for a in call.args if a.keyword is None]
-        for a in call.args:
-            t = self.a.type_at(a.value)
-            if t is not None and t.kind == CAPTURE:
-                self.todo("captured module outputs are Linen intermediates now, nested by Linen names "
-                          "{'Dense_0': {'__call__': (y,)}}, not flat '/Dense_0' keys: read them by hand")
-                continue
-            if not self.a.carries_model(t):
-                continue
-            scope = self.a.scope_of[id(call)]
-            qual = self.a.qual(call.func, scope) if isinstance(call.func, (cst.Name, cst.Attribute)) else None
-            callee = unwrap_func(self.a.type_at(call.func))
-            where = None
-            if callee is not None and callee.kind == FUNC and callee.func[0] == "external":
-                position = next((i for i, p in enumerate(positions) if p is a), None)
-                got = external_param(self.a, callee.func[1], position,
-                                     a.keyword.value if a.keyword is not None else None)
-                if got is not None and got.kind == CONFLICT:
-                    where = f"{callee.func[1]} (another file, where that parameter is {conflict_message(got)})"
-                elif got is None or got.kind != t.kind or not self.a.carries_model(got):
-                    where = f"{callee.func[1]} (another file, where it is not followed as a Model)"
-            elif qual is not None and any(qual == self.a.class_qual(c.name) for c in self.ctx.facts.classes) \
-                    and not (callee is not None and callee.kind == CLASS
-                             and "__init__" in self.a.methods.get(callee.func[1], {})):
-                where = f"the class {qual.rpartition('.')[2]}"
-            if where:
-                what = "a Model (now its params)" if t.kind in (MODEL, TRUNC, CONFLICT) \
-                    else "a value holding a Model (now its params)"
-                self.todo(f"{what} is passed to {where}: apply the Linen module there with {{'params': ...}}")
-            elif callee is None and isinstance(call.func, cst.Attribute) and call.func.attr.value in _CONTAINER_METHODS:
-                self.todo(f"a Model (now its params) is put into a container (.{call.func.attr.value}): "
-                          "apply the Linen module where it is read, with {'params': ...}")
-
-    def _held(self, values) -> bool:
-        return any(id(v) in self.a.scope_of and self.a.carries_model(self.a.type_at(v)) for v in values)
-
-    def visit_Dict(self, node: cst.Dict) -> None:
-        if self._held(v for e in node.elements if isinstance(e, cst.DictElement) for v in (e.key, e.value)):
-            self.todo("a Model (now its params) is put into a dict: apply the Linen module where it is read, "
-                      "with {'params': ...}")
-
-    def visit_Set(self, node: cst.Set) -> None:
-        if self._held(e.value for e in node.elements):
-            self.todo("a Model (now its params) is put into a set: apply the Linen module where it is read, "
-                      "with {'params': ...}")
-
-    def visit_For(self, node: cst.For) -> None:
-        """A loop over a tuple/list of Models of one module is followed (``element``); others not."""
-        if self._held([node.iter]) and element(self.a.type_at(node.iter)) is None:
-            self.todo("a loop over Models (now their params) and other values: apply the Linen module to "
-                      "each by hand, with {'params': ...}")
-
-    def visit_CompFor(self, node: cst.CompFor) -> None:
-        self.visit_For(node)  # type: ignore[arg-type]
-
-    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
-        t = self.a.type_at(original.value) if id(original) in self.a.scope_of else None
-        if t is not None and t.kind == MODEL and any(
-                isinstance(target.target, cst.Subscript) or (isinstance(target.target, cst.Attribute) and not _field(
-                    self.a.type_at(target.target.value))) for target in original.targets):
-            self.todo("a Model (now its params) is stored in an attribute or container: "
-                      "apply the Linen module where it is read, with {'params': ...}")
-        return super().leave_Assign(original, updated)
-
     def _model(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         t = self.a.type_at(original)
         params = self.a.arg(updated, 1, "params")

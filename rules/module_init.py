@@ -29,7 +29,8 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.rules._cst import build_dotted
-from linen_upgrade.rules._usage import DEF, UsageTransformer, applies, usage_transform
+from linen_upgrade.rules._usage import DEF, applies, usage_transform
+from linen_upgrade.rules._usage_sites import SiteCalls
 
 
 class ModuleInit(Rule):
@@ -68,7 +69,7 @@ class ModuleInit(Rule):
         return usage_transform(self, module, ctx, _Transformer)
 
 
-class _Transformer(UsageTransformer):
+class _Transformer(SiteCalls):
     owns = frozenset({"init"})
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:

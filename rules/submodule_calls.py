@@ -36,10 +36,9 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._attention import AttentionCalls, attention_result, cache_to_decode
 from linen_upgrade.rules._cells import CellCalls, carry_arg
-from linen_upgrade.rules._cst import add_import, build_dotted, express
+from linen_upgrade.rules._cst import add_import, build_dotted, express, kwarg
 from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, has_legacy_classes,
                                           spec_for_qual, split_call)
-from linen_upgrade.rules._usage import kwarg
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 

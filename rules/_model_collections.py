@@ -1,0 +1,102 @@
+"""The part of LU202's (model_apply) transformer for values that name
+submodules by legacy paths: ``nn.Collection`` state (``state.as_dict()``,
+``state['/Block_1/BatchNorm_1']``), captured outputs and
+``model.truncate_at(path)`` -> Linen variable collections and intermediates,
+nested by Linen names (``_usage_paths.linen_path``).
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from linen_upgrade.rules._usage import (CAPTURE, COLLECTION_METHODS, LEAF_READERS, STATE, TRUNC, UsageTransformer,
+                                        parens)
+from linen_upgrade.rules._usage_calls import subscript
+from linen_upgrade.rules._usage_paths import legacy_key, linen_path
+
+
+def outputs(value: cst.BaseExpression, path: tuple[str, ...], listed: bool) -> cst.BaseExpression:
+    """``value[p1][p2]['__call__']``: the outputs Linen sowed for that module (a
+    tuple; legacy kept a list)."""
+    for part in (*path, "__call__"):
+        value = subscript(value, part)
+    return cst.Call(cst.Name("list"), [cst.Arg(value)]) if listed else value
+
+
+class Collections(UsageTransformer):
+    """Collection keys, ``as_dict()``, captured outputs and ``truncate_at``; LU202's
+    transformer calls ``_truncate``/``_collection`` from its ``leave_Call``."""
+
+    def _truncate(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        """``model.truncate_at('/Dense_2')`` -> ``model`` (the params): its calls
+        capture the intermediates and read that module's outputs."""
+        t = self.a.type_at(original)
+        path = t.items[0] if t is not None and t.kind == TRUNC else None
+        if path is None:
+            self.todo("model.truncate_at(<not a literal path>): apply(..., capture_intermediates=True, "
+                      "mutable=['intermediates']) and read vars['intermediates'][...]['__call__'][0]")
+            return updated
+        if linen_path(self.a, t.ref, path) is None:
+            self.todo(f"model.truncate_at({path!r}): the Linen name of that submodule is not known statically "
+                      "(a loop, condition, .partial/.shared or helper method in apply, or no such path); read "
+                      "vars['intermediates'][...]['__call__'] of apply(..., capture_intermediates=True, "
+                      "mutable=['intermediates'])")
+            return updated
+        self.fixed("model.truncate_at(path) -> params (its calls capture intermediates)")
+        return parens(updated.func.value)  # type: ignore[attr-defined]
+
+    def _collection(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
+        """``state.as_dict()`` -> ``state`` where only its leaves are read; None: not one."""
+        func = original.func
+        if not isinstance(func, cst.Attribute) or func.attr.value not in COLLECTION_METHODS:
+            return None
+        base = self.a.type_at(func.value)
+        if base is None or base.kind not in (STATE, CAPTURE):
+            return None
+        parent = self.a.parent.get(id(original))
+        if func.attr.value == "as_dict" and not original.args:
+            if isinstance(parent, cst.Subscript) and parent.value is original and legacy_key(parent):
+                return updated  # the key is translated with the subscript
+            if isinstance(parent, cst.Arg) and base.kind == STATE:
+                call = self.a.parent.get(id(parent))
+                qual = self.a.qual(call.func, self.a.scope_of[id(call)]) \
+                    if isinstance(call, cst.Call) and isinstance(call.func, (cst.Name, cst.Attribute)) else None
+                if qual in LEAF_READERS:
+                    self.fixed("state.as_dict() -> state (its leaves)")
+                    return parens(updated.func.value)  # type: ignore[attr-defined]
+        self.todo(f"nn.Collection.{func.attr.value}: the state is a Linen variable collection now, "
+                  "nested {'Block_0': {'BatchNorm_0': ...}} with per-class numbering, not flat "
+                  "'/Block_4/BatchNorm_1' keys (flax.traverse_util.flatten_dict(state, sep='/'))")
+        return updated
+
+    def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript) -> cst.BaseExpression:
+        """``state['/Block_4/BatchNorm_1']`` (or ``.as_dict()[...]``) -> ``state['Block_0']['BatchNorm_0']``;
+        captured outputs ``outputs['/Dense_2']`` -> ``list(outputs['Dense_1']['__call__'])``."""
+        result = super().leave_Subscript(original, updated)
+        key = legacy_key(original)
+        if key is None or id(original) not in self.a.scope_of or result is not updated:
+            return result
+        holder, new_holder = original.value, updated.value
+        if isinstance(holder, cst.Call) and isinstance(holder.func, cst.Attribute) \
+                and holder.func.attr.value == "as_dict" and not holder.args:
+            holder, new_holder = holder.func.value, new_holder.func.value  # type: ignore[attr-defined]
+        t = self.a.type_at(holder)
+        if t is None or t.kind not in (STATE, CAPTURE):
+            return updated
+        path = linen_path(self.a, t.ref, key)
+        if path is None:
+            self.todo(f"the legacy key {key!r}: Linen collections are nested dicts with per-class numbering; "
+                      "the Linen name of that module is not known statically here")
+            return updated
+        self.fixed("legacy Collection key -> Linen path")
+        if t.kind == STATE:
+            for part in path:
+                new_holder = subscript(new_holder, part)
+            return new_holder.with_changes(lpar=updated.lpar, rpar=updated.rpar)
+        return outputs(new_holder, path, not self._indexed(original))
+
+    def _indexed(self, node: cst.CSTNode) -> bool:
+        """``node[0]``: an integer index reads a tuple as it read the legacy list."""
+        parent = self.a.parent.get(id(node))
+        return isinstance(parent, cst.Subscript) and parent.value is node and len(parent.slice) == 1 \
+            and isinstance(parent.slice[0].slice, cst.Index) and isinstance(parent.slice[0].slice.value, cst.Integer)

@@ -1,0 +1,91 @@
+"""The part of LU202's (model_apply) transformer that marks where a Model
+(now its params pytree) escapes what the rules follow: passed to code of
+another file or class that does not apply it, put into a dict, set, list or
+attribute, or a loop over Models mixed with other values.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from linen_upgrade.rules._usage import (CAPTURE, CLASS, CONFLICT, FUNC, INSTANCE, MODEL, TRUNC, UsageTransformer,
+                                        conflict_message, element, external_param, unwrap_func)
+
+# methods that put a value into a container (where the rules no longer follow it)
+_CONTAINER_METHODS = frozenset({"append", "extend", "insert", "add", "update", "setdefault", "put"})
+
+
+def _field(owner) -> bool:
+    """An attribute of an instance of a class of this file (followed like a variable)."""
+    return owner is not None and owner.kind == INSTANCE
+
+
+class Escapes(UsageTransformer):
+    """TODOs where a Model leaves the values the usage analysis follows; LU202's
+    transformer calls ``_check_escapes`` on every call it leaves."""
+
+    def _check_escapes(self, call: cst.Call) -> None:
+        """A Model handed to code this tool does not follow is a params pytree there too: say so."""
+        positions = [a for a in call.args if a.keyword is None]
+        for a in call.args:
+            t = self.a.type_at(a.value)
+            if t is not None and t.kind == CAPTURE:
+                self.todo("captured module outputs are Linen intermediates now, nested by Linen names "
+                          "{'Dense_0': {'__call__': (y,)}}, not flat '/Dense_0' keys: read them by hand")
+                continue
+            if not self.a.carries_model(t):
+                continue
+            scope = self.a.scope_of[id(call)]
+            qual = self.a.qual(call.func, scope) if isinstance(call.func, (cst.Name, cst.Attribute)) else None
+            callee = unwrap_func(self.a.type_at(call.func))
+            where = None
+            if callee is not None and callee.kind == FUNC and callee.func[0] == "external":
+                position = next((i for i, p in enumerate(positions) if p is a), None)
+                got = external_param(self.a, callee.func[1], position,
+                                     a.keyword.value if a.keyword is not None else None)
+                if got is not None and got.kind == CONFLICT:
+                    where = f"{callee.func[1]} (another file, where that parameter is {conflict_message(got)})"
+                elif got is None or got.kind != t.kind or not self.a.carries_model(got):
+                    where = f"{callee.func[1]} (another file, where it is not followed as a Model)"
+            elif qual is not None and any(qual == self.a.class_qual(c.name) for c in self.ctx.facts.classes) \
+                    and not (callee is not None and callee.kind == CLASS
+                             and "__init__" in self.a.methods.get(callee.func[1], {})):
+                where = f"the class {qual.rpartition('.')[2]}"
+            if where:
+                what = "a Model (now its params)" if t.kind in (MODEL, TRUNC, CONFLICT) \
+                    else "a value holding a Model (now its params)"
+                self.todo(f"{what} is passed to {where}: apply the Linen module there with {{'params': ...}}")
+            elif callee is None and isinstance(call.func, cst.Attribute) and call.func.attr.value in _CONTAINER_METHODS:
+                self.todo(f"a Model (now its params) is put into a container (.{call.func.attr.value}): "
+                          "apply the Linen module where it is read, with {'params': ...}")
+
+    def _held(self, values) -> bool:
+        return any(id(v) in self.a.scope_of and self.a.carries_model(self.a.type_at(v)) for v in values)
+
+    def visit_Dict(self, node: cst.Dict) -> None:
+        if self._held(v for e in node.elements if isinstance(e, cst.DictElement) for v in (e.key, e.value)):
+            self.todo("a Model (now its params) is put into a dict: apply the Linen module where it is read, "
+                      "with {'params': ...}")
+
+    def visit_Set(self, node: cst.Set) -> None:
+        if self._held(e.value for e in node.elements):
+            self.todo("a Model (now its params) is put into a set: apply the Linen module where it is read, "
+                      "with {'params': ...}")
+
+    def visit_For(self, node: cst.For) -> None:
+        """A loop over a tuple/list of Models of one module is followed (``element``); others not."""
+        if self._held([node.iter]) and element(self.a.type_at(node.iter)) is None:
+            self.todo("a loop over Models (now their params) and other values: apply the Linen module to "
+                      "each by hand, with {'params': ...}")
+
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        self.visit_For(node)  # type: ignore[arg-type]
+
+    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
+        t = self.a.type_at(original.value) if id(original) in self.a.scope_of else None
+        if t is not None and t.kind == MODEL and any(
+                isinstance(target.target, cst.Subscript) or (isinstance(target.target, cst.Attribute) and not _field(
+                    self.a.type_at(target.target.value))) for target in original.targets):
+            self.todo("a Model (now its params) is stored in an attribute or container: "
+                      "apply the Linen module where it is read, with {'params': ...}")
+        return super().leave_Assign(original, updated)

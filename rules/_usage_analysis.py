@@ -1,0 +1,466 @@
+"""The type inference of the usage rules (LU201/LU202): which values of
+top-level code are legacy module definitions, ``nn.Model`` objects,
+optimizers holding one, or ``nn.Collection`` state (``_usage_types``).
+
+Typing
+    A small flow-insensitive inference over one file (module scope, functions,
+    lambdas, comprehensions; class bodies are left to the module rules):
+    every binding of a name joins the types of what is assigned to it; a
+    function's parameters join the types of the arguments at its call sites
+    (direct calls and calls through ``jax.jit``/``pmap``/``grad``/
+    ``value_and_grad``, named or not); its result joins its ``return``
+    values.  Iterated to a fixed point.  A value with two different types is
+    a conflict, and its uses get a TODO rather than a guess.  A function of
+    another file of the run (``models.create_model``) is typed by reading
+    that file the same way; the parameters of this file's functions also
+    join what the other files of the run pass them (``external_seeds``: the
+    files the index lists as referring to them, read at a bounded depth), so
+    a Model handed over by ``train.py`` is applied in ``models.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+
+import libcst as cst
+
+from linen_upgrade.facts import FileFacts
+from linen_upgrade.index import ProjectIndex
+from linen_upgrade.resolve import dotted
+from linen_upgrade.rules._modules import CallSpec
+from linen_upgrade.rules._usage_external import external_return, external_seeds
+from linen_upgrade.rules._usage_frames import SiteCounter
+from linen_upgrade.rules._usage_scopes import Collector, Scope
+from linen_upgrade.rules._usage_types import (CAPTURE, CLASS, CONFLICT, DEF, FOREIGN, FUNC, INSTANCE, MODEL, OPTIM,
+                                              STATE, TRUNC, TUPLE, VARIABLES, ModuleRef, Ty, element, join)
+from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
+
+# calls whose result has the type of one argument (a pytree in, the same pytree out)
+_PRESERVING = {
+    "flax.jax_utils.replicate": 0, "flax.jax_utils.unreplicate": 0,
+    "jax.device_put": 0, "jax.device_get": 0, "jax.lax.pmean": 0, "jax.lax.psum": 0,
+    "jax.lax.pmax": 0, "jax.tree_map": 1, "jax.tree_util.tree_map": 1,
+    "jax.tree_multimap": 1, "flax.training.checkpoints.restore_checkpoint": 1,
+    "jax.lax.stop_gradient": 0,
+}
+_CONTEXTS = frozenset({"flax.nn.Model", "flax.nn.stateful", "flax.nn.stochastic", "flax.nn.capture_module_outputs"})
+_SAME_SIGNATURE = frozenset({"jax.jit", "jax.pmap", "jax.checkpoint", "jax.remat", "jax.named_call"})
+
+
+def _is_literal(node: cst.BaseExpression) -> bool:
+    if isinstance(node, (cst.Integer, cst.Float, cst.SimpleString)):
+        return True
+    if isinstance(node, cst.Name):
+        return node.value in ("True", "False", "None")
+    if isinstance(node, cst.UnaryOperation):
+        return _is_literal(node.expression)
+    if isinstance(node, (cst.Tuple, cst.List)):
+        return all(_is_literal(e.value) for e in node.elements)
+    return False
+
+
+_CODE = cst.Module([]).code_for_node
+
+
+class Analysis:
+    """Types of the values of one file's top-level code (see the module docstring)."""
+
+    def __init__(self, module: cst.Module, facts: FileFacts, index: ProjectIndex,
+                 path: str = "", depth: int = 0, state_collection: str = "batch_stats") -> None:
+        self.state_collection = state_collection
+        self.facts = facts
+        self.index = index
+        self.path = path
+        self.depth = depth
+        self.scopes: dict[int, Scope] = {}
+        self.scope_of: dict[int, Scope] = {}
+        self.parent: dict[int, cst.CSTNode] = {}
+        self.bindings: list[tuple[Scope, str, tuple, tuple[int, ...]]] = []
+        self.returns: dict[int, list[tuple[Scope, cst.BaseExpression]]] = {}
+        self.calls: list[tuple[Scope, cst.Call]] = []
+        self.model_attributes: list[tuple[Scope, cst.Attribute]] = []
+        self.legacy_keys: list[tuple[Scope, cst.Subscript]] = []  # x['/Block_4/Dense_0']
+        self.field_bindings: list[tuple[Scope, cst.Attribute, tuple, tuple[int, ...]]] = []
+        self.class_nodes: dict[str, cst.ClassDef] = {}  # module-level classes by name
+        self.plain_classes: dict[int, cst.ClassDef] = {}
+        self.methods: dict[int, dict[str, cst.FunctionDef]] = {}  # plain class -> its methods
+        self.module_scope: Scope
+        self.funcs: dict[int, cst.FunctionDef | cst.Lambda] = {}
+        module.visit(Collector(self, module))
+        for scope in self.scopes.values():
+            if isinstance(scope.node, (cst.FunctionDef, cst.Lambda)):
+                self.funcs[id(scope.node)] = scope.node
+        self.env: dict[tuple[int, str], Ty | None] = {}
+        self.rets: dict[int, Ty | None] = {}
+        # what other files of the run pass to this file's top-level functions
+        self.seeds: dict[tuple[int, str], Ty | None] = {}
+        for (name, slot), t in external_seeds(self).items():
+            fn = self.top_level_function(name)
+            fscope = self.scopes[id(fn)] if fn is not None else None
+            if fscope is None:
+                continue
+            param = fscope.params[slot] if isinstance(slot, int) and slot < len(fscope.params) else slot
+            if isinstance(param, str) and param in fscope.bound:
+                self.seeds[(id(fscope), param)] = join(self.seeds.get((id(fscope), param)), t)
+        self._solve()
+
+    def top_level_function(self, name: str) -> cst.FunctionDef | None:
+        return next((f for f in self.funcs.values() if isinstance(f, cst.FunctionDef) and f.name.value == name
+                     and self.scope_of.get(id(f)) is self.module_scope), None)
+
+    # -- names ---------------------------------------------------------------
+    def qual(self, node: cst.BaseExpression, scope: Scope | None = None) -> str | None:
+        """The qualified name a dotted expression stands for through the imports
+        (None when its head is a local variable)."""
+        name = dotted(node)
+        if name is None:
+            return None
+        if scope is not None:
+            found = scope.lookup(name.split(".")[0])
+            if found is not None and found is not self.module_scope:
+                return None
+            if found is self.module_scope:
+                local_class = next((c for c in self.facts.classes if c.name == name), None)
+                if local_class is not None:
+                    return self.class_qual(name)
+                return None
+        return self.facts.imports.resolve_dotted(name)
+
+    def is_legacy_class(self, node: cst.ClassDef) -> bool:
+        if self.index.is_legacy_module(self.class_qual(node.name.value)):
+            return True
+        bases = (dotted(b.value) for b in node.bases if b.keyword is None)
+        return any(self.index.is_legacy_module(self.facts.imports.resolve_dotted(b) or b) for b in bases if b)
+
+    def class_qual(self, name: str) -> str:
+        module = self.facts.module_name
+        return f"{module}.{name}" if module else name
+
+    def is_module_class(self, qual: str | None) -> bool:
+        return bool(qual) and (self.index.is_legacy_module(qual) or qual in BUILTIN_MODULES) \
+            and qual != "flax.nn.Module"
+
+    # -- solving ---------------------------------------------------------------
+    def _solve(self) -> None:
+        for _ in range(20):
+            env: dict[tuple[int, str], Ty | None] = dict(self.seeds)
+            for scope, name, source, path in self.bindings:
+                t = self._source_ty(scope, name, source)
+                for i in path:
+                    t = t.items[i] if t is not None and t.kind == TUPLE and i < len(t.items) else None
+                key = (id(scope), name)
+                env[key] = join(env.get(key), t)
+            for scope, target_attr, source, path in self.field_bindings:
+                owner = self.ty(target_attr.value, scope)
+                if owner is None or owner.kind != INSTANCE:
+                    continue
+                t = self._source_ty(scope, "", source)
+                for i in path:
+                    t = t.items[i] if t is not None and t.kind == TUPLE and i < len(t.items) else None
+                key = (owner.func[1], "." + target_attr.attr.value)
+                env[key] = join(env.get(key), t)
+            for scope, call in self.calls:
+                target, args, offset = self._callee(call, scope)
+                if target is None:
+                    continue
+                fscope = self.scopes[id(target)]
+                positional = [a for a in args if a.keyword is None]
+                if any(a.star for a in args):
+                    continue
+                for i, a in enumerate(positional):
+                    if i + offset < len(fscope.params):
+                        key = (id(fscope), fscope.params[i + offset])
+                        env[key] = join(env.get(key), self.ty(a.value, scope))
+                for a in args:
+                    if a.keyword is not None and a.keyword.value in fscope.bound:
+                        key = (id(fscope), a.keyword.value)
+                        env[key] = join(env.get(key), self.ty(a.value, scope))
+            rets = {fid: functools.reduce(join, (self.ty(e, s) for s, e in values), None)
+                    for fid, values in self.returns.items()}
+            if env == self.env and rets == self.rets:
+                break
+            self.env, self.rets = env, rets
+
+    def _source_ty(self, scope: Scope, name: str, source: tuple) -> Ty | None:
+        kind = source[0]
+        if kind == "expr":
+            t = self.ty(source[1], scope)
+            if t is not None and t.kind == DEF and t.ref and t.ref.kwargs and scope.bound.get(name) == 1:
+                return Ty(DEF, replace(t.ref, def_var=(id(scope), name)))
+            return t
+        if kind == "class":
+            if id(source[1]) in self.plain_classes:
+                return Ty(CLASS, func=(CLASS, id(source[1])))
+            qual = self.class_qual(name)
+            return Ty(DEF, ModuleRef(qual)) if self.index.is_legacy_module(qual) else None
+        if kind == "def":
+            return Ty(FUNC, func=("plain", id(source[1])))
+        if kind == "const":
+            return source[1]
+        if kind == "iter":
+            return element(self.ty(source[1], scope))
+        if kind == "with" and isinstance(source[1], cst.Call):
+            qual = self.qual(source[1].func, scope)
+            if qual in ("flax.nn.stateful", "flax.nn.capture_module_outputs"):
+                # the model whose call (or init) inside the block fills the collection
+                block = self.parent.get(id(self.parent.get(id(source[1]))))
+                refs = {t.ref.without_var() for _, t in self.sites_in(block) if t.ref} \
+                    if isinstance(block, cst.With) else set()
+                ref = refs.pop() if len(refs) == 1 else None
+                return Ty(STATE if qual == "flax.nn.stateful" else CAPTURE, ref)
+        return None
+
+    def sites_in(self, node: cst.CSTNode) -> list[tuple[str, Ty]]:
+        """The init/apply sites that run in the body of a with statement."""
+        counter = SiteCounter(self)
+        node.body.visit(counter)  # type: ignore[attr-defined]
+        return counter.sites
+
+    def _callee(self, call: cst.Call, scope: Scope
+                ) -> tuple[cst.FunctionDef | cst.Lambda | None, list[cst.Arg], int]:
+        """The function of this file a call runs, through jit/pmap/grad wrappers
+        (and how many parameters the call does not pass: a bound method's self)."""
+        t = self.ty(call.func, scope)
+        while t is not None and t.kind == FUNC and t.func[0] in ("same", "grad", "vgrad"):
+            t = t.func[1]
+        if t is not None and t.kind == FUNC and t.func[0] in ("plain", "method"):
+            return self.funcs.get(t.func[1]), list(call.args), int(t.func[0] == "method")
+        if t is not None and t.kind == CLASS:  # Trainer(model): its __init__(self, model)
+            init = self.methods.get(t.func[1], {}).get("__init__")
+            return init, list(call.args), 1
+        return None, [], 0
+
+    # -- expressions -------------------------------------------------------------
+    def ty(self, expr: cst.BaseExpression, scope: Scope) -> Ty | None:
+        if isinstance(expr, cst.Name):
+            found = scope.lookup(expr.value)
+            if found is not None:
+                return self.env.get((id(found), expr.value))
+            return self._global_ty(self.facts.imports.resolve(expr))
+        if isinstance(expr, cst.Attribute):
+            qual = self.qual(expr, scope)
+            if qual is not None:
+                return self._global_ty(qual)
+            base = self.ty(expr.value, scope)
+            if base is not None and base.kind == OPTIM and expr.attr.value == "target":
+                return Ty(MODEL, base.ref)
+            if base is not None and base.kind == INSTANCE and base.func[0] == FOREIGN:
+                return dict(base.items).get(expr.attr.value)
+            if base is not None and base.kind == INSTANCE:
+                method = self.methods.get(base.func[1], {}).get(expr.attr.value)
+                if method is not None:
+                    return Ty(FUNC, func=("method", id(method)))
+                return self.env.get((base.func[1], "." + expr.attr.value))
+            return None
+        if isinstance(expr, cst.Call):
+            return self._call_ty(expr, scope)
+        if isinstance(expr, cst.Lambda):
+            return Ty(FUNC, func=("plain", id(expr)))
+        if isinstance(expr, (cst.Tuple, cst.List)):
+            if any(isinstance(e, cst.StarredElement) for e in expr.elements):
+                return None
+            items = tuple(self.ty(e.value, scope) for e in expr.elements)
+            return Ty(TUPLE, items=items) if any(items) else None
+        if isinstance(expr, cst.Subscript):
+            key = expr.slice[0].slice if len(expr.slice) == 1 else None
+            if isinstance(key, cst.Index) and isinstance(key.value, cst.SimpleString) \
+                    and key.value.evaluated_value == self.state_collection:
+                # variables['batch_stats']: what nn.stateful's Collection became
+                holder = self.ty(expr.value, scope)
+                return Ty(STATE, holder.ref if holder is not None and holder.kind == VARIABLES else None)
+            base = self.ty(expr.value, scope)
+            if base is not None and base.kind == TUPLE and len(expr.slice) == 1:
+                index = expr.slice[0].slice
+                if isinstance(index, cst.Index) and isinstance(index.value, cst.Integer):
+                    i = int(index.value.value)
+                    return base.items[i] if i < len(base.items) else None
+        return None
+
+    def _global_ty(self, qual: str | None) -> Ty | None:
+        if not qual:
+            return None
+        if self.is_module_class(qual):
+            return Ty(DEF, ModuleRef(qual))
+        module, _, name = qual.rpartition(".")
+        if module and module in self.index.flax_modules and module != self.facts.module_name:
+            return Ty(FUNC, func=("external", qual))
+        return None
+
+    def arg(self, call: cst.Call, i: int, keyword: str | None = None) -> cst.BaseExpression | None:
+        positional = [a for a in call.args if a.keyword is None and not a.star]
+        if i < len(positional):
+            return positional[i].value
+        return next((a.value for a in call.args if a.keyword is not None and a.keyword.value == keyword), None)
+
+    def _call_ty(self, call: cst.Call, scope: Scope) -> Ty | None:
+        func = call.func
+        qual = self.qual(func, scope) if isinstance(func, (cst.Name, cst.Attribute)) else None
+        if qual == "flax.nn.Model":
+            arg = self.arg(call, 0, "module")
+            d = self.ty(arg, scope) if arg is not None else None
+            return Ty(MODEL, d.ref) if d is not None and d.kind == DEF else None
+        if qual in _PRESERVING:
+            arg = self.arg(call, _PRESERVING[qual])
+            return self.ty(arg, scope) if arg is not None else None
+        if qual == "functools.partial" or (qual is None and isinstance(func, cst.Name) and func.value == "partial") \
+                or (qual is None and isinstance(func, cst.Attribute) and dotted(func) == "functools.partial"):
+            arg = self.arg(call, 0)
+            d = self.ty(arg, scope) if arg is not None else None
+            if d is not None and d.kind == DEF and d.ref:
+                return Ty(DEF, self._extend(d.ref, call.args[1:]))
+            return None
+        if qual in _SAME_SIGNATURE or qual in ("jax.grad", "jax.value_and_grad"):
+            arg = self.arg(call, 0, "fun")
+            inner = self.ty(arg, scope) if arg is not None else None
+            if inner is None or inner.kind != FUNC:
+                return None
+            if qual in _SAME_SIGNATURE:
+                return Ty(FUNC, func=("same", inner))
+            has_aux = any(a.keyword is not None and a.keyword.value == "has_aux"
+                          and isinstance(a.value, cst.Name) and a.value.value == "True" for a in call.args)
+            argnums = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "argnums"),
+                           None)
+            n = int(argnums.value) if isinstance(argnums, cst.Integer) else (0 if argnums is None else -1)
+            return Ty(FUNC, func=("grad" if qual == "jax.grad" else "vgrad", inner, has_aux, n))
+        if isinstance(func, cst.Attribute):
+            base = self.ty(func.value, scope)
+            method = func.attr.value
+            if base is not None and base.kind == MODEL and method == "truncate_at":
+                path = self.arg(call, 0, "module_path")
+                literal = path.evaluated_value if isinstance(path, cst.SimpleString) else None
+                return Ty(TRUNC, base.ref, (literal if isinstance(literal, str) else None,))
+            if method in ("init", "init_with_output") and isinstance(func.value, cst.Call):
+                ctor = self.ty(func.value.func, scope)  # Net(...).init(...): what LU201 wrote
+                if ctor is not None and ctor.kind == DEF and ctor.ref:
+                    v = Ty(VARIABLES, ModuleRef(ctor.ref.qual))
+                    return v if method == "init" else Ty(TUPLE, items=(None, v))
+            if base is not None and base.kind == DEF and base.ref:
+                if method == "partial":
+                    return Ty(DEF, self._extend(base.ref.without_var(), call.args))
+                if method in ("create", "create_by_shape"):
+                    return Ty(TUPLE, items=(None, Ty(MODEL, base.ref)))
+                return None
+            if base is not None and base.kind in (MODEL, OPTIM) and method == "replace":
+                return base
+            if base is not None and base.kind == OPTIM and method == "apply_gradient":
+                return base
+            if method == "create" and (base is None or base.kind != DEF):
+                arg = self.arg(call, 0, "target")
+                t = self.ty(arg, scope) if arg is not None else None
+                if t is not None and t.kind == MODEL:
+                    return Ty(OPTIM, t.ref)
+                return None
+        ft = self.ty(func, scope)
+        if ft is not None and ft.kind == CLASS:
+            return Ty(INSTANCE, func=ft.func)
+        return self._apply_func(ft, call, scope) if ft is not None and ft.kind == FUNC else None
+
+    def _apply_func(self, ft: Ty, call: cst.Call, scope: Scope) -> Ty | None:
+        kind = ft.func[0]
+        if kind in ("plain", "method"):
+            return self.rets.get(ft.func[1])
+        if kind == "same":
+            return self._apply_func(ft.func[1], call, scope)
+        if kind in ("grad", "vgrad"):
+            n = ft.func[3]
+            arg = self.arg(call, n) if n >= 0 else None
+            g = self.ty(arg, scope) if arg is not None else None
+            if kind == "grad":
+                return g
+            return Ty(TUPLE, items=(self._apply_func(ft.func[1], call, scope), g))
+        if kind == "external":
+            return external_return(self, ft.func[1])
+        return None
+
+    def _extend(self, ref: ModuleRef, args) -> ModuleRef:
+        kwargs = dict(ref.kwargs)
+        portable = ref.portable
+        for a in args:
+            if a.keyword is None or a.star:
+                return replace(ref, portable=False, kwargs=(*ref.kwargs, ("*", _CODE(a))))
+            kwargs[a.keyword.value] = _CODE(a.value)
+            portable = portable and _is_literal(a.value)
+        return ModuleRef(ref.qual, tuple(kwargs.items()), portable)
+
+    # -- queries for the rewrite -------------------------------------------------
+    def relevant(self) -> bool:
+        """Is there anything for the usage rules here (else the file is not walked again)?"""
+        for scope, call in self.calls:
+            func = call.func
+            if self.site(call) is not None:
+                return True
+            if isinstance(func, (cst.Name, cst.Attribute)) and self.qual(func, scope) in _CONTEXTS:
+                return True
+            if isinstance(func, cst.Attribute) and func.attr.value == "partial":
+                base = self.ty(func.value, scope)
+                if base is not None and base.kind == DEF:
+                    return True
+        for scope, attr in self.model_attributes:
+            base = self.ty(attr.value, scope)
+            if base is not None and (base.kind in (MODEL, STATE) or (base.kind == CONFLICT and MODEL in base.items)):
+                return True
+        return any(t is not None and t.kind == CONFLICT and MODEL in t.items for t in self.env.values())
+
+
+    def fields(self, t: Ty) -> dict[str, Ty | None]:
+        """The attributes the code gives an instance of a plain class (``self.model = ...``)."""
+        if t.func[0] == FOREIGN:
+            return dict(t.items)
+        return {name[1:]: v for (owner, name), v in self.env.items() if owner == t.func[1] and name.startswith(".")}
+
+    def carries_model(self, t: Ty | None, nested: bool = True) -> bool:
+        """A Model (now its params) or a value holding one: a tuple, an instance keeping it in a field."""
+        if t is None:
+            return False
+        if t.kind in (MODEL, TRUNC):
+            return True
+        if t.kind == CONFLICT:
+            return MODEL in t.items or TRUNC in t.items
+        if t.kind == TUPLE:
+            return any(self.carries_model(i, nested) for i in t.items)
+        if t.kind == INSTANCE and nested:
+            return any(self.carries_model(v, False) for v in self.fields(t).values())
+        return False
+
+    def type_at(self, node: cst.BaseExpression) -> Ty | None:
+        scope = self.scope_of.get(id(node))
+        return self.ty(node, scope) if scope is not None else None
+
+    def spec(self, qual: str) -> CallSpec | None:
+        row = BUILTIN_MODULES.get(qual)
+        if row is not None:
+            return CallSpec.builtin(row)
+        legacy = self.index.legacy_module(qual)
+        if legacy is not None and legacy.apply_params is not None:
+            return CallSpec.user(legacy.apply_params)
+        return None
+
+    def module_methods(self, qual: str) -> tuple[str, ...]:
+        legacy = self.index.legacy_module(qual)
+        return legacy.module_methods if legacy is not None else ()
+
+    def site(self, call: cst.Call) -> tuple[str, Ty] | None:
+        """Is this call a legacy init/apply site?  (kind, the type that makes it one)."""
+        scope = self.scope_of.get(id(call))
+        if scope is None:
+            return None
+        func = call.func
+        if isinstance(func, cst.Attribute):
+            base = self.ty(func.value, scope)
+            if base is not None and base.kind == DEF and base.ref:
+                if func.attr.value in ("init", "init_by_shape"):
+                    return "init", base
+                if func.attr.value in ("create", "create_by_shape"):
+                    return "create", base
+                if func.attr.value == "call":
+                    return "call", base
+            if base is not None and base.kind == MODEL and base.ref \
+                    and func.attr.value in self.module_methods(base.ref.qual):
+                return "method", base
+        t = self.ty(func, scope)
+        if t is not None and t.kind == MODEL:
+            return "model", t
+        if t is not None and t.kind == TRUNC:
+            return "truncated", t
+        return None

@@ -1,0 +1,167 @@
+"""The usage analysis across the files of the run: the return types of
+functions of other files (``models.create_model``), and what the other files
+pass to this file's top-level functions (``external_seeds``: the files the
+index lists as referring to them, read at a bounded depth), so a Model handed
+over by ``train.py`` is applied in ``models.py``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from linen_upgrade.facts import file_facts
+from linen_upgrade.index import ProjectIndex
+from linen_upgrade.rules._cst import express
+from linen_upgrade.rules._usage_types import (CONFLICT, DEF, ELSEWHERE, FOREIGN, FUNC, INSTANCE, MODEL, OPTIM, STATE,
+                                              TRUNC, TUPLE, UNWRITABLE, Ty, conflict, join, unwrap_func)
+from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
+
+if TYPE_CHECKING:
+    from linen_upgrade.rules._usage_analysis import Analysis
+
+# how far the reading of other files goes: a file's own analysis is depth 0; the files whose
+# functions it calls are read at depth 1 (their return types), and the files calling this one's
+# functions at depth 2 (what they pass, ``seeds``), which read their callees' returns at depth 3
+_MAX_DEPTH = 3
+
+
+def module_file(path: str, own_module: str, module: str) -> Path | None:
+    here = Path(path).resolve().parent
+    for _ in range(max(0, len(own_module.split(".")) - 1)):
+        here = here.parent
+    base = here.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+_EXTERNAL: dict[tuple[str, float, int, int], Analysis | None] = {}
+
+
+def external_analysis(file: Path, module: str, index: ProjectIndex, depth: int = 1) -> Analysis | None:
+    from linen_upgrade.rules._usage_analysis import Analysis  # which reads other files through this module
+
+    key = (str(file), file.stat().st_mtime, id(index), depth)
+    if key not in _EXTERNAL:
+        if len(_EXTERNAL) > 64:
+            _EXTERNAL.clear()
+        try:
+            text = file.read_text(encoding="utf-8")
+            analysis: Analysis | None = Analysis(cst.parse_module(text), file_facts(ast.parse(text), text, module),
+                                                 index, str(file), depth=depth)
+        except (OSError, UnicodeDecodeError, SyntaxError, cst.ParserSyntaxError):
+            analysis = None
+        _EXTERNAL[key] = analysis
+    return _EXTERNAL[key]
+
+
+def external_return(a: Analysis, qual: str) -> Ty | None:
+    """The result type of a function defined in another file of the run;
+    only what can be written in this file (module definitions with literal
+    keywords) comes back."""
+    if a.depth >= _MAX_DEPTH or not a.path or not a.facts.module_name:
+        return None
+    module, _, name = qual.rpartition(".")
+    file = module_file(a.path, a.facts.module_name, module)
+    if file is None:
+        return None
+    other = external_analysis(file, module, a.index, a.depth + 1)
+    fn = other.top_level_function(name) if other is not None else None
+    return _portable(other.rets.get(id(fn))) if other is not None and fn is not None else None
+
+
+def external_param(a: Analysis, qual: str, position: int | None, keyword: str | None) -> Ty | None:
+    """The type the other file gives a parameter of its function: from the calls in that file and
+    what the files of the run that call it pass (the same seeds that file's own rewrite uses)."""
+    if a.depth > 0 or not a.path or not a.facts.module_name:
+        return None
+    module, _, name = qual.rpartition(".")
+    file = module_file(a.path, a.facts.module_name, module)
+    other = external_analysis(file, module, a.index) if file is not None else None
+    fn = other.top_level_function(name) if other is not None else None
+    if other is None or fn is None:
+        return None
+    scope = other.scopes[id(fn)]
+    param = keyword if keyword is not None else (
+        scope.params[position] if position is not None and position < len(scope.params) else None)
+    return other.env.get((id(scope), param)) if param else None
+
+
+def external_seeds(a: Analysis) -> dict[tuple[str, int | str], Ty | None]:
+    """What the other files of the run pass to this file's top-level functions
+    (``models.predict(model, x)`` in train.py): (function, position or
+    keyword) -> the joined type, as this file can write it.  Both files read
+    the same seeds (``external_param``), so the caller passes the params
+    exactly where this file applies them."""
+    module = a.facts.module_name
+    if a.depth > 1 or not a.path or not module:
+        return {}
+    names = {f.name.value for f in a.funcs.values() if isinstance(f, cst.FunctionDef)
+             and a.scope_of.get(id(f)) is a.module_scope}
+    callers = sorted({c for n in names for c in a.index.referrers.get(f"{module}.{n}", ())})
+    seeds: dict[tuple[str, int | str], Ty | None] = {}
+    for caller in callers:
+        file = module_file(a.path, module, caller)
+        other = external_analysis(file, caller, a.index, depth=2) if file is not None else None
+        if other is None:
+            continue
+        for scope, call in other.calls:
+            t = unwrap_func(other.ty(call.func, scope))
+            if t is None or t.kind != FUNC or t.func[0] != "external":
+                continue
+            owner, _, name = t.func[1].rpartition(".")
+            if owner != module or name not in names or any(arg.star for arg in call.args):
+                continue
+            position = 0
+            for arg in call.args:
+                slot: int | str = arg.keyword.value if arg.keyword is not None else position
+                position += arg.keyword is None
+                seeds[(name, slot)] = join(seeds.get((name, slot)), _seed(a, other, other.ty(arg.value, scope)))
+    return seeds
+
+
+def _seed(a: Analysis, other: Analysis, t: Ty | None, nested: bool = True) -> Ty | None:
+    """A type ``other`` hands to this file, as this file can use it: a module
+    definition (or a Model of one) it can spell, else a conflict (a TODO at
+    its uses, and at the call in the other file); an instance of one of
+    ``other``'s classes with the Models it keeps in its fields."""
+    if t is None:
+        return None
+    if t.kind == TUPLE:
+        items = tuple(_seed(a, other, i, nested) for i in t.items)
+        return Ty(TUPLE, items=items) if any(items) else None
+    if t.kind == INSTANCE and nested and t.func[0] != FOREIGN:
+        fields = tuple(sorted((k, f) for k, v in other.fields(t).items()
+                              if (f := _seed(a, other, v, False)) is not None))
+        cls = other.plain_classes.get(t.func[1])
+        if not fields or cls is None:
+            return None
+        return Ty(INSTANCE, items=fields, func=(FOREIGN, other.class_qual(cls.name.value)))
+    if t.kind in (MODEL, TRUNC, DEF) and t.ref is not None:
+        if not t.ref.portable:
+            return conflict(t.kind, ELSEWHERE)
+        qual = t.ref.qual
+        if not (qual in BUILTIN_MODULES or qual.rpartition(".")[0] == a.facts.module_name
+                or express(qual, a.facts.imports)[1] is None):
+            return conflict(t.kind, UNWRITABLE)
+        return Ty(t.kind, t.ref.without_var(), t.items)
+    if t.kind == STATE:
+        return Ty(STATE, t.ref.without_var() if t.ref is not None else None)
+    if t.kind == CONFLICT and (MODEL in t.items or TRUNC in t.items):
+        return t
+    return None
+
+
+def _portable(t: Ty | None) -> Ty | None:
+    if t is None:
+        return None
+    if t.kind == TUPLE:
+        return Ty(TUPLE, items=tuple(_portable(i) for i in t.items))
+    if t.kind in (MODEL, OPTIM, DEF) and t.ref is not None:
+        return Ty(t.kind, t.ref.without_var()) if t.ref.portable else conflict(t.kind, ELSEWHERE)
+    return t if t.kind == STATE else None

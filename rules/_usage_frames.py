@@ -1,0 +1,135 @@
+"""``with nn.stateful(...)`` / ``nn.stochastic(...)`` / ``nn.capture_module_outputs()``
+blocks for the usage rules: what a block sets (``Frame``) and the init/apply
+sites that run inside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from linen_upgrade.rule import FastVisitor
+from linen_upgrade.rules._usage_paths import legacy_key
+
+if TYPE_CHECKING:
+    from linen_upgrade.rules._usage_analysis import Analysis
+    from linen_upgrade.rules._usage_types import Ty
+
+
+@dataclass
+class Frame:
+    """One ``with nn.stateful(...)`` / ``nn.stochastic(...)`` block being rewritten."""
+
+    node: cst.With
+    state: cst.BaseExpression | None = None  # the collection passed in
+    state_given: bool = False  # nn.stateful(...) present
+    state_name: cst.BaseExpression | None = None  # `as new_state`
+    mutable: bool = True
+    rng: cst.BaseExpression | None = None
+    sites: int = 0
+    done: int = 0
+    problem: str | None = None
+    kinds: set[str] = field(default_factory=set)
+    capture_name: cst.BaseExpression | None = None  # `nn.capture_module_outputs() as outputs`
+
+
+def parse_with(node: cst.With, a: Analysis) -> Frame | None:
+    """A frame when every item of the ``with`` is nn.stateful/nn.stochastic."""
+    frame = Frame(node)
+    scope = a.scope_of.get(id(node))
+    if scope is None:
+        return None
+    kinds = []
+    for item in node.items:
+        call = item.item
+        qual = a.qual(call.func, scope) if isinstance(call, cst.Call) else None
+        if qual not in ("flax.nn.stateful", "flax.nn.stochastic", "flax.nn.capture_module_outputs"):
+            return None if not kinds else replace(frame, problem="a with statement mixing nn.stateful/"
+                                                  "nn.stochastic with other context managers")
+        kinds.append(qual)
+        assert isinstance(call, cst.Call)
+        if any(x.star for x in call.args):
+            frame.problem = f"{qual} with *args: convert by hand"
+            continue
+        if qual == "flax.nn.capture_module_outputs":
+            if item.asname is None or not isinstance(item.asname.name, cst.Name) or call.args:
+                frame.problem = "nn.capture_module_outputs() without `as name`: convert by hand"
+            else:
+                frame.capture_name = item.asname.name
+            continue
+        if qual == "flax.nn.stochastic":
+            frame.rng = a.arg(call, 0, "rng")
+            if item.asname is not None:
+                frame.problem = "nn.stochastic(...) as name: convert by hand"
+            continue
+        frame.state_given = True
+        frame.state = a.arg(call, 0, "state")
+        if isinstance(frame.state, cst.Name) and frame.state.value == "None":
+            frame.state = None
+        mutable = a.arg(call, 1, "mutable")
+        if mutable is not None:
+            if not (isinstance(mutable, cst.Name) and mutable.value in ("True", "False")):
+                frame.problem = "nn.stateful(..., mutable=<expression>): choose mutable= by hand"
+            frame.mutable = not (isinstance(mutable, cst.Name) and mutable.value == "False")
+        if item.asname is not None:
+            if not isinstance(item.asname.name, cst.Name):
+                frame.problem = "nn.stateful(...) as <not a name>: convert by hand"
+            frame.state_name = item.asname.name
+    if len(kinds) != len(set(kinds)):
+        frame.problem = "the same context manager twice in one with statement"
+    return frame
+
+
+class SiteCounter(FastVisitor):
+    def __init__(self, a: Analysis) -> None:
+        super().__init__()
+        self.a = a
+        self.count = 0
+        self.kinds: set[str] = set()
+        self.sites: list[tuple[str, Ty]] = []
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return False  # runs later, outside the block
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
+    def visit_Call(self, node: cst.Call) -> None:
+        site = self.a.site(node)
+        if site is not None:
+            self.count += 1
+            self.kinds.add(site[0])
+            self.sites.append(site)
+
+
+def count_sites(body: cst.CSTNode, a: Analysis) -> tuple[int, set[str]]:
+    counter = SiteCounter(a)
+    body.visit(counter)
+    return counter.count, counter.kinds
+
+
+def read_by_key(node: cst.With, frame: Frame, a: Analysis) -> bool:
+    """Is every use of ``as outputs`` a read of one legacy key (which has a Linen path)?"""
+    name = frame.capture_name.value  # type: ignore[union-attr]
+    scope = a.scope_of[id(node)].node
+    uses: list[cst.Name] = []
+
+    class _Uses(FastVisitor):
+        def visit_Name(self, n: cst.Name) -> None:
+            if n.value == name and n is not frame.capture_name:
+                uses.append(n)
+
+    scope.visit(_Uses())
+    parent = a.parent.get
+    for use in uses:
+        p = parent(id(use))
+        if isinstance(p, cst.Attribute) and p.value is use and p.attr.value == "as_dict":
+            call = parent(id(p))
+            if not (isinstance(call, cst.Call) and call.func is p and not call.args):
+                return False
+            use, p = call, parent(id(call))
+        if not (isinstance(p, cst.Subscript) and p.value is use and legacy_key(p)):
+            return False
+    return True

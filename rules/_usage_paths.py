@@ -1,0 +1,165 @@
+"""Legacy module paths -> Linen paths for the usage rules (LU202): legacy
+``nn.Collection`` keys (``state['/Block_4/Dense_0']``), ``truncate_at`` and
+captured outputs name submodules by one counter per parent, Linen by one
+per class; the order in which a module's ``apply`` creates its submodules
+(``children``, read across files) renames them as checkpoint keys are
+(``keys.linen_module_path``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from linen_upgrade.keys import linen_module_path, state_key_to_path
+from linen_upgrade.resolve import dotted
+from linen_upgrade.rule import FastVisitor
+from linen_upgrade.rules._usage_external import external_analysis, module_file
+from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
+
+if TYPE_CHECKING:
+    from linen_upgrade.rules._usage_analysis import Analysis
+    from linen_upgrade.rules._usage_types import ModuleRef
+
+# calls that read only the leaves of a legacy Collection.as_dict() (the checkpoint formats
+# keep what they are given: the upgraded program writes and reads Linen's nested keys)
+LEAF_READERS = frozenset({
+    "jax.tree_util.tree_leaves", "jax.tree_leaves", "jax.tree_util.tree_reduce", "jax.tree_reduce",
+    "jax.tree_util.tree_flatten", "jax.tree_flatten", "flax.serialization.to_bytes",
+    "flax.serialization.to_state_dict", "flax.serialization.msgpack_serialize",
+})
+# what a legacy nn.Collection offered besides being passed to nn.stateful
+COLLECTION_METHODS = frozenset({"as_dict", "mutate", "retrieve", "store"})
+
+
+def legacy_key(node: cst.Subscript) -> str | None:
+    """``x['/Block_4/Dense_0']``: a legacy Collection key (a module path)."""
+    key = node.slice[0].slice if len(node.slice) == 1 else None
+    if isinstance(key, cst.Index) and isinstance(key.value, cst.SimpleString):
+        value = key.value.evaluated_value
+        if isinstance(value, str) and value.startswith("/"):
+            return value
+    return None
+
+
+# legacy class-name prefixes -> the Linen class the module rules write (ConvLSTM -> ConvLSTMCell)
+_CLASS_ALIASES = {q.rpartition(".")[2]: row.linen for q, row in BUILTIN_MODULES.items()
+                  if q.rpartition(".")[2] != row.linen and q != "flax.nn.SelfAttention" and q != "flax.nn.dropout"}
+# built-ins that are functions in legacy flax (no name, no counter)
+_LEGACY_FUNCTIONS = frozenset({"flax.nn.dropout"})
+# nodes whose body runs a number of times known only at run time
+_RUN_TIME = (cst.For, cst.While, cst.If, cst.IfExp, cst.Try, cst.Lambda, cst.FunctionDef, cst.ListComp,
+             cst.SetComp, cst.DictComp, cst.GeneratorExp, cst.BooleanOperation)
+
+
+def children(a: Analysis, qual: str) -> tuple[list[tuple[str, str]], set[str]] | None:
+    """The legacy names of the submodules ``qual``'s apply creates, in order,
+    with their classes, and the explicit names; None where a loop, a
+    condition, a module passed in, ``.partial``/``.shared`` or a helper
+    method makes the order a matter of run time."""
+    if qual in BUILTIN_MODULES:
+        return [], set()
+    module, _, name = qual.rpartition(".")
+    owner: Analysis | None = a
+    if module != (a.facts.module_name or ""):
+        file = module_file(a.path, a.facts.module_name, module) if a.path else None
+        owner = external_analysis(file, module, a.index) if file is not None else None
+    node = owner.class_nodes.get(name) if owner is not None else None
+    if owner is None or node is None:
+        return None
+    apply = next((f for f in node.body.body if isinstance(f, cst.FunctionDef) and f.name.value == "apply"), None)
+    if apply is None:
+        return None
+    finder = _Children(owner, apply)
+    apply.body.visit(finder)
+    return None if finder.unknown else (finder.names, finder.explicit)
+
+
+def linen_path(a: Analysis, ref: ModuleRef | None, legacy: str) -> tuple[str, ...] | None:
+    """``'/Block_4/Dense_0'`` in a legacy ``ref`` -> the Linen names (per-class numbering)."""
+    if ref is None:
+        return None
+    quals: dict[tuple[str, ...], str] = {(): ref.qual}
+
+    def level(prefix: tuple[str, ...]):
+        found = children(a, quals[prefix]) if prefix in quals else None
+        if found is None:
+            return None
+        names, explicit = found
+        for child, child_qual in names:
+            quals[(*prefix, child)] = child_qual
+        return [n for n, _ in names], explicit
+
+    return linen_module_path(state_key_to_path(legacy), level, class_aliases=_CLASS_ALIASES)
+
+
+class _Children(FastVisitor):
+    """Legacy auto-names of the submodules one ``apply`` creates: one counter per
+    parent shared by all classes, explicit ``name=`` outside it (keys.py)."""
+
+    def __init__(self, a: Analysis, apply: cst.FunctionDef) -> None:
+        super().__init__()
+        self.a = a
+        self.names: list[tuple[str, str]] = []
+        self.explicit: set[str] = set()
+        self.unknown = False
+        self.depth = 0
+        self.ctors: set[int] = set()  # Ctor(attrs) of Ctor(attrs)(inputs)
+        self.locals = {p.name.value for p in [*apply.params.params, *apply.params.kwonly_params,
+                                               *apply.params.posonly_params]}
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, _RUN_TIME):
+            self.depth += 1
+        if isinstance(node, cst.AssignTarget) and isinstance(node.target, cst.Name):
+            self.locals.add(node.target.value)
+        return super().on_visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        super().on_leave(original_node)
+        if isinstance(original_node, _RUN_TIME):
+            self.depth -= 1
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if isinstance(node.func, cst.Call):
+            self.ctors.add(id(node.func))
+
+    def leave_Call(self, node: cst.Call) -> None:
+        """A submodule runs (and takes its name) when it is applied: ``nn.Dense(x, 3)``
+        in legacy code, ``nn.Dense(3)(x)`` once the module rules split it."""
+        if id(node) in self.ctors:
+            return
+        if isinstance(node.func, cst.Call):
+            node = node.func
+        func = node.func
+        if isinstance(func, cst.Attribute) and func.attr.value in ("partial", "shared"):
+            self.unknown = True
+            return
+        name = dotted(func)
+        if name is None:
+            return
+        if self.a.facts.imports.resolve_dotted(name) == "functools.partial":
+            self.unknown = True
+            return
+        head = name.split(".")[0]
+        if (head in self.locals and "." not in name) or head == "self":
+            self.unknown = True  # a module handed in, or a module method creating shared modules
+            return
+        local = self.a.class_nodes.get(name)
+        qual = self.a.class_qual(name) if local is not None else self.a.facts.imports.resolve_dotted(name)
+        if qual in _LEGACY_FUNCTIONS or not self.a.is_module_class(qual):
+            return
+        if self.depth:
+            self.unknown = True
+            return
+        given = next((a.value for a in node.args if a.keyword is not None and a.keyword.value == "name"), None)
+        if given is not None:
+            if not isinstance(given, cst.SimpleString):
+                self.unknown = True
+                return
+            self.names.append((given.evaluated_value, qual))
+            self.explicit.add(given.evaluated_value)
+            return
+        prefix = "MultiHeadDotProductAttention" if qual == "flax.nn.SelfAttention" else qual.rpartition(".")[2]
+        self.names.append((f"{prefix}_{len(self.names) - len(self.explicit)}", qual))

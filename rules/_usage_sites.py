@@ -1,0 +1,258 @@
+"""The part of the usage rules' transformer that writes Linen ``init``/``apply``
+calls at legacy sites (LU201 ``init_site``, LU202 ``apply_call`` and the
+unpacking of the updates a mutable apply returns).
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from linen_upgrade.rules._cst import build_dotted, comma_list, express, kwarg
+from linen_upgrade.rules._usage import UsageTransformer
+from linen_upgrade.rules._usage_calls import string, subscript
+from linen_upgrade.rules._usage_frames import Frame
+from linen_upgrade.rules._usage_types import ModuleRef
+
+# statements that run their body only sometimes (or many times)
+_GUARDS = tuple(getattr(cst, n) for n in ("If", "For", "While", "Try", "TryStar", "Match") if hasattr(cst, n))
+
+
+class SiteCalls(UsageTransformer):
+    """Linen init/apply calls at the sites of a rule, in the contexts of their with-frames."""
+
+    def apply_call(self, ref: ModuleRef, at: cst.Call, params: cst.BaseExpression, args: list[cst.Arg],
+                   method: str | None = None, truncated: bool = False) -> tuple[cst.Call | None, bool, str | None]:
+        """``Ctor(attrs).apply(variables, inputs, ...)`` with the contexts of the
+        site; (call, whether it returns updates, problem).  Inside
+        nn.capture_module_outputs, or for a truncated model, the intermediates
+        are captured too."""
+        stateful, stochastic, problem = self.context()
+        if problem:  # reported once, on the with statement
+            return None, False, None
+        capture = self.capture() is not None or truncated
+        if truncated and stateful is not None and stateful.mutable:
+            return None, False, ("a truncated model called inside a mutable nn.stateful block: "
+                                 "apply(..., capture_intermediates=True, mutable=['batch_stats', 'intermediates']) "
+                                 "returns both; unpack them by hand")
+        if method is not None:
+            spec = self.a.spec(ref.qual)
+            assert spec is not None
+            attrs = set(spec.legacy) - spec.inputs
+            ctor_part = [a for a in args if a.keyword is not None and a.keyword.value in attrs]
+            call_args = [a for a in args if not (a.keyword is not None and a.keyword.value in attrs)]
+            ctor, _, problem = self.constructor(ref, at, ctor_part)
+            inputs = [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in call_args]
+        else:
+            ctor, inputs, problem = self.constructor(ref, at, args)
+        if ctor is None:
+            return None, False, problem
+        variables = [cst.DictElement(string("params"), params)]
+        if stateful is not None and stateful.state is not None:
+            variables.append(cst.DictElement(string(self.ctx.config.state_collection), stateful.state))
+        extra: list[cst.Arg] = []
+        if method is not None:
+            cls = self.spell(ref.qual)
+            extra.append(kwarg("method", cst.Attribute(value=cls, attr=cst.Name(method))))
+        rngs = self.rngs(None, stochastic)
+        if rngs is not None:
+            extra.append(kwarg("rngs", rngs))
+        collections = [self.ctx.config.state_collection] if stateful is not None and stateful.mutable else []
+        if capture:
+            extra.append(kwarg("capture_intermediates", cst.Name("True")))
+            collections.append("intermediates")
+        if collections:
+            extra.append(kwarg("mutable", cst.List([cst.Element(string(c)) for c in collections])))
+        call = cst.Call(func=cst.Attribute(value=ctor, attr=cst.Name("apply")),
+                        args=comma_list([cst.Arg(cst.Dict(variables)), *inputs, *extra]))
+        return call, bool(collections), None
+
+    def _zeros(self, specs: cst.BaseExpression) -> list[cst.BaseExpression] | None:
+        if not isinstance(specs, (cst.List, cst.Tuple)):
+            return None
+        zeros, needed = express("jax.numpy.zeros", self.ctx.facts.imports)
+        f32, _ = express("jax.numpy.float32", self.ctx.facts.imports)
+        if needed:
+            self.imports.add((needed, None))
+        out = []
+        for el in specs.elements:
+            spec = el.value
+            if not isinstance(spec, (cst.Tuple, cst.List)) or isinstance(el, cst.StarredElement):
+                return None
+            items = [e.value for e in spec.elements]
+            if all(isinstance(i, cst.Integer) for i in items):
+                shape, dtype = spec, build_dotted(f32)
+            elif len(items) == 2 and (isinstance(items[0], (cst.Tuple, cst.List)) or self._is_dtype(items[1])):
+                shape, dtype = items
+            else:
+                return None
+            shape = shape.with_changes(lpar=[], rpar=[]) if isinstance(shape, cst.Tuple) and shape.lpar else shape
+            if isinstance(shape, cst.Tuple) and not shape.lpar:
+                shape = shape.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            out.append(cst.Call(func=build_dotted(zeros), args=[
+                cst.Arg(shape, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))), cst.Arg(dtype)]))
+        return out
+
+    def _is_dtype(self, node: cst.BaseExpression) -> bool:
+        if isinstance(node, cst.SimpleString):
+            return node.evaluated_value in _DTYPES
+        qual = self.a.qual(node) if isinstance(node, (cst.Name, cst.Attribute)) else None
+        return bool(qual) and qual.split(".")[0] in ("jax", "numpy") and qual.rsplit(".", 1)[-1] in _DTYPES
+
+    def init_site(self, original: cst.Call, updated: cst.Call, ref) -> cst.BaseExpression | None:
+        """``M.init``/``init_by_shape``/``create``/``create_by_shape`` -> Linen ``init``,
+        with the unpacking site fixed (see LU201); None (and a TODO) when it cannot."""
+        method = original.func.attr.value  # type: ignore[attr-defined]
+        stateful, stochastic, problem = self.context()
+        if problem:
+            return None
+        if stateful is not None and (stateful.state is not None or not stateful.mutable):
+            self.todo(f"{method} inside nn.stateful(state): Linen's init makes fresh variables; merge by hand")
+            return None
+        args = list(updated.args)
+        if not args or args[0].star or (args[0].keyword is not None and args[0].keyword.value != "_rng"):
+            self.todo(f"{method}: pass the rng first")
+            return None
+        rng, rest = args[0].value, args[1:]
+        inputs: list[cst.Arg] = []
+        if method.endswith("_by_shape"):
+            specs = rest[0].value if rest and rest[0].keyword is None else next(
+                (a.value for a in rest if a.keyword is not None and a.keyword.value == "input_specs"), None)
+            rest = [a for a in rest if a.value is not specs]
+            zeros = self._zeros(specs) if specs is not None else None
+            if zeros is None:
+                self.todo(f"{method}: input specs that are not a literal list of (shape, dtype): "
+                          "call init on jnp.zeros(shape, dtype) of each input")
+                return None
+            inputs = [cst.Arg(z) for z in zeros]
+        ctor, call_inputs, problem = self.constructor(ref, original, [*inputs, *rest])
+        if ctor is None:
+            self.todo(f"{method}: {problem}")
+            return None
+        rngs = self.rngs(rng, stochastic)
+        state = stateful.state_name if stateful is not None else None
+
+        def build(name: str) -> cst.Call:
+            return cst.Call(func=cst.Attribute(value=ctor, attr=cst.Name(name)), args=[
+                cst.Arg(rngs, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")) if call_inputs
+                        else cst.MaybeSentinel.DEFAULT), *call_inputs])
+
+        coll = self.ctx.config.state_collection
+        parent = self.a.parent.get(id(original))
+        if isinstance(parent, cst.Subscript) and parent.value is original and len(parent.slice) == 1 \
+                and isinstance(parent.slice[0].slice, cst.Index) and state is None:
+            index = parent.slice[0].slice.value
+            if isinstance(index, cst.Integer) and index.value in ("0", "1"):
+                self.fixed(f"{method} -> Linen init")
+                if index.value == "1":
+                    self.subscripts[id(parent)] = subscript(build("init"), "params")
+                    return build("init")
+                self.subscripts[id(parent)] = cst.Subscript(build("init_with_output"), [
+                    cst.SubscriptElement(cst.Index(cst.Integer("0")))])
+                return build("init_with_output")
+        assign = parent if isinstance(parent, cst.Assign) and parent.value is original else None
+        target = assign.targets[0].target if assign is not None and len(assign.targets) == 1 else None
+        if not (isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 2
+                and not any(isinstance(e, cst.StarredElement) for e in target.elements)
+                and self.statement_of(original) is not None):
+            self.todo(f"{method} returned (y, params); Linen's init returns the variables: "
+                      "unpack `variables['params']` by hand")
+            return None
+        if state is not None and stateful is not None and self.guarded(self.statement_of(original), stateful):
+            self.todo(f"{method} under a condition or loop inside nn.stateful() as ...: convert by hand")
+            return None
+        y, params = (e.value for e in target.elements)
+        code = cst.Module([]).code_for_node
+        discard = isinstance(y, cst.Name) and y.value == "_"
+        if discard and state is None:
+            self.retarget[id(assign)] = params
+            self.fixed(f"{method} -> Linen init")
+            return subscript(build("init"), "params")
+        holder = cst.Name(self.fresh("variables", original)) if state is not None else params
+        self.retarget[id(assign)] = holder if discard else cst.Tuple(
+            [cst.Element(y), cst.Element(holder)], lpar=[], rpar=[])
+        self.add_post(original, f"{code(params)} = {code(holder)}['params']")
+        if state is not None:
+            self.add_post(original, f"{code(state)} = {code(holder)}[{coll!r}]")
+        self.fixed(f"{method} -> Linen init")
+        return build("init" if discard else "init_with_output")
+
+    def mutable_result(self, site: cst.Call, new: cst.Call) -> tuple[cst.BaseExpression | None, str | None]:
+        """A call in a mutable stateful (or capture_module_outputs) block returns
+        ``(y, updates)``: ``y = model(x)`` -> ``y, new_state = ...`` +
+        ``new_state = new_state['batch_stats']``; a call inside a larger
+        expression is hoisted into ``outputs, new_state = ...`` before its
+        statement; with both collections the updates are split after it.
+        (what replaces the site, problem)"""
+        stateful, _, _ = self.context()
+        capture = self.capture()
+        outs: list[tuple[Frame, cst.BaseExpression | None, str]] = []
+        if stateful is not None and stateful.mutable:
+            outs.append((stateful, stateful.state_name, self.ctx.config.state_collection))
+        if capture is not None:
+            outs.append((capture, capture.capture_name, "intermediates"))
+        named = [(n, c) for _, n, c in outs if n is not None]
+        code = cst.Module([]).code_for_node
+        stmt = self.statement_of(site)
+        for frame, name, _ in outs:
+            if stmt is not None and name is not None and self.guarded(stmt, frame):
+                what = "nn.stateful(...)" if frame is stateful else "nn.capture_module_outputs()"
+                return None, (f"a module call under a condition or loop inside {what} as {code(name)}: "
+                              "the state would not always be bound; convert by hand")
+        if len(named) == 1:
+            name, coll = named[0]
+        elif not named:
+            name, coll = None, ""
+        else:
+            name, coll = cst.Name(self.fresh("updates", site)), ""
+        state: cst.BaseExpression = name if name is not None else cst.Name("_")
+
+        def split() -> list[str]:
+            if name is None:
+                return []
+            if coll:
+                return [f"{code(name)} = {code(name)}[{coll!r}]"]
+            return [f"{code(n)} = {code(name)}[{c!r}]" for n, c in named]
+        assign = self.enclosing(site, cst.Assign)
+        if isinstance(assign, cst.Assign) and assign.value is site and len(assign.targets) == 1 \
+                and stmt is not None:
+            target = assign.targets[0].target
+            if isinstance(target, (cst.Tuple, cst.List)) and not target.lpar:
+                target = target.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            self.retarget[id(assign)] = cst.Tuple([cst.Element(target), cst.Element(state)], lpar=[], rpar=[])
+            for line in split():
+                self.add_post(site, line)
+            return new, None
+        if stmt is None or self._conditional(site, stmt):
+            return None, ("a module call inside a mutable nn.stateful block, in a lambda, comprehension or "
+                          "condition: Linen's apply returns (y, updates); unpack them by hand")
+        outputs = cst.Name(self.fresh("outputs", site))
+        hoisted = cst.SimpleStatementLine(body=[cst.Assign(
+            targets=[cst.AssignTarget(cst.Tuple([cst.Element(outputs), cst.Element(state)], lpar=[], rpar=[]))],
+            value=new)])
+        self.pre.setdefault(id(stmt), []).append(hoisted)
+        self.pre[id(stmt)].extend(cst.parse_statement(line) for line in split())
+        return outputs, None
+
+    def guarded(self, stmt: cst.CSTNode, frame: Frame) -> bool:
+        """Is ``stmt`` inside an if/loop/try between it and the with statement of ``frame``?"""
+        p = self.a.parent.get(id(stmt))
+        while p is not None and p is not frame.node:
+            if isinstance(p, _GUARDS):
+                return True
+            p = self.a.parent.get(id(p))
+        return False
+
+    def _conditional(self, node: cst.CSTNode, stmt: cst.CSTNode) -> bool:
+        """Is ``node`` evaluated only sometimes (or later) within its statement?"""
+        p = self.a.parent.get(id(node))
+        while p is not None and p is not stmt:
+            if isinstance(p, (cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp,
+                              cst.IfExp, cst.BooleanOperation)):
+                return True
+            p = self.a.parent.get(id(p))
+        return False
+
+
+
+_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",
+                     "uint8", "uint16", "uint32", "uint64", "bool_", "complex64", "complex128"})

@@ -1,0 +1,88 @@
+"""The types of the usage analysis (LU201/LU202, ``_usage_analysis``): what
+a value of top-level code is -- a legacy module definition (``DEF`` with a
+``ModuleRef``), a ``Model`` of one, an optimizer holding one, ``nn.Collection``
+state, a tuple, a function, a plain class or its instance -- and how two of
+them join (different types: a ``CONFLICT``).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+
+# a Model from another file whose module keywords are known only there
+ELSEWHERE = "elsewhere"
+# a Model handed in by another file, of a module class this file cannot name (no import of it)
+UNWRITABLE = "unwritable"
+DEF, MODEL, OPTIM, STATE, TUPLE, FUNC, CONFLICT = "def", "model", "optimizer", "state", "tuple", "func", "conflict"
+# a Model's truncate_at(path) (items: (the literal path or None,)); the Collection of
+# nn.capture_module_outputs(); what a Linen init returned; a plain class and its instances
+# (func: ("class", id(ClassDef)); an instance of a class of another file: ("foreign", its qualified
+# name), items: ((field, Ty), ...) the fields that file gave it)
+TRUNC, CAPTURE, VARIABLES, CLASS, INSTANCE = "truncated", "captured", "variables", "class", "instance"
+FOREIGN = "foreign"
+
+
+@dataclass(frozen=True)
+class ModuleRef:
+    """A legacy module definition: the class and what a ``.partial`` fixed."""
+
+    qual: str
+    kwargs: tuple[tuple[str, str], ...] = ()  # (keyword, source)
+    portable: bool = True  # every fixed value is a literal: the constructor can be written anywhere
+    def_var: tuple[int, str] | None = None  # (binding scope, name) of a partial held in a variable
+
+    def without_var(self) -> ModuleRef:
+        return replace(self, def_var=None)
+
+
+@dataclass(frozen=True)
+class Ty:
+    kind: str
+    ref: ModuleRef | None = None
+    items: tuple = ()
+    # FUNC: ("plain", id(def)) | ("same"|"grad"|"vgrad", inner Ty, has_aux, argnums) | ("external", qual)
+    func: tuple = ()
+
+
+def element(t: Ty | None) -> Ty | None:
+    """What a loop over a tuple or list literal binds: every item typed, joined (else unknown)."""
+    if t is None or t.kind != TUPLE or not t.items or any(i is None for i in t.items):
+        return None
+    return functools.reduce(join, t.items)
+
+
+def conflict(*kinds: str) -> Ty:
+    """Two different types met; ``items`` keeps which kinds (a TODO only where a model was one)."""
+    return Ty(CONFLICT, items=tuple(sorted(set(kinds))))
+
+
+def conflict_message(t: Ty) -> str:
+    if ELSEWHERE in t.items:
+        return ("a Model made in another file by a .partial whose keywords are known only there: "
+                "build the Linen module there and hand it over with the params")
+    if UNWRITABLE in t.items:
+        return ("a Model handed in by another file, of a module class this file does not import: "
+                "import the class here, or apply the Linen module where it is defined")
+    return "a value that holds different legacy models (or a Model and something else) at different call sites"
+
+
+def join(a: Ty | None, b: Ty | None) -> Ty | None:
+    if a is None:
+        return b
+    if b is None or a == b:
+        return a
+    if a.kind == b.kind == TUPLE and len(a.items) == len(b.items):
+        return Ty(TUPLE, items=tuple(join(x, y) for x, y in zip(a.items, b.items)))
+    if a.kind == b.kind and a.ref and b.ref and a.ref.without_var() == b.ref.without_var() and a.items == b.items:
+        return Ty(a.kind, a.ref.without_var(), a.items)
+    if a.kind == b.kind and a.kind in (STATE, CAPTURE, VARIABLES):
+        return Ty(a.kind)  # a collection of one of several models: its paths cannot be translated
+    return conflict(*(a.items if a.kind == CONFLICT else (a.kind,)), *(b.items if b.kind == CONFLICT else (b.kind,)))
+
+
+def unwrap_func(t: Ty | None) -> Ty | None:
+    """The function a ``jit``/``pmap``/``grad`` wrapper runs (its parameters are the wrapper's)."""
+    while t is not None and t.kind == FUNC and t.func[0] in ("same", "grad", "vgrad"):
+        t = t.func[1]
+    return t
