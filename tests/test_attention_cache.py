@@ -20,24 +20,12 @@ from linen_upgrade.config import Config
 from linen_upgrade.pipeline import rewrite_text
 from linen_upgrade.registry import all_rules
 
-from conftest import FIXTURES
+from conftest import FIXTURES, nested
 
 pytestmark = pytest.mark.legacy
 
 HERE = FIXTURES / "equivalence"
 RTOL, ATOL = 1e-5, 1e-6
-
-
-def _tree(data: dict, prefix: str) -> dict:
-    out: dict = {}
-    for key, value in data.items():
-        if key.startswith(prefix + "/"):
-            *parents, leaf = key[len(prefix) + 1:].split("/")
-            node = out
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = value
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +68,7 @@ def test_decode_with_cache_matches_legacy(legacy, upgraded):
     # Linen sizes the cache from the init inputs: the full length, as legacy initialize_cache
     template = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros(xs.shape))
     legacy_cache = {"/" + path: entry for path, entry in _tree_by_path(legacy, "cache").items()}
-    converted = convert_variables(_tree(legacy, "params"), legacy_cache, collection="cache", template=template)
+    converted = convert_variables(nested(legacy, "params"), legacy_cache, collection="cache", template=template)
     assert compare_structure(converted, template) == []
     params = converted["params"]
 

@@ -5,15 +5,9 @@ mode, batch_stats updates, gradients), weights carried over with keys.py.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from linen_upgrade.config import Config
-from linen_upgrade.pipeline import rewrite_text
-from linen_upgrade.registry import all_rules
-
-from conftest import FIXTURES
+from conftest import FIXTURES, assert_verified, upgrade_file, verify_cases
 
 pytestmark = pytest.mark.legacy
 
@@ -57,31 +51,11 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def upgraded(tmp_path_factory) -> Path:
-    result = rewrite_text(LEGACY.read_bytes(), str(LEGACY), Config(), [r.id for r in all_rules()])
-    assert result.error is None and result.new is not None
-    assert result.findings == [], result.findings  # everything converted, nothing left to a person
-    path = tmp_path_factory.mktemp("upgraded") / "builtins_upgraded.py"
-    path.write_bytes(result.new)
-    return path
-
-
-@pytest.fixture(scope="module")
-def results(upgraded):
+def results(tmp_path_factory):
     """Every module verified in one legacy process (the file is imported once)."""
-    from linen_upgrade.verify import legacy_env
-    from linen_upgrade.verify.module import verify_modules
-
-    legacy_env.ensure()
-    return verify_modules(str(LEGACY), str(upgraded), {m: inputs for m, (inputs, _) in CASES.items()},
-                          timeout=600)
+    return verify_cases(LEGACY, upgrade_file(LEGACY, tmp_path_factory.mktemp("upgraded")), CASES)
 
 
 @pytest.mark.parametrize("module", sorted(CASES))
 def test_rewritten_builtins_match_legacy(module, results):
-    result = results[module]
-    assert result.status == "ok", (result.reason, result.detail, [
-        (r.mode, r.kind, r.path, r.max_abs, r.note) for r in result.failed_rows])
-    paths = {r.path for r in result.rows}
-    must_cover = CASES[module][1]
-    assert must_cover <= paths, must_cover - paths
+    assert_verified(results[module], CASES[module][1])

@@ -31,7 +31,7 @@ from linen_upgrade.registry import all_rules
 from linen_upgrade.tables.optimizers import (HELPERS, OPTIMIZERS, ConversionError, optax_expression,
                                              render)
 
-from conftest import FIXTURES
+from conftest import FIXTURES, nested
 
 STEPS = 20
 RTOL, ATOL = 1e-5, 1e-6
@@ -182,18 +182,6 @@ def legacy(tmp_path_factory) -> dict[str, np.ndarray]:
         return dict(data)
 
 
-def _tree(data: dict, prefix: str) -> dict:
-    out: dict = {}
-    for key, value in data.items():
-        if key.startswith(prefix + "/"):
-            *parents, leaf = key[len(prefix) + 1:].split("/")
-            node = out
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = value
-    return out
-
-
 def _at(tree: dict, t: int):
     import jax
     import jax.numpy as jnp
@@ -251,9 +239,9 @@ def test_emitted_optax_matches_legacy_trajectory(case: Case, legacy):
         code, namespace = _upgraded(PRELUDE + case.source)
         assert "TODO(linen-upgrade)" not in code, code
         tx = namespace["tx"]
-    params = jax.tree_util.tree_map(jnp.asarray, _tree(legacy, f"params/{case.params}"))
-    grads = _tree(legacy, f"grads/{case.params}")
-    trajectory = _tree(legacy, f"{case.id}/traj")
+    params = jax.tree_util.tree_map(jnp.asarray, nested(legacy, f"params/{case.params}"))
+    grads = nested(legacy, f"grads/{case.params}")
+    trajectory = nested(legacy, f"{case.id}/traj")
     state = tx.init(params)
     for t in range(STEPS):
         updates, state = tx.update(_at(grads, t), state, params)
@@ -268,7 +256,7 @@ def test_dynamic_scale_matches_legacy(legacy):
     code, namespace = _upgraded(PRELUDE + "ds = optim.DynamicScale(growth_interval=3, scale=2.0 ** 10)\n")
     assert "flax.training.dynamic_scale.DynamicScale(" in code, code
     ds = namespace["ds"]
-    ref = _tree(legacy, "dynamic_scale/ds")
+    ref = nested(legacy, "dynamic_scale/ds")
     rng = np.random.RandomState(2)
     p = jnp.asarray(rng.normal(size=(7,)), jnp.float32)
     for t, x in enumerate(ref["x"]):
@@ -296,8 +284,8 @@ def test_resume_from_legacy_state(case: Case, legacy):
 
     from linen_upgrade.optim_state import build_transform, optax_state_from_legacy
 
-    grads = _tree(legacy, f"grads/{case.params}")
-    trajectory = _tree(legacy, f"{case.id}/traj")
+    grads = nested(legacy, f"grads/{case.params}")
+    trajectory = nested(legacy, f"{case.id}/traj")
     restored = flax.serialization.msgpack_restore(legacy[f"{case.id}/state_bytes"].tobytes())
     assert int(restored["state"]["step"]) == 3
     params = _at(trajectory, 3)
@@ -322,14 +310,14 @@ def test_resume_renames_module_keys(legacy):
     legacy_names = {"dense": "Dense_1", "conv": "Conv_0", "vec": "vec"}
     legacy_state = {"step": restored["state"]["step"],
                     "param_states": {legacy_names[k]: v for k, v in restored["state"]["param_states"].items()}}
-    trajectory = _tree(legacy, f"{case.id}/traj")
+    trajectory = nested(legacy, f"{case.id}/traj")
     linen_names = {"dense": "Dense_0", "conv": "Conv_0", "vec": "vec"}
     params = {linen_names[k]: v for k, v in _at(trajectory, 3).items()}
     key_map = keys.build_key_map({legacy_names[k]: v for k, v in _at(trajectory, 3).items()})
     for rename in (key_map, lambda tree: {k.replace("Dense_1", "Dense_0"): v for k, v in tree.items()}):
         state = optax_state_from_legacy(case.name, case.hyper, legacy_state, params, rename=rename)
         tx = build_transform(case.name, case.hyper)
-        updates, _ = tx.update({linen_names[k]: v for k, v in _at(_tree(legacy, "grads/small"), 3).items()},
+        updates, _ = tx.update({linen_names[k]: v for k, v in _at(nested(legacy, "grads/small"), 3).items()},
                                state, params)
         expected = {linen_names[k]: v for k, v in _at(trajectory, 4).items()}
         new = optax.apply_updates(params, updates)
@@ -353,10 +341,10 @@ def test_resume_without_learning_rate(case_id, legacy):
     for spec in [hyper.get("wrapped_optimizer")] + [o for _, o in hyper.get("traversals_and_optimizers", [])]:
         if spec:
             spec[1].pop("learning_rate")
-    trajectory = _tree(legacy, f"{case.id}/traj")
+    trajectory = nested(legacy, f"{case.id}/traj")
     params = _at(trajectory, 3)
     state = optax_state_from_legacy(case.name, hyper, flax_restore(legacy, case.id), params)
-    updates, _ = build_transform(case.name, case.hyper).update(_at(_tree(legacy, "grads/small"), 3), state, params)
+    updates, _ = build_transform(case.name, case.hyper).update(_at(nested(legacy, "grads/small"), 3), state, params)
     _assert_close(optax.apply_updates(params, updates), _at(trajectory, 4), f"{case.id} without lr")
 
 

@@ -16,7 +16,7 @@ from linen_upgrade.config import Config
 from linen_upgrade.pipeline import rewrite_text, run
 from linen_upgrade.registry import all_rules
 
-from conftest import FIXTURES
+from conftest import FIXTURES, assert_verified, upgrade_file, verify_cases
 
 LEGACY = FIXTURES / "equivalence" / "signatures_legacy.py"
 ALL_IDS = [r.id for r in all_rules()]
@@ -116,30 +116,11 @@ def test_call_sites_in_another_file_decide(tmp_path: Path):
 
 
 @pytest.fixture(scope="module")
-def upgraded(tmp_path_factory) -> Path:
-    result = rewrite_text(LEGACY.read_bytes(), str(LEGACY), Config(), ALL_IDS)
-    assert result.error is None and result.new is not None
-    path = tmp_path_factory.mktemp("upgraded") / "signatures_upgraded.py"
-    path.write_bytes(result.new)
-    return path
-
-
-@pytest.fixture(scope="module")
-def results(upgraded):
-    from linen_upgrade.verify import legacy_env
-    from linen_upgrade.verify.module import verify_modules
-
-    legacy_env.ensure()
-    return verify_modules(str(LEGACY), str(upgraded), {m: inputs for m, (inputs, _) in CASES.items()},
-                          timeout=600)
+def results(tmp_path_factory):
+    return verify_cases(LEGACY, upgrade_file(LEGACY, tmp_path_factory.mktemp("upgraded")), CASES)
 
 
 @pytest.mark.legacy
 @pytest.mark.parametrize("module", sorted(CASES))
 def test_rewritten_signatures_match_legacy(module, results):
-    result = results[module]
-    assert result.status == "ok", (result.reason, result.detail, [
-        (r.mode, r.kind, r.path, r.max_abs, r.note) for r in result.failed_rows])
-    paths = {r.path for r in result.rows}
-    must_cover = CASES[module][1]
-    assert must_cover <= paths, must_cover - paths
+    assert_verified(results[module], CASES[module][1])

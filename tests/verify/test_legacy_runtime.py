@@ -1,5 +1,4 @@
 """The legacy runtime: real flax 0.3.6 on current jax through the compat layer."""
-import re
 
 import pytest
 
