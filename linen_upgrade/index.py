@@ -66,6 +66,11 @@ class ProjectIndex:
     # ``module.name`` of another file of the run -> module names of the files that reference it
     # (``models.predict(model, x)``): where a Model may be handed to that function
     referrers: dict[str, set[str]] = field(default_factory=dict)
+    # modules of the files that use flax.optim and of the run's files whose names they use,
+    # transitively: where a legacy optimizer may be handed (LU302 reads the others' code)
+    optim_reach: set[str] = field(default_factory=set)
+    # module name -> path of the run's files (set by the pipeline; empty for a lone source)
+    paths: dict[str, str] = field(default_factory=dict)
 
     def legacy_module(self, qualname: str | None) -> LegacyModule | None:
         return self.modules.get(qualname) if qualname else None
@@ -127,6 +132,7 @@ class ProjectIndex:
     def _link(self, all_facts: list[FileFacts]) -> None:
         """Which files of the run import which, and which names of the others they use."""
         run = {f.module_name for f in all_facts}
+        uses: dict[str, set[str]] = {}
         for facts in all_facts:
             me = facts.module_name
             for module in facts.imports.imported_modules & run - {me}:
@@ -135,6 +141,13 @@ class ProjectIndex:
                 module = qual.rpartition(".")[0]
                 if module in run and module != me:
                     self.referrers.setdefault(qual, set()).add(me)
+                    uses.setdefault(me, set()).add(module)
+        stack = [f.module_name for f in all_facts if f.references("flax.optim")]
+        while stack:
+            module = stack.pop()
+            if module not in self.optim_reach:
+                self.optim_reach.add(module)
+                stack.extend(uses.get(module, ()))
 
 
 class _Roles:

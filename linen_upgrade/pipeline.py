@@ -3,7 +3,9 @@
 Scan (cheap, parallel): read each file; only files that mention ``flax`` get
 ``ast`` facts, the rest only a regex of their imports.  A file that does not
 mention flax is still a candidate when it imports a module of the run that
-does (implicit legacy: ``model.params`` on a model built elsewhere).
+does (implicit legacy: ``model.params`` on a model built elsewhere), or when
+a file using ``flax.optim`` imports it, directly or through such files, or it
+imports one of those (an optimizer may be handed to its functions: LU302).
 Index: legacy module classes across all candidates.  Rewrite (parallel):
 LibCST only where a rule applies.
 """
@@ -123,13 +125,16 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
         others = [s.path for s in scans if s.facts is None and s.error is None]
         secondary = []
         if flax_modules and others:
+            imported = [s for s in _map(pool, _scan_imports, others) if s.error is None]
             # implicit legacy: a file that imports a module of the run that uses flax
-            secondary = [s.path for s in _map(pool, _scan_imports, others) if s.imports & flax_modules]
+            secondary = [s.path for s in imported if s.imports & flax_modules]
+            secondary += _optim_reach(scans, imported, set(secondary))
         if secondary:
             again = {s.path: s for s in _map(pool, _scan_facts, secondary)}
             scans = [again.get(s.path, s) for s in scans]
         index = ProjectIndex.build([s.facts for s in scans if s.facts is not None])
         index.flax_modules = flax_modules
+        index.paths = {s.module: s.path for s in scans if s.facts is not None and s.module}
         results = [engine.FileResult(path=s.path, error=s.error) for s in scans if s.error]
         jobs_list = [(s.path, s.facts) for s in scans if s.facts is not None]
         if pool is not None and len(jobs_list) < _POOL_THRESHOLD:
@@ -150,6 +155,31 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
     finally:
         if pool is not None:
             pool.shutdown()
+
+
+def _optim_reach(scans: list[Scan], imported: list[Scan], chosen: set[str]) -> list[str]:
+    """Files without ``flax`` that the files using ``flax.optim`` import, and
+    those import, transitively: a legacy optimizer may be handed to their
+    functions (``steps.train_step(optimizer, batch)``), which LU302 converts
+    together with the file that creates it."""
+    reach: set[str] = set()
+    for s in scans:
+        if s.facts is not None and s.facts.references("flax.optim"):
+            reach |= s.facts.imports.imported_modules
+    found: list[str] = []
+    changed = True
+    while changed:
+        changed = False
+        for s in imported:
+            if s.module in reach and s.path not in chosen:
+                chosen.add(s.path)
+                found.append(s.path)
+                reach |= s.imports
+                changed = True
+    reach_modules = {s.module for s in imported if s.path in chosen}
+    # and the files calling their functions: each call must hand over what the others do
+    found += [s.path for s in imported if s.path not in chosen and s.imports & reach_modules]
+    return found
 
 
 def _pool(jobs: int, **kwargs) -> ProcessPoolExecutor:

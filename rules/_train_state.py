@@ -8,24 +8,33 @@ leaves alone.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import libcst as cst
 
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import TODO_PREFIX, FastTransformer, FastVisitor
 from linen_upgrade.rules import _optim
+from linen_upgrade.rules._optim_calls import CHECKPOINT_HINT, CHECKPOINTS, PRESERVING, READERS, unwrap
 from linen_upgrade.rules._optim_defs import Scan, convert
 from linen_upgrade.tables.optimizers import MULTI, TRANSFORMS, ConversionError
-
-_REPLICATE = frozenset({"flax.jax_utils.replicate", "flax.jax_utils.unreplicate"})
-_WRAPPERS = frozenset({"jax.jit", "jax.pmap"})
 
 
 class Plan(FastVisitor):
     """Which names hold an optimizer (by name, over the whole file), and the
     ``create`` calls with their optax expression."""
 
-    def __init__(self, module: cst.Module, scan: Scan) -> None:
+    def __init__(self, module: cst.Module, scan: Scan, seeds: Iterable[str] = (),
+                 external: Mapping[str, frozenset[int | None]] | None = None,
+                 exported: Iterable[str] = ()) -> None:
+        """``seeds``: parameter names holding an optimizer another file of the
+        run passes in; ``external``: functions of other files (qualified) that
+        return one (None: the whole value, else tuple positions);
+        ``exported``: functions of this file whose optimizer results other
+        files follow (``_optim_cross``)."""
         super().__init__()
+        self.external = dict(external or {})
+        self.exported = frozenset(exported)
         self.module = module
         self.scan = scan
         self.defs: dict[str, list[cst.Call]] = {}  # name -> constructor calls assigned to it
@@ -35,7 +44,9 @@ class Plan(FastVisitor):
         self.helpers: list[str] = []
         self.problems: list[str] = []
         self.funcs: dict[str, cst.FunctionDef] = {}
-        self.aliases: dict[str, str] = {}  # p = jax.pmap(f) -> p: f
+        self.aliases: dict[str, tuple[cst.BaseExpression, int]] = {}  # p = jax.pmap(f) -> p: (f, 0)
+        # optimizers passed to functions of other files of the run: (call, qualified callee, parameter slot)
+        self.passes: list[tuple[cst.Call, str, int | str]] = []
         self.assigns: list[tuple[cst.BaseExpression, cst.BaseExpression]] = []
         self.calls: list[cst.Call] = []
         self.returns: dict[str, list[cst.BaseExpression]] = {}
@@ -50,7 +61,7 @@ class Plan(FastVisitor):
         self.pmapped = _optim.pmap_axes(module, self.qual)
         self.statements: dict[int, str] = {}  # id(call) -> method, rewritten with its statement (_train_state_check)
         self.pmean: dict[int, str] = {}  # id(apply call) -> axis its gradients are averaged over (_train_state_check)
-        self.names: set[str] = set()
+        self.names: set[str] = set(seeds)
         self.opt_funcs: set[str] = set()
         module.visit(self)
         self._solve()
@@ -75,9 +86,9 @@ class Plan(FastVisitor):
             if isinstance(t.target, cst.Name) and isinstance(node.value, cst.Call):
                 if self.qual(node.value.func) in TRANSFORMS | {MULTI}:
                     self.defs.setdefault(t.target.value, []).append(node.value)
-                if self.qual(node.value.func) in _WRAPPERS and node.value.args \
-                        and isinstance(node.value.args[0].value, cst.Name):
-                    self.aliases[t.target.value] = node.value.args[0].value.value
+                wrapped = unwrap(node.value, self.qual)
+                if wrapped is not None:
+                    self.aliases[t.target.value] = wrapped
 
     def visit_Call(self, node: cst.Call) -> None:
         self.calls.append(node)
@@ -125,17 +136,37 @@ class Plan(FastVisitor):
             if id(e) in self.creates:
                 return True
             q = self.qual(e.func)
-            if q in _REPLICATE and e.args:
-                return self.is_opt(e.args[0].value)
+            if q in PRESERVING:
+                at = PRESERVING[q]
+                return len(e.args) > at and not e.args[at].star and self.is_opt(e.args[at].value)
             if isinstance(e.func, cst.Attribute) and e.func.attr.value in (
                     "apply_gradient", "replace", *_optim.REPLICATE_METHODS):
                 return self.is_opt(e.func.value)
-            if isinstance(e.func, cst.Name) and self._func(e.func.value) in self.opt_funcs:
-                return True
+            local, qual, _ = self.callee(e.func)
+            return local in self.opt_funcs or None in self.external.get(qual or "", ())
         return False
 
-    def _func(self, name: str) -> str:
-        return self.aliases.get(name, name)
+    def callee(self, func: cst.BaseExpression) -> tuple[str | None, str | None, int]:
+        """(function of this file, qualified name, positional arguments bound by
+        ``functools.partial``) of what calling ``func`` runs, through
+        ``jax.jit``/``pmap``/``partial`` and names bound to them."""
+        shift, seen = 0, set()
+        while True:
+            if isinstance(func, cst.Call) and (wrapped := unwrap(func, self.qual)) is not None:
+                func, bound = wrapped
+            elif isinstance(func, cst.Name) and func.value in self.aliases and func.value not in seen:
+                seen.add(func.value)
+                func, bound = self.aliases[func.value]
+            else:
+                break
+            shift += bound
+        if isinstance(func, cst.Name) and func.value in self.funcs:
+            return func.value, None, shift
+        return None, self.qual(func), shift
+
+    def _items(self, call: cst.Call, tuple_funcs: dict[str, set[int | None]]) -> set[int | None]:
+        local, qual, _ = self.callee(call.func)
+        return set(tuple_funcs.get(local, ())) if local else set(self.external.get(qual or "", ()))
 
     def _ret_items(self, name: str) -> set[int | None]:
         """Positions (None: the whole value) at which function ``name`` returns an optimizer."""
@@ -202,16 +233,14 @@ class Plan(FastVisitor):
                         and isinstance(value.func, cst.Attribute) and value.func.attr.value == "optimize" \
                         and self.is_opt(value.func.value) and isinstance(target.elements[0].value, cst.Name):
                     self.names.add(target.elements[0].value.value)  # (new optimizer, loss[, aux])
-                elif isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, cst.Call) \
-                        and isinstance(value.func, cst.Name):
-                    for i in tuple_funcs.get(self._func(value.func.value), set()):
+                elif isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, cst.Call):
+                    for i in self._items(value, tuple_funcs):
                         if i is not None and i < len(target.elements) \
                                 and isinstance(target.elements[i].value, cst.Name):
                             self.names.add(target.elements[i].value.value)
             for call in self.calls:
-                if not isinstance(call.func, cst.Name):
-                    continue
-                fn = self.funcs.get(self._func(call.func.value))
+                local, _, shift = self.callee(call.func)
+                fn = self.funcs.get(local) if local else None
                 if fn is None:
                     continue
                 params = [p.name.value for p in (*fn.params.posonly_params, *fn.params.params)]
@@ -220,15 +249,44 @@ class Plan(FastVisitor):
                         continue
                     if a.keyword is not None:
                         self.names.add(a.keyword.value)
-                    elif i < len(params):
-                        self.names.add(params[i])
+                    elif i + shift < len(params):
+                        self.names.add(params[i + shift])
             if before == (len(self.names), len(self.opt_funcs)):
                 break
         used = _optim.name_counts(self.module)
+        module = self.scan.ctx.facts.module_name
+        elsewhere = self.scan.ctx.index.referrers
         for f in self.funcs:
-            if used.get(f, 0) <= 1 and self._ret_items(f):  # only its own def: callers are elsewhere
+            if f in self.exported or not self._ret_items(f):
+                continue
+            if used.get(f, 0) <= 1 or f"{module}.{f}" in elsewhere:  # called from other files
                 self.problems.append(f"{f}() returns the optimizer to code in other files, which this "
                                      "file's conversion cannot reach: convert them together")
+        self._follow_arguments()
+
+    def _follow_arguments(self) -> None:
+        """Where the optimizers passed as arguments go: functions of this file
+        are followed above, those of other files of the run are ``passes``
+        (``_optim_cross``), calls that keep or only read the value are fine,
+        anything else is a problem."""
+        run = self.scan.ctx.index.referrers  # names of the run's files that other files use
+        for call in self.calls:
+            local, qual, shift = self.callee(call.func)
+            opts = [(i, a) for i, a in enumerate(call.args) if self.is_opt(a.value)]
+            if local is not None or not opts or id(call) in self.creates:
+                continue
+            shown = qual or dotted(call.func) or _optim.code(call.func)
+            for i, a in opts:
+                if a.star:
+                    self.problems.append(f"the optimizer is unpacked into {shown}(...)")
+                elif qual in run and not qual.startswith(f"{self.scan.ctx.facts.module_name}."):
+                    self.passes.append((call, qual, a.keyword.value if a.keyword else i + shift))
+                elif qual in CHECKPOINTS:
+                    self.problems += [f"{shown}(...) of the optimizer", CHECKPOINT_HINT]
+                elif not (qual in PRESERVING and i == PRESERVING[qual] and a.keyword is None) and not (
+                        qual is None and isinstance(call.func, cst.Name) and call.func.value in READERS):
+                    self.problems.append(f"the optimizer is passed to {shown}(...), which this rule cannot "
+                                         "follow")
 
 
 def _names(target: cst.BaseExpression) -> list[str]:
@@ -251,9 +309,19 @@ def has_converted(stmt: cst.CSTNode, plan: Plan) -> bool:
     return found
 
 
-def todo_on_first_create(module: cst.Module, plan: Plan, rule_id: str, problems: list[str]) -> cst.Module:
+def todo_on_first_create(module: cst.Module, plan: Plan, rule_id: str, problems: list[str],
+                         functions: Iterable[str] = ()) -> cst.Module:
+    """The TODO on the first statement creating an optimizer, else (a file
+    handed its optimizers by other files) on the first of ``functions``."""
     msg = (f"{TODO_PREFIX} {rule_id} flax.optim optimizer not converted to a TrainState: "
            f"{'; '.join(dict.fromkeys(problems))}")
+    functions = set(functions)
+
+    def add(node):
+        lines = list(node.leading_lines)
+        if not any(ln.comment and ln.comment.value == msg for ln in lines):
+            lines.append(cst.EmptyLine(comment=cst.Comment(msg)))
+        return node.with_changes(leading_lines=lines)
 
     class Add(FastTransformer):
         done = False
@@ -261,9 +329,22 @@ def todo_on_first_create(module: cst.Module, plan: Plan, rule_id: str, problems:
         def leave_SimpleStatementLine(self, original, updated):
             if not Add.done and has_converted(original, plan):
                 Add.done = True
-                indent_lines = list(updated.leading_lines)
-                if not any(ln.comment and ln.comment.value == msg for ln in indent_lines):
-                    indent_lines.append(cst.EmptyLine(comment=cst.Comment(msg)))
-                return updated.with_changes(leading_lines=indent_lines)
+                return add(updated)
             return updated
-    return module.visit(Add())
+    module = module.visit(Add())
+    if Add.done or not functions:
+        return module
+
+    class AddToFunction(FastTransformer):  # top-level functions only
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            return False
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+            return False
+
+        def leave_FunctionDef(self, original, updated):
+            if not Add.done and original.name.value in functions:
+                Add.done = True
+                return add(updated)
+            return updated
+    return module.visit(AddToFunction())

@@ -13,7 +13,11 @@ What it does
     ``jax.jit``/``pmap`` and ``replicate``/``unreplicate``):
     ``.target`` -> ``.params``; ``.apply_gradient(g)`` ->
     ``.apply_gradients(grads=g)``; ``.state.step`` -> ``.step``;
-    ``.replace(target=p)`` -> ``.replace(params=p)``.
+    ``.replace(target=p)`` -> ``.replace(params=p)``.  An optimizer passed to
+    a function of another file of the run (``steps.train_step(optimizer,
+    batch)``, also through ``jit``/``pmap``/``functools.partial``; that file
+    need not import flax) is followed there: both files convert together, or
+    both get the TODO (``rules/_optim_cross.py``).
 Why
     ``flax.optim`` is gone from current Flax; ``TrainState`` is the object the
     Flax guides thread through train steps.  Legacy ``state.step`` starts at 0
@@ -36,8 +40,13 @@ Left alone (with a TODO)
     hyper-parameters, ``hyper_params=``, the state of ``init_state`` read
     through its fields, an update outside a step pmapped over the replicated
     axis, ...), a ``create`` with a ``focus``, a definition the table cannot
-    convert: nothing in it is converted, so no half-converted optimizer is
-    left behind.
+    convert, an optimizer saved or restored with ``flax.training.checkpoints``
+    / ``flax.serialization`` (the layout changes: ``linen-upgrade
+    convert-checkpoint``) or passed to a callee outside the run that is not
+    a known wrapper (``jit``, ``pmap``, ``replicate``, ``device_get``,
+    ``tree_map``, ``print``): nothing in it is converted, so no
+    half-converted optimizer is left behind -- nor in the files it shares
+    the optimizer with.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from linen_upgrade.rule import TODO_PREFIX, Context, Example, Rule, RuleTransfor
 from linen_upgrade.tables.optimizers import HELPERS
 from linen_upgrade.rules import _optim
 from linen_upgrade.rules._cst import add_import, express
+from linen_upgrade.rules._optim_cross import shared
 from linen_upgrade.rules._optim_defs import Scan
 from linen_upgrade.rules._optim_edit import drop_unused_optim_imports, format_expression, insert_helpers
 from linen_upgrade.rules._train_state import Plan, has_converted, todo_on_first_create
@@ -73,19 +83,24 @@ class OptimTrainState(Rule):
     ]
 
     def applies(self, ctx: Context) -> bool:
-        return ctx.facts.references("flax.optim")
+        # a file without flax.optim may be handed an optimizer by one that has it
+        return ctx.facts.references("flax.optim") or ctx.facts.module_name in ctx.index.optim_reach
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         scan = Scan(ctx)
         module.visit(scan)
         plan = Plan(module, scan)
-        if not plan.creates and not plan.explicit:
+        group = shared(ctx, plan)
+        if group.seeds or group.external or group.exported:
+            plan = Plan(module, scan, group.seeds, group.external, group.exported)
+        if not plan.creates and not plan.explicit and not group.seeds:
             return module
-        t = _Transformer(self, ctx, plan)
+        t = _Transformer(self, ctx, plan, list(group.problems), group.functions)
         module = module.visit(t)
         if t.blocked:
             return module
-        module = add_import(module, "optax")
+        if plan.creates or plan.explicit:
+            module = add_import(module, "optax")
         if plan.inject or t.uses_jax:
             module = add_import(module, "jax")
         if t.uses_jax_utils:
@@ -102,9 +117,11 @@ class OptimTrainState(Rule):
 
 
 class _Transformer(RuleTransformer):
-    def __init__(self, rule: Rule, ctx: Context, plan: Plan) -> None:
+    def __init__(self, rule: Rule, ctx: Context, plan: Plan, shared_problems: list[str],
+                 functions: tuple[str, ...]) -> None:
         super().__init__(rule, ctx)
         self.plan = plan
+        self._shared_problems, self._functions = shared_problems, functions
         self.blocked = False
         self._indent: list[str] = []
         self.uses_jax = self.uses_jax_utils = False
@@ -121,7 +138,7 @@ class _Transformer(RuleTransformer):
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
-        problems = check_uses(self.plan, node)
+        problems = check_uses(self.plan, node) + self._shared_problems
         self._taken = _optim.names_in(node)
         if problems:
             self.blocked = True
@@ -130,7 +147,7 @@ class _Transformer(RuleTransformer):
 
     def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
         if self.blocked:  # report once, on the first optimizer statement
-            return todo_on_first_create(original, self.plan, self.rule.id, self._problems)
+            return todo_on_first_create(original, self.plan, self.rule.id, self._problems, self._functions)
         return updated
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:

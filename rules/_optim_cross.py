@@ -1,0 +1,315 @@
+"""LU302 (optim_train_state) across files: a legacy optimizer that one file
+of the run passes to a function of another (``steps.train_step(optimizer,
+batch)``, directly or through ``jax.jit``/``pmap``/``functools.partial``) is
+converted in both files or in neither.
+
+The files that hand optimizers to each other form a group, read from disk
+the same way whichever of them is being rewritten (so each reaches the same
+verdict): each file's ``Plan`` starts from the parameters the others pass it
+an optimizer in (``seeds``) and follows the optimizers those functions
+return (``external``), to a fixed point.  The group converts when every file
+in it would convert alone, every call of a receiving function (in any file
+of the run) passes an optimizer where the others do, and the optimizer
+carries no per-step hyper-parameters or legacy ``.replicate()`` gradient
+averaging (both are decided where the optimizer is created); otherwise each
+file gets the TODO, naming the other file and function.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libcst as cst
+
+from linen_upgrade import engine
+from linen_upgrade.index import ProjectIndex
+from linen_upgrade.rule import Context, FastVisitor
+from linen_upgrade.rules._optim_calls import bind, unwrap
+from linen_upgrade.rules._optim_defs import Scan
+from linen_upgrade.rules._train_state import Plan
+from linen_upgrade.rules._train_state_check import check_uses
+
+_MAX_ROUNDS = 16
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What the other files of its group tell LU302 about one file."""
+
+    seeds: frozenset[str] = frozenset()  # parameters that hold an optimizer of another file
+    functions: tuple[str, ...] = ()  # the functions those are parameters of
+    external: dict[str, frozenset[int | None]] = field(default_factory=dict)
+    exported: frozenset[str] = frozenset()
+    problems: tuple[str, ...] = ()  # of the other files of the group, and across files
+
+
+NOTHING = Shared()
+
+
+def shared(ctx: Context, plan: Plan) -> Shared:
+    """The group verdict for the file of ``ctx`` (``plan``: its own, without seeds)."""
+    me, index = ctx.facts.module_name, ctx.index
+    if not me or me not in index.paths or not (plan.passes or _maybe_called(me, index)):
+        return NOTHING
+    key = (id(index), me)
+    group = _GROUPS.get(key)
+    if group is None or group.index is not index:
+        if len(_GROUPS) > 256:
+            _GROUPS.clear()
+        group = _Group(index, ctx)
+        for module in group.files:
+            _GROUPS[(id(index), module)] = group
+    return group.view(me)
+
+
+def _maybe_called(me: str, index: ProjectIndex) -> bool:
+    """Does a file that may hold an optimizer use a name of this file?"""
+    return any(qual.rpartition(".")[0] == me and users & index.optim_reach
+               for qual, users in index.referrers.items())
+
+
+class _File:
+    """One file of the group, read from disk."""
+
+    def __init__(self, module: str, path: str, ctx: Context) -> None:
+        self.module, self.path = module, path
+        data = Path(path).read_bytes()
+        self.tree = cst.parse_module(engine.decode(data, path))
+        self.ctx = Context(path, engine.facts_for(data, path, module), ctx.index, ctx.config)
+        self.scan = Scan(self.ctx)
+        self.tree.visit(self.scan)
+        self.functions = {s.name.value: [p.name.value for p in (*s.params.posonly_params, *s.params.params)]
+                          for s in self.tree.body if isinstance(s, cst.FunctionDef)}
+        self.keyword_only = {s.name.value: {p.name.value for p in s.params.kwonly_params}
+                             for s in self.tree.body if isinstance(s, cst.FunctionDef)}
+        self.references = _References(self.ctx)
+        self.tree.visit(self.references)
+        self.plan: Plan | None = None
+
+    def param(self, function: str, slot: int | str) -> str | None:
+        params = self.functions.get(function)
+        if params is None:
+            return None
+        if isinstance(slot, int):
+            return params[slot] if slot < len(params) else None
+        return slot if slot in params or slot in self.keyword_only[function] else None
+
+
+class _References(FastVisitor):
+    """How often each dotted name is used, and how often as a callee (or
+    the function of ``jax.jit``/``pmap``/``functools.partial``)."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.called: set[int] = set()
+        self.total: dict[str, int] = {}
+        self.as_callee: dict[str, int] = {}
+
+    def visit_Import(self, node: cst.Import) -> bool:
+        return False
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        return False
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self.called.add(id(node.func))
+        wrapped = unwrap(node, self.ctx.facts.imports.resolve)
+        if wrapped is not None:
+            self.called.add(id(wrapped[0]))
+
+    def _count(self, node: cst.BaseExpression) -> bool:
+        qual = self.ctx.facts.imports.resolve(node)
+        if qual:
+            self.total[qual] = self.total.get(qual, 0) + 1
+            if id(node) in self.called:
+                self.as_callee[qual] = self.as_callee.get(qual, 0) + 1
+        return False
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        return self._count(node) if self.ctx.facts.imports.resolve(node) else True
+
+    def visit_Name(self, node: cst.Name) -> bool:
+        return self._count(node)
+
+
+class _Group:
+    def __init__(self, index: ProjectIndex, ctx: Context) -> None:
+        self.index, self.ctx = index, ctx
+        self.files: dict[str, _File | None] = {}
+        self.seeds: dict[str, set[tuple[str, int | str]]] = {}
+        self.external: dict[str, frozenset[int | None]] = {}
+        self.edges: set[tuple[str, str, str]] = set()  # (caller module, callee module, function)
+        self.problems: dict[str, list[str]] = {}
+        self._load(ctx.facts.module_name)
+        for _ in range(_MAX_ROUNDS):
+            before = (len(self.files), sum(map(len, self.seeds.values())), dict(self.external))
+            for module in list(self.files):
+                self._plan(module)
+            if before == (len(self.files), sum(map(len, self.seeds.values())), self.external):
+                break
+        self._finish()
+
+    def _load(self, module: str) -> None:
+        if module in self.files:
+            return
+        path = self.index.paths.get(module)
+        try:
+            self.files[module] = _File(module, path, self.ctx) if path and path.endswith(".py") else None
+        except (OSError, ValueError, engine.SourceError, cst.ParserSyntaxError):
+            self.files[module] = None
+
+    def _seed_names(self, module: str) -> tuple[set[str], dict[str, list[str]]]:
+        """Parameter names seeded in ``module``, and its functions -> those names."""
+        f = self.files[module]
+        names: set[str] = set()
+        by_function: dict[str, list[str]] = {}
+        for function, slot in self.seeds.get(module, ()):
+            name = f.param(function, slot) if f is not None else None
+            if name is not None:
+                names.add(name)
+                by_function.setdefault(function, []).append(name)
+        return names, by_function
+
+    def _plan(self, module: str, exported: frozenset[str] = frozenset()) -> Plan | None:
+        f = self.files[module]
+        if f is None:
+            return None
+        names, by_function = self._seed_names(module)
+        external = {q: v for q, v in self.external.items() if q.rpartition(".")[0] != module}
+        f.plan = plan = Plan(f.tree, f.scan, seeds=names, external=external, exported=exported)
+        for _, qual, slot in plan.passes:
+            callee, _, function = qual.rpartition(".")
+            self._load(callee)
+            self.seeds.setdefault(callee, set()).add((function, slot))
+            self.edges.add((module, callee, function))
+        for function in by_function:
+            items = plan._ret_items(function)
+            if items:
+                self.external[f"{module}.{function}"] = frozenset(items)
+        for function in f.functions:  # who may hand this file an optimizer, and who calls a receiver
+            for user in self.index.referrers.get(f"{module}.{function}", ()):
+                if function in by_function or user in self.index.optim_reach:
+                    self._load(user)
+        return plan
+
+    def _finish(self) -> None:
+        for module, f in self.files.items():
+            problems = self.problems.setdefault(module, [])
+            if f is None:
+                continue
+            _, by_function = self._seed_names(module)
+            exported = frozenset(fn for fn in by_function if f"{module}.{fn}" in self.index.referrers)
+            plan = self._plan(module, exported)
+            assert plan is not None
+            problems += check_uses(plan, f.tree)
+        for caller, callee, function in sorted(self.edges):
+            f = self.files[callee]
+            if f is None or function not in f.functions:
+                self.problems[caller].append(f"the optimizer is passed to {callee}.{function}(), which this "
+                                             "rule cannot read")
+            elif any(f.param(function, slot) is None for fn, slot in self.seeds[callee] if fn == function):
+                self.problems[caller].append(f"the optimizer is passed to {callee}.{function}() in a "
+                                             "parameter it does not have by that name or position")
+        for module, f in self.files.items():
+            if f is not None:
+                self._check_callers(module, f)
+        for members in self._components():
+            if len(members) > 1:
+                self._check_shared(members)
+
+    def _check_callers(self, module: str, f: _File) -> None:
+        """Every use of a receiving function, in any file, passes an optimizer
+        in each of its seeded parameters (a problem of the receiving file)."""
+        _, by_function = self._seed_names(module)
+        problems = self.problems[module]
+        for function, names in by_function.items():
+            qual = f"{module}.{function}"
+            for user in sorted(self.index.referrers.get(qual, ())) + [module]:
+                uf = self.files.get(user)
+                where = self._name(module, user)
+                if uf is None or uf.plan is None:
+                    problems.append(f"{function}() is also used in {where}, which this rule cannot read")
+                    continue
+                if uf.references.total.get(qual, 0) > uf.references.as_callee.get(qual, 0):
+                    problems.append(f"{where} passes {function} around as a value: its optimizer parameters "
+                                    "cannot be followed to all its calls")
+                for call in uf.plan.calls:
+                    local, called, shift = uf.plan.callee(call.func)
+                    if (called if user != module else (local and f"{module}.{local}")) != qual:
+                        continue
+                    bound = bind(f.functions[function], list(call.args), shift)
+                    missing = sorted({n for n in names if bound is None or n not in bound
+                                      or not uf.plan.is_opt(bound[n])})
+                    if missing:
+                        problems.append(f"{function}() is also called in {where} with a value for "
+                                        f"{', '.join(missing)} that this rule cannot follow as an optimizer")
+
+    def _check_shared(self, members: list[str]) -> None:
+        """Hyper-parameters and gradient averaging are decided where the
+        optimizer is created: neither can travel to another file."""
+        for module in members:
+            plan = self.files[module].plan  # type: ignore[union-attr]
+            if plan is not None and plan.inject:
+                self.problems[module].append("apply_gradient with per-step hyper-parameters on an optimizer "
+                                             "shared with other files")
+            if plan is not None and _legacy_replicate(plan):
+                self.problems[module].append("optimizer.replicate() (its apply_gradient averages the gradients) "
+                                             "on an optimizer shared with other files")
+
+    def _components(self) -> list[list[str]]:
+        parent = {m: m for m in self.files}
+
+        def find(m: str) -> str:
+            while parent[m] != m:
+                m = parent[m]
+            return m
+        for caller, callee, _ in self.edges:
+            parent[find(caller)] = find(callee)
+        groups: dict[str, list[str]] = {}
+        for m in self.files:
+            groups.setdefault(find(m), []).append(m)
+        return [sorted(g) for g in groups.values()]
+
+    def view(self, me: str) -> Shared:
+        members = next(c for c in self._components() if me in c)
+        f = self.files[me]
+        if len(members) == 1 or f is None:
+            return NOTHING
+        _, by_function = self._seed_names(me)
+        problems = list(self.problems[me])
+        for other in members:
+            if other != me:
+                problems += [f"{self._describe(me, other)}: {p}" for p in self.problems[other]]
+        return Shared(seeds=frozenset(n for ns in by_function.values() for n in ns),
+                      functions=tuple(sorted(by_function)),
+                      external={q: v for q, v in self.external.items() if q.rpartition(".")[0] != me},
+                      exported=frozenset(fn for fn in by_function if f"{me}.{fn}" in self.index.referrers),
+                      problems=tuple(problems))
+
+    def _name(self, me: str, other: str) -> str:
+        """``other``'s file, as seen from ``me``'s folder."""
+        if me not in self.index.paths or other not in self.index.paths:
+            return other
+        return os.path.relpath(self.index.paths[other], os.path.dirname(self.index.paths[me]))
+
+    def _describe(self, me: str, other: str) -> str:
+        name = self._name(me, other)
+        gives = sorted({fn for a, b, fn in self.edges if (a, b) == (me, other)})
+        takes = sorted({fn for a, b, fn in self.edges if (a, b) == (other, me)})
+        if gives:
+            return f"{name} ({', '.join(f'{other}.{fn}()' for fn in gives)} receives this file's optimizer)"
+        if takes:
+            return f"{name} (passes its optimizer to {', '.join(f'{fn}()' for fn in takes)} here)"
+        return f"{name} (shares the optimizer through other files)"
+
+
+def _legacy_replicate(plan: Plan) -> bool:
+    return any(isinstance(c.func, cst.Attribute) and c.func.attr.value == "replicate"
+               and plan.is_opt(c.func.value) for c in plan.calls)
+
+
+_GROUPS: dict[tuple[int, str], _Group] = {}
+

@@ -1,0 +1,322 @@
+"""LU302 across files: a flax.optim optimizer created in one file and handed to
+the functions of another (which may not import flax at all) is converted to a
+TrainState in both files, or gets a TODO in both -- never one without the
+other (issue #6).  The numbers: ``fixtures/programs/cross_file_optimizer``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from linen_upgrade.config import Config
+from linen_upgrade.pipeline import run
+from linen_upgrade.registry import all_rules
+
+MAIN = '''\
+from flax import optim
+import steps
+def run(params, batches):
+    optimizer = optim.Momentum(learning_rate=0.1, beta=0.9).create(params)
+    for b in batches:
+        optimizer = steps.train_step(optimizer, b)
+    return optimizer.target
+'''
+
+STEPS = '''\
+import jax
+def train_step(optimizer, batch):
+    grads = jax.grad(lambda p: (p['w'] * batch).sum())(optimizer.target)
+    return optimizer.apply_gradient(grads)
+'''
+
+MAIN_OUT = '''\
+import steps
+import optax
+from flax.training import train_state
+def run(params, batches):
+    optimizer = train_state.TrainState.create(
+        apply_fn=None,
+        params=params,
+        tx=optax.sgd(0.1, momentum=0.9),
+    )
+    for b in batches:
+        optimizer = steps.train_step(optimizer, b)
+    return optimizer.params
+'''
+
+STEPS_OUT = '''\
+import jax
+def train_step(optimizer, batch):
+    grads = jax.grad(lambda p: (p['w'] * batch).sum())(optimizer.params)
+    return optimizer.apply_gradients(grads=grads)
+'''
+
+TODO = "# TODO(linen-upgrade): LU302 flax.optim optimizer not converted to a TrainState: "
+
+
+def _upgrade(tmp_path: Path, sources: dict[str, str]) -> dict[str, tuple[str, list[str]]]:
+    for name, text in sources.items():
+        (tmp_path / name).write_text(text)
+    result = run(sorted(tmp_path.glob("*.py")), Config(), [r.id for r in all_rules()], jobs=1)
+    out = {name: (text, []) for name, text in sources.items()}  # files the run did not read stay as they are
+    for r in result.results:
+        assert r.error is None, r.error
+        out[Path(r.path).name] = ((r.new or r.original).decode(), [f"{f.rule} {f.message}" for f in r.findings])
+    return out
+
+
+def _lu302(findings: list[str]) -> list[str]:
+    return [f for f in findings if f.startswith("LU302")]
+
+
+def test_optimizer_handed_to_a_file_without_flax_converts_both(tmp_path):
+    assert "flax" not in STEPS  # the prefilter admits steps.py because main.py uses flax.optim and imports it
+    files = _upgrade(tmp_path, {"main.py": MAIN, "steps.py": STEPS})
+    assert files["main.py"] == (MAIN_OUT, [])
+    assert files["steps.py"] == (STEPS_OUT, [])
+
+
+def test_cross_file_conversion_is_idempotent(tmp_path):
+    files = _upgrade(tmp_path, {"main.py": MAIN, "steps.py": STEPS})
+    (tmp_path / "again").mkdir()
+    again = _upgrade(tmp_path / "again", {name: text for name, (text, _) in files.items()})
+    assert again == files
+
+
+def test_receiving_function_using_an_unconverted_api_leaves_both_files_with_a_todo(tmp_path):
+    steps = STEPS.replace("    return", "    print(optimizer.optimizer_def)\n    return")
+    files = _upgrade(tmp_path, {"main.py": MAIN, "steps.py": steps})
+    main, main_findings = files["main.py"]
+    out, steps_findings = files["steps.py"]
+    assert (f"    {TODO}steps.py (steps.train_step() receives this file's optimizer): optimizer.optimizer_def\n"
+            "    # TODO(linen-upgrade): LU901") in main
+    assert "optimizer.target" in main and "train_state" not in main
+    assert out == steps.replace("def train_step", f"{TODO}optimizer.optimizer_def\ndef train_step")
+    assert len(_lu302(main_findings)) == 1 and len(_lu302(steps_findings)) == 1
+
+
+def test_defining_file_that_is_not_converted_leaves_the_receiving_file_with_a_todo(tmp_path):
+    main = MAIN.replace("    return optimizer.target", "    return optimizer.state.param_states")
+    files = _upgrade(tmp_path, {"main.py": main, "steps.py": STEPS})
+    out, findings = files["steps.py"]
+    assert out == STEPS.replace(
+        "def train_step",
+        f"{TODO}main.py (passes its optimizer to train_step() here): optimizer.state.param_states\n"
+        "def train_step")
+    assert _lu302(findings) == ["LU302 flax.optim optimizer not converted to a TrainState: main.py (passes its "
+                                "optimizer to train_step() here): optimizer.state.param_states"]
+    assert "optimizer.apply_gradient(grads)" in out
+    assert f"{TODO}optimizer.state.param_states" in files["main.py"][0]
+
+
+def test_another_caller_passing_a_value_this_rule_cannot_follow_blocks_both(tmp_path):
+    """other.py hands train_step something this rule does not know to be an optimizer (a
+    parameter nobody in the run fills): converting steps.py would break it."""
+    other = "import steps\n\n\ndef resume(opt, batch):\n    return steps.train_step(opt, batch)\n"
+    files = _upgrade(tmp_path, {"main.py": MAIN, "steps.py": STEPS, "other.py": other})
+    assert files["other.py"] == (other, [])
+    steps, steps_findings = files["steps.py"]
+    assert steps_findings == ["LU302 flax.optim optimizer not converted to a TrainState: train_step() is also "
+                              "called in other.py with a value for optimizer that this rule cannot follow as an "
+                              "optimizer"]
+    assert "optimizer.apply_gradient(grads)" in steps
+    main, main_findings = files["main.py"]
+    assert "optim.Momentum" in main
+    assert any("steps.py (steps.train_step() receives this file's optimizer): train_step() is also called in "
+               "other.py" in f for f in main_findings), main_findings
+
+
+CHAIN_MAIN = '''\
+import jax
+from flax import optim
+
+import loop
+
+
+def main(params, data):
+    optimizer = optim.Adam(learning_rate=1e-3).create(params)
+    step = jax.jit(loop.step)
+    optimizer, loss = step(optimizer, data[0])
+    optimizer = loop.run(optimizer, data)
+    return optimizer.target, optimizer.state.step, loss
+'''
+
+CHAIN_LOOP = '''\
+import jax
+
+import update
+
+
+def step(optimizer, batch):
+    loss, grads = jax.value_and_grad(lambda p: (p * batch).sum())(optimizer.target)
+    return update.apply(optimizer, grads), loss
+
+
+def run(optimizer, data):
+    for batch in data:
+        optimizer, _ = step(optimizer, batch)
+    return optimizer
+'''
+
+CHAIN_UPDATE = '''\
+def apply(opt, grads):
+    return opt.apply_gradient(grads)
+'''
+
+
+def test_optimizer_passed_on_through_a_chain_of_files_through_jit_and_in_tuples(tmp_path):
+    files = _upgrade(tmp_path, {"main.py": CHAIN_MAIN, "loop.py": CHAIN_LOOP, "update.py": CHAIN_UPDATE})
+    assert all(findings == [] for _, findings in files.values()), files
+    main = files["main.py"][0]
+    assert "        tx=optax.adam(1e-3),\n" in main
+    assert "    return optimizer.params, optimizer.step, loss\n" in main
+    loop = files["loop.py"][0]
+    assert "jax.value_and_grad(lambda p: (p * batch).sum())(optimizer.params)" in loop
+    assert "import optax" not in loop and "train_state" not in loop
+    assert files["update.py"][0] == "def apply(opt, grads):\n    return opt.apply_gradients(grads=grads)\n"
+
+
+def test_function_of_another_file_passed_around_as_a_value_blocks_both(tmp_path):
+    main = MAIN.replace("        optimizer = steps.train_step(optimizer, b)",
+                        "        optimizer = apply_all(steps.train_step, optimizer, b)") + (
+        "\n\ndef apply_all(fn, optimizer, b):\n    return fn(optimizer, b)\n")
+    files = _upgrade(tmp_path, {"main.py": main, "steps.py": STEPS})
+    main_out, main_findings = files["main.py"]
+    assert "optim.Momentum" in main_out and "optimizer.target" in main_out
+    assert any("fn(...), which this rule cannot follow" in f for f in main_findings), main_findings
+    assert files["steps.py"] == (STEPS, [])  # nothing passes it an optimizer it can see: left alone
+
+
+def test_optimizer_passed_to_a_function_outside_the_run_gets_a_todo(tmp_path):
+    main = MAIN.replace("import steps", "import trainer_lib")
+    main = main.replace("steps.train_step(optimizer, b)", "trainer_lib.train_step(optimizer, b)")
+    out, findings = _upgrade(tmp_path, {"main.py": main})["main.py"]
+    assert "optimizer = optim.Momentum" in out
+    assert _lu302(findings) == ["LU302 flax.optim optimizer not converted to a TrainState: the optimizer is "
+                                "passed to trainer_lib.train_step(...), which this rule cannot follow"]
+
+
+def test_checkpoint_of_the_optimizer_gets_a_todo_naming_convert_checkpoint(tmp_path):
+    main = ("from flax import optim\nfrom flax.training import checkpoints\n\n\n"
+            "def run(params, workdir):\n"
+            "    optimizer = optim.Adam(learning_rate=0.1).create(params)\n"
+            "    optimizer = checkpoints.restore_checkpoint(workdir, optimizer)\n"
+            "    checkpoints.save_checkpoint(workdir, optimizer, 0)\n"
+            "    return optimizer.target\n")
+    out, findings = _upgrade(tmp_path, {"main.py": main})["main.py"]
+    assert "optimizer = optim.Adam" in out
+    (finding,) = _lu302(findings)
+    assert "flax.training.checkpoints.save_checkpoint(...) of the optimizer" in finding
+    assert "flax.training.checkpoints.restore_checkpoint(...) of the optimizer" in finding
+    assert "`linen-upgrade convert-checkpoint`" in finding
+
+
+def test_reading_calls_and_preserving_calls_stay_converted(tmp_path):
+    main = MAIN.replace("    return optimizer.target",
+                        "    print(optimizer)\n    host = jax.device_get(optimizer)\n    return host.target")
+    out, findings = _upgrade(tmp_path, {"main.py": "import jax\n" + main, "steps.py": STEPS})["main.py"]
+    assert findings == []
+    assert "    print(optimizer)\n    host = jax.device_get(optimizer)\n    return host.params\n" in out
+
+
+def test_per_step_hyper_parameters_cannot_cross_files(tmp_path):
+    steps = STEPS.replace("apply_gradient(grads)", "apply_gradient(grads, learning_rate=0.01)")
+    files = _upgrade(tmp_path, {"main.py": MAIN, "steps.py": steps})
+    assert "optim.Momentum" in files["main.py"][0]
+    assert "apply_gradient(grads, learning_rate=0.01)" in files["steps.py"][0]
+    assert any("per-step hyper-parameters on an optimizer shared with other files" in f
+               for f in files["steps.py"][1])
+    assert any("per-step hyper-parameters on an optimizer shared with other files" in f
+               for f in files["main.py"][1])
+
+
+def test_optimizer_returned_to_another_file_still_gets_a_todo(tmp_path):
+    """The opposite direction: a function creating an optimizer for other files."""
+    make = "from flax import optim\n\n\ndef make(params):\n    return optim.Adam(0.1).create(params)\n"
+    user = "import make\n\n\ndef train(params, g):\n    opt = make.make(params)\n    opt.make_fresh = 1\n" \
+           "    make.make(params)\n    return opt.apply_gradient(g)\n"
+    files = _upgrade(tmp_path, {"make.py": make, "user.py": user})
+    assert "optim.Adam(0.1).create(params)" in files["make.py"][0]
+    assert any("make() returns the optimizer to code in other files" in f for f in files["make.py"][1])
+    assert files["user.py"] == (user, [])
+
+
+def test_index_reaches_the_files_an_optimizer_may_be_handed_to(tmp_path):
+    (tmp_path / "main.py").write_text(CHAIN_MAIN)
+    (tmp_path / "loop.py").write_text(CHAIN_LOOP)
+    (tmp_path / "update.py").write_text(CHAIN_UPDATE)
+    (tmp_path / "unrelated.py").write_text("import jax\n")
+    from linen_upgrade import pipeline
+
+    captured = {}
+    original = pipeline._init_worker
+
+    def spy(index, config, rule_ids):
+        captured["index"] = index
+        original(index, config, rule_ids)
+    pipeline._init_worker = spy
+    try:
+        run(sorted(tmp_path.glob("*.py")), Config(), [r.id for r in all_rules()], jobs=1)
+    finally:
+        pipeline._init_worker = original
+    index = captured["index"]
+    assert index.optim_reach == {"main", "loop", "update"}
+    assert set(index.paths) == {"main", "loop", "update"}
+
+
+PMAP_MAIN = '''\
+import functools
+
+import jax
+from flax import jax_utils, optim
+
+import steps
+
+
+def run(params, batches):
+    optimizer = jax_utils.replicate(optim.GradientDescent(learning_rate=0.1).create(params))
+    p_step = functools.partial(jax.pmap, axis_name='batch')(steps.train_step)
+    for b in batches:
+        optimizer = p_step(optimizer, b)
+    return jax_utils.unreplicate(optimizer).target
+'''
+
+PMAP_STEPS = '''\
+import jax
+
+
+def train_step(optimizer, batch):
+    grads = jax.grad(lambda p: (p['w'] * batch).sum())(optimizer.target)
+    return optimizer.apply_gradient(jax.lax.pmean(grads, 'batch'))
+'''
+
+
+def test_optimizer_replicated_and_pmapped_across_files(tmp_path):
+    files = _upgrade(tmp_path, {"main.py": PMAP_MAIN, "steps.py": PMAP_STEPS})
+    main, main_findings = files["main.py"]
+    assert main_findings == [] and files["steps.py"][1] == []
+    assert "    optimizer = jax_utils.replicate(train_state.TrainState.create(" in main
+    assert "    return jax_utils.unreplicate(optimizer).params\n" in main
+    assert files["steps.py"][0] == PMAP_STEPS.replace("optimizer.target", "optimizer.params").replace(
+        "optimizer.apply_gradient(jax.lax.pmean(grads, 'batch'))",
+        "optimizer.apply_gradients(grads=jax.lax.pmean(grads, 'batch'))")
+
+
+def test_legacy_replicate_method_cannot_cross_files(tmp_path):
+    """Legacy ``optimizer.replicate()`` averages the gradients inside apply_gradient, which
+    happens in the other file: the mean would have to be written there."""
+    main = PMAP_MAIN.replace("jax_utils.replicate(optim.GradientDescent(learning_rate=0.1).create(params))",
+                             "optim.GradientDescent(learning_rate=0.1).create(params).replicate()")
+    steps = PMAP_STEPS.replace("jax.lax.pmean(grads, 'batch')", "grads")
+    files = _upgrade(tmp_path, {"main.py": main, "steps.py": steps})
+    assert files["steps.py"][0].startswith("import jax\n\n\n" + TODO + "main.py (passes its optimizer to "
+                                           "train_step() here): optimizer.replicate()")
+    assert "optimizer.apply_gradient(grads)" in files["steps.py"][0]
+    assert ".replicate()" in files["main.py"][0] and len(_lu302(files["main.py"][1])) == 1
+
+
+def test_todos_in_both_files_are_not_repeated_on_a_second_run(tmp_path):
+    steps = STEPS.replace("    return", "    print(optimizer.optimizer_def)\n    return")
+    files = _upgrade(tmp_path, {"main.py": MAIN, "steps.py": steps})
+    (tmp_path / "again").mkdir()
+    again = _upgrade(tmp_path / "again", {name: text for name, (text, _) in files.items()})
+    assert {n: t for n, (t, _) in again.items()} == {n: t for n, (t, _) in files.items()}
+    assert again["steps.py"][0].count("TODO(linen-upgrade): LU302") == 1
