@@ -8,8 +8,10 @@ body*, has no annotations, and refers to nothing else in this module --
 ``weight_norm`` aside, which is copied together with ``WeightNormState``
 (and ``import typing``).  Importing this module imports nothing heavy.
 
-``from_param_update`` is not inserted by any rule: it is the manual path for
-user subclasses of ``flax.optim.OptimizerDef`` (copy it, see its docstring).
+``optax_from_optimizer_def`` (with ``from_param_update`` and
+``ParamUpdateState``) is the transform of a user subclass of
+``flax.optim.OptimizerDef``: LU301 turns the class into a plain class and
+copies these three into the file.
 """
 
 from __future__ import annotations
@@ -231,11 +233,11 @@ def from_param_update(init_param_state, apply_param_gradient, hyper_params):
     """An optax transform running a user ``flax.optim.OptimizerDef``'s own
     per-parameter bodies unchanged.
 
-    Manual path for subclasses of ``OptimizerDef``: make the class a plain
-    class (``flax.optim`` is gone; keep ``self.hyper_params``,
-    ``init_param_state`` and ``apply_param_gradient``), copy this function and
-    ``ParamUpdateState`` into your code, and use
-    ``tx = from_param_update(opt.init_param_state, opt.apply_param_gradient, opt.hyper_params)``.
+    For subclasses of ``OptimizerDef`` (``flax.optim`` is gone): the class
+    becomes a plain class keeping ``self.hyper_params``, ``init_param_state``
+    and ``apply_param_gradient``, and
+    ``tx = from_param_update(opt.init_param_state, opt.apply_param_gradient, opt.hyper_params)``
+    (``optax_from_optimizer_def(opt)``).
     """
     import jax
     import jax.numpy as jnp
@@ -255,3 +257,11 @@ def from_param_update(init_param_state, apply_param_gradient, hyper_params):
         return new_updates, ParamUpdateState(state.step + 1, treedef.unflatten([s for _, s in out]))
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def optax_from_optimizer_def(optimizer_def):
+    """The optax transform of an instance of a former ``flax.optim.OptimizerDef``
+    subclass: its own ``init_param_state``/``apply_param_gradient`` with its
+    ``hyper_params``, as ``Optimizer.apply_gradient(grads)`` ran them."""
+    return from_param_update(optimizer_def.init_param_state, optimizer_def.apply_param_gradient,
+                             optimizer_def.hyper_params)

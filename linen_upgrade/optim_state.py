@@ -131,6 +131,28 @@ def _from_field(template_tree: Any, legacy: Any, field: str) -> Any:
     return jax.tree_util.tree_map_with_path(take, template_tree)
 
 
+def _restore_tree(template: Any, legacy: Any) -> Any:
+    """``legacy`` (a state dict: dicts of arrays) in the structure of
+    ``template`` (user state classes such as ``flax.struct`` dataclasses
+    included), each leaf checked against the template's shape and dtype."""
+    import jax
+    import jax.numpy as jnp
+    from flax import serialization
+
+    try:
+        restored = serialization.from_state_dict(template, legacy)
+    except (KeyError, ValueError, TypeError) as e:
+        raise ConversionError(f"the legacy param_states do not fit the optax state: {e}") from None
+
+    def check(path, leaf, value):
+        value = jnp.asarray(value, dtype=jnp.asarray(leaf).dtype)
+        if value.shape != jnp.shape(leaf):
+            raise ConversionError(f"legacy state {_path_text(path)} has shape {value.shape}, "
+                                  f"the optax state expects {jnp.shape(leaf)}")
+        return value
+    return jax.tree_util.tree_map_with_path(check, template, restored)
+
+
 def _is_namedtuple(x: Any) -> bool:
     return isinstance(x, tuple) and hasattr(x, "_fields")
 
@@ -181,6 +203,8 @@ def _fill(template: Any, legacy: Any, qual: str, hyper: Mapping[str, Any], step:
                 spec = fields.get(f, "@step" if f == "count" else None)
                 if spec == "@step":
                     new[f] = jnp.asarray(step, dtype=jnp.asarray(value).dtype)
+                elif spec == "*":  # the per-parameter states as they are (a user OptimizerDef's)
+                    new[f] = _restore_tree(value, legacy)
                 elif spec is not None:
                     new[f] = _from_field(value, legacy, spec)
                 elif not jax.tree_util.tree_leaves(value):
@@ -210,7 +234,8 @@ def optax_state_from_legacy(optimizer_name: str, hyper: Mapping[str, Any], legac
     ``rename``: a ``linen_upgrade.keys.KeyMap`` or a callable that renames the
     legacy module keys of ``param_states`` to the Linen ones.
     ``hyper`` holds the legacy constructor's arguments as values; a wrapped
-    optimizer (``WeightNorm``) is ``NAME`` or ``(NAME, HYPER)``; ``MultiOptimizer``
+    optimizer (``WeightNorm``) is ``NAME`` or ``(NAME, HYPER)``; a user subclass
+    (``'OptimizerDef'``) is ``{'definition': instance of the upgraded class}``; ``MultiOptimizer``
     takes ``{'traversals_and_optimizers': [(traversal or filter, (NAME, HYPER)), ...]}``.
     """
     if "state" in legacy_state_dict and "param_states" not in legacy_state_dict:

@@ -7,14 +7,16 @@ over the original tree), and the optax source of one definition
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import libcst as cst
 
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, FastVisitor
-from linen_upgrade.tables.optimizers import (MULTI, TRANSFORMS, TRAVERSAL, TRAVERSAL_TARGET, ConversionError,
-                                             optax_expression, row_for)
+from linen_upgrade.rules._optim_user import definition_problem, is_user_def
+from linen_upgrade.tables.optimizers import (MULTI, OPTIMIZER_DEF, TRANSFORMS, TRAVERSAL, TRAVERSAL_TARGET,
+                                             USER_DEF_HELPER, ConversionError, optax_expression, row_for)
 
 # OptimizerDef API: a definition used through it must stay a flax.optim object
 _LEGACY_ATTRS = frozenset({"create", "init_state", "apply_gradient", "apply_param_gradient",
@@ -52,14 +54,19 @@ class Scan(FastVisitor):
         self.called: set[str] = set()  # last component of every callee
 
     def qual(self, node: cst.CSTNode) -> str | None:
+        """The canonical name ``node`` resolves to; a user subclass of
+        OptimizerDef is named by that row (``_optim_user``)."""
         q = self.ctx.facts.imports.resolve(node)
+        if isinstance(node, (cst.Name, cst.Attribute)) and is_user_def(node, q, self.ctx):
+            return OPTIMIZER_DEF
         return canonical(q) if q else None
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         if isinstance(node, cst.Call):
             self.called.add(last_name(node.func))
             self.calls += 1
-        if isinstance(node, cst.Call) and self.qual(node.func) in TRANSFORMS | {MULTI}:
+        if isinstance(node, cst.Call) and self.qual(node.func) in TRANSFORMS | {MULTI} \
+                and not self._converted_already():
             self.ctors.append(Ctor(node, self.qual(node.func) or "", tuple(self.stack),
                                    self.functions[-1] if self.functions else None, self.calls - 1))
         elif isinstance(node, cst.Attribute) and node.attr.value in _LEGACY_ATTRS:
@@ -77,6 +84,12 @@ class Scan(FastVisitor):
                                                                     *node.params.params)]
         self.stack.append(node)
         return True
+
+    def _converted_already(self) -> bool:
+        """A user definition's constructor inside ``optax_from_optimizer_def(...)``
+        (LU301 ran before LU302) is an optax transform already."""
+        return len(self.stack) >= 2 and isinstance(self.stack[-1], cst.Arg) \
+            and isinstance(self.stack[-2], cst.Call) and dotted(self.stack[-2].func) == USER_DEF_HELPER
 
     def on_leave(self, original_node: cst.CSTNode) -> None:
         self.stack.pop()
@@ -97,7 +110,13 @@ def convert(call: cst.Call, scan: Scan, module: cst.Module) -> tuple[str, tuple[
         raise ConversionError("*args/**kwargs hide its arguments")
     helpers: list[str] = []
     sources: dict[str, str] = {}
-    if qual == MULTI:
+    if qual == OPTIMIZER_DEF:  # a user subclass: its instance, built once
+        problem = definition_problem(call, scan.ctx, module)
+        if problem is not None:
+            raise ConversionError(problem)
+        _no_definitions_inside(call.args, scan)
+        sources["definition"] = module.code_for_node(call).strip()
+    elif qual == MULTI:
         for i, a in enumerate(call.args):
             pair = a.value
             if (a.keyword is not None or not isinstance(pair, (cst.Tuple, cst.List))
@@ -148,10 +167,11 @@ def _traversal_source(node: cst.BaseExpression, scan: Scan, module: cst.Module) 
     return module.code_for_node(node).strip()
 
 
-def _no_definitions_inside(node: cst.CSTNode, scan: Scan) -> None:
+def _no_definitions_inside(node: cst.CSTNode | Sequence[cst.CSTNode], scan: Scan) -> None:
     class Find(FastVisitor):
         def visit_Call(self, call: cst.Call) -> bool:
             if scan.qual(call.func) in TRANSFORMS | {MULTI}:
                 raise ConversionError("a flax.optim definition inside an argument")
             return True
-    node.visit(Find())
+    for n in node if isinstance(node, Sequence) else [node]:
+        n.visit(Find())

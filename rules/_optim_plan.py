@@ -151,6 +151,8 @@ def _reaches_legacy(c: Ctor, scan: Scan, legacy_names: set[str], legacy_funcs: s
     parent = c.ancestors[-1] if c.ancestors else None
     if isinstance(parent, cst.Attribute):
         return True
+    if (scan.legacy_names or scan.legacy_funcs) and _in_container(c):
+        return True  # `for d in [optim.Adam(0.1), ...]: d.create(p)` is not followed: keep it legacy
     if _assign_targets(c) & legacy_names:
         return True
     if c.function in legacy_funcs and any(isinstance(a, cst.Return) for a in c.ancestors):
@@ -163,6 +165,16 @@ def _reaches_legacy(c: Ctor, scan: Scan, legacy_names: set[str], legacy_funcs: s
         params = scan.params.get(last_name(call.func), [])
         if parent in positional and positional.index(parent) < len(params):
             return params[positional.index(parent)] in legacy_names
+    return False
+
+
+def _in_container(c: Ctor) -> bool:
+    """Is the definition an element of a list/tuple/set/dict literal of its statement?"""
+    for a in reversed(c.ancestors):
+        if isinstance(a, cst.BaseStatement):
+            return False
+        if isinstance(a, (cst.List, cst.Tuple, cst.Set, cst.Dict)):
+            return True
     return False
 
 

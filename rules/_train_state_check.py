@@ -14,7 +14,7 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import FastVisitor
 from linen_upgrade.rules import _optim
 from linen_upgrade.rules._train_state import Plan
-from linen_upgrade.tables.optimizers import MULTI, hyper_names
+from linen_upgrade.tables.optimizers import MULTI, OPTIMIZER_DEF, hyper_names
 
 APPLY_WITH = "_apply_gradients_with"
 APPLY_WITH_SOURCE = '''def _apply_gradients_with(state, grads, **hyperparams):
@@ -64,6 +64,12 @@ def _inject_all(plan: Plan, problems: list[str], keys: set[str]) -> None:
         problems.append("MultiOptimizer with per-step hyper-parameters (each group would need its own "
                         "optax.inject_hyperparams inside optax.multi_transform)")
         txs = [tx for tx in txs if plan.tx_qual.get(tx) != MULTI]
+    if any(plan.tx_qual.get(tx) == OPTIMIZER_DEF for tx in txs):
+        problems.append("a flax.optim.OptimizerDef subclass with per-step hyper-parameters: "
+                        "optax_from_optimizer_def runs its apply_param_gradient with the definition's "
+                        "hyper_params (build one definition per value, or make the transform read them "
+                        "from its state)")
+        return
     if "hyper_params" in keys:
         problems.append("apply_gradient(..., hyper_params=...) replaces every hyper-parameter at once")
         return

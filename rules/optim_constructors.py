@@ -10,6 +10,10 @@ What it does
     imports; ``import optax`` is added.  ``WeightNorm`` and ``MultiOptimizer``
     (-> ``optax.multi_transform`` with labels from the traversals, unselected
     parameters frozen) convert with the definitions they wrap.
+    A user subclass of ``OptimizerDef`` becomes a plain class
+    (``super().__init__(hp)`` -> ``self.hyper_params = hp``) and its instances
+    ``optax_from_optimizer_def(MyOpt(...))``, which runs the class's own
+    ``init_param_state``/``apply_param_gradient`` (``rules/_optim_user.py``).
     ``optim.DynamicScale`` -> ``flax.training.dynamic_scale.DynamicScale``;
     ``optim.ModelParamTraversal`` -> ``flax.traverse_util.ModelParamTraversal``.
     A ``flax.optim`` import nothing uses any more is removed.
@@ -26,8 +30,13 @@ Left alone (with a TODO)
     it, into a ``TrainState``; where LU302 cannot, the TODO names the optax
     expression.  So does one returned by a function this file never
     calls (its callers are elsewhere, out of sight).  Also ``*args``/``**kwargs``, unknown arguments, a
-    missing ``learning_rate`` (given to ``apply_gradient`` instead) and
-    subclasses of ``OptimizerDef``.
+    missing ``learning_rate`` (given to ``apply_gradient`` instead), a
+    definition in a list/tuple/dict literal of a file using the
+    ``OptimizerDef`` API, subclasses of other ``flax.optim`` optimizers, and
+    ``OptimizerDef`` subclasses that override or call more of the base
+    (``init_state``/``apply_gradient``, ``update_hyper_params``,
+    ``state_dict``, ...) or set ``hyper_params`` other than through one
+    ``super().__init__(hp)`` in ``__init__``.
 """
 
 from __future__ import annotations
@@ -36,12 +45,13 @@ import libcst as cst
 
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
-from linen_upgrade.tables.optimizers import (HELPERS, OPTIMIZERS, TRAVERSAL, TRAVERSAL_TARGET, ConversionError,
-                                             optax_expression)
+from linen_upgrade.tables.optimizers import (HELPERS, OPTIMIZER_DEF, OPTIMIZERS, TRAVERSAL, TRAVERSAL_TARGET,
+                                             ConversionError, optax_expression)
 from linen_upgrade.rules._cst import add_import, express
 from linen_upgrade.rules._optim_defs import Scan
 from linen_upgrade.rules._optim_edit import drop_unused_optim_imports, format_expression, insert_helpers
 from linen_upgrade.rules._optim_plan import Outcome, plan_definitions
+from linen_upgrade.rules._optim_user import class_problem, convert_class, user_defs
 
 _DYNAMIC_SCALE = "flax.optim.DynamicScale"
 
@@ -99,10 +109,19 @@ class _Transformer(RuleTransformer):
     def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
         return False
 
-    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-        if any(canonical(self.resolve(b.value) or "") in OPTIMIZERS for b in node.bases):
-            self.todo(f"{node.name.value}: {OPTIMIZERS['flax.optim.OptimizerDef'].guideline}")
-        return True
+    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+        bases = [canonical(self.resolve(b.value) or "") for b in original.bases]
+        name = original.name.value
+        if OPTIMIZER_DEF in bases and name in user_defs(self.ctx.facts):
+            problem = class_problem(original, user_defs(self.ctx.facts), self.resolve)
+            if problem is None:
+                self.fixed(f"{name}(OptimizerDef) -> a plain class for optax_from_optimizer_def")
+                return convert_class(updated, user_defs(self.ctx.facts), self.resolve)
+            self.todo(f"{name}: {problem}; {OPTIMIZERS[OPTIMIZER_DEF].guideline}")
+        elif any(b in OPTIMIZERS for b in bases):
+            self.todo(f"{name}: a subclass of a flax.optim optimizer other than OptimizerDef has no optax "
+                      "form here; write an optax.GradientTransformation")
+        return updated
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         outcome = self.plan.get(id(original))

@@ -18,8 +18,9 @@ than 7% of the allowed difference.
 from __future__ import annotations
 
 import json
+import sys
+import types
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -193,9 +194,13 @@ def _upgraded(source: str) -> tuple[str, dict]:
     result = rewrite_text(source.encode("utf-8"), "case.py", Config(), ALL_IDS)
     assert result.error is None, result.error
     code = result.new.decode("utf-8") if result.new is not None else source
-    namespace: dict = {"__name__": "upgraded_case"}
-    exec(compile(code, "upgraded_case.py", "exec"), namespace)
-    return code, namespace
+    module = types.ModuleType("upgraded_case")  # dataclasses look their module up in sys.modules
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(code, "upgraded_case.py", "exec"), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
+    return code, module.__dict__
 
 
 def _assert_close(actual, expected, what: str) -> None:
@@ -207,23 +212,6 @@ def _assert_close(actual, expected, what: str) -> None:
                                    err_msg=f"{what} {jax.tree_util.keystr(path)}")
 
 
-def _custom_transform(source: str):
-    """The documented manual path for an OptimizerDef subclass: the class body
-    unchanged on a plain base, wrapped with from_param_update."""
-    import flax
-    import jax.numpy as jnp
-
-    from linen_upgrade.optax_legacy import from_param_update
-
-    class OptimizerDef:  # what the user writes instead of flax.optim.OptimizerDef
-        def __init__(self, hyper_params):
-            self.hyper_params = hyper_params
-    ns = {"flax": flax, "jnp": jnp, "optim": SimpleNamespace(OptimizerDef=OptimizerDef)}
-    exec(source, ns)
-    opt = ns["tx"]
-    return from_param_update(opt.init_param_state, opt.apply_param_gradient, opt.hyper_params)
-
-
 # -- the proofs -----------------------------------------------------------------
 @pytest.mark.legacy
 @pytest.mark.parametrize("case", [c for c in CASES if c.kind == "optimizer"], ids=lambda c: c.id)
@@ -232,13 +220,10 @@ def test_emitted_optax_matches_legacy_trajectory(case: Case, legacy):
     import jax.numpy as jnp
     import optax
 
-    if case.name == "OptimizerDef":
-        tx = _custom_transform(_CUSTOM_DEF + "tx = " + case.ctor + "\n")
-    else:
-        # runs on current flax: an import of flax.optim left behind would fail here
-        code, namespace = _upgraded(PRELUDE + case.source)
-        assert "TODO(linen-upgrade)" not in code, code
-        tx = namespace["tx"]
+    # runs on current flax: an import of flax.optim left behind would fail here
+    code, namespace = _upgraded(PRELUDE + case.source)
+    assert "TODO(linen-upgrade)" not in code, code
+    tx = namespace["tx"]
     params = jax.tree_util.tree_map(jnp.asarray, nested(legacy, f"params/{case.params}"))
     grads = nested(legacy, f"grads/{case.params}")
     trajectory = nested(legacy, f"{case.id}/traj")
@@ -293,6 +278,26 @@ def test_resume_from_legacy_state(case: Case, legacy):
     tx = build_transform(case.name, case.hyper)
     updates, state = tx.update(_at(grads, 3), state, params)
     _assert_close(optax.apply_updates(params, updates), _at(trajectory, 4), f"{case.id} resumed step 4")
+
+
+@pytest.mark.legacy
+def test_resume_user_optimizer_def(legacy):
+    """A user OptimizerDef's legacy state (per-parameter dicts) -> ParamUpdateState;
+    the upgraded class, built with the same arguments, takes the 4th step."""
+    import optax
+
+    from linen_upgrade.optim_state import build_transform, optax_state_from_legacy
+
+    case = BY_ID["custom_optimizer_def"]
+    code, namespace = _upgraded(PRELUDE + case.source)
+    assert "class ClippedMomentum:" in code, code
+    hyper = {"definition": namespace["ClippedMomentum"](0.1, beta=0.8, clip=2.0)}
+    trajectory = nested(legacy, f"{case.id}/traj")
+    params = _at(trajectory, 3)
+    state = optax_state_from_legacy(case.name, hyper, flax_restore(legacy, case.id), params)
+    assert int(state.step) == 3
+    updates, _ = build_transform(case.name, hyper).update(_at(nested(legacy, "grads/small"), 3), state, params)
+    _assert_close(optax.apply_updates(params, updates), _at(trajectory, 4), "custom resumed step 4")
 
 
 @pytest.mark.legacy
@@ -398,6 +403,7 @@ def test_helpers_are_self_contained():
     ("Adafactor", {"learning_rate": "lr", "epsilon2": "eps2"}, "legacy_adafactor(lr, epsilon2=eps2)"),
     ("AdaBelief", {"learning_rate": "0.1", "eps": "1e-8"}, "optax.adabelief(0.1, eps=1e-8, eps_root=1e-8)"),
     ("DynamicScale", {}, "flax.training.dynamic_scale.DynamicScale()"),
+    ("OptimizerDef", {"definition": "MyOpt(0.1)"}, "optax_from_optimizer_def(MyOpt(0.1))"),
 ], ids=lambda x: x if isinstance(x, str) and x[0].isupper() else "")
 def test_optax_expression(name, kwargs, expected):
     assert optax_expression(name, kwargs)[0] == expected
@@ -408,7 +414,7 @@ def test_optax_expression(name, kwargs, expected):
     ("Adam", {"learning_rate": "None"}, "without learning_rate"),
     ("Adam", {"learning_rate": "0.1", "amsgrad": "True"}, "no argument amsgrad"),
     ("WeightNorm", {}, "without wrapped_optimizer"),
-    ("OptimizerDef", {}, "from_param_update"),
+    ("OptimizerDef", {}, "without definition"),
     ("Shampoo", {"learning_rate": "0.1"}, "not a flax.optim optimizer"),
 ])
 def test_optax_expression_refuses(name, kwargs, message):

@@ -20,8 +20,9 @@ Templates
     never produces a wrong expression, only a longer one.
 State mapping
     ``state`` maps an optax state class name to ``{field: legacy field}``:
-    ``'@step'`` is ``OptimizerState.step``, ``'-x'`` the negated field ``x``.
-    A ``count`` field not named here is the step too.
+    ``'@step'`` is ``OptimizerState.step``, ``'-x'`` the negated field ``x``,
+    ``'*'`` the whole legacy ``param_states`` tree (restored into the field's
+    structure).  A ``count`` field not named here is the step too.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ HELPERS: dict[str, Helper] = {
     "legacy_adafactor": Helper(("legacy_adafactor",)),
     "weight_norm": Helper(("WeightNormState", "weight_norm"), imports=("typing",)),
     "traversal_labels": Helper(("traversal_labels",)),
+    "optax_from_optimizer_def": Helper(("ParamUpdateState", "from_param_update", "optax_from_optimizer_def"),
+                                       imports=("typing",)),
 }
 
 _LR = ("learning_rate", REQUIRED)
@@ -253,15 +256,21 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
                                 "fin_steps": 0, "scale": 65536.0}),),
         imports=("flax.training.dynamic_scale",),
     ),
+    # a user subclass (rules/_optim_user.py): ``definition`` is the source of the
+    # constructor call; its own per-parameter bodies run unchanged in from_param_update
     "flax.optim.OptimizerDef": OptimizerRow(
-        params=(), status="manual",
-        guideline="a subclass of flax.optim.OptimizerDef has no optax form here: keep its "
-                  "init_param_state/apply_param_gradient and wrap them with from_param_update "
+        params=(("definition", REQUIRED),),
+        variants=(Variant("optax_from_optimizer_def({definition})", helpers=("optax_from_optimizer_def",)),),
+        state={"ParamUpdateState": {"step": "@step", "param_states": "*"}},
+        guideline="make it a plain class keeping init_param_state/apply_param_gradient and "
+                  "self.hyper_params, and use optax_from_optimizer_def(instance) "
                   "(linen_upgrade/optax_legacy.py), or write an optax.GradientTransformation",
     ),
 }
 
 MULTI = "flax.optim.MultiOptimizer"
+OPTIMIZER_DEF = "flax.optim.OptimizerDef"
+USER_DEF_HELPER = "optax_from_optimizer_def"  # what a user OptimizerDef instance is wrapped in
 TRAVERSAL = "flax.optim.ModelParamTraversal"
 TRAVERSAL_TARGET = "flax.traverse_util.ModelParamTraversal"
 FROZEN_LABEL = "frozen"
