@@ -69,6 +69,8 @@ class ProjectIndex:
     # modules of the files that use flax.optim and of the run's files whose names they use,
     # transitively: where a legacy optimizer may be handed (LU302 reads the others' code)
     optim_reach: set[str] = field(default_factory=set)
+    # modules of the files that use flax.optim themselves (where optimizers are created)
+    optim_creators: set[str] = field(default_factory=set)
     # module name -> path of the run's files (set by the pipeline; empty for a lone source)
     paths: dict[str, str] = field(default_factory=dict)
 
@@ -143,6 +145,7 @@ class ProjectIndex:
                     self.referrers.setdefault(qual, set()).add(me)
                     uses.setdefault(me, set()).add(module)
         stack = [f.module_name for f in all_facts if f.references("flax.optim")]
+        self.optim_creators = set(stack)
         while stack:
             module = stack.pop()
             if module not in self.optim_reach:

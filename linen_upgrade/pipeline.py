@@ -157,6 +157,9 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
             pool.shutdown()
 
 
+_OPTIM_REACH_CAP = 200
+
+
 def _optim_reach(scans: list[Scan], imported: list[Scan], chosen: set[str]) -> list[str]:
     """Files without ``flax`` that the files using ``flax.optim`` import, and
     those import, transitively: a legacy optimizer may be handed to their
@@ -179,7 +182,10 @@ def _optim_reach(scans: list[Scan], imported: list[Scan], chosen: set[str]) -> l
     reach_modules = {s.module for s in imported if s.path in chosen}
     # and the files calling their functions: each call must hand over what the others do
     found += [s.path for s in imported if s.path not in chosen and s.imports & reach_modules]
-    return found
+    # a library every file imports (a vendored package, a shared utils) would pull in the whole
+    # tree: then none is read, and an optimizer handed to such a file gets LU302's TODO
+    # ("... which this rule cannot read") in the file that creates it
+    return found if len(found) <= _OPTIM_REACH_CAP else []
 
 
 def _pool(jobs: int, **kwargs) -> ProcessPoolExecutor:

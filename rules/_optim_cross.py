@@ -50,24 +50,32 @@ NOTHING = Shared()
 
 def shared(ctx: Context, plan: Plan) -> Shared:
     """The group verdict for the file of ``ctx`` (``plan``: its own, without seeds)."""
-    me, index = ctx.facts.module_name, ctx.index
-    if not me or me not in index.paths or not (plan.passes or _maybe_called(me, index)):
-        return NOTHING
-    key = (id(index), me)
-    group = _GROUPS.get(key)
-    if group is None or group.index is not index:
-        if len(_GROUPS) > 256:
-            _GROUPS.clear()
-        group = _Group(index, ctx)
-        for module in group.files:
-            _GROUPS[(id(index), module)] = group
-    return group.view(me)
+    me = ctx.facts.module_name
+    group = _groups(ctx).get(me) if me and me in ctx.index.paths else None
+    return group.view(me) if group is not None else NOTHING
 
 
-def _maybe_called(me: str, index: ProjectIndex) -> bool:
-    """Does a file that may hold an optimizer use a name of this file?"""
-    return any(qual.rpartition(".")[0] == me and users & index.optim_reach
-               for qual, users in index.referrers.items())
+def in_a_group(ctx: Context) -> bool:
+    """Is this file handed an optimizer by, or does it hand one to, another file of the run?"""
+    return ctx.facts.module_name in _groups(ctx)
+
+
+def _groups(ctx: Context) -> dict[str, _Group]:
+    """module -> its group, for every group of the run, built once per run from
+    the files that create optimizers (following where they pass them, and who
+    else calls the functions that receive them): the cost is one more read of
+    those files, not of every file they might reach."""
+    index = ctx.index
+    if _RUN[0] is not index:
+        groups: dict[str, _Group] = {}
+        for module in sorted(index.optim_creators & index.paths.keys()):
+            if module not in groups:
+                group = _Group(index, ctx, module)
+                if group.edges:
+                    for member in group.files:
+                        groups.setdefault(member, group)
+        _RUN[:] = [index, groups]
+    return _RUN[1]
 
 
 class _File:
@@ -136,14 +144,14 @@ class _References(FastVisitor):
 
 
 class _Group:
-    def __init__(self, index: ProjectIndex, ctx: Context) -> None:
+    def __init__(self, index: ProjectIndex, ctx: Context, start: str) -> None:
         self.index, self.ctx = index, ctx
         self.files: dict[str, _File | None] = {}
         self.seeds: dict[str, set[tuple[str, int | str]]] = {}
         self.external: dict[str, frozenset[int | None]] = {}
         self.edges: set[tuple[str, str, str]] = set()  # (caller module, callee module, function)
         self.problems: dict[str, list[str]] = {}
-        self._load(ctx.facts.module_name)
+        self._load(start)
         for _ in range(_MAX_ROUNDS):
             before = (len(self.files), sum(map(len, self.seeds.values())), dict(self.external))
             for module in list(self.files):
@@ -189,10 +197,9 @@ class _Group:
             items = plan._ret_items(function)
             if items:
                 self.external[f"{module}.{function}"] = frozenset(items)
-        for function in f.functions:  # who may hand this file an optimizer, and who calls a receiver
+        for function in by_function:  # every other caller of a receiving function
             for user in self.index.referrers.get(f"{module}.{function}", ()):
-                if function in by_function or user in self.index.optim_reach:
-                    self._load(user)
+                self._load(user)
         return plan
 
     def _finish(self) -> None:
@@ -311,5 +318,5 @@ def _legacy_replicate(plan: Plan) -> bool:
                and plan.is_opt(c.func.value) for c in plan.calls)
 
 
-_GROUPS: dict[tuple[int, str], _Group] = {}
+_RUN: list = [None, {}]  # (the run's index, module -> group)
 
