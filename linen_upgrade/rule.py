@@ -86,8 +86,8 @@ _TOKENS = frozenset({
     cst.EmptyLine, cst.Comment, cst.Comma, cst.Dot, cst.Colon, cst.Semicolon, cst.AssignEqual,
     cst.LeftParen, cst.RightParen, cst.LeftSquareBracket, cst.RightSquareBracket,
     cst.LeftCurlyBrace, cst.RightCurlyBrace, cst.ImportStar,
-    *(t for t in vars(cst).values() if isinstance(t, type) and issubclass(t, (
-        cst.BaseBinaryOp, cst.BaseBooleanOp, cst.BaseCompOp, cst.BaseUnaryOp, cst.BaseAugOp))),
+    # the operators (no issubclass on LibCST's ABCs: that costs 14 ms of start-up)
+    *(t for t in vars(cst).values() if isinstance(t, type) and t.__module__ == "libcst._nodes.op"),
 })
 
 
