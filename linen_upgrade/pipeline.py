@@ -115,9 +115,7 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
     files = [str(p) for p in paths]
     jobs = max(1, jobs)
     use_pool = jobs > 1 and len(files) >= _POOL_THRESHOLD
-    if use_pool:  # imported here: multiprocessing is start-up time a one-file run does not need
-        from concurrent.futures import ProcessPoolExecutor
-    pool = _pool(jobs) if use_pool else None
+    pool = _pool(jobs) if use_pool else None  # _pool imports multiprocessing: not at start-up
     try:
         scans = list(_map(pool, _scan, files))
         flax_modules = {s.module for s in scans if s.facts is not None}

@@ -130,7 +130,6 @@ def class_problem(node: cst.ClassDef, defs: frozenset[str], resolve) -> str | No
     """Why the class cannot become a plain class run by ``optax_from_optimizer_def``
     (``defs``: the user definitions of its file; ``resolve``: its file's name resolution)."""
     direct = [i for i, b in enumerate(node.bases) if _is_base(b.value, resolve)]
-    inherits = any(isinstance(b.value, cst.Name) and b.value.value in defs for b in node.bases)
     if node.keywords or any(b.star for b in node.bases):
         return "class keywords or *bases"
     if direct and direct[0] != 0:

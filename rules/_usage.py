@@ -45,9 +45,9 @@ __all__ = [
     "CAPTURE", "CLASS", "COLLECTION_METHODS", "CONFLICT", "DEF", "ELSEWHERE", "FOREIGN", "FUNC", "INSTANCE",
     "LEAF_READERS", "MODEL", "OPTIM", "STATE", "TRUNC", "TUPLE", "UNWRITABLE", "VARIABLES",
     "Analysis", "Frame", "ModuleRef", "Scope", "Ty", "UsageTransformer",
-    "analysis_of", "applies", "conflict", "conflict_message", "count_sites", "element", "external_param",
+    "analysis_of", "conflict", "conflict_message", "count_sites", "element", "external_param",
     "external_return", "join", "kwarg", "legacy_key", "parens", "parse_with", "split_usage", "string",
-    "unwrap", "unwrap_func", "usage_transform",
+    "unwrap", "unwrap_func", "UsageRule",
 ]
 
 _BARRIER = "function"
@@ -283,13 +283,26 @@ def analysis_of(module: cst.Module, ctx: Context) -> Analysis:
     return _LAST[1]
 
 
-def usage_transform(rule: Rule, module: cst.Module, ctx: Context, transformer: type[UsageTransformer]
-                    ) -> cst.Module:
-    """Walk the file only when the analysis found something for the usage rules."""
-    if not analysis_of(module, ctx).relevant():
-        return module
-    t = transformer(rule, ctx)
-    return t.finish(module.visit(t))
+class UsageRule(Rule):
+    """What the usage rules (LU201, LU202) share: where they apply, and a walk
+    only when the file's analysis found something for them.  A subclass gives
+    ``transformer()`` (a ``UsageTransformer``)."""
+
+    def applies(self, ctx: Context) -> bool:
+        """Legacy flax.nn or flax.optim names, legacy module classes, or an import of a
+        file of the run that defines legacy module classes (a Model may come from there)."""
+        if ctx.facts.references("flax.nn", "flax.optim") or any(
+                ctx.index.is_legacy_module(q) for q in ctx.facts.qualnames):
+            return True
+        legacy_files = {q.rpartition(".")[0] for q in ctx.index.modules}
+        return bool(ctx.facts.imports.imported_modules & legacy_files)
+
+    def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
+        if not analysis_of(module, ctx).relevant():
+            return module
+        t = self.transformer(ctx)
+        assert isinstance(t, UsageTransformer)
+        return t.finish(module.visit(t))
 
 
 def _visible(def_var: tuple[int, str], scope: Scope, a: Analysis) -> bool:
@@ -315,12 +328,4 @@ def unwrap(node: cst.With) -> cst.FlattenSentinel:
     return cst.FlattenSentinel(stmts)
 
 
-def applies(ctx: Context) -> bool:
-    """Legacy flax.nn or flax.optim names, legacy module classes, or an import of a
-    file of the run that defines legacy module classes (a Model may come from there)."""
-    if ctx.facts.references("flax.nn", "flax.optim") or any(
-            ctx.index.is_legacy_module(q) for q in ctx.facts.qualnames):
-        return True
-    legacy_files = {q.rpartition(".")[0] for q in ctx.index.modules}
-    return bool(ctx.facts.imports.imported_modules & legacy_files)
 

@@ -64,16 +64,16 @@ from __future__ import annotations
 
 import libcst as cst
 
-from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.rule import Context, Example, NoChange, RuleTransformer
 from linen_upgrade.rules._model_collections import Collections, outputs
 from linen_upgrade.rules._model_escapes import Escapes
-from linen_upgrade.rules._usage import CONFLICT, MODEL, TRUNC, applies, conflict_message, parens, usage_transform
+from linen_upgrade.rules._usage import CONFLICT, MODEL, TRUNC, UsageRule, conflict_message, parens
 from linen_upgrade.rules._usage_calls import subscript
 from linen_upgrade.rules._usage_paths import linen_path
 from linen_upgrade.rules._usage_sites import SiteCalls
 
 
-class ModelApply(Rule):
+class ModelApply(UsageRule):
     id = "LU202"
     summary = "nn.Model(M, params) -> params; model(x) -> M().apply({'params': model}, x); nn.stateful/stochastic"
     examples = [
@@ -118,14 +118,8 @@ class ModelApply(Rule):
         NoChange("import flax.linen as nn\n\ny = nn.Dense(3).apply({'params': params}, x)\n", name="linen"),
     ]
 
-    def applies(self, ctx: Context) -> bool:
-        return applies(ctx)
-
     def transformer(self, ctx: Context) -> RuleTransformer:
         return _Transformer(self, ctx)
-
-    def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
-        return usage_transform(self, module, ctx, _Transformer)
 
 
 def _model_conflict(t) -> bool:

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import libcst as cst
 
-from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.rule import Context, Example, NoChange, RuleTransformer
 from linen_upgrade.rules._cst import build_dotted
-from linen_upgrade.rules._usage import DEF, applies, usage_transform
+from linen_upgrade.rules._usage import DEF, UsageRule
 from linen_upgrade.rules._usage_sites import SiteCalls
 
 
-class ModuleInit(Rule):
+class ModuleInit(UsageRule):
     id = "LU201"
     summary = "M.init / M.init_by_shape (+ nn.stateful/nn.stochastic around them) -> M(...).init(rng, x)"
     examples = [
@@ -59,14 +59,8 @@ class ModuleInit(Rule):
         NoChange("import flax.linen as nn\n\nvariables = nn.Dense(3).init(rng, x)\n", name="linen"),
     ]
 
-    def applies(self, ctx: Context) -> bool:
-        return applies(ctx)
-
     def transformer(self, ctx: Context) -> RuleTransformer:
         return _Transformer(self, ctx)
-
-    def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
-        return usage_transform(self, module, ctx, _Transformer)
 
 
 class _Transformer(SiteCalls):
