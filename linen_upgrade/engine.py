@@ -9,6 +9,7 @@ rule.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import io
 import re
 import tokenize
@@ -31,9 +32,15 @@ class Finding:
     col: int
     rule: str
     message: str
+    cell: int | None = None  # a notebook's cell (index in its cells); line and col are in that cell
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.col}: {self.rule} needs manual change: {self.message}"
+        return f"{self.location}: {self.rule} needs manual change: {self.message}"
+
+    @property
+    def location(self) -> str:
+        cell = f"cell_{self.cell + 1}:" if self.cell is not None else ""
+        return f"{self.path}:{cell}{self.line}:{self.col}"
 
 
 @dataclass
@@ -65,15 +72,21 @@ def decode(data: bytes, path: str) -> str:
 
 def facts_for(data: bytes, path: str, module_name: str) -> FileFacts:
     """``ast`` facts of a ``.py`` source or a notebook's joined code cells."""
-    if path.endswith(".ipynb"):
-        data = notebook.extract(data, path).code.encode("utf-8")
+    nb = notebook.extract(data, path) if path.endswith(".ipynb") else None
+    if nb is not None:
+        data = nb.code.encode("utf-8")
     text = decode(data, path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tree = ast.parse(data, filename=path)
     except SyntaxError as exc:
-        raise SourceError(f"{path}:{exc.lineno or 1}:{exc.offset or 1}: cannot parse: {exc.msg}") from exc
+        line = exc.lineno or 1
+        if nb is not None:  # the line of the cell, not of the joined code
+            cell, line = nb.locate(line)
+            raise SourceError(f"{path}:cell_{cell + 1}:{line}:{exc.offset or 1}: cannot parse: {exc.msg}; "
+                              f"notebook left unchanged") from exc
+        raise SourceError(f"{path}:{line}:{exc.offset or 1}: cannot parse: {exc.msg}") from exc
     except ValueError as exc:  # null bytes
         raise SourceError(f"{path}:1:1: cannot parse: {exc}") from exc
     return file_facts(tree, text, module_name)
@@ -145,8 +158,21 @@ def process(path: str, data: bytes, facts: FileFacts, index: ProjectIndex,
     inner = rewrite_python(nb.code.encode("utf-8"), path, facts, index, config, rules)
     result = FileResult(path=path, original=data, findings=inner.findings, fixed=inner.fixed,
                         error=inner.error, parsed=inner.parsed)
-    if inner.new is not None and inner.error is None:
-        result.new = notebook.rebuild(nb, inner.new.decode("utf-8"))
+    if inner.error is not None:
+        return result
+    try:
+        rebuilt = notebook.rebuild(nb, inner.new.decode("utf-8") if inner.new is not None else nb.code)
+    except notebook.NotebookError as exc:
+        result.error = f"{path}: {exc}; notebook left unchanged"
+        return result
+    # all or nothing: a notebook with a part the tool cannot convert is not touched
+    result.findings = [Finding(path, p.line, p.col, "LU901", p.message, cell=p.cell) for p in rebuilt.problems]
+    result.findings += [dataclasses.replace(f, cell=i) for i, source in rebuilt.sources.items()
+                        for f in findings_in(source, path)]
+    if rebuilt.problems:
+        result.fixed = []
+    elif rebuilt.data != data:
+        result.new = rebuilt.data
     return result
 
 

@@ -71,7 +71,8 @@ def emit_json(results: list[FileResult], summary: Summary, out: Callable[[str], 
                 "changed": r.changed,
                 "error": r.error,
                 "fixed": [{"rule": rule, "message": m} for rule, m in r.fixed],
-                "findings": [{"line": f.line, "col": f.col, "rule": f.rule, "message": f.message}
+                "findings": [{**({"cell": f.cell + 1} if f.cell is not None else {}),
+                              "line": f.line, "col": f.col, "rule": f.rule, "message": f.message}
                              for f in r.findings],
                 **({"diff": unified_diff(r)} if r.changed and summary.mode == "diff" else {}),
             }
