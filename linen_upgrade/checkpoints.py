@@ -575,14 +575,32 @@ def _auto_state_prefix(params: Mapping, state: Mapping) -> tuple[str, ...]:
     return ()
 
 
+def _optimizer_state_text(ckpt: LegacyCheckpoint) -> str:
+    fields = ", ".join(sorted(legacy_fields(ckpt))) or "none"
+    step = f", step {ckpt.step}" if ckpt.step is not None else ""
+    return f"flax.optim optimizer state (per-parameter fields: {fields}{step})"
+
+
 def convert(ckpt: LegacyCheckpoint, *, optimizer: tuple[str, dict] | None = None,
             collection: str = "batch_stats", shared: Mapping[str, str] | None = None,
             explicit: tuple[str, ...] = (), template: Mapping | None = None,
-            state_prefix: tuple[str, ...] | None = None) -> Conversion:
+            state_prefix: tuple[str, ...] | None = None,
+            drop_optimizer_state: bool = False) -> Conversion:
     """Legacy checkpoint -> ``{'params', collection?, 'opt_state'?, 'step'}`` (optax
     NamedTuples in ``opt_state``). Raises :class:`CheckpointError` when the result does
-    not match ``template`` (the upgraded model's variables)."""
+    not match ``template`` (the upgraded model's variables), and when the checkpoint
+    holds optimizer state but neither ``optimizer`` nor ``drop_optimizer_state`` says
+    what becomes of it."""
     from linen_upgrade import keys
+    if optimizer is not None and drop_optimizer_state:
+        raise CheckpointError("--optimizer and --drop-optimizer-state exclude each other")
+    if ckpt.param_states is not None and optimizer is None and not drop_optimizer_state:
+        # dropping it unasked would silently lose a training run's state
+        cands = candidates_for(legacy_fields(ckpt))
+        raise CheckpointError(
+            f"{ckpt.source}{ckpt.where} holds {_optimizer_state_text(ckpt)}: pass --optimizer NAME[:JSON]"
+            + (f" (one of {', '.join(cands)})" if cands else "")
+            + " to convert it, or --drop-optimizer-state to leave it out")
     notes: list[str] = []
     state = ckpt.state or None
     if state is not None and state_prefix is None:
@@ -645,10 +663,7 @@ def convert(ckpt: LegacyCheckpoint, *, optimizer: tuple[str, dict] | None = None
     if ckpt.param_states is not None:
         fields = legacy_fields(ckpt)
         if optimizer is None:
-            cands = candidates_for(fields)
-            notes.append("optimizer state (per-parameter fields: "
-                         f"{', '.join(sorted(fields)) or 'none'}) not converted: pass --optimizer "
-                         f"NAME[:JSON]" + (f" (one of {', '.join(cands)})" if cands else ""))
+            notes.append(f"{_optimizer_state_text(ckpt)} left out (--drop-optimizer-state)")
         else:
             name, hyper = optimizer
             expected = LEGACY_FIELDS.get(name)
@@ -849,6 +864,9 @@ def _json_object(text: str, option: str) -> dict:
               help="The legacy flax.optim optimizer and its hyperparameters, e.g. "
                    "'Momentum:{\"learning_rate\": 0.1, \"beta\": 0.9}'; its state becomes the optax "
                    "state of the transform the optax rule emits for it.")
+@click.option("--drop-optimizer-state", is_flag=True,
+              help="Leave the checkpoint's optimizer state out (without it, a checkpoint holding "
+                   "optimizer state needs --optimizer).")
 @click.option("--model", "model_spec", default=None, metavar="FILE:CLASS",
               help="The upgraded Linen model: every converted path and shape must match "
                    "jax.eval_shape of its init, else nothing is written.")
@@ -870,9 +888,9 @@ def _json_object(text: str, option: str) -> dict:
 @click.option("--dry-run", is_flag=True, help="Convert and check, write nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 def convert_checkpoint_command(input_path: str, output: str | None, state_file: str | None, collection: str | None,
-                               state_prefix: str | None, optimizer_spec: str | None, model_spec: str | None,
-                               inputs: tuple[str, ...], kwargs_json: str, shared_json: str,
-                               explicit: tuple[str, ...], unreplicate: bool, fmt: str | None, force: bool,
+                               state_prefix: str | None, optimizer_spec: str | None,
+                               drop_optimizer_state: bool, model_spec: str | None, inputs: tuple[str, ...],
+                               kwargs_json: str, shared_json: str, explicit: tuple[str, ...], unreplicate: bool, fmt: str | None, force: bool,
                                dry_run: bool, quiet: bool) -> None:
     """Convert a legacy flax.nn / flax.optim checkpoint at INPUT into a Linen + optax
     checkpoint at OUTPUT: {'params', 'batch_stats', 'opt_state', 'step'}.
@@ -885,8 +903,9 @@ def convert_checkpoint_command(input_path: str, output: str | None, state_file: 
     Exit 0 on success, 2 on any error (nothing is written then).
     """
     try:
-        summary = _run(input_path, output, state_file, collection, state_prefix, optimizer_spec, model_spec,
-                       inputs, kwargs_json, shared_json, explicit, unreplicate, fmt, force, dry_run)
+        summary = _run(input_path, output, state_file, collection, state_prefix, optimizer_spec,
+                       drop_optimizer_state, model_spec, inputs, kwargs_json, shared_json, explicit,
+                       unreplicate, fmt, force, dry_run)
     except CheckpointError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_ERROR)
@@ -896,8 +915,8 @@ def convert_checkpoint_command(input_path: str, output: str | None, state_file: 
 
 
 def _run(input_path: str, output: str | None, state_file: str | None, collection: str | None,
-         state_prefix: str | None, optimizer_spec: str | None, model_spec: str | None,
-         inputs: tuple[str, ...], kwargs_json: str, shared_json: str, explicit: tuple[str, ...],
+         state_prefix: str | None, optimizer_spec: str | None, drop_optimizer_state: bool,
+         model_spec: str | None, inputs: tuple[str, ...], kwargs_json: str, shared_json: str, explicit: tuple[str, ...],
          replicated: bool, fmt: str | None, force: bool, dry_run: bool) -> list[str]:
     if output is None and not dry_run:
         raise CheckpointError("missing OUTPUT (or --dry-run)")
@@ -938,7 +957,7 @@ def _run(input_path: str, output: str | None, state_file: str | None, collection
     if model_spec:
         template, model_name = model_template(model_spec, specs, kwargs)
     conv = convert(ckpt, optimizer=optimizer, collection=collection, shared=shared, explicit=explicit,
-                   template=template,
+                   template=template, drop_optimizer_state=drop_optimizer_state,
                    state_prefix=tuple(p for p in state_prefix.split("/") if p) if state_prefix is not None
                    else None)
     if conv.renames:

@@ -191,6 +191,13 @@ def test_every_legacy_layout_converts_to_the_same_variables(legacy, converted_mo
     out = tmp_path / "out.msgpack"
     extra = [str(legacy / e) if e.endswith(".msgpack") else e for e in extra]
     model = MODEL_ARGS if has_state else ["--model", f"{FIX / 'upgraded_cnn.py'}:CNN", "--input", "2,8,8,3"]
+    holds_optimizer = "optimizer" in name or "bundle" in name or "ckpt_dir" in name
+    if holds_optimizer:  # without --optimizer: refused, naming the state it found
+        r = run(legacy / name, out, *extra, *model)
+        assert r.exit_code == 2 and not out.exists()
+        assert "holds flax.optim optimizer state (per-parameter fields: momentum, step 3)" in r.output
+        assert "(one of Momentum, LARS)" in r.output and "--drop-optimizer-state" in r.output
+        extra = [*extra, "--drop-optimizer-state"]
     r = run(legacy / name, out, *extra, *model)
     if not has_state:  # the model has batch_stats, the checkpoint not: refused, with a hint
         assert r.exit_code == 2 and "--state FILE" in r.output and not out.exists()
@@ -203,8 +210,9 @@ def test_every_legacy_layout_converts_to_the_same_variables(legacy, converted_mo
         assert_trees_close(got["batch_stats"], want["batch_stats"])
     else:
         assert "batch_stats" not in got
-    if "optimizer" in name or "bundle" in name or "ckpt_dir" in name:
-        assert "not converted: pass --optimizer" in r.output and "Momentum, LARS" in r.output
+    if holds_optimizer:
+        assert "optimizer state (per-parameter fields: momentum, step 3) left out" in r.output
+        assert "opt_state" not in got
 
 
 @pytest.mark.legacy
@@ -245,7 +253,7 @@ def test_orbax_and_msgpack_restore_to_the_same_tree(legacy, converted_momentum, 
         raw = c.restore(orbax_out.absolute())
     assert sorted(raw) == ["batch_stats", "opt_state", "params", "step"]
     # --format overrides the default chosen from the path
-    r = run(legacy / "bundle.msgpack", tmp_path / "plain_name", "--format", "orbax")
+    r = run(legacy / "bundle.msgpack", tmp_path / "plain_name", "--format", "orbax", "--drop-optimizer-state")
     assert r.exit_code == 0 and (tmp_path / "plain_name").is_dir()
 
 
@@ -297,11 +305,11 @@ def test_bad_inputs_are_refused_with_nothing_written(legacy, tmp_path):
             assert listing(out_dir) == [], name
     # an already converted checkpoint is not converted again
     good = out_dir / "good.msgpack"
-    assert run(legacy / "bundle.msgpack", good).exit_code == 0
+    assert run(legacy / "bundle.msgpack", good, "--drop-optimizer-state").exit_code == 0
     r = run(good, out_dir / "again.msgpack")
     assert r.exit_code == 2 and "Linen/optax checkpoint already" in r.output
     # an Orbax folder as INPUT
-    assert run(legacy / "bundle.msgpack", f"{out_dir}/orbax/").exit_code == 0
+    assert run(legacy / "bundle.msgpack", f"{out_dir}/orbax/", "--drop-optimizer-state").exit_code == 0
     r = run(out_dir / "orbax", out_dir / "again.msgpack")
     assert r.exit_code == 2 and "Orbax checkpoint, not a legacy" in r.output
     assert listing(out_dir) == sorted(["good.msgpack", "orbax", *[f"orbax/{p}" for p in listing(out_dir / "orbax")]])
@@ -342,13 +350,13 @@ def test_force_semantics(legacy, tmp_path):
     f.write_bytes(b"keep me")
     r = run(src, f)
     assert r.exit_code == 2 and "exists; use --force" in r.output and f.read_bytes() == b"keep me"
-    r = run(src, f, "--force")
+    r = run(src, f, "--force", "--drop-optimizer-state")
     assert r.exit_code == 0 and ck.restore(f)["step"] == 3
     assert oct(f.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
     # Orbax folder
     d = tmp_path / "orbax"
     d.mkdir()  # an empty folder made for the output is fine without --force
-    assert run(src, d).exit_code == 0 and ck.restore(d)["step"] == 3
+    assert run(src, d, "--drop-optimizer-state").exit_code == 0 and ck.restore(d)["step"] == 3
     r = run(legacy / "model.msgpack", d)
     assert r.exit_code == 2 and "exists; use --force" in r.output and ck.restore(d)["step"] == 3
     r = run(legacy / "model.msgpack", d, "--force")
@@ -357,7 +365,7 @@ def test_force_semantics(legacy, tmp_path):
     other = tmp_path / "mydata"
     other.mkdir()
     (other / "precious.txt").write_text("x")
-    r = run(src, other, "--force")
+    r = run(src, other, "--force", "--drop-optimizer-state")
     assert r.exit_code == 2 and "not an Orbax checkpoint" in r.output
     assert listing(other) == ["precious.txt"]
     # --dry-run writes nothing, even without OUTPUT
@@ -492,9 +500,14 @@ def test_field_check_and_hint_without_optimizer():
                                               if k in opt["target"]["params"]}
     ckpt = ck.classify({"opt": opt, "epoch": 1})
     assert ckpt.where == "['opt']" and ckpt.ignored == ["epoch"]
-    conv = ck.convert(ckpt, shared={"4": "Dense"})
+    with pytest.raises(ck.CheckpointError, match=r"holds flax.optim optimizer state \(per-parameter fields: "
+                       r"grad_ema, grad_sq_ema.*pass --optimizer NAME\[:JSON\] \(one of Adam, LAMB, AdaBelief\)"):
+        ck.convert(ckpt, shared={"4": "Dense"})
+    conv = ck.convert(ckpt, shared={"4": "Dense"}, drop_optimizer_state=True)
     assert "opt_state" not in conv.tree
-    assert any("pass --optimizer NAME[:JSON] (one of Adam, LAMB, AdaBelief)" in n for n in conv.notes)
+    assert any("grad_ema, grad_sq_ema" in n and "left out (--drop-optimizer-state)" in n for n in conv.notes)
+    with pytest.raises(ck.CheckpointError, match="exclude each other"):
+        ck.convert(ckpt, optimizer=("Adam", {}), shared={"4": "Dense"}, drop_optimizer_state=True)
     with pytest.raises(ck.CheckpointError, match="written by Adam or LAMB or AdaBelief"):
         ck.convert(ckpt, optimizer=("Momentum", {}), shared={"4": "Dense"})
 
@@ -588,7 +601,7 @@ def test_replicated_checkpoint_needs_unreplicate(tmp_path):
     out = tmp_path / "out.msgpack"
     r = run(src, out)
     assert r.exit_code == 2 and "use --unreplicate" in r.output and not out.exists()
-    r = run(src, out, "--unreplicate")
+    r = run(src, out, "--unreplicate", "--drop-optimizer-state")
     assert r.exit_code == 0, r.output
     got = ck.restore(out)
     assert got["step"] == 7 and got["params"]["Dense_0"]["kernel"].shape == (3, 1)
