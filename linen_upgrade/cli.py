@@ -1,7 +1,7 @@
 """``linen-upgrade``: the command line.
 
 ``linen-upgrade PATH...`` rewrites (the default command); ``rules``,
-``verify``, ``legacy-env`` and ``convert-checkpoint`` are sub-commands.  The
+``verify``, ``legacy-env``, ``convert-checkpoint`` and ``status`` are sub-commands.  The
 verify commands live in ``linen_upgrade.verify.commands`` and are imported
 only when named, so a rewrite run never imports jax.
 """
@@ -25,6 +25,7 @@ _LAZY_COMMANDS = {
     "verify": "linen_upgrade.verify.commands:verify",
     "legacy-env": "linen_upgrade.verify.commands:legacy_env",
     "convert-checkpoint": "linen_upgrade.checkpoints:convert_checkpoint_command",
+    "status": "linen_upgrade.status:status_command",
 }
 
 
@@ -65,6 +66,9 @@ def cli() -> None:
                                      see `linen-upgrade rewrite --help`)
     linen-upgrade --check --diff .   CI: show what would change, exit 1 if anything would
     linen-upgrade rules              list every rule with an example
+    linen-upgrade status --fail-under 80 .
+                                     legacy constructs left per kind and file, share of
+                                     Flax files converted; exit 1 under 80% (`status --help`)
     """
 
 

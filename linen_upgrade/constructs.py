@@ -9,6 +9,7 @@ their own (a file with one is not converted yet).
 from __future__ import annotations
 
 import io
+import re
 import tokenize
 from collections import Counter
 
@@ -16,6 +17,8 @@ from linen_upgrade.rule import TODO_RE
 from linen_upgrade.tables.legacy_constructs import FLAX_NAME, LEGACY_CONSTRUCTS
 
 TODO_KIND = "TODO(linen-upgrade)"
+_ANY = re.compile("|".join([*(f"(?:{row.pattern.pattern})" for row in LEGACY_CONSTRUCTS),
+                            FLAX_NAME.pattern, re.escape("TODO(linen-upgrade)")]), re.MULTILINE)
 
 
 def _tokens(text: str) -> list[tokenize.TokenInfo] | None:
@@ -70,13 +73,19 @@ def count_todos(text: str) -> int:
     return sum(tok.type == tokenize.COMMENT and TODO_RE.search(tok.string) is not None for tok in tokens)
 
 
-def count(text: str) -> tuple[Counter[str], bool]:
-    """Legacy constructs and TODO comments left in a Python source, and
-    whether it is a Flax file (its code names flax)."""
-    code = code_only(text)
-    flax_file = names_flax(code)
-    counts = count_code(code, flax_file)
-    todos = count_todos(text)
+def count(*sources: str) -> tuple[Counter[str], bool]:
+    """Legacy constructs and TODO comments left in Python sources (a file, or
+    the code cells of a notebook, each tokenized on its own), and whether they
+    are a Flax file (their code names flax)."""
+    # a source none of the patterns matches even with its comments and strings is done
+    # without tokenizing it: the common case in a large tree
+    sources = tuple(s for s in sources if _ANY.search(s))
+    codes = [code_only(s) for s in sources]
+    flax_file = any(names_flax(code) for code in codes)
+    counts: Counter[str] = Counter()
+    for code in codes:
+        counts += count_code(code, flax_file)
+    todos = sum(count_todos(s) for s in sources)
     if todos:
         counts[TODO_KIND] = todos
     return counts, flax_file

@@ -98,6 +98,19 @@ def _source(cell: dict) -> str:
     return "".join(src) if isinstance(src, list) else src
 
 
+def _load(raw: bytes, path: str) -> tuple[dict, list]:
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        return data, data["cells"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise NotebookError(f"{path}:1:1: not a Jupyter notebook: {exc}") from exc
+
+
+def code_sources(raw: bytes, path: str) -> list[str]:
+    """The source of every code cell, IPython lines and cell magics included."""
+    return [_source(cell) for cell in _load(raw, path)[1] if cell.get("cell_type") == "code"]
+
+
 def _cell_magic(src: str) -> str | None:
     m = re.match(r"\s*%%(\S*)", src)
     return m[1] if m else None
@@ -128,11 +141,7 @@ def _legacy_kinds(text: str, flax_notebook: bool) -> str:
 
 
 def extract(raw: bytes, path: str) -> Notebook:
-    try:
-        data = json.loads(raw.decode("utf-8"))
-        cells = data["cells"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise NotebookError(f"{path}:1:1: not a Jupyter notebook: {exc}") from exc
+    data, cells = _load(raw, path)
     parts: list[str] = []
     nb = Notebook(data=data, raw=raw, code="", cells=[], hidden=[])
     foreign: list[tuple[int, str]] = []
