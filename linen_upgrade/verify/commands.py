@@ -16,6 +16,8 @@ import sys
 
 import click
 
+from .runner import REASON_UNCHECKED
+
 EXIT_OK, EXIT_DIFFER, EXIT_ERROR = 0, 1, 2
 EXECUTES_NOTICE = "note: verify executes the legacy and the upgraded code (both files run as Python programs)."
 
@@ -74,15 +76,21 @@ def _fmt(x):
 
 def _print_module(res, echo=None, label=None):
     echo = echo or click.echo
-    echo(f"module {label or res.module}: {res.status.upper()}"
+    verdict = "NOT CHECKED ENOUGH" if res.reason == REASON_UNCHECKED else res.status.upper()
+    echo(f"module {label or res.module}: {verdict}"
          + (f"  ({res.reason})" if res.reason else ""))
     if res.detail:
         echo(f"  {res.detail}")
     if res.inputs:
         src = {"init_by_shape": "from the legacy init_by_shape call", "config": "from [tool.linen-upgrade.verify]"
                }.get(res.input_source or "", "")
+        src = "; ".join(x for x in (src, res.input_note) if x)
         echo(f"  inputs {', '.join('x'.join(map(str, s)) + ':' + d for s, d in res.inputs)}"
              + (f" ({src})" if src else "") + (f"; kwargs {json.dumps(res.kwargs)}" if res.kwargs else ""))
+    drawn = {m: d for m, d in res.draws.items() if d.get("masks") or d.get("keys")}
+    if drawn:
+        echo("  random draws, paired by call order: " + ", ".join(
+            f"{m} {d['masks']} dropout mask(s), {d['keys']} rng key(s)" for m, d in drawn.items()))
     if res.optimizer:
         o = res.optimizer
         echo(f"  optimizer: {o['steps']} steps of legacy {o['legacy']} vs upgraded {o.get('upgraded') or '?'}, "
@@ -94,16 +102,16 @@ def _print_module(res, echo=None, label=None):
         table = [header]
         for r in res.rows:
             path = f"{r.kind}:{r.path}" if r.kind != "variables" else r.path
-            verdict = "noise" if r.noise else ("ok" if r.ok else "DIFF")
+            verdict = "DIFF" if not r.ok else (f"not checked: {r.unchecked}" if r.unchecked else "ok")
             table.append((r.mode, path, "x".join(map(str, r.shape)) if r.shape is not None else "-",
-                          _fmt(r.max_abs), _fmt(r.max_rel), verdict + (f"  {r.note}" if r.note else "")))
+                          _fmt(r.max_abs), _fmt(r.max_rel), verdict + (f"  ({r.note})" if r.note else "")))
         widths = [max(len(str(row[i])) for row in table) for i in range(5)]
         for row in table:
             echo("  " + "  ".join(str(c).ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5])
     bad = len(res.failed_rows)
-    noise = len(res.noise_rows)
+    unchecked = len(res.unchecked_rows)
     echo(f"  {len(res.rows)} tensors compared, {bad} differ"
-         + (f", {noise} with noise gradients (reported, not failed)" if noise else "")
+         + (f", {unchecked} not checked (zero, constant or noise on both sides)" if unchecked else "")
          + f"; rtol={res.rtol:g} atol={res.atol:g}"
          + (f"; platform {res.platform}" if res.platform else ""))
 
@@ -157,6 +165,9 @@ def _exit_code(statuses):
               help="With --train-steps: a zero-argument function returning the optimizer (legacy: the "
                    "OptimizerDef, upgraded: the optax transform); LEGACY_FUNC:UPGRADED_FUNC when the "
                    "names differ. Default: found in each file (optim.X(...) / optax.x(...)).")
+@click.option("--allow-unchecked", is_flag=True,
+              help="Module mode: pass even when more than a quarter of the tensors were not checked "
+                   "(zero gradients or constant outputs on both sides, gradient noise).")
 @click.option("--rtol", type=float, default=None, help="Relative tolerance (module 1e-5, program 2e-4).")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance (default 1e-6).")
 @click.option("--platform", type=click.Choice(["cpu", "gpu", "tpu"]), default=None,
@@ -171,7 +182,7 @@ def _exit_code(statuses):
                    "nearest to LEGACY_FILE.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def verify(legacy_file, upgraded_file, modules, program, inputs, kwargs_json, shared_json, train_steps,
-           optimizer, rtol, atol, platform, legacy_python, timeout, config_path, fmt):
+           optimizer, allow_unchecked, rtol, atol, platform, legacy_python, timeout, config_path, fmt):
     """Prove LEGACY_FILE and UPGRADED_FILE compute the same numbers.
 
     Exit 0 when all agree, 1 when any differ, 2 when it could not run.
@@ -228,7 +239,8 @@ def verify(legacy_file, upgraded_file, modules, program, inputs, kwargs_json, sh
                                  train_steps=train_steps, optimizer=optimizer, rtol=rtol, atol=atol)
         jobs.append(ModuleJob(name, upgraded_file, r.inputs, r.kwargs, r.train_steps, r.optimizer, r.shared,
                               DEFAULT_RTOL if r.rtol is None else r.rtol,
-                              DEFAULT_ATOL if r.atol is None else r.atol, input_source=r.input_source))
+                              DEFAULT_ATOL if r.atol is None else r.atol, input_source=r.input_source,
+                              allow_unchecked=allow_unchecked))
     # every module in one legacy process (and the upgraded sides in up to two)
     results = verify_batch(legacy_file, jobs, platform=platform, legacy_python=legacy_python, timeout=timeout)
     if fmt == "text":
@@ -240,6 +252,9 @@ def verify(legacy_file, upgraded_file, modules, program, inputs, kwargs_json, sh
                               indent=1, default=str))
     else:
         n_ok = sum(r.status == "ok" for r in results)
+        too_little = any(r.reason == REASON_UNCHECKED for r in results)
         click.echo(f"summary: {n_ok}/{len(results)} modules agree"
-                   + ("" if code == 0 else (" - some differ" if code == 1 else " - could not run")))
+                   + ("" if code == 0 else (" - could not run" if code == 2 else
+                                            " - some differ or were not checked enough" if too_little else
+                                            " - some differ")))
     sys.exit(code)

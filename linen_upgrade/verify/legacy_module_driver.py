@@ -7,9 +7,11 @@ For each job it initialises the legacy module on flax 0.3.6 under
 ``nn.stateful()`` (jitted), then for each mode (train/eval when ``apply`` has
 a ``train`` argument) runs a forward pass under a mutable ``nn.stateful``
 context and takes gradients of a fixed scalar loss ``sum(output *
-projection)``. Writes ``manifest.json`` + ``arrays.npz`` (inputs, params,
-initial state, outputs, updated state, gradients, projections) into the job's
-``out``; on failure ``error.json`` there (the other jobs go on).
+projection)``. The forward pass draws its dropout masks and rng keys by call
+order (``same_draws.py``), as the upgraded side does, and the counts go into
+the manifest (``draws``). Writes ``manifest.json`` + ``arrays.npz`` (inputs,
+params, initial state, outputs, updated state, gradients, projections) into
+the job's ``out``; on failure ``error.json`` there (the other jobs go on).
 
 With ``train_steps`` N and an ``optimizer`` site (see ``optimizer.py``) it also
 builds the file's ``flax.optim`` optimizer, creates it on the params and takes
@@ -23,6 +25,7 @@ transform -- and the params after each step (``opt_params``).
 Python 3.7 syntax (may run in the user's own old environment).
 """
 import argparse
+import importlib.util
 import inspect
 import json
 import os
@@ -31,6 +34,18 @@ import time
 import traceback
 
 T_START = time.time()
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load_same_draws():
+    spec = importlib.util.spec_from_file_location("_linen_upgrade_same_draws",
+                                                  os.path.join(HERE, "same_draws.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+same_draws = _load_same_draws()
 
 
 class JobFailed(Exception):
@@ -123,6 +138,20 @@ def _timed(fn, args, timing, acc):
     return res
 
 
+def draw_sources():
+    """What :func:`same_draws.matched_draws` patches on this side: ``jax.random``
+    as legacy code sees it (the compat layer's proxy) and as it is, and the
+    method behind legacy ``nn.make_rng()`` (absent in a flax without it)."""
+    import jax
+    from flax import nn
+    modules = [jax.random]
+    boot = sys.modules.get("_linen_upgrade_legacy_boot")
+    if boot is not None:
+        modules.append(boot.proxy_module("jax.random"))
+    frame = getattr(sys.modules.get(nn.make_rng.__module__), "_PRNGFrame", None)
+    return modules, [(frame, "make_rng")] if frame is not None else []
+
+
 def run_job(mod, job):
     out = job["out"]
     t0 = time.time()
@@ -180,15 +209,20 @@ def run_job(mod, job):
         store.add_tree("state", "", state0[skey], (skey,))
     rs = np.random.RandomState(seed + 12345)
     first_out_shapes = None
+    draws = {}  # mode -> what its forward pass drew (the last trace)
+    random_modules, key_methods = draw_sources()
     try:
         for mode, mkw in modes:
             kw = dict(kwargs)
             kw.update(mkw)
 
-            def forward(p, kw=kw):
-                with nn.stateful(nn.Collection(dict(state0))) as new_state:
-                    with nn.stochastic(jax.random.PRNGKey(seed + 2)):
-                        y = cls.call(p, *inputs, **kw)
+            def forward(p, kw=kw, mode=mode):
+                # dropout masks and rng keys by call order: the upgraded side draws the same
+                with same_draws.matched_draws(random_modules, key_methods) as drawn:
+                    with nn.stateful(nn.Collection(dict(state0))) as new_state:
+                        with nn.stochastic(jax.random.PRNGKey(seed + 2)):
+                            y = cls.call(p, *inputs, **kw)
+                draws[mode] = drawn.as_dict()
                 return y, new_state.as_dict()
             try:
                 out_shapes = jax.eval_shape(forward, params)[0]
@@ -248,7 +282,7 @@ def run_job(mod, job):
             _fail(out, "optimizer-run", e)
         meta = {"train_steps": n_steps, "optimizer": type(opt_def).__name__,
                 "optimizer_s": time.time() - t_opt}
-    meta.update({"modes": modes, "kwargs": kwargs, "inputs": specs,
+    meta.update({"modes": modes, "kwargs": kwargs, "inputs": specs, "draws": draws,
                  "platform": jax.devices()[0].platform, "jax": jax.__version__,
                  "timings": {"init_s": t_init, "run_s": t_run, "optimizer_s": meta.get("optimizer_s"),
                              "first_calls_s": acc["compile_s"],

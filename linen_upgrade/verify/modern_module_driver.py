@@ -12,10 +12,18 @@ builds the upgraded file's optax transform and replays the legacy gradients
 of every step through ``tx.init`` / ``tx.update`` / ``optax.apply_updates``,
 comparing the params after each step with the legacy optimizer's.
 
-Gradient noise: a tensor whose legacy gradient norm is below
-``NOISE_RATIO`` times the largest gradient norm (a bias feeding a BatchNorm
-has a true gradient of zero) is marked ``noise`` -- reported, never failed --
-in the gradient comparison and in the optimizer replay.
+Random draws: both sides run their forward pass under
+``same_draws.matched_draws`` (dropout masks and rng keys by call order), so
+dropout is compared in train mode; when the two passes drew a different
+number of masks or keys, the rows of that mode say so.
+
+Not checked: a comparison that cannot fail on a wrong rewrite is reported as
+``unchecked`` (with the reason), never as a pass: a gradient that is zero on
+both sides, an output that is constant on both sides, and gradient noise --
+a tensor whose legacy gradient norm is below ``NOISE_RATIO`` times the largest
+gradient norm (a bias feeding a BatchNorm has a true gradient of zero), which
+is reported, never failed, in the gradient comparison and in the optimizer
+replay.
 """
 import argparse
 import dataclasses
@@ -46,11 +54,29 @@ def noise_paths(grads_by_path):
 
 def mark_noise(row, norm, top):
     row["noise"] = True
-    txt = "gradient is noise (|g| %.2g < %g x max |g| %.2g)" % (norm, NOISE_RATIO, top)
+    row["unchecked"] = "gradient is rounding noise (|g| %.2g < %g x max |g| %.2g)" % (norm, NOISE_RATIO, top)
     if not row["ok"]:
-        txt += ": differs, not failed"
+        add_note(row, "differs, not failed")
         row["ok"] = True
-    row["note"] = (row.get("note") + "; " if row.get("note") else "") + txt
+
+
+def add_note(row, text):
+    row["note"] = (row.get("note") + "; " if row.get("note") else "") + text
+
+
+def mark_degenerate(row, a_legacy, b_modern):
+    """An output constant on both sides, or a gradient zero on both sides,
+    that compared equal: marked ``unchecked`` (it would agree with a wrong
+    rewrite just as well)."""
+    import numpy as np
+    a, b = np.asarray(a_legacy), np.asarray(b_modern)
+    if not row["ok"] or a.shape != b.shape or a.size == 0:
+        return
+    if row["kind"] == "grad" and not a.any() and not b.any():
+        row["unchecked"] = "gradient is zero on both sides"
+    elif (row["kind"] == "output" and a.size > 1 and (a == a.flat[0]).all()
+          and (b == b.flat[0]).all()):
+        row["unchecked"] = "output is constant on both sides (every element %s)" % (a.flat[0],)
 
 
 def build_from_spec(spec, namespace):
@@ -83,6 +109,9 @@ def _load_file(path, name):
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+same_draws = _load_file(os.path.join(HERE, "same_draws.py"), "_linen_upgrade_same_draws")
 
 
 def _nest(entries, arrays, group, mode=""):
@@ -134,6 +163,24 @@ def map_mode_kwargs(cls, mode_kw):
         raise TypeError("the legacy module takes `train`, but the upgraded %s has no `train`, "
                         "`deterministic` or `use_running_average` argument or attribute" % cls.__name__)
     return rest
+
+
+def draws_differ(legacy, upgraded, legacy_jax, jax_version):
+    """Why the random draws of one mode could not be paired, or None."""
+    if not legacy or not upgraded:
+        return None
+    if legacy["masks"] != upgraded["masks"]:
+        return ("random draws not paired: legacy drew %d dropout masks, upgraded %d"
+                % (legacy["masks"], upgraded["masks"]))
+    # keys beyond one per mask: randomness the module draws itself (same numbers only on the same jax)
+    other_l, other_u = legacy["keys"] - legacy["masks"], upgraded["keys"] - upgraded["masks"]
+    if other_l != other_u:
+        return ("random draws not paired: legacy asked for %d rng keys, upgraded %d"
+                % (legacy["keys"], upgraded["keys"]))
+    if max(other_l, other_u) > 0 and legacy_jax and legacy_jax != jax_version:
+        return ("the module draws its own random numbers, made by jax %s (legacy) and %s (upgraded): "
+                "they may differ" % (legacy_jax, jax_version))
+    return None
 
 
 def compare(a_legacy, b_modern, rtol, atol):
@@ -241,7 +288,7 @@ def replay_optimizer(tx, manifest, entries, arrays, params, legacy_state, shared
         if st["noise"] is not None:
             k, norm, top = st["noise"]
             mark_noise(r, norm, top)
-            r["note"] += " at step %d" % k
+            r["unchecked"] += " at step %d" % k
         rows.append(r)
     return rows
 
@@ -269,12 +316,14 @@ def run_job(job, keys, load):
     import numpy as np
     import jax
     import jax.numpy as jnp
+    import flax.core.scope
     import flax.linen as lnn
     if not (isinstance(cls, type) and issubclass(cls, lnn.Module)):
         _fail(out, "module-missing", TypeError("%s in %s is not a flax.linen Module" % (job["module"], job["file"])))
     legacy_dir = job["legacy_dir"]
     with open(os.path.join(legacy_dir, "manifest.json")) as f:
         manifest = json.load(f)
+    legacy_draws = manifest.get("draws") or {}
     npz = np.load(os.path.join(legacy_dir, "arrays.npz"))
     arrays = {k: npz[k] for k in npz.files}
     entries = manifest["entries"]
@@ -285,6 +334,7 @@ def run_job(job, keys, load):
     shared = dict(job.get("shared") or {})
     rows = []
     problems = []
+    draws = {}  # mode -> what its forward pass drew (the last trace)
     timings = {"load_s": t_load}
     try:
         def build(mode_kw):
@@ -311,19 +361,25 @@ def run_job(job, keys, load):
         variables = {c: jax.tree_util.tree_map(jnp.asarray, v) for c, v in converted.items()}
         mutable = [c for c in variables if c != "params"]
         compile_s = 0.0
+        key_methods = [(flax.core.scope.Scope, "make_rng")]
         try:
             for mode, mode_kw in manifest["modes"]:
                 model, call = build(mode_kw)
                 projs = {e["path"][0]: jnp.asarray(arrays[e["key"]]) for e in entries
                          if e["group"] == "proj" and e["mode"] == mode}
+                first_row = len(rows)
 
-                def forward(p, model=model, call=call):
+                def forward(p, model=model, call=call, mode=mode):
                     v = dict(variables)
                     v["params"] = p
-                    if mutable:
-                        y, upd = model.apply(v, *inputs, mutable=mutable, rngs={"dropout": rngs["dropout"]}, **call)
-                    else:
-                        y, upd = model.apply(v, *inputs, rngs={"dropout": rngs["dropout"]}, **call), {}
+                    # dropout masks and rng keys by call order, as on the legacy side
+                    with same_draws.matched_draws([jax.random], key_methods) as drawn:
+                        if mutable:
+                            y, upd = model.apply(v, *inputs, mutable=mutable, rngs={"dropout": rngs["dropout"]},
+                                                 **call)
+                        else:
+                            y, upd = model.apply(v, *inputs, rngs={"dropout": rngs["dropout"]}, **call), {}
+                    draws[mode] = drawn.as_dict()
                     return y, upd
 
                 def loss(p, forward=forward, projs=projs):
@@ -360,6 +416,7 @@ def run_job(job, keys, load):
                     r = compare(a, b, rtol, atol)
                     r.update({"mode": mode, "kind": "output", "path": "output[%s]" % idx,
                               "shape": list(np.shape(a))})
+                    mark_degenerate(r, a, b)
                     rows.append(r)
                 # updated state
                 leg_after = _nest(entries, arrays, "state_after", mode)
@@ -403,7 +460,13 @@ def run_job(job, keys, load):
                     r.update({"mode": mode, "kind": "grad", "path": path, "shape": list(np.shape(ga[p]))})
                     if p in noisy:
                         mark_noise(r, *noisy[p])
+                    mark_degenerate(r, ga[p], gb[p])
                     rows.append(r)
+                unpaired = draws_differ(legacy_draws.get(mode), draws.get(mode), manifest.get("jax"),
+                                        jax.__version__)
+                if unpaired:
+                    for r in rows[first_row:]:
+                        add_note(r, unpaired)
         except Exception as e:
             _fail(out, "run", e, {"rows": rows})
         timings["run_s"] = compile_s
@@ -432,7 +495,7 @@ def run_job(job, keys, load):
     timings["first_calls_s"] = first_calls_s
     timings["repeat_calls_s"] = repeat_calls_s if timing else None
     report = {"module": job["module"], "modes": [m for m, _ in manifest["modes"]], "rows": rows,
-              "rtol": rtol, "atol": atol, "platform": jax.devices()[0].platform,
+              "rtol": rtol, "atol": atol, "platform": jax.devices()[0].platform, "draws": draws,
               "timings": timings, "legacy_timings": manifest.get("timings"),
               "train_steps": manifest.get("train_steps") if job.get("optimizer") else None}
     with open(os.path.join(out, "report.json"), "w") as f:

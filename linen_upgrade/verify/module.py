@@ -24,6 +24,12 @@ from . import runner
 
 DEFAULT_RTOL = 1e-5
 DEFAULT_ATOL = 1e-6
+# a batch of one in the legacy init_by_shape call is raised to this many (BatchNorm over
+# one example is constant, over two or three its gradients are mostly rounding)
+DEFAULT_BATCH = 8
+# more than this share of the tensors not checked (zero gradients, constant
+# outputs, gradient noise) and the module does not pass (unless allowed)
+MAX_UNCHECKED = 0.25
 
 InputSpec = Tuple[Tuple[int, ...], str]
 
@@ -143,6 +149,17 @@ def init_call_from_file(legacy_py: str, module_name: str
     return None
 
 
+def raise_batch_of_one(specs: Sequence[InputSpec]) -> Tuple[List[InputSpec], bool]:
+    """A batch of one (every input's leading dimension 1, as ``init_by_shape``
+    calls often have) raised to :data:`DEFAULT_BATCH`: BatchNorm over one
+    example is constant, and so would be what the comparison sees.
+    ``(specs, raised)``."""
+    specs = list(specs)
+    if not specs or not all(len(s) >= 1 and s[0] == 1 for s, _ in specs):
+        return specs, False
+    return [((DEFAULT_BATCH,) + tuple(s[1:]), d) for s, d in specs], True
+
+
 def inputs_from_init_by_shape(legacy_py: str, module_name: str) -> Optional[List[InputSpec]]:
     """The input specs of ``MODULE.init_by_shape(rng, [(shape, dtype), ...])`` in the
     legacy file (see :func:`init_call_from_file`); ``None`` when unreadable."""
@@ -161,6 +178,7 @@ class TensorRow:
     ok: bool
     note: str = ""
     noise: bool = False               # gradient is rounding noise: reported, not failed
+    unchecked: str = ""               # why this comparison checks nothing ('' when it does)
     worst_step: Optional[int] = None  # optimizer replay: step with the largest error
     worst_abs: Optional[float] = None
 
@@ -190,7 +208,9 @@ class ModuleResult:
     timings: Dict[str, Any] = field(default_factory=dict)
     kwargs: Dict[str, Any] = field(default_factory=dict)
     input_source: Optional[str] = None   # '--input' | 'config' | 'init_by_shape'
+    input_note: Optional[str] = None     # how the inputs were changed from their source
     optimizer: Optional[Dict[str, Any]] = None  # train steps: what was compared
+    draws: Dict[str, Any] = field(default_factory=dict)  # mode -> {'masks', 'keys'} the upgraded pass drew
     legacy: Optional[runner.SideResult] = None
     upgraded: Optional[runner.SideResult] = None
 
@@ -205,6 +225,10 @@ class ModuleResult:
     @property
     def noise_rows(self) -> List[TensorRow]:
         return [r for r in self.rows if r.noise]
+
+    @property
+    def unchecked_rows(self) -> List[TensorRow]:
+        return [r for r in self.rows if r.unchecked]
 
     def to_json(self) -> Dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("legacy", "upgraded")}
@@ -252,6 +276,7 @@ class ModuleJob:
     atol: float = DEFAULT_ATOL
     seed: int = 0
     input_source: Optional[str] = None
+    allow_unchecked: bool = False        # pass even when more than MAX_UNCHECKED was not checked
 
 
 def verify_module(legacy_py: str, upgraded_py: str, module_name: str,
@@ -261,7 +286,7 @@ def verify_module(legacy_py: str, upgraded_py: str, module_name: str,
                   timeout: float = runner.DEFAULT_TIMEOUT, shared: Optional[Dict[str, str]] = None,
                   seed: int = 0, optimizer: Optional[str] = None, input_source: Optional[str] = None,
                   legacy_paths: Sequence[str] = (), upgraded_paths: Sequence[str] = (),
-                  timing: bool = False) -> ModuleResult:
+                  timing: bool = False, allow_unchecked: bool = False) -> ModuleResult:
     """Verify one module. ``kwargs`` are the legacy ``apply`` keyword arguments;
     on the Linen side those that are dataclass fields go to the constructor and
     the rest to ``__call__``. ``None`` inputs: read from the legacy file's
@@ -273,10 +298,14 @@ def verify_module(legacy_py: str, upgraded_py: str, module_name: str,
     take that many legacy steps and replay their gradients through optax,
     comparing the params after every step.
 
+    Rows that check nothing (zero or constant on both sides, gradient noise)
+    are ``unchecked``; more than :data:`MAX_UNCHECKED` of them and the result
+    is ``differ`` (reason ``too little checked``) unless ``allow_unchecked``.
+
     To verify several modules (or several upgraded files), use
     :func:`verify_batch`: one legacy process for all of them."""
     job = ModuleJob(module_name, upgraded_py, inputs, kwargs, train_steps, optimizer, shared, rtol, atol,
-                    seed, input_source)
+                    seed, input_source, allow_unchecked)
     return verify_batch(legacy_py, [job], platform=platform, legacy_python=legacy_python,
                         timeout=timeout, legacy_paths=legacy_paths, upgraded_paths=upgraded_paths,
                         timing=timing)[0]
@@ -355,6 +384,10 @@ def verify_batch(legacy_py: str, jobs: Sequence[ModuleJob], *, platform: Optiona
                     inputs, source = found[0], "init_by_shape"
                     if kwargs is None:
                         kwargs = dict(found[1])
+            if inputs and source == "init_by_shape":
+                inputs, raised = raise_batch_of_one(inputs)
+                if raised:
+                    res.input_note = f"its batch of 1 raised to {DEFAULT_BATCH}"
             elif source is None:
                 source = "given"
             kwargs = dict(kwargs or {})
@@ -388,7 +421,8 @@ def verify_batch(legacy_py: str, jobs: Sequence[ModuleJob], *, platform: Optiona
                 ldir = work / f"legacy{len(legacy_jobs)}"
                 ldir.mkdir()
                 legacy_jobs[key] = dict(ljob, out=str(ldir))
-            prepared.append({"index": i, "legacy_dir": legacy_jobs[key]["out"], "file": upgraded,
+            prepared.append({"index": i, "allow_unchecked": job.allow_unchecked,
+                             "legacy_dir": legacy_jobs[key]["out"], "file": upgraded,
                              "module": job.module, "kwargs": kwargs, "shared": job.shared or {},
                              "rtol": job.rtol, "atol": job.atol, "seed": job.seed, "timing": timing,
                              "optimizer": upgraded_site.to_json() if upgraded_site else None})
@@ -439,13 +473,13 @@ def verify_batch(legacy_py: str, jobs: Sequence[ModuleJob], *, platform: Optiona
                 mres_list = list(pool.map(run_chunk, range(n_proc)))
         for k, chunk in enumerate(chunks):
             for p in chunk:
-                _modern_result(results[p["index"]], mres_list[k], Path(p["out"]))
+                _modern_result(results[p["index"]], mres_list[k], Path(p["out"]), p["allow_unchecked"])
         return results  # type: ignore[return-value]
     finally:
         runner.remove_workdir(work)
 
 
-def _modern_result(res: ModuleResult, mres: runner.SideResult, mdir: Path) -> None:
+def _modern_result(res: ModuleResult, mres: runner.SideResult, mdir: Path, allow_unchecked: bool) -> None:
     res.upgraded = mres
     res.timings["upgraded_wall_s"] = mres.wall_s
     report = runner.read_json(mdir / "report.json")
@@ -458,9 +492,18 @@ def _modern_result(res: ModuleResult, mres: runner.SideResult, mdir: Path) -> No
             res.rows.append(TensorRow.from_json(r))
         return
     res.platform = report.get("platform")
+    res.draws = report.get("draws") or {}
     res.timings["upgraded"] = _side_timings(mres, report.get("timings"))
     for r in report["rows"]:
         res.rows.append(TensorRow.from_json(r))
     res.status = "ok" if res.rows and all(r.ok for r in res.rows) else "differ"
     if not res.rows:
         res.reason = "nothing to compare"
+    n_unchecked = len(res.unchecked_rows)
+    if res.status == "ok" and n_unchecked > MAX_UNCHECKED * len(res.rows) and not allow_unchecked:
+        # agreement on zeros and constants is no evidence: not a pass
+        res.status, res.reason = "differ", runner.REASON_UNCHECKED
+        res.detail = (f"{n_unchecked} of {len(res.rows)} tensors were not checked (more than "
+                      f"{MAX_UNCHECKED:.0%}): they are zero, constant or noise on both sides, so they would "
+                      "agree with a wrong rewrite too. Give inputs with a batch of 2 or more (--input), "
+                      "or accept this with --allow-unchecked.")

@@ -43,6 +43,7 @@ REASON_LAUNCH = "could not start python"
 REASON_NO_FILE = "file not found"
 REASON_NO_OPTIMIZER = "no optimizer found"
 REASON_OPTIMIZER = "could not build the optimizer"
+REASON_UNCHECKED = "too little checked"
 
 
 @dataclass
