@@ -17,7 +17,7 @@ the rules would change the statement of a line magic (``%timeit
 optimizer.target(x)``: an IPython line is not Python, so it is never
 rewritten).  A cell that does not parse fails the notebook as a whole, like a
 ``.py`` file that does not parse.  Cells are numbered from 1, markdown cells
-included (``path:cell_3:2:1``, as nbQA writes them).
+included (``path:cell_3:2:1``, the form nbQA uses).
 """
 
 from __future__ import annotations
