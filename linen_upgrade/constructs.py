@@ -12,6 +12,7 @@ import io
 import re
 import tokenize
 from collections import Counter
+from collections.abc import Sequence
 
 from linen_upgrade.rule import TODO_RE
 from linen_upgrade.tables.legacy_constructs import FLAX_NAME, LEGACY_CONSTRUCTS
@@ -73,17 +74,20 @@ def count_todos(text: str) -> int:
     return sum(tok.type == tokenize.COMMENT and TODO_RE.search(tok.string) is not None for tok in tokens)
 
 
-def count(*sources: str) -> tuple[Counter[str], bool]:
-    """Legacy constructs and TODO comments left in Python sources (a file, or
-    the code cells of a notebook, each tokenized on its own), and whether they
-    are a Flax file (their code names flax)."""
+def count(sources: Sequence[str], ipython: Sequence[str] = ()) -> tuple[Counter[str], bool]:
+    """Legacy constructs and TODO comments left in Python ``sources`` (a file,
+    or the code cells of a notebook, each tokenized on its own), and whether
+    they are a Flax file (their code names flax).  ``ipython``: a notebook's
+    IPython lines and cells of other languages, counted as written (their
+    quotes may hold code: ``!python -c "from flax import nn"``), as the
+    rewrite's notebook check reads them."""
     # a source none of the patterns matches even with its comments and strings is done
     # without tokenizing it: the common case in a large tree
-    sources = tuple(s for s in sources if _ANY.search(s))
+    sources = [s for s in sources if _ANY.search(s)]
     codes = [code_only(s) for s in sources]
     flax_file = any(names_flax(code) for code in codes)
     counts: Counter[str] = Counter()
-    for code in codes:
+    for code in [*codes, *ipython]:
         counts += count_code(code, flax_file)
     todos = sum(count_todos(s) for s in sources)
     if todos:

@@ -106,9 +106,26 @@ def _load(raw: bytes, path: str) -> tuple[dict, list]:
         raise NotebookError(f"{path}:1:1: not a Jupyter notebook: {exc}") from exc
 
 
-def code_sources(raw: bytes, path: str) -> list[str]:
-    """The source of every code cell, IPython lines and cell magics included."""
-    return [_source(cell) for cell in _load(raw, path)[1] if cell.get("cell_type") == "code"]
+def split_sources(raw: bytes, path: str) -> tuple[list[str], list[str]]:
+    """The Python code of each code cell (its IPython lines left blank), and
+    the IPython text: those lines and the cells of other languages."""
+    python: list[str] = []
+    ipython: list[str] = []
+    for cell in _load(raw, path)[1]:
+        if cell.get("cell_type") != "code":
+            continue
+        src = _source(cell)
+        magic = _cell_magic(src)
+        if magic is not None and magic not in PYTHON_CELL_MAGICS:
+            ipython.append(src)
+            continue
+        lines = src.split("\n")
+        for j, line in enumerate(lines):
+            if _MAGIC_RE.match(line):
+                ipython.append(line)
+                lines[j] = ""
+        python.append("\n".join(lines))
+    return python, ipython
 
 
 def _cell_magic(src: str) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,11 +63,12 @@ class Status:
         return self.converted * 100 < percent * len(self.files)  # exact: no rounding decides it
 
 
-def _sources(path: Path) -> list[str]:
+def _sources(path: Path) -> tuple[list[str], list[str]]:
+    """Python sources and IPython text (``constructs.count``)."""
     data = path.read_bytes()
     if path.suffix == ".ipynb":
-        return notebook.code_sources(data, str(path))
-    return [decode(data, str(path))]
+        return notebook.split_sources(data, str(path))
+    return [decode(data, str(path))], []
 
 
 def measure(files: list[Path]) -> Status:
@@ -89,7 +91,7 @@ def _listing(left: Counter[str]) -> str:
     return ", ".join(f"{kind} {left[kind]}" for kind in KIND_ORDER if left[kind])
 
 
-def emit_text(status: Status, echo) -> None:
+def emit_text(status: Status, echo: Callable[[str], None]) -> None:
     kinds = status.kinds
     if kinds:
         width = max(map(len, kinds)) + 2
@@ -104,7 +106,7 @@ def emit_text(status: Status, echo) -> None:
          f"{sum(kinds.values())} legacy constructs left")
 
 
-def emit_json(status: Status, echo) -> None:
+def emit_json(status: Status, echo: Callable[[str], None]) -> None:
     echo(json.dumps({
         "kinds": status.kinds,
         "files": [{"path": f.path, "converted": f.converted, "left": sum(f.left.values()),
@@ -140,7 +142,8 @@ def status_command(paths: tuple[str, ...], fail_under: float | None, fmt: str, e
     migrated, by the tool or by hand; what the tool would still convert on its
     own is `linen-upgrade --check`.
 
-    Exit 0; 1 when --fail-under is not met; 2 when a file cannot be read.
+    Exit 0; 1 when --fail-under is not met; 2 when a file cannot be read (or a
+    usage error).
     """
     try:
         cfg = config_mod.load(Path(paths[0]))
