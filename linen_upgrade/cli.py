@@ -8,17 +8,22 @@ only when named, so a rewrite run never imports jax.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from linen_upgrade import __version__, config as config_mod
-from linen_upgrade.files import atomic_write, discover
+from linen_upgrade.files import ReadOnlyError, discover, write_source
 from linen_upgrade.registry import SelectionError, all_rules, select_rules
 
 EXIT_OK, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+# tests stop a run after this many written files to send it Ctrl-C at a known point
+TEST_PAUSE_ENV = "LINEN_UPGRADE_TEST_PAUSE_AFTER_WRITES"
 
 # sub-commands defined elsewhere: name -> "module:attribute", imported on use
 _LAZY_COMMANDS = {
@@ -33,9 +38,48 @@ class DefaultGroup(click.Group):
     """A group whose default command is ``rewrite``: ``linen-upgrade src/``."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.list_commands(ctx) and args[0] not in ("--help", "-h", "--version")):
+        first = self._first_word(ctx, args)
+        if first < len(args) and args[first] in self.list_commands(ctx):
+            args = self._options_after_command(ctx, args, first)
+        elif not args or args[0] not in ("--help", "-h", "--version"):
             args = ["rewrite", *args]
         return super().parse_args(ctx, args)
+
+    def _first_word(self, ctx: click.Context, args: list[str]) -> int:
+        """The index of the first argument that is neither an option nor an option's value."""
+        options = {**_options_of(self.commands["rewrite"]), **_options_of(self)}
+        i = 0
+        while i < len(args) and args[i].startswith("-") and args[i] != "-":
+            if args[i] == "--":  # only paths follow
+                return len(args)
+            i += 1 + _takes_value(options.get(args[i]))
+        return i
+
+    def _options_after_command(self, ctx: click.Context, args: list[str], at: int) -> list[str]:
+        """Options before a sub-command (``linen-upgrade -v verify a.py b.py``) go after it when
+        it has them; the others stay with the group (``-v``/``-q``: accepted by all)."""
+        own = _options_of(self.get_command(ctx, args[at]))
+        before, moved = [], []
+        i = 0
+        while i < at:
+            name = args[i].partition("=")[0]
+            option = own.get(name) or _options_of(self).get(name)
+            width = 1 + (_takes_value(option) and "=" not in args[i])
+            (moved if name in own else before).extend(args[i:i + width])
+            i += width
+        return [*before, args[at], *moved, *args[at + 1:]]
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:  # click would say "Aborted!" and exit 1, the "changed" code
+            written = getattr(exc, "written", [])
+            lines = [f"interrupted: {len(written)} file{'s' * (len(written) != 1)} rewritten before Ctrl-C"
+                     + (":" if written else "; nothing written"), *(f"  {path}" for path in written)]
+            if written:
+                lines.append("the others are unchanged; run the same command again to finish")
+            click.echo("\n".join(lines), err=True)
+            sys.exit(EXIT_INTERRUPTED)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *_available_lazy()})
@@ -48,6 +92,14 @@ class DefaultGroup(click.Group):
         return command
 
 
+def _options_of(command: click.Command | None) -> dict[str, click.Option]:
+    return {name: p for p in getattr(command, "params", ()) if isinstance(p, click.Option) for name in p.opts}
+
+
+def _takes_value(option: click.Option | None) -> bool:
+    return option is not None and not option.is_flag and not option.count
+
+
 def _available_lazy() -> list[str]:
     import importlib.util
 
@@ -58,7 +110,10 @@ def _available_lazy() -> list[str]:
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]},
              invoke_without_command=False)
 @click.version_option(__version__, prog_name="linen-upgrade")
-def cli() -> None:
+# before a sub-command that has them, -q/-v are its own; before one that has not, accepted
+@click.option("-q", "--quiet", is_flag=True, help="The sub-command's -q (accepted before any sub-command).")
+@click.option("-v", "--verbose", count=True, help="The sub-command's -v (accepted before any sub-command).")
+def cli(quiet: bool, verbose: int) -> None:
     """Upgrade legacy flax.nn / flax.optim code to flax.linen + optax.
 
     \b
@@ -114,6 +169,7 @@ class _Progress:
 @click.option("--stdin-filename", default="-", help="Name to report for source read from stdin.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 @click.option("-v", "--verbose", count=True, help="Also list every rewrite made.")
+@click.option("--force", is_flag=True, help="Also rewrite read-only files.")
 @click.option("--verify", "verify_after", is_flag=True,
               help="Then verify every legacy module of the rewritten files that has inputs (config or "
                    "init_by_shape): runs the original and the rewritten code. Exit 0 all agree, 1 any "
@@ -121,7 +177,7 @@ class _Progress:
 def rewrite(paths: tuple[str, ...], diff: bool, check: bool, exit_zero_even_if_changed: bool,
             jobs: int | None, select: tuple[str, ...], ignore: tuple[str, ...],
             exclude: tuple[str, ...], fmt: str | None, config_path: str | None,
-            stdin_filename: str, quiet: bool, verbose: int, verify_after: bool) -> None:
+            stdin_filename: str, quiet: bool, verbose: int, force: bool, verify_after: bool) -> None:
     """Rewrite legacy Flax code in PATHS (files or folders; - for stdin)."""
     from linen_upgrade import pipeline, report
 
@@ -172,13 +228,7 @@ def rewrite(paths: tuple[str, ...], diff: bool, check: bool, exit_zero_even_if_c
         progress.close()
         results, scanned = run.results, run.scanned
         if mode == "write":
-            for r in results:
-                if r.changed and r.error is None:
-                    try:
-                        atomic_write(Path(r.path), r.new)  # type: ignore[arg-type]
-                    except OSError as exc:
-                        r.error = f"{r.path}: cannot write: {exc.strerror or exc}"
-                        r.new = None
+            _write_all(results, force)
 
     summary = report.summarize(results, scanned, mode)
     if cfg.format == "json":
@@ -231,6 +281,60 @@ def rules_command(fmt: str) -> None:
             click.echo("  after:")
             click.echo(textwrap.indent(example.after.rstrip("\n"), "    "))
         click.echo("")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C while writing: ``written`` names the files already rewritten."""
+
+    def __init__(self, written: list[str]) -> None:
+        super().__init__()
+        self.written = written
+
+
+def _write_all(results: list, force: bool) -> None:
+    """Write every changed file.  Ctrl-C lets the file being written finish (never half a
+    file, never a temporary left behind), then stops with :class:`Interrupted`."""
+    import os
+
+    written: list[str] = []
+    try:
+        for r in results:
+            if not r.changed or r.error is not None:
+                continue
+            with _interrupt_after():
+                try:
+                    write_source(Path(r.path), r.new, force=force)
+                    written.append(r.path)
+                except ReadOnlyError as exc:
+                    r.error, r.new = f"{r.path}: not rewritten: {exc.strerror}", None
+                except OSError as exc:
+                    r.error, r.new = f"{r.path}: cannot write: {exc.strerror or exc}", None
+            if os.environ.get(TEST_PAUSE_ENV) == str(len(written)):
+                click.echo(f"paused after {len(written)} writes", err=True)
+                import time
+
+                time.sleep(60)
+    except KeyboardInterrupt as exc:
+        raise Interrupted(written) from exc
+
+
+@contextlib.contextmanager
+def _interrupt_after() -> Iterator[None]:
+    """Holds Ctrl-C (SIGINT) back until the block is done, then raises it."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # signals are the main thread's
+        yield
+        return
+    pending: list[object] = []
+    previous = signal.signal(signal.SIGINT, lambda *_: pending.append(1))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import stat
@@ -103,12 +104,39 @@ def mentions_flax(data: bytes) -> bool:
     return PREFILTER_WORD in data
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+class ReadOnlyError(OSError):
+    """A read-only source file was not rewritten (``force`` rewrites it)."""
+
+
+def write_source(path: Path, data: bytes, *, force: bool = False) -> None:
+    """Rewrite an existing source file with ``data``, keeping what the user set up.
+
+    A symlink rewrites its target and stays a link.  Mode, owner and group are
+    kept.  A file with other hard links, or one whose owner this user cannot
+    give a new file, has its content replaced through the same inode (after a
+    backup).  A read-only file raises :class:`ReadOnlyError` unless ``force``.
+    """
+    real = Path(os.path.realpath(path))
+    st = os.stat(real)
+    if not force and (not st.st_mode & 0o222 or not os.access(real, os.W_OK)):
+        raise ReadOnlyError(errno.EACCES, "the file is read-only (--force rewrites it)")
+    if st.st_nlink > 1:
+        write_in_place(real, data)
+        return
+    try:
+        atomic_write(real, data, owner=(st.st_uid, st.st_gid))
+    except PermissionError:
+        # another user's file in a folder we may write: a new file would be ours
+        write_in_place(real, data)
+
+
+def atomic_write(path: Path, data: bytes, owner: tuple[int, int] | None = None) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder.
 
     The original is replaced only by a complete file (``os.replace`` is atomic
     on POSIX and Windows); its permission bits are kept, and a new file gets
-    the umask's (mkstemp's would be 0600).
+    the umask's (mkstemp's would be 0600).  ``owner`` (uid, gid) is given to
+    the new file; PermissionError when this user cannot, with nothing changed.
     """
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
@@ -122,6 +150,8 @@ def atomic_write(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        if owner is not None and hasattr(os, "chown"):
+            os.chown(tmp, *owner)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -130,3 +160,31 @@ def atomic_write(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def write_in_place(path: Path, data: bytes) -> None:
+    """Replace ``path``'s content through its own inode (hard links, owner and
+    mode stay), safe against a crash: the original is first written to a
+    backup file beside it, which is removed once the new content is on disk
+    (after a crash, the backup holds the original)."""
+    original = path.read_bytes()
+    fd, backup = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".lu-backup")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(original)
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        _overwrite(path, data)
+    except BaseException:
+        _overwrite(path, original)  # a full disk or an interrupt: the original goes back
+        os.unlink(backup)
+        raise
+    os.unlink(backup)
+
+
+def _overwrite(path: Path, data: bytes) -> None:
+    with open(path, "r+b") as handle:
+        handle.write(data)
+        handle.truncate()
+        handle.flush()
+        os.fsync(handle.fileno())
