@@ -115,8 +115,7 @@ def split_sources(raw: bytes, path: str) -> tuple[list[str], list[str]]:
         if cell.get("cell_type") != "code":
             continue
         src = _source(cell)
-        magic = _cell_magic(src)
-        if magic is not None and magic not in PYTHON_CELL_MAGICS:
+        if _foreign(src):
             ipython.append(src)
             continue
         lines = src.split("\n")
@@ -133,6 +132,12 @@ def _cell_magic(src: str) -> str | None:
     return m[1] if m else None
 
 
+def _foreign(src: str) -> str | None:
+    """The cell magic of a cell that is not Python (``bash``, ``writefile``), or None."""
+    magic = _cell_magic(src)
+    return magic if magic is not None and magic not in PYTHON_CELL_MAGICS else None
+
+
 def _python_statement(line: str) -> str | None:
     """The Python statement a line magic runs (``%timeit -n 10 f(x)`` -> ``f(x)``)."""
     m = _LINE_MAGIC_RE.match(line)
@@ -144,7 +149,8 @@ def _python_statement(line: str) -> str | None:
         assert opt is not None
         rest = opt[2]
         if len(opt[1]) == 2 and opt[1][1] in _PYTHON_LINE_MAGICS[m[1]]:  # "-n 10": drop the value
-            rest = rest.split(None, 1)[1] if " " in rest else ""
+            words = rest.split(None, 1)
+            rest = words[1] if len(words) == 2 else ""
     try:
         ast.parse(rest)
     except SyntaxError:
@@ -167,8 +173,8 @@ def extract(raw: bytes, path: str) -> Notebook:
         if cell.get("cell_type") != "code":
             continue
         src = _source(cell)
-        magic = _cell_magic(src)
-        if magic is not None and magic not in PYTHON_CELL_MAGICS:
+        magic = _foreign(src)
+        if magic:
             foreign.append((i, magic))
             continue
         lines = src.split("\n")
@@ -238,9 +244,9 @@ def _magic_first(body: str) -> str:
     """A cell magic must open its cell: lines a rule put above it (an import
     added to the first cell, a TODO) go below it."""
     lines = body.split("\n")
-    at = next(j for j, line in enumerate(lines) if line.lstrip().startswith("%%"))
+    at = next((j for j, line in enumerate(lines) if line.lstrip().startswith("%%")), None)
     first = next(j for j, line in enumerate(lines) if line.strip())
-    if at != first:
+    if at is not None and at != first:  # (None: the line was lost, a problem already says so)
         lines.insert(first, lines.pop(at))
     return "\n".join(lines)
 

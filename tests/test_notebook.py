@@ -107,6 +107,7 @@ def test_a_cell_magic_stays_first_when_a_rule_adds_lines_above_it():
 @pytest.mark.parametrize("line,statement", [
     ("%timeit -n 10 -r 3 f(x)", "f(x)"),
     ("%timeit -n10 -q f(x)", "f(x)"),
+    ("%timeit -n 10\tf(x)", "f(x)"),
     ("  %time y = f(x)", "y = f(x)"),
     ("%prun -l 5 -s cumulative train(state)", "train(state)"),
     ("%matplotlib inline", None),
@@ -115,3 +116,15 @@ def test_a_cell_magic_stays_first_when_a_rule_adds_lines_above_it():
 ])
 def test_statement_of_a_line_magic(line, statement):
     assert notebook._python_statement(line) == statement
+
+
+def test_a_lost_ipython_line_leaves_the_notebook_unchanged():
+    raw = json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                                 "source": ["%%time\n", "x = 1\n", "!ls\n"]}], "metadata": {}, "nbformat": 4,
+                      "nbformat_minor": 5}).encode()
+    nb = notebook.extract(raw, "n.ipynb")
+    lost = "\n".join(line for line in nb.code.split("\n") if "pass" not in line)  # as if a rule dropped them
+    rebuilt = notebook.rebuild(nb, lost)
+    assert rebuilt.data == raw
+    assert [(p.line, p.message.split(":")[0]) for p in rebuilt.problems] == [
+        (1, "the rewrite lost the IPython line `%%time`"), (3, "the rewrite lost the IPython line `!ls`")]
