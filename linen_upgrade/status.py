@@ -9,6 +9,7 @@ already gone, which a tree no longer holds, and "what the tool could convert"
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -56,8 +57,13 @@ class Status:
 
     @property
     def share(self) -> float:
-        """Percent of the Flax files that are converted (100 when there are none)."""
-        return 100.0 * self.converted / len(self.files) if self.files else 100.0
+        """Percent of the Flax files that are converted (100 when there are none),
+        rounded down: 2499 of 2500 must not read as 100%."""
+        return math.floor(10000 * self.converted / len(self.files)) / 100 if self.files else 100.0
+
+    @property
+    def percent(self) -> str:
+        return f"{math.floor(10 * self.share) / 10:.1f}%"
 
     def under(self, percent: float) -> bool:
         return self.converted * 100 < percent * len(self.files)  # exact: no rounding decides it
@@ -102,7 +108,7 @@ def emit_text(status: Status, echo: Callable[[str], None]) -> None:
         for f in status.files:
             if f.left:
                 echo(f"  {f.path}: {sum(f.left.values())} ({_listing(f.left)})")
-    echo(f"converted: {status.converted} of {len(status.files)} Flax files ({status.share:.1f}%); "
+    echo(f"converted: {status.converted} of {len(status.files)} Flax files ({status.percent}); "
          f"{sum(kinds.values())} legacy constructs left")
 
 
@@ -112,7 +118,7 @@ def emit_json(status: Status, echo: Callable[[str], None]) -> None:
         "files": [{"path": f.path, "converted": f.converted, "left": sum(f.left.values()),
                    "kinds": {k: f.left[k] for k in KIND_ORDER if f.left[k]}} for f in status.files],
         "summary": {"flax_files": len(status.files), "converted_files": status.converted,
-                    "share_converted": round(status.share, 2),
+                    "share_converted": status.share,
                     "constructs_left": sum(status.kinds.values())},
         "errors": status.errors,
     }, indent=2))
@@ -157,7 +163,7 @@ def status_command(paths: tuple[str, ...], fail_under: float | None, fmt: str, e
     if status.errors:
         sys.exit(EXIT_ERROR)
     if fail_under is not None and status.under(fail_under):
-        click.echo(f"linen-upgrade status: {status.share:.1f}% of the Flax files converted, "
+        click.echo(f"linen-upgrade status: {status.percent} of the Flax files converted, "
                    f"under the required {fail_under:g}%", err=True)
         sys.exit(EXIT_UNDER)
     sys.exit(EXIT_OK)

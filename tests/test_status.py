@@ -120,3 +120,14 @@ def test_every_kind_names_a_rule():
     ids = {r.id for r in all_rules()}
     assert {row.rule for row in LEGACY_CONSTRUCTS} <= ids
     assert len({row.kind for row in LEGACY_CONSTRUCTS}) == len(LEGACY_CONSTRUCTS)
+
+
+def test_the_share_is_rounded_down_and_the_threshold_is_exact():
+    from collections import Counter
+
+    from linen_upgrade.status import FileStatus, Status
+
+    almost = Status([FileStatus(f"{i}.py", Counter()) for i in range(2499)]
+                    + [FileStatus("left.py", Counter({"nn.Model": 1}))], [])
+    assert (almost.share, almost.percent) == (99.96, "99.9%")  # never shown as 100%
+    assert almost.under(100) and almost.under(99.97) and not almost.under(99.96)
