@@ -14,6 +14,7 @@ import io
 import re
 import tokenize
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -89,7 +90,7 @@ def facts_for(data: bytes, path: str, module_name: str) -> FileFacts:
         raise SourceError(f"{path}:{line}:{exc.offset or 1}: cannot parse: {exc.msg}") from exc
     except ValueError as exc:  # null bytes
         raise SourceError(f"{path}:1:1: cannot parse: {exc}") from exc
-    return file_facts(tree, text, module_name)
+    return file_facts(tree, text, module_name, path)
 
 
 def findings_in(code: str, path: str) -> list[Finding]:
@@ -180,8 +181,10 @@ _IMPORT_RE = re.compile(rb"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+import[ \t]+([^\n#]
                         re.MULTILINE)
 
 
-def imported_modules(data: bytes, package: str) -> set[str]:
-    """Modules a file imports, by a regex (the prefilter must not parse)."""
+def imported_modules(data: bytes, package: str, absolute: Callable[[str], str] | None = None) -> set[str]:
+    """Modules a file imports, by a regex (the prefilter must not parse);
+    ``absolute`` names what an absolute import reaches (``resolve.import_map``)."""
+    resolve = absolute or (lambda module: module)
     out: set[str] = set()
     for m in _IMPORT_RE.finditer(data):
         if m[1] is not None:
@@ -191,6 +194,8 @@ def imported_modules(data: bytes, package: str) -> set[str]:
                 base = package.split(".") if package else []
                 base = base[: len(base) - (level - 1)] if level > 1 else base
                 module = ".".join([*base, module.lstrip(".")] if module.lstrip(".") else base)
+            else:
+                module = resolve(module)
             out.add(module)
             for name in re.split(rb"[,\s()]+", m[2]):
                 if name and name != b"as":
@@ -199,5 +204,5 @@ def imported_modules(data: bytes, package: str) -> set[str]:
             for part in m[3].split(b","):
                 name = part.strip().split(b" ")[0]
                 if name:
-                    out.add(name.decode("ascii", "replace"))
+                    out.add(resolve(name.decode("ascii", "replace")))
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field, replace
 
+from linen_upgrade.analysis import identity, scopes
 from linen_upgrade.resolve import ImportMap, canonical, import_map
 from linen_upgrade.rule import SKIP_FILE_MARK, SKIP_MARK
 from linen_upgrade.tables.nn_modules import CALL_ARGUMENT_NAMES
@@ -120,6 +121,10 @@ class FileFacts:
     call_args: list[CallArg] = field(default_factory=list)
     # every ``.name`` the file reads: rules that rewrite certain methods skip files without them
     attributes: frozenset[str] = frozenset()
+    # imported names that a function, lambda or comprehension binds again (``analysis.scopes``)
+    shadowed_imports: frozenset[str] = frozenset()
+    # what ``from <this module> import *`` binds: ``__all__``, else the public top-level names
+    exports: frozenset[str] = frozenset()
 
     def references(self, *prefixes: str) -> bool:
         return any(q == p or q.startswith(p + ".") for q in self.qualnames for p in prefixes)
@@ -179,9 +184,8 @@ def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[Param]:
     return out[1:] if out and out[0].kind == "pos" and out[0].name == "self" else out
 
 
-def file_facts(tree: ast.Module, text: str, module_name: str) -> FileFacts:
-    package = module_name.rpartition(".")[0]
-    imports = import_map(tree, package)
+def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None = None) -> FileFacts:
+    imports = import_map(tree, identity.package(module_name, path), identity.resolver_for(path))
     qualnames: set[str] = {canonical(v) for v in imports.aliases.values()}
     classes: list[ClassFacts] = []
     frozendict_calls: set[str] = set()
@@ -266,12 +270,32 @@ def file_facts(tree: ast.Module, text: str, module_name: str) -> FileFacts:
         imports=imports,
         qualnames=qualnames,
         attributes=frozenset(attributes),
+        shadowed_imports=scopes.shadowed_imports(tree, imports.aliases),
+        exports=_exports(tree, imports),
         classes=classes,
         has_skip_marks=SKIP_MARK in text,
         skip_file=SKIP_FILE_MARK in text,
         partial_args=partial_args,
         frozendict_calls=frozendict_calls,
     )
+
+
+def _exports(tree: ast.Module, imports: ImportMap) -> frozenset[str]:
+    names: set[str] = {k for k in imports.aliases if not k.startswith("_")}
+    for stmt in tree.body:
+        targets: list[ast.expr] = []
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(stmt.name)
+        elif isinstance(stmt, ast.Assign):
+            targets = list(stmt.targets)
+        elif isinstance(stmt, ast.AnnAssign):
+            targets = [stmt.target]
+        for t in targets:
+            if isinstance(t, ast.Name) and t.id == "__all__" and isinstance(stmt.value, (ast.List, ast.Tuple)):
+                return frozenset(e.value for e in stmt.value.elts
+                                 if isinstance(e, ast.Constant) and isinstance(e.value, str))
+            names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+    return frozenset(n for n in names if not n.startswith("_"))
 
 
 # -- evidence for the input/attribute split of apply's parameters -------------

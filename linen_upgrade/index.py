@@ -12,6 +12,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field, replace
 
+from linen_upgrade.analysis.identity import ModuleTable
+from linen_upgrade.resolve import canonical
 from linen_upgrade.facts import CallArg, ClassFacts, FileFacts, ForwardSpec, Param, by_position_or_name, is_input
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
@@ -73,16 +75,39 @@ class ProjectIndex:
     optim_creators: set[str] = field(default_factory=set)
     # module name -> path of the run's files (set by the pipeline; empty for a lone source)
     paths: dict[str, str] = field(default_factory=dict)
+    # every file of the run named by its path (set by the pipeline; None for a lone source)
+    table: ModuleTable | None = None
+    # ``pkg.Block`` -> ``pkg.layers.Block``: names a module of the run imports and so re-exports
+    # (``from .layers import Block``, ``from .layers import *`` within ``__all__``)
+    reexports: dict[str, str] = field(default_factory=dict)
+
+    def canonical(self, qualname: str) -> str:
+        """Where a name of the run is defined, through re-exports (``pkg.Block`` -> ``pkg.layers.Block``)."""
+        if not self.reexports:
+            return qualname
+        for _ in range(8):  # re-export chains are short; a cycle stops here
+            parts = qualname.split(".")
+            for cut in range(len(parts), 0, -1):
+                target = self.reexports.get(".".join(parts[:cut]))
+                if target is not None:
+                    qualname = canonical(".".join([target, *parts[cut:]]))
+                    break
+            else:
+                return qualname
+        return qualname
 
     def legacy_module(self, qualname: str | None) -> LegacyModule | None:
-        return self.modules.get(qualname) if qualname else None
+        return self.modules.get(self.canonical(qualname)) if qualname else None
 
     def is_legacy_module(self, qualname: str | None) -> bool:
+        if qualname is None:
+            return False
+        qualname = self.canonical(qualname)
         return qualname in LEGACY_MODULE_BASES or qualname in self.modules
 
     @classmethod
     def build(cls, all_facts: list[FileFacts]) -> ProjectIndex:
-        index = cls()
+        index = cls(reexports=_reexports(all_facts))
         candidates: dict[str, tuple[list[str], object]] = {}
         defining: dict[str, ClassFacts] = {}  # legacy modules that define apply
         inherits: dict[str, str] = {}  # legacy modules that inherit it -> the base
@@ -91,7 +116,7 @@ class ProjectIndex:
                 qual = f"{facts.module_name}.{c.name}" if facts.module_name else c.name
                 local = {k.name for k in facts.classes}
                 bases = [
-                    (f"{facts.module_name}.{b}" if facts.module_name else b) if b in local else b
+                    (f"{facts.module_name}.{b}" if facts.module_name else b) if b in local else index.canonical(b)
                     for b in c.bases
                 ]
                 candidates[qual] = (bases, c)
@@ -117,13 +142,13 @@ class ProjectIndex:
         calls: dict[str, list[CallArg]] = {}
         for facts in all_facts:
             for ca in facts.call_args:
-                calls.setdefault(ca.callee, []).append(ca)
+                calls.setdefault(index.canonical(ca.callee), []).append(ca)
         _Roles(index, defining, inherits, calls).decide()
         conflicting: set[tuple[str, str]] = set()
         for facts in all_facts:
             for pa in facts.partial_args:
-                key = (pa.callee, pa.param)
-                value = (pa.target, pa.bound)
+                key = (index.canonical(pa.callee), pa.param)
+                value = (index.canonical(pa.target), pa.bound)
                 if index.partial_params.setdefault(key, value) != value:
                     conflicting.add(key)  # different partials at different sites: no single type
         for key in conflicting:
@@ -151,6 +176,31 @@ class ProjectIndex:
             if module not in self.optim_reach:
                 self.optim_reach.add(module)
                 stack.extend(uses.get(module, ()))
+
+
+def _reexports(all_facts: list[FileFacts]) -> dict[str, str]:
+    """``module.name`` -> what it stands for, for every name a module of the run imports."""
+    by_module = {f.module_name: f for f in all_facts if f.module_name}
+    out: dict[str, str] = {}
+    for module, facts in by_module.items():
+        for name, target in facts.imports.aliases.items():
+            if target != f"{module}.{name}":
+                out[f"{module}.{name}"] = target
+    # ``from .layers import *``: what the starred module exports, also through its own stars
+    changed = True
+    while changed:
+        changed = False
+        for module, facts in by_module.items():
+            for star in facts.imports.stars:
+                source = by_module.get(star)
+                if source is None or star == module:
+                    continue
+                names = source.exports | {k.rpartition(".")[2] for k in out if k.rpartition(".")[0] == star}
+                for name in names:
+                    if not name.startswith("_") and f"{module}.{name}" not in out:
+                        out[f"{module}.{name}"] = f"{star}.{name}"
+                        changed = True
+    return out
 
 
 class _Roles:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from linen_upgrade import engine
 from linen_upgrade.config import Config
 from linen_upgrade.facts import FileFacts
+from linen_upgrade.analysis import identity
 from linen_upgrade.files import mentions_flax, module_name
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.registry import rules_by_id
@@ -52,7 +53,7 @@ def _scan(path: str, with_facts: bool | None = None) -> Scan:
         with_facts = mentions_flax(data)
     if not with_facts:
         return Scan(path, "")  # the common case in a monorepo: nothing else is computed
-    mod = module_name(Path(path))
+    mod = _module(path)
     try:
         return Scan(path, mod, facts=engine.facts_for(data, path, mod))
     except (engine.SourceError, Exception) as exc:  # noqa: BLE001 - reported, never fatal
@@ -71,8 +72,15 @@ def _scan_imports(path: str) -> Scan:
         data = p.read_bytes()
     except OSError as exc:
         return Scan(path, "", error=f"{path}: cannot read: {exc.strerror or exc}")
-    mod = module_name(p)
-    return Scan(path, mod, imports=frozenset(engine.imported_modules(data, mod.rpartition(".")[0])))
+    mod = _module(path)
+    return Scan(path, mod, imports=frozenset(engine.imported_modules(data, identity.package(mod, path),
+                                                                     identity.resolver_for(path))))
+
+
+def _module(path: str) -> str:
+    """The run's name of a file (by its path: two ``train.py`` are two modules)."""
+    table = identity.current()
+    return table.name(path) if table is not None else module_name(Path(path))
 
 
 # worker state for the rewrite phase (set once per process by the initializer)
@@ -80,6 +88,7 @@ _W: dict = {}
 
 
 def _init_worker(index: ProjectIndex, config: Config, rule_ids: list[str]) -> None:
+    identity.use(index.table)
     _W["index"] = index
     _W["config"] = config
     _W["rules"] = rules_by_id(rule_ids)
@@ -115,7 +124,10 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
     files = [str(p) for p in paths]
     jobs = max(1, jobs)
     use_pool = jobs > 1 and len(files) >= _POOL_THRESHOLD
-    pool = _pool(jobs) if use_pool else None  # _pool imports multiprocessing: not at start-up
+    table = identity.ModuleTable.build(files)
+    identity.use(table)
+    # _pool imports multiprocessing: not at start-up
+    pool = _pool(jobs, initializer=identity.use, initargs=(table,)) if use_pool else None
     try:
         scans = list(_map(pool, _scan, files))
         flax_modules = {s.module for s in scans if s.facts is not None}
@@ -132,6 +144,7 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
             scans = [again.get(s.path, s) for s in scans]
         index = ProjectIndex.build([s.facts for s in scans if s.facts is not None])
         index.flax_modules = flax_modules
+        index.table = table
         index.paths = {s.module: s.path for s in scans if s.facts is not None and s.module}
         results = [engine.FileResult(path=s.path, error=s.error) for s in scans if s.error]
         jobs_list = [(s.path, s.facts) for s in scans if s.facts is not None]
@@ -151,6 +164,7 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
         results.sort(key=lambda r: r.path)
         return RunResult(results=results, scanned=len(files))
     finally:
+        identity.use(None)
         if pool is not None:
             pool.shutdown()
 

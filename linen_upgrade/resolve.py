@@ -11,6 +11,7 @@ rewrite than rewrite the wrong object).
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -62,6 +63,8 @@ class ImportMap:
     aliases: dict[str, str] = field(default_factory=dict)
     # every module the file imports (for the prefilter and cross-file index)
     imported_modules: set[str] = field(default_factory=set)
+    # modules imported with ``from m import *`` (their names are re-exported: the index follows them)
+    stars: list[str] = field(default_factory=list)
 
     def resolve_dotted(self, name: str) -> str | None:
         head, _, rest = name.partition(".")
@@ -92,30 +95,37 @@ def _absolute(module: str | None, level: int, package: str) -> str:
     return ".".join([*base, module] if module else base)
 
 
-def import_map(tree: ast.AST, package: str = "") -> ImportMap:
+def import_map(tree: ast.AST, package: str = "", absolute: Callable[[str], str] | None = None) -> ImportMap:
     """Build the alias map of a module from its ``ast``.
 
-    ``package`` is the dotted package the file lives in, for relative imports.
+    ``package`` is the dotted package the file lives in, for relative imports;
+    ``absolute`` names what an absolute import reaches (``analysis.identity``:
+    the run's name of the file, so two ``models.py`` are two modules).
     """
+    name = absolute or (lambda module: module)
     result = ImportMap()
     shadowed: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                result.imported_modules.add(alias.name)
+                result.imported_modules.add(name(alias.name))
                 if alias.asname:
-                    result.aliases[alias.asname] = alias.name
+                    result.aliases[alias.asname] = name(alias.name)
                 else:
                     head = alias.name.split(".")[0]
-                    result.aliases.setdefault(head, head)
+                    result.aliases.setdefault(head, name(head))
         elif isinstance(node, ast.ImportFrom):
-            module = _absolute(node.module, node.level, package)
+            module = _absolute(node.module, node.level, package) if node.level else name(node.module or "")
             result.imported_modules.add(module)
             for alias in node.names:
                 if alias.name == "*":
+                    result.stars.append(module)
                     continue
-                result.imported_modules.add(f"{module}.{alias.name}")
-                result.aliases[alias.asname or alias.name] = f"{module}.{alias.name}"
+                target = f"{module}.{alias.name}"
+                if not node.level and module == node.module:  # a submodule may be found where its package is not
+                    target = name(target)
+                result.imported_modules.add(target)
+                result.aliases[alias.asname or alias.name] = target
     if isinstance(tree, ast.Module):
         for stmt in tree.body:
             targets: list[ast.expr] = []

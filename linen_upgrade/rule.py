@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 import libcst as cst
 
+from linen_upgrade.analysis import scopes
+from linen_upgrade.resolve import dotted
+
 if TYPE_CHECKING:
     from linen_upgrade.config import Config
     from linen_upgrade.facts import FileFacts
@@ -186,9 +189,17 @@ class RuleTransformer(FastTransformer):
         self._check_skips = ctx.facts.has_skip_marks
         self._module: cst.Module | None = None
         self._header: set[str] = set()
+        # imported names some local scope binds again, and what each enclosing scope binds
+        self._shadowable = ctx.facts.shadowed_imports
+        self._scopes: list[frozenset[str]] = []
 
     def resolve(self, node: cst.CSTNode) -> str | None:
-        """The qualified name ``node`` stands for through the file's imports."""
+        """The qualified name ``node`` stands for through the file's imports,
+        in the scope it is used in (a parameter named ``jax`` is not jax)."""
+        if self._scopes:
+            head = dotted(node)
+            if head is not None and any(head.partition(".")[0] in bound for bound in self._scopes):
+                return None
         return self.ctx.facts.imports.resolve(node)
 
     def resolve_class(self, node: cst.CSTNode) -> str | None:
@@ -222,6 +233,8 @@ class RuleTransformer(FastTransformer):
         return True
 
     def on_visit(self, node: cst.CSTNode) -> bool:
+        if self._shadowable and isinstance(node, scopes.SCOPES):
+            self._scopes.append(scopes.bound_names(node, self._shadowable))
         if isinstance(node, cst.BaseStatement):
             skip = self._check_skips and self._is_skipped(node)
             self._skip_stack.append(skip)
@@ -231,6 +244,8 @@ class RuleTransformer(FastTransformer):
         return self._visit(node)
 
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
+        if self._shadowable and isinstance(original_node, scopes.SCOPES):
+            self._scopes.pop()
         if not isinstance(original_node, cst.BaseStatement):
             return self._leave(original_node, updated_node)
         if self._skip_stack[-1]:

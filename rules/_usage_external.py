@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from linen_upgrade.analysis import identity
 from linen_upgrade.facts import file_facts
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.rules._cst import express
@@ -30,6 +31,10 @@ _MAX_DEPTH = 3
 
 
 def module_file(path: str, own_module: str, module: str) -> Path | None:
+    table = identity.current()
+    if table is not None and table.name(path):  # the run names its files by path
+        found = table.path(module)
+        return Path(found) if found else None
     here = Path(path).resolve().parent
     for _ in range(max(0, len(own_module.split(".")) - 1)):
         here = here.parent
@@ -52,7 +57,8 @@ def external_analysis(file: Path, module: str, index: ProjectIndex, depth: int =
             _EXTERNAL.clear()
         try:
             text = file.read_text(encoding="utf-8")
-            analysis: Analysis | None = Analysis(cst.parse_module(text), file_facts(ast.parse(text), text, module),
+            facts = file_facts(ast.parse(text), text, module, str(file))
+            analysis: Analysis | None = Analysis(cst.parse_module(text), facts,
                                                  index, str(file), depth=depth)
         except (OSError, UnicodeDecodeError, SyntaxError, cst.ParserSyntaxError):
             analysis = None

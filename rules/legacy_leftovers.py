@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from linen_upgrade.analysis.identity import EXTERNAL_PACKAGES
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
@@ -89,6 +90,27 @@ class _Transformer(RuleTransformer):
         if qual:
             self._check(qual)
         return False
+
+    def visit_Call(self, node: cst.Call) -> bool:
+        qual = self.resolve(node.func)
+        name = qual.rpartition(".")[2] if qual else ""
+        if (name in self._legacy_names() and not self.ctx.index.is_legacy_module(qual)
+                and qual.rpartition(".")[0] not in self.ctx.index.paths
+                and qual.partition(".")[0] not in EXTERNAL_PACKAGES):
+            # the run converts a legacy class of this name; if this is it, the call must convert too
+            self.todo(f"{dotted(node.func)} resolves to `{qual}`, outside this run, while the run converts "
+                      f"a legacy module `{name}` ({self._legacy_names()[name]}): if it is that class, "
+                      "convert this call as well")
+        return True
+
+    def _legacy_names(self) -> dict[str, str]:
+        names = getattr(self, "_names", None)
+        if names is None:
+            names = self._names = {}
+            for qual in sorted(self.ctx.index.modules):
+                module, _, cls = qual.rpartition(".")
+                names.setdefault(cls, self.ctx.index.paths.get(module, qual))
+        return names
 
     def _check(self, qual: str) -> None:
         if qual.startswith("flax.optim"):

@@ -39,6 +39,7 @@ import ast
 
 import libcst as cst
 
+from linen_upgrade.analysis import identity
 from linen_upgrade.resolve import import_map
 from linen_upgrade.rule import Context, Example, FastTransformer, NoChange, Rule
 from linen_upgrade.rules._batch_stats_plan import CLASS_NAME, Plan, Planner, may_thread
@@ -122,7 +123,8 @@ class TrainStateBatchStats(Rule):
         tree = ast.parse(code)
         if not may_thread(tree):
             return module  # LibCST scopes cost several parses: only where the pattern may be
-        imports = import_map(tree, ctx.facts.module_name.rpartition(".")[0])
+        imports = import_map(tree, identity.package(ctx.facts.module_name, ctx.path),
+                             identity.resolver_for(ctx.path))
         found = Planner(module, imports).plans()
         if not found:
             return module

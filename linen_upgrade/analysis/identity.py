@@ -1,0 +1,176 @@
+"""Module identity by path: every file of the run has one name, and every
+import resolves to a file of the run or to "outside the run".
+
+Research repositories hold many ``train.py``/``models.py`` in folders without
+``__init__.py``; Python's own naming (climb while the folder is a package)
+gives them all the same name, and a project index keyed by it merges classes
+of different files.  Here a file is named by its path from the run's root
+(the common folder of its files, climbed while that is a package), dotted:
+``exp_a/models.py`` is ``exp_a.models``, ``pkg/nn/layers.py`` is
+``pkg.nn.layers``.  Names stay dotted so ``module.Class`` strings and
+attribute chains through package imports (``import pkg`` then
+``pkg.nn.layers.Dense``) keep working.
+
+An absolute import in a file is looked up where Python would find it: the
+file's own folder (a script's ``sys.path[0]``), its import root (the folder
+above its top package), then the folders above it up to the run's root (an
+import root inferred from where scripts sit); failing that, a unique file of
+the run whose path ends in the imported name (an import root inferred from
+the imports themselves).  What is not found, or found twice, is outside the
+run and keeps its own name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+
+# packages no research repository ships a copy of: their names never resolve into the run
+EXTERNAL_PACKAGES = frozenset({"flax", "jax", "jaxlib", "numpy", "optax", "scipy", "tensorflow", "torch",
+                               "tensorflow_datasets", "absl", "ml_collections", "chex", "haiku", "functools",
+                               "typing", "os", "sys", "collections"})
+
+
+def _package_root(folder: str) -> str:
+    """Climb while ``folder`` is a package: the folder its top package sits in."""
+    while os.path.isfile(os.path.join(folder, "__init__.py")):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return folder
+
+
+def _component(name: str) -> str:
+    # a folder named ``results_v0.7`` must not add a level to the dotted name
+    return name.replace(".", "_")
+
+
+@dataclass
+class ModuleTable:
+    """The files of one run, each named by its path from ``root``."""
+
+    root: str
+    names: dict[str, str] = field(default_factory=dict)  # absolute path -> dotted name
+    paths: dict[str, str] = field(default_factory=dict)  # dotted name -> absolute path
+    folders: dict[str, str] = field(default_factory=dict)  # absolute folder -> dotted name
+    # the last k components of every module's and folder's name -> the names ending so
+    tails: dict[str, list[str]] = field(default_factory=dict)
+    # every path component of the run: an import whose head is none of them is outside at once
+    heads: frozenset[str] = frozenset()
+
+    @classmethod
+    def build(cls, files: Iterable[str]) -> ModuleTable:
+        absolute = sorted({os.path.abspath(f) for f in files})
+        if not absolute:
+            return cls(root="")
+        root = _package_root(os.path.commonpath([os.path.dirname(f) for f in absolute]))
+        table = cls(root=root)
+        heads: set[str] = set()
+        for path in absolute:
+            rel = os.path.relpath(path, root).split(os.sep)
+            stem = os.path.splitext(rel[-1])[0]
+            parts = [_component(p) for p in rel[:-1]] + ([] if stem == "__init__" else [stem])
+            name = ".".join(parts)
+            if name in table.paths:  # results.py beside a results/ package, or sanitised twins
+                name = f"{name}#{len(table.paths)}"
+            table.names[path] = name
+            table.paths[name] = path
+            heads.update(rel[:-1])
+            heads.add(stem)
+            folder = os.path.dirname(path)
+            for depth in range(len(rel) - 1, 0, -1):
+                table.folders.setdefault(folder, ".".join(parts[:depth]))
+                folder = os.path.dirname(folder)
+        table.heads = frozenset(heads)
+        for name in [*table.paths, *table.folders.values()]:
+            parts = name.split(".")
+            for k in range(1, len(parts) + 1):
+                tail = ".".join(parts[-k:])
+                bucket = table.tails.setdefault(tail, [])
+                if name not in bucket:
+                    bucket.append(name)
+        return table
+
+    def name(self, path: str) -> str:
+        """The dotted name of a file of the run ("" for one outside it)."""
+        return self.names.get(os.path.abspath(path), "")
+
+    def path(self, name: str) -> str | None:
+        return self.paths.get(name)
+
+    def resolver(self, importer: str) -> Callable[[str], str]:
+        """How ``importer``'s absolute imports name modules: the run's name
+        of the file or folder they reach, or their own name when outside."""
+        here = os.path.dirname(os.path.abspath(importer))
+        roots = [here, _package_root(here)]
+        folder = here
+        while folder.startswith(self.root) and folder != os.path.dirname(folder):
+            folder = os.path.dirname(folder)
+            if not folder.startswith(self.root):
+                break
+            roots.append(folder)
+        roots = list(dict.fromkeys(roots))
+        cache: dict[str, str] = {}
+
+        def resolve(module: str) -> str:
+            if (not module or module.partition(".")[0] in EXTERNAL_PACKAGES
+                    or not self.heads.intersection(module.split("."))):
+                return module  # flax, jax, numpy: the common case costs one set lookup
+            if module not in cache:
+                cache[module] = self._find(roots, module)
+            return cache[module]
+
+        return resolve
+
+    def _find(self, roots: list[str], module: str) -> str:
+        parts = module.split(".")
+        for root in roots:
+            base = os.path.join(root, *parts)
+            for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+                if candidate in self.names:
+                    return self.names[candidate]
+            if base in self.folders:  # a namespace package (or a package holding run files)
+                return self.folders[base]
+        found = self.tails.get(module, [])
+        if len(found) == 1:
+            return found[0]
+        # ``lra.models.layers`` run on ``lra/models/``: the import's first folders lie above the run
+        # (two names at least: one alone says too little)
+        above = [self.root, os.path.dirname(self.root), os.path.dirname(os.path.dirname(self.root))]
+        for k in range(1, len(parts) - 1):
+            for folder in above:
+                base = os.path.join(folder, *parts[k:])
+                for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+                    if candidate in self.names:
+                        return self.names[candidate]
+        return module
+
+
+def package(module: str, path: str | None) -> str:
+    """The package relative imports start from: a package's ``__init__.py`` is its own."""
+    if path and os.path.basename(path) == "__init__.py":
+        return module
+    return module.rpartition(".")[0]
+
+
+# The table of the run in progress, set by the pipeline in each process:
+# facts read anywhere (the scan, a rule reading another file) name imports alike.
+_CURRENT: list[ModuleTable | None] = [None]
+
+
+def use(table: ModuleTable | None) -> None:
+    _CURRENT[0] = table
+
+
+def current() -> ModuleTable | None:
+    return _CURRENT[0]
+
+
+def resolver_for(path: str | None) -> Callable[[str], str] | None:
+    table = _CURRENT[0]
+    if table is None or not path or table.name(path) == "":
+        return None
+    return table.resolver(path)

@@ -1,0 +1,204 @@
+"""Module identity by path and scoped names (``linen_upgrade/analysis``):
+two files that share a name are two modules, imports reach the file Python
+would load (namespace packages, re-exports, import roots above the run), and
+a name bound in a local scope is not the import it shadows."""
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from linen_upgrade.analysis.identity import ModuleTable
+from linen_upgrade.config import Config
+from linen_upgrade.pipeline import run
+from linen_upgrade.registry import all_rules
+
+PROGRAMS = Path(__file__).parent.parent / "fixtures" / "programs"
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def _upgrade(root: Path) -> dict[str, tuple[str, list[str]]]:
+    result = run(sorted(root.rglob("*.py")), Config(), [r.id for r in all_rules()], jobs=1)
+    out = {}
+    for r in result.results:
+        assert r.error is None, r.error
+        out[Path(r.path).relative_to(root).as_posix()] = (
+            (r.new or r.original).decode(), [f"{f.rule} {f.message}" for f in r.findings])
+    return out
+
+
+MLP_A = """\
+    from flax import nn
+
+
+    class MLP(nn.Module):
+      def apply(self, x, hidden=16):
+        return nn.relu(nn.Dense(x, hidden))
+    """
+MLP_B = """\
+    from flax import nn
+
+
+    class MLP(nn.Module):
+      def apply(self, x, width):
+        return nn.Dense(x, width * 2)
+    """
+TRAIN = """\
+    import jax
+    import jax.numpy as jnp
+    from flax import nn
+    import models
+
+
+    class Head(nn.Module):
+      def apply(self, x):
+        return models.MLP(x, {kw})
+    """
+
+
+def test_same_named_files_in_two_folders_are_two_modules(tmp_path):
+    _write(tmp_path, {"exp_a/models.py": MLP_A, "exp_b/models.py": MLP_B,
+                      "exp_a/train.py": TRAIN.format(kw="hidden=4"), "exp_b/train.py": TRAIN.format(kw="width=3")})
+    files = _upgrade(tmp_path)
+    a, b = files["exp_a/models.py"][0], files["exp_b/models.py"][0]
+    assert "  hidden: int = 16\n" in a and "width" not in a
+    assert "nn.Dense(self.hidden)(x)" in a
+    assert "  width: Any\n" in b and "hidden" not in b
+    # each train.py calls its own folder's class, by that class's signature
+    assert "return models.MLP(hidden=4)(x)" in files["exp_a/train.py"][0]
+    assert "return models.MLP(width=3)(x)" in files["exp_b/train.py"][0]
+    assert all(findings == [] for _, findings in files.values())
+
+
+def test_namespace_package_and_star_reexport(tmp_path):
+    _write(tmp_path, {
+        "pkg/__init__.py": "from .layers import *\n",
+        "pkg/layers.py": """\
+            from flax import nn
+
+            __all__ = ['Block']
+
+
+            class Block(nn.Module):
+              def apply(self, x, features, scale=2.0):
+                return nn.Dense(x, features) * scale
+            """,
+        # exp/ has no __init__.py: a PEP 420 namespace package seen from main.py
+        "exp/net.py": """\
+            from flax import nn
+            from pkg import Block
+
+
+            class Net(nn.Module):
+              def apply(self, x):
+                return Block(x, 2, scale=1.0)
+            """,
+        "main.py": """\
+            from flax import nn
+            from exp import net
+
+
+            class Top(nn.Module):
+              def apply(self, x):
+                return net.Net(x)
+            """,
+    })
+    files = _upgrade(tmp_path)
+    assert "return Block(2, scale=1.0)(x)" in files["exp/net.py"][0]
+    assert "return net.Net()(x)" in files["main.py"][0]
+    assert files["exp/net.py"][1] == [] and files["main.py"][1] == []
+
+
+def test_import_root_above_the_run(tmp_path):
+    """Run on ``lra/models/`` while its files import ``lra.models.layers``."""
+    _write(tmp_path, {
+        "lra/models/layers.py": """\
+            from flax import nn
+
+
+            class AddPos(nn.Module):
+              def apply(self, x, scale=1.0):
+                return x * scale
+            """,
+        "lra/models/net.py": """\
+            from flax import nn
+            from lra.models import layers
+
+
+            class Net(nn.Module):
+              def apply(self, x):
+                return layers.AddPos(x, scale=2.0)
+            """,
+    })
+    files = _upgrade(tmp_path / "lra" / "models")
+    assert "return layers.AddPos(scale=2.0)(x)" in files["net.py"][0]
+
+
+def test_call_of_a_converted_class_through_an_unresolved_import_gets_a_todo(tmp_path):
+    _write(tmp_path, {
+        "layers.py": """\
+            from flax import nn
+
+
+            class AddPos(nn.Module):
+              def apply(self, x, scale=1.0):
+                return x * scale
+            """,
+        "net.py": """\
+            from flax import nn
+            from some_installed_package import layers
+
+
+            class Net(nn.Module):
+              def apply(self, x):
+                return layers.AddPos(x, scale=2.0)
+            """,
+    })
+    text, findings = _upgrade(tmp_path)["net.py"]
+    assert "return layers.AddPos(x, scale=2.0)" in text  # not ours to convert, and not silent
+    assert any(f.startswith("LU901 layers.AddPos resolves to `some_installed_package.layers.AddPos`")
+               for f in findings), findings
+
+
+@pytest.mark.parametrize("body", [
+    "def g(jax, f, a):\n  return jax.tree_multimap(f, a)\n",
+    "def g(f, a):\n  jax = a\n  return jax.tree_multimap(f, a)\n",
+    "def g(f, a):\n  return [jax.tree_multimap(f, b) for jax in a]\n",
+    "g = lambda jax, f, a: jax.tree_multimap(f, a)\n",
+], ids=["parameter", "local", "comprehension", "lambda"])
+def test_a_local_name_that_shadows_an_import_is_not_the_import(tmp_path, body):
+    source = "from flax import nn\nimport jax\n\n\n" + body + "\n\ndef h(f, a):\n  return jax.tree_multimap(f, a)\n"
+    _write(tmp_path, {"m.py": source})
+    text, _ = _upgrade(tmp_path)["m.py"]
+    assert body in text  # the shadowed use stays as written
+    assert "def h(f, a):\n  return jax.tree_util.tree_map(f, a)\n" in text
+
+
+def test_fixture_programs_as_one_tree_convert_as_each_alone(tmp_path):
+    tree, alone = tmp_path / "tree", tmp_path / "alone"
+    for program in sorted(p for p in PROGRAMS.iterdir() if p.is_dir()):
+        shutil.copytree(program, tree / program.name)
+        shutil.copytree(program, alone / program.name)
+    together = _upgrade(tree)
+    for program in sorted(alone.iterdir()):
+        for name, (text, findings) in _upgrade(program).items():
+            assert together[f"{program.name}/{name}"] == (text, findings), f"{program.name}/{name}"
+
+
+def test_table_names_files_by_path(tmp_path):
+    _write(tmp_path, {"a/train.py": "", "b/train.py": "", "pkg/__init__.py": "", "pkg/sub/m.py": "",
+                      "v0.7/x.py": ""})
+    table = ModuleTable.build(str(p) for p in tmp_path.rglob("*.py"))
+    assert sorted(table.paths) == ["a.train", "b.train", "pkg", "pkg.sub.m", "v0_7.x"]
+    resolve = table.resolver(str(tmp_path / "a" / "train.py"))
+    assert resolve("train") == "a.train"  # a script's own folder first
+    assert resolve("pkg.sub.m") == "pkg.sub.m"  # then the folders above it
+    assert resolve("flax.nn") == "flax.nn"  # outside the run keeps its name
