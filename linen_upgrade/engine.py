@@ -59,6 +59,10 @@ class FileResult:
         return self.new is not None and self.new != self.original
 
 
+# the rule id of findings about the source itself rather than about a rule's work
+SOURCE_RULE = "LU000"
+
+
 class SourceError(Exception):
     """The input cannot be read or parsed; the message names file and line."""
 
@@ -137,14 +141,60 @@ def rewrite_python(data: bytes, path: str, facts: FileFacts, index: ProjectIndex
     result.fixed = ctx.fixed
     result.findings = findings_in(module.code, path)
     if new != data:
-        try:
-            _validate(new, path)
-        except SyntaxError as exc:
-            result.error = (f"{path}:{exc.lineno or 1}:{exc.offset or 1}: the rewritten code does not "
-                            f"compile ({exc.msg}); file left unchanged")
-            return result
+        error = _compile_error(new, path)
+        if error is not None:
+            added = _new_compile_error(data, new, path)
+            if added is not None:
+                result.error = (f"{path}:{added.lineno or 1}:{added.offset or 1}: the rewritten code does not "
+                                f"compile ({added.msg}); file left unchanged")
+                return result
+            result.findings.append(Finding(
+                path, error.lineno or 1, error.offset or 1, SOURCE_RULE,
+                f"the file did not compile before the rewrite ({error.msg}); rewritten anyway: the "
+                f"result fails only where the original did"))
         result.new = new
     return result
+
+
+def _compile_error(data: bytes, path: str) -> SyntaxError | None:
+    try:
+        _validate(data, path)
+    except SyntaxError as exc:
+        return exc
+    return None
+
+
+def _new_compile_error(original: bytes, new: bytes, path: str) -> SyntaxError | None:
+    """The first error compiling ``new`` that compiling ``original`` does not share.
+
+    An original that LibCST parses but Python does not compile (a published
+    ``from __future__ import REDACTED``) may still be rewritten, as long as the
+    rewrite fails only where the original does.  Python stops at the first
+    error, so each shared one is replaced by ``pass`` in both, to look behind it.
+    """
+    old_lines, new_lines = original.splitlines(keepends=True), new.splitlines(keepends=True)
+    for _ in range(_SHARED_ERRORS_LOOKED_BEHIND):
+        new_error = _compile_error(b"".join(new_lines), path)
+        if new_error is None:
+            return None
+        old_error = _compile_error(b"".join(old_lines), path)
+        if old_error is None or old_error.msg != new_error.msg or not old_error.lineno \
+                or not new_error.lineno or old_lines[old_error.lineno - 1:old_error.lineno] \
+                != new_lines[new_error.lineno - 1:new_error.lineno]:
+            return new_error
+        _blank(old_lines, old_error.lineno)
+        _blank(new_lines, new_error.lineno)
+    return _compile_error(b"".join(new_lines), path)
+
+
+_SHARED_ERRORS_LOOKED_BEHIND = 20
+
+
+def _blank(lines: list[bytes], lineno: int) -> None:
+    """Line ``lineno`` becomes ``pass`` at its indentation."""
+    line = lines[lineno - 1]
+    indent = line[: len(line) - len(line.lstrip())]
+    lines[lineno - 1] = indent + b"pass" + line[len(line.rstrip(b"\r\n")):]
 
 
 def process(path: str, data: bytes, facts: FileFacts, index: ProjectIndex,
