@@ -23,11 +23,13 @@ from linen_upgrade import notebook
 from linen_upgrade.config import Config
 from linen_upgrade.facts import FileFacts, file_facts
 from linen_upgrade.index import ProjectIndex
-from linen_upgrade.rule import TODO_RE, Context, Rule
+from linen_upgrade.rule import FIX_MARK, TODO_RE, Context, Rule
 
 
 @dataclass(frozen=True)
-class Finding:
+class Located:
+    """A rule's message at a place of the rewritten file."""
+
     path: str
     line: int
     col: int
@@ -35,13 +37,24 @@ class Finding:
     message: str
     cell: int | None = None  # a notebook's cell (index in its cells); line and col are in that cell
 
-    def __str__(self) -> str:
-        return f"{self.location}: {self.rule} needs manual change: {self.message}"
-
     @property
     def location(self) -> str:
         cell = f"cell_{self.cell + 1}:" if self.cell is not None else ""
         return f"{self.path}:{cell}{self.line}:{self.col}"
+
+
+class Finding(Located):
+    """What a person still has to change."""
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.rule} needs manual change: {self.message}"
+
+
+class Fix(Located):
+    """A rewrite made (line and col: the statement it changed)."""
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.rule} [*] {self.message}"
 
 
 @dataclass
@@ -50,7 +63,7 @@ class FileResult:
     original: bytes = b""
     new: bytes | None = None  # set only when the rewrite changed the file
     findings: list[Finding] = field(default_factory=list)
-    fixed: list[tuple[str, str]] = field(default_factory=list)
+    fixed: list[Fix] = field(default_factory=list)
     error: str | None = None
     parsed: bool = False
 
@@ -137,9 +150,12 @@ def rewrite_python(data: bytes, path: str, facts: FileFacts, index: ProjectIndex
         except Exception as exc:  # a rule bug must not cost the user a file
             result.error = f"{path}: rule {rule.id} ({rule.name}) failed: {type(exc).__name__}: {exc}"
             return result
-    new = module.bytes
-    result.fixed = ctx.fixed
-    result.findings = findings_in(module.code, path)
+    code, places = _without_fix_marks(module.code)
+    new = code.encode(module.encoding)
+    # a fix whose statement vanished at the top level, or made for the file as a whole: line 1
+    result.fixed = sorted((Fix(path, *places.get(k, (1, 1)), rule, message)
+                           for k, (rule, message) in enumerate(ctx.fixed)), key=lambda f: (f.line, f.col))
+    result.findings = findings_in(code, path)
     if new != data:
         error = _compile_error(new, path)
         if error is not None:
@@ -154,6 +170,30 @@ def rewrite_python(data: bytes, path: str, facts: FileFacts, index: ProjectIndex
                 f"result fails only where the original did"))
         result.new = new
     return result
+
+
+_FIX_MARK_RE = re.compile("^[ \t]*" + re.escape(FIX_MARK).replace(r"\{\}", r"(\d+)") + r"\s*$")
+
+
+def _without_fix_marks(code: str) -> tuple[str, dict[int, tuple[int, int]]]:
+    """``code`` without the rules' fix marks (``rule.FIX_MARK``), and where the
+    statement below each mark starts: fix index -> (line, col)."""
+    if FIX_MARK.partition("{")[0] not in code:
+        return code, {}
+    kept: list[str] = []
+    places: dict[int, tuple[int, int]] = {}
+    pending: list[int] = []
+    for line in code.splitlines(keepends=True):
+        mark = _FIX_MARK_RE.match(line)
+        if mark:
+            pending.append(int(mark[1]))
+            continue
+        kept.append(line)
+        text = line.lstrip()
+        if pending and text.strip() and not text.startswith("#"):  # TODO comments may sit between
+            places.update((k, (len(kept), len(line) - len(text) + 1)) for k in pending)
+            pending = []
+    return "".join(kept), places
 
 
 def _compile_error(data: bytes, path: str) -> SyntaxError | None:
@@ -207,7 +247,10 @@ def process(path: str, data: bytes, facts: FileFacts, index: ProjectIndex,
     except notebook.NotebookError as exc:
         return FileResult(path=path, original=data, error=str(exc))
     inner = rewrite_python(nb.code.encode("utf-8"), path, facts, index, config, rules)
-    result = FileResult(path=path, original=data, findings=inner.findings, fixed=inner.fixed,
+    joined = inner.new.decode("utf-8") if inner.new is not None else nb.code
+    fixed = [dataclasses.replace(f, cell=cell, line=line) for f in inner.fixed
+             for cell, line in [notebook.locate_in(joined, f.line)]]
+    result = FileResult(path=path, original=data, findings=inner.findings, fixed=fixed,
                         error=inner.error, parsed=inner.parsed)
     if inner.error is not None:
         return result

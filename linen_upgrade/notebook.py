@@ -282,6 +282,17 @@ def rebuild(nb: Notebook, new_code: str) -> Rebuilt:
     return Rebuilt((text + ("\n" if nb.raw.endswith(b"\n") else "")).encode("utf-8"), [], sources)
 
 
+def locate_in(new_code: str, line: int) -> tuple[int, int]:
+    """A line of the rewritten joined code -> (cell index, line in that cell),
+    split as :func:`rebuild` splits it."""
+    marks = [(new_code.count("\n", 0, m.start()) + 1, int(m[1])) for m in _CELL_RE.finditer(new_code)]
+    first_mark, first_cell = marks[0]
+    mark, cell = max(((at, c) for at, c in marks if at < line), default=marks[0])
+    if cell == first_cell:  # lines above its marker (imports a rule added) open the first cell
+        return cell, line if line < first_mark else line - 1
+    return cell, line - mark
+
+
 def _detect_indent(raw: bytes) -> int | None:
     m = re.search(rb"\n( +)\"", raw)
     return len(m[1]) if m else None

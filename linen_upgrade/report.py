@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from linen_upgrade.engine import FileResult
+from linen_upgrade.engine import FileResult, Located
 
 
 @dataclass
@@ -54,8 +54,8 @@ def emit_text(results: list[FileResult], summary: Summary, out: Callable[[str], 
             elif not quiet:
                 err(f"rewrote {r.path}")
             if verbose:
-                for rule, message in r.fixed:
-                    err(f"{r.path}: {rule} [*] {message}")
+                for fix in r.fixed:
+                    err(str(fix))
         if not quiet:
             for f in r.findings:
                 out(str(f))
@@ -70,10 +70,8 @@ def emit_json(results: list[FileResult], summary: Summary, out: Callable[[str], 
                 "path": r.path,
                 "changed": r.changed,
                 "error": r.error,
-                "fixed": [{"rule": rule, "message": m} for rule, m in r.fixed],
-                "findings": [{**({"cell": f.cell + 1} if f.cell is not None else {}),
-                              "line": f.line, "col": f.col, "rule": f.rule, "message": f.message}
-                             for f in r.findings],
+                "fixed": [_located(f) for f in r.fixed],
+                "findings": [_located(f) for f in r.findings],
                 **({"diff": unified_diff(r)} if r.changed and summary.mode == "diff" else {}),
             }
             for r in results if r.changed or r.error or r.findings
@@ -83,6 +81,11 @@ def emit_json(results: list[FileResult], summary: Summary, out: Callable[[str], 
                     "mode": summary.mode},
     }
     out(json.dumps(doc, indent=2))
+
+
+def _located(item: Located) -> dict:
+    return {**({"cell": item.cell + 1} if item.cell is not None else {}),
+            "line": item.line, "col": item.col, "rule": item.rule, "message": item.message}
 
 
 def _gh(text: str) -> str:

@@ -27,6 +27,8 @@ TODO_PREFIX = "# TODO(linen-upgrade):"
 TODO_RE = re.compile(r"#\s*TODO\(linen-upgrade\):\s*(?P<rule>LU\d{3})\s+(?P<msg>.*)$")
 SKIP_MARK = "linen-upgrade: skip"
 SKIP_FILE_MARK = "linen-upgrade: skip-file"
+# a comment above the statement a fix changed (k: its index in Context.fixed), gone from the output
+FIX_MARK = "# <linen-upgrade-fix {}>"
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,8 @@ class RuleTransformer(FastTransformer):
 
     def fixed(self, message: str) -> None:
         self.ctx.fixed.append((self.rule.id, message))
+        if self._todo_stack:  # marks the statement, like a TODO; the engine reads its line and drops the mark
+            self._todo_stack[-1].append(FIX_MARK.format(len(self.ctx.fixed) - 1))
 
     # -- traversal hooks -----------------------------------------------------
     def visit_Module(self, node: cst.Module) -> bool:

@@ -262,7 +262,8 @@ class _Transformer(AttentionCalls, CellCalls):
             self.todo(f"{_name(func)}: {problem}")
             return given
         new = attention_result(self._wrap_two_arg_initializers(new), mask, decode, query)
-        self.fixed(f"{_name(func)}(x, ...) -> {_name(func)}(...)(x)")
+        # the output's name: nn.dropout -> nn.Dropout
+        self.fixed(f"{_name(func)}(x, ...) -> {_name(ctor)}(...)(x)")
         return new
 
 
