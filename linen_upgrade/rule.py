@@ -29,6 +29,20 @@ SKIP_MARK = "linen-upgrade: skip"
 SKIP_FILE_MARK = "linen-upgrade: skip-file"
 # a comment above the statement a fix changed (k: its index in Context.fixed), gone from the output
 FIX_MARK = "# <linen-upgrade-fix {}>"
+_WHITESPACE = re.compile(r"\s+")
+
+
+def todo_line(rule_id: str, message: str) -> str:
+    """``# TODO(linen-upgrade): ID message`` on one line: a message quoting
+    multi-line code (``jax.pmap(\\n lambda ...)``) would otherwise make a
+    comment node LibCST refuses, and the whole file would stay legacy."""
+    return _WHITESPACE.sub(" ", f"{TODO_PREFIX} {rule_id} {message}").strip()
+
+
+def quote(code: str, limit: int = 80) -> str:
+    """Code quoted in a message: one line (``f(\\n  a)`` -> ``f(a)``), cut at ``limit`` characters."""
+    code = re.sub(r"([(\[{]) | ([)\]}])", r"\1\2", _WHITESPACE.sub(" ", code).strip())
+    return code if len(code) <= limit else code[:limit - 3].rstrip() + "..."
 
 
 @dataclass(frozen=True)
@@ -219,7 +233,7 @@ class RuleTransformer(FastTransformer):
 
     # -- reporting -----------------------------------------------------------
     def todo(self, message: str) -> None:
-        line = f"{TODO_PREFIX} {self.rule.id} {message}"
+        line = todo_line(self.rule.id, message)
         if self._todo_stack and line not in self._todo_stack[-1]:
             self._todo_stack[-1].append(line)
 

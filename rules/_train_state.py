@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 import libcst as cst
 
 from linen_upgrade.resolve import dotted
-from linen_upgrade.rule import TODO_PREFIX, FastTransformer, FastVisitor
+from linen_upgrade.rule import FastTransformer, FastVisitor, quote, todo_line
 from linen_upgrade.rules import _optim
 from linen_upgrade.rules._optim_calls import CHECKPOINT_HINT, CHECKPOINTS, PRESERVING, READERS, unwrap
 from linen_upgrade.rules._optim_defs import Scan, convert
@@ -275,7 +275,7 @@ class Plan(FastVisitor):
             opts = [(i, a) for i, a in enumerate(call.args) if self.is_opt(a.value)]
             if local is not None or not opts or id(call) in self.creates:
                 continue
-            shown = qual or dotted(call.func) or _optim.code(call.func)
+            shown = qual or dotted(call.func) or quote(_optim.code(call.func))
             for i, a in opts:
                 if a.star:
                     self.problems.append(f"the optimizer is unpacked into {shown}(...)")
@@ -313,8 +313,8 @@ def todo_on_first_create(module: cst.Module, plan: Plan, rule_id: str, problems:
                          functions: Iterable[str] = ()) -> cst.Module:
     """The TODO on the first statement creating an optimizer, else (a file
     handed its optimizers by other files) on the first of ``functions``."""
-    msg = (f"{TODO_PREFIX} {rule_id} flax.optim optimizer not converted to a TrainState: "
-           f"{'; '.join(dict.fromkeys(problems))}")
+    msg = todo_line(rule_id, "flax.optim optimizer not converted to a TrainState: "
+                    f"{'; '.join(dict.fromkeys(problems))}")
     functions = set(functions)
 
     def add(node):
