@@ -165,8 +165,8 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
         return RunResult(results=results, scanned=len(files))
     finally:
         identity.use(None)
-        if pool is not None:
-            pool.shutdown()
+        if pool is not None:  # after Ctrl-C, the files not started yet are not waited for
+            pool.shutdown(cancel_futures=True)
 
 
 _OPTIM_REACH_CAP = 200
