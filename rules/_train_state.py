@@ -64,7 +64,7 @@ class Plan(FastVisitor):
         self.names: set[str] = set(seeds)
         self.opt_funcs: set[str] = set()
         module.visit(self)
-        self._solve()
+        self._solve(frozenset(seeds))
 
     def qual(self, node: cst.BaseExpression) -> str | None:
         return self.scan.qual(node)
@@ -178,7 +178,7 @@ class Plan(FastVisitor):
                 out.update(i for i, el in enumerate(r.elements) if self.is_opt(el.value))
         return out
 
-    def _solve(self) -> None:
+    def _solve(self, seeds: frozenset[str]) -> None:
         params = {p.name.value for fn in self.funcs.values()
                   for p in (*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params)}
         bound: dict[str, int] = {}
@@ -217,6 +217,7 @@ class Plan(FastVisitor):
                     self.state_names.update(_names(target))
                 elif isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 2:
                     self.state_names.update(_names(target.elements[1].value))
+        received: set[tuple[str, str]] = set()  # (function, parameter) a call of this file passes an optimizer
         while True:
             before = (len(self.names), len(self.opt_funcs))
             tuple_funcs: dict[str, set[int | None]] = {}
@@ -249,10 +250,13 @@ class Plan(FastVisitor):
                         continue
                     if a.keyword is not None:
                         self.names.add(a.keyword.value)
+                        received.add((local, a.keyword.value))
                     elif i + shift < len(params):
                         self.names.add(params[i + shift])
+                        received.add((local, params[i + shift]))
             if before == (len(self.names), len(self.opt_funcs)):
                 break
+        self._check_parameters(received, seeds)
         used = _optim.name_counts(self.module)
         module = self.scan.ctx.facts.module_name
         elsewhere = self.scan.ctx.index.referrers
@@ -263,6 +267,20 @@ class Plan(FastVisitor):
                 self.problems.append(f"{f}() returns the optimizer to code in other files, which this "
                                      "file's conversion cannot reach: convert them together")
         self._follow_arguments()
+
+    def _check_parameters(self, received: set[tuple[str, str]], seeds: frozenset[str]) -> None:
+        """Names hold an optimizer file-wide; a parameter that shares such a name
+        is one only where the data says so: a call of this file or another
+        file of the run passes it an optimizer, or the function steps it
+        (``.apply_gradient``).  Otherwise ``def report(optimizer): return
+        optimizer.target`` called with another object would get ``.params``."""
+        for name, fn in self.funcs.items():
+            for p in (*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params):
+                param = p.name.value
+                if param in self.names and param not in seeds and (name, param) not in received \
+                        and not _steps(fn, param):
+                    self.problems.append(f"{param} (parameter of {name}()) is named like an optimizer of this "
+                                         "file, but no call here passes it one")
 
     def _follow_arguments(self) -> None:
         """Where the optimizers passed as arguments go: functions of this file
@@ -287,6 +305,27 @@ class Plan(FastVisitor):
                         qual is None and isinstance(call.func, cst.Name) and call.func.value in READERS):
                     self.problems.append(f"the optimizer is passed to {shown}(...), which this rule cannot "
                                          "follow")
+
+
+_STEPS = frozenset({"apply_gradient", "optimize", "compute_gradient"})
+
+
+def _steps(fn: cst.FunctionDef, name: str) -> bool:
+    """Does ``fn`` call an optimizer-only method on ``name`` (``name.apply_gradient(...)``)?"""
+    return any(isinstance(c.func, cst.Attribute) and c.func.attr.value in _STEPS
+               and isinstance(c.func.value, cst.Name) and c.func.value.value == name
+               for c in _calls(fn))
+
+
+def _calls(node: cst.CSTNode) -> list[cst.Call]:
+    found: list[cst.Call] = []
+
+    class _Calls(cst.CSTVisitor):
+        def visit_Call(self, call: cst.Call) -> None:
+            found.append(call)
+
+    node.visit(_Calls())
+    return found
 
 
 def _names(target: cst.BaseExpression) -> list[str]:
