@@ -10,8 +10,8 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.facts import Param
-from linen_upgrade.rule import Context, FastVisitor, Rule, RuleTransformer
-from linen_upgrade.rules._cst import build_dotted, express, is_docstring
+from linen_upgrade.rule import Context, FastTransformer, FastVisitor, Rule, RuleTransformer
+from linen_upgrade.rules._cst import build_dotted, express, is_docstring, kwarg
 from linen_upgrade.rules._modules import SelfAttributes, type_of
 
 
@@ -25,11 +25,31 @@ class ModuleParts(RuleTransformer):
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
-        self._local_names = {t.target.value for s in node.body if isinstance(s, cst.SimpleStatementLine)
-                             for a in s.body if isinstance(a, cst.Assign) for t in a.targets
-                             if isinstance(t.target, cst.Name)} | {
+        self._globals = _assigned_values(node.body)
+        self._local_names = set(self._globals) | {
             s.name.value for s in node.body if isinstance(s, (cst.ClassDef, cst.FunctionDef))}
         return True
+
+    def default_problem(self, apply: cst.FunctionDef, attrs, body: list) -> str | None:
+        """A mutable default (list, dict, set) becomes ``field(default_factory=lambda: ...)``;
+        the lambda cannot see names of the class body, which the legacy default could.
+        Linen hands list attributes to the methods as tuples and dicts as FrozenDicts:
+        a body that does more than read one (``widths + [2]``, ``append``, ``==``) is left."""
+        class_values = _assigned_values(body)
+        methods = [s for s in body if isinstance(s, cst.FunctionDef)]
+        for param in [*apply.params.posonly_params, *apply.params.params, *apply.params.kwonly_params]:
+            name = param.name.value
+            if param.default is None or name not in {a.name for a in attrs}:
+                continue
+            kind = _mutable_kind(param.default, {**self._globals, **class_values})
+            if kind and _names_in(param.default) & set(class_values):
+                return (f"the default of {name} is a {kind} that reads names of the class body: make it "
+                        "a field with default_factory by hand")
+            if kind in ("list", "dict") and not all(_only_read(m, name, self.is_legacy_class) for m in methods):
+                return (f"{name} defaults to a {kind}, which a Linen module sees as a "
+                        f"{'tuple' if kind == 'list' else 'FrozenDict'}, and the body does more than read it: "
+                        "convert by hand")
+        return None
 
     def _unsupported(self, cls: cst.ClassDef, body: list, applies: list[int]) -> str | None:
         """Shapes of legacy classes this rule does not convert (they get a TODO)."""
@@ -72,6 +92,14 @@ class ModuleParts(RuleTransformer):
                                   *apply.params.kwonly_params] if p.name.value == attr.name), None) \
             if apply is not None else None
         value = param.default if param is not None else None
+        if value is not None and _mutable_kind(value, self._globals):
+            # a dataclass refuses a mutable default; the factory keeps its type (code may
+            # append to it or add lists), evaluated when the module is made
+            field, needed = express("dataclasses.field", self.ctx.facts.imports)
+            if needed:
+                self.imports.add((needed, None))
+            value = cst.Call(func=build_dotted(field), args=[kwarg("default_factory", cst.Lambda(
+                params=cst.Parameters(), body=value))])
         return cst.SimpleStatementLine(body=[cst.AnnAssign(
             target=cst.Name(attr.name),
             annotation=(param.annotation if param is not None else None)
@@ -106,7 +134,7 @@ class ModuleParts(RuleTransformer):
     def _call_method(self, apply: cst.FunctionDef, split) -> cst.FunctionDef:
         inputs = {p.name for p in split.inputs}
         attrs = {a.name for a in split.attrs}
-        reassigned = _reassigned(apply.body) & attrs
+        reassigned = reassigned_names(apply.body) & attrs
         body = apply.body.visit(SelfAttributes({a: a for a in attrs - reassigned}))
         if reassigned:
             copies = [cst.parse_statement(f"{n} = self.{n}") for n in sorted(reassigned)]
@@ -133,45 +161,243 @@ class ModuleParts(RuleTransformer):
         return apply.with_changes(name=cst.Name("__call__"), params=params, body=body, decorators=decorators)
 
 
-def _reassigned(body: cst.CSTNode) -> set[str]:
+def reassigned_names(body: cst.CSTNode) -> set[str]:
     found: set[str] = set()
 
     class V(FastVisitor):
         def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
-            found.update(n.value for n in _names(node.target))
+            found.update(n.value for n in target_names(node.target))
 
         def visit_AugAssign(self, node: cst.AugAssign) -> None:
-            found.update(n.value for n in _names(node.target))
+            found.update(n.value for n in target_names(node.target))
 
         def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-            found.update(n.value for n in _names(node.target))
+            found.update(n.value for n in target_names(node.target))
 
         def visit_For(self, node: cst.For) -> None:
-            found.update(n.value for n in _names(node.target))
+            found.update(n.value for n in target_names(node.target))
 
         def visit_AsName(self, node: cst.AsName) -> None:
-            found.update(n.value for n in _names(node.name))
+            found.update(n.value for n in target_names(node.name))
 
         def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
-            found.update(n.value for n in _names(node.target))
+            found.update(n.value for n in target_names(node.target))
 
     body.visit(V())
     return found
 
 
-def _names(target: cst.CSTNode) -> list[cst.Name]:
+def self_uses(fn: cst.FunctionDef, name: str) -> list[cst.BaseExpression]:
+    """Each ``self.<name>`` in ``fn``: the call when it is called, else the attribute."""
+    uses: list[cst.BaseExpression] = []
+
+    class V(FastVisitor):
+        def visit_Call(self, node: cst.Call) -> None:
+            if _is_self_attr(node.func, name):
+                uses.append(node)
+
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            if _is_self_attr(node, name) and not any(isinstance(u, cst.Call) and u.func is node for u in uses):
+                uses.append(node)
+    fn.body.visit(V())
+    return uses
+
+
+def _is_self_attr(node: cst.CSTNode, name: str) -> bool:
+    return (isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name)
+            and node.value.value == "self" and node.attr.value == name)
+
+
+def target_names(target: cst.CSTNode) -> list[cst.Name]:
+    """The names an assignment target binds."""
     if isinstance(target, cst.Name):
         return [target]
     if isinstance(target, (cst.Tuple, cst.List)):
-        return [n for el in target.elements for n in _names(el.value)]
+        return [n for el in target.elements for n in target_names(el.value)]
     if isinstance(target, cst.StarredElement):
-        return _names(target.value)
+        return target_names(target.value)
     return []
+
+
+_KINDS = {cst.List: "list", cst.ListComp: "list", cst.Dict: "dict", cst.DictComp: "dict",
+          cst.Set: "set", cst.SetComp: "set"}
+
+
+def _mutable_kind(expr: cst.BaseExpression, bound: dict[str, list[cst.BaseExpression]]) -> str | None:
+    """"list", "dict" or "set" for a display or constructor call of one (or a name ``bound`` to one)."""
+    if type(expr) in _KINDS:
+        return _KINDS[type(expr)]
+    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Name):
+        return {"list": "list", "dict": "dict", "set": "set", "bytearray": "list"}.get(expr.func.value)
+    if isinstance(expr, cst.Name):
+        return next((k for v in bound.get(expr.value, ()) if (k := _mutable_kind(v, {}))), None)
+    return None
+
+
+# what a tuple does as a list does (and a FrozenDict as a dict): read it
+_READERS = frozenset({"len", "enumerate", "zip", "sorted", "reversed", "sum", "max", "min", "list", "tuple",
+                      "any", "all", "iter", "dict", "set", "frozenset"})
+_READ_METHODS = frozenset({"index", "count", "get", "items", "keys", "values"})
+
+
+def _only_read(fn: cst.FunctionDef, name: str, is_module) -> bool:
+    """Does ``fn`` only iterate, index, measure, test membership in or pass on to
+    submodules the value of ``name`` (a list or dict)?"""
+    read: set[int] = set()
+    loads: list[cst.Name] = []
+    skip: set[int] = set()
+    ok = True
+
+    def mark(node: cst.CSTNode) -> None:
+        if isinstance(node, cst.Name) and node.value == name:
+            read.add(id(node))
+
+    class V(FastVisitor):
+        def visit_Name(self, node: cst.Name) -> None:
+            if node.value == name and id(node) not in skip:
+                loads.append(node)
+
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            skip.add(id(node.attr))
+
+        def visit_Param(self, node: cst.Param) -> None:
+            skip.add(id(node.name))
+
+        def visit_Arg(self, node: cst.Arg) -> None:
+            if node.keyword is not None:
+                skip.add(id(node.keyword))
+
+        def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+            nonlocal ok
+            if isinstance(node.target, cst.Subscript) and isinstance(node.target.value, cst.Name) \
+                    and node.target.value.value == name:
+                ok = False  # item assignment
+            skip.update(id(n) for n in target_names(node.target))
+
+        def visit_AugAssign(self, node: cst.AugAssign) -> None:
+            nonlocal ok
+            if name in {n.value for n in target_names(node.target)} or (
+                    isinstance(node.target, cst.Subscript) and isinstance(node.target.value, cst.Name)
+                    and node.target.value.value == name):
+                ok = False  # ``+=`` extends a list in place, makes a new tuple
+
+        def visit_Del(self, node: cst.Del) -> None:
+            nonlocal ok
+            ok = False
+
+        def visit_For(self, node: cst.For) -> None:
+            mark(node.iter)
+            skip.update(id(n) for n in target_names(node.target))
+
+        def visit_CompFor(self, node: cst.CompFor) -> None:
+            mark(node.iter)
+            skip.update(id(n) for n in target_names(node.target))
+
+        def visit_Subscript(self, node: cst.Subscript) -> None:
+            mark(node.value)
+
+        def visit_Comparison(self, node: cst.Comparison) -> None:
+            for c in node.comparisons:
+                if isinstance(c.operator, (cst.In, cst.NotIn)):
+                    mark(c.comparator)
+
+        def visit_Assign(self, node: cst.Assign) -> None:
+            if all(isinstance(t.target, (cst.Tuple, cst.List)) for t in node.targets):
+                mark(node.value)  # unpacked
+
+        def visit_Call(self, node: cst.Call) -> None:
+            f = node.func
+            if isinstance(f, cst.Attribute) and f.attr.value in _READ_METHODS:
+                mark(f.value)
+            elif (isinstance(f, cst.Name) and f.value in _READERS) or is_module(f) or (
+                    isinstance(f, cst.Attribute) and f.attr.value in ("partial", "shared")):
+                for a in node.args:
+                    mark(a.value)
+
+    fn.body.visit(V())
+    return ok and all(id(n) in read for n in loads)
+
+
+def _assigned_values(body) -> dict[str, list[cst.BaseExpression]]:
+    """``name = value`` statements of a module or class body: name -> its values."""
+    values: dict[str, list[cst.BaseExpression]] = {}
+    for stmt in body:
+        if isinstance(stmt, cst.SimpleStatementLine):
+            for a in stmt.body:
+                if isinstance(a, cst.Assign):
+                    for t in a.targets:
+                        if isinstance(t.target, cst.Name):
+                            values.setdefault(t.target.value, []).append(a.value)
+    return values
+
+
+def _names_in(expr: cst.CSTNode) -> set[str]:
+    found: set[str] = set()
+
+    class V(FastVisitor):
+        def visit_Name(self, node: cst.Name) -> None:
+            found.add(node.value)
+
+    expr.visit(V())
+    return found
 
 
 def is_field(stmt: cst.CSTNode) -> bool:
     """``name: type [= default]`` at class level."""
     return isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.AnnAssign)
+
+
+def drop_repeated_arguments(body: list[cst.BaseStatement], attrs: set[str]
+                            ) -> tuple[list[cst.BaseStatement], str | None]:
+    """The calls ``self.m(...)`` in the class lose the arguments of the parameters
+    ``method_with_attributes`` drops from ``m``: each must pass that very
+    hyper-parameter (``self.m(x, width)``), which the method then reads as
+    ``self.width``; any other call is a problem (the signature and its calls
+    change together or not at all)."""
+    methods = [s for s in body if isinstance(s, cst.FunctionDef)]
+    new_calls: dict[int, cst.Call] = {}
+    for m in methods:
+        if m.name.value in ("apply", "setup"):
+            continue
+        params = [p.name.value for p in m.params.params[1:]]  # after self
+        dropped = {p for p in params if p in attrs}
+        if not dropped:
+            continue
+        for caller in methods:
+            changed = reassigned_names(caller.body)
+            for use in self_uses(caller, m.name.value):
+                if not isinstance(use, cst.Call):
+                    return body, f"self.{m.name.value} is used other than called, and loses its parameters " \
+                                 f"{', '.join(sorted(dropped))} (now attributes)"
+                kept, passed = [], set()
+                for i, a in enumerate(use.args):
+                    key = a.keyword.value if a.keyword is not None else (params[i] if i < len(params) else None)
+                    if a.star or key not in dropped:
+                        kept.append(a)
+                    elif isinstance(a.value, cst.Name) and a.value.value == key and key not in changed:
+                        passed.add(key)
+                    else:
+                        return body, (f"{caller.name.value} passes {m.name.value} a value for {key} other "
+                                      f"than the attribute {key}: rename the parameter")
+                if passed != dropped or any(a.star for a in use.args):
+                    return body, (f"{caller.name.value} calls {m.name.value} without passing "
+                                  f"{', '.join(sorted(dropped - passed)) or 'its parameters by name'}, "
+                                  "which become attributes: pass them or rename the parameters")
+                if kept:
+                    kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+                new_calls[id(use)] = use.with_changes(args=kept)
+    return [replace_calls(s, new_calls) if isinstance(s, cst.FunctionDef) else s for s in body], None
+
+
+def replace_calls(node: cst.CSTNode, by_id: dict[int, cst.BaseExpression]) -> cst.CSTNode:
+    """``node`` with each call whose id is in ``by_id`` replaced by its value."""
+    if not by_id:
+        return node
+
+    class Replace(FastTransformer):
+        def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+            return by_id.get(id(original), updated)
+    return node.visit(Replace())
 
 
 def method_with_attributes(fn: cst.FunctionDef, attrs: set[str]) -> cst.FunctionDef:
@@ -183,5 +409,5 @@ def method_with_attributes(fn: cst.FunctionDef, attrs: set[str]) -> cst.Function
         kept = [*kept[:-1], kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)] if kept else kept
         params = params.with_changes(params=kept)
     own = {p.name.value for p in [*params.params, *params.kwonly_params]}
-    names = attrs - own - _reassigned(fn.body)
+    names = attrs - own - reassigned_names(fn.body)
     return fn.with_changes(params=params, body=fn.body.visit(SelfAttributes({a: a for a in names})))

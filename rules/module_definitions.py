@@ -27,7 +27,22 @@ Which parameters stay inputs
     how far: Dense's features, bias -> use_bias, dtype); call sites pass
     ``args=(3,)``, and positional arguments past that order go by their legacy
     name into a ``**kwargs`` forwarded into the same calls (else a TODO there).
+Mutable defaults
+    ``widths=[8, 4]`` (a dict, a set) -> ``widths: Any =
+    dataclasses.field(default_factory=lambda: [8, 4])``: a dataclass refuses
+    a mutable default.  Linen hands a list attribute to the methods as a
+    tuple and a dict as a FrozenDict, so the body may only read it (iterate,
+    index, ``len``, ``in``, pass it to submodules).
+Other methods
+    They read the attributes as ``self.<attr>`` and lose the parameters that
+    repeat one (legacy passed them all to module methods); their calls in
+    the class lose the same arguments, each of which must pass that very
+    attribute (``self._block(x, width)`` -> ``self._block(x)``).
 Not converted (TODO)
+    A list or dict default the body does more than read (``widths + [2]``,
+    ``append``, ``==``) or that reads names of the class body; a call of
+    another method passing something else for a parameter that becomes an
+    attribute, relying on its default, or a method used other than called;
     ``*args``/``**kwargs`` read in the body or forwarded into a callee of
     unknown signature, ``*args`` into a callee whose next legacy positional
     argument has another Linen place (``nn.BatchNorm``'s ``batch_stats``) or
@@ -42,7 +57,7 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._cst import add_import, is_docstring
-from linen_upgrade.rules._definitions import ModuleParts, is_field, method_with_attributes
+from linen_upgrade.rules._definitions import ModuleParts, drop_repeated_arguments, is_field, method_with_attributes
 from linen_upgrade.rules._forwarding import Forwarding
 from linen_upgrade.rules._modules import has_legacy_classes, split_params
 
@@ -85,6 +100,17 @@ class ModuleDefinitions(Rule):
             "        return nn.Dense(*self.args, **self.kwargs)(jnp.concatenate([x, context], -1))\n",
             name="array input by use, forwarded *args/**kwargs",
         ),
+        Example(
+            "from flax import nn\n\n\nclass MLP(nn.Module):\n"
+            "    def apply(self, x, widths=[8, 4]):\n"
+            "        for w in widths:\n            x = nn.Dense(x, w)\n        return x\n",
+            "from flax import nn\nimport dataclasses\nfrom typing import Any\n\n\nclass MLP(nn.Module):\n"
+            "    widths: Any = dataclasses.field(default_factory=lambda: [8, 4])\n\n"
+            "    @nn.compact\n"
+            "    def __call__(self, x):\n"
+            "        for w in self.widths:\n            x = nn.Dense(x, w)\n        return x\n",
+            name="a list default",
+        ),
         NoChange("import torch.nn as nn\n\n\nclass Net(nn.Module):\n    def apply(self, fn):\n"
                  "        return fn(self)\n", name="torch"),
     ]
@@ -115,8 +141,11 @@ class _Transformer(ModuleParts):
             return updated
         params = self._apply_params(original)
         split = split_params(params)
-        if split.problem:
-            self.todo(split.problem)
+        problem = split.problem or self.default_problem(body[apply_at], split.attrs, body)
+        if not problem:
+            body, problem = drop_repeated_arguments(body, {a.name for a in split.attrs})
+        if problem:
+            self.todo(problem)
             return updated
         if split.forward is not None or split.star is not None:
             forwarding = Forwarding(self, split)

@@ -8,6 +8,14 @@ What it does
     every use of the local becomes ``self.decoder``, and the helper goes.
     ``@nn.module_method`` is dropped (call it with ``apply(..., method=)``),
     as is the ``**kwargs`` that received the legacy hyper-parameters.
+Helpers of the hyper-parameters
+    A helper returning any expression of named ``.shared()`` submodules
+    (``[nn.Dense.shared(features=width, name='d%d' % i) for i in
+    range(depth)]``), called as ``self._layers(width, depth)`` with the
+    ``apply`` parameters that become attributes, is built once in
+    ``setup()`` (``self.layers = [nn.Dense(features=self.width, name=...)
+    ...]``) and every call becomes ``self.layers``: the helper's name
+    without a leading verb (``_create_heads`` -> ``heads``).
 Why
     Linen shares a submodule by keeping one instance; ``setup`` makes the
     instances once, and any method may use them (the guide's AutoEncoder).
@@ -17,17 +25,24 @@ Naming
     The attribute takes the legacy ``name=`` when there is one, so
     checkpoint keys are unchanged; otherwise the local variable's name.
 Not converted (TODO)
-    Helpers taking arguments; module methods that create inline submodules.
+    Such a helper whose calls pass anything but the hyper-parameters (or
+    different ones), that is used other than called, or that makes a
+    submodule without ``name=`` (legacy names would change); a module
+    method that still creates submodules (a plain Linen method may not: it
+    keeps its decorator and gets LU101's TODO).
 """
 
 from __future__ import annotations
 
+import keyword
+
 import libcst as cst
 
-from linen_upgrade.rule import Context, Example, Rule, RuleTransformer
+from linen_upgrade.rule import Context, Example, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.rules._cst import is_docstring
+from linen_upgrade.rules._definitions import reassigned_names, replace_calls, self_uses, target_names
 from linen_upgrade.rules._modules import (CallSpec, SelfAttributes, defines_apply, has_legacy_classes,
-                                          spec_for_qual)
+                                          spec_for_qual, split_params)
 
 
 class SharedSetup(Rule):
@@ -47,6 +62,19 @@ class SharedSetup(Rule):
             "    def apply(self, x, latents=20):\n"
             "        z = Encoder(x, latents, name='encoder')\n        return self.decoder(z)\n\n"
             "    def generate(self, z):\n        return nn.sigmoid(self.decoder(z))\n",
+        ),
+        Example(
+            "from flax import nn\n\n\nclass Tower(nn.Module):\n"
+            "    def _layers(self, width):\n"
+            "        return [nn.Dense.shared(features=width, name=f'd{i}') for i in range(2)]\n\n"
+            "    def apply(self, x, width=8):\n        for layer in self._layers(width):\n"
+            "            x = layer(x)\n        return x\n",
+            "from flax import nn\n\n\nclass Tower(nn.Module):\n"
+            "    def setup(self):\n"
+            "        self.layers = [nn.Dense(features=self.width, name=f'd{i}') for i in range(2)]\n\n"
+            "    def apply(self, x, width=8):\n        for layer in self.layers:\n"
+            "            x = layer(x)\n        return x\n",
+            name="a helper of the hyper-parameters",
         ),
     ]
 
@@ -73,11 +101,21 @@ def _shared_calls(method: cst.FunctionDef) -> list[cst.Call] | None:
 
 
 class _UseAttributes(SelfAttributes):
-    """Drop ``v = self._helper()`` and read ``v`` as ``self.<attr>``."""
+    """Drop ``v = self._helper()`` and read ``v`` as ``self.<attr>``; a call of a
+    helper built in setup() becomes its attribute."""
 
-    def __init__(self, helpers: set[str], locals_: dict[str, str]) -> None:
+    def __init__(self, helpers: set[str], locals_: dict[str, str], built: dict[str, str]) -> None:
         super().__init__(locals_)
         self.helpers = helpers
+        self.built = built
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        f = original.func
+        if (isinstance(f, cst.Attribute) and isinstance(f.value, cst.Name) and f.value.value == "self"
+                and f.attr.value in self.built):
+            return cst.Attribute(value=cst.Name("self"), attr=cst.Name(self.built[f.attr.value]),
+                                 lpar=updated.lpar, rpar=updated.rpar)
+        return updated
 
     def leave_SimpleStatementLine(self, original, updated):
         stmt = original.body[0]
@@ -94,17 +132,26 @@ class _Transformer(RuleTransformer):
         if not (any(self.is_legacy_class(b.value) for b in original.bases) and defines_apply(original)):
             return updated
         methods = [s for s in updated.body.body if isinstance(s, cst.FunctionDef)]
-        helpers = {m.name.value: calls for m in methods if m.name.value != "apply"
-                   and (calls := _shared_calls(m)) is not None}
         module_methods = {m.name.value for m in methods if self._is_module_method(m)}
-        if not helpers and not module_methods:
+        helpers = {m.name.value: calls for m in methods if m.name.value != "apply"
+                   and m.name.value not in module_methods and _takes_nothing(m)
+                   and (calls := _shared_calls(m)) is not None}
+        # the other helpers returning .shared() submodules: built by one expression in setup()
+        built = {m.name.value: value for m in methods if m.name.value != "apply"
+                 and m.name.value not in module_methods and m.name.value not in helpers
+                 and (value := _returned(m)) is not None and _shared_calls_in(value)}
+        if not helpers and not module_methods and not built:
             return updated
-        for name in helpers:
+        setup_built: list[cst.BaseStatement] = []
+        built_attrs: dict[str, str] = {}
+        for name, value in built.items():
             fn = next(m for m in methods if m.name.value == name)
-            p = fn.params
-            if len(p.params) != 1 or p.kwonly_params or isinstance(p.star_arg, cst.Param) or p.star_kwarg:
-                self.todo(f"{name} takes arguments: build its submodules in setup() by hand")
+            done = self._build_in_setup(original, fn, value, module_methods)
+            if isinstance(done, str):
+                self.todo(f"{name} builds .shared() submodules: {done}; build them in setup() by hand")
                 return updated
+            built_attrs[name], line = done
+            setup_built.append(line)
         # which local each helper result is bound to, in apply and the module methods
         attrs: dict[tuple[str, int], str] = {}
         locals_: dict[str, str] = {}
@@ -123,6 +170,17 @@ class _Transformer(RuleTransformer):
                         self.todo(f"{var} names different shared submodules in different methods")
                         return updated
                     locals_[var] = attr
+        for helper in helpers:  # the helper goes: every use must be a binding rewritten above
+            uses = sum(len(self_uses(m, helper)) for m in methods)
+            if uses != sum(self._helper_binding(stmt, {helper: ()}) is not None for m in methods
+                           if m.name.value == "apply" or m.name.value in module_methods
+                           for stmt in m.body.body):  # type: ignore[union-attr]
+                self.todo(f"{helper} is used other than in `name = self.{helper}()`: build its submodules "
+                          "in setup() by hand")
+                return updated
+        if len({*attrs.values(), *built_attrs.values()}) < len(attrs) + len(built_attrs):
+            self.todo("two helpers' submodules would get the same attribute in setup(): rename one")
+            return updated
         setup_lines = []
         for (helper, i), attr in sorted(attrs.items(), key=lambda kv: kv[1]):
             call = helpers[helper][i]
@@ -132,17 +190,21 @@ class _Transformer(RuleTransformer):
                 return updated
             setup_lines.append(cst.parse_statement(f"self.{attr} = x").with_changes(
                 body=[cst.Assign(targets=[cst.AssignTarget(cst.parse_expression(f"self.{attr}"))], value=new)]))
-        rewrite = _UseAttributes(set(helpers), locals_)
+        setup_lines += setup_built
+        rewrite = _UseAttributes(set(helpers), locals_, built_attrs)
         body: list[cst.BaseStatement] = []
         for stmt in updated.body.body:
-            if isinstance(stmt, cst.FunctionDef) and stmt.name.value in helpers:
+            if isinstance(stmt, cst.FunctionDef) and (stmt.name.value in helpers or stmt.name.value in built):
                 continue
             if isinstance(stmt, cst.FunctionDef) and (stmt.name.value == "apply"
                                                       or stmt.name.value in module_methods):
                 stmt = stmt.visit(rewrite)
-                if stmt.name.value in module_methods:
-                    stmt = self._plain_method(stmt)
             body.append(stmt)
+        # a plain Linen method may not create submodules (only setup() and the @compact one may):
+        # a module method still creating some keeps its decorator, and LU101's TODO
+        creators = self._creators(body)
+        body = [self._plain_method(s) if isinstance(s, cst.FunctionDef) and s.name.value in module_methods
+                and s.name.value not in creators else s for s in body]
         if setup_lines:
             setup = cst.FunctionDef(
                 name=cst.Name("setup"), params=cst.Parameters(params=[cst.Param(cst.Name("self"))]),
@@ -153,6 +215,91 @@ class _Transformer(RuleTransformer):
             body.insert(at, setup)
         self.fixed(f"class {original.name.value}: shared submodules -> setup()")
         return updated.with_changes(body=updated.body.with_changes(body=body))
+
+    def _build_in_setup(self, cls: cst.ClassDef, fn: cst.FunctionDef, value: cst.BaseExpression,
+                        module_methods: set[str]) -> tuple[str, cst.SimpleStatementLine] | str:
+        """``self.<attr> = <value>`` for setup(), with the helper's parameters read as the
+        hyper-parameters every call passes them; or why not."""
+        p = fn.params
+        if p.posonly_params or p.kwonly_params or isinstance(p.star_arg, cst.Param) or p.star_kwarg:
+            return "its parameters are not plain"
+        params = [q.name.value for q in p.params[1:]]
+        attrs = self._apply_attrs(cls)
+        methods = {m.name.value: m for m in cls.body.body if isinstance(m, cst.FunctionDef)}
+        passed: dict[str, str] | None = None
+        for caller in methods.values():
+            uses = self_uses(caller, fn.name.value)
+            if uses and caller.name.value != "apply" and caller.name.value not in module_methods:
+                return f"{caller.name.value} uses it"
+            reassigned = reassigned_names(caller.body)
+            for use in uses:
+                if not isinstance(use, cst.Call):
+                    return "it is used other than called"
+                bound = _bind(use, params)
+                if bound is None or any(n not in attrs or n in reassigned for n in bound.values()):
+                    return "a call passes values other than the module's hyper-parameters"
+                if passed is not None and bound != passed:
+                    return "calls pass different hyper-parameters"
+                passed = bound
+        if passed is None:
+            return "nothing calls it"
+        if _comprehension_targets(value) & set(params):
+            return "a comprehension rebinds one of its parameters"
+        calls = _shared_calls_in(value)
+        if not all(any(a.keyword is not None and a.keyword.value == "name" for a in c.args) for c in calls):
+            return "a submodule without name= (Linen would name it by its place in setup)"
+        attr = _attr_name(fn.name.value)
+        taken = set(methods) | set(attrs) | {a.name for a in self._apply_params(cls)}
+        if attr is None or attr in taken:
+            return f"no free attribute name for it ({attr} is taken)" if attr else "no attribute name for it"
+        constructed = {}
+        for c in calls:
+            new = self._construct(c, keep_name=True)
+            if new is None:
+                return "a .shared() call that cannot be built in setup()"
+            constructed[id(c)] = new
+        value = replace_calls(value, constructed).visit(SelfAttributes(passed))
+        line = cst.SimpleStatementLine(body=[cst.Assign(
+            targets=[cst.AssignTarget(cst.parse_expression(f"self.{attr}"))], value=value)])
+        return attr, line
+
+    def _apply_params(self, cls: cst.ClassDef):
+        legacy = self.ctx.index.legacy_module(self.resolve_class(cls.name))
+        return legacy.apply_params if legacy is not None and legacy.apply_params is not None else ()
+
+    def _apply_attrs(self, cls: cst.ClassDef) -> set[str]:
+        """The ``apply`` parameters LU101 makes attributes (``self.<name>`` in every method)."""
+        split = split_params(self._apply_params(cls))
+        return set() if split.problem else {a.name for a in split.attrs}
+
+    def _creators(self, body: list[cst.BaseStatement]) -> set[str]:
+        """Methods that create submodules: legacy module calls, ``.shared()``, or a call of such a method."""
+        methods = {s.name.value: s for s in body if isinstance(s, cst.FunctionDef)}
+        found = {name for name, m in methods.items() if self._creates(m)}
+        changed = True
+        while changed:
+            more = {name for name, m in methods.items() if name not in found
+                    and any(self_uses(m, other) for other in found)}
+            found |= more
+            changed = bool(more)
+        return found
+
+    def _creates(self, fn: cst.FunctionDef) -> bool:
+        creates = False
+        rule = self
+
+        class V(FastVisitor):
+            def visit_Call(self, node: cst.Call) -> None:
+                nonlocal creates
+                f = node.func
+                if isinstance(f, cst.Attribute) and f.attr.value == "shared":
+                    creates = True
+                elif isinstance(f, cst.Call) and isinstance(f.func, cst.Attribute) and f.func.attr.value == "partial":
+                    creates = True
+                elif spec_for_qual(rule.resolve_class(f), rule.ctx.index) is not None:
+                    creates = True
+        fn.body.visit(V())
+        return creates
 
     def _is_module_method(self, fn: cst.FunctionDef) -> bool:
         return any(self.resolve(d.decorator) == "flax.nn.module_method" for d in fn.decorators)
@@ -174,8 +321,9 @@ class _Transformer(RuleTransformer):
             return None
         return value.func.attr.value, [n.value for n in names]  # type: ignore[union-attr]
 
-    def _construct(self, call: cst.Call) -> cst.Call | None:
-        """``M.shared(features=3, name='x')`` -> ``M(features=3)`` (setup names it)."""
+    def _construct(self, call: cst.Call, keep_name: bool = False) -> cst.Call | None:
+        """``M.shared(features=3, name='x')`` -> ``M(features=3)`` (setup names it by its
+        attribute), or ``M(features=3, name='x')`` with ``keep_name``."""
         target = call.func.value  # type: ignore[attr-defined]
         # only legacy modules have .shared: an unknown one keeps its keywords as they are
         spec = spec_for_qual(self.resolve_class(target), self.ctx.index) or CallSpec(
@@ -184,7 +332,7 @@ class _Transformer(RuleTransformer):
         for a in call.args:
             if a.star or a.keyword is None or a.keyword.value in spec.inputs:
                 return None
-            if a.keyword.value != "name":
+            if a.keyword.value != "name" or keep_name:
                 args.append(a.with_changes(keyword=cst.Name(spec.renames.get(a.keyword.value, a.keyword.value))))
         if args:
             args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
@@ -201,6 +349,65 @@ class _Transformer(RuleTransformer):
                     comma=cst.MaybeSentinel.DEFAULT)])
         self.fixed(f"@nn.module_method {fn.name.value} -> plain method")
         return fn.with_changes(decorators=decorators, params=params)
+
+
+def _takes_nothing(fn: cst.FunctionDef) -> bool:
+    p = fn.params
+    return len(p.params) == 1 and not (p.posonly_params or p.kwonly_params or isinstance(p.star_arg, cst.Param)
+                                       or p.star_kwarg)
+
+
+def _returned(method: cst.FunctionDef) -> cst.BaseExpression | None:
+    """The value a method returns, if returning it is all it does."""
+    body = [s for s in method.body.body if not is_docstring(s)]  # type: ignore[union-attr]
+    if len(body) == 1 and isinstance(body[0], cst.SimpleStatementLine) and len(body[0].body) == 1 \
+            and isinstance(body[0].body[0], cst.Return):
+        return body[0].body[0].value
+    return None
+
+
+def _shared_calls_in(node: cst.CSTNode) -> list[cst.Call]:
+    found: list[cst.Call] = []
+
+    class V(FastVisitor):
+        def visit_Call(self, call: cst.Call) -> None:
+            if isinstance(call.func, cst.Attribute) and call.func.attr.value == "shared":
+                found.append(call)
+    node.visit(V())
+    return found
+
+
+def _bind(call: cst.Call, params: list[str]) -> dict[str, str] | None:
+    """Each parameter -> the name passed for it, when every one is passed a plain name."""
+    bound: dict[str, str] = {}
+    for i, a in enumerate(call.args):
+        if a.star or not isinstance(a.value, cst.Name):
+            return None
+        key = a.keyword.value if a.keyword is not None else (params[i] if i < len(params) else None)
+        if key not in params or key in bound:
+            return None
+        bound[key] = a.value.value
+    return bound if len(bound) == len(params) else None
+
+
+def _comprehension_targets(node: cst.CSTNode) -> set[str]:
+    found: set[str] = set()
+
+    class V(FastVisitor):
+        def visit_CompFor(self, comp: cst.CompFor) -> None:
+            found.update(n.value for n in target_names(comp.target))
+    node.visit(V())
+    return found
+
+
+def _attr_name(helper: str) -> str | None:
+    """``_create_layers`` -> ``layers``: the helper's name without the verb."""
+    name = helper.lstrip("_")
+    for verb in ("create_", "make_", "build_", "get_"):
+        if name.startswith(verb) and name[len(verb):].isidentifier():
+            name = name[len(verb):]
+            break
+    return name if name.isidentifier() and not keyword.iskeyword(name) and name != "setup" else None
 
 
 def _legacy_name(call: cst.Call) -> str | None:

@@ -47,6 +47,10 @@ CASES = {
     "Recurrent": ([((3, 4), "float32")], {
         "params/LSTMCell_0/hi/kernel", "params/OptimizedLSTMCell_0/ii/kernel", "params/GRUCell_0/hn/bias",
     }),
+    # a helper making .shared layers from hyper-parameters -> built once in setup() (issue 16)
+    "Tower": ([((2, 4), "float32")], {"params/d0/kernel", "params/d1/bias"}),
+    # ... and its module method, on hyper-parameters given through .shared
+    "TowerBoth": ([((2, 4), "float32")], {"params/tower/d0/kernel", "params/tower/d2/kernel"}),
 }
 
 

@@ -40,6 +40,9 @@ CASES = {
         "batch_stats/BlockArgs_0/Block_0/BatchNorm_0/mean",
         "params/DenseBoth_0/Dense_0/bias",  # precision by name into kwargs, bias_init ones
     }),
+    # list/dict/set defaults -> field(default_factory=...), by default and given (issue 16)
+    "MutableOverride": ([((2, 4), "float32")], {
+        "params/defaults/Dense_2/kernel", "params/given/Dense_1/kernel", "params/given/Dense_0/bias"}),
 }
 
 
