@@ -24,6 +24,7 @@ EXIT_OK, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 # tests stop a run after this many written files to send it Ctrl-C at a known point
 TEST_PAUSE_ENV = "LINEN_UPGRADE_TEST_PAUSE_AFTER_WRITES"
+_WRITTEN = "linen_upgrade.written"  # ctx.meta: the files a run has rewritten so far
 
 # sub-commands defined elsewhere: name -> "module:attribute", imported on use
 _LAZY_COMMANDS = {
@@ -73,7 +74,7 @@ class DefaultGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as exc:  # click would say "Aborted!" and exit 1, the "changed" code
-            written = getattr(exc, "written", [])
+            written = ctx.meta.get(_WRITTEN, [])
             lines = [f"interrupted: {len(written)} file{'s' * (len(written) != 1)} rewritten before Ctrl-C"
                      + (":" if written else "; nothing written"), *(f"  {path}" for path in written)]
             if written:
@@ -283,39 +284,28 @@ def rules_command(fmt: str) -> None:
         click.echo("")
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C while writing: ``written`` names the files already rewritten."""
-
-    def __init__(self, written: list[str]) -> None:
-        super().__init__()
-        self.written = written
-
-
 def _write_all(results: list, force: bool) -> None:
-    """Write every changed file.  Ctrl-C lets the file being written finish (never half a
-    file, never a temporary left behind), then stops with :class:`Interrupted`."""
+    """Write every changed file, noting each in the context (Ctrl-C names them).  Ctrl-C
+    lets the file being written finish: never half a file, never a temporary left behind."""
     import os
 
-    written: list[str] = []
-    try:
-        for r in results:
-            if not r.changed or r.error is not None:
-                continue
-            with _interrupt_after():
-                try:
-                    write_source(Path(r.path), r.new, force=force)
-                    written.append(r.path)
-                except ReadOnlyError as exc:
-                    r.error, r.new = f"{r.path}: not rewritten: {exc.strerror}", None
-                except OSError as exc:
-                    r.error, r.new = f"{r.path}: cannot write: {exc.strerror or exc}", None
-            if os.environ.get(TEST_PAUSE_ENV) == str(len(written)):
-                click.echo(f"paused after {len(written)} writes", err=True)
-                import time
+    written = click.get_current_context().meta.setdefault(_WRITTEN, [])
+    for r in results:
+        if not r.changed or r.error is not None:
+            continue
+        with _interrupt_after():
+            try:
+                write_source(Path(r.path), r.new, force=force)
+                written.append(r.path)
+            except ReadOnlyError as exc:
+                r.error, r.new = f"{r.path}: not rewritten: {exc.strerror}", None
+            except OSError as exc:
+                r.error, r.new = f"{r.path}: cannot write: {exc.strerror or exc}", None
+        if os.environ.get(TEST_PAUSE_ENV) == str(len(written)):
+            click.echo(f"paused after {len(written)} writes", err=True)
+            import time
 
-                time.sleep(60)
-    except KeyboardInterrupt as exc:
-        raise Interrupted(written) from exc
+            time.sleep(60)
 
 
 @contextlib.contextmanager
