@@ -39,14 +39,14 @@ class DefaultGroup(click.Group):
     """A group whose default command is ``rewrite``: ``linen-upgrade src/``."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        first = self._first_word(ctx, args)
+        first = self._first_word(args)
         if first < len(args) and args[first] in self.list_commands(ctx):
             args = self._options_after_command(ctx, args, first)
         elif not args or args[0] not in ("--help", "-h", "--version"):
             args = ["rewrite", *args]
         return super().parse_args(ctx, args)
 
-    def _first_word(self, ctx: click.Context, args: list[str]) -> int:
+    def _first_word(self, args: list[str]) -> int:
         """The index of the first argument that is neither an option nor an option's value."""
         options = {**_options_of(self.commands["rewrite"]), **_options_of(self)}
         i = 0
