@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.rules._cst import add_import, build_dotted, comma_list, express, kwarg, needs_parens
 from linen_upgrade.rules._usage_analysis import Analysis
@@ -158,8 +159,14 @@ class UsageTransformer(RuleTransformer):
             return updated
         if frame.sites == 0:
             if "model" in self.owns:
-                self.todo("no module call inside this block: the state/rng it sets reaches an init/apply "
-                          "elsewhere; pass batch_stats/mutable=/rngs= to that call")
+                callees = _callees(original.body)
+                if callees:  # the model is most likely applied inside one of them (jax.grad(loss_fn), a step)
+                    self.todo(f"the module calls this block reaches are made inside {', '.join(callees)}(...), "
+                              "which this rule does not follow: pass batch_stats/mutable=/rngs= to the apply "
+                              "there and return the updated state")
+                else:
+                    self.todo("no module call inside this block: the state/rng it sets reaches an init/apply "
+                              "elsewhere; pass batch_stats/mutable=/rngs= to that call")
             return updated
         if frame.done < frame.sites:
             return updated
@@ -328,4 +335,26 @@ def unwrap(node: cst.With) -> cst.FlattenSentinel:
     return cst.FlattenSentinel(stmts)
 
 
+# calls in a block that say nothing about where a model is applied
+_PLAIN_CALLS = frozenset({"print", "len", "range", "int", "float", "str", "list", "dict", "tuple", "zip",
+                          "enumerate", "isinstance", "sorted", "min", "max", "sum", "abs"})
 
+
+def _callees(body: cst.CSTNode, limit: int = 3) -> list[str]:
+    """The functions a block calls, by name (a few, for the TODO)."""
+    found: list[str] = []
+
+    wrapped: set[int] = set()
+
+    class _Calls(cst.CSTVisitor):
+        def visit_Call(self, node: cst.Call) -> None:
+            name = dotted(node.func)
+            inner = node.func
+            if isinstance(inner, cst.Call) and inner.args and dotted(inner.func) and dotted(inner.args[0].value):
+                name = f"{dotted(inner.func)}({dotted(inner.args[0].value)})"  # jax.grad(loss_fn)(...)
+                wrapped.add(id(inner))
+            if name and id(node) not in wrapped and name not in _PLAIN_CALLS and name not in found:
+                found.append(name)
+
+    body.visit(_Calls())
+    return found[:limit]
