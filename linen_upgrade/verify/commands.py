@@ -87,6 +87,9 @@ def _print_module(res, echo=None, label=None):
         src = "; ".join(x for x in (src, res.input_note) if x)
         echo(f"  inputs {', '.join('x'.join(map(str, s)) + ':' + d for s, d in res.inputs)}"
              + (f" ({src})" if src else "") + (f"; kwargs {json.dumps(res.kwargs)}" if res.kwargs else ""))
+    if res.rows:
+        from .module import PERTURB
+        echo(f"  weights: the legacy init plus {PERTURB:.0%} noise, carried over to the upgraded side")
     drawn = {m: d for m, d in res.draws.items() if d.get("masks") or d.get("keys")}
     if drawn:
         echo("  random draws, paired by call order: " + ", ".join(

@@ -1,11 +1,12 @@
 """Legacy side of module mode (run through legacy_boot.py --driver).
 
 One process handles a batch of jobs (``--batch JOBS.json``: a list of
-``{"module", "inputs", "kwargs", "seed", "int_high", "train_steps",
+``{"module", "inputs", "kwargs", "seed", "perturb", "int_high", "train_steps",
 "optimizer", "timing", "out"}``) on one legacy file, which is imported once.
 For each job it initialises the legacy module on flax 0.3.6 under
-``nn.stateful()`` (jitted), then for each mode (train/eval when ``apply`` has
-a ``train`` argument) runs a forward pass under a mutable ``nn.stateful``
+``nn.stateful()`` (jitted), adds noise to the params (``perturb``; the
+upgraded side gets the same params), then for each mode (train/eval when
+``apply`` has a ``train`` argument) runs a forward pass under a mutable ``nn.stateful``
 context and takes gradients of a fixed scalar loss ``sum(output *
 projection)``. The forward pass draws its dropout masks and rng keys by call
 order (``same_draws.py``), as the upgraded side does, and the counts go into
@@ -138,6 +139,25 @@ def _timed(fn, args, timing, acc):
     return res
 
 
+def perturb(params, scale, seed):
+    """Every float parameter plus ``scale`` x its spread (its largest magnitude
+    when constant, 1 when zero) of Gaussian noise: a zero bias or a
+    zero-initialised BatchNorm scale (a ResNet block's last one) would
+    otherwise zero the gradients of what they multiply, and agree with a
+    rewrite that mixes those up."""
+    import numpy as np
+    import jax
+    rs = np.random.RandomState(seed)
+
+    def one(p):
+        a = np.asarray(p)
+        if a.dtype.kind not in "fc" or a.size == 0:
+            return a
+        spread = float(np.std(a)) or float(np.max(np.abs(a))) or 1.0
+        return (a + scale * spread * rs.standard_normal(a.shape)).astype(a.dtype)
+    return jax.tree_util.tree_map(one, params)
+
+
 def draw_sources():
     """What :func:`same_draws.matched_draws` patches on this side: ``jax.random``
     as legacy code sees it (the compat layer's proxy) and as it is, and the
@@ -146,7 +166,7 @@ def draw_sources():
     from flax import nn
     modules = [jax.random]
     boot = sys.modules.get("_linen_upgrade_legacy_boot")
-    if boot is not None:
+    if boot is not None and boot._COMPAT["on"]:  # not in the user's own old environment
         modules.append(boot.proxy_module("jax.random"))
     frame = getattr(sys.modules.get(nn.make_rng.__module__), "_PRNGFrame", None)
     return modules, [(frame, "make_rng")] if frame is not None else []
@@ -197,7 +217,7 @@ def run_job(mod, job):
             params, state0 = jax.jit(init_fn)(rng, *inputs)
         except Exception:
             params, state0 = init_fn(rng, *inputs)
-        params = jax.tree_util.tree_map(np.asarray, params)
+        params = perturb(params, float(job.get("perturb") or 0.0), seed + 7)
         state0 = jax.tree_util.tree_map(np.asarray, state0)
     except JobFailed:
         raise

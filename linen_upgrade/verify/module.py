@@ -4,6 +4,13 @@ updated ``batch_stats`` and gradients of a fixed scalar loss, tensor by tensor;
 with ``train_steps``, also N steps of the file's ``flax.optim`` optimizer
 against the upgraded optax transform, replaying the legacy gradients.
 
+So that agreement means something: the carried-over params get noise
+(:data:`PERTURB`), a batch of one read from ``init_by_shape`` is raised to
+:data:`DEFAULT_BATCH`, both sides draw the same dropout masks and rng keys
+(``same_draws.py``), and rows that would agree with a wrong rewrite too (zero
+or constant on both sides, gradient noise) are reported as not checked --
+more than :data:`MAX_UNCHECKED` of a mode and the module does not pass.
+
 :func:`verify_batch` is the engine: any number of modules of one legacy file
 (each against its upgraded file) in **one** legacy subprocess and up to two
 upgraded ones. :func:`verify_module`, :func:`verify_module_variants` and
@@ -27,8 +34,13 @@ DEFAULT_ATOL = 1e-6
 # a batch of one in the legacy init_by_shape call is raised to this many (BatchNorm over
 # one example is constant, over two or three its gradients are mostly rounding)
 DEFAULT_BATCH = 8
-# more than this share of the tensors not checked (zero gradients, constant
-# outputs, gradient noise) and the module does not pass (unless allowed)
+# the legacy params get this much noise (relative to each tensor's spread) before both
+# sides use them: zero biases and zero-initialised scales cannot hide a mistake
+PERTURB = 0.1
+# more than this share of the tensors of one mode (train, eval, optim) not checked
+# (zero gradients, constant outputs, gradient noise) and the module does not pass
+# (unless allowed); per mode, because eval mode can check what train mode cannot
+# (BatchNorm over one example) and would hide a train-mode comparison that checked little
 MAX_UNCHECKED = 0.25
 
 InputSpec = Tuple[Tuple[int, ...], str]
@@ -299,8 +311,9 @@ def verify_module(legacy_py: str, upgraded_py: str, module_name: str,
     comparing the params after every step.
 
     Rows that check nothing (zero or constant on both sides, gradient noise)
-    are ``unchecked``; more than :data:`MAX_UNCHECKED` of them and the result
-    is ``differ`` (reason ``too little checked``) unless ``allow_unchecked``.
+    are ``unchecked``; more than :data:`MAX_UNCHECKED` of them in a mode and
+    the result is ``differ`` (reason ``too little checked``) unless
+    ``allow_unchecked``.
 
     To verify several modules (or several upgraded files), use
     :func:`verify_batch`: one legacy process for all of them."""
@@ -414,7 +427,7 @@ def verify_batch(legacy_py: str, jobs: Sequence[ModuleJob], *, platform: Optiona
                 if upgraded_site.note:
                     res.optimizer["notes"].append(upgraded_site.note)
             ljob = {"module": job.module, "inputs": inputs, "kwargs": kwargs, "seed": job.seed,
-                    "train_steps": job.train_steps if legacy_site else 0,
+                    "perturb": PERTURB, "train_steps": job.train_steps if legacy_site else 0,
                     "optimizer": legacy_site.to_json() if legacy_site else None, "timing": timing}
             key = json.dumps(ljob, sort_keys=True, default=str)
             if key not in legacy_jobs:
@@ -499,11 +512,22 @@ def _modern_result(res: ModuleResult, mres: runner.SideResult, mdir: Path, allow
     res.status = "ok" if res.rows and all(r.ok for r in res.rows) else "differ"
     if not res.rows:
         res.reason = "nothing to compare"
-    n_unchecked = len(res.unchecked_rows)
-    if res.status == "ok" and n_unchecked > MAX_UNCHECKED * len(res.rows) and not allow_unchecked:
+    too_little = [f"{mode}: {n} of {total}" for mode, n, total in _unchecked_by_mode(res.rows)
+                  if n > MAX_UNCHECKED * total]
+    if res.status == "ok" and too_little and not allow_unchecked:
         # agreement on zeros and constants is no evidence: not a pass
         res.status, res.reason = "differ", runner.REASON_UNCHECKED
-        res.detail = (f"{n_unchecked} of {len(res.rows)} tensors were not checked (more than "
-                      f"{MAX_UNCHECKED:.0%}): they are zero, constant or noise on both sides, so they would "
-                      "agree with a wrong rewrite too. Give inputs with a batch of 2 or more (--input), "
-                      "or accept this with --allow-unchecked.")
+        res.detail = (f"tensors not checked ({'; '.join(too_little)}), more than {MAX_UNCHECKED:.0%}: they are "
+                      "zero, constant or noise on both sides, so they would agree with a wrong rewrite too. "
+                      "Give inputs with a batch of 2 or more and varied values (--input), or accept this "
+                      "with --allow-unchecked.")
+
+
+def _unchecked_by_mode(rows: Sequence[TensorRow]) -> List[Tuple[str, int, int]]:
+    """``(mode, rows not checked, rows)`` for each mode, in table order."""
+    counts: Dict[str, List[int]] = {}
+    for r in rows:
+        c = counts.setdefault(r.mode, [0, 0])
+        c[0] += bool(r.unchecked)
+        c[1] += 1
+    return [(mode, n, total) for mode, (n, total) in counts.items()]

@@ -28,7 +28,8 @@ def test_matched_draws_keyed_by_order_and_shape_and_restored():
 
     def one_pass():
         with same_draws.matched_draws([jax.random, rnd], [(Source, "make_rng")]) as drawn:
-            masks = [np.asarray(rnd.bernoulli(None, 0.5, (6, 7))), np.asarray(jax.random.bernoulli(None, 0.5, (6, 7))),
+            masks = [np.asarray(rnd.bernoulli(None, 0.5, (6, 7))),
+                     np.asarray(jax.random.bernoulli(None, 0.5, (6, 7))),
                      np.asarray(jax.random.bernoulli(None, 0.25, (3,)))]
             keys = [np.asarray(Source().make_rng()) for _ in range(2)]
         return masks, keys, drawn.as_dict()
@@ -50,6 +51,22 @@ def test_batch_of_one_raised():
     # a batch already above one, or inputs that do not agree on a batch of one: as given
     assert raise_batch_of_one([((4, 16), "float32")]) == ([((4, 16), "float32")], False)
     assert raise_batch_of_one([((1, 16), "float32"), ((5,), "int32")])[1] is False
+
+
+def test_perturbed_params():
+    from linen_upgrade.verify.legacy_module_driver import perturb
+    params = {"bias": np.zeros(50, np.float32), "scale": np.ones(50, np.float32),
+              "kernel": np.random.RandomState(0).randn(40, 50).astype(np.float32) * 0.2,
+              "table": np.arange(6, dtype=np.int32)}
+    out = perturb(params, 0.1, seed=3)
+    assert {k: v.dtype for k, v in out.items()} == {k: v.dtype for k, v in params.items()}
+    np.testing.assert_array_equal(out["table"], params["table"])  # integers as they are
+    assert 0.05 < out["bias"].std() < 0.2 and 0.05 < out["scale"].std() < 0.2
+    assert abs(out["scale"].mean() - 1) < 0.05
+    change = out["kernel"] - params["kernel"]
+    assert 0.01 < change.std() < 0.03  # 10% of the kernel's spread (0.2)
+    for k in params:  # the same noise for the same seed
+        np.testing.assert_array_equal(perturb(params, 0.1, seed=3)[k], out[k])
 
 
 def _row(kind, ok=True):
@@ -132,10 +149,14 @@ def test_batch_of_one_is_not_a_pass(legacy_root, mlp):
     res = json.loads(out)["results"][0]
     assert res["reason"] == "too little checked" and "--allow-unchecked" in res["detail"]
     assert not [r for r in res["rows"] if not r["ok"]]  # nothing differs: it was not checked
+    # BatchNorm over one example: its output is its bias, whatever comes in; eval mode (running
+    # averages) checks those tensors, train mode cannot
     unchecked = {(r["mode"], r["path"]): r["unchecked"] for r in res["rows"] if r["unchecked"]}
-    assert unchecked[("train", "output[0]")].startswith("output is constant on both sides")
     assert unchecked[("train", "params/Dense_0/kernel")] == "gradient is zero on both sides"
-    assert len(unchecked) * 4 > len(res["rows"]) and all(m == "train" for m, _ in unchecked)
+    assert unchecked[("train", "params/BatchNorm_0/scale")] == "gradient is zero on both sides"
+    n_train = sum(r["mode"] == "train" for r in res["rows"])
+    assert all(m == "train" for m, _ in unchecked) and len(unchecked) * 4 > n_train
+    assert f"train: {len(unchecked)} of {n_train}" in res["detail"]
 
     code, out = _cli(legacy, upgraded, "--module", "MLP", "--input", "1,16", "--allow-unchecked")
     assert code == 0 and "module MLP: OK" in out, out
