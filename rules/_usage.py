@@ -74,6 +74,7 @@ class UsageTransformer(RuleTransformer):
         self.imports: set[tuple[str, str | None]] = set()
         self.names: dict[int, set[str]] = {}  # per function: names in use
         self.subscripts: dict[int, cst.BaseExpression] = {}
+        self._function_names: frozenset[str] | None = None
 
     # -- setup -------------------------------------------------------------------
     def visit_Module(self, node: cst.Module) -> bool:
@@ -148,6 +149,20 @@ class UsageTransformer(RuleTransformer):
         self.frames.append(frame)
         return True
 
+    def _functions(self) -> frozenset[str]:
+        """The names of this file's functions, at any depth."""
+        if self._function_names is None:
+            names: set[str] = set()
+
+            class _Defs(FastVisitor):
+                def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+                    names.add(node.name.value)
+
+            if self._module is not None:
+                self._module.visit(_Defs())
+            self._function_names = frozenset(names)
+        return self._function_names
+
     def leave_With(self, original: cst.With, updated: cst.With):
         frame = self.frames.pop()
         if not isinstance(frame, Frame):
@@ -159,11 +174,17 @@ class UsageTransformer(RuleTransformer):
             return updated
         if frame.sites == 0:
             if "model" in self.owns:
-                callees = _callees(original.body)
-                if callees:  # the model is most likely applied inside one of them (jax.grad(loss_fn), a step)
-                    self.todo(f"the module calls this block reaches are made inside {', '.join(callees)}(...), "
+                calls = _callees(original.body)
+                functions = [n for n, c in calls if dotted(c) in self._functions()][:3]
+                values = [n for n, c in calls if self.resolve(c) is None and dotted(c) not in self._functions()][:3]
+                if functions:  # the model is most likely applied inside one of them (jax.grad(loss_fn), a step)
+                    self.todo(f"the module calls this block reaches are made inside {', '.join(functions)}(...), "
                               "which this rule does not follow: pass batch_stats/mutable=/rngs= to the apply "
                               "there and return the updated state")
+                elif values:
+                    self.todo(f"{', '.join(values)}(...) calls a value this rule cannot trace to an nn.Model or a "
+                              "module definition (a parameter, a field, a factory's result): pass "
+                              "batch_stats/mutable=/rngs= to its apply by hand")
                 else:
                     self.todo("no module call inside this block: the state/rng it sets reaches an init/apply "
                               "elsewhere; pass batch_stats/mutable=/rngs= to that call")
@@ -340,21 +361,22 @@ _PLAIN_CALLS = frozenset({"print", "len", "range", "int", "float", "str", "list"
                           "enumerate", "isinstance", "sorted", "min", "max", "sum", "abs"})
 
 
-def _callees(body: cst.CSTNode, limit: int = 3) -> list[str]:
-    """The functions a block calls, by name (a few, for the TODO)."""
-    found: list[str] = []
-
+def _callees(body: cst.CSTNode) -> list[tuple[str, cst.BaseExpression]]:
+    """What a block calls: a name to show, and the callee (``jax.grad(loss_fn)`` for
+    ``jax.grad(loss_fn)(...)``)."""
+    found: list[tuple[str, cst.BaseExpression]] = []
     wrapped: set[int] = set()
 
     class _Calls(cst.CSTVisitor):
         def visit_Call(self, node: cst.Call) -> None:
-            name = dotted(node.func)
+            name, callee = dotted(node.func), node.func
             inner = node.func
             if isinstance(inner, cst.Call) and inner.args and dotted(inner.func) and dotted(inner.args[0].value):
-                name = f"{dotted(inner.func)}({dotted(inner.args[0].value)})"  # jax.grad(loss_fn)(...)
+                name = f"{dotted(inner.func)}({dotted(inner.args[0].value)})"
+                callee = inner.args[0].value
                 wrapped.add(id(inner))
-            if name and id(node) not in wrapped and name not in _PLAIN_CALLS and name not in found:
-                found.append(name)
+            if name and id(node) not in wrapped and name not in _PLAIN_CALLS and name not in [n for n, _ in found]:
+                found.append((name, callee))
 
     body.visit(_Calls())
-    return found[:limit]
+    return found
