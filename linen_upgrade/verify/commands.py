@@ -16,6 +16,7 @@ import sys
 
 import click
 
+from .program import REASON_UNPAIRED
 from .runner import REASON_UNCHECKED
 
 EXIT_OK, EXIT_DIFFER, EXIT_ERROR = 0, 1, 2
@@ -131,7 +132,13 @@ def _print_program(res):
             click.echo(f"  line {m.line}, token {m.token}: {m.kind}: legacy {m.legacy!r} vs upgraded {m.upgraded!r}")
     if len(res.mismatches) > 50:
         click.echo(f"  ... {len(res.mismatches) - 50} more")
-    if res.status != "error":
+    paired = [r["upgraded_class"] for r in res.inits if r["paired"]]
+    if res.inits:
+        click.echo(f"  started from the legacy weights: {len(paired)} of {len(res.inits)} init(s) paired"
+                   + (f" ({', '.join(paired)})" if paired else ""))
+    for note in res.notes:
+        click.echo(f"  note: {note}")
+    if res.status != "error" or res.reason == REASON_UNPAIRED:
         click.echo(f"  {res.lines} lines, {res.numbers} numbers compared, {len(res.mismatches)} differ; "
                    f"max abs err {_fmt(res.max_abs_err)}, max rel err {_fmt(res.max_rel_err)}; "
                    f"rtol={res.rtol:g} atol={res.atol:g}")

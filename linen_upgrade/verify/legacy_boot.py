@@ -557,6 +557,27 @@ def run_driver(path, argv=()):
     exec(code, main.__dict__)
 
 
+def run_recorded_script(path, argv, program_dir):
+    """Program mode: run the script with its inits recorded and its dropout
+    masks drawn by call order, as the upgraded side does (program_inits.py)."""
+    import importlib.util as iu
+    spec = iu.spec_from_file_location("_linen_upgrade_program_inits",
+                                      os.path.join(os.path.dirname(os.path.realpath(__file__)),
+                                                   "program_inits.py"))
+    inits = iu.module_from_spec(spec)
+    spec.loader.exec_module(inits)
+    import jax
+    random_modules = [jax.random]
+    if _COMPAT["on"]:
+        random_modules.append(proxy_module("jax.random"))
+    rec = inits.install(program_dir, random_modules)
+    with inits.same_draws.matched_draws(random_modules, []) as drawn:
+        try:
+            run_script(path, argv)
+        finally:
+            rec.finish(drawn)
+
+
 def main(argv=None):
     import argparse
     ap = argparse.ArgumentParser(prog="legacy_boot")
@@ -565,6 +586,9 @@ def main(argv=None):
                     help="the user's own old environment: no compat layer")
     ap.add_argument("--user-dir", action="append", default=[],
                     help="folders of user code that get the compat layer too")
+    ap.add_argument("--program-dir",
+                    help="with --script: record its inits and draw dropout masks by call order "
+                         "(program mode, see program_inits.py)")
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--script")
     g.add_argument("--driver")
@@ -587,7 +611,9 @@ def main(argv=None):
             ap.error("--legacy-root is required unless --no-compat")
         install_compat(ns.legacy_root, user_dirs)
         _COMPAT["on"] = True
-    if ns.script:
+    if ns.script and ns.program_dir:
+        run_recorded_script(target, args, ns.program_dir)
+    elif ns.script:
         run_script(target, args)
     else:
         run_driver(target, args)

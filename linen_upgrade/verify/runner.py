@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 BOOT = HERE / "legacy_boot.py"
 LEGACY_MODULE_DRIVER = HERE / "legacy_module_driver.py"
 MODERN_MODULE_DRIVER = HERE / "modern_module_driver.py"
+MODERN_PROGRAM_BOOT = HERE / "modern_program_boot.py"
 
 DEFAULT_TIMEOUT = 600.0
 
@@ -161,9 +162,11 @@ def run_process(cmd: Sequence[str], *, side: str, timeout: float, cwd: Optional[
 
 
 def legacy_command(target: str, *, driver: bool = False, args: Sequence[str] = (),
-                   legacy_python: Optional[str] = None, user_dirs: Sequence[str] = ()) -> List[str]:
+                   legacy_python: Optional[str] = None, user_dirs: Sequence[str] = (),
+                   program_dir: Optional[str] = None) -> List[str]:
     """Command line of the legacy side. Without ``legacy_python`` the cached
-    flax 0.3.6 is installed on first use and booted with the compat layer."""
+    flax 0.3.6 is installed on first use and booted with the compat layer.
+    ``program_dir``: record the script's inits there (program mode)."""
     if legacy_python:
         cmd = [legacy_python, str(BOOT), "--no-compat"]
     else:
@@ -171,6 +174,8 @@ def legacy_command(target: str, *, driver: bool = False, args: Sequence[str] = (
         cmd = [sys.executable, str(BOOT), "--legacy-root", str(root)]
     for d in user_dirs:
         cmd += ["--user-dir", str(d)]
+    if program_dir:
+        cmd += ["--program-dir", str(program_dir)]
     cmd += ["--driver" if driver else "--script", str(target), "--", *args]
     return cmd
 
@@ -178,13 +183,13 @@ def legacy_command(target: str, *, driver: bool = False, args: Sequence[str] = (
 def run_legacy(target: str, *, driver: bool = False, args: Sequence[str] = (),
                legacy_python: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
                platform: Optional[str] = None, cwd: Optional[str] = None,
-               user_dirs: Sequence[str] = ()) -> SideResult:
+               user_dirs: Sequence[str] = (), program_dir: Optional[str] = None) -> SideResult:
     target = str(Path(target).resolve())
     if not Path(target).is_file():
         return SideResult("legacy", False, None, reason=REASON_NO_FILE, detail=target)
     try:
         cmd = legacy_command(target, driver=driver, args=args, legacy_python=legacy_python,
-                             user_dirs=user_dirs)
+                             user_dirs=user_dirs, program_dir=program_dir)
     except legacy_env.LegacyEnvError as e:
         return SideResult("legacy", False, None, reason=REASON_LEGACY_ENV, detail=str(e))
     return run_process(cmd, side="legacy", timeout=timeout,
@@ -193,11 +198,16 @@ def run_legacy(target: str, *, driver: bool = False, args: Sequence[str] = (),
 
 def run_modern(target: str, *, args: Sequence[str] = (), python: Optional[str] = None,
                timeout: float = DEFAULT_TIMEOUT, platform: Optional[str] = None,
-               cwd: Optional[str] = None) -> SideResult:
+               cwd: Optional[str] = None, carry_from: Optional[str] = None,
+               report: Optional[str] = None) -> SideResult:
+    """``carry_from``: the legacy side's ``program_dir``; the script then starts
+    from its weights and masks and writes ``report`` (modern_program_boot.py)."""
     target = str(Path(target).resolve())
     if not Path(target).is_file():
         return SideResult("modern", False, None, reason=REASON_NO_FILE, detail=target)
-    cmd = [python or sys.executable, str(target), *args]
+    boot = [str(MODERN_PROGRAM_BOOT), "--legacy-dir", str(carry_from), "--report", str(report)] \
+        if carry_from else []
+    cmd = [python or sys.executable, *boot, str(target), *args]
     return run_process(cmd, side="modern", timeout=timeout,
                        cwd=cwd or str(Path(target).resolve().parent), env=platform_env(platform))
 
