@@ -12,7 +12,7 @@ import libcst as cst
 from linen_upgrade.facts import Param
 from linen_upgrade.rule import Context, FastTransformer, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.rules._cst import build_dotted, express, is_docstring, kwarg
-from linen_upgrade.rules._modules import SelfAttributes, type_of
+from linen_upgrade.rules._modules import SelfAttributes, creates_module, type_of
 
 
 class ModuleParts(RuleTransformer):
@@ -45,7 +45,7 @@ class ModuleParts(RuleTransformer):
             if kind and _names_in(param.default) & set(class_values):
                 return (f"the default of {name} is a {kind} that reads names of the class body: make it "
                         "a field with default_factory by hand")
-            if kind in ("list", "dict") and not all(_only_read(m, name, self.is_legacy_class) for m in methods):
+            if kind in ("list", "dict") and not all(_only_read(m, name, lambda f: creates_module(self, f)) for m in methods):
                 return (f"{name} defaults to a {kind}, which a Linen module sees as a "
                         f"{'tuple' if kind == 'list' else 'FrozenDict'}, and the body does more than read it: "
                         "convert by hand")
@@ -340,6 +340,17 @@ def _names_in(expr: cst.CSTNode) -> set[str]:
 
     expr.visit(V())
     return found
+
+
+def name_clash(body: list[cst.BaseStatement], attrs: set[str]) -> str | None:
+    """A method named like an attribute (an ``apply`` parameter, or the ``decode``
+    LU102 adds for a cache) would replace the field's default in the dataclass."""
+    fields = attrs | {s.body[0].target.value for s in body  # type: ignore[attr-defined]
+                      if is_field(s) and isinstance(s.body[0].target, cst.Name)}  # type: ignore[attr-defined]
+    for s in body:
+        if isinstance(s, cst.FunctionDef) and s.name.value != "apply" and s.name.value in fields:
+            return f"the method {s.name.value} and the attribute {s.name.value} share a name: rename the method"
+    return None
 
 
 def is_field(stmt: cst.CSTNode) -> bool:

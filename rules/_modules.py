@@ -344,6 +344,12 @@ def spec_for_qual(qual: str | None, index) -> CallSpec | None:
     return None
 
 
+def creates_module(transformer: RuleTransformer, func: cst.BaseExpression) -> bool:
+    """Does calling ``func`` make a legacy submodule (a built-in layer or a module of the run)?"""
+    qual = transformer.resolve_class(func)
+    return spec_for_qual(qual, transformer.ctx.index) is not None or transformer.ctx.index.is_legacy_module(qual)
+
+
 class LegacyBodyTransformer(RuleTransformer):
     """Knows whether it is inside a legacy module class still in legacy form
     (LU101 renames ``apply`` after the other LU1xx rules have run)."""

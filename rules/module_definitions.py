@@ -43,6 +43,7 @@ Not converted (TODO)
     ``append``, ``==``) or that reads names of the class body; a call of
     another method passing something else for a parameter that becomes an
     attribute, relying on its default, or a method used other than called;
+    a method named like an attribute (the field's default would be the method);
     ``*args``/``**kwargs`` read in the body or forwarded into a callee of
     unknown signature, ``*args`` into a callee whose next legacy positional
     argument has another Linen place (``nn.BatchNorm``'s ``batch_stats``) or
@@ -57,7 +58,8 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._cst import add_import, is_docstring
-from linen_upgrade.rules._definitions import ModuleParts, drop_repeated_arguments, is_field, method_with_attributes
+from linen_upgrade.rules._definitions import (ModuleParts, drop_repeated_arguments, is_field, method_with_attributes,
+                                              name_clash)
 from linen_upgrade.rules._forwarding import Forwarding
 from linen_upgrade.rules._modules import has_legacy_classes, split_params
 
@@ -141,9 +143,11 @@ class _Transformer(ModuleParts):
             return updated
         params = self._apply_params(original)
         split = split_params(params)
-        problem = split.problem or self.default_problem(body[apply_at], split.attrs, body)
+        attr_names = {a.name for a in split.attrs}
+        problem = split.problem or self.default_problem(body[apply_at], split.attrs, body) or name_clash(
+            body, attr_names | {p.name for p in (split.star, split.forward) if p is not None})
         if not problem:
-            body, problem = drop_repeated_arguments(body, {a.name for a in split.attrs})
+            body, problem = drop_repeated_arguments(body, attr_names)
         if problem:
             self.todo(problem)
             return updated

@@ -41,8 +41,8 @@ import libcst as cst
 from linen_upgrade.rule import Context, Example, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.rules._cst import is_docstring
 from linen_upgrade.rules._definitions import reassigned_names, replace_calls, self_uses, target_names
-from linen_upgrade.rules._modules import (CallSpec, SelfAttributes, defines_apply, has_legacy_classes,
-                                          spec_for_qual, split_params)
+from linen_upgrade.rules._modules import (CallSpec, SelfAttributes, creates_module, defines_apply,
+                                          has_legacy_classes, spec_for_qual, split_params)
 
 
 class SharedSetup(Rule):
@@ -296,7 +296,7 @@ class _Transformer(RuleTransformer):
                     creates = True
                 elif isinstance(f, cst.Call) and isinstance(f.func, cst.Attribute) and f.func.attr.value == "partial":
                     creates = True
-                elif spec_for_qual(rule.resolve_class(f), rule.ctx.index) is not None:
+                elif creates_module(rule, f):
                     creates = True
         fn.body.visit(V())
         return creates
