@@ -1,0 +1,104 @@
+"""Differential testing at scale (issue 16): generate legacy programs, upgrade
+each with linen-upgrade, run the legacy one on flax 0.3.6 and the upgraded
+one on current flax, and count the verdicts.
+
+    .venv/bin/python bench/fuzz.py --n 200 --seed 0 -j 2
+
+Program i is ``generate(seed + i)`` (bench/fuzz/generate.py), so any one is
+reproduced with ``--n 1 --seed SEED+i``. Prints one line per program that is
+not *equivalent*, then the counts, the share equivalent, the time per
+program and how often each construct was drawn. A *silent-wrong* program is
+shrunk (bench/fuzz/shrink.py) and printed; ``--keep DIR`` also writes every
+non-equivalent program there. Exit 1 when any program is silent-wrong or
+crashed the tool.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fuzz.generate import generate  # noqa: E402
+from fuzz.oracle import VERDICTS, Outcome, check  # noqa: E402
+from fuzz.shrink import shrink  # noqa: E402
+
+
+def run_one(seed: int) -> tuple[int, Outcome, Counter]:
+    program = generate(seed)
+    outcome = check(program.source, program.top, program.inputs, program.kwargs, program.deterministic)
+    return seed, outcome, program.constructs
+
+
+def minimal(seed: int, verdict: str, budget: int) -> str:
+    """The program of ``seed`` shrunk while its verdict stays ``verdict``."""
+    p = generate(seed)
+
+    def still(source: str) -> bool:
+        return check(source, p.top, p.inputs, p.kwargs, p.deterministic).verdict == verdict
+    return shrink(p.source, still, budget=budget, log=lambda m: print(m, flush=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=20, help="how many programs")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the first program")
+    ap.add_argument("-j", "--jobs", type=int, default=1, help="programs checked side by side")
+    ap.add_argument("--shrink-budget", type=int, default=40, help="checks spent shrinking each silent-wrong one")
+    ap.add_argument("--keep", type=Path, help="write every non-equivalent program (and its upgrade) here")
+    ap.add_argument("--json", type=Path, help="write the verdicts and construct counts here")
+    args = ap.parse_args(argv)
+
+    start = time.monotonic()
+    counts: Counter = Counter()
+    constructs: Counter = Counter()   # occurrences
+    in_programs: Counter = Counter()  # programs with at least one
+    bad: list[tuple[int, str]] = []
+    rows = []
+    seeds = range(args.seed, args.seed + args.n)
+    with ProcessPoolExecutor(max(1, args.jobs)) as pool:
+        for seed, outcome, drawn in pool.map(run_one, seeds):
+            counts[outcome.verdict] += 1
+            constructs.update(drawn)
+            in_programs.update(set(drawn))
+            rows.append({"seed": seed, "verdict": outcome.verdict, "seconds": round(outcome.seconds, 1),
+                         "detail": outcome.detail[:2000]})
+            if outcome.verdict != "equivalent":
+                first = outcome.detail.strip().splitlines()[0] if outcome.detail.strip() else ""
+                print(f"seed {seed}: {outcome.verdict}: {first}", flush=True)
+                if args.keep:
+                    args.keep.mkdir(parents=True, exist_ok=True)
+                    (args.keep / f"{seed}_{outcome.verdict}.py").write_text(generate(seed).source)
+                    if outcome.upgraded:
+                        (args.keep / f"{seed}_{outcome.verdict}.upgraded.py").write_text(outcome.upgraded)
+                if outcome.verdict in ("silent-wrong", "tool-crash"):
+                    bad.append((seed, outcome.verdict))
+                    print(outcome.detail, flush=True)
+    wall = time.monotonic() - start
+
+    for seed, verdict in bad:
+        print(f"\n=== seed {seed} ({verdict}), shrunk:")
+        print(minimal(seed, verdict, args.shrink_budget))
+    n = max(1, args.n)
+    print(f"\n{args.n} programs, seed {args.seed}, -j {args.jobs}: " +
+          ", ".join(f"{v} {counts[v]}" for v in VERDICTS))
+    print(f"equivalent: {counts['equivalent'] / n:.1%}; {wall / n:.1f} s per program "
+          f"({wall:.0f} s in all, {args.jobs} at a time)")
+    print("constructs drawn (programs with at least one / occurrences):")
+    for name, k in sorted(constructs.items()):
+        print(f"  {name}: {in_programs[name]} / {k}")
+    if args.json:
+        args.json.write_text(json.dumps({"n": args.n, "seed": args.seed, "jobs": args.jobs, "counts": counts,
+                                         "constructs": constructs,
+                                         "constructs_in_programs": in_programs, "seconds": wall, "programs": rows},
+                                        indent=1))
+    return 1 if counts["silent-wrong"] or counts["tool-crash"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
