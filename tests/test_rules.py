@@ -6,12 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import libcst as cst
 import pytest
 
 from linen_upgrade.config import Config
 from linen_upgrade.pipeline import rewrite_text
 from linen_upgrade.registry import all_rules
-from linen_upgrade.rule import Example, NoChange
+from linen_upgrade.rule import Example, NoChange, quote, todo_line
 
 from conftest import FIXTURES, ROOT
 
@@ -84,3 +85,13 @@ def test_readme_rule_table_is_current():
                            capture_output=True, text=True, check=True).stdout.strip()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert table in readme, "README rule table is stale: paste `linen-upgrade rules --format markdown`"
+
+
+def test_todo_comments_are_one_line():
+    """Whatever a rule quotes, its TODO is one comment line LibCST accepts (a
+    multi-line quote once left whole files legacy); quoted code is shortened."""
+    line = todo_line("LU302", "passed to jax.pmap(\n    lambda o: o,\r\n\taxis_name='b')(...)")
+    assert line == "# TODO(linen-upgrade): LU302 passed to jax.pmap( lambda o: o, axis_name='b')(...)"
+    cst.EmptyLine(comment=cst.Comment(line))  # validates
+    assert quote("jax.pmap(\n    lambda o: o,\n    axis_name='b')") == "jax.pmap(lambda o: o, axis_name='b')"
+    assert quote("f(" + "x, " * 50 + ")", limit=20) == "f(x, x, x, x, x,..."
