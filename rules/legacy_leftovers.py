@@ -71,7 +71,40 @@ class _Transformer(RuleTransformer):
                           for s in node.body.body):
             self.todo(f"{node.name.value} is a legacy flax.nn module (it defines apply): "
                       "convert it to dataclass attributes + __call__")
+        builtin = next((q for b in node.bases if (q := self.resolve(b.value)) in BUILTIN_MODULES), None)
+        if builtin is not None:  # class StdConv(nn.Conv): def param(self, name, shape, init): ...
+            self.todo(f"{node.name.value} subclasses the legacy built-in {builtin}, whose Linen namesake is a "
+                      "dataclass with another API: rewrite it as a Linen module by hand")
+            self._legacy_values()[node.name.value] = f"the subclass {node.name.value} of {builtin}"
         return True
+
+    def visit_Assign(self, node: cst.Assign) -> bool:
+        # group_norm = GroupNorm; conv = StdConv.partial(bias=False): a legacy module under a local name
+        source = self._legacy_value(node.value)
+        if source is not None:
+            for target in node.targets:
+                if isinstance(target.target, cst.Name):
+                    self._legacy_values()[target.target.value] = source
+        return True
+
+    def _legacy_value(self, value: cst.BaseExpression) -> str | None:
+        if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) \
+                and value.func.attr.value in ("partial", "shared"):
+            value = value.func.value
+        elif isinstance(value, cst.Call) and self.resolve(value.func) == "functools.partial" and value.args:
+            value = value.args[0].value
+        if isinstance(value, cst.Name) and value.value in self._legacy_values():
+            return self._legacy_values()[value.value]
+        qual = self.resolve_class(value)
+        if qual in BUILTIN_MODULES or (qual and self.ctx.index.is_legacy_module(qual)):
+            return qual
+        return None
+
+    def _legacy_values(self) -> dict[str, str]:
+        values = getattr(self, "_values", None)
+        if values is None:
+            values = self._values = {}
+        return values
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         if dotted(node) is None:
@@ -92,6 +125,13 @@ class _Transformer(RuleTransformer):
         return False
 
     def visit_Call(self, node: cst.Call) -> bool:
+        if isinstance(node.func, cst.Call):
+            self._called().add(id(node.func))  # m(...)(x): the inner call builds a Linen module
+        elif isinstance(node.func, cst.Name) and node.func.value in self._legacy_values() \
+                and id(node) not in self._called() and any(not a.keyword and not a.star for a in node.args):
+            self.todo(f"{node.func.value}(...) calls {self._legacy_values()[node.func.value]} in the legacy form "
+                      f"(inputs first), and this run did not convert the call: write "
+                      f"{node.func.value}(<attributes>)(<inputs>)")
         qual = self.resolve(node.func)
         name = qual.rpartition(".")[2] if qual else ""
         if (name in self._legacy_names() and not self.ctx.index.is_legacy_module(qual)
@@ -102,6 +142,12 @@ class _Transformer(RuleTransformer):
                       f"a legacy module `{name}` ({self._legacy_names()[name]}): if it is that class, "
                       "convert this call as well")
         return True
+
+    def _called(self) -> set[int]:
+        called = getattr(self, "_called_ids", None)
+        if called is None:
+            called = self._called_ids = set()
+        return called
 
     def _legacy_names(self) -> dict[str, str]:
         names = getattr(self, "_names", None)
