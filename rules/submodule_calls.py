@@ -136,9 +136,16 @@ class _Transformer(AttentionCalls, CellCalls):
     def visit_Assign(self, node: cst.Assign) -> bool:
         # conv = nn.Conv.partial(bias=False): later calls of ``conv`` split like nn.Conv;
         # dense = nn.Dense.shared(features=3): later calls of ``dense`` pass inputs only
+        # norm = GroupNorm: a plain alias, its calls split like the class's own
         value = node.value
-        if not (self._partials and len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name)
-                and isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute)
+        if not (self._partials and len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name)):
+            return True
+        if isinstance(value, (cst.Name, cst.Attribute)):
+            spec = self._spec(value)
+            if spec is not None:
+                self._partials[-1][node.targets[0].target.value] = (spec[0], frozenset(), "partial")
+            return True
+        if not (isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute)
                 and value.func.attr.value in ("partial", "shared")):
             return True
         spec = self._spec(value.func.value)
