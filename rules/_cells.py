@@ -10,15 +10,19 @@ import libcst as cst
 
 from linen_upgrade.rule import RuleTransformer
 from linen_upgrade.rules._cst import kwarg
+from linen_upgrade.rules._initializers import Initializers, adapter
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 
 class CellCalls(RuleTransformer):
     """The part of LU102's transformer that converts ``initialize_carry``; the
-    transformer provides ``_two_arg`` (this file's two-argument initializers),
+    transformer provides ``_initializers`` (this file's user initializers) and ``hidden_names()``,
     ``_in_legacy_module()`` and ``_linen_ctor()``."""
 
-    _two_arg: set[str]
+    _initializers: Initializers | None
+
+    def hidden_names(self) -> frozenset[str]:
+        raise NotImplementedError
 
     def _initialize_carry(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         """``Cell.initialize_carry(rng, batch_dims, size, init_fn)`` (a static method) ->
@@ -71,8 +75,8 @@ class CellCalls(RuleTransformer):
             shape = _concat_shape(dims, tail)
         if "init_fn" in bound:
             init = bound["init_fn"]
-            if isinstance(init, cst.Name) and init.value in self._two_arg:
-                init = cst.parse_expression(f"lambda key, shape, dtype=None: {init.value}(key, shape)")
+            if self._initializers is not None and self._initializers.needs_adapter(init, self.hidden_names()):
+                init = adapter(init)  # Linen calls carry_init(key, shape, dtype)
             ctor_args.append(kwarg("carry_init", init))
         if self._in_legacy_module():
             # unbound: inside a compact module a bound helper cell would take the

@@ -30,6 +30,8 @@ import libcst as cst
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.rules._cst import add_import, build_dotted, comma_list, express, kwarg, needs_parens
+from linen_upgrade.rules._initializers import Initializers, initializer_slots
+from linen_upgrade.rules._optim_edit import insert_helpers
 from linen_upgrade.rules._usage_analysis import Analysis
 from linen_upgrade.rules._usage_calls import split_usage, string
 from linen_upgrade.rules._usage_external import external_param, external_return
@@ -74,6 +76,8 @@ class UsageTransformer(RuleTransformer):
         self.imports: set[tuple[str, str | None]] = set()
         self.names: dict[int, set[str]] = {}  # per function: names in use
         self.subscripts: dict[int, cst.BaseExpression] = {}
+        self.helpers: dict[str, str] = {}  # name -> source of a function emitted once into the file
+        self._initializers: Initializers | None = None
         self._function_names: frozenset[str] | None = None
 
     # -- setup -------------------------------------------------------------------
@@ -117,6 +121,7 @@ class UsageTransformer(RuleTransformer):
         return build_dotted(spelled)
 
     def finish(self, module: cst.Module) -> cst.Module:
+        module = insert_helpers(module, list(self.helpers.values()))
         for name, obj in sorted(self.imports, key=lambda x: (x[0], x[1] or "")):
             module = add_import(module, name, obj)
         return module
@@ -297,7 +302,21 @@ class UsageTransformer(RuleTransformer):
         ctor, inputs, problem = split_usage(args, spec, bound, fixed)
         if problem:
             return None, [], problem
-        return cst.Call(func=func, args=comma_list(ctor)), inputs, None
+        return cst.Call(func=func, args=comma_list(self.adapt_initializers(ctor, spec.legacy, at))), inputs, None
+
+    def adapt_initializers(self, args: list[cst.Arg], legacy: tuple[str, ...], at: cst.CSTNode) -> list[cst.Arg]:
+        """A built-in's legacy ``init(key, shape)`` user initializers, wrapped for Linen (``_initializers``)."""
+        if self._initializers is None:
+            self._initializers = Initializers(self.a.module_scope.node)  # type: ignore[arg-type]
+        hidden: set[str] = set()
+        scope = self.a.scope_of.get(id(at))
+        while scope is not None and scope is not self.a.module_scope:
+            hidden |= set(scope.bound)
+            scope = scope.parent
+        args, wrapped = self._initializers.adapt(args, initializer_slots(legacy), frozenset(hidden))
+        for w in wrapped:
+            self.fixed(f"legacy initializer {w} wrapped for Linen's init(key, shape, dtype)")
+        return args
 
 
 

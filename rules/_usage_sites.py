@@ -66,31 +66,60 @@ class SiteCalls(UsageTransformer):
                         args=comma_list([cst.Arg(cst.Dict(variables)), *inputs, *extra]))
         return call, bool(collections), None
 
-    def _zeros(self, specs: cst.BaseExpression) -> list[cst.BaseExpression] | None:
-        if not isinstance(specs, (cst.List, cst.Tuple)):
+    def _inputs_by_shape(self, specs: cst.BaseExpression) -> list[cst.Arg] | None:
+        """Legacy ``init_by_shape`` input specs -> zero inputs, parsed as legacy
+        ``flax.jax_utils._parse_spec`` does: a 2-sequence whose first item is
+        iterable is ``(shape, dtype)``, anything else a float32 shape.  A literal
+        list gets one ``jnp.zeros`` per spec where its form decides, else a call
+        of the emitted helper (``SPEC_HELPER``); any other expression becomes
+        ``*[helper(spec) for spec in specs]``.  None when the helper's name is taken."""
+        if isinstance(specs, (cst.List, cst.Tuple)) and not any(
+                isinstance(el, cst.StarredElement) for el in specs.elements):
+            each = [self._input_of(el.value) for el in specs.elements]
+            return None if None in each else [cst.Arg(e) for e in each]  # type: ignore[arg-type]
+        helper = self._spec_helper()
+        if helper is None:
             return None
+        each = cst.ListComp(elt=cst.Call(func=cst.Name(helper), args=[cst.Arg(cst.Name("spec"))]),
+                            for_in=cst.CompFor(target=cst.Name("spec"), iter=specs))
+        return [cst.Arg(each, star="*")]
+
+    def _input_of(self, spec: cst.BaseExpression) -> cst.BaseExpression | None:
+        form = _spec_form(spec, self._is_dtype)
+        if form is None:
+            helper = self._spec_helper()
+            return cst.Call(func=cst.Name(helper), args=[cst.Arg(spec)]) if helper is not None else None
         zeros, needed = express("jax.numpy.zeros", self.ctx.facts.imports)
-        f32, _ = express("jax.numpy.float32", self.ctx.facts.imports)
         if needed:
             self.imports.add((needed, None))
-        out = []
-        for el in specs.elements:
-            spec = el.value
-            if not isinstance(spec, (cst.Tuple, cst.List)) or isinstance(el, cst.StarredElement):
-                return None
-            items = [e.value for e in spec.elements]
-            if all(isinstance(i, cst.Integer) for i in items):
-                shape, dtype = spec, build_dotted(f32)
-            elif len(items) == 2 and (isinstance(items[0], (cst.Tuple, cst.List)) or self._is_dtype(items[1])):
-                shape, dtype = items
-            else:
-                return None
-            shape = shape.with_changes(lpar=[], rpar=[]) if isinstance(shape, cst.Tuple) and shape.lpar else shape
-            if isinstance(shape, cst.Tuple) and not shape.lpar:
-                shape = shape.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-            out.append(cst.Call(func=build_dotted(zeros), args=[
-                cst.Arg(shape, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))), cst.Arg(dtype)]))
-        return out
+        if form == "shape":
+            shape, dtype = spec, build_dotted(express("jax.numpy.float32", self.ctx.facts.imports)[0])
+        else:
+            shape, dtype = (e.value for e in spec.elements)  # type: ignore[attr-defined]
+        shape = shape.with_changes(lpar=[], rpar=[]) if isinstance(shape, cst.Tuple) and shape.lpar else shape
+        if isinstance(shape, cst.Tuple) and not shape.lpar:
+            shape = shape.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        return cst.Call(func=build_dotted(zeros), args=[
+            cst.Arg(shape, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))), cst.Arg(dtype)])
+
+    def _spec_helper(self) -> str | None:
+        """The name of the emitted spec helper (added once to the file), None when
+        the file binds that name to something else."""
+        name = SPEC_HELPER
+        module = self.a.module_scope.node
+        ours = any(isinstance(s, cst.FunctionDef) and s.name.value == name for s in module.body)  # type: ignore
+        if name in self.a.module_scope.bound and not ours:
+            return None
+        if name not in self.helpers:
+            zeros, needed = express("jax.numpy.zeros", self.ctx.facts.imports)
+            f32, _ = express("jax.numpy.float32", self.ctx.facts.imports)
+            iterable, needed_abc = express("collections.abc.Iterable", self.ctx.facts.imports)
+            if needed:
+                self.imports.add((needed, None))
+            if needed_abc:
+                self.imports.add(("collections.abc", None))
+            self.helpers[name] = _SPEC_SOURCE.format(name=name, zeros=zeros, f32=f32, iterable=iterable)
+        return name
 
     def _is_dtype(self, node: cst.BaseExpression) -> bool:
         if isinstance(node, cst.SimpleString):
@@ -118,16 +147,21 @@ class SiteCalls(UsageTransformer):
             specs = rest[0].value if rest and rest[0].keyword is None else next(
                 (a.value for a in rest if a.keyword is not None and a.keyword.value == "input_specs"), None)
             rest = [a for a in rest if a.value is not specs]
-            zeros = self._zeros(specs) if specs is not None else None
-            if zeros is None:
-                self.todo(f"{method}: input specs that are not a literal list of (shape, dtype): "
+            inputs = self._inputs_by_shape(specs) if specs is not None else None
+            if inputs is None:
+                self.todo(f"{method}: no input specs, or the file binds {SPEC_HELPER} to something else: "
                           "call init on jnp.zeros(shape, dtype) of each input")
                 return None
-            inputs = [cst.Arg(z) for z in zeros]
-        ctor, call_inputs, problem = self.constructor(ref, original, [*inputs, *rest])
+            if any(a.star for a in inputs) and any(a.keyword is None for a in rest):
+                self.todo(f"{method}: positional arguments after input specs of unknown length: "
+                          "pass them by keyword")
+                return None
+        starred = [a for a in inputs if a.star]
+        ctor, call_inputs, problem = self.constructor(ref, original, [a for a in inputs if not a.star] + rest)
         if ctor is None:
             self.todo(f"{method}: {problem}")
             return None
+        call_inputs = [*starred, *call_inputs]
         rngs = self.rngs(rng, stochastic)
         state = stateful.state_name if stateful is not None else None
 
@@ -253,6 +287,31 @@ class SiteCalls(UsageTransformer):
         return False
 
 
+
+def _spec_form(spec: cst.BaseExpression, is_dtype) -> str | None:
+    """"shape" or "pair" when the written form of one spec decides how legacy
+    ``_parse_spec`` reads it; None when only its value at run time can."""
+    if not isinstance(spec, (cst.Tuple, cst.List)) or any(isinstance(e, cst.StarredElement) for e in spec.elements):
+        return None
+    if len(spec.elements) != 2:
+        return "shape"
+    first, second = (e.value for e in spec.elements)
+    if isinstance(first, (cst.Tuple, cst.List)) or (isinstance(first, cst.Attribute) and first.attr.value == "shape"):
+        return "pair"
+    if isinstance(first, cst.Integer) or (isinstance(first, cst.UnaryOperation) and isinstance(first.expression, cst.Integer)):
+        return "shape"
+    return "pair" if is_dtype(second) else None  # an int and a dtype would not make a shape
+
+
+# emitted once into a file whose init_by_shape specs are known only at run time
+SPEC_HELPER = "_input_from_spec"
+_SPEC_SOURCE = '''def {name}(spec):
+    """A zero input for a legacy init_by_shape spec: (shape, dtype), or a bare shape (float32)."""
+    spec = tuple(spec)
+    if len(spec) == 2 and isinstance(spec[0], {iterable}):
+        return {zeros}(tuple(spec[0]), spec[1])
+    return {zeros}(spec, {f32})
+'''
 
 _DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",
                      "uint8", "uint16", "uint32", "uint64", "bool_", "complex64", "complex128"})

@@ -4,8 +4,13 @@ What it does
     Outside module classes, ``M.init`` / ``M.init_by_shape`` of a legacy module (a class of the run, a built-in,
     ``M.partial(...)`` or a variable holding one) become ``M(attrs).init(rng,
     inputs)``: keyword arguments split into attributes and inputs as the
-    module rules split ``apply`` (``CallSpec``); ``init_by_shape``'s
-    ``[(shape, dtype)]`` become ``jnp.zeros(shape, dtype)``; the unpacking
+    module rules split ``apply`` (``CallSpec``); ``init_by_shape``'s specs
+    become zero inputs, read as legacy ``flax.jax_utils`` read them (a
+    ``(shape, dtype)`` pair, or a bare shape meaning float32):
+    ``jnp.zeros(shape, dtype)`` where the written form decides, else a call
+    of a small helper copied into the file (``_input_from_spec(spec)``;
+    ``*[_input_from_spec(spec) for spec in specs]`` for a list known only at
+    run time); the unpacking
     site is fixed (``_, params = ...`` -> ``params = ...['params']``; ``y,
     params = ...`` -> ``init_with_output`` then ``params = params['params']``;
     ``...[1]`` -> ``...['params']``).  ``with nn.stateful() as state:``
@@ -18,9 +23,13 @@ Why
     ...}``), not ``(y, params)``; ``init_by_shape`` was not ported (the
     guide: pass concrete zeros).  ``M.create`` makes a Model: LU202 converts
     it the same way, with the Model's other uses.
+    Legacy initializers ``init(key, shape)`` given to a built-in through a
+    top-level ``.partial`` are wrapped for Linen's ``init(key, shape, dtype)``
+    (see LU102).
 Not converted (TODO)
-    Results used other than by unpacking or ``[0]``/``[1]``; input specs that
-    are not a literal list; init inside ``nn.stateful(state)``.
+    Results used other than by unpacking or ``[0]``/``[1]``; positional
+    arguments after specs known only at run time; init inside
+    ``nn.stateful(state)``; ``.partial`` of a class LU101 leaves legacy.
 """
 
 from __future__ import annotations
@@ -92,6 +101,9 @@ class _Transformer(SiteCalls):
         spec = self.a.spec(base.ref.qual)
         if spec is None:
             return updated
+        if spec.problem:  # the class stays legacy (LU101): a functools.partial of it would not run
+            self.todo(f"{base.ref.qual}.partial: {spec.problem}")
+            return updated
         args = []
         for a in updated.args:
             key = a.keyword.value if a.keyword is not None else None
@@ -107,5 +119,6 @@ class _Transformer(SiteCalls):
         else:
             self.imports.add(("functools", None))
             fn = build_dotted("functools.partial")
+        args = self.adapt_initializers(args, spec.legacy, original)
         self.fixed(f"{base.ref.qual}.partial(...) -> functools.partial(...)")
         return cst.Call(func=fn, args=[cst.Arg(value=updated.func.value), *args])  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._cst import add_import
+from linen_upgrade.rules._initializers import Initializers, initializer_slots, local_names
 from linen_upgrade.rules._modules import LegacyBodyTransformer, has_legacy_classes, spec_for_qual, split_params
 
 
@@ -58,10 +59,25 @@ class _Transformer(LegacyBodyTransformer):
 
     def __init__(self, rule: Rule, ctx: Context) -> None:
         super().__init__(rule, ctx)
+        self._initializers: Initializers | None = None
+        self._hidden: list[frozenset[str]] = []  # per enclosing function: the names it binds
         self._partial_name = "partial"
         local = ctx.facts.imports.aliases.get("partial")
         if local not in (None, "functools.partial"):
             self._partial_name = "functools.partial"  # ``partial`` means something else here
+
+    def visit_Module(self, node: cst.Module) -> bool:
+        super().visit_Module(node)
+        self._initializers = Initializers(node)
+        return True
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self._hidden.append(local_names(node))
+        return True
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        self._hidden.pop()
+        return updated
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         func = original.func
@@ -83,6 +99,11 @@ class _Transformer(LegacyBodyTransformer):
                 return updated
             args.append(a.with_changes(keyword=cst.Name(spec.renames.get(key, key))))
         target = updated.func.value  # type: ignore[attr-defined]
+        if self._initializers is not None:  # Linen built-ins call init(key, shape, dtype)
+            args, wrapped = self._initializers.adapt(args, initializer_slots(spec.legacy),
+                                                     frozenset().union(*self._hidden))
+            for w in wrapped:
+                self.fixed(f"legacy initializer {w} wrapped for Linen's init(key, shape, dtype)")
         if spec.features_from_carry and "features" not in {a.keyword.value for a in args if a.keyword}:
             self.todo(f"{qual}.{func.attr.value}: Linen cells need features=<hidden size>")
             return updated

@@ -7,7 +7,12 @@ What it does
     ``bias`` -> ``use_bias``, ``nn.dropout`` -> ``nn.Dropout``, legacy
     defaults that became ``None`` in Linen passed explicitly), user modules
     of the run by their own ``apply`` signatures (the same split LU101 makes),
-    and calls through a local ``conv = nn.Conv.partial(...)``.  Also:
+    and calls through a local ``conv = nn.Conv.partial(...)``.  A user
+    initializer written for legacy's ``init(key, shape)`` (a function of
+    the file, or one a function of the file returns, that cannot take the
+    dtype third) is wrapped, ``kernel_init=lambda key, shape, dtype=None:
+    f(key, shape)``, as Linen built-ins call ``init(key, shape, dtype)``
+    (``self.param`` needs nothing: Linen calls that ``init(key, shape)``).  Also:
     ``Cell.initialize_carry(rng, batch_dims, size)`` -> the Linen cell's
     ``initialize_carry(rng, input_shape)`` (ConvLSTM included); attention
     ``attention_axis=(1, ..., k)`` -> attention over the flattened axes
@@ -37,6 +42,7 @@ from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._attention import AttentionCalls, attention_result, cache_to_decode
 from linen_upgrade.rules._cells import CellCalls, carry_arg
 from linen_upgrade.rules._cst import add_import, build_dotted, express, kwarg
+from linen_upgrade.rules._initializers import Initializers, initializer_slots, local_names
 from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, has_legacy_classes,
                                           spec_for_qual, split_call)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
@@ -99,7 +105,8 @@ class _Transformer(AttentionCalls, CellCalls):
         self._partials: list[dict[str, tuple[CallSpec, frozenset[str], str]]] = []
         self._split: set[int] = set()
         self._class_quals: list[str | None] = []
-        self._two_arg: set[str] = set()
+        self._initializers: Initializers | None = None
+        self._hidden: list[frozenset[str]] = []  # per enclosing function: the names it binds
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         # only classes still in legacy form (LU101 renames apply after this rule)
@@ -124,10 +131,12 @@ class _Transformer(AttentionCalls, CellCalls):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self._partials.append({})
+        self._hidden.append(local_names(node))
         return True
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
         self._partials.pop()
+        self._hidden.pop()
         return updated
 
     def _in_legacy_module(self) -> bool:
@@ -157,26 +166,20 @@ class _Transformer(AttentionCalls, CellCalls):
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
-        # functions of this file that take (key, shape) only: legacy initializers
-        self._two_arg = {
-            s.name.value for s in node.body if isinstance(s, cst.FunctionDef)
-            and len(s.params.params) == 2 and not isinstance(s.params.star_arg, cst.Param)
-            and not s.params.kwonly_params and not isinstance(s.params.star_kwarg, cst.Param)}
+        self._initializers = Initializers(node)
         return True
 
-    def _wrap_two_arg_initializers(self, call: cst.Call) -> cst.Call:
+    def hidden_names(self) -> frozenset[str]:
+        return frozenset().union(*self._hidden)
+
+    def _wrap_two_arg_initializers(self, call: cst.Call, spec: CallSpec) -> cst.Call:
         """Linen built-ins call ``init(key, shape, dtype)``; a legacy ``f(key, shape)`` is wrapped."""
         inner = call.func
-        if not isinstance(inner, cst.Call):
+        if not isinstance(inner, cst.Call) or self._initializers is None:
             return call
-        args = []
-        for a in inner.args:
-            if (a.keyword is not None and a.keyword.value.endswith("_init")
-                    and isinstance(a.value, cst.Name) and a.value.value in self._two_arg):
-                a = a.with_changes(value=cst.parse_expression(
-                    f"lambda key, shape, dtype=None: {a.value.value}(key, shape)"))
-                self.fixed(f"two-argument initializer {a.keyword.value} wrapped")
-            args.append(a)
+        args, wrapped = self._initializers.adapt(inner.args, initializer_slots(spec.legacy), self.hidden_names())
+        for w in wrapped:
+            self.fixed(f"legacy initializer {w} wrapped for Linen's init(key, shape, dtype)")
         return call.with_changes(func=inner.with_changes(args=args))
 
     def _spec(self, func: cst.BaseExpression) -> tuple[CallSpec, cst.BaseExpression] | None:
@@ -268,7 +271,7 @@ class _Transformer(AttentionCalls, CellCalls):
         if new is None:
             self.todo(f"{_name(func)}: {problem}")
             return given
-        new = attention_result(self._wrap_two_arg_initializers(new), mask, decode, query)
+        new = attention_result(self._wrap_two_arg_initializers(new, call_spec), mask, decode, query)
         # the output's name: nn.dropout -> nn.Dropout
         self.fixed(f"{_name(func)}(x, ...) -> {_name(ctor)}(...)(x)")
         return new
