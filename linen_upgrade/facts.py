@@ -47,10 +47,11 @@ class Param:
 @dataclass(frozen=True)
 class Use:
     """How ``apply``'s body uses one parameter: ``kind`` "array" (indexed
-    with slices, ``.shape``, a ``jnp`` argument), "config" (``range``, an
-    ``if`` test, a parameter shape), "arith" (added to an input, which a
-    scalar may be too) or "slot" (passed to ``callee`` at ``slot``: the
-    index reads the callee's signature)."""
+    with slices, ``.shape``, the first argument of a ``jnp`` function),
+    "config" (``range``, an ``if`` test, a parameter shape), "arith" (added
+    to an input, which a scalar may be too), "operand" (a later argument of
+    a ``jnp`` function: an array, or a dtype or axis) or "slot" (passed to
+    ``callee`` at ``slot``: the index reads the callee's signature)."""
 
     param: str
     kind: str
@@ -442,9 +443,11 @@ def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
                     use(a, "config")
             elif qual.startswith(_ARRAY_MODULES):
                 config = qual.rsplit(".", 1)[-1] in _CREATION
-                for a in node.args:
+                for i, a in enumerate(node.args):
+                    # after the first, an argument may be an operand or a dtype/axis (jnp.asarray(x, dtype))
+                    kind = "config" if config else "array" if i == 0 else "operand"
                     for el in (a.elts if isinstance(a, (ast.Tuple, ast.List)) else [a]):
-                        use(el, "config" if config else "array")
+                        use(el, kind)
             elif (isinstance(node.func, ast.Attribute) and node.func.attr == "param"
                   and isinstance(node.func.value, ast.Name) and node.func.value.id == "self" and len(node.args) > 1):
                 shape = node.args[1]

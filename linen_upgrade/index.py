@@ -23,6 +23,11 @@ LEGACY_MODULE_BASES = frozenset({"flax.nn.Module"})
 _UNPACKED = frozenset({"partial", "shared"})
 
 
+# strengths of the evidence about an apply parameter's role (``_Roles``)
+_USER_SLOT = 1  # passed into a user module's input or attribute
+_STRONG = 2  # the body's own use, a built-in module's slot, what call sites pass
+
+
 @dataclass(frozen=True)
 class ArgsForward(ForwardSpec):
     """``*args`` of ``apply`` only forwarded into submodules: call sites' extra
@@ -215,9 +220,13 @@ class _Roles:
     the input of a submodule call) or call sites pass it an array, and an
     attribute when the body uses it as a Python value (``range``, an ``if``
     test, a parameter shape, a submodule's configuration) or call sites pass
-    a literal.  Both -> a problem (a TODO).  Arithmetic with an input is
-    weak: a scalar hyper-parameter does that too, so it decides only when
-    nothing else (a literal default included) says configuration."""
+    a literal.  When both sides have evidence, the stronger decides: what a
+    built-in submodule's slot or the body itself shows beats a user
+    submodule's slot (whose split was itself decided from evidence); equal
+    strengths -> a problem (a TODO).  Arithmetic with an input, or a later
+    argument of a ``jnp`` function (``jnp.asarray(x, dtype)``), is weakest:
+    a scalar hyper-parameter or a dtype does that too, so it decides only
+    when nothing else (a literal default included) says configuration."""
 
     def __init__(self, index: ProjectIndex, defining: dict[str, ClassFacts], inherits: dict[str, str],
                  calls: dict[str, list[CallArg]]) -> None:
@@ -277,18 +286,19 @@ class _Roles:
             return replace(p, forward=forward_args) if forward_args else p
         if p.kind == "varargs" or by_position_or_name(params, i):
             return p
-        array: list[str] = []
-        config: list[str] = []
-        arith = False
+        # (strength, why) per side; the strongest side decides (``_Roles``)
+        array: list[tuple[int, str]] = []
+        config: list[tuple[int, str]] = []
+        weak = False
         for u in c.uses:
             if u.param != p.name:
                 continue
             if u.kind == "array":
-                array.append("the body uses it as an array (sliced, .shape, a jnp argument)")
+                array.append((_STRONG, "the body uses it as an array (sliced, .shape, a jnp argument)"))
             elif u.kind == "config":
-                config.append("the body uses it as a Python value (range, an if test, a shape)")
-            elif u.kind == "arith":
-                arith = True
+                config.append((_STRONG, "the body uses it as a Python value (range, an if test, a shape)"))
+            elif u.kind in ("arith", "operand"):
+                weak = True
             elif u.kind == "slot" and u.callee != qual:
                 sig = self.signature(u.callee)
                 if sig is None:
@@ -296,10 +306,12 @@ class _Roles:
                 names, inputs = sig
                 name = names[u.slot] if isinstance(u.slot, int) and u.slot < len(names) else u.slot
                 short = u.callee.rsplit(".", 1)[-1]
+                # a built-in's split is fixed; a user module's was itself decided from evidence
+                strength = _STRONG if u.callee in BUILTIN_MODULES else _USER_SLOT
                 if name in inputs:
-                    array.append(f"the body passes it as the input {name} of {short}")
+                    array.append((strength, f"the body passes it as the input {name} of {short}"))
                 elif name in names:
-                    config.append(f"the body passes it as {short}'s {name}")
+                    config.append((strength, f"the body passes it as {short}'s {name}"))
         positional = [q.name for q in params if q.kind == "pos"]
         # call sites of subclasses that inherit this apply count too
         heirs = [h for h in self.inherits if self._definer(h) == qual]
@@ -307,13 +319,15 @@ class _Roles:
             name = positional[ca.slot] if isinstance(ca.slot, int) and ca.slot < len(positional) else ca.slot
             if name == p.name and ca.kind in ("array", "literal"):
                 (array if ca.kind == "array" else config).append(
-                    "call sites pass it an array" if ca.kind == "array" else "call sites pass it a literal")
-        if array and config:
+                    (_STRONG, "call sites pass it an array" if ca.kind == "array" else "call sites pass it a literal"))
+        most_array = max(array, default=(0, ""))
+        most_config = max(config, default=(0, ""))
+        if array and config and most_array[0] == most_config[0]:
             return replace(p, role="attribute", problem=(
-                f"apply parameter {p.name}: {array[0]}, but {config[0]}: make it a call argument "
+                f"apply parameter {p.name}: {most_array[1]}, but {most_config[1]}: make it a call argument "
                 "or an attribute by hand"))
         literal_default = p.default is not None and p.default != "None"
-        if array or (arith and not config and not literal_default):
+        if most_array[0] > most_config[0] or (weak and not config and not literal_default):
             return replace(p, role="input")
         return replace(p, role="attribute")
 

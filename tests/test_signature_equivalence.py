@@ -43,6 +43,8 @@ CASES = {
     # list/dict/set defaults -> field(default_factory=...), by default and given (issue 16)
     "MutableOverride": ([((2, 4), "float32")], {
         "params/defaults/Dense_2/kernel", "params/given/Dense_1/kernel", "params/given/Dense_0/bias"}),
+    # conflicting evidence decided by the stronger kind: width and dtype become attributes (issue 12)
+    "Evidence": ([((2, 4), "float32")], {"params/CastHead_0/Dense_0/kernel", "params/Dense_0/bias"}),
 }
 
 
@@ -59,6 +61,9 @@ def test_rewrite_splits_by_evidence():
     assert "x = DenseWrapper(kwargs={'features': 6, 'use_bias': False})(x)" in new
     assert "def __call__(self, x, gate):" in new
     assert "def __call__(self, x, other):" in new
+    assert "x = Shift()(x, offset=self.width)" in new
+    assert "x = CastHead(features=self.width, dtype=self.dtype)(x)" in new
+    assert "return jnp.asarray(nn.Dense(self.features, dtype=self.dtype)(x), self.dtype)" in new
     assert "h = Mix(0.25)(h, nn.Dense(self.features)(x))" in new
     assert "return Context()(h, context)" in new
     assert "    args: Any = ()\n" in new
