@@ -23,6 +23,8 @@ from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 from linen_upgrade.tables.nn_symbols import NN_SYMBOLS
 
+# methods of legacy module classes that nothing else in the JAX world has
+_LEGACY_ONLY_METHODS = frozenset({"init_by_shape", "create_by_shape", "partial", "shared"})
 _MODULE_CLASS_METHODS = frozenset({"partial", "shared", "init", "init_by_shape", "call",
                                    "create", "create_by_shape"})
 
@@ -116,7 +118,18 @@ class _Transformer(RuleTransformer):
                 self.is_legacy_class(node.value) or self.resolve(node.value) in BUILTIN_MODULES):
             self.todo(f"{dotted(node)}: legacy Module.{node.attr.value} "
                       "is not converted")
+        elif self._untraced_module_method(node):
+            self.todo(f"{dotted(node)}: legacy Module.{node.attr.value} on a value this run cannot trace to a "
+                      "module class (a registry entry, a parameter, a factory's result): convert it by hand")
         return False
+
+    def _untraced_module_method(self, node: cst.Attribute) -> bool:
+        """``model.init_by_shape`` where ``model`` came from ``MODELS[name]``: the
+        definition converted elsewhere, this use stays legacy.  Only methods no
+        other library spells so, in the legacy files this rule reads)."""
+        if self.resolve_class(node.value) is not None:
+            return False  # an import or a class of this file: the checks above say what it is
+        return node.attr.value in _LEGACY_ONLY_METHODS
 
     def visit_Name(self, node: cst.Name) -> bool:
         qual = self.resolve(node)
