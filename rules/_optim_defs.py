@@ -52,6 +52,9 @@ class Scan(FastVisitor):
         self.returns: list[tuple[str, str]] = []  # (function, name) for `return name`
         self.params: dict[str, list[str]] = {}  # function -> positional parameter names
         self.called: set[str] = set()  # last component of every callee
+        # (kind, X, callee, position or keyword) for g(..., X, ...): kind 'name' for a variable X,
+        # 'call' for X(...) -- a definition may reach g's parameter through it
+        self.passed: list[tuple[str, str, str, int | str]] = []
 
     def qual(self, node: cst.CSTNode) -> str | None:
         """The canonical name ``node`` resolves to; a user subclass of
@@ -65,6 +68,7 @@ class Scan(FastVisitor):
         if isinstance(node, cst.Call):
             self.called.add(last_name(node.func))
             self.calls += 1
+            self._record_passed(node)
         if isinstance(node, cst.Call) and self.qual(node.func) in TRANSFORMS | {MULTI} \
                 and not self._converted_already():
             self.ctors.append(Ctor(node, self.qual(node.func) or "", tuple(self.stack),
@@ -80,10 +84,37 @@ class Scan(FastVisitor):
             self.returns.append((self.functions[-1], node.value.value))
         elif isinstance(node, cst.FunctionDef):
             self.functions.append(node.name.value)
-            self.params[node.name.value] = [p.name.value for p in (*node.params.posonly_params,
-                                                                    *node.params.params)]
+            params = [p.name.value for p in (*node.params.posonly_params, *node.params.params)]
+            if self._method_of() is not None and not any(
+                    dotted(d.decorator) == "staticmethod" for d in node.decorators):
+                params = params[1:]  # called as obj.method(...) or Class(...): no self among the arguments
+            self.params[node.name.value] = params
+            if node.name.value == "__init__" and self._method_of() is not None:
+                # `Trainer(params, optim.Adam(...))` hands the definition to __init__ (issue 16)
+                self.params[self._method_of()] = params
         self.stack.append(node)
         return True
+
+    def _record_passed(self, call: cst.Call) -> None:
+        callee = last_name(call.func)
+        position = 0
+        for a in call.args:
+            if a.star:
+                break
+            where: int | str = a.keyword.value if a.keyword is not None else position
+            if a.keyword is None:
+                position += 1
+            if isinstance(a.value, cst.Name):
+                self.passed.append(("name", a.value.value, callee, where))
+            elif isinstance(a.value, cst.Call) and last_name(a.value.func):
+                self.passed.append(("call", last_name(a.value.func), callee, where))
+
+    def _method_of(self) -> str | None:
+        """The class whose body the node being visited sits in directly."""
+        if len(self.stack) >= 2 and isinstance(self.stack[-1], cst.IndentedBlock) \
+                and isinstance(self.stack[-2], cst.ClassDef):
+            return self.stack[-2].name.value
+        return None
 
     def _converted_already(self) -> bool:
         """A user definition's constructor inside ``optax_from_optimizer_def(...)``

@@ -62,6 +62,11 @@ def plan_definitions(scan: Scan, module: cst.Module) -> dict[int, Outcome]:
         for func, name in scan.returns:
             if func in legacy_funcs:
                 legacy_names.add(name)
+        for kind, value, callee, where in scan.passed:  # g(opt_def) or g(make_optimizer())
+            params = scan.params.get(callee, [])
+            param = where if isinstance(where, str) else params[where] if where < len(params) else None
+            if param in legacy_names:
+                (legacy_names if kind == "name" else legacy_funcs).add(value)
         for c in roots:
             if id(c.node) in blocked:
                 legacy_names.update(_optimizer_slot_names(c.node, scan))
