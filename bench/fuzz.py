@@ -31,7 +31,8 @@ from fuzz.shrink import shrink  # noqa: E402
 
 def run_one(seed: int) -> tuple[int, Outcome, Counter]:
     program = generate(seed)
-    outcome = check(program.source, program.top, program.inputs, program.kwargs, program.deterministic)
+    outcome = check(program.source, program.top, program.inputs, program.kwargs, program.deterministic,
+                    program.optimizer_func, program.files)
     return seed, outcome, program.constructs
 
 
@@ -40,7 +41,8 @@ def minimal(seed: int, verdict: str, budget: int) -> str:
     p = generate(seed)
 
     def still(source: str) -> bool:
-        return check(source, p.top, p.inputs, p.kwargs, p.deterministic).verdict == verdict
+        return check(source, p.top, p.inputs, p.kwargs, p.deterministic, p.optimizer_func,
+                     p.files).verdict == verdict
     return shrink(p.source, still, budget=budget, log=lambda m: print(m, flush=True))
 
 

@@ -60,6 +60,7 @@ class ModuleSpec:
     method: str = ""                  # an @nn.module_method on a shared tail (the model only)
     method_width: int = 0             # the width its input must have
     method_source: str = ""
+    flag: str = ""                    # a flag the program passes per call (the model only)
 
 
 @dataclass
@@ -70,7 +71,9 @@ class Program:
     inputs: list                      # [((shape), dtype)] of one batch
     kwargs: dict                      # the .partial keywords of the model (module mode passes them)
     deterministic: bool
+    optimizer_func: str | None = None  # the function building the optimizer (module mode calls it)
     constructs: Counter = field(default_factory=Counter)
+    files: dict = field(default_factory=dict)  # other files of the program, by name
 
 
 class _Gen:
@@ -80,6 +83,8 @@ class _Gen:
         self.constructs: Counter = Counter()
         self.init_seed = 0
         self.used_names: set[str] = set()
+        self.functions: list[str] = []       # module-level functions the usage needs
+        self.optimizer_func: str | None = None
 
     # ---- helpers -------------------------------------------------------------------
     def chance(self, p: float) -> bool:
@@ -283,17 +288,23 @@ class _Gen:
         spec.stochastic |= sub.stochastic
         spec.deterministic &= sub.deterministic
         args = self.call_args(sub)
-        if sub.train:
-            args.append("train=train")
-            self.note("flag passed per call")
         style = self.r.choice(("call", "call", "partial", "shared", "name"))
         self.note(f"user module: {style}")
+        call_args = ""
+        if sub.train:
+            # a flag fixed by .shared is no constructor attribute in Linen (the tool says so):
+            # mostly it is passed where the shared module is called
+            if style == "shared" and self.chance(0.7):
+                call_args = ", train=train"
+            else:
+                args.append("train=train")
+            self.note("train flag passed on")
         if style == "partial":
             var = self.fresh(("block", "sub", "make_block", "unit"))
             return [f"{var} = {sub.name}.partial({', '.join(args)})", f"x = {var}(x)"]
         if style == "shared":
             var = self.fresh(("block", "sub", "unit"))
-            return [f"{var} = {sub.name}.shared({', '.join(args + [f'name={var!r}'])})", f"x = {var}(x)"]
+            return [f"{var} = {sub.name}.shared({', '.join(args + [f'name={var!r}'])})", f"x = {var}(x{call_args})"]
         if style == "name":
             args.append(f"name='{self.fresh(('first', 'second', 'inner', 'trunk'))}'")
         return [f"x = {sub.name}({', '.join(['x'] + args)})"]
@@ -322,6 +333,11 @@ class _Gen:
             spec.body.append(r.choice(("x = jnp.mean(x, axis=1)", "x = x.reshape((x.shape[0], -1))")))
         for _ in range(r.randint(1, 4)):
             spec.body += self.vec_statement(spec, subs)
+        if top and self.chance(0.2):
+            self.note("flag passed per call (model)")
+            spec.flag = self.fresh(("scaled", "q1", "half", "use_gate"))
+            spec.params.append(Param(spec.flag, "False", "False"))
+            spec.body += [f"if {spec.flag}:", "    x = x * 0.5"]
         out = str(spec.out)
         if top and self.chance(0.5):
             out = self.hparam(spec, _OUT_NAMES, out, "int")
@@ -389,17 +405,63 @@ class _Gen:
         kind_in = r.choice(("vec", "vec", "vec", "img", "tok"))
         top = self.module(kind_in, subs, top=True)
         self.note(f"input: {kind_in}")
-        classes = "\n\n".join(self.module_source(s) for s in subs + [top])
+        sources = [self.module_source(s) for s in subs]
+        for i, sub in enumerate(subs):
+            if self.chance(0.15):
+                # a module class defined inside a function, made once at module level
+                self.note("module class defined in a function")
+                body = "".join(f"    {line}" if line.strip() else line
+                               for line in sources[i].splitlines(keepends=True))
+                sources[i] = f"def make_{sub.name.lower()}():\n{body}    return {sub.name}\n\n\n" \
+                             f"{sub.name} = make_{sub.name.lower()}()\n"
+        files: dict[str, str] = {}
+        if subs and self.chance(0.2):
+            # the submodules in a second file, imported by the program
+            self.note("modules in a second file")
+            library = self.r.choice(("layers", "blocks", "modules"))
+            files[f"{library}.py"] = _HEADER + "\n\n" + "\n\n".join(sources)
+            sources = []
+            header = _HEADER + f"from {library} import np_init, {', '.join(s.name for s in subs)}\n"
+            header = header.replace(_NP_INIT, "")
+        else:
+            header = _HEADER
+        classes = "\n\n".join(sources + [self.module_source(top)])
         shape, dtype = {"vec": ((BATCH, 5), "float32"), "img": ((BATCH, 6, 6, 3), "float32"),
                         "tok": ((BATCH, 4), "int32")}[kind_in]
         kwargs, usage = self.usage(top, shape, dtype)
-        source = _HEADER + "\n\n" + classes + "\n\n" + usage
+        source = header + "\n\n" + classes + "\n\n" + "".join(f + "\n\n" for f in self.functions) + usage
         return Program(self.seed, source, top.name, [(shape, dtype)], kwargs, top.deterministic,
-                       self.constructs)
+                       self.optimizer_func, self.constructs, files)
 
     def optimizer(self) -> str:
+        """An optimizer definition: one of each kind, sometimes wrapped or split
+        over parameters (``MultiOptimizer``), sometimes chosen at run time."""
+        if self.chance(0.08):
+            self.note("optim.MultiOptimizer")
+            return (f"optim.MultiOptimizer((optim.ModelParamTraversal(lambda path, _: 'bias' in path), "
+                    f"{self.optimizer_def()}), (optim.ModelParamTraversal(lambda path, _: 'bias' not in path), "
+                    f"{self.optimizer_def()}))")
+        if self.chance(0.05):
+            self.note("optim.WeightNorm")
+            # around GradientDescent/Momentum only: an adaptive optimizer divides the direction's
+            # gradient -- rounding noise where it is orthogonal to the kernel -- by its own size, and
+            # the two sides' noise becomes steps of the learning rate (tests/test_optimizers.py)
+            return f"optim.WeightNorm({self.optimizer_def(self.r.choice(('GradientDescent', 'Momentum')))})"
+        if self.chance(0.12):
+            self.note("optimizer chosen at run time")
+            names = self.r.sample(("adam", "sgd", "momentum", "lamb", "rms"), 2)
+            defs = [self.optimizer_def() for _ in names]
+            self.functions.append("\n".join(
+                [f"def make_optimizer(name={names[0]!r}):"] +
+                [f"    if name == {n!r}:\n        return {d}" for n, d in zip(names[1:], defs[1:])] +
+                [f"    return {defs[0]}"]) + "\n")
+            self.optimizer_func = "make_optimizer"
+            return self.r.choice(("make_optimizer()", f"make_optimizer({names[0]!r})"))
+        return self.optimizer_def()
+
+    def optimizer_def(self, kind: str | None = None) -> str:
         r = self.r
-        kind = r.choice(OPTIMIZERS)
+        kind = kind or r.choice(OPTIMIZERS)
         self.note(f"optimizer: {kind}")
         lr = {"GradientDescent": "0.1", "Momentum": "0.1", "Adagrad": "0.1", "LARS": "0.1",
               "Adadelta": "1.0"}.get(kind, "0.01")
@@ -425,7 +487,8 @@ class _Gen:
         for p in top.params:
             if p.default is None or (self.chance(0.15) and _literal(p.value) is not None):
                 partial_args.append(f"{p.name}={p.value}")
-                kwargs[p.name] = _literal(p.value)
+                if p.default is None:  # a default given again is the default: module mode needs only these
+                    kwargs[p.name] = _literal(p.value)
         if partial_args:
             self.note("model .partial(...)")
             model_def = f"{top.name}.partial({', '.join(partial_args)})"
@@ -494,7 +557,10 @@ class _Gen:
             lines += [f"    z = jnp.asarray(rs.randn(3, {top.method_width}), jnp.float32)",
                       f"    print('method', float(jnp.sum({call})))"]
         main = "\n".join(lines) + "\n"
-        apply = f"model_def.call(model, x)" if functional else "model(x)"
+        flag = f", {top.flag}=True" if top.flag else ""
+        if top.flag:
+            kwargs[top.flag] = True
+        apply = f"model_def.call(model, x{flag})" if functional else f"model(x{flag})"
         step = [f"@jax.jit", f"def train_step(optimizer{st}, x, y{', key' if top.stochastic else ''}):",
                 "    def loss_fn(model):"]
         indent = "        "
@@ -563,13 +629,16 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 from flax import nn, optim
+'''
 
+_NP_INIT = '''
 
 def np_init(seed, scale=0.4):
     def init(key, shape, dtype=jnp.float32):
         return jnp.asarray(np.random.RandomState(seed).uniform(-scale, scale, shape), dtype)
     return init
 '''
+_HEADER += _NP_INIT
 
 _FOOTER = '''
 

@@ -43,49 +43,55 @@ class Outcome:
     seconds: float = 0.0
 
 
-def upgrade(source: str, folder: Path) -> tuple[str | None, list[str], str | None]:
-    """``(upgraded source or None when unchanged, findings, error)``: the tool's run
-    over ``folder/main.py`` as the command line makes it."""
-    path = folder / "main.py"
-    path.write_text(source, encoding="utf-8")
-    result = run([path], Config(), [r.id for r in all_rules()], jobs=1)
-    (r,) = result.results
-    new = r.new.decode("utf-8") if r.new is not None else None
-    return new, [str(f) for f in r.findings], r.error
+def upgrade(files: dict[str, str], folder: Path) -> tuple[dict[str, str], list[str], str | None]:
+    """The tool's run over ``files`` (name -> source) written into ``folder``, as the
+    command line makes it: ``(the sources it changed, findings, errors)``."""
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    result = run(sorted(folder / name for name in files), Config(), [r.id for r in all_rules()], jobs=1)
+    changed = {Path(r.path).name: r.new.decode("utf-8") for r in result.results if r.new is not None}
+    errors = [r.error for r in result.results if r.error]
+    return changed, [str(f) for r in result.results for f in r.findings], "\n".join(errors) or None
 
 
 def check(source: str, top: str, inputs: list, kwargs: dict, deterministic: bool,
-          timeout: float = TIMEOUT) -> Outcome:
+          optimizer: str | None = None, files: dict | None = None, timeout: float = TIMEOUT) -> Outcome:
+    """The verdict on one legacy program; ``top`` is its model (module mode feeds it
+    ``inputs`` and the keywords ``kwargs``), ``optimizer`` the function that builds
+    its optimizer when verify cannot find the one call that does, ``files`` the
+    program's other files (name -> source)."""
     start = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="lu-fuzz-"))
     try:
-        outcome = _check(source, top, inputs, kwargs, deterministic, work, timeout)
+        outcome = _check({"main.py": source, **(files or {})}, top, inputs, kwargs, deterministic, optimizer,
+                         work, timeout)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     outcome.seconds = time.monotonic() - start
     return outcome
 
 
-def _check(source: str, top: str, inputs: list, kwargs: dict, deterministic: bool, work: Path,
-           timeout: float) -> Outcome:
+def _check(files: dict[str, str], top: str, inputs: list, kwargs: dict, deterministic: bool, optimizer: str | None,
+           work: Path, timeout: float) -> Outcome:
     from linen_upgrade.verify import module, program
 
     (work / "legacy").mkdir()
     (work / "upgraded").mkdir()
-    legacy_py = work / "legacy" / "main.py"
     try:
-        new, findings, error = upgrade(source, work / "upgraded")
+        changed, findings, error = upgrade(files, work / "upgraded")
     except Exception as exc:  # noqa: BLE001 - the pipeline must not raise: that is the verdict
         return Outcome("tool-crash", f"{type(exc).__name__}: {exc}")
+    new = changed.get("main.py", "")
     if error:
         return Outcome("tool-crash", error)
-    upgraded_py = work / "upgraded" / "main.py"
     if findings:
-        return Outcome("honest", "\n".join(findings), new or "")
-    if new is None:
+        return Outcome("honest", "\n".join(findings), new)
+    if not new:
         return Outcome("silent-wrong", "the tool changed nothing and reported nothing")
-    upgraded_py.write_text(new, encoding="utf-8")
-    legacy_py.write_text(source, encoding="utf-8")
+    for name, text in files.items():
+        (work / "legacy" / name).write_text(text, encoding="utf-8")
+        (work / "upgraded" / name).write_text(changed.get(name, text), encoding="utf-8")
+    legacy_py, upgraded_py = work / "legacy" / "main.py", work / "upgraded" / "main.py"
 
     ran = program.verify_run(str(legacy_py), str(upgraded_py), timeout=timeout)
     if ran.legacy is not None and not ran.legacy.ok:
@@ -101,8 +107,10 @@ def _check(source: str, top: str, inputs: list, kwargs: dict, deterministic: boo
             for m in mismatches[:5]), new)
 
     job = module.ModuleJob(top, str(upgraded_py), inputs=[(tuple(s), d) for s, d in inputs],
-                           kwargs=dict(kwargs), train_steps=2, input_source="given")
-    (res,) = module.verify_batch(str(legacy_py), [job], processes=1, timeout=timeout)
+                           kwargs=dict(kwargs), train_steps=2, optimizer=optimizer,
+                           input_source="given")
+    (res,) = module.verify_batch(str(legacy_py), [job], processes=1, timeout=timeout,
+                                 upgraded_paths=[str(upgraded_py.parent)])
     if res.status == "ok":
         return Outcome("equivalent", "", new)
     if res.legacy is not None and (not res.legacy.ok or (res.reason or "").startswith("legacy")):
