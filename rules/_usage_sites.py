@@ -96,7 +96,8 @@ class SiteCalls(UsageTransformer):
             shape, dtype = spec, build_dotted(express("jax.numpy.float32", self.ctx.facts.imports)[0])
         else:
             shape, dtype = (e.value for e in spec.elements)  # type: ignore[attr-defined]
-        shape = shape.with_changes(lpar=[], rpar=[]) if isinstance(shape, cst.Tuple) and shape.lpar else shape
+        if isinstance(shape, cst.Tuple) and shape.lpar and shape.elements:  # () keeps its own
+            shape = shape.with_changes(lpar=[], rpar=[])
         if isinstance(shape, cst.Tuple) and not shape.lpar:
             shape = shape.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
         return cst.Call(func=build_dotted(zeros), args=[
