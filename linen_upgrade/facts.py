@@ -313,6 +313,8 @@ _ARRAY_OPS = (ast.Add, ast.Sub, ast.MatMult)
 _NOT_ARRAY_ATTRS = frozenset({"shape", "ndim", "dtype", "size"})  # ``x.shape`` holds Python values
 _PYTHON_VALUES = frozenset({"len", "int", "float", "bool", "str", "range", "tuple", "list", "isinstance",
                             "getattr", "hasattr"})
+# their calls make initializers (functions), not arrays: xavier_uniform(), normal(stddev=...)
+_INITIALIZER_MODULES = ("jax.nn.initializers.", "flax.nn.initializers.")
 _ARRAY_MODULES = ("jax.numpy.", "jax.lax.", "jax.nn.", "jax.random.", "numpy.", "jax.scipy.")
 _CREATION = frozenset({"zeros", "ones", "full", "empty", "arange", "eye", "identity", "linspace", "tri",
                        "PRNGKey", "key", "split"})
@@ -362,8 +364,8 @@ class _Arrays:
             if isinstance(node.func, ast.Attribute) and node.func.attr in ("partial", "shared"):
                 return False  # a module, not its output
             qual = self.qual(node.func)
-            if qual in _PYTHON_VALUES:
-                return False
+            if qual in _PYTHON_VALUES or qual.startswith(_INITIALIZER_MODULES):
+                return False  # a Python value, or an initializer (a function)
             if qual.startswith(_ARRAY_MODULES) or (qual.startswith("flax.nn.") and qual != "flax.nn.make_rng"):
                 return True
             return any(self.holds(a) for a in node.args) or self.holds(node.func)
