@@ -210,6 +210,33 @@ class KeyMap:
         return out
 
 
+def _rename_fitting(names: Iterable[str], tmpl: Optional[Dict], *, shared: Mapping[str, str],
+                    explicit: Iterable[str], class_aliases: Mapping[str, str]) -> Dict[str, str]:
+    """:func:`rename_level`; with the Linen structure ``tmpl`` of this level,
+    when its names do not all fit, the children the structure has verbatim are
+    taken as explicit names that only look auto-numbered (``name='conv_a_2'``,
+    which legacy keeps and the counter rule would renumber) -- if that fits."""
+    names = list(names)
+
+    def level(extra: Iterable[str] = ()) -> Dict[str, str]:
+        return rename_level(names, shared=shared, explicit=set(explicit) | set(extra),
+                            class_aliases=class_aliases)
+    try:
+        mapping, error = level(), None
+    except KeyConversionError as e:
+        mapping, error = None, e
+    if tmpl is not None and (mapping is None or not set(mapping.values()) <= set(tmpl)):
+        try:
+            alt = level([n for n in names if n in tmpl])
+        except KeyConversionError:
+            alt = None
+        if alt is not None and set(alt.values()) <= set(tmpl):
+            return alt
+    if mapping is None:
+        raise error  # type: ignore[misc]
+    return mapping
+
+
 def build_key_map(params: Optional[Mapping] = None, state: Optional[Mapping[str, Any]] = None, *,
                   shared: Optional[Mapping[str, str]] = None, explicit: Iterable[str] = (),
                   class_aliases: Optional[Mapping[str, str]] = None,
@@ -253,8 +280,8 @@ def build_key_map(params: Optional[Mapping] = None, state: Optional[Mapping[str,
                         if alt in present:
                             aliases[parsed[0]] = alt
                             break
-        node.mapping = rename_level(node.children, shared=level_shared,
-                                    explicit=explicit, class_aliases=aliases)
+        node.mapping = _rename_fitting(node.children, tmpl, shared=level_shared, explicit=explicit,
+                                       class_aliases=aliases)
         for k, child in node.children.items():
             sub = tmpl.get(node.mapping[k]) if tmpl is not None else None
             fill(child, old_path + (k,), sub if _is_mapping(sub) else None)

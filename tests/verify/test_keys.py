@@ -82,6 +82,19 @@ def test_template_selects_selfattention_alias_and_reshapes():
     assert keys.compare_structure(out, template) == []
 
 
+def test_template_keeps_explicit_names_that_look_auto_numbered():
+    # flax's cifar10 shake-shake block: name='conv_a_1', 'conv_a_2', 'bn_a_2' (legacy keeps
+    # them; the counter rule alone would renumber them conv_a_0, conv_a_1)
+    params = {"conv_a_1": {"kernel": A((3,))}, "conv_a_2": {"kernel": A((3,))}, "Dense_3": {"kernel": A((2,))}}
+    state = {"/bn_a_2": {"mean": A((3,))}}
+    assert keys.convert_variables(params)["params"].keys() == {"conv_a_0", "conv_a_1", "Dense_0"}
+    template = {"params": {"conv_a_1": {"kernel": A((3,))}, "conv_a_2": {"kernel": A((3,))},
+                           "Dense_0": {"kernel": A((2,))}},
+                "batch_stats": {"bn_a_2": {"mean": A((3,))}}}
+    out = keys.convert_variables(params, state, template=template)
+    assert keys.compare_structure(out, template) == []
+
+
 def test_state_root_and_prefix():
     km = keys.build_key_map({}, {"/net/BatchNorm_3": {"mean": A((2,))}}, strip_state_prefix=("net",))
     assert shapes(km.convert_state({"/net/BatchNorm_3": {"mean": A((2,))}}, strip_prefix=("net",))) == \
