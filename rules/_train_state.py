@@ -256,6 +256,12 @@ class Plan(FastVisitor):
                         received.add((local, params[i + shift]))
             if before == (len(self.names), len(self.opt_funcs)):
                 break
+        for target, value in self.assigns:
+            # `self.optimizer = d.create(p)`: its uses (`self.optimizer.apply_gradient`, `t.optimizer.target`
+            # in other functions) are out of this rule's sight; converting the create alone is wrong (issue 16)
+            if not isinstance(target, (cst.Name, cst.Tuple, cst.List)) and self.is_opt(value):
+                self.problems.append(f"{self.module.code_for_node(target)} keeps the optimizer in an attribute "
+                                     "or container, whose uses this rule cannot follow")
         self._check_parameters(received, seeds)
         used = _optim.name_counts(self.module)
         module = self.scan.ctx.facts.module_name

@@ -214,6 +214,23 @@ class _Check(FastVisitor):
             self.problems.append(f"optimizer.{method}(...) outside an assignment to names")
             self.ok.add(id(f))
 
+    # an optimizer put in a list, set or dict is used where this rule cannot follow it (issue 16);
+    # tuples are how functions return it with other values, which the plan follows
+    def visit_DictElement(self, node: cst.DictElement) -> None:
+        self._contained(node.value)
+
+    def visit_List(self, node: cst.List) -> None:
+        for e in node.elements:
+            self._contained(e.value)
+
+    def visit_Set(self, node: cst.Set) -> None:
+        for e in node.elements:
+            self._contained(e.value)
+
+    def _contained(self, value: cst.BaseExpression) -> None:
+        if self.plan.is_opt(value):
+            self.problems.append("the optimizer is put in a list, set or dict, whose uses this rule cannot follow")
+
     def visit_Attribute(self, node: cst.Attribute) -> None:
         if id(node) in self.ok:
             return

@@ -536,7 +536,13 @@ class _Gen:
         trainer = self.chance(0.25)
         if trainer:
             self.note("optimizer in an object attribute")
-            lines += [f"    trainer = Trainer({target}, {self.optimizer()})",
+            # the definition handed in (the tool leaves it with a TODO), or built by the class itself
+            handed = self.chance(0.4)
+            trainer_def = self.optimizer()
+            if handed:
+                self.note("optimizer definition handed to a class")
+            lines += [f"    trainer = Trainer({target}, {trainer_def})" if handed else
+                      f"    trainer = Trainer({target})",
                       f"    for step in range({steps}):",
                       f"        loss = trainer.step(x, y{st}{key})" if not top.stateful else
                       f"        state, loss = trainer.step(x, y{st}{key})",
@@ -605,8 +611,9 @@ class _Gen:
             md = "model_def, " if functional else ""
             text += "\n".join([
                 "class Trainer:",
-                "    def __init__(self, target, optimizer_def):",
-                "        self.optimizer = optimizer_def.create(target)",
+                "    def __init__(self, target, optimizer_def):" if handed else "    def __init__(self, target):",
+                "        self.optimizer = optimizer_def.create(target)" if handed else
+                f"        self.optimizer = {trainer_def}.create(target)",
                 "",
                 f"    def step(self, x, y{st}{', key' if top.stochastic else ''}):",
                 f"        {ret} = train_step({md}self.optimizer{st}, x, y{', key' if top.stochastic else ''})",
@@ -614,9 +621,9 @@ class _Gen:
             ]) + "\n\n\n"
             if functional:
                 text = text.replace("train_step(model_def, self", "train_step(self.model_def, self")
-                text = text.replace("    def __init__(self, target, optimizer_def):\n",
-                                    "    def __init__(self, model_def, target, optimizer_def):\n"
-                                    "        self.model_def = model_def\n")
+                text = text.replace("    def __init__(self, target", "    def __init__(self, model_def, target")
+                text = text.replace("        self.optimizer = ", "        self.model_def = model_def\n"
+                                    "        self.optimizer = ")
                 main = main.replace("Trainer(params", "Trainer(model_def, params")
         text += main + _FOOTER
         return kwargs, text
