@@ -27,6 +27,7 @@ replay.
 """
 import argparse
 import dataclasses
+import functools
 import importlib.util
 import inspect
 import json
@@ -318,7 +319,10 @@ def run_job(job, keys, load):
     import jax.numpy as jnp
     import flax.core.scope
     import flax.linen as lnn
-    if not (isinstance(cls, type) and issubclass(cls, lnn.Module)):
+    # a module-level functools.partial of a Linen class is what the tool makes of
+    # a legacy `Model.partial(...)` (ResNet18 = partial(ResNet, stage_sizes=...))
+    linen_cls = cls.func if isinstance(cls, functools.partial) else cls
+    if not (isinstance(linen_cls, type) and issubclass(linen_cls, lnn.Module)):
         _fail(out, "module-missing", TypeError("%s in %s is not a flax.linen Module" % (job["module"], job["file"])))
     legacy_dir = job["legacy_dir"]
     with open(os.path.join(legacy_dir, "manifest.json")) as f:
@@ -339,8 +343,8 @@ def run_job(job, keys, load):
     try:
         def build(mode_kw):
             kw = dict(kwargs)
-            kw.update(map_mode_kwargs(cls, mode_kw))
-            ctor, call = split_kwargs(cls, kw)
+            kw.update(map_mode_kwargs(linen_cls, mode_kw))
+            ctor, call = split_kwargs(linen_cls, kw)
             return cls(**ctor), call
         model0, call0 = build(manifest["modes"][0][1])
         rngs = {"params": jax.random.PRNGKey(seed), "dropout": jax.random.PRNGKey(seed + 2)}

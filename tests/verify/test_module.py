@@ -89,3 +89,35 @@ def test_resnet_fixture(legacy_root, fixtures_dir):
     assert "optax.chain(optax.add_decayed_weights(1e-4)" in res.optimizer["upgraded"]
     assert missing.status == "error" and "module not found" in missing.reason
     assert missing.legacy is res.legacy  # one legacy process for both
+
+
+@pytest.mark.legacy
+def test_module_level_partial_is_verified(legacy_root, tmp_path):
+    """`Small = MLP.partial(features=3)` becomes `Small = partial(MLP, features=3)`:
+    the partial is verified as the class with those constructor arguments."""
+    (tmp_path / "legacy.py").write_text(
+        "from flax import nn\n\n\n"
+        "class MLP(nn.Module):\n"
+        "    def apply(self, x, features, hidden=4):\n"
+        "        x = nn.relu(nn.Dense(x, hidden))\n"
+        "        return nn.Dense(x, features)\n\n\n"
+        "Small = MLP.partial(features=3)\n")
+    (tmp_path / "upgraded.py").write_text(
+        "from functools import partial\n\nfrom flax import linen as nn\n\n\n"
+        "class MLP(nn.Module):\n"
+        "    features: int\n"
+        "    hidden: int = 4\n\n"
+        "    @nn.compact\n"
+        "    def __call__(self, x):\n"
+        "        x = nn.relu(nn.Dense(self.hidden)(x))\n"
+        "        return nn.Dense(self.features)(x)\n\n\n"
+        "Small = partial(MLP, features=3)\n")
+    (tmp_path / "upgraded_other.py").write_text(
+        (tmp_path / "upgraded.py").read_text().replace("partial(MLP, features=3)", "partial(MLP, features=3, hidden=5)"))
+    jobs = [ModuleJob("Small", str(tmp_path / name), [parse_input_spec("4,6")], {"hidden": 2})
+            for name in ("upgraded.py", "upgraded_other.py")]
+    good, other = verify_batch(str(tmp_path / "legacy.py"), jobs)
+    assert good.status == "ok", (good.reason, good.detail, good.failed_rows)
+    assert {r.path for r in good.rows if r.kind == "grad"} >= {"params/Dense_0/kernel", "params/Dense_1/bias"}
+    # hidden=2 from the job overrides the partial's hidden=5: still the same model
+    assert other.status == "ok", (other.reason, other.detail, other.failed_rows)
