@@ -38,9 +38,17 @@ def _inject(expr: str) -> str | None:
             and dotted(node.func) and dotted(node.func).startswith("optax.")
             and dotted(node.func).count(".") == 1 and dotted(node.func) != "optax.chain"):
         return None
-    wrapped = node.with_changes(func=cst.Call(
-        func=cst.parse_expression("optax.inject_hyperparams"), args=[cst.Arg(node.func)]))
+    args = [cst.Arg(node.func)]
+    static = _STATIC_ARGS.get(dotted(node.func) or "")
+    if static:
+        args.append(cst.ensure_type(cst.parse_expression(f"f(static_args={static!r})"), cst.Call).args[0])
+    wrapped = node.with_changes(func=cst.Call(func=cst.parse_expression("optax.inject_hyperparams"), args=args))
     return cst.Module([]).code_for_node(wrapped)
+
+
+# integer arguments that steer Python control flow: injected (traced) they fail under jit
+# (optax.adafactor's `if shape[d] < min_dim_size_to_factor`: found by bench/fuzz.py, issue 16)
+_STATIC_ARGS = {"optax.adafactor": ("min_dim_size_to_factor",)}
 
 
 def check_uses(plan: Plan, module: cst.Module) -> list[str]:
