@@ -12,6 +12,7 @@ import ast
 from dataclasses import dataclass, field, replace
 
 from linen_upgrade.analysis import identity, scopes
+from linen_upgrade.analysis.initializers import initializers as initializer_functions
 from linen_upgrade.resolve import ImportMap, canonical, import_map
 from linen_upgrade.rule import SKIP_FILE_MARK, SKIP_MARK
 from linen_upgrade.tables.nn_modules import CALL_ARGUMENT_NAMES
@@ -126,6 +127,9 @@ class FileFacts:
     shadowed_imports: frozenset[str] = frozenset()
     # what ``from <this module> import *`` binds: ``__all__``, else the public top-level names
     exports: frozenset[str] = frozenset()
+    # top-level legacy initializers Linen would call differently -> "function"/"factory"
+    # (``analysis.initializers``)
+    initializers: dict[str, str] = field(default_factory=dict)
 
     def references(self, *prefixes: str) -> bool:
         return any(q == p or q.startswith(p + ".") for q in self.qualnames for p in prefixes)
@@ -273,6 +277,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
         attributes=frozenset(attributes),
         shadowed_imports=scopes.shadowed_imports(tree, imports.aliases),
         exports=_exports(tree, imports),
+        initializers=initializer_functions(tree),
         classes=classes,
         has_skip_marks=SKIP_MARK in text,
         skip_file=SKIP_FILE_MARK in text,

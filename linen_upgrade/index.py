@@ -85,6 +85,9 @@ class ProjectIndex:
     # ``pkg.Block`` -> ``pkg.layers.Block``: names a module of the run imports and so re-exports
     # (``from .layers import Block``, ``from .layers import *`` within ``__all__``)
     reexports: dict[str, str] = field(default_factory=dict)
+    # ``module.function`` -> "function"/"factory": legacy initializers of the run's files
+    # that Linen would call differently (``analysis.initializers``)
+    initializers: dict[str, str] = field(default_factory=dict)
 
     def canonical(self, qualname: str) -> str:
         """Where a name of the run is defined, through re-exports (``pkg.Block`` -> ``pkg.layers.Block``)."""
@@ -117,6 +120,8 @@ class ProjectIndex:
         defining: dict[str, ClassFacts] = {}  # legacy modules that define apply
         inherits: dict[str, str] = {}  # legacy modules that inherit it -> the base
         for facts in all_facts:
+            index.initializers.update((f"{facts.module_name}.{name}", kind) for name, kind in facts.initializers.items()
+                                      if facts.module_name)
             for c in facts.classes:
                 qual = f"{facts.module_name}.{c.name}" if facts.module_name else c.name
                 local = {k.name for k in facts.classes}

@@ -10,7 +10,7 @@ import libcst as cst
 
 from linen_upgrade.rule import RuleTransformer
 from linen_upgrade.rules._cst import kwarg
-from linen_upgrade.rules._initializers import Initializers, adapter
+from linen_upgrade.rules._initializers import Hidden, Initializers, adapter
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 
@@ -21,7 +21,7 @@ class CellCalls(RuleTransformer):
 
     _initializers: Initializers | None
 
-    def hidden_names(self) -> frozenset[str]:
+    def hidden_names(self) -> Hidden:
         raise NotImplementedError
 
     def _initialize_carry(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:

@@ -307,13 +307,13 @@ class UsageTransformer(RuleTransformer):
     def adapt_initializers(self, args: list[cst.Arg], legacy: tuple[str, ...], at: cst.CSTNode) -> list[cst.Arg]:
         """A built-in's legacy ``init(key, shape)`` user initializers, wrapped for Linen (``_initializers``)."""
         if self._initializers is None:
-            self._initializers = Initializers(self.a.module_scope.node)  # type: ignore[arg-type]
-        hidden: set[str] = set()
+            self._initializers = Initializers(self.ctx)
+        hidden: dict[str, cst.BaseExpression | None] = {}
         scope = self.a.scope_of.get(id(at))
         while scope is not None and scope is not self.a.module_scope:
-            hidden |= set(scope.bound)
+            hidden.update({name: None for name in scope.bound if name not in hidden})
             scope = scope.parent
-        args, wrapped = self._initializers.adapt(args, initializer_slots(legacy), frozenset(hidden))
+        args, wrapped = self._initializers.adapt(args, initializer_slots(legacy), hidden)
         for w in wrapped:
             self.fixed(f"legacy initializer {w} wrapped for Linen's init(key, shape, dtype)")
         return args

@@ -20,7 +20,7 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._cst import add_import
-from linen_upgrade.rules._initializers import Initializers, initializer_slots, local_names
+from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
 from linen_upgrade.rules._modules import LegacyBodyTransformer, has_legacy_classes, spec_for_qual, split_params
 
 
@@ -60,7 +60,7 @@ class _Transformer(LegacyBodyTransformer):
     def __init__(self, rule: Rule, ctx: Context) -> None:
         super().__init__(rule, ctx)
         self._initializers: Initializers | None = None
-        self._hidden: list[frozenset[str]] = []  # per enclosing function: the names it binds
+        self._hidden: list[Hidden] = []  # per enclosing function: the names it binds
         self._partial_name = "partial"
         local = ctx.facts.imports.aliases.get("partial")
         if local not in (None, "functools.partial"):
@@ -68,7 +68,7 @@ class _Transformer(LegacyBodyTransformer):
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
-        self._initializers = Initializers(node)
+        self._initializers = Initializers(self.ctx)
         return True
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
@@ -101,7 +101,7 @@ class _Transformer(LegacyBodyTransformer):
         target = updated.func.value  # type: ignore[attr-defined]
         if self._initializers is not None:  # Linen built-ins call init(key, shape, dtype)
             args, wrapped = self._initializers.adapt(args, initializer_slots(spec.legacy),
-                                                     frozenset().union(*self._hidden))
+                                                     merged(self._hidden))
             for w in wrapped:
                 self.fixed(f"legacy initializer {w} wrapped for Linen's init(key, shape, dtype)")
         if spec.features_from_carry and "features" not in {a.keyword.value for a in args if a.keyword}:

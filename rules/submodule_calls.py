@@ -8,11 +8,12 @@ What it does
     defaults that became ``None`` in Linen passed explicitly), user modules
     of the run by their own ``apply`` signatures (the same split LU101 makes),
     and calls through a local ``conv = nn.Conv.partial(...)``.  A user
-    initializer written for legacy's ``init(key, shape)`` (a function of
-    the file, or one a function of the file returns, that cannot take the
-    dtype third) is wrapped, ``kernel_init=lambda key, shape, dtype=None:
-    f(key, shape)``, as Linen built-ins call ``init(key, shape, dtype)``
-    (``self.param`` needs nothing: Linen calls that ``init(key, shape)``).  Also:
+    initializer written for legacy's ``init(key, shape)`` (a function of a
+    file of the run, or one such a function returns, that cannot take the
+    dtype third; or a ``functools.partial`` fixing ``dtype=``) is wrapped,
+    ``kernel_init=lambda key, shape, dtype=None: f(key, shape)``, as Linen
+    built-ins call ``init(key, shape, dtype)`` (``self.param`` needs
+    nothing: Linen calls that ``init(key, shape)``).  Also:
     ``Cell.initialize_carry(rng, batch_dims, size)`` -> the Linen cell's
     ``initialize_carry(rng, input_shape)`` (ConvLSTM included); attention
     ``attention_axis=(1, ..., k)`` -> attention over the flattened axes
@@ -42,7 +43,7 @@ from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._attention import AttentionCalls, attention_result, cache_to_decode
 from linen_upgrade.rules._cells import CellCalls, carry_arg
 from linen_upgrade.rules._cst import add_import, build_dotted, express, kwarg
-from linen_upgrade.rules._initializers import Initializers, initializer_slots, local_names
+from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
 from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, has_legacy_classes,
                                           spec_for_qual, split_call)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
@@ -106,7 +107,7 @@ class _Transformer(AttentionCalls, CellCalls):
         self._split: set[int] = set()
         self._class_quals: list[str | None] = []
         self._initializers: Initializers | None = None
-        self._hidden: list[frozenset[str]] = []  # per enclosing function: the names it binds
+        self._hidden: list[Hidden] = []  # per enclosing function: the names it binds
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         # only classes still in legacy form (LU101 renames apply after this rule)
@@ -166,11 +167,11 @@ class _Transformer(AttentionCalls, CellCalls):
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
-        self._initializers = Initializers(node)
+        self._initializers = Initializers(self.ctx)
         return True
 
-    def hidden_names(self) -> frozenset[str]:
-        return frozenset().union(*self._hidden)
+    def hidden_names(self) -> Hidden:
+        return merged(self._hidden)
 
     def _wrap_two_arg_initializers(self, call: cst.Call, spec: CallSpec) -> cst.Call:
         """Linen built-ins call ``init(key, shape, dtype)``; a legacy ``f(key, shape)`` is wrapped."""
