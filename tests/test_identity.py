@@ -117,10 +117,10 @@ def test_namespace_package_and_star_reexport(tmp_path):
     assert files["exp/net.py"][1] == [] and files["main.py"][1] == []
 
 
-def test_import_root_above_the_run(tmp_path):
-    """Run on ``lra/models/`` while its files import ``lra.models.layers``."""
-    _write(tmp_path, {
-        "lra/models/layers.py": """\
+def _layers_and_net(folder: str, imported_as: str) -> dict[str, str]:
+    """``layers.py`` with a legacy class, and ``net.py`` calling it through ``from <imported_as> import layers``."""
+    return {
+        f"{folder}layers.py": """\
             from flax import nn
 
 
@@ -128,40 +128,27 @@ def test_import_root_above_the_run(tmp_path):
               def apply(self, x, scale=1.0):
                 return x * scale
             """,
-        "lra/models/net.py": """\
+        f"{folder}net.py": f"""\
             from flax import nn
-            from lra.models import layers
+            from {imported_as} import layers
 
 
             class Net(nn.Module):
               def apply(self, x):
                 return layers.AddPos(x, scale=2.0)
             """,
-    })
+    }
+
+
+def test_import_root_above_the_run(tmp_path):
+    """Run on ``lra/models/`` while its files import ``lra.models.layers``."""
+    _write(tmp_path, _layers_and_net("lra/models/", "lra.models"))
     files = _upgrade(tmp_path / "lra" / "models")
     assert "return layers.AddPos(scale=2.0)(x)" in files["net.py"][0]
 
 
 def test_call_of_a_converted_class_through_an_unresolved_import_gets_a_todo(tmp_path):
-    _write(tmp_path, {
-        "layers.py": """\
-            from flax import nn
-
-
-            class AddPos(nn.Module):
-              def apply(self, x, scale=1.0):
-                return x * scale
-            """,
-        "net.py": """\
-            from flax import nn
-            from some_installed_package import layers
-
-
-            class Net(nn.Module):
-              def apply(self, x):
-                return layers.AddPos(x, scale=2.0)
-            """,
-    })
+    _write(tmp_path, _layers_and_net("", "some_installed_package"))
     text, findings = _upgrade(tmp_path)["net.py"]
     assert "return layers.AddPos(x, scale=2.0)" in text  # not ours to convert, and not silent
     assert any(f.startswith("LU901 layers.AddPos resolves to `some_installed_package.layers.AddPos`")
