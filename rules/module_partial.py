@@ -5,13 +5,23 @@ What it does
     becomes ``functools.partial(M, **kw)`` (``from functools import partial``
     added once), with the module's renamed keywords (``bias`` ->
     ``use_bias``).  Calls through the partial are split by LU102.
+    A ``.shared()``/``.partial()`` local that fixes call *inputs* (the
+    index's split, ``Param.role``): ``enc = Encoder.shared(mask=m,
+    train=train, depth=2, name='enc')`` -> ``enc = Encoder(depth=2,
+    name='enc')``, and LU102 passes them at every call, ``enc(x)`` ->
+    ``enc(x, mask=m, train=train)`` (``rules/_fixed_inputs.py``).
 Why
     Linen modules are dataclasses: a partial of the class is a constructor
     with some attributes fixed, which is what ``Module.partial`` was.
 Not converted (TODO)
-    A partial that fixes a call *input* (``train=``, ``mask=``...): it would
-    reach the constructor.  ``.partial`` outside module bodies belongs to the
-    usage rules (LU2xx) and is reported by LU901 until then.
+    Fixed inputs whose value could differ at a call: the local used
+    otherwise than called after its definition in the same function (passed
+    on, called in a nested function or comprehension), a value other than
+    constants, names not rebound after the definition (a local assigned once
+    outside loops, a parameter never reassigned), attribute reads of
+    ``self`` or of a global and operators over those, or a call that does
+    not take them.  ``.partial`` outside module bodies belongs to the usage
+    rules (LU2xx) and is reported by LU901 until then.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._cst import add_import
+from linen_upgrade.rules._fixed_inputs import FunctionScan, passes
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
 from linen_upgrade.rules._modules import LegacyBodyTransformer, has_legacy_classes, spec_for_qual, split_params
 
@@ -61,6 +72,8 @@ class _Transformer(LegacyBodyTransformer):
         super().__init__(rule, ctx)
         self._initializers: Initializers | None = None
         self._hidden: list[Hidden] = []  # per enclosing function: the names it binds
+        self._functions: list[cst.FunctionDef] = []
+        self._assigned: dict[int, cst.Assign] = {}  # the value of ``x = ...`` -> the assignment
         self._partial_name = "partial"
         local = ctx.facts.imports.aliases.get("partial")
         if local not in (None, "functools.partial"):
@@ -73,11 +86,36 @@ class _Transformer(LegacyBodyTransformer):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self._hidden.append(local_names(node))
+        self._functions.append(node)
         return True
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
         self._hidden.pop()
+        self._functions.pop()
         return updated
+
+    def visit_Assign(self, node: cst.Assign) -> bool:
+        if len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name):
+            self._assigned[id(node.value)] = node
+        return True
+
+    def _not_moved(self, call: cst.Call, inputs: list[str], values: list[cst.BaseExpression],
+                   shared: bool) -> str | None:
+        """None when the ``inputs`` (Linen names) this definition fixes are passed
+        at every call of its local instead (LU102 put them there: ``_fixed_inputs.py``)."""
+        assign = self._assigned.get(id(call))
+        if assign is None or not self._functions:
+            return "it is not assigned to a local name"
+        name = assign.targets[0].target.value  # type: ignore[attr-defined]
+        scan = FunctionScan(self._functions[-1])
+        why = scan.problem(assign, name, values)
+        if why is not None:
+            return why
+        for c in scan.calls(name):  # a partial's call is split: its inputs go to the outer call
+            target = c if shared else scan.outer.get(id(c))
+            if target is None or not passes(target, inputs):
+                return f"a call of {name} does not pass them"
+        return None
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         func = original.func
@@ -91,13 +129,26 @@ class _Transformer(LegacyBodyTransformer):
         if spec is None or (legacy is not None and split_params(legacy.apply_params or ()).problem):
             return updated
         args = []
+        inputs: list[str] = []  # by their Linen names
+        values: list[cst.BaseExpression] = []
         for a in updated.args:
             key = a.keyword.value if a.keyword is not None else None
-            if a.star or key is None or key in spec.inputs or key in spec.manual:
+            if a.star or key is None or key in spec.manual:
                 self.todo(f"{qual}.{func.attr.value} fixes {key or 'a positional argument'}, which is not a "
                           "constructor attribute in Linen: pass it at call time")
                 return updated
-            args.append(a.with_changes(keyword=cst.Name(spec.renames.get(key, key))))
+            if key in spec.inputs:
+                inputs.append(spec.renames.get(key, key))
+                values.append(a.value)
+            else:
+                args.append(a.with_changes(keyword=cst.Name(spec.renames.get(key, key))))
+        why = self._not_moved(original, inputs, values, shared) if inputs else None
+        if why is not None:
+            self.todo(f"{qual}.{func.attr.value} fixes the call inputs {', '.join(inputs)}, which Linen takes at "
+                      f"call time, not in the constructor: pass them at each call by hand ({why})")
+            return updated
+        if inputs:
+            self.fixed(f"{qual}.{func.attr.value}(...): {', '.join(inputs)} passed at each call")
         target = updated.func.value  # type: ignore[attr-defined]
         if self._initializers is not None:  # Linen built-ins call init(key, shape, dtype)
             args, wrapped = self._initializers.adapt(args, initializer_slots(spec.legacy),

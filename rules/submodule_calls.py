@@ -43,6 +43,7 @@ from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._attention import AttentionCalls, attention_result, cache_to_decode
 from linen_upgrade.rules._cells import CellCalls, carry_arg
 from linen_upgrade.rules._cst import add_import, build_dotted, express, kwarg
+from linen_upgrade.rules._fixed_inputs import FunctionScan, append_keywords
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
 from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, has_legacy_classes,
                                           spec_for_qual, split_call)
@@ -102,8 +103,10 @@ class _Transformer(AttentionCalls, CellCalls):
         super().__init__(rule, ctx)
         self.imports: set[str] = set()
         self._legacy_class_depth: list[bool] = []
-        # per function: local name -> (spec, keywords it fixed, "partial"|"shared")
-        self._partials: list[dict[str, tuple[CallSpec, frozenset[str], str]]] = []
+        # per function: local name -> (spec, keywords it fixed, "partial"|"shared", inputs its calls take)
+        self._partials: list[dict[str, tuple[CallSpec, frozenset[str], str, tuple[cst.Arg, ...]]]] = []
+        self._functions: list[cst.FunctionDef] = []
+        self._scans: dict[int, FunctionScan] = {}
         self._split: set[int] = set()
         self._class_quals: list[str | None] = []
         self._initializers: Initializers | None = None
@@ -132,11 +135,13 @@ class _Transformer(AttentionCalls, CellCalls):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self._partials.append({})
+        self._functions.append(node)
         self._hidden.append(local_names(node))
         return True
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
         self._partials.pop()
+        self._functions.pop()
         self._hidden.pop()
         return updated
 
@@ -153,7 +158,7 @@ class _Transformer(AttentionCalls, CellCalls):
         if isinstance(value, (cst.Name, cst.Attribute)):
             spec = self._spec(value)
             if spec is not None:
-                self._partials[-1][node.targets[0].target.value] = (spec[0], frozenset(), "partial")
+                self._partials[-1][node.targets[0].target.value] = (spec[0], frozenset(), "partial", ())
             return True
         if not (isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute)
                 and value.func.attr.value in ("partial", "shared")):
@@ -162,8 +167,38 @@ class _Transformer(AttentionCalls, CellCalls):
         if spec is not None:
             bound = frozenset(a.keyword.value for a in value.args if a.keyword is not None)
             kind = value.func.attr.value
-            self._partials[-1][node.targets[0].target.value] = (spec[0], bound, kind)
+            carried = self._carried(node, spec[0])
+            self._partials[-1][node.targets[0].target.value] = (spec[0], bound, kind, carried)
         return True
+
+    def _carried(self, node: cst.Assign, spec: CallSpec) -> tuple[cst.Arg, ...]:
+        """The call inputs ``x = M.shared(mask=m, ...)`` fixes, when each call of ``x`` can
+        take them with the same value (``_fixed_inputs.py``); LU103 then drops them."""
+        args = node.value.args  # type: ignore[attr-defined]
+        fixed = [a for a in args if a.keyword is not None and a.keyword.value in spec.inputs]
+        if not fixed or spec.problem or any(a.keyword is None or a.keyword.value in spec.manual for a in args):
+            return ()  # LU103 leaves such a definition with its TODO
+        fn = self._functions[-1]
+        if id(fn) not in self._scans:
+            self._scans[id(fn)] = FunctionScan(fn)
+        scan = self._scans[id(fn)]
+        name = node.targets[0].target.value  # type: ignore[attr-defined]
+        return () if scan.problem(node, name, [a.value for a in fixed]) else tuple(fixed)
+
+    def _with_carried(self, call: cst.Call, carried: tuple[cst.Arg, ...], slots: tuple[str, ...],
+                      renames: dict) -> cst.Call:
+        """``enc(x)`` -> ``enc(x, mask=m)``; a keyword the call passes itself wins, as legacy's
+        partial let it; one the call fills by position: left (LU103 keeps its TODO)."""
+        taken = set(slots[:sum(a.keyword is None for a in call.args)])
+        given = {a.keyword.value for a in call.args if a.keyword is not None}
+        added = [a.with_changes(keyword=cst.Name(renames.get(a.keyword.value, a.keyword.value)))
+                 for a in carried]  # type: ignore[union-attr]
+        if not added or any(a.keyword.value in taken for a in added):  # type: ignore[union-attr]
+            return call
+        added = [a for a in added if a.keyword.value not in given]  # type: ignore[union-attr]
+        if added:
+            self.fixed(f"{_name(call.func)}(...): the inputs its definition fixed passed at the call")
+        return append_keywords(call, added) if added else call
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
@@ -214,6 +249,7 @@ class _Transformer(AttentionCalls, CellCalls):
         func = original.func
         spec = self._spec(func)
         bound: frozenset[str] = frozenset()
+        carried: tuple[cst.Arg, ...] = ()  # inputs a .partial() local fixed, passed at its calls
         ctor: cst.BaseExpression = updated.func
         if spec is not None:
             call_spec, ctor = spec
@@ -226,14 +262,15 @@ class _Transformer(AttentionCalls, CellCalls):
                 return updated
             call_spec = target_spec
         elif isinstance(func, cst.Name) and self._partials and func.value in self._partials[-1]:
-            call_spec, bound, kind = self._partials[-1][func.value]
+            call_spec, bound, kind, carried = self._partials[-1][func.value]
             if kind == "shared":  # an instance already: only inputs may be passed
                 extra = [a for a in updated.args if a.star or (
                     a.keyword is not None and a.keyword.value not in call_spec.inputs)]
                 if extra or sum(a.keyword is None for a in updated.args) > len(call_spec.linen_call):
                     self.todo(f"{func.value}: a .shared() module called with configuration arguments: "
                               "pass them where it is created")
-                return updated
+                    return updated
+                return self._with_carried(updated, carried, call_spec.linen_call, call_spec.renames)
         else:
             return updated
         if not call_spec.is_legacy_call(original, bound):
@@ -255,6 +292,7 @@ class _Transformer(AttentionCalls, CellCalls):
             call_spec = dataclasses.replace(
                 call_spec, explicit={k: v for k, v in call_spec.explicit.items() if k not in bound})
         given = updated  # what a TODO leaves in place
+        updated = self._with_carried(updated, carried, call_spec.legacy, {})
         updated, decode = self._cache_arg(updated)
         query = None
         if call_spec.manual and "attention_axis" in call_spec.manual:

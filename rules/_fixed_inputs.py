@@ -1,0 +1,224 @@
+"""Call inputs fixed by a ``.shared()``/``.partial()`` local, moved to the calls.
+
+``enc = Encoder.shared(mask=m, train=t, features=8, name='enc')`` fixes two
+inputs of ``Encoder`` (which parameters are inputs is the index's decision,
+``Param.role``, read through ``CallSpec.inputs``).  A Linen constructor
+takes attributes only, so ``enc = Encoder(features=8, name='enc')`` and
+every ``enc(x)`` becomes ``enc(x, mask=m, train=t)``: LU102 appends the
+inputs to the calls, LU103 drops them from the definition once every call
+carries them.
+
+That is exact only when each call computes the value the definition did:
+the local is bound once and only called, after its definition, in the same
+function (not in a nested function, lambda or comprehension, which could
+run later or shadow a name); each fixed value is a constant, a name not
+rebound after the definition (a parameter never reassigned, or a local
+assigned once outside any loop before the definition, or a global), an
+attribute read of ``self`` or of a global, or operators over those
+(``not train``).  Anything else keeps LU103's TODO.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+_NESTED = (cst.FunctionDef, cst.ClassDef, cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
+_CONSTANTS = frozenset({"True", "False", "None"})
+
+
+class FunctionScan(cst.CSTVisitor):
+    """Where one function binds and reads each name, in source order."""
+
+    def __init__(self, fn: cst.FunctionDef) -> None:
+        super().__init__()
+        params = fn.params
+        self.params = {p.name.value for p in [*params.posonly_params, *params.params, *params.kwonly_params]}
+        for star in (params.star_arg, params.star_kwarg):
+            if isinstance(star, cst.Param):
+                self.params.add(star.name.value)
+        self.order = 0
+        self.start: dict[int, int] = {}  # statement -> its order; end: after its last node
+        self.end: dict[int, int] = {}
+        self._nested = 0
+        self._loops = 0
+        self._skip: set[int] = set()  # attribute names and keywords: not variables
+        self._targets: set[int] = set()  # Name nodes that bind
+        self._callee: dict[int, cst.Call] = {}  # Name node -> the call it is the function of
+        self.bindings: dict[str, list[tuple[int, bool]]] = {}  # name -> (order, in a loop or nested scope)
+        self.unstable: set[str] = set()  # declared global/nonlocal somewhere
+        self.reads: dict[str, list[tuple[int, cst.Call | None]]] = {}  # name -> (order, the call at this level)
+        self.outer: dict[int, cst.Call] = {}  # call -> the call of its result, f(...)(x)
+        fn.body.visit(self)
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        self.order += 1
+        self.start[id(node)] = self.order
+        if isinstance(node, _NESTED):
+            self._nested += 1
+        if isinstance(node, (cst.For, cst.While)):
+            self._loops += 1
+        return super().on_visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        super().on_leave(original_node)
+        self.end[id(original_node)] = self.order
+        if isinstance(original_node, _NESTED):
+            self._nested -= 1
+        if isinstance(original_node, (cst.For, cst.While)):
+            self._loops -= 1
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        self._skip.add(id(node.attr))
+
+    def visit_Arg(self, node: cst.Arg) -> None:
+        if node.keyword is not None:
+            self._skip.add(id(node.keyword))
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if isinstance(node.func, cst.Name):
+            self._callee[id(node.func)] = node
+        elif isinstance(node.func, cst.Call):
+            self.outer[id(node.func)] = node
+
+    def _bind(self, target: cst.CSTNode) -> None:
+        if isinstance(target, cst.Name):
+            self._targets.add(id(target))
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for e in target.elements:
+                self._bind(e.value)
+        elif isinstance(target, cst.StarredElement):
+            self._bind(target.value)
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self._bind(node.target)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._bind(node.target)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self._bind(node.target)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._bind(node.target)
+
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        self._bind(node.target)
+
+    def visit_AsName(self, node: cst.AsName) -> None:
+        self._bind(node.name)
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+        self._bind(node.target)
+
+    def visit_Del(self, node: cst.Del) -> None:
+        self._bind(node.target)
+
+    def visit_Param(self, node: cst.Param) -> None:
+        self._bind(node.name)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._bind(node.name)
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self._bind(node.name)
+
+    def visit_ImportAlias(self, node: cst.ImportAlias) -> bool:
+        # ``import a.b`` binds ``a``; ``import a.b as c`` binds ``c``
+        bound = node.asname.name if node.asname is not None else None
+        head = _code(bound) if bound is not None else _code(node.name).partition(".")[0]
+        self.bindings.setdefault(head, []).append((self.order, bool(self._loops or self._nested)))
+        return False
+
+    def visit_Global(self, node: cst.Global) -> None:
+        self.unstable.update(n.name.value for n in node.names)
+
+    def visit_Nonlocal(self, node: cst.Nonlocal) -> None:
+        self.unstable.update(n.name.value for n in node.names)
+
+    def visit_Name(self, node: cst.Name) -> None:
+        if id(node) in self._skip:
+            return
+        if id(node) in self._targets:
+            # a binding in a loop or a nested scope may run again after the definition
+            self.bindings.setdefault(node.value, []).append((self.order, bool(self._loops or self._nested)))
+        else:
+            call = None if self._nested else self._callee.get(id(node))
+            self.reads.setdefault(node.value, []).append((self.order, call))
+
+    def calls(self, name: str) -> list[cst.Call]:
+        return [c for _, c in self.reads.get(name, []) if c is not None]
+
+    def problem(self, assign: cst.Assign, name: str, values: list[cst.BaseExpression]) -> str | None:
+        """Why moving ``values`` from the definition ``assign`` (of the local
+        ``name``) to its calls could change them; None when it cannot."""
+        if len(self.bindings.get(name, [])) != 1 or name in self.params or name in self.unstable:
+            return f"{name} is bound more than once"
+        reads = self.reads.get(name, [])
+        if not reads or any(call is None or order <= self.end[id(assign)] for order, call in reads):
+            return f"{name} is used otherwise than called after its definition, in the same function"
+        for value in values:
+            why = self._stable(value, self.start[id(assign)])
+            if why:
+                return why
+        return None
+
+    def _stable(self, expr: cst.BaseExpression, before: int) -> str | None:
+        if isinstance(expr, (cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString)):
+            return None
+        if isinstance(expr, cst.Name):
+            return self._stable_name(expr.value, before)
+        if isinstance(expr, cst.Attribute):
+            root: cst.BaseExpression = expr
+            while isinstance(root, cst.Attribute):
+                root = root.value
+            if not isinstance(root, cst.Name):
+                return f"{_code(expr)} reads an attribute of a computed value"
+            if root.value != "self" and (root.value in self.params or root.value in self.bindings):
+                return f"{_code(expr)} reads an attribute of a local value, which may change"
+            return self._stable_name(root.value, before)
+        if isinstance(expr, cst.UnaryOperation):
+            return self._stable(expr.expression, before)
+        if isinstance(expr, (cst.BinaryOperation, cst.BooleanOperation)):
+            return self._stable(expr.left, before) or self._stable(expr.right, before)
+        if isinstance(expr, cst.Comparison):
+            return next((why for e in [expr.left, *(c.comparator for c in expr.comparisons)]
+                         if (why := self._stable(e, before))), None)
+        if isinstance(expr, cst.Tuple):
+            return next((why for e in expr.elements
+                         if (why := "a starred value" if isinstance(e, cst.StarredElement)
+                             else self._stable(e.value, before))), None)
+        return f"{_code(expr)} is not a name, an attribute read or a constant: it could differ at each call"
+
+    def _stable_name(self, name: str, before: int) -> str | None:
+        if name in _CONSTANTS:
+            return None
+        binds = self.bindings.get(name, [])
+        changing = f"{name} may change between the definition and the calls"
+        if name in self.unstable:
+            return changing
+        if name in self.params or not binds:
+            return changing if binds else None
+        order, again = binds[0]
+        return None if len(binds) == 1 and not again and order < before else changing
+
+
+def _code(node: cst.CSTNode) -> str:
+    return cst.Module([]).code_for_node(node)
+
+
+def passes(call: cst.Call, keywords: list[str]) -> bool:
+    """Does ``call`` pass every one of ``keywords`` by keyword?"""
+    given = {a.keyword.value for a in call.args if a.keyword is not None}
+    return set(keywords) <= given
+
+
+def append_keywords(call: cst.Call, args: list[cst.Arg]) -> cst.Call:
+    """``f(x)`` -> ``f(x, k=v, ...)``: fresh copies of ``args`` (one node per place in the tree)."""
+    added = [a.deep_clone() for a in args]
+    comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+    added = [a.with_changes(comma=comma) for a in added[:-1]] + [
+        added[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)]
+    old = list(call.args)
+    if old and old[-1].comma is cst.MaybeSentinel.DEFAULT:
+        old[-1] = old[-1].with_changes(comma=comma)
+    return call.with_changes(args=[*old, *added])
