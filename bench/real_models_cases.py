@@ -1,0 +1,163 @@
+"""The cases of ``bench/real_models.py``: model classes of the real legacy
+corpus (``../shared/corpus/<folder>``), verified in module mode after the
+tool upgraded their whole folder.
+
+Data only. One :class:`Case` per model class: the corpus folder, the file
+inside it, the class (or a module-level ``.partial`` of one), the legacy
+``apply`` keyword arguments (JSON values: Linen gets the attributes as
+constructor arguments and the rest as call arguments), and the input specs
+(``SHAPE[:DTYPE]``, as ``verify --input``). ``roots``: folders inside the
+corpus folder that go on ``sys.path`` (the package roots the file imports
+from; the file's own folder always does). ``expect``: what the case showed
+when last measured and why, when it is not ``OK`` (the bench reports what it
+finds; this is the record of the reason).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, NamedTuple, Optional, Tuple
+
+FOLDERS = (
+    "google__flax", "google__init2winit", "google-research__long-range-arena",
+    "google-research__rigl", "markusschmitt__vmc_jax", "mlcommons__training_results_v0.7",
+    "mlcommons__training_results_v1.0",
+)
+
+
+# files the corpus left out (it holds only the files that use Flax) that a case's
+# imports reach: path -> our own stand-in source, or None for a module whose
+# every attribute is a stand-in (used only at run time, by code no case calls)
+PLACEHOLDERS: Dict[str, Dict[str, Optional[str]]] = {
+    "google__init2winit": {"init2winit/model_lib/metrics.py": None},
+    "markusschmitt__vmc_jax": {
+        "jVMC/global_defs.py": "import numpy as np\ntReal = np.float64\ntCpx = np.complex128\n",
+        "jVMC/mpi_wrapper.py": None, "jVMC/operator.py": None, "jVMC/stepper.py": None,
+    },
+}
+
+# text the corpus's redaction left that does not compile (mlcommons): removed
+# from both copies before the upgrade
+FIXUPS: Dict[str, Tuple[Tuple[str, str], ...]] = {
+    "mlcommons__training_results_v1.0": (("from __future__ import REDACTED\n", ""),),
+    "mlcommons__training_results_v0.7": (("from __future__ import REDACTED\n", ""),),
+}
+
+
+class Case(NamedTuple):
+    folder: str
+    file: str
+    module: str
+    inputs: Tuple[str, ...]
+    kwargs: Dict[str, Any] = {}
+    roots: Tuple[str, ...] = (".",)
+    kind: str = ""                  # what the model is (CNN, ResNet, attention, ...)
+    expect: Optional[str] = None    # known failure and its reason
+
+    @property
+    def name(self) -> str:
+        return f"{self.folder.split('__')[-1]}:{self.file.rsplit('/', 1)[-1][:-3]}.{self.module}"
+
+
+FLAX = "google__flax"
+I2W = "google__init2winit"
+LRA = "google-research__long-range-arena"
+RIGL = "google-research__rigl"
+VMC = "markusschmitt__vmc_jax"
+ML07 = "mlcommons__training_results_v0.7"
+ML10 = "mlcommons__training_results_v1.0"
+_ML07_RESNET = "Google/benchmarks/resnet/implementations/resnet-research-JAX-tpu-v3-8192/models.py"
+_ML10_RESNET = "Google/benchmarks/resnet/implementations/resnet-research-JAX-Distributed-Shampoo-tpu-v4-256/models.py"
+
+_LRA_SMALL = {"emb_dim": 16, "num_heads": 2, "qkv_dim": 16, "mlp_dim": 32, "num_layers": 1,
+              "max_len": 32}
+
+CASES: Tuple[Case, ...] = (
+    # google/flax examples
+    Case(FLAX, "examples/mnist/mnist_lib.py", "CNN", ("2,28,28,1",), kind="CNN"),
+    Case(FLAX, "examples/imagenet/resnet_v1.py", "ResNet18", ("2,32,32,3",),
+         {"num_classes": 10, "num_filters": 8}, kind="ResNet, BatchNorm"),
+    Case(FLAX, "examples/imagenet/resnet_v1.py", "ResNet50", ("2,32,32,3",),
+         {"num_classes": 10, "num_filters": 4}, kind="ResNet, bottleneck, BatchNorm"),
+    Case(FLAX, "examples/cifar10/models/wideresnet.py", "WideResnet", ("2,32,32,3",),
+         {"blocks_per_group": 1, "channel_multiplier": 1, "num_outputs": 10, "dropout_rate": 0.3},
+         kind="WideResNet, BatchNorm, dropout"),
+    Case(FLAX, "examples/cifar10/models/wideresnet_shakeshake.py", "WideResnetShakeShake",
+         ("2,32,32,3",), {"blocks_per_group": 1, "channel_multiplier": 1, "num_outputs": 10},
+         roots=("examples/cifar10",), kind="WideResNet, shake-shake (random)"),
+    Case(FLAX, "examples/cifar10/models/pyramidnet.py", "PyramidNetShakeDrop", ("2,32,32,3",),
+         {"num_outputs": 10, "pyramid_alpha": 8, "pyramid_depth": 11}, roots=("examples/cifar10",),
+         kind="PyramidNet, shake-drop (random)"),
+    Case(FLAX, "examples/vae/train.py", "VAE", ("2,784",), kind="VAE (make_rng)"),
+    Case(FLAX, "examples/vae/train.py", "Encoder", ("2,784",), {"latents": 4}, kind="VAE encoder"),
+    Case(FLAX, "examples/ppo/models.py", "ActorCritic", ("2,84,84,4",), {"num_outputs": 3},
+         kind="CNN, two heads"),
+    Case(FLAX, "examples/wip/moco/model_resnet.py", "ResNet", ("2,32,32,3",),
+         {"num_outputs": 10, "num_filters": 4, "block_sizes": [1, 1, 1, 1]}, kind="ResNet, BatchNorm"),
+    Case(FLAX, "examples/sst2/model.py", "MLP", ("2,8",),
+         {"hidden_size": 16, "output_size": 3, "dropout": 0.5}, kind="MLP, dropout"),
+    Case(FLAX, "examples/sst2/model.py", "LSTMClassifier", ("2,5,8", "2:int32"),
+         {"hidden_size": 8, "output_size": 3, "dropout": 0.5, "emb_dropout": 0.5},
+         kind="recurrent (LSTM)"),
+    Case(FLAX, "examples/lm1b/models.py", "TransformerLM", ("2,8:int32",),
+         {"vocab_size": 20, **_LRA_SMALL}, kind="Transformer LM, attention"),
+    # google/init2winit
+    Case(I2W, "init2winit/model_lib/simple_cnn.py", "SimpleCNN", ("2,16,16,3",),
+         {"num_outputs": 10, "num_filters": [4, 8], "kernel_sizes": [3, 3], "activation_function": "relu"},
+         kind="CNN"),
+    Case(I2W, "init2winit/model_lib/fully_connected.py", "FullyConnected", ("2,12",),
+         {"num_outputs": 3, "hid_sizes": [8, 8], "activation_function": "relu"}, kind="MLP",
+         expect="kernel_inits is a list of initializer functions (not JSON): FAILS without it"),
+    Case(I2W, "init2winit/model_lib/wide_resnet.py", "WideResnet", ("2,16,16,3",),
+         {"blocks_per_group": 1, "channel_multiplier": 1, "num_outputs": 10, "dropout_rate": 0.3},
+         kind="WideResNet, BatchNorm, dropout"),
+    Case(I2W, "init2winit/model_lib/adabelief_vgg.py", "VGG", ("2,32,32,3",),
+         {"num_layers": 11, "num_outputs": 10, "normalizer": "batch_norm"}, kind="VGG, BatchNorm"),
+    Case(I2W, "init2winit/model_lib/adabelief_resnet.py", "ResNet", ("2,32,32,3",),
+         {"num_outputs": 10, "num_filters": 4, "num_layers": 18}, kind="ResNet, BatchNorm"),
+    Case(I2W, "init2winit/model_lib/mlperf_resnet.py", "ResNet", ("2,32,32,3",),
+         {"num_classes": 10, "num_filters": 4, "num_layers": 18}, kind="ResNet, BatchNorm"),
+    Case(I2W, "init2winit/model_lib/max_pooling_cnn.py", "MaxPoolingCNN", ("2,16,16,3",),
+         {"num_outputs": 10, "num_filters": [4, 8], "kernel_sizes": [3, 3], "kernel_paddings": ["SAME", "SAME"],
+          "window_sizes": [2, 2], "window_paddings": ["SAME", "SAME"], "strides": [2, 2],
+          "num_dense_units": [16], "activation_fn": "relu", "normalizer": "batch_norm"},
+         kind="CNN, max pooling, BatchNorm"),
+    # google-research/long-range-arena
+    Case(LRA, "lra_benchmarks/models/layers/common_layers.py", "MlpBlock", ("2,8,16",),
+         {"mlp_dim": 32, "dropout_rate": 0.2}, kind="Transformer MLP block, dropout"),
+    Case(LRA, "lra_benchmarks/models/layers/common_layers.py", "AddPositionEmbs", ("2,8,16",),
+         {"max_len": 16}, kind="position embeddings"),
+    Case(LRA, "lra_benchmarks/models/linear_transformer/linear_attention.py", "LinearAttention",
+         ("2,8,16", "2,8,16"), {"num_heads": 2, "qkv_features": 16}, kind="attention (linear)"),
+    Case(LRA, "lra_benchmarks/models/linformer/linformer_attention.py", "LinformerAttention",
+         ("2,8,16", "2,8,16"), {"num_heads": 2, "qkv_features": 16, "low_rank_features": 4, "max_len": 8},
+         kind="attention (Linformer)"),
+    Case(LRA, "lra_benchmarks/models/linear_transformer/linear_transformer.py", "LinearTransformerEncoder",
+         ("2,8:int32",), {"vocab_size": 20, **_LRA_SMALL}, kind="Transformer encoder"),
+    Case(LRA, "lra_benchmarks/models/longformer/longformer.py", "LongformerEncoder",
+         ("2,8:int32",), {"vocab_size": 20, "sliding_window_size": 4, **_LRA_SMALL},
+         kind="Transformer encoder (Longformer)"),
+    Case(LRA, "lra_benchmarks/models/bigbird/bigbird.py", "BigBirdEncoder",
+         ("2,8:int32",), {"vocab_size": 20, "block_size": 2, **_LRA_SMALL}, kind="Transformer encoder (BigBird)"),
+    # google-research/rigl
+    Case(RIGL, "rigl/experimental/jax/models/mnist_fc.py", "MNISTFC", ("2,28,28,1",),
+         {"num_classes": 10, "features": [16, 16], "dropout_rate": 0.2}, kind="MLP, masked, dropout"),
+    Case(RIGL, "rigl/experimental/jax/models/mnist_cnn.py", "MNISTCNN", ("2,28,28,1",),
+         {"num_classes": 10, "filters": [4, 8], "dense_size": 16}, kind="CNN, masked, BatchNorm"),
+    Case(RIGL, "rigl/experimental/jax/models/cifar10_cnn.py", "CIFAR10CNN", ("2,32,32,3",),
+         {"num_classes": 10, "filters": [4, 4, 8, 8, 8, 8]}, kind="CNN, masked, BatchNorm"),
+    # markusschmitt/vmc_jax: complex-valued and physics models
+    Case(VMC, "jVMC/nets/rbm.py", "RBM", ("2,6:int32",), {"numHidden": 4}, kind="RBM (physics)"),
+    Case(VMC, "jVMC/nets/rbm.py", "CpxRBM", ("2,6:int32",), {"numHidden": 4},
+         kind="complex RBM (user initializer)"),
+    Case(VMC, "jVMC/nets/ffn.py", "FFN", ("2,6:int32",), {"layers": [4, 4]}, kind="feed-forward (physics)"),
+    Case(VMC, "jVMC/nets/rnn.py", "RNNCell", ("2,4", "2,2"), {"hiddenSize": 4}, kind="recurrent cell"),
+    Case(VMC, "jVMC/nets/lstm.py", "LSTMCell", ("2,4", "2,2"), {}, kind="recurrent cell (LSTM)"),
+    # mlcommons training results v0.7 and v1.0 (MLPerf ResNet-50, 3D U-Net layers)
+    Case(ML07, _ML07_RESNET, "ResidualBlock", ("2,8,8,16",), {"filters": 4}, kind="ResNet bottleneck, BatchNorm"),
+    Case(ML07, _ML07_RESNET, "ResNet", ("2,32,32,3",), {"num_classes": 10, "num_filters": 4},
+         kind="ResNet-50, BatchNorm"),
+    Case(ML10, _ML10_RESNET, "ResidualBlock", ("2,8,8,16",), {"filters": 4}, kind="ResNet bottleneck, BatchNorm"),
+    Case(ML10, "Google/benchmarks/unet3d/implementations/unet3d-preview-JAX-tpu-v4-1024/models/layers.py",
+         "InputBlock", ("2,8,8,8,1",), {"out_channels": 4}, kind="3D conv block, instance norm"),
+    Case(ML10, "Google/benchmarks/unet3d/implementations/unet3d-preview-JAX-tpu-v4-1024/models/layers.py",
+         "DownsampleBlock", ("2,8,8,8,2",), {"out_channels": 4}, kind="3D conv block, stride 2"),
+)
