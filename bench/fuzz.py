@@ -15,6 +15,7 @@ crashed the tool.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -25,14 +26,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fuzz.generate import generate  # noqa: E402
-from fuzz.oracle import VERDICTS, Outcome, check  # noqa: E402
+from fuzz.oracle import VERDICTS, Outcome, check_program  # noqa: E402
 from fuzz.shrink import shrink  # noqa: E402
 
 
 def run_one(seed: int) -> tuple[int, Outcome, Counter]:
     program = generate(seed)
-    outcome = check(program.source, program.top, program.inputs, program.kwargs, program.deterministic,
-                    program.optimizer_func, program.files)
+    outcome = check_program(program)
     return seed, outcome, program.constructs
 
 
@@ -41,8 +41,7 @@ def minimal(seed: int, verdict: str, budget: int) -> str:
     p = generate(seed)
 
     def still(source: str) -> bool:
-        return check(source, p.top, p.inputs, p.kwargs, p.deterministic, p.optimizer_func,
-                     p.files).verdict == verdict
+        return check_program(dataclasses.replace(p, source=source)).verdict == verdict
     return shrink(p.source, still, budget=budget, log=lambda m: print(m, flush=True))
 
 

@@ -43,6 +43,12 @@ class Outcome:
     seconds: float = 0.0
 
 
+def check_program(program) -> Outcome:
+    """The verdict on a generated :class:`~fuzz.generate.Program` (``source``: its main file)."""
+    return check(program.source, program.top, program.inputs, program.kwargs, program.deterministic,
+                 program.optimizer_func, program.files, program.replay)
+
+
 def upgrade(files: dict[str, str], folder: Path) -> tuple[dict[str, str], list[str], str | None]:
     """The tool's run over ``files`` (name -> source) written into ``folder``, as the
     command line makes it: ``(the sources it changed, findings, errors)``."""
@@ -55,16 +61,18 @@ def upgrade(files: dict[str, str], folder: Path) -> tuple[dict[str, str], list[s
 
 
 def check(source: str, top: str, inputs: list, kwargs: dict, deterministic: bool,
-          optimizer: str | None = None, files: dict | None = None, timeout: float = TIMEOUT) -> Outcome:
+          optimizer: str | None = None, files: dict | None = None, replay: bool = True,
+          timeout: float = TIMEOUT) -> Outcome:
     """The verdict on one legacy program; ``top`` is its model (module mode feeds it
     ``inputs`` and the keywords ``kwargs``), ``optimizer`` the function that builds
     its optimizer when verify cannot find the one call that does, ``files`` the
-    program's other files (name -> source)."""
+    program's other files (name -> source); ``replay``: module mode also replays two
+    optimizer steps."""
     start = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="lu-fuzz-"))
     try:
         outcome = _check({"main.py": source, **(files or {})}, top, inputs, kwargs, deterministic, optimizer,
-                         work, timeout)
+                         2 if replay else 0, work, timeout)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     outcome.seconds = time.monotonic() - start
@@ -72,7 +80,7 @@ def check(source: str, top: str, inputs: list, kwargs: dict, deterministic: bool
 
 
 def _check(files: dict[str, str], top: str, inputs: list, kwargs: dict, deterministic: bool, optimizer: str | None,
-           work: Path, timeout: float) -> Outcome:
+           train_steps: int, work: Path, timeout: float) -> Outcome:
     from linen_upgrade.verify import module, program
 
     (work / "legacy").mkdir()
@@ -107,7 +115,7 @@ def _check(files: dict[str, str], top: str, inputs: list, kwargs: dict, determin
             for m in mismatches[:5]), new)
 
     job = module.ModuleJob(top, str(upgraded_py), inputs=[(tuple(s), d) for s, d in inputs],
-                           kwargs=dict(kwargs), train_steps=2, optimizer=optimizer,
+                           kwargs=dict(kwargs), train_steps=train_steps, optimizer=optimizer,
                            input_source="given")
     (res,) = module.verify_batch(str(legacy_py), [job], processes=1, timeout=timeout,
                                  upgraded_paths=[str(upgraded_py.parent)])
