@@ -75,6 +75,10 @@ class Context:
     config: Config
     # filled by transformers: (rule id, message) of every rewrite made
     fixed: list[tuple[str, str]] = field(default_factory=list)
+    # mark -> TODO lines a rule wrote that a later rule withdraws where it converts what they
+    # are about (LU301's "feeds flax.optim code" once LU302 converts that code): rules talk
+    # through these marks, never by matching each other's comment text
+    withdrawable: dict[str, set[str]] = field(default_factory=dict)
 
 
 class Rule:
@@ -232,8 +236,12 @@ class RuleTransformer(FastTransformer):
         return self.ctx.index.is_legacy_module(self.resolve_class(node))
 
     # -- reporting -----------------------------------------------------------
-    def todo(self, message: str) -> None:
+    def todo(self, message: str, mark: str | None = None) -> None:
+        """Attach a TODO to the statement being visited; ``mark``: a later rule may
+        withdraw it (``Context.withdrawable``)."""
         line = todo_line(self.rule.id, message)
+        if mark is not None:
+            self.ctx.withdrawable.setdefault(mark, set()).add(line)
         if self._todo_stack and line not in self._todo_stack[-1]:
             self._todo_stack[-1].append(line)
 

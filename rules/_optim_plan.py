@@ -20,11 +20,16 @@ from linen_upgrade.rules._optim_defs import WEIGHT_NORM, Ctor, Scan, convert, la
 from linen_upgrade.tables.optimizers import HELPERS, MULTI, ConversionError
 
 
+# the mark of LU301's TODOs on definitions that feed flax.optim code LU302 may convert
+FEEDS_OPTIM = "LU301:feeds-flax-optim"
+
+
 @dataclass
 class Outcome:
     expr: str | None = None  # the optax source, when the call converts
     helpers: tuple[str, ...] = ()
     todo: str | None = None
+    withdrawable: bool = False  # the TODO is about code LU302 may convert (FEEDS_OPTIM)
     indent: str = ""  # leading whitespace of the call's first line
     column: int = 0
 
@@ -91,7 +96,7 @@ def plan_definitions(scan: Scan, module: cst.Module) -> dict[int, Outcome]:
             expr, helpers = result
             extra = (f" with {', '.join(_helper_names(helpers))} from linen_upgrade/optax_legacy.py"
                      if helpers else "")
-            plan[id(c.node)] = Outcome(todo=(
+            plan[id(c.node)] = Outcome(withdrawable=True, todo=(
                 f"{shown}(...) feeds flax.optim code that is not converted (.create, apply_gradient, "
                 f"...): convert them together; optax form: {' '.join(expr.split())}{extra}"))
         else:

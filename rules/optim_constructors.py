@@ -50,7 +50,7 @@ from linen_upgrade.tables.optimizers import (HELPERS, OPTIMIZER_DEF, OPTIMIZERS,
 from linen_upgrade.rules._cst import add_import, express
 from linen_upgrade.rules._optim_defs import Scan
 from linen_upgrade.rules._optim_edit import drop_unused_optim_imports, format_expression, insert_helpers
-from linen_upgrade.rules._optim_plan import Outcome, plan_definitions
+from linen_upgrade.rules._optim_plan import FEEDS_OPTIM, Outcome, plan_definitions
 from linen_upgrade.rules._optim_user import class_problem, convert_class, user_defs
 
 _DYNAMIC_SCALE = "flax.optim.DynamicScale"
@@ -128,7 +128,7 @@ class _Transformer(RuleTransformer):
         if outcome is None:
             return self._dynamic_scale(original, updated)
         if outcome.todo:
-            self.todo(outcome.todo)
+            self.todo(outcome.todo, mark=FEEDS_OPTIM if outcome.withdrawable else None)
             return updated
         assert outcome.expr is not None
         self.imports.add("optax")

@@ -54,12 +54,13 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.resolve import dotted
-from linen_upgrade.rule import TODO_PREFIX, Context, Example, Rule, RuleTransformer
+from linen_upgrade.rule import Context, Example, Rule, RuleTransformer
 from linen_upgrade.tables.optimizers import HELPERS
 from linen_upgrade.rules import _optim
 from linen_upgrade.rules._cst import add_import, express
 from linen_upgrade.rules._optim_cross import in_a_group, shared
 from linen_upgrade.rules._optim_defs import Scan
+from linen_upgrade.rules._optim_plan import FEEDS_OPTIM
 from linen_upgrade.rules._optim_edit import drop_unused_optim_imports, format_expression, insert_helpers
 from linen_upgrade.rules._train_state import Plan, has_converted, todo_on_first_create
 from linen_upgrade.rules._train_state_check import APPLY_WITH, check_uses
@@ -248,9 +249,9 @@ class _Transformer(RuleTransformer):
     def on_leave(self, original_node, updated_node):
         result = super().on_leave(original_node, updated_node)
         if not self.blocked and isinstance(result, cst.SimpleStatementLine):
+            withdrawable = self.ctx.withdrawable.get(FEEDS_OPTIM, set())
             lines = [ln for ln in result.leading_lines
-                     if not (ln.comment and ln.comment.value.startswith(f"{TODO_PREFIX} LU301")
-                             and "feeds flax.optim code" in ln.comment.value
+                     if not (ln.comment and ln.comment.value in withdrawable
                              and has_converted(original_node, self.plan))]
             if len(lines) != len(result.leading_lines):
                 result = result.with_changes(leading_lines=lines)
