@@ -395,6 +395,28 @@ class _Arrays:
                     self.bind(inner)
 
 
+def _rebound(fn: ast.FunctionDef | ast.AsyncFunctionDef, names: set[str]) -> dict[str, int]:
+    """Parameter name -> the last line of the first statement that binds it again."""
+    out: dict[str, int] = {}
+    for node in ast.walk(fn):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
+            targets = [node.target]
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            targets = [i.optional_vars for i in node.items if i.optional_vars is not None]
+        elif isinstance(node, ast.NamedExpr):
+            targets = [node.target]
+        end = node.lineno if isinstance(node, (ast.For, ast.AsyncFor, ast.With, ast.AsyncWith)) else getattr(
+            node, "end_lineno", None)
+        for t in targets:
+            for n in ast.walk(t):
+                if isinstance(n, ast.Name) and n.id in names and end is not None:
+                    out[n.id] = min(out.get(n.id, end), end)
+    return out
+
+
 def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
                 imports: ImportMap) -> tuple[list[Use], list[Forward]]:
     """The evidence ``apply``'s body gives about each parameter, and its
@@ -412,8 +434,11 @@ def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
     star_uses: dict[str, int] = {s: 0 for s in stars}  # loads of each star parameter
     forwarded: dict[str, int] = {s: 0 for s in stars}  # of those, forwarded into a call
 
+    rebound = _rebound(fn, names)
+
     def use(node: ast.expr, kind: str, callee: str = "", slot: int | str = 0) -> None:
-        if isinstance(node, ast.Name) and node.id in names:
+        # after the body binds the name again (``bias = self.param(...)``) its uses say nothing of the parameter
+        if isinstance(node, ast.Name) and node.id in names and node.lineno <= rebound.get(node.id, node.lineno):
             uses.append(Use(node.id, kind, callee, slot))
 
     def tests(node: ast.expr) -> None:  # ``if p:`` / ``if not p`` / ``if p == 'relu'``

@@ -44,7 +44,8 @@ CASES = {
     "MutableOverride": ([((2, 4), "float32")], {
         "params/defaults/Dense_2/kernel", "params/given/Dense_1/kernel", "params/given/Dense_0/bias"}),
     # conflicting evidence decided by the stronger kind: width and dtype become attributes (issue 12)
-    "Evidence": ([((2, 4), "float32")], {"params/CastHead_0/Dense_0/kernel", "params/Dense_0/bias"}),
+    "Evidence": ([((2, 4), "float32")], {
+        "params/CastHead_0/Dense_0/kernel", "params/Dense_0/bias", "params/Affine_0/bias"}),
 }
 
 
