@@ -12,10 +12,10 @@ That is exact only when each call computes the value the definition did:
 the local is bound once and only called, after its definition, in the same
 function (not in a nested function, lambda or comprehension, which could
 run later or shadow a name); each fixed value is a constant, a name not
-rebound after the definition (a parameter never reassigned, or a local
-assigned once outside any loop before the definition, or a global), an
-attribute read of ``self`` or of a global, or operators over those
-(``not train``).  Anything else keeps LU103's TODO.
+rebound after the definition (parameters, locals and globals assigned only
+before the definition and outside loops), an attribute read of ``self`` or
+of a global, or operators over those (``not train``).  Anything else keeps
+LU103's TODO.
 """
 
 from __future__ import annotations
@@ -194,12 +194,9 @@ class FunctionScan(cst.CSTVisitor):
             return None
         binds = self.bindings.get(name, [])
         changing = f"{name} may change between the definition and the calls"
-        if name in self.unstable:
-            return changing
-        if name in self.params or not binds:
-            return changing if binds else None
-        order, again = binds[0]
-        return None if len(binds) == 1 and not again and order < before else changing
+        # bindings before the definition that no loop can run again: none runs after it
+        stable = all(not again and order < before for order, again in binds)
+        return None if stable and name not in self.unstable else changing
 
 
 def _code(node: cst.CSTNode) -> str:

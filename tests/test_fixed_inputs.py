@@ -18,6 +18,8 @@ CASES = {
     # a shared module fixing train, called on two inputs
     "TwoTowers": ([((2, 3, 4), "float32")], {"params/tower/layer/Dense_0/kernel",
                                              "batch_stats/tower/layer/BatchNorm_0/var"}),
+    # the mask set again (before the definition) in a branch
+    "Prefixed": ([((2, 3, 4), "float32")], {"params/layer/Dense_0/kernel", "batch_stats/layer/BatchNorm_0/var"}),
     # a partial fixing the mask and train flag, two instances
     "Blocks": ([((2, 3, 4), "float32")], {"params/first/Dense_0/kernel", "batch_stats/Layer_0/BatchNorm_0/mean"}),
 }
