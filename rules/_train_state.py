@@ -186,7 +186,9 @@ class Plan(FastVisitor):
             for n in _names(target):
                 bound[n] = bound.get(n, 0) + 1
         for name in list(self.defs):
-            if name in params or bound.get(name, 0) != 1:
+            # bound to definitions only (``if flag: d = optim.Adam(...) else: d = optim.Momentum(...)``):
+            # each assignment converts in place, and ``d.create(p)`` takes whichever ran
+            if name in params or bound.get(name, 0) != len(self.defs[name]):
                 self.problems.append(f"{name} holds an optimizer definition in one place and other values "
                                      "in others")
                 del self.defs[name]
