@@ -58,6 +58,9 @@ class LegacyModule:
     qualname: str  # module_name.ClassName
     apply_params: tuple[Param, ...] | None
     module_methods: tuple[str, ...]
+    # apply parameters passed on to a built-in's initializer (``nn.Dense(x, 3, kernel_init=k)``),
+    # directly or through other modules of the run: where call sites adapt legacy initializers
+    init_params: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -154,6 +157,7 @@ class ProjectIndex:
             for ca in facts.call_args:
                 calls.setdefault(index.canonical(ca.callee), []).append(ca)
         _Roles(index, defining, inherits, calls).decide()
+        _initializer_params(index, defining, inherits)
         conflicting: set[tuple[str, str]] = set()
         for facts in all_facts:
             for pa in facts.partial_args:
@@ -423,6 +427,40 @@ class _Roles:
         return ArgsForward(tuple(dict.fromkeys(f.callee for f in forwards)), frozenset(common), frozenset(),
                            tuple(sorted((k, v) for k, v in renames.items() if k in common and k != v)),
                            positions=tuple(common), rest=rest)
+
+
+def _initializer_params(index: ProjectIndex, defining: dict[str, ClassFacts], inherits: dict[str, str]) -> None:
+    """Each module's ``init_params`` (a fixed point: a parameter passed to another
+    module's initializer parameter is one too)."""
+    found: dict[str, set[str]] = {q: set() for q in index.modules}
+
+    def slots(callee: str) -> tuple[tuple[str, ...], set[str]]:
+        row = BUILTIN_MODULES.get(callee)
+        if row is not None:
+            return row.legacy, {n for n in row.legacy if n.endswith("_init")}
+        params = index.modules[callee].apply_params if callee in index.modules else None
+        while callee in inherits:
+            callee = inherits[callee]
+        return tuple(q.name for q in params or () if q.kind in ("pos", "kwonly")), found.get(callee, set())
+
+    changed = True
+    while changed:
+        changed = False
+        for qual, c in defining.items():
+            for u in c.uses:
+                if u.kind != "slot" or u.param in found[qual]:
+                    continue
+                names, inits = slots(index.canonical(u.callee))
+                name = names[u.slot] if isinstance(u.slot, int) and u.slot < len(names) else u.slot
+                if name in inits:
+                    found[qual].add(u.param)
+                    changed = True
+    for qual, module in list(index.modules.items()):
+        definer = qual
+        while definer in inherits:
+            definer = inherits[definer]
+        if found.get(definer):
+            index.modules[qual] = replace(module, init_params=frozenset(found[definer]))
 
 
 def _common_prefix(a: list[str], b: list[str]) -> list[str]:

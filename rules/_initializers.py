@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 import libcst as cst
 
 from linen_upgrade.analysis.initializers import FACTORY, FUNCTION
+from linen_upgrade.index import LegacyModule
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, FastVisitor
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
@@ -168,9 +169,12 @@ class Initializers:
         return out, done
 
 
-def initializer_slots(legacy: tuple[str, ...]) -> frozenset[str]:
-    """The initializer parameters of the built-in module whose legacy ``apply``
-    parameters are ``legacy`` (the table's ``*_init`` rows); none for a user module."""
+def initializer_slots(legacy: tuple[str, ...], module: LegacyModule | None = None) -> frozenset[str]:
+    """The parameters a legacy initializer may be passed to: those a module of the
+    run passes on to a built-in's initializer (``module.init_params``), or the
+    ``*_init`` rows of the built-in whose legacy ``apply`` parameters are ``legacy``."""
+    if module is not None:
+        return module.init_params
     if not any(row.legacy == legacy for row in BUILTIN_MODULES.values()):
         return frozenset()
     return frozenset(n for n in legacy if n.endswith("_init"))

@@ -302,10 +302,14 @@ class UsageTransformer(RuleTransformer):
         ctor, inputs, problem = split_usage(args, spec, bound, fixed)
         if problem:
             return None, [], problem
-        return cst.Call(func=func, args=comma_list(self.adapt_initializers(ctor, spec.legacy, at))), inputs, None
+        ctor = self.adapt_initializers(ctor, ref.qual, spec.legacy, at)
+        return cst.Call(func=func, args=comma_list(ctor)), inputs, None
 
-    def adapt_initializers(self, args: list[cst.Arg], legacy: tuple[str, ...], at: cst.CSTNode) -> list[cst.Arg]:
-        """A built-in's legacy ``init(key, shape)`` user initializers, wrapped for Linen (``_initializers``)."""
+    def adapt_initializers(self, args: list[cst.Arg], qual: str, legacy: tuple[str, ...],
+                           at: cst.CSTNode) -> list[cst.Arg]:
+        """Legacy ``init(key, shape)`` user initializers passed to a built-in's
+        initializer, or to a parameter of ``qual`` that reaches one, wrapped for
+        Linen (``_initializers``)."""
         if self._initializers is None:
             self._initializers = Initializers(self.ctx)
         hidden: dict[str, cst.BaseExpression | None] = {}
@@ -313,7 +317,8 @@ class UsageTransformer(RuleTransformer):
         while scope is not None and scope is not self.a.module_scope:
             hidden.update({name: None for name in scope.bound if name not in hidden})
             scope = scope.parent
-        args, wrapped = self._initializers.adapt(args, initializer_slots(legacy), hidden)
+        slots = initializer_slots(legacy, self.ctx.index.legacy_module(qual))
+        args, wrapped = self._initializers.adapt(args, slots, hidden)
         for w in wrapped:
             self.fixed(f"legacy initializer {w} wrapped for Linen's init(key, shape, dtype)")
         return args

@@ -299,7 +299,8 @@ def _spec_form(spec: cst.BaseExpression, is_dtype) -> str | None:
     first, second = (e.value for e in spec.elements)
     if isinstance(first, (cst.Tuple, cst.List)) or (isinstance(first, cst.Attribute) and first.attr.value == "shape"):
         return "pair"
-    if isinstance(first, cst.Integer) or (isinstance(first, cst.UnaryOperation) and isinstance(first.expression, cst.Integer)):
+    if isinstance(first, cst.Integer) or (isinstance(first, cst.UnaryOperation)
+                                          and isinstance(first.expression, cst.Integer)):
         return "shape"
     return "pair" if is_dtype(second) else None  # an int and a dtype would not make a shape
 

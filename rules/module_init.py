@@ -119,6 +119,6 @@ class _Transformer(SiteCalls):
         else:
             self.imports.add(("functools", None))
             fn = build_dotted("functools.partial")
-        args = self.adapt_initializers(args, spec.legacy, original)
+        args = self.adapt_initializers(args, base.ref.qual, spec.legacy, original)
         self.fixed(f"{base.ref.qual}.partial(...) -> functools.partial(...)")
         return cst.Call(func=fn, args=[cst.Arg(value=updated.func.value), *args])  # type: ignore[attr-defined]

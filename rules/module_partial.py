@@ -151,7 +151,7 @@ class _Transformer(LegacyBodyTransformer):
             self.fixed(f"{qual}.{func.attr.value}(...): {', '.join(inputs)} passed at each call")
         target = updated.func.value  # type: ignore[attr-defined]
         if self._initializers is not None:  # Linen built-ins call init(key, shape, dtype)
-            args, wrapped = self._initializers.adapt(args, initializer_slots(spec.legacy),
+            args, wrapped = self._initializers.adapt(args, initializer_slots(spec.legacy, legacy),
                                                      merged(self._hidden))
             for w in wrapped:
                 self.fixed(f"legacy initializer {w} wrapped for Linen's init(key, shape, dtype)")

@@ -10,10 +10,11 @@ What it does
     and calls through a local ``conv = nn.Conv.partial(...)``.  A user
     initializer written for legacy's ``init(key, shape)`` (a function of a
     file of the run, or one such a function returns, that cannot take the
-    dtype third; or a ``functools.partial`` fixing ``dtype=``) is wrapped,
-    ``kernel_init=lambda key, shape, dtype=None: f(key, shape)``, as Linen
-    built-ins call ``init(key, shape, dtype)`` (``self.param`` needs
-    nothing: Linen calls that ``init(key, shape)``).  Also:
+    dtype third; or a ``functools.partial`` fixing ``dtype=``) passed to a
+    built-in's initializer, or to a module of the run that passes it on to
+    one, is wrapped, ``kernel_init=lambda key, shape, dtype=None: f(key,
+    shape)``, as Linen built-ins call ``init(key, shape, dtype)``
+    (``self.param`` needs nothing: Linen calls that ``init(key, shape)``).  Also:
     ``Cell.initialize_carry(rng, batch_dims, size)`` -> the Linen cell's
     ``initialize_carry(rng, input_shape)`` (ConvLSTM included); attention
     ``attention_axis=(1, ..., k)`` -> attention over the flattened axes
@@ -208,12 +209,14 @@ class _Transformer(AttentionCalls, CellCalls):
     def hidden_names(self) -> Hidden:
         return merged(self._hidden)
 
-    def _wrap_two_arg_initializers(self, call: cst.Call, spec: CallSpec) -> cst.Call:
-        """Linen built-ins call ``init(key, shape, dtype)``; a legacy ``f(key, shape)`` is wrapped."""
+    def _wrap_two_arg_initializers(self, call: cst.Call, spec: CallSpec, qual: str | None) -> cst.Call:
+        """Linen built-ins call ``init(key, shape, dtype)``; a legacy ``f(key, shape)`` passed to one,
+        or to a parameter of the module ``qual`` that reaches one, is wrapped."""
         inner = call.func
         if not isinstance(inner, cst.Call) or self._initializers is None:
             return call
-        args, wrapped = self._initializers.adapt(inner.args, initializer_slots(spec.legacy), self.hidden_names())
+        slots = initializer_slots(spec.legacy, self.ctx.index.legacy_module(qual))
+        args, wrapped = self._initializers.adapt(inner.args, slots, self.hidden_names())
         for w in wrapped:
             self.fixed(f"legacy initializer {w} wrapped for Linen's init(key, shape, dtype)")
         return call.with_changes(func=inner.with_changes(args=args))
@@ -310,7 +313,8 @@ class _Transformer(AttentionCalls, CellCalls):
         if new is None:
             self.todo(f"{_name(func)}: {problem}")
             return given
-        new = attention_result(self._wrap_two_arg_initializers(new, call_spec), mask, decode, query)
+        new = self._wrap_two_arg_initializers(new, call_spec, self.resolve_class(func))
+        new = attention_result(new, mask, decode, query)
         # the output's name: nn.dropout -> nn.Dropout
         self.fixed(f"{_name(func)}(x, ...) -> {_name(ctor)}(...)(x)")
         return new
