@@ -55,27 +55,29 @@ def user_defs(facts: FileFacts) -> frozenset[str]:
     return _LOCAL[id(facts)][1]
 
 
-_OTHER_FILES: dict[tuple[int, str], tuple[frozenset[str], cst.Module, Callable] | None] = {}
+# (the run's index, module -> what _other_file read): a new index (held, so its id is never
+# reused) is a new run, and what the last one read is dropped
+_OTHER_FILES: list = [None, {}]
 
 
 def _other_file(ctx: Context, module: str) -> tuple[frozenset[str], cst.Module, Callable] | None:
     """The user definitions of another file of the run, and its tree (read once per run)."""
-    key = (id(ctx.index), module)
-    if key not in _OTHER_FILES:
-        if len(_OTHER_FILES) > 256:
-            _OTHER_FILES.clear()
+    if _OTHER_FILES[0] is not ctx.index:
+        _OTHER_FILES[:] = [ctx.index, {}]
+    read = _OTHER_FILES[1]
+    if module not in read:
         path = ctx.index.paths.get(module)
         try:
             data = Path(path).read_bytes() if path and path.endswith(".py") else None
             if data is None or b"OptimizerDef" not in data:
-                _OTHER_FILES[key] = None
+                read[module] = None
             else:
                 facts = engine.facts_for(data, path, module)  # type: ignore[arg-type]
                 tree = cst.parse_module(engine.decode(data, path))  # type: ignore[arg-type]
-                _OTHER_FILES[key] = user_defs(facts), tree, facts.imports.resolve
+                read[module] = user_defs(facts), tree, facts.imports.resolve
         except (OSError, ValueError, engine.SourceError, cst.ParserSyntaxError):
-            _OTHER_FILES[key] = None
-    return _OTHER_FILES[key]
+            read[module] = None
+    return read[module]
 
 
 def is_user_def(node: cst.BaseExpression, qual: str | None, ctx: Context) -> bool:

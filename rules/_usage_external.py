@@ -45,25 +45,33 @@ def module_file(path: str, own_module: str, module: str) -> Path | None:
     return None
 
 
-_EXTERNAL: dict[tuple[str, float, int, int], Analysis | None] = {}
+# this run's readings of other files, per worker: (the run's index, (path, module) -> its tree and
+# facts, (path, module, depth) -> its analysis).  A run reads its files before any is written; a new
+# index (held here, so its id is never reused) is a new run, and everything read before is dropped
+_RUN: list = [None, {}, {}]
 
 
 def external_analysis(file: Path, module: str, index: ProjectIndex, depth: int = 1) -> Analysis | None:
     from linen_upgrade.rules._usage_analysis import Analysis  # which reads other files through this module
 
-    key = (str(file), file.stat().st_mtime, id(index), depth)
-    if key not in _EXTERNAL:
-        if len(_EXTERNAL) > 64:
-            _EXTERNAL.clear()
+    if _RUN[0] is not index:
+        _RUN[:] = [index, {}, {}]
+    parsed, analyses = _RUN[1], _RUN[2]
+    key = (str(file), module, depth)
+    if key not in analyses:
+        if key[:2] not in parsed:  # the same tree and facts at every depth
+            try:
+                text = file.read_text(encoding="utf-8")
+                facts = file_facts(ast.parse(text), text, module, str(file))
+                parsed[key[:2]] = (cst.parse_module(text), facts)
+            except (OSError, UnicodeDecodeError, SyntaxError, cst.ParserSyntaxError):
+                parsed[key[:2]] = None
+        found = parsed[key[:2]]
         try:
-            text = file.read_text(encoding="utf-8")
-            facts = file_facts(ast.parse(text), text, module, str(file))
-            analysis: Analysis | None = Analysis(cst.parse_module(text), facts,
-                                                 index, str(file), depth=depth)
+            analyses[key] = Analysis(*found, index, str(file), depth=depth) if found else None
         except (OSError, UnicodeDecodeError, SyntaxError, cst.ParserSyntaxError):
-            analysis = None
-        _EXTERNAL[key] = analysis
-    return _EXTERNAL[key]
+            analyses[key] = None
+    return analyses[key]
 
 
 def external_return(a: Analysis, qual: str) -> Ty | None:
