@@ -18,7 +18,7 @@ import click
 
 from linen_upgrade import __version__, config as config_mod
 from linen_upgrade.files import ReadOnlyError, discover, write_source
-from linen_upgrade.registry import SelectionError, all_rules, select_rules
+from linen_upgrade.registry import SelectionError, all_rules, select_ids
 
 EXIT_OK, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -203,7 +203,7 @@ def rewrite(paths: tuple[str, ...], diff: bool, check: bool, exit_zero_even_if_c
     if cfg.format not in ("text", "json", "github"):
         raise click.UsageError(f"unknown format {cfg.format!r}")
     try:
-        rule_ids = [r.id for r in select_rules(cfg.select, cfg.ignore)]
+        rule_ids = select_ids(cfg.select, cfg.ignore)
     except SelectionError as exc:
         raise click.UsageError(str(exc)) from exc
     mode = "diff" if diff else "check" if check else "write"

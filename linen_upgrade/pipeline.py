@@ -18,16 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from linen_upgrade import engine
 from linen_upgrade.config import Config
-from linen_upgrade.facts import FileFacts
 from linen_upgrade.analysis import identity
 from linen_upgrade.files import mentions_flax, module_name
-from linen_upgrade.index import ProjectIndex
 from linen_upgrade.registry import rules_by_id
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
+
+    from linen_upgrade import engine
+    from linen_upgrade.facts import FileFacts
+    from linen_upgrade.index import ProjectIndex
 
 # below this many files a pool costs more than it saves
 _POOL_THRESHOLD = 8
@@ -53,6 +54,8 @@ def _scan(path: str, with_facts: bool | None = None) -> Scan:
         with_facts = mentions_flax(data)
     if not with_facts:
         return Scan(path, "")  # the common case in a monorepo: nothing else is computed
+    from linen_upgrade import engine  # imports LibCST: only once a file mentions flax
+
     mod = _module(path)
     try:
         return Scan(path, mod, facts=engine.facts_for(data, path, mod))
@@ -67,6 +70,8 @@ def _scan_facts(path: str) -> Scan:
 
 def _scan_imports(path: str) -> Scan:
     """The modules a file without ``flax`` imports (regex, no parse)."""
+    from linen_upgrade import engine
+
     p = Path(path)
     try:
         data = p.read_bytes()
@@ -95,6 +100,8 @@ def _init_worker(index: ProjectIndex, config: Config, rule_ids: list[str]) -> No
 
 
 def _rewrite(job: tuple[str, FileFacts]) -> engine.FileResult:
+    from linen_upgrade import engine
+
     path, facts = job
     try:
         data = Path(path).read_bytes()
@@ -105,6 +112,34 @@ def _rewrite(job: tuple[str, FileFacts]) -> engine.FileResult:
     except Exception as exc:  # noqa: BLE001 - one file's failure never stops the run
         return engine.FileResult(path=path, original=data,
                                  error=f"{path}: internal error: {type(exc).__name__}: {exc}")
+
+
+def _rewrite_all(jobs: list[tuple[str, FileFacts]]) -> list[engine.FileResult]:
+    return [_rewrite(job) for job in jobs]
+
+
+def _by_size(pool: "ProcessPoolExecutor", jobs_list: list[tuple[str, FileFacts]]) -> Iterator[engine.FileResult]:
+    """The rewrites in runs of neighbouring files of about equal size in bytes, the largest runs
+    first: a worker that finishes takes the next, so the workers end together (runs of equal
+    counts leave one worker with the big files), and the files a worker rewrites together read the
+    same other files of their folder (each worker reads another file once per run)."""
+    sizes = [_size(path) for path, _ in jobs_list]
+    share = max(1, sum(sizes) // (4 * (pool._max_workers or 1)))
+    runs: list[tuple[int, list[tuple[str, FileFacts]]]] = [(0, [])]
+    for job, size in zip(jobs_list, sizes):
+        if runs[-1][0] >= share:
+            runs.append((0, []))
+        runs[-1] = (runs[-1][0] + size, [*runs[-1][1], job])
+    runs.sort(key=lambda run: -run[0])
+    for results in pool.map(_rewrite_all, [jobs for _, jobs in runs], chunksize=1):
+        yield from results
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 @dataclass
@@ -142,6 +177,11 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
         if secondary:
             again = {s.path: s for s in _map(pool, _scan_facts, secondary)}
             scans = [again.get(s.path, s) for s in scans]
+        if all(s.facts is None and s.error is None for s in scans):  # nothing to parse: LibCST is not loaded
+            return RunResult(results=[], scanned=len(files))
+        from linen_upgrade import engine
+        from linen_upgrade.index import ProjectIndex
+
         index = ProjectIndex.build([s.facts for s in scans if s.facts is not None])
         index.flax_modules = flax_modules
         index.table = table
@@ -154,10 +194,11 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
         if pool is not None:
             pool.shutdown()
             pool = _pool(jobs, initializer=_init_worker, initargs=(index, config, rule_ids))
-        else:
+        elif jobs_list:  # the rules' modules are imported only when some file has work for them
             _init_worker(index, config, rule_ids)
         total = len(jobs_list)
-        for done, result in enumerate(_map(pool, _rewrite, jobs_list), start=1):
+        rewrites = _map(pool, _rewrite, jobs_list) if pool is None else _by_size(pool, jobs_list)
+        for done, result in enumerate(rewrites, start=1):
             results.append(result)
             if progress:
                 progress(done, total)
@@ -220,6 +261,9 @@ def default_jobs() -> int:
 
 def rewrite_text(data: bytes, path: str, config: Config, rule_ids: list[str]) -> engine.FileResult:
     """A single source with no project around it (stdin, tests, examples)."""
+    from linen_upgrade import engine
+    from linen_upgrade.index import ProjectIndex
+
     try:
         facts = engine.facts_for(data, path, "")
     except engine.SourceError as exc:

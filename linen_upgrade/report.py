@@ -6,8 +6,11 @@ import difflib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from linen_upgrade.engine import FileResult, Located
+if TYPE_CHECKING:  # the engine imports LibCST: a run that parses nothing never loads it
+    from linen_upgrade.engine import FileResult, Located
+
 
 
 @dataclass

@@ -1,0 +1,106 @@
+"""How much work a run does, never how long it takes (no timed assertions;
+bench/bench.py measures): a run that parses nothing loads neither LibCST nor
+any rule, the rule table is the rules/ folder, the parallel split by size
+gives the serial results, and what a run reads of other files is never read
+back by the next run."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from linen_upgrade.config import Config
+from linen_upgrade.pipeline import run
+from linen_upgrade.registry import RULES, all_rules, select_ids
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MODELS = '''\
+from flax import nn
+
+
+class Classifier(nn.Module):
+    def apply(self, x, num_classes=2):
+        return nn.Dense(x, num_classes)
+
+
+def create_model(key, x):
+    _, params = Classifier.partial(num_classes=3).init(key, x)
+    return nn.Model(Classifier.partial(num_classes=3), params)
+'''
+
+# the same function, no longer returning a Model
+MODELS_CHANGED = MODELS.replace("    return nn.Model(Classifier.partial(num_classes=3), params)\n",
+                                "    return params\n")
+
+TRAIN = '''\
+import jax
+import jax.numpy as jnp
+
+import models
+
+model = models.create_model(jax.random.PRNGKey(0), jnp.ones((2, 4)))
+print(model(jnp.ones((2, 4))), model.params)
+'''
+
+_OUTPUTS = '''
+import json, sys
+from pathlib import Path
+from linen_upgrade.config import Config
+from linen_upgrade.pipeline import run
+from linen_upgrade.registry import RULES
+result = run(sorted(Path(sys.argv[1]).glob("*.py")), Config(), [i for i, _ in RULES], jobs=int(sys.argv[2]))
+print(json.dumps({Path(r.path).name: [(r.new or r.original).decode(), [str(f) for f in r.findings], r.error]
+                  for r in result.results}))
+'''
+
+
+def _outputs(folder: Path, jobs: int) -> dict:
+    result = run(sorted(folder.glob("*.py")), Config(), [i for i, _ in RULES], jobs=jobs)
+    return {Path(r.path).name: [(r.new or r.original).decode(), [str(f) for f in r.findings], r.error]
+            for r in result.results}
+
+
+def _outputs_fresh(folder: Path, jobs: int) -> dict:
+    """The same in a new process: no state of this one can reach it."""
+    proc = subprocess.run([sys.executable, "-c", _OUTPUTS, str(folder), str(jobs)],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(proc.stdout)
+
+
+def test_rule_table_is_the_rules_folder_in_run_order():
+    assert tuple((r.id, r.name) for r in all_rules()) == RULES
+    assert select_ids(["LU2"], ["model_apply"]) == ["LU201"]
+    assert select_ids([], []) == [r.id for r in all_rules()]
+
+
+def test_a_run_that_parses_nothing_loads_no_libcst_and_no_rule(tmp_path: Path):
+    (tmp_path / "plain.py").write_text("import numpy as np\n\nx = np.ones(3)\n")
+    probe = ("import sys\nfrom linen_upgrade.cli import main\ncode = main(['--check', sys.argv[1]])\n"
+             "print(code, sorted(m for m in sys.modules if m == 'libcst' or m.startswith('linen_upgrade.rules')))")
+    proc = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "plain.py")],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    assert proc.stdout.split("\n")[-2] == "0 []"
+
+
+def test_parallel_split_by_size_gives_the_serial_results(tmp_path: Path):
+    # more files than the pool threshold, of very different sizes, legacy and not
+    for i in range(6):
+        (tmp_path / f"models{i}.py").write_text(MODELS.replace("num_classes=3", f"num_classes={i + 3}") * (1 + i % 3))
+        (tmp_path / f"train{i}.py").write_text(TRAIN.replace("import models", f"import models{i} as models"))
+    (tmp_path / "plain.py").write_text("x = 1\n")
+    serial = _outputs(tmp_path, 1)
+    assert len(serial) == 12 and any("nn.Module" in text for text, _, _ in serial.values())
+    assert _outputs(tmp_path, 2) == serial
+
+
+def test_what_a_run_read_of_another_file_is_not_read_back_by_the_next(tmp_path: Path):
+    (tmp_path / "models.py").write_text(MODELS)
+    (tmp_path / "train.py").write_text(TRAIN)
+    first = _outputs(tmp_path, 1)
+    (tmp_path / "models.py").write_text(MODELS_CHANGED)
+    (tmp_path / "train.py").write_text(TRAIN)
+    second = _outputs(tmp_path, 1)
+    assert second["train.py"] != first["train.py"]  # train.py reads what models.py now returns
+    assert second == _outputs_fresh(tmp_path, 1)
