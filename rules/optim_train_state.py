@@ -2,8 +2,9 @@
 
 What it does
     ``optimizer = optim.X(...).create(params)`` (also through a variable
-    bound to the definition, and inside a helper function that returns the
-    optimizer) becomes ``optimizer = train_state.TrainState.create(
+    bound to the definition -- or only to definitions, chosen by ``if``/``elif``
+    (each branch gets its transform) -- and inside a helper function that
+    returns the optimizer) becomes ``optimizer = train_state.TrainState.create(
     apply_fn=None, params=params, tx=<optax expression>)`` (the expression of
     ``linen_upgrade/tables/optimizers.py``, as LU301 writes it).  The variable
     keeps its name, so signatures, ``jax.jit``/``pmap`` and
