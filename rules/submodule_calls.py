@@ -7,7 +7,10 @@ What it does
     ``bias`` -> ``use_bias``, ``nn.dropout`` -> ``nn.Dropout``, legacy
     defaults that became ``None`` in Linen passed explicitly), user modules
     of the run by their own ``apply`` signatures (the same split LU101 makes),
-    and calls through a local ``conv = nn.Conv.partial(...)``.  A user
+    and calls through a local ``conv = nn.Conv.partial(...)``; the call
+    inputs such a local (or a ``.shared()`` one) fixes are passed at each of
+    its calls when that is exact, ``enc(x)`` -> ``enc(x, mask=m)`` (LU103
+    drops them from the definition).  A user
     initializer written for legacy's ``init(key, shape)`` (a function of a
     file of the run, or one such a function returns, that cannot take the
     dtype third; or a ``functools.partial`` fixing ``dtype=``) passed to a
