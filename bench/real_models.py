@@ -67,7 +67,7 @@ def upgrade_folder(folder: Path) -> str:
 STUBS = ("ml_collections", "ml_collections.config_dict", "tensorflow_datasets", "tensorflow",
          "tensorflow.io", "tensorflow.compat", "tensorflow.compat.v2", "tensorflow.compat.v1",
          "tensorboard", "tensorboard.plugins", "tensorboard.plugins.hparams", "tensorboard.plugins.hparams.api",
-         "clu", "clu.metric_writers", "pandas")
+         "clu", "clu.metric_writers", "pandas", "h5py", "mpi4py")
 STUB_SOURCE = (
     '"""Stand-in made by bench/real_models.py: any attribute is a stand-in too."""\n'
     "class _Stub:\n"

@@ -65,6 +65,7 @@ ML10 = "mlcommons__training_results_v1.0"
 _ML07_RESNET = "Google/benchmarks/resnet/implementations/resnet-research-JAX-tpu-v3-8192/models.py"
 _ML10_RESNET = "Google/benchmarks/resnet/implementations/resnet-research-JAX-Distributed-Shampoo-tpu-v4-256/models.py"
 
+_UNET = {"normalization": "instancenorm", "activation": "relu"}
 _LRA_SMALL = {"emb_dim": 16, "num_heads": 2, "qkv_dim": 16, "mlp_dim": 32, "num_layers": 1,
               "max_len": 32}
 
@@ -160,7 +161,9 @@ CASES: Tuple[Case, ...] = (
          kind="ResNet-50, BatchNorm"),
     Case(ML10, _ML10_RESNET, "ResidualBlock", ("2,8,8,16",), {"filters": 4}, kind="ResNet bottleneck, BatchNorm"),
     Case(ML10, "Google/benchmarks/unet3d/implementations/unet3d-preview-JAX-tpu-v4-1024/models/layers.py",
-         "InputBlock", ("2,8,8,8,1",), {"out_channels": 4}, kind="3D conv block, instance norm"),
+         "InputBlock", ("2,8,8,8,1",), dict(_UNET, in_channels=1, out_channels=4),
+         kind="3D conv block, instance norm"),
     Case(ML10, "Google/benchmarks/unet3d/implementations/unet3d-preview-JAX-tpu-v4-1024/models/layers.py",
-         "DownsampleBlock", ("2,8,8,8,2",), {"out_channels": 4}, kind="3D conv block, stride 2"),
+         "DownsampleBlock", ("2,8,8,8,2",), dict(_UNET, in_channels=2, out_channels=4),
+         kind="3D conv block, stride 2"),
 )

@@ -31,6 +31,8 @@ JAX_RENAMES: dict[str, str] = {
     "jax.pxla.ShardedDeviceArray": "jax.Array",
     "jax.xla.DeviceArray": "jax.Array",
     "jax.numpy.DeviceArray": "jax.Array",
+    # `from jax.config import config`: the module jax.config is gone, the object stays
+    "jax.config.config": "jax.config",
     # an identity helper for building indices; numpy's is the same object kind
     "jax.ops.index": "jax.numpy.index_exp",
 }
