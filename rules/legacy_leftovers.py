@@ -77,7 +77,7 @@ class _Transformer(RuleTransformer):
         if builtin is not None:  # class StdConv(nn.Conv): def param(self, name, shape, init): ...
             self.todo(f"{node.name.value} subclasses the legacy built-in {builtin}, whose Linen namesake is a "
                       "dataclass with another API: rewrite it as a Linen module by hand")
-            self._legacy_values()[node.name.value] = f"the subclass {node.name.value} of {builtin}"
+            self._frames()[0][node.name.value] = f"the subclass {node.name.value} of {builtin}"
         return True
 
     def visit_Assign(self, node: cst.Assign) -> bool:
@@ -86,7 +86,7 @@ class _Transformer(RuleTransformer):
         if source is not None:
             for target in node.targets:
                 if isinstance(target.target, cst.Name):
-                    self._legacy_values()[target.target.value] = source
+                    self._frames()[-1][target.target.value] = source
         return True
 
     def _legacy_value(self, value: cst.BaseExpression) -> str | None:
@@ -95,18 +95,30 @@ class _Transformer(RuleTransformer):
             value = value.func.value
         elif isinstance(value, cst.Call) and self.resolve(value.func) == "functools.partial" and value.args:
             value = value.args[0].value
-        if isinstance(value, cst.Name) and value.value in self._legacy_values():
-            return self._legacy_values()[value.value]
+        if isinstance(value, cst.Name) and self._legacy_local(value.value):
+            return self._legacy_local(value.value)
         qual = self.resolve_class(value)
         if qual in BUILTIN_MODULES or (qual and self.ctx.index.is_legacy_module(qual)):
             return qual
         return None
 
-    def _legacy_values(self) -> dict[str, str]:
-        values = getattr(self, "_values", None)
-        if values is None:
-            values = self._values = {}
-        return values
+    def _frames(self) -> list[dict[str, str]]:
+        """Per function (module level first): local name -> the legacy module it holds."""
+        frames = getattr(self, "_legacy_frames", None)
+        if frames is None:
+            frames = self._legacy_frames = [{}]
+        return frames
+
+    def _legacy_local(self, name: str) -> str | None:
+        return next((f[name] for f in reversed(self._frames()) if name in f), None)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self._frames().append({})
+        return True
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        self._frames().pop()
+        return updated
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         if dotted(node) is None:
@@ -140,9 +152,9 @@ class _Transformer(RuleTransformer):
     def visit_Call(self, node: cst.Call) -> bool:
         if isinstance(node.func, cst.Call):
             self._called().add(id(node.func))  # m(...)(x): the inner call builds a Linen module
-        elif isinstance(node.func, cst.Name) and node.func.value in self._legacy_values() \
+        elif isinstance(node.func, cst.Name) and self._legacy_local(node.func.value) \
                 and id(node) not in self._called() and any(not a.keyword and not a.star for a in node.args):
-            self.todo(f"{node.func.value}(...) calls {self._legacy_values()[node.func.value]} in the legacy form "
+            self.todo(f"{node.func.value}(...) calls {self._legacy_local(node.func.value)} in the legacy form "
                       f"(inputs first), and this run did not convert the call: write "
                       f"{node.func.value}(<attributes>)(<inputs>)")
         qual = self.resolve(node.func)
