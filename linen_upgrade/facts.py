@@ -267,6 +267,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
                     if callee and kw.arg and isinstance(kw.value, ast.Name) and kw.value.id in partials:
                         target, bound = partials[kw.value.id]
                         partial_args.append(PartialArg(qualify(callee), kw.arg, target, bound))
+    partial_args += _module_arguments(tree, imports, qualify, local_classes)
     return FileFacts(
         call_args=_call_args(tree, imports, qualify, {
             c.name for c in classes if any(b == "flax.nn.Module" or not b.startswith(_NOT_MODULES) for b in c.bases)})
@@ -284,6 +285,55 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
         partial_args=partial_args,
         frozendict_calls=frozendict_calls,
     )
+
+
+_CLASS_METHODS = frozenset({"partial", "shared", "init", "init_by_shape", "call", "create", "create_by_shape"})
+
+
+def _module_arguments(tree: ast.Module, imports: ImportMap, qualify, local_classes: set[str]) -> list[PartialArg]:
+    """A module class handed to another's ``apply`` parameter by name (``Net.partial(block_cls=Block)``,
+    ``Net(x, block_cls=Block.partial(strides=2))``, ``def apply(self, x, block_cls=Block)``), anywhere in
+    the file: the index learns which module a parameter holds, so LU102 converts ``block_cls(x, ...)``."""
+
+    def known(name: str | None) -> bool:
+        return bool(name) and (name.partition(".")[0] in local_classes or (
+            imports.resolve_dotted(name) is not None and not qualify(name).startswith(_NOT_MODULES)))
+
+    def module_value(value: ast.expr) -> tuple[str, frozenset[str]] | None:
+        bound: frozenset[str] = frozenset()
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "partial" \
+                and not value.args:
+            bound = frozenset(k.arg for k in value.keywords if k.arg)
+            value = value.func.value
+        name = _dotted(value)  # a class of the run, or a built-in (nn.Conv)
+        if not name or not (name.partition(".")[0] in local_classes or imports.resolve_dotted(name)):
+            return None
+        return qualify(name), bound
+
+    out: list[PartialArg] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.keywords:
+            func = node.func.value if isinstance(node.func, ast.Attribute) and node.func.attr in _CLASS_METHODS \
+                else node.func
+            callee = _dotted(func)
+            if not known(callee):
+                continue
+            for kw in node.keywords:
+                found = module_value(kw.value) if kw.arg else None
+                if found is not None:
+                    out.append(PartialArg(qualify(callee), kw.arg, *found))  # type: ignore[arg-type, misc]
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == "apply":
+                    a = item.args
+                    positional = [*a.posonlyargs, *a.args]
+                    pairs = [*zip(positional[len(positional) - len(a.defaults):], a.defaults),
+                             *((p, d) for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None)]
+                    for param, default in pairs:
+                        found = module_value(default)
+                        if found is not None:
+                            out.append(PartialArg(qualify(node.name), param.arg, *found))
+    return out
 
 
 def _exports(tree: ast.Module, imports: ImportMap) -> frozenset[str]:

@@ -71,6 +71,8 @@ class ProjectIndex:
     # (module class, apply parameter) -> (module the partial was made of, keywords it fixed),
     # from call sites that pass ``param=<a Module.partial(...)>`` (the ResNet pattern)
     partial_params: dict[tuple[str, str], tuple[str, frozenset[str]]] = field(default_factory=dict)
+    # (module class, apply parameter) that call sites fill with different modules: calls through it get a TODO
+    ambiguous_params: frozenset[tuple[str, str]] = frozenset()
     # module name -> module names of the run's files that import it
     importers: dict[str, set[str]] = field(default_factory=dict)
     # ``module.name`` of another file of the run -> module names of the files that reference it
@@ -158,15 +160,20 @@ class ProjectIndex:
                 calls.setdefault(index.canonical(ca.callee), []).append(ca)
         _Roles(index, defining, inherits, calls).decide()
         _initializer_params(index, defining, inherits)
-        conflicting: set[tuple[str, str]] = set()
+        given: dict[tuple[str, str], set[tuple[str, frozenset[str]]]] = {}
+        ambiguous: set[tuple[str, str]] = set()
         for facts in all_facts:
             for pa in facts.partial_args:
                 key = (index.canonical(pa.callee), pa.param)
-                value = (index.canonical(pa.target), pa.bound)
-                if index.partial_params.setdefault(key, value) != value:
-                    conflicting.add(key)  # different partials at different sites: no single type
-        for key in conflicting:
-            del index.partial_params[key]
+                given.setdefault(key, set()).add((index.canonical(pa.target), pa.bound))
+        for key, values in given.items():
+            if not any(t in BUILTIN_MODULES or index.is_legacy_module(t) for t, _ in values):
+                continue  # functions (activation=nn.relu): called alike in Linen
+            if len(values) == 1:
+                index.partial_params[key] = next(iter(values))
+            else:  # different modules (or a module and something else) at different sites: no single type
+                ambiguous.add(key)
+        index.ambiguous_params = frozenset(ambiguous)
         index._link([f for f in all_facts if f.module_name])
         return index
 

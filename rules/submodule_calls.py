@@ -267,6 +267,11 @@ class _Transformer(AttentionCalls, CellCalls):
             if target_spec is None:
                 return updated
             call_spec = target_spec
+        elif (isinstance(func, cst.Name) and self._class_quals
+              and (self._class_quals[-1], func.value) in self.ctx.index.ambiguous_params):
+            self.todo(f"{func.value}: call sites (or its default) give this parameter different modules: "
+                      f"convert its calls by hand to {func.value}(<attributes>)(<inputs>)")
+            return updated
         elif isinstance(func, cst.Name) and self._partials and func.value in self._partials[-1]:
             call_spec, bound, kind, carried = self._partials[-1][func.value]
             if kind == "shared":  # an instance already: only inputs may be passed
