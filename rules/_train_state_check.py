@@ -38,6 +38,9 @@ def _inject(expr: str) -> str | None:
             and dotted(node.func) and dotted(node.func).startswith("optax.")
             and dotted(node.func).count(".") == 1 and dotted(node.func) != "optax.chain"):
         return None
+    if dotted(node.func) == "optax.adafactor" and any(
+            i > 0 or (a.keyword is not None and a.keyword.value != "learning_rate") for i, a in enumerate(node.args)):
+        return None  # injected, its momentum= fails under jit (unhashable array): only the learning rate is safe
     args = [cst.Arg(node.func)]
     static = _STATIC_ARGS.get(dotted(node.func) or "")
     if static:
