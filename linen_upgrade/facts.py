@@ -12,6 +12,7 @@ import ast
 from dataclasses import dataclass, field, replace
 
 from linen_upgrade.analysis import identity, scopes
+from linen_upgrade.analysis.identity import EXTERNAL_PACKAGES
 from linen_upgrade.analysis.initializers import initializers as initializer_functions
 from linen_upgrade.resolve import ImportMap, canonical, import_map
 from linen_upgrade.rule import SKIP_FILE_MARK, SKIP_MARK
@@ -270,7 +271,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
     partial_args += _module_arguments(tree, imports, qualify, local_classes)
     return FileFacts(
         call_args=_call_args(tree, imports, qualify, {
-            c.name for c in classes if any(b == "flax.nn.Module" or not b.startswith(_NOT_MODULES) for b in c.bases)})
+            c.name for c in classes if any(b == "flax.nn.Module" or not _outside(b) for b in c.bases)})
         if _legacy_or_plain(qualnames) else [],
         module_name=module_name,
         imports=imports,
@@ -287,7 +288,6 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
     )
 
 
-_CLASS_METHODS = frozenset({"partial", "shared", "init", "init_by_shape", "call", "create", "create_by_shape"})
 
 
 def _module_arguments(tree: ast.Module, imports: ImportMap, qualify, local_classes: set[str]) -> list[PartialArg]:
@@ -297,7 +297,7 @@ def _module_arguments(tree: ast.Module, imports: ImportMap, qualify, local_class
 
     def known(name: str | None) -> bool:
         return bool(name) and (name.partition(".")[0] in local_classes or (
-            imports.resolve_dotted(name) is not None and not qualify(name).startswith(_NOT_MODULES)))
+            imports.resolve_dotted(name) is not None and not _outside(qualify(name))))
 
     def module_value(value: ast.expr) -> tuple[str, frozenset[str]] | None:
         bound: frozenset[str] = frozenset()
@@ -313,7 +313,8 @@ def _module_arguments(tree: ast.Module, imports: ImportMap, qualify, local_class
     out: list[PartialArg] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and node.keywords:
-            func = node.func.value if isinstance(node.func, ast.Attribute) and node.func.attr in _CLASS_METHODS \
+            func = node.func.value if isinstance(node.func, ast.Attribute) \
+                and node.func.attr in _INIT_METHODS.keys() | _KEYWORD_METHODS \
                 else node.func
             callee = _dotted(func)
             if not known(callee):
@@ -374,8 +375,14 @@ _ARRAY_MODULES = ("jax.numpy.", "jax.lax.", "jax.nn.", "jax.random.", "numpy.", 
 _CREATION = frozenset({"zeros", "ones", "full", "empty", "arange", "eye", "identity", "linspace", "tri",
                        "PRNGKey", "key", "split"})
 # callees whose arguments say nothing about module signatures
-_NOT_MODULES = ("jax", "jaxlib", "numpy", "flax", "optax", "math", "functools", "builtins", "typing",
-                "collections", "itertools", "os", "sys")
+
+
+def _outside(qual: str) -> bool:
+    """A name of a package whose calls say nothing about module signatures (jax, numpy, flax's own,
+    the standard library's): by its first part, so ``systems.models.Net`` is not ``sys``."""
+    return qual.partition(".")[0] in EXTERNAL_PACKAGES
+
+
 _INIT_METHODS = {"init": 1, "call": 1}  # M.init(rng, x, ...): legacy apply position = index - 1
 _KEYWORD_METHODS = frozenset({"partial", "shared", "init_by_shape", "create", "create_by_shape"})
 
@@ -535,7 +542,7 @@ def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
                 shape = node.args[1]
                 for el in (shape.elts if isinstance(shape, (ast.Tuple, ast.List)) else [shape]):
                     use(el, "config")
-            elif qual and (qual.startswith("flax.nn.") or not qual.startswith(_NOT_MODULES)) \
+            elif qual and (qual.startswith("flax.nn.") or not _outside(qual)) \
                     and qual.split(".")[0] != "self":
                 for i, a in enumerate(node.args):
                     use(a, "slot", qual, i)
@@ -566,7 +573,7 @@ def _call_args(tree: ast.Module, imports: ImportMap, qualify, local_classes: set
     jax/flax/numpy/...) that are literals or hold arrays in the calling scope,
     by the legacy ``apply`` slot they fill."""
     out: list[CallArg] = []
-    if not local_classes and all(canonical(v).startswith(_NOT_MODULES) for v in imports.aliases.values()):
+    if not local_classes and all(_outside(canonical(v)) for v in imports.aliases.values()):
         return out  # nothing here can be a module class of the run (flax's own sources, ...)
     scopes: list[tuple[ast.AST, set[str]]] = [(tree, set())]
     for node in ast.walk(tree):
@@ -596,7 +603,7 @@ def _call_args(tree: ast.Module, imports: ImportMap, qualify, local_classes: set
             if not name or (name not in local_classes and imports.resolve_dotted(name) is None):
                 continue  # a local function, a builtin, self.method: not a module class
             callee = qualify(name)
-            if not callee.startswith(_NOT_MODULES):
+            if not _outside(callee):
                 sites.append((node, callee, shift, keywords_only, via))
         if not sites:
             continue

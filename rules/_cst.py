@@ -5,7 +5,7 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.resolve import ImportMap, canonical, dotted
-from linen_upgrade.rule import FastTransformer
+from linen_upgrade.rule import FastTransformer, FastVisitor
 
 
 _EQ = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
@@ -163,3 +163,19 @@ def rename_imported_modules(node: cst.Import, new_name, fixed) -> cst.Import:
             alias = alias.with_changes(name=build_dotted(new))
         names.append(alias)
     return node.with_changes(names=names)
+
+
+def code(node: cst.CSTNode) -> str:
+    """The source of ``node`` alone."""
+    return cst.Module([]).code_for_node(node)
+
+
+def names_in(node: cst.CSTNode) -> set[str]:
+    """Every ``Name`` in ``node``."""
+    found: set[str] = set()
+
+    class Find(FastVisitor):
+        def visit_Name(self, n: cst.Name) -> None:
+            found.add(n.value)
+    node.visit(Find())
+    return found

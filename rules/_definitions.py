@@ -11,7 +11,7 @@ import libcst as cst
 
 from linen_upgrade.facts import Param
 from linen_upgrade.rule import Context, FastTransformer, FastVisitor, Rule, RuleTransformer
-from linen_upgrade.rules._cst import build_dotted, express, is_docstring, kwarg
+from linen_upgrade.rules._cst import build_dotted, express, is_docstring, kwarg, names_in
 from linen_upgrade.rules._modules import SelfAttributes, creates_module, type_of
 
 
@@ -42,7 +42,7 @@ class ModuleParts(RuleTransformer):
             if param.default is None or name not in {a.name for a in attrs}:
                 continue
             kind = _mutable_kind(param.default, {**self._globals, **class_values})
-            if kind and _names_in(param.default) & set(class_values):
+            if kind and names_in(param.default) & set(class_values):
                 return (f"the default of {name} is a {kind} that reads names of the class body: make it "
                         "a field with default_factory by hand")
             if kind in ("list", "dict") and not all(_only_read(m, name, lambda f: creates_module(self, f)) for m in methods):
@@ -329,17 +329,6 @@ def _assigned_values(body) -> dict[str, list[cst.BaseExpression]]:
                         if isinstance(t.target, cst.Name):
                             values.setdefault(t.target.value, []).append(a.value)
     return values
-
-
-def _names_in(expr: cst.CSTNode) -> set[str]:
-    found: set[str] = set()
-
-    class V(FastVisitor):
-        def visit_Name(self, node: cst.Name) -> None:
-            found.add(node.value)
-
-    expr.visit(V())
-    return found
 
 
 def name_clash(body: list[cst.BaseStatement], attrs: set[str]) -> str | None:

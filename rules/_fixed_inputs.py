@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import libcst as cst
 
+from linen_upgrade.rules._cst import code
+
 _NESTED = (cst.FunctionDef, cst.ClassDef, cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
 _CONSTANTS = frozenset({"True", "False", "None"})
 
@@ -125,7 +127,7 @@ class FunctionScan(cst.CSTVisitor):
     def visit_ImportAlias(self, node: cst.ImportAlias) -> bool:
         # ``import a.b`` binds ``a``; ``import a.b as c`` binds ``c``
         bound = node.asname.name if node.asname is not None else None
-        head = _code(bound) if bound is not None else _code(node.name).partition(".")[0]
+        head = code(bound) if bound is not None else code(node.name).partition(".")[0]
         self.bindings.setdefault(head, []).append((self.order, bool(self._loops or self._nested)))
         return False
 
@@ -172,9 +174,9 @@ class FunctionScan(cst.CSTVisitor):
             while isinstance(root, cst.Attribute):
                 root = root.value
             if not isinstance(root, cst.Name):
-                return f"{_code(expr)} reads an attribute of a computed value"
+                return f"{code(expr)} reads an attribute of a computed value"
             if root.value != "self" and (root.value in self.params or root.value in self.bindings):
-                return f"{_code(expr)} reads an attribute of a local value, which may change"
+                return f"{code(expr)} reads an attribute of a local value, which may change"
             return self._stable_name(root.value, before)
         if isinstance(expr, cst.UnaryOperation):
             return self._stable(expr.expression, before)
@@ -187,7 +189,7 @@ class FunctionScan(cst.CSTVisitor):
             return next((why for e in expr.elements
                          if (why := "a starred value" if isinstance(e, cst.StarredElement)
                              else self._stable(e.value, before))), None)
-        return f"{_code(expr)} is not a name, an attribute read or a constant: it could differ at each call"
+        return f"{code(expr)} is not a name, an attribute read or a constant: it could differ at each call"
 
     def _stable_name(self, name: str, before: int) -> str | None:
         if name in _CONSTANTS:
@@ -197,10 +199,6 @@ class FunctionScan(cst.CSTVisitor):
         # bindings before the definition that no loop can run again: none runs after it
         stable = all(not again and order < before for order, again in binds)
         return None if stable and name not in self.unstable else changing
-
-
-def _code(node: cst.CSTNode) -> str:
-    return cst.Module([]).code_for_node(node)
 
 
 def passes(call: cst.Call, keywords: list[str]) -> bool:

@@ -24,6 +24,7 @@ from linen_upgrade.analysis.initializers import FACTORY, FUNCTION
 from linen_upgrade.index import LegacyModule
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, FastVisitor
+from linen_upgrade.rules._cst import code
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 # names bound in the functions around a use -> the value of their only plain assignment, or None
@@ -75,7 +76,7 @@ class _Bindings(FastVisitor):
 
     def visit_ImportAlias(self, node: cst.ImportAlias) -> None:
         if node.asname is None:
-            self.count[cst.Module([]).code_for_node(node.name).split(".")[0]] += 1
+            self.count[code(node.name).split(".")[0]] += 1
 
     def visit_Global(self, node: cst.Global) -> None:
         for n in node.names:
@@ -188,6 +189,6 @@ def adapter(value: cst.BaseExpression) -> cst.Lambda:
     if name is not None:
         return cst.ensure_type(cst.parse_expression(f"lambda key, shape, dtype=None: {name}(key, shape)"),
                                cst.Lambda)
-    made = cst.Module([]).code_for_node(value)
+    made = code(value)
     return cst.ensure_type(cst.parse_expression(f"lambda key, shape, dtype=None, init={made}: init(key, shape)"),
                            cst.Lambda)

@@ -22,6 +22,7 @@ import libcst as cst
 
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import FastVisitor
+from linen_upgrade.rules._cst import code, names_in  # noqa: F401 - the optimizer rules' spelling
 
 # legacy Optimizer methods converted here, by the statement they are in
 GRADIENT_METHODS = frozenset({"compute_gradient", "compute_gradients", "optimize"})
@@ -60,14 +61,6 @@ def single_assign(stmt: cst.CSTNode) -> cst.Assign | None:
     return None
 
 
-def names_in(node: cst.CSTNode) -> set[str]:
-    found: set[str] = set()
-
-    class Find(FastVisitor):
-        def visit_Name(self, n: cst.Name) -> None:
-            found.add(n.value)
-    node.visit(Find())
-    return found
 
 
 def name_counts(node: cst.CSTNode) -> dict[str, int]:
@@ -105,8 +98,6 @@ def gradient_form(call: cst.Call, targets: list[str] | None) -> str | None:
     return None
 
 
-def code(node: cst.CSTNode) -> str:
-    return cst.Module([]).code_for_node(node)
 
 
 def gradient_statements(stmt: cst.SimpleStatementLine, assign: cst.Assign, call: cst.Call,

@@ -78,7 +78,6 @@ class UsageTransformer(RuleTransformer):
         self.subscripts: dict[int, cst.BaseExpression] = {}
         self.helpers: dict[str, str] = {}  # name -> source of a function emitted once into the file
         self._initializers: Initializers | None = None
-        self._function_names: frozenset[str] | None = None
 
     # -- setup -------------------------------------------------------------------
     def visit_Module(self, node: cst.Module) -> bool:
@@ -155,18 +154,8 @@ class UsageTransformer(RuleTransformer):
         return True
 
     def _functions(self) -> frozenset[str]:
-        """The names of this file's functions, at any depth."""
-        if self._function_names is None:
-            names: set[str] = set()
-
-            class _Defs(FastVisitor):
-                def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-                    names.add(node.name.value)
-
-            if self._module is not None:
-                self._module.visit(_Defs())
-            self._function_names = frozenset(names)
-        return self._function_names
+        """The names of this file's functions, at any depth (the analysis has a scope for each)."""
+        return frozenset(s.node.name.value for s in self.a.scopes.values() if isinstance(s.node, cst.FunctionDef))
 
     def leave_With(self, original: cst.With, updated: cst.With):
         frame = self.frames.pop()

@@ -53,6 +53,17 @@ class LegacyLeftovers(Rule):
 
 
 class _Transformer(RuleTransformer):
+    def __init__(self, rule: Rule, ctx: Context) -> None:
+        super().__init__(rule, ctx)
+        # per function (module level first): local name -> the legacy module it holds
+        self._frames: list[dict[str, str]] = [{}]
+        self._called: set[int] = set()  # inner calls of m(...)(x): they build a Linen module
+        # class name -> the file defining it, for every legacy module class of the run
+        self._legacy_names: dict[str, str] = {}
+        for qual in sorted(ctx.index.modules):
+            module, _, cls = qual.rpartition(".")
+            self._legacy_names.setdefault(cls, ctx.index.paths.get(module, qual))
+
     def visit_Import(self, node: cst.Import) -> bool:
         for alias in node.names:
             if canonical(dotted(alias.name) or "").startswith("flax.optim"):
@@ -77,7 +88,7 @@ class _Transformer(RuleTransformer):
         if builtin is not None:  # class StdConv(nn.Conv): def param(self, name, shape, init): ...
             self.todo(f"{node.name.value} subclasses the legacy built-in {builtin}, whose Linen namesake is a "
                       "dataclass with another API: rewrite it as a Linen module by hand")
-            self._frames()[0][node.name.value] = f"the subclass {node.name.value} of {builtin}"
+            self._frames[0][node.name.value] = f"the subclass {node.name.value} of {builtin}"
         return True
 
     def visit_Assign(self, node: cst.Assign) -> bool:
@@ -86,7 +97,7 @@ class _Transformer(RuleTransformer):
         if source is not None:
             for target in node.targets:
                 if isinstance(target.target, cst.Name):
-                    self._frames()[-1][target.target.value] = source
+                    self._frames[-1][target.target.value] = source
         return True
 
     def _legacy_value(self, value: cst.BaseExpression) -> str | None:
@@ -95,29 +106,23 @@ class _Transformer(RuleTransformer):
             value = value.func.value
         elif isinstance(value, cst.Call) and self.resolve(value.func) == "functools.partial" and value.args:
             value = value.args[0].value
-        if isinstance(value, cst.Name) and self._legacy_local(value.value):
-            return self._legacy_local(value.value)
+        local = self._legacy_local(value.value) if isinstance(value, cst.Name) else None
+        if local is not None:
+            return local
         qual = self.resolve_class(value)
         if qual in BUILTIN_MODULES or (qual and self.ctx.index.is_legacy_module(qual)):
             return qual
         return None
 
-    def _frames(self) -> list[dict[str, str]]:
-        """Per function (module level first): local name -> the legacy module it holds."""
-        frames = getattr(self, "_legacy_frames", None)
-        if frames is None:
-            frames = self._legacy_frames = [{}]
-        return frames
-
     def _legacy_local(self, name: str) -> str | None:
-        return next((f[name] for f in reversed(self._frames()) if name in f), None)
+        return next((f[name] for f in reversed(self._frames) if name in f), None)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-        self._frames().append({})
+        self._frames.append({})
         return True
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
-        self._frames().pop()
+        self._frames.pop()
         return updated
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
@@ -150,38 +155,24 @@ class _Transformer(RuleTransformer):
         return False
 
     def visit_Call(self, node: cst.Call) -> bool:
+        local = self._legacy_local(node.func.value) if isinstance(node.func, cst.Name) else None
         if isinstance(node.func, cst.Call):
-            self._called().add(id(node.func))  # m(...)(x): the inner call builds a Linen module
-        elif isinstance(node.func, cst.Name) and self._legacy_local(node.func.value) \
-                and id(node) not in self._called() and any(not a.keyword and not a.star for a in node.args):
-            self.todo(f"{node.func.value}(...) calls {self._legacy_local(node.func.value)} in the legacy form "
+            self._called.add(id(node.func))
+        elif local is not None and id(node) not in self._called \
+                and any(not a.keyword and not a.star for a in node.args):
+            self.todo(f"{node.func.value}(...) calls {local} in the legacy form "
                       f"(inputs first), and this run did not convert the call: write "
                       f"{node.func.value}(<attributes>)(<inputs>)")
         qual = self.resolve(node.func)
         name = qual.rpartition(".")[2] if qual else ""
-        if (name in self._legacy_names() and not self.ctx.index.is_legacy_module(qual)
+        if (name in self._legacy_names and not self.ctx.index.is_legacy_module(qual)
                 and qual.rpartition(".")[0] not in self.ctx.index.paths
                 and qual.partition(".")[0] not in EXTERNAL_PACKAGES):
             # the run converts a legacy class of this name; if this is it, the call must convert too
             self.todo(f"{dotted(node.func)} resolves to `{qual}`, outside this run, while the run converts "
-                      f"a legacy module `{name}` ({self._legacy_names()[name]}): if it is that class, "
+                      f"a legacy module `{name}` ({self._legacy_names[name]}): if it is that class, "
                       "convert this call as well")
         return True
-
-    def _called(self) -> set[int]:
-        called = getattr(self, "_called_ids", None)
-        if called is None:
-            called = self._called_ids = set()
-        return called
-
-    def _legacy_names(self) -> dict[str, str]:
-        names = getattr(self, "_names", None)
-        if names is None:
-            names = self._names = {}
-            for qual in sorted(self.ctx.index.modules):
-                module, _, cls = qual.rpartition(".")
-                names.setdefault(cls, self.ctx.index.paths.get(module, qual))
-        return names
 
     def _check(self, qual: str) -> None:
         if qual.startswith("flax.optim"):

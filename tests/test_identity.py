@@ -189,3 +189,31 @@ def test_table_names_files_by_path(tmp_path):
     assert resolve("train") == "a.train"  # a script's own folder first
     assert resolve("pkg.sub.m") == "pkg.sub.m"  # then the folders above it
     assert resolve("flax.nn") == "flax.nn"  # outside the run keeps its name
+
+
+def test_a_folder_named_like_a_standard_module_is_still_the_run(tmp_path):
+    """``systems/models.py`` is named ``systems.models``: not ``sys``, whose calls say nothing about
+    a module's signature, so what its callers pass still decides the inputs."""
+    _write(tmp_path, {
+        "systems/models.py": """\
+            from flax import nn
+
+
+            class Net(nn.Module):
+              def apply(self, x, shift=0.0):
+                return nn.Dense(x, 3) + shift
+            """,
+        "train.py": """\
+            import jax.numpy as jnp
+            from flax import nn
+            from systems.models import Net
+
+
+            class Top(nn.Module):
+              def apply(self, x):
+                return Net(x, jnp.ones((3,)))
+            """,
+    })
+    files = _upgrade(tmp_path)
+    assert "def __call__(self, x, shift=0.0):" in files["systems/models.py"][0]
+    assert "return Net()(x, jnp.ones((3,)))" in files["train.py"][0]

@@ -27,10 +27,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 
-# packages no research repository ships a copy of: their names never resolve into the run
+# packages no research repository ships a copy of, and whose calls say nothing about a module's
+# signature: their names never resolve into the run (also ``facts``' filter of module calls)
 EXTERNAL_PACKAGES = frozenset({"flax", "jax", "jaxlib", "numpy", "optax", "scipy", "tensorflow", "torch",
                                "tensorflow_datasets", "absl", "ml_collections", "chex", "haiku", "functools",
-                               "typing", "os", "sys", "collections"})
+                               "typing", "os", "sys", "collections", "math", "builtins", "itertools"})
 
 
 def _package_root(folder: str) -> str:
