@@ -41,6 +41,7 @@ from real_models_cases import CASES, FIXUPS, PLACEHOLDERS, Case  # noqa: E402
 
 from linen_upgrade.verify import legacy_env  # noqa: E402
 from linen_upgrade.verify.module import ModuleJob, ModuleResult, parse_input_spec, verify_batch  # noqa: E402
+from linen_upgrade.verify.runner import REASON_UNCHECKED  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus"
 
@@ -108,9 +109,10 @@ def verdict(res: ModuleResult) -> tuple:
     max_rel = max((r.max_rel for r in checked if r.max_rel is not None), default=None)
     if res.status == "ok":
         return "OK", max_abs, max_rel, ""
+    if res.reason == REASON_UNCHECKED:  # a "differ" whose rows all agree: too few of them checked anything
+        return "NOT CHECKED", max_abs, max_rel, f"{res.reason}: {res.detail or ''}".strip()
     if res.status == "error":
-        status = "NOT CHECKED" if res.reason == "too little checked" else "FAILS"
-        return status, max_abs, max_rel, f"{res.reason}: {res.detail or ''}".strip()
+        return "FAILS", max_abs, max_rel, f"{res.reason}: {res.detail or ''}".strip()
     bad = res.failed_rows
     if not bad:  # the upgraded code raised: a difference of behaviour
         return "DIFFER", max_abs, max_rel, f"{res.reason}: {res.detail or ''}".strip()

@@ -73,7 +73,7 @@ class DefaultGroup(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt as exc:  # click would say "Aborted!" and exit 1, the "changed" code
+        except KeyboardInterrupt:  # click would say "Aborted!" and exit 1, the "changed" code
             written = ctx.meta.get(_WRITTEN, [])
             lines = [f"interrupted: {len(written)} file{'s' * (len(written) != 1)} rewritten before Ctrl-C"
                      + (":" if written else "; nothing written"), *(f"  {path}" for path in written)]

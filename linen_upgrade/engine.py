@@ -255,7 +255,7 @@ def process(path: str, data: bytes, facts: FileFacts, index: ProjectIndex,
     if inner.error is not None:
         return result
     try:
-        rebuilt = notebook.rebuild(nb, inner.new.decode("utf-8") if inner.new is not None else nb.code)
+        rebuilt = notebook.rebuild(nb, joined)
     except notebook.NotebookError as exc:
         result.error = f"{path}: {exc}; notebook left unchanged"
         return result
@@ -263,6 +263,9 @@ def process(path: str, data: bytes, facts: FileFacts, index: ProjectIndex,
     result.findings = [Finding(path, p.line, p.col, "LU901", p.message, cell=p.cell) for p in rebuilt.problems]
     result.findings += [dataclasses.replace(f, cell=i) for i, source in rebuilt.sources.items()
                         for f in findings_in(source, path)]
+    # findings about the source itself (it did not compile before) have no TODO to be read back from
+    result.findings += [dataclasses.replace(f, cell=cell, line=line) for f in inner.findings
+                        if f.rule == SOURCE_RULE for cell, line in [notebook.locate_in(joined, f.line)]]
     if rebuilt.problems:
         result.fixed = []
     elif rebuilt.data != data:

@@ -87,19 +87,6 @@ def _walk(directory: str, rel: str, real_root: str, exclude: list[str], seen: se
         yield from _walk(entry.path, rel + entry.name + "/", real_root, exclude, seen)
 
 
-def module_name(path: Path) -> str:
-    """Dotted module name by Python's rule: climb while the folder is a package."""
-    path = path.resolve()
-    parts = [path.stem]
-    directory = path.parent
-    while (directory / "__init__.py").is_file():
-        parts.append(directory.name)
-        directory = directory.parent
-    if parts[0] == "__init__":
-        parts = parts[1:]
-    return ".".join(reversed(parts))
-
-
 def mentions_flax(data: bytes) -> bool:
     return PREFILTER_WORD in data
 

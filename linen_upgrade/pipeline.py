@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from linen_upgrade.config import Config
 from linen_upgrade.analysis import identity
-from linen_upgrade.files import mentions_flax, module_name
+from linen_upgrade.files import mentions_flax
 from linen_upgrade.registry import rules_by_id
 
 if TYPE_CHECKING:
@@ -84,8 +84,8 @@ def _scan_imports(path: str) -> Scan:
 
 def _module(path: str) -> str:
     """The run's name of a file (by its path: two ``train.py`` are two modules)."""
-    table = identity.current()
-    return table.name(path) if table is not None else module_name(Path(path))
+    table = identity.current()  # set by run() for the whole run, in every process
+    return table.name(path) if table is not None else ""
 
 
 # worker state for the rewrite phase (set once per process by the initializer)

@@ -86,10 +86,6 @@ def select_ids(select: list[str], ignore: list[str]) -> list[str]:
     return [i for i, n in chosen if not any(_matches(i, n, t) for t in ignore)]
 
 
-def select_rules(select: list[str], ignore: list[str]) -> list[Rule]:
-    return rules_by_id(select_ids(select, ignore))
-
-
 def rules_by_id(ids: list[str]) -> list[Rule]:
     """Instances of exactly these rules (already validated ids), in run order; imports only their modules."""
     wanted = set(ids)

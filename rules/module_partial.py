@@ -74,6 +74,7 @@ class _Transformer(LegacyBodyTransformer):
         self._hidden: list[Hidden] = []  # per enclosing function: the names it binds
         self._functions: list[cst.FunctionDef] = []
         self._assigned: dict[int, cst.Assign] = {}  # the value of ``x = ...`` -> the assignment
+        self._scans: dict[int, FunctionScan] = {}  # per function, walked once for all its definitions
         self._partial_name = "partial"
         local = ctx.facts.imports.aliases.get("partial")
         if local not in (None, "functools.partial"):
@@ -107,7 +108,10 @@ class _Transformer(LegacyBodyTransformer):
         if assign is None or not self._functions:
             return "it is not assigned to a local name"
         name = assign.targets[0].target.value  # type: ignore[attr-defined]
-        scan = FunctionScan(self._functions[-1])
+        fn = self._functions[-1]
+        if id(fn) not in self._scans:
+            self._scans[id(fn)] = FunctionScan(fn)
+        scan = self._scans[id(fn)]
         why = scan.problem(assign, name, values)
         if why is not None:
             return why

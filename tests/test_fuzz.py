@@ -2,7 +2,8 @@
 on both sides by ``bench/fuzz.py``; none may be silently wrong or crash the tool.
 
 The batch is fixed (seed 0) and small; ``bench/fuzz.py --n N`` runs more.
-Every silent-wrong case it ever found is a fixture pair under fixtures/rules/.
+The silent-wrong cases it found are fixture pairs under fixtures/rules/ (open
+ones are listed in bench/fuzz/README.md).
 """
 from __future__ import annotations
 
@@ -52,9 +53,12 @@ def test_fixed_batch_has_no_silent_wrong_program(tmp_path):
                            "-j", "2", "--shrink-budget", "10", "--json", str(out)],
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert out.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
-    counts = json.loads(out.read_text())["counts"]
+    data = json.loads(out.read_text())
+    assert data["done"] == CI_PROGRAMS, proc.stdout[-3000:] + proc.stderr[-3000:]  # not a run cut short
+    counts = data["counts"]
     assert counts.get("silent-wrong", 0) == 0, proc.stdout[-6000:]
     assert counts.get("tool-crash", 0) == 0, proc.stdout[-6000:]
     # a program whose legacy side fails proves nothing: the generator must not make them
     assert counts.get("invalid", 0) == 0, proc.stdout[-6000:]
     assert counts.get("equivalent", 0) >= CI_PROGRAMS // 2, proc.stdout[-6000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -38,3 +38,21 @@ def test_case_files_exist_in_the_corpus_when_it_is_there():
         pytest.skip("no ../shared/corpus beside the project (shared material, not in a plain checkout)")
     missing = [c.name for c in CASES if not (CORPUS / c.folder / c.file).is_file()]
     assert not missing
+
+
+def test_verdict_of_each_kind_of_result():
+    from real_models import verdict
+
+    from linen_upgrade.verify.module import ModuleResult, TensorRow
+    from linen_upgrade.verify.runner import REASON_UNCHECKED
+
+    def row(ok=True, max_abs=1e-7, unchecked=""):
+        return TensorRow("train", "grad", "params/w", [2], max_abs, max_abs, ok, unchecked=unchecked)
+
+    assert verdict(ModuleResult("M", "ok", rows=[row()]))[0] == "OK"
+    # too little checked comes as a "differ" whose rows all agree
+    unchecked = ModuleResult("M", "differ", reason=REASON_UNCHECKED, rows=[row(), row(unchecked="zero")])
+    assert verdict(unchecked)[0] == "NOT CHECKED"
+    assert verdict(ModuleResult("M", "error", reason="legacy side failed"))[0] == "FAILS"
+    status, max_abs, _, reason = verdict(ModuleResult("M", "differ", rows=[row(), row(ok=False, max_abs=0.5)]))
+    assert (status, max_abs) == ("DIFFER", 0.5) and reason.startswith("1 of 2 rows differ")

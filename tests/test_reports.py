@@ -32,6 +32,18 @@ def test_original_that_does_not_compile_is_rewritten_with_a_finding(tmp_path, ca
             "(future feature REDACTED is not defined)") in out
 
 
+def test_notebook_that_does_not_compile_keeps_the_finding_with_its_cell(tmp_path, capsys):
+    cells = ["x = 1\n", REDACTED.replace('"""A model."""\n', "")]
+    doc = {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                      "source": source} for source in cells],
+           "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "n.ipynb"
+    path.write_text(json.dumps(doc))
+    assert main(["--format", "json", "--check", str(path)]) == 1
+    findings = json.loads(capsys.readouterr().out)["files"][0]["findings"]
+    assert [(f["rule"], f["cell"], f["line"]) for f in findings] == [(SOURCE_RULE, 2, 1)]
+
+
 def test_rewrite_that_adds_a_compile_error_is_still_refused(monkeypatch):
     rule = next(r for r in all_rules() if r.id == "LU401")
     transform = rule.transform

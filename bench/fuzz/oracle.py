@@ -30,6 +30,7 @@ from pathlib import Path
 from linen_upgrade.config import Config
 from linen_upgrade.pipeline import run
 from linen_upgrade.registry import all_rules
+from linen_upgrade.verify.runner import REASON_UNCHECKED
 
 VERDICTS = ("equivalent", "honest", "silent-wrong", "tool-crash", "invalid", "unchecked")
 TIMEOUT = 240
@@ -123,7 +124,7 @@ def _check(files: dict[str, str], top: str, inputs: list, kwargs: dict, determin
         return Outcome("equivalent", "", new)
     if res.legacy is not None and (not res.legacy.ok or (res.reason or "").startswith("legacy")):
         return Outcome("invalid", f"module mode: {res.reason}: {res.detail}", new)
-    if res.reason == "too little checked" or (res.reason or "").startswith("tensors not checked"):
+    if res.reason == REASON_UNCHECKED:
         return Outcome("unchecked", f"module mode: {res.detail}", new)
     rows = "\n".join(f"  {r.mode} {r.kind} {r.path}: max abs {r.max_abs} {r.note}" for r in res.failed_rows[:6])
     return Outcome("silent-wrong", f"module mode: {res.reason}: {res.detail}\n{rows}", new)

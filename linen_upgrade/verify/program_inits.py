@@ -66,9 +66,8 @@ def save_arrays(path, groups):
 
 
 class Recorder(object):
-    def __init__(self, out_dir, random_modules):
+    def __init__(self, out_dir):
         self.out_dir = out_dir
-        self.random_modules = random_modules
         self.inits = []
         self.depth = 0
 
@@ -107,7 +106,7 @@ def install(out_dir, random_modules):
     from flax import nn
     base = sys.modules[nn.Module.__module__]
     original = nn.Module.__dict__["init"].__func__
-    rec = Recorder(out_dir, random_modules)
+    rec = Recorder(out_dir)
 
     def init(cls, _rng, *args, **kwargs):
         if rec.depth or base._module_stack:  # a nested call, or init_by_shape's own
