@@ -17,13 +17,13 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import libcst as cst
-
 from linen_upgrade import notebook
+from linen_upgrade.applicability import applies
 from linen_upgrade.config import Config
 from linen_upgrade.facts import FileFacts, file_facts
 from linen_upgrade.index import ProjectIndex
-from linen_upgrade.rule import FIX_MARK, TODO_RE, Context, Rule
+from linen_upgrade import registry
+from linen_upgrade.rule import FIX_MARK, TODO_RE, Context
 
 
 @dataclass(frozen=True)
@@ -129,15 +129,18 @@ def _validate(data: bytes, path: str) -> None:
 
 
 def rewrite_python(data: bytes, path: str, facts: FileFacts, index: ProjectIndex,
-                   config: Config, rules: list[Rule]) -> FileResult:
+                   config: Config, rule_ids: list[str]) -> FileResult:
     result = FileResult(path=path, original=data)
     if facts.skip_file:
         return result
     ctx = Context(path=path, facts=facts, index=index, config=config)
-    active = [r for r in rules if r.applies(ctx)]
+    # which rules may have work is decided before a rule module or LibCST is loaded
+    active = [registry.rule(i) for i in rule_ids if applies(i, ctx)]
     if not active:
         result.findings = findings_in(decode(data, path), path) if b"TODO(linen-upgrade)" in data else []
         return result
+    import libcst as cst
+
     try:
         module = cst.parse_module(data)
     except cst.ParserSyntaxError as exc:
@@ -238,15 +241,15 @@ def _blank(lines: list[bytes], lineno: int) -> None:
 
 
 def process(path: str, data: bytes, facts: FileFacts, index: ProjectIndex,
-            config: Config, rules: list[Rule]) -> FileResult:
+            config: Config, rule_ids: list[str]) -> FileResult:
     """Rewrite one file's bytes (a ``.py`` file or a notebook)."""
     if not path.endswith(".ipynb"):
-        return rewrite_python(data, path, facts, index, config, rules)
+        return rewrite_python(data, path, facts, index, config, rule_ids)
     try:
         nb = notebook.extract(data, path)
     except notebook.NotebookError as exc:
         return FileResult(path=path, original=data, error=str(exc))
-    inner = rewrite_python(nb.code.encode("utf-8"), path, facts, index, config, rules)
+    inner = rewrite_python(nb.code.encode("utf-8"), path, facts, index, config, rule_ids)
     joined = inner.new.decode("utf-8") if inner.new is not None else nb.code
     fixed = [dataclasses.replace(f, cell=cell, line=line) for f in inner.fixed
              for cell, line in [notebook.locate_in(joined, f.line)]]

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 from linen_upgrade.config import Config
 from linen_upgrade.analysis import identity
 from linen_upgrade.files import mentions_flax
-from linen_upgrade.registry import rules_by_id
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -96,7 +95,7 @@ def _init_worker(index: ProjectIndex, config: Config, rule_ids: list[str]) -> No
     identity.use(index.table)
     _W["index"] = index
     _W["config"] = config
-    _W["rules"] = rules_by_id(rule_ids)
+    _W["rules"] = rule_ids
 
 
 def _rewrite(job: tuple[str, FileFacts]) -> engine.FileResult:
@@ -269,4 +268,4 @@ def rewrite_text(data: bytes, path: str, config: Config, rule_ids: list[str]) ->
     except engine.SourceError as exc:
         return engine.FileResult(path=path, original=data, error=str(exc))
     index = ProjectIndex.build([facts])
-    return engine.process(path, data, facts, index, config, rules_by_id(rule_ids))
+    return engine.process(path, data, facts, index, config, rule_ids)

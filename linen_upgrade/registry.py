@@ -86,7 +86,10 @@ def select_ids(select: list[str], ignore: list[str]) -> list[str]:
     return [i for i, n in chosen if not any(_matches(i, n, t) for t in ignore)]
 
 
-def rules_by_id(ids: list[str]) -> list[Rule]:
-    """Instances of exactly these rules (already validated ids), in run order; imports only their modules."""
-    wanted = set(ids)
-    return [_load(slug)() for rule_id, slug in RULES if rule_id in wanted]
+_SLUGS = dict(RULES)
+
+
+@lru_cache(maxsize=None)
+def rule(rule_id: str) -> Rule:
+    """The instance of one rule (an id of ``RULES``), importing its module on first use."""
+    return _load(_SLUGS[rule_id])()

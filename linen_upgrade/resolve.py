@@ -11,10 +11,33 @@ rewrite than rewrite the wrong object).
 from __future__ import annotations
 
 import ast
+import importlib.util
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import libcst as cst
+
+def _lazy(name: str) -> ModuleType:
+    """``import name``, loaded at its first attribute use (importlib's ``LazyLoader``):
+    the facts pass reads imports through this module, and deciding that a file
+    needs no rewrite must not cost a LibCST import."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None, name
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    import libcst as cst
+else:
+    cst = _lazy("libcst")
 
 # Legacy flax.nn lived in submodules that were re-exported from flax.nn; one
 # canonical spelling lets the tables key on ``flax.nn.Dense`` alone.

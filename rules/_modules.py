@@ -289,13 +289,6 @@ def defines_apply(cls: cst.ClassDef) -> bool:
     return any(isinstance(s, cst.FunctionDef) and s.name.value == "apply" for s in cls.body.body)
 
 
-def has_legacy_classes(ctx) -> bool:
-    """Does the file define a legacy module class (a cheap test on the index)?"""
-    module = ctx.facts.module_name
-    return any(ctx.index.is_legacy_module(f"{module}.{c.name}" if module else c.name)
-               for c in ctx.facts.classes)
-
-
 class SelfAttributes(cst.CSTTransformer):
     """Loads of the mapped names become ``self.<attr>``; binding positions,
     attribute names, keywords and names shadowed by a nested function's

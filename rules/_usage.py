@@ -329,14 +329,6 @@ class UsageRule(Rule):
     only when the file's analysis found something for them.  A subclass gives
     ``transformer()`` (a ``UsageTransformer``)."""
 
-    def applies(self, ctx: Context) -> bool:
-        """Legacy flax.nn or flax.optim names, legacy module classes, or an import of a
-        file of the run that defines legacy module classes (a Model may come from there)."""
-        if ctx.facts.references("flax.nn", "flax.optim") or any(
-                ctx.index.is_legacy_module(q) for q in ctx.facts.qualnames):
-            return True
-        legacy_files = {q.rpartition(".")[0] for q in ctx.index.modules}
-        return bool(ctx.facts.imports.imported_modules & legacy_files)
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         if not analysis_of(module, ctx).relevant():

@@ -41,9 +41,6 @@ class FrozenDictMethods(Rule):
                  name="a FrozenDict's own code"),
     ]
 
-    def applies(self, ctx: Context) -> bool:
-        # user code of the flax.nn / early-Linen era; never flax's own FrozenDict code
-        return bool(ctx.facts.frozendict_calls) and ctx.facts.references("flax.linen", "flax.nn", "flax.optim")
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         t = _Transformer(self, ctx)

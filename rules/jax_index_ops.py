@@ -40,8 +40,6 @@ class JaxIndexOps(Rule):
         NoChange("x = x.at[0].set(1.0)\n", name="already current"),
     ]
 
-    def applies(self, ctx: Context) -> bool:
-        return any(q in JAX_INDEX_OPS for q in ctx.facts.qualnames)
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         transformer = _Transformer(self, ctx)

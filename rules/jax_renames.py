@@ -44,8 +44,6 @@ class JaxRenames(Rule):
         NoChange("def tree_multimap(f, *xs):\n    return f(*xs)\n\ntree_multimap(g, a)\n", name="local name"),
     ]
 
-    def applies(self, ctx: Context) -> bool:
-        return any(q in JAX_RENAMES for q in ctx.facts.qualnames)
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         transformer = _Transformer(self, ctx)

@@ -44,9 +44,6 @@ class LegacyLeftovers(Rule):
                  "        return x\n", name="a linen module may have a method called apply"),
     ]
 
-    def applies(self, ctx: Context) -> bool:
-        return ctx.facts.references("flax.nn", "flax.optim") or any(
-            ctx.index.is_legacy_module(q) for q in ctx.facts.qualnames)
 
     def transformer(self, ctx: Context) -> RuleTransformer:
         return _Transformer(self, ctx)

@@ -61,7 +61,7 @@ from linen_upgrade.rules._cst import add_import, is_docstring
 from linen_upgrade.rules._definitions import (ModuleParts, drop_repeated_arguments, is_field, method_with_attributes,
                                               name_clash)
 from linen_upgrade.rules._forwarding import Forwarding
-from linen_upgrade.rules._modules import has_legacy_classes, split_params
+from linen_upgrade.rules._modules import split_params
 
 
 class ModuleDefinitions(Rule):
@@ -117,8 +117,6 @@ class ModuleDefinitions(Rule):
                  "        return fn(self)\n", name="torch"),
     ]
 
-    def applies(self, ctx: Context) -> bool:
-        return has_legacy_classes(ctx)
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         t = _Transformer(self, ctx)

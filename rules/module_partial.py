@@ -32,7 +32,7 @@ from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._cst import add_import
 from linen_upgrade.rules._fixed_inputs import FunctionScan, passes
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
-from linen_upgrade.rules._modules import LegacyBodyTransformer, has_legacy_classes, spec_for_qual, split_params
+from linen_upgrade.rules._modules import LegacyBodyTransformer, spec_for_qual, split_params
 
 
 class ModulePartial(Rule):
@@ -54,8 +54,6 @@ class ModulePartial(Rule):
                  "        return functools.partial(f)\n", name="plain class"),
     ]
 
-    def applies(self, ctx: Context) -> bool:
-        return bool(ctx.facts.attributes & {"partial", "shared"}) and has_legacy_classes(ctx)
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         t = _Transformer(self, ctx)

@@ -55,8 +55,6 @@ class NnImports(Rule):
         NoChange("import torch.nn as nn\n\nnn.Module.apply(m, f)\n", name="torch"),
     ]
 
-    def applies(self, ctx: Context) -> bool:
-        return ctx.facts.references("flax.nn")
 
     def transformer(self, ctx: Context) -> RuleTransformer:
         return _Transformer(self, ctx)

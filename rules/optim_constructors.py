@@ -79,8 +79,6 @@ class OptimConstructors(Rule):
         NoChange("import optax\n\ntx = optax.adam(1e-3)\n", name="already optax"),
     ]
 
-    def applies(self, ctx: Context) -> bool:
-        return ctx.facts.references("flax.optim")
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         scan = Scan(ctx)

@@ -59,7 +59,7 @@ from linen_upgrade.rule import Context, Example, Rule, RuleTransformer
 from linen_upgrade.tables.optimizers import HELPERS
 from linen_upgrade.rules import _optim
 from linen_upgrade.rules._cst import add_import, express
-from linen_upgrade.rules._optim_cross import in_a_group, shared
+from linen_upgrade.rules._optim_cross import shared
 from linen_upgrade.rules._optim_defs import Scan
 from linen_upgrade.rules._optim_plan import FEEDS_OPTIM
 from linen_upgrade.rules._optim_edit import drop_unused_optim_imports, format_expression, insert_helpers
@@ -84,9 +84,6 @@ class OptimTrainState(Rule):
         ),
     ]
 
-    def applies(self, ctx: Context) -> bool:
-        # a file without flax.optim may be handed an optimizer by one that has it
-        return ctx.facts.references("flax.optim") or in_a_group(ctx)
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         scan = Scan(ctx)

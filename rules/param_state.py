@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
-from linen_upgrade.rules._modules import LegacyBodyTransformer, has_legacy_classes
+from linen_upgrade.rules._modules import LegacyBodyTransformer
 
 # legacy signatures, for keyword calls
 _PARAM = ("name", "shape", "initializer")
@@ -63,9 +63,6 @@ class ParamState(Rule):
         NoChange("class Store:\n    def apply(self):\n        return self.state('a', (1,), f)\n", name="plain"),
     ]
 
-    def applies(self, ctx: Context) -> bool:
-        return bool(ctx.facts.attributes & {"param", "state", "get_param", "is_stateful"}
-                    or ctx.facts.references("flax.nn.make_rng")) and has_legacy_classes(ctx)
 
     def transformer(self, ctx: Context) -> RuleTransformer:
         return _Transformer(self, ctx)

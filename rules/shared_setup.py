@@ -42,7 +42,7 @@ from linen_upgrade.rule import Context, Example, FastVisitor, Rule, RuleTransfor
 from linen_upgrade.rules._cst import is_docstring
 from linen_upgrade.rules._definitions import reassigned_names, replace_calls, self_uses, target_names
 from linen_upgrade.rules._modules import (CallSpec, SelfAttributes, creates_module, defines_apply,
-                                          has_legacy_classes, spec_for_qual, split_params)
+                                          spec_for_qual, split_params)
 
 
 class SharedSetup(Rule):
@@ -78,9 +78,6 @@ class SharedSetup(Rule):
         ),
     ]
 
-    def applies(self, ctx: Context) -> bool:
-        return ("shared" in ctx.facts.attributes or any(c.module_methods for c in ctx.facts.classes)) \
-            and has_legacy_classes(ctx)
 
     def transformer(self, ctx: Context) -> RuleTransformer:
         return _Transformer(self, ctx)

@@ -49,8 +49,7 @@ from linen_upgrade.rules._cells import CellCalls, carry_arg
 from linen_upgrade.rules._cst import add_import, build_dotted, express, kwarg
 from linen_upgrade.rules._fixed_inputs import FunctionScan, append_keywords
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
-from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, has_legacy_classes,
-                                          spec_for_qual, split_call)
+from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, spec_for_qual, split_call)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 
@@ -87,9 +86,6 @@ class SubmoduleCalls(Rule):
                  "    def __call__(self, x):\n        return nn.Dense(3)(x)\n", name="linen"),
     ]
 
-    def applies(self, ctx: Context) -> bool:
-        return has_legacy_classes(ctx) or any(
-            q.startswith("flax.nn.") and q.endswith(".initialize_carry") for q in ctx.facts.qualnames)
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         t = _Transformer(self, ctx)

@@ -112,9 +112,6 @@ class TrainStateBatchStats(Rule):
                  "state, stats = step(state, stats)\n", name="modern code"),
     ]
 
-    def applies(self, ctx: Context) -> bool:
-        # legacy files only: modern code that keeps batch_stats apart stays as it is
-        return ctx.facts.references("flax.optim", "flax.nn")
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         code = module.code

@@ -10,6 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from linen_upgrade.applicability import APPLIES
 from linen_upgrade.config import Config
 from linen_upgrade.pipeline import run
 from linen_upgrade.registry import RULES, all_rules, select_ids
@@ -47,6 +50,9 @@ print(model(jnp.ones((2, 4))), model.params)
 _OUTPUTS = '''
 import json, sys
 from pathlib import Path
+import pytest
+
+from linen_upgrade.applicability import APPLIES
 from linen_upgrade.config import Config
 from linen_upgrade.pipeline import run
 from linen_upgrade.registry import RULES
@@ -75,13 +81,24 @@ def test_rule_table_is_the_rules_folder_in_run_order():
     assert select_ids([], []) == [r.id for r in all_rules()]
 
 
-def test_a_run_that_parses_nothing_loads_no_libcst_and_no_rule(tmp_path: Path):
-    (tmp_path / "plain.py").write_text("import numpy as np\n\nx = np.ones(3)\n")
+@pytest.mark.parametrize("source", [
+    "import numpy as np\n\nx = np.ones(3)\n",  # no flax: not even read with ast
+    # modern Flax: read with ast, no rule may apply (applicability), so LibCST stays unloaded
+    "from flax import linen as nn\n\n\nclass M(nn.Module):\n    @nn.compact\n"
+    "    def __call__(self, x):\n        return nn.Dense(3)(x)\n",
+], ids=["plain", "modern-flax"])
+def test_a_run_that_parses_nothing_loads_no_libcst_and_no_rule(tmp_path: Path, source: str):
+    (tmp_path / "plain.py").write_text(source)
+    # LibCST's own modules ('libcst.*'): `import libcst` alone may be a lazy module (resolve.py)
     probe = ("import sys\nfrom linen_upgrade.cli import main\ncode = main(['--check', sys.argv[1]])\n"
-             "print(code, sorted(m for m in sys.modules if m == 'libcst' or m.startswith('linen_upgrade.rules')))")
+             "print(code, sorted(m for m in sys.modules if m.startswith(('libcst.', 'linen_upgrade.rules'))))")
     proc = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "plain.py")],
                           capture_output=True, text=True, check=True, cwd=ROOT)
     assert proc.stdout.split("\n")[-2] == "0 []"
+
+
+def test_every_rule_says_where_it_applies_without_being_loaded():
+    assert set(APPLIES) == {i for i, _ in RULES}
 
 
 def test_parallel_split_by_size_gives_the_serial_results(tmp_path: Path):

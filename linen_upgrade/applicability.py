@@ -1,0 +1,81 @@
+"""Where each rule may have work: a cheap test on a file's ``ast`` facts and the
+run's index, one per rule id.
+
+These live apart from the rules so that deciding a file needs no rewrite
+imports neither the rule modules nor LibCST: a pre-commit hook over modern
+Flax code answers in the time of an ``ast`` parse.  ``Rule.applies`` reads
+this table; the engine asks it before it loads any rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from linen_upgrade.tables.jax_renames import JAX_INDEX_OPS, JAX_RENAMES
+
+if TYPE_CHECKING:
+    from linen_upgrade.rule import Context
+
+
+def has_legacy_classes(ctx: Context) -> bool:
+    """Does the file define a legacy module class (a cheap test on the index)?"""
+    module = ctx.facts.module_name
+    return any(ctx.index.is_legacy_module(f"{module}.{c.name}" if module else c.name)
+               for c in ctx.facts.classes)
+
+
+def _legacy_names(ctx: Context) -> bool:
+    return ctx.facts.references("flax.nn", "flax.optim") or any(
+        ctx.index.is_legacy_module(q) for q in ctx.facts.qualnames)
+
+
+def _usage(ctx: Context) -> bool:
+    """Legacy flax.nn or flax.optim names, legacy module classes, or an import of a
+    file of the run that defines legacy module classes (a Model may come from there)."""
+    if _legacy_names(ctx):
+        return True
+    legacy_files = {q.rpartition(".")[0] for q in ctx.index.modules}
+    return bool(ctx.facts.imports.imported_modules & legacy_files)
+
+
+def _train_state(ctx: Context) -> bool:
+    """flax.optim, or a file handed an optimizer by one that has it (only a run with a
+    file that creates optimizers has such groups: the group search is not started otherwise)."""
+    if ctx.facts.references("flax.optim"):
+        return True
+    if not ctx.index.optim_creators:
+        return False
+    from linen_upgrade.rules._optim_cross import in_a_group
+
+    return in_a_group(ctx)
+
+
+APPLIES: dict[str, Callable[[Context], bool]] = {
+    "LU105": lambda ctx: ("shared" in ctx.facts.attributes or any(c.module_methods for c in ctx.facts.classes))
+    and has_legacy_classes(ctx),
+    "LU102": lambda ctx: has_legacy_classes(ctx) or any(
+        q.startswith("flax.nn.") and q.endswith(".initialize_carry") for q in ctx.facts.qualnames),
+    "LU103": lambda ctx: bool(ctx.facts.attributes & {"partial", "shared"}) and has_legacy_classes(ctx),
+    "LU104": lambda ctx: bool(ctx.facts.attributes & {"param", "state", "get_param", "is_stateful"}
+                              or ctx.facts.references("flax.nn.make_rng")) and has_legacy_classes(ctx),
+    "LU201": _usage,
+    "LU202": _usage,
+    "LU301": lambda ctx: ctx.facts.references("flax.optim"),
+    "LU302": _train_state,
+    # legacy files only: modern code that keeps batch_stats apart stays as it is
+    "LU303": lambda ctx: ctx.facts.references("flax.optim", "flax.nn"),
+    "LU401": lambda ctx: any(q in JAX_RENAMES for q in ctx.facts.qualnames),
+    "LU402": lambda ctx: any(q in JAX_INDEX_OPS for q in ctx.facts.qualnames),
+    "LU403": lambda ctx: "jax.lax.tie_in" in ctx.facts.qualnames,
+    # user code of the flax.nn / early-Linen era; never flax's own FrozenDict code
+    "LU404": lambda ctx: bool(ctx.facts.frozendict_calls)
+    and ctx.facts.references("flax.linen", "flax.nn", "flax.optim"),
+    "LU101": has_legacy_classes,
+    "LU901": _legacy_names,
+    "LU100": lambda ctx: ctx.facts.references("flax.nn"),
+}
+
+
+def applies(rule_id: str, ctx: Context) -> bool:
+    return APPLIES[rule_id](ctx)
