@@ -28,10 +28,17 @@ PRESERVING = {
 }
 # builtins (by bare name) that only look at the value
 READERS = frozenset({"print", "repr", "str", "type", "id", "isinstance"})
-# a TrainState is saved as {'step', 'params', 'opt_state'}, a legacy Optimizer as {'target', 'state'}
+# a TrainState is saved as {'step', 'params', 'opt_state'}, a legacy Optimizer as {'target', 'state'}:
+# saving and restoring the whole optimizer (its position in the call) converts, with a TODO that the
+# checkpoints already on disk need converting; the state-dict calls expose the layout to the code
+SAVE_RESTORE = {
+    "flax.training.checkpoints.save_checkpoint": 1,
+    "flax.training.checkpoints.restore_checkpoint": 1,
+}
+SAVE_RESTORE_NOTE = ("the optimizer is a TrainState now, saved as {'step', 'params', 'opt_state'}; checkpoints "
+                     "written by the legacy code ({'target', 'state'}) restore into it only after `linen-upgrade "
+                     "convert-checkpoint`")
 CHECKPOINTS = frozenset({
-    "flax.training.checkpoints.save_checkpoint",
-    "flax.training.checkpoints.restore_checkpoint",
     "flax.serialization.to_state_dict",
     "flax.serialization.from_state_dict",
     "flax.serialization.to_bytes",

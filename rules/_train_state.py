@@ -15,7 +15,7 @@ import libcst as cst
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import FastTransformer, FastVisitor, quote, todo_line
 from linen_upgrade.rules import _optim
-from linen_upgrade.rules._optim_calls import CHECKPOINT_HINT, CHECKPOINTS, PRESERVING, READERS, unwrap
+from linen_upgrade.rules._optim_calls import CHECKPOINT_HINT, CHECKPOINTS, PRESERVING, READERS, SAVE_RESTORE, unwrap
 from linen_upgrade.rules._optim_defs import Scan, convert
 from linen_upgrade.tables.optimizers import MULTI, TRANSFORMS, ConversionError
 
@@ -49,6 +49,7 @@ class Plan(FastVisitor):
         self.passes: list[tuple[cst.Call, str, int | str]] = []
         self.assigns: list[tuple[cst.BaseExpression, cst.BaseExpression]] = []
         self.calls: list[cst.Call] = []
+        self.saved: dict[int, bool] = {}  # id(call) saving or restoring (True) the whole optimizer
         self.returns: dict[str, list[cst.BaseExpression]] = {}
         self._fn: list[str] = []
         self.inject = False  # apply_gradient(g, learning_rate=...): tx in inject_hyperparams
@@ -307,7 +308,10 @@ class Plan(FastVisitor):
                     self.problems.append(f"the optimizer is unpacked into {shown}(...)")
                 elif qual in run and not qual.startswith(f"{self.scan.ctx.facts.module_name}."):
                     self.passes.append((call, qual, a.keyword.value if a.keyword else i + shift))
-                elif qual in CHECKPOINTS:
+                elif qual in SAVE_RESTORE and (i == SAVE_RESTORE[qual] and a.keyword is None
+                                               or a.keyword is not None and a.keyword.value == "target"):
+                    self.saved[id(call)] = qual.endswith("restore_checkpoint")
+                elif qual in CHECKPOINTS or qual in SAVE_RESTORE:
                     self.problems += [f"{shown}(...) of the optimizer", CHECKPOINT_HINT]
                 elif not (qual in PRESERVING and i == PRESERVING[qual] and a.keyword is None) and not (
                         qual is None and isinstance(call.func, cst.Name) and call.func.value in READERS):

@@ -158,6 +158,38 @@ def test_resume_momentum_next_step_equals_legacy_fourth_step(converted_momentum,
 
 
 @pytest.mark.legacy
+def test_upgraded_restore_checkpoint_reads_the_converted_file_into_the_train_state(converted_momentum, tmp_path):
+    """What LU302 writes for ``optimizer = checkpoints.restore_checkpoint(dir, optimizer)``
+    (the TrainState, with LU303's batch_stats field) restores a converted legacy checkpoint."""
+    from typing import Any
+
+    import optax
+    from flax.training import checkpoints, train_state
+
+    class TrainState(train_state.TrainState):
+        batch_stats: Any
+
+    out, _ = converted_momentum
+    first = ck.restore(out)
+    fresh = TrainState.create(apply_fn=None, params=first["params"], tx=optax.sgd(0.05, momentum=0.9),
+                              batch_stats=first["batch_stats"])
+    workdir = tmp_path / "ckpts"
+    workdir.mkdir()
+    (workdir / "checkpoint_3").write_bytes(out.read_bytes())
+    state = checkpoints.restore_checkpoint(str(workdir), fresh)
+    assert isinstance(state, TrainState) and int(state.step) == 3
+    assert_trees_close(state.params, first["params"])
+    assert_trees_close(state.batch_stats, first["batch_stats"])
+    # the optax state (a tuple of TraceState, EmptyState) holds the converted momentum, not fresh zeros
+    import jax
+    restored, written = jax.tree_util.tree_leaves(state.opt_state), jax.tree_util.tree_leaves(first["opt_state"])
+    assert len(restored) == len(written) == 12
+    for a, b in zip(restored, written):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert any(np.abs(np.asarray(x)).sum() > 0 for x in restored)
+
+
+@pytest.mark.legacy
 def test_resume_adam_replayed_gradients_equal_legacy_fourth_step(legacy, record, tmp_path):
     import optax
     out = tmp_path / "adam.msgpack"

@@ -194,18 +194,30 @@ def test_optimizer_passed_to_a_function_outside_the_run_gets_a_todo(tmp_path):
                                 "passed to trainer_lib.train_step(...), which this rule cannot follow"]
 
 
-def test_checkpoint_of_the_optimizer_gets_a_todo_naming_convert_checkpoint(tmp_path):
+def test_checkpoint_of_the_optimizer_converts_with_a_todo_naming_convert_checkpoint(tmp_path):
     main = ("from flax import optim\nfrom flax.training import checkpoints\n\n\n"
             "def run(params, workdir):\n"
             "    optimizer = optim.Adam(learning_rate=0.1).create(params)\n"
-            "    optimizer = checkpoints.restore_checkpoint(workdir, optimizer)\n"
+            "    optimizer = checkpoints.restore_checkpoint(workdir, target=optimizer)\n"
             "    checkpoints.save_checkpoint(workdir, optimizer, 0)\n"
             "    return optimizer.target\n")
     out, findings = _upgrade(tmp_path, {"main.py": main})["main.py"]
+    assert "train_state.TrainState.create(" in out and "return optimizer.params" in out
+    # one finding, where old checkpoints are read
+    (finding,) = _lu302(findings)
+    assert finding.startswith("LU302 the optimizer is a TrainState now") and "`linen-upgrade convert-checkpoint`" in finding
+    assert out.index("convert-checkpoint") < out.index("restore_checkpoint") < out.index("save_checkpoint")
+
+
+def test_state_dict_of_the_optimizer_leaves_it_legacy(tmp_path):
+    main = ("from flax import optim, serialization\n\n\n"
+            "def run(params):\n"
+            "    optimizer = optim.Adam(learning_rate=0.1).create(params)\n"
+            "    return serialization.to_state_dict(optimizer)['target']\n")
+    out, findings = _upgrade(tmp_path, {"main.py": main})["main.py"]
     assert "optimizer = optim.Adam" in out
     (finding,) = _lu302(findings)
-    assert "flax.training.checkpoints.save_checkpoint(...) of the optimizer" in finding
-    assert "flax.training.checkpoints.restore_checkpoint(...) of the optimizer" in finding
+    assert "flax.serialization.to_state_dict(...) of the optimizer" in finding
     assert "`linen-upgrade convert-checkpoint`" in finding
 
 
