@@ -106,6 +106,9 @@ class PartialArg:
     param: str
     target: str  # the module the partial was made of
     bound: frozenset[str]  # the keywords the partial fixed
+    # ``block_cls(x, conv=conv)`` in ``Net.apply``: the module called is held in this apply
+    # parameter, and ``callee`` is ``Net``; the index hands the partial to what ``block_cls`` holds
+    via: str = ""
 
 
 @dataclass
@@ -247,6 +250,9 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
         c.uses = [replace(u, callee=qualify(u.callee)) if u.callee else u for u in c.uses]
         c.forwards = [replace(f, callee=qualify(f.callee)) for f in c.forwards]
     partial_args: list[PartialArg] = []
+    # each ``apply`` by its class: a call of one of its parameters calls the module held there
+    apply_of = {id(item): c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for item in c.body
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == "apply"}
     for fn in ast.walk(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
@@ -261,13 +267,19 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
                         qualify(target), frozenset(k.arg for k in node.value.keywords if k.arg))
         if not partials:
             continue
+        owner = apply_of.get(id(fn))
+        held = {a.arg for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]} - {"self"} \
+            if owner else set()
         for node in ast.walk(fn):
             if isinstance(node, ast.Call):
                 callee = _dotted(node.func)
                 for kw in node.keywords:
                     if callee and kw.arg and isinstance(kw.value, ast.Name) and kw.value.id in partials:
                         target, bound = partials[kw.value.id]
-                        partial_args.append(PartialArg(qualify(callee), kw.arg, target, bound))
+                        if callee in held:
+                            partial_args.append(PartialArg(qualify(owner), kw.arg, target, bound, via=callee))
+                        else:
+                            partial_args.append(PartialArg(qualify(callee), kw.arg, target, bound))
     partial_args += _module_arguments(tree, imports, qualify, local_classes)
     return FileFacts(
         call_args=_call_args(tree, imports, qualify, {

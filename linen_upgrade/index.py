@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 
 from linen_upgrade.analysis.identity import ModuleTable
 from linen_upgrade.resolve import canonical
-from linen_upgrade.facts import CallArg, ClassFacts, FileFacts, ForwardSpec, Param, by_position_or_name, is_input
+from linen_upgrade.facts import (CallArg, ClassFacts, FileFacts, ForwardSpec, Param, PartialArg, by_position_or_name,
+                                 is_input)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 LEGACY_MODULE_BASES = frozenset({"flax.nn.Module"})
@@ -162,10 +163,20 @@ class ProjectIndex:
         _initializer_params(index, defining, inherits)
         given: dict[tuple[str, str], set[tuple[str, frozenset[str]]]] = {}
         ambiguous: set[tuple[str, str]] = set()
+        through: list[PartialArg] = []
         for facts in all_facts:
             for pa in facts.partial_args:
+                if pa.via:
+                    through.append(pa)
+                    continue
                 key = (index.canonical(pa.callee), pa.param)
                 given.setdefault(key, set()).add((index.canonical(pa.target), pa.bound))
+        # ``block_cls(x, conv=conv)``: the partial reaches every module the parameter is given
+        # (ResNet18/ResNet50 give two blocks, each of which calls ``conv`` like nn.Conv)
+        for pa in through:
+            for holder, _ in list(given.get((index.canonical(pa.callee), pa.via), ())):
+                if index.is_legacy_module(holder):
+                    given.setdefault((holder, pa.param), set()).add((index.canonical(pa.target), pa.bound))
         for key, values in given.items():
             if not any(t in BUILTIN_MODULES or index.is_legacy_module(t) for t, _ in values):
                 continue  # functions (activation=nn.relu): called alike in Linen

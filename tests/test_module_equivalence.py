@@ -31,6 +31,8 @@ CASES = {
         "params/ResidualBlock_0/conv_proj/kernel", "params/ResidualBlock_1/Conv_1/kernel",
         "batch_stats/ResidualBlock_1/BatchNorm_1/var", "params/bn_init/scale",
     }),
+    "Stage": ([((2, 6, 6, 3), "float32")], {  # partials through a block class held in block_cls
+        "params/WideBlock_1/narrow/kernel", "batch_stats/WideBlock_0/bn/mean"}),
     "AutoEncoder": ([((2, 16), "float32")], {  # a shared submodule built in setup()
         "params/decoder/Dense_1/kernel", "params/encoder/latents/kernel"}),
     "CustomInit": ([((2, 4), "float32")], {"params/Dense_0/kernel"}),  # a two-argument initializer
