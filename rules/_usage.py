@@ -269,6 +269,8 @@ class UsageTransformer(RuleTransformer):
                     ) -> tuple[cst.Call | None, list[cst.Arg], str | None]:
         """``Ctor(attrs)`` for a legacy call of ``ref`` with legacy ``args`` at
         ``at``, and the call inputs; or the reason it cannot be written."""
+        if ref.choices:
+            return self._chosen_constructor(ref, at, args)
         spec = self.a.spec(ref.qual)
         if spec is None:
             return None, [], f"{ref.qual}: its apply signature is unknown (a module of another run?)"
@@ -293,6 +295,36 @@ class UsageTransformer(RuleTransformer):
             return None, [], problem
         ctor = self.adapt_initializers(ctor, ref.qual, spec.legacy, at)
         return cst.Call(func=func, args=comma_list(ctor)), inputs, None
+
+    def _chosen_constructor(self, ref: ModuleRef, at: cst.CSTNode, args: list[cst.Arg]
+                            ) -> tuple[cst.Call | None, list[cst.Arg], str | None]:
+        """``module()`` for a definition chosen at run time, held by ``module``: LU201 made each
+        choice a class or a ``functools.partial`` of one, so the call is the Linen instance; only
+        when every choice splits the legacy arguments into the same call inputs (and no attribute)."""
+        scope = self.a.scope_of.get(id(at))
+        if ref.def_var is None or scope is None or not _visible(ref.def_var, scope, self.a):
+            return None, [], ("the module definition is chosen at run time (partials of several classes) and no "
+                              "name bound once to it is visible here: hand the Linen module to this function and "
+                              "apply it (module.apply), or carry it in the TrainState (apply_fn=module.apply)")
+        splits: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
+        inputs: list[cst.Arg] = []
+        for choice in ref.choices:
+            spec = self.a.spec(choice.qual)
+            which = f"{choice.qual.rpartition('.')[2]}, one of the modules {ref.def_var[1]} may hold"
+            if spec is None or spec.problem:
+                return None, [], f"{which}, needs converting by hand"
+            fixed = frozenset(k for k, _ in choice.kwargs)
+            if "*" in fixed or fixed & spec.inputs:
+                return None, [], (f"{which}, is a .partial fixing positional arguments or call inputs: pass them "
+                                  "where the module is applied")
+            ctor, inputs, problem = split_usage(args, spec, {}, fixed)
+            if problem:
+                return None, [], f"{which}: {problem}"
+            splits.add((tuple(map(_CODE, ctor)), tuple(map(_CODE, inputs))))
+        if len(splits) != 1 or next(iter(splits))[0]:
+            return None, [], (f"the modules {ref.def_var[1]} may hold split this call's arguments differently "
+                              "(or it passes constructor attributes): apply each by hand")
+        return cst.Call(func=cst.Name(ref.def_var[1])), inputs, None
 
     def adapt_initializers(self, args: list[cst.Arg], qual: str, legacy: tuple[str, ...],
                            at: cst.CSTNode) -> list[cst.Arg]:
@@ -336,6 +368,9 @@ class UsageRule(Rule):
         t = self.transformer(ctx)
         assert isinstance(t, UsageTransformer)
         return t.finish(module.visit(t))
+
+
+_CODE = cst.Module([]).code_for_node
 
 
 def _visible(def_var: tuple[int, str], scope: Scope, a: Analysis) -> bool:

@@ -16,6 +16,13 @@ Typing
     join what the other files of the run pass them (``external_seeds``: the
     files the index lists as referring to them, read at a bounded depth), so
     a Model handed over by ``train.py`` is applied in ``models.py``.
+Definitions chosen at run time
+    Two different definitions joined (a factory returning partials of two
+    classes, a parameter given both) are one definition with ``choices``;
+    read through a name bound once it is known by that name (``def_var``),
+    which a Model made from it keeps.  A function's result is seen at each
+    call with what that call passes (``_rebind``): ``create_model(key,
+    module)`` returns a Model of the caller's ``module``.
 """
 
 from __future__ import annotations
@@ -61,6 +68,12 @@ def _is_literal(node: cst.BaseExpression) -> bool:
 
 
 _CODE = cst.Module([]).code_for_node
+
+
+def _held(ref: ModuleRef) -> bool:
+    """A definition whose Linen module can be named: a class, or a run-time choice held by one
+    name (a name rebound to other definitions is a conflict, left to LU901 as before)."""
+    return not ref.choices or ref.def_var is not None
 
 
 class Analysis:
@@ -236,7 +249,12 @@ class Analysis:
         if isinstance(expr, cst.Name):
             found = scope.lookup(expr.value)
             if found is not None:
-                return self.env.get((id(found), expr.value))
+                t = self.env.get((id(found), expr.value))
+                if t is not None and t.kind == DEF and t.ref is not None and t.ref.choices \
+                        and found.bound.get(expr.value) == 1:
+                    # a definition chosen at run time is known by the one name that holds it
+                    return Ty(DEF, replace(t.ref, def_var=(id(found), expr.value)))
+                return t
             return self._global_ty(self.facts.imports.resolve(expr))
         if isinstance(expr, cst.Attribute):
             qual = self.qual(expr, scope)
@@ -299,7 +317,7 @@ class Analysis:
         if qual == "flax.nn.Model":
             arg = self.arg(call, 0, "module")
             d = self.ty(arg, scope) if arg is not None else None
-            return Ty(MODEL, d.ref) if d is not None and d.kind == DEF else None
+            return Ty(MODEL, d.ref) if d is not None and d.kind == DEF and _held(d.ref) else None
         if qual in _PRESERVING:
             arg = self.arg(call, _PRESERVING[qual])
             return self.ty(arg, scope) if arg is not None else None
@@ -335,9 +353,9 @@ class Analysis:
                 if ctor is not None and ctor.kind == DEF and ctor.ref:
                     v = Ty(VARIABLES, ModuleRef(ctor.ref.qual))
                     return v if method == "init" else Ty(TUPLE, items=(None, v))
-            if base is not None and base.kind == DEF and base.ref:
-                if method == "partial":
-                    return Ty(DEF, self._extend(base.ref.without_var(), call.args))
+            if base is not None and base.kind == DEF and base.ref and _held(base.ref):
+                if method == "partial":  # of a run-time choice: which keywords are attributes depends on it
+                    return Ty(DEF, self._extend(base.ref.without_var(), call.args)) if not base.ref.choices else None
                 if method in ("create", "create_by_shape"):
                     return Ty(TUPLE, items=(None, Ty(MODEL, base.ref)))
                 return None
@@ -359,7 +377,7 @@ class Analysis:
     def _apply_func(self, ft: Ty, call: cst.Call, scope: Scope) -> Ty | None:
         kind = ft.func[0]
         if kind in ("plain", "method"):
-            return self.rets.get(ft.func[1])
+            return self._rebind(self.rets.get(ft.func[1]), ft.func[1], call, scope, int(kind == "method"))
         if kind == "same":
             return self._apply_func(ft.func[1], call, scope)
         if kind in ("grad", "vgrad"):
@@ -372,6 +390,26 @@ class Analysis:
         if kind == "external":
             return external_return(self, ft.func[1])
         return None
+
+    def _rebind(self, t: Ty | None, fid: int, call: cst.Call, scope: Scope, offset: int) -> Ty | None:
+        """A function's result seen at one call: a value made from a run-time definition held in
+        a parameter (``nn.Model(module, p)`` in ``create_model(key, module)``) was made from the
+        definition this call passes there (its own type, and the name holding it here); what the
+        function's other callers pass is not this value."""
+        if t is None:
+            return None
+        if t.kind == TUPLE:
+            return Ty(TUPLE, items=tuple(self._rebind(i, fid, call, scope, offset) for i in t.items))
+        ref = t.ref
+        if ref is None or not ref.choices or ref.def_var is None or ref.def_var[0] != id(self.scopes[fid]):
+            return t
+        fscope, name = self.scopes[fid], ref.def_var[1]
+        slot = fscope.params.index(name) - offset if name in fscope.params[offset:] else -1
+        arg = self.arg(call, slot, name) if slot >= 0 else None
+        given = self.ty(arg, scope) if arg is not None and not any(a.star for a in call.args) else None
+        if given is not None and given.kind == DEF and given.ref is not None:
+            return replace(t, ref=given.ref)
+        return replace(t, ref=ref.without_var())
 
     def _extend(self, ref: ModuleRef, args) -> ModuleRef:
         kwargs = dict(ref.kwargs)
@@ -448,7 +486,7 @@ class Analysis:
         func = call.func
         if isinstance(func, cst.Attribute):
             base = self.ty(func.value, scope)
-            if base is not None and base.kind == DEF and base.ref:
+            if base is not None and base.kind == DEF and base.ref and _held(base.ref):
                 if func.attr.value in ("init", "init_by_shape"):
                     return "init", base
                 if func.attr.value in ("create", "create_by_shape"):

@@ -21,6 +21,9 @@ DEF, MODEL, OPTIM, STATE, TUPLE, FUNC, CONFLICT = "def", "model", "optimizer", "
 # name), items: ((field, Ty), ...) the fields that file gave it)
 TRUNC, CAPTURE, VARIABLES, CLASS, INSTANCE = "truncated", "captured", "variables", "class", "instance"
 FOREIGN = "foreign"
+# the qual of a module definition known only at run time (``ModuleRef.choices``): no class has this name,
+# so every path that looks a class up by its qual (signatures, paths, spelling) finds none and leaves a TODO
+RUNTIME = "<module chosen at run time>"
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,20 @@ class ModuleRef:
     kwargs: tuple[tuple[str, str], ...] = ()  # (keyword, source)
     portable: bool = True  # every fixed value is a literal: the constructor can be written anywhere
     def_var: tuple[int, str] | None = None  # (binding scope, name) of a partial held in a variable
+    # a definition chosen at run time (a factory returning partials of several classes, a parameter given
+    # them): the definitions it may be (qual RUNTIME); its Linen instance is the value it is bound to
+    # (def_var) called, ``module()``, as the partials become functools.partials (LU201)
+    choices: tuple[ModuleRef, ...] = ()
 
     def without_var(self) -> ModuleRef:
         return replace(self, def_var=None)
+
+
+def chosen(a: ModuleRef, b: ModuleRef) -> ModuleRef:
+    """The definition that is ``a`` or ``b`` depending on the run (no variable: which one holds it is
+    decided where it is read, ``Analysis.ty``).  Not portable: it can only be named where it is bound."""
+    choices = {c.without_var() for r in (a, b) for c in (r.choices or (r,))}
+    return ModuleRef(RUNTIME, portable=False, choices=tuple(sorted(choices, key=repr)))
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,8 @@ def join(a: Ty | None, b: Ty | None) -> Ty | None:
         return Ty(TUPLE, items=tuple(join(x, y) for x, y in zip(a.items, b.items)))
     if a.kind == b.kind and a.ref and b.ref and a.ref.without_var() == b.ref.without_var() and a.items == b.items:
         return Ty(a.kind, a.ref.without_var(), a.items)
+    if a.kind == b.kind == DEF and a.ref and b.ref:
+        return Ty(DEF, chosen(a.ref, b.ref))
     if a.kind == b.kind and a.kind in (STATE, CAPTURE, VARIABLES):
         return Ty(a.kind)  # a collection of one of several models: its paths cannot be translated
     return conflict(*(a.items if a.kind == CONFLICT else (a.kind,)), *(b.items if b.kind == CONFLICT else (b.kind,)))

@@ -40,6 +40,15 @@ What it does
     Loops over a tuple/list of Models of one module are followed.  Keywords a
     wrapper forwards through ``**kwargs`` are packed as the module rules pack
     them (``W().apply(..., train=t)`` with ``W(kwargs={'features': 3})``).
+    A module definition chosen at run time (a factory returning partials of
+    several classes by a flag; a parameter given them, as in
+    ``create_model(key, module)``) is known by the one name holding it: a
+    Model made from it records that name, also across a call
+    (``model, state = create_model(key, module)`` in the caller names the
+    caller's ``module``), and its calls where that name is visible (the
+    function itself, closures such as a jitted ``train_step`` defined
+    there) become ``module().apply(...)``: each partial is a
+    ``functools.partial`` (LU201), so ``module()`` is the Linen instance.
 Why
     Linen modules hold no parameters: the guide passes params explicitly
     and ``apply`` reads the variables; a gradient with respect to params is
@@ -57,7 +66,11 @@ Not converted (TODO)
     class, or a ``.partial`` with keywords known only in the caller): a TODO in
     both files; a Model put into a dict, set or list (``.append``) or a loop
     over Models mixed with other values; the calls of a module whose ``apply``
-    needs a person (``CallSpec.problem``).
+    needs a person (``CallSpec.problem``); a Model of a definition chosen
+    at run time applied where no name bound once to that definition is
+    visible (a top-level train step: hand it the module, or carry it in the
+    TrainState's ``apply_fn``), or whose classes split the call's arguments
+    differently.
 """
 
 from __future__ import annotations

@@ -17,7 +17,11 @@ What it does
     around it gives ``state = variables['batch_stats']``; ``with
     nn.stochastic(rng):`` gives ``rngs={'params': key, 'dropout': rng}``.
     A module-level ``d = M.partial(**kw)`` becomes ``functools.partial(M,
-    **kw)``.
+    **kw)``.  A definition chosen at run time (a factory returning partials
+    of several classes, a parameter given them: ``create_model(key,
+    module)``) and held by one name: ``module.init_by_shape(key, specs)`` ->
+    ``module().init(key, zeros)``, as each of its partials is a
+    ``functools.partial`` (see LU202).
 Why
     Linen's ``init`` returns the variables (``{'params': ..., 'batch_stats':
     ...}``), not ``(y, params)``; ``init_by_shape`` was not ported (the
@@ -29,7 +33,8 @@ Why
 Not converted (TODO)
     Results used other than by unpacking or ``[0]``/``[1]``; positional
     arguments after specs known only at run time; init inside
-    ``nn.stateful(state)``; ``.partial`` of a class LU101 leaves legacy.
+    ``nn.stateful(state)``; ``.partial`` of a class LU101 leaves legacy; a
+    definition chosen at run time whose classes split the call differently.
 """
 
 from __future__ import annotations
