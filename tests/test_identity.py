@@ -4,6 +4,7 @@ would load (namespace packages, re-exports, import roots above the run), and
 a name bound in a local scope is not the import it shadows."""
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -217,3 +218,36 @@ def test_a_folder_named_like_a_standard_module_is_still_the_run(tmp_path):
     files = _upgrade(tmp_path)
     assert "def __call__(self, x, shift=0.0):" in files["systems/models.py"][0]
     assert "return Net()(x, jnp.ones((3,)))" in files["train.py"][0]
+
+
+def test_a_notebook_beside_a_package_leaves_the_package_its_name(tmp_path):
+    """``lib.ipynb`` beside ``lib/`` (google-research/vision_transformer ships ``vit_jax.ipynb``
+    beside ``vit_jax/``) took the name ``lib``: ``from lib import models`` then resolved outside the
+    run, and the calls of its modules stayed legacy with a TODO. Python imports the package (also
+    before a ``lib.py`` beside it)."""
+    _write(tmp_path, {
+        "lib.py": "",
+        "lib/__init__.py": "",
+        "lib/models.py": MLP_B,
+        "train.py": """\
+            from flax import nn
+            from lib import models
+
+
+            class Head(nn.Module):
+              def apply(self, x):
+                return models.MLP(x, width=3)
+            """,
+    })
+    cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+            "source": ["from lib import models\n"]}
+    (tmp_path / "lib.ipynb").write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4,
+                                                    "nbformat_minor": 4}))
+    table = ModuleTable.build(str(p) for p in tmp_path.rglob("*.*"))
+    assert table.name(str(tmp_path / "lib" / "__init__.py")) == "lib"
+    assert table.name(str(tmp_path / "lib.py")) != "lib" != table.name(str(tmp_path / "lib.ipynb"))
+    assert table.resolver(str(tmp_path / "train.py"))("lib.models") == "lib.models"
+    result = run(sorted(tmp_path.rglob("*.*")), Config(), [r.id for r in all_rules()], jobs=1)
+    train = next(r for r in result.results if r.path.endswith("train.py"))
+    assert "return models.MLP(width=3)(x)" in train.new.decode()
+    assert train.findings == []

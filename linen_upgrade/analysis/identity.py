@@ -64,7 +64,11 @@ class ModuleTable:
 
     @classmethod
     def build(cls, files: Iterable[str]) -> ModuleTable:
-        absolute = sorted({os.path.abspath(f) for f in files})
+        # where two files get one name, the one Python imports keeps it: a package's __init__.py
+        # before a module beside it (results/ and results.py), a module before a notebook
+        # (vit_jax.ipynb beside vit_jax/, which otherwise renamed the package and its imports)
+        absolute = sorted({os.path.abspath(f) for f in files},
+                          key=lambda p: (not p.endswith(".py"), os.path.basename(p) != "__init__.py", p))
         if not absolute:
             return cls(root="")
         root = _package_root(os.path.commonpath([os.path.dirname(f) for f in absolute]))
@@ -75,7 +79,7 @@ class ModuleTable:
             stem = os.path.splitext(rel[-1])[0]
             parts = [_component(p) for p in rel[:-1]] + ([] if stem == "__init__" else [stem])
             name = ".".join(parts)
-            if name in table.paths:  # results.py beside a results/ package, or sanitised twins
+            if name in table.paths:  # a module or notebook beside a package, or sanitised twins
                 name = f"{name}#{len(table.paths)}"
             table.names[path] = name
             table.paths[name] = path
@@ -130,7 +134,7 @@ class ModuleTable:
         parts = module.split(".")
         for root in roots:
             base = os.path.join(root, *parts)
-            for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+            for candidate in (os.path.join(base, "__init__.py"), base + ".py"):  # a package before a module
                 if candidate in self.names:
                     return self.names[candidate]
             if base in self.folders:  # a namespace package (or a package holding run files)
@@ -144,7 +148,7 @@ class ModuleTable:
         for k in range(1, len(parts) - 1):
             for folder in above:
                 base = os.path.join(folder, *parts[k:])
-                for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+                for candidate in (os.path.join(base, "__init__.py"), base + ".py"):
                     if candidate in self.names:
                         return self.names[candidate]
         return module
