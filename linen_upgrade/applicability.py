@@ -54,8 +54,8 @@ def _train_state(ctx: Context) -> bool:
 APPLIES: dict[str, Callable[[Context], bool]] = {
     "LU105": lambda ctx: ("shared" in ctx.facts.attributes or any(c.module_methods for c in ctx.facts.classes))
     and has_legacy_classes(ctx),
-    "LU102": lambda ctx: has_legacy_classes(ctx) or any(
-        q.startswith("flax.nn.") and q.endswith(".initialize_carry") for q in ctx.facts.qualnames),
+    # legacy module calls in module classes, and in the plain functions their applies call
+    "LU102": lambda ctx: has_legacy_classes(ctx) or _legacy_names(ctx),
     "LU103": lambda ctx: bool(ctx.facts.attributes & {"partial", "shared"}) and has_legacy_classes(ctx),
     "LU104": lambda ctx: bool(ctx.facts.attributes & {"param", "state", "get_param", "is_stateful"}
                               or ctx.facts.references("flax.nn.make_rng")) and has_legacy_classes(ctx),

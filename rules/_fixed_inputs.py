@@ -20,6 +20,8 @@ LU103's TODO.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import libcst as cst
 
 from linen_upgrade.rules._cst import code
@@ -50,6 +52,7 @@ class FunctionScan(cst.CSTVisitor):
         self.unstable: set[str] = set()  # declared global/nonlocal somewhere
         self.reads: dict[str, list[tuple[int, cst.Call | None]]] = {}  # name -> (order, the call at this level)
         self.outer: dict[int, cst.Call] = {}  # call -> the call of its result, f(...)(x)
+        self.called: set[str] = set()  # names called somewhere, nested scopes included
         fn.body.visit(self)
 
     def on_visit(self, node: cst.CSTNode) -> bool:
@@ -144,20 +147,31 @@ class FunctionScan(cst.CSTVisitor):
             # a binding in a loop or a nested scope may run again after the definition
             self.bindings.setdefault(node.value, []).append((self.order, bool(self._loops or self._nested)))
         else:
+            if id(node) in self._callee:
+                self.called.add(node.value)
             call = None if self._nested else self._callee.get(id(node))
             self.reads.setdefault(node.value, []).append((self.order, call))
 
     def calls(self, name: str) -> list[cst.Call]:
         return [c for _, c in self.reads.get(name, []) if c is not None]
 
-    def problem(self, assign: cst.Assign, name: str, values: list[cst.BaseExpression]) -> str | None:
-        """Why moving ``values`` from the definition ``assign`` (of the local
-        ``name``) to its calls could change them; None when it cannot."""
+    def only_called(self, assign: cst.Assign, name: str) -> str | None:
+        """Why the local ``name`` bound by ``assign`` is not just called after it,
+        in this function (not passed on, returned, rebound, or used in a nested
+        scope); None when it is."""
         if len(self.bindings.get(name, [])) != 1 or name in self.params or name in self.unstable:
             return f"{name} is bound more than once"
         reads = self.reads.get(name, [])
         if not reads or any(call is None or order <= self.end[id(assign)] for order, call in reads):
             return f"{name} is used otherwise than called after its definition, in the same function"
+        return None
+
+    def problem(self, assign: cst.Assign, name: str, values: list[cst.BaseExpression]) -> str | None:
+        """Why moving ``values`` from the definition ``assign`` (of the local
+        ``name``) to its calls could change them; None when it cannot."""
+        why = self.only_called(assign, name)
+        if why is not None:
+            return why
         for value in values:
             why = self._stable(value, self.start[id(assign)])
             if why:
@@ -217,3 +231,23 @@ def append_keywords(call: cst.Call, args: list[cst.Arg]) -> cst.Call:
     if old and old[-1].comma is cst.MaybeSentinel.DEFAULT:
         old[-1] = old[-1].with_changes(comma=comma)
     return call.with_changes(args=[*old, *added])
+
+
+def left_legacy(call: cst.Call, parent: Mapping[int, cst.CSTNode]) -> str | None:
+    """Why the ``.partial``/``.shared`` ``call`` stays legacy with its calls: it is
+    assigned to a local that its function (outside module bodies) both calls -- a
+    legacy module call, run under a module's apply -- and passes on or returns, which
+    the module rules do not follow (LU103 says so); None otherwise.  ``parent``: each
+    node's parent."""
+    assign = parent.get(id(call))
+    if not (isinstance(assign, cst.Assign) and len(assign.targets) == 1
+            and isinstance(assign.targets[0].target, cst.Name)):
+        return None
+    fn = parent.get(id(assign))
+    while fn is not None and not isinstance(fn, (cst.FunctionDef, cst.ClassDef)):
+        fn = parent.get(id(fn))
+    if not isinstance(fn, cst.FunctionDef):
+        return None
+    name = assign.targets[0].target.value
+    scan = FunctionScan(fn)
+    return scan.only_called(assign, name) if name in scan.called else None

@@ -326,6 +326,11 @@ class SelfAttributes(cst.CSTTransformer):
         return updated
 
 
+def is_function_module(transformer: RuleTransformer, fn: cst.FunctionDef) -> bool:
+    """``@nn.module def Block(x, ...)``: a legacy module written as a function (left legacy)."""
+    return any(transformer.resolve(d.decorator) == "flax.nn.module" for d in fn.decorators)
+
+
 def spec_for_qual(qual: str | None, index) -> CallSpec | None:
     """The call spec of a legacy module: a built-in row, or a module of the run."""
     row = BUILTIN_MODULES.get(qual or "")

@@ -10,6 +10,8 @@ What it does
     train=train, depth=2, name='enc')`` -> ``enc = Encoder(depth=2,
     name='enc')``, and LU102 passes them at every call, ``enc(x)`` ->
     ``enc(x, mask=m, train=train)`` (``rules/_fixed_inputs.py``).
+    The same for a local of a plain function that calls it (a module call:
+    the function runs under an apply, see LU102).
 Why
     Linen modules are dataclasses: a partial of the class is a constructor
     with some attributes fixed, which is what ``Module.partial`` was.
@@ -20,8 +22,9 @@ Not converted (TODO)
     constants, names not rebound after the definition (a local assigned once
     outside loops, a parameter never reassigned), attribute reads of
     ``self`` or of a global and operators over those, or a call that does
-    not take them.  ``.partial`` outside module bodies belongs to the usage
-    rules (LU2xx) and is reported by LU901 until then.
+    not take them.  A plain function's local that it calls and also passes
+    on or returns: the definition and its calls stay legacy.  Other
+    ``.partial`` outside module bodies belongs to the usage rules (LU2xx).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._cst import add_import
 from linen_upgrade.rules._fixed_inputs import FunctionScan, passes
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
-from linen_upgrade.rules._modules import LegacyBodyTransformer, spec_for_qual, split_params
+from linen_upgrade.rules._modules import LegacyBodyTransformer, is_function_module, spec_for_qual, split_params
 
 
 class ModulePartial(Rule):
@@ -106,10 +109,7 @@ class _Transformer(LegacyBodyTransformer):
         if assign is None or not self._functions:
             return "it is not assigned to a local name"
         name = assign.targets[0].target.value  # type: ignore[attr-defined]
-        fn = self._functions[-1]
-        if id(fn) not in self._scans:
-            self._scans[id(fn)] = FunctionScan(fn)
-        scan = self._scans[id(fn)]
+        scan = self._scan()
         why = scan.problem(assign, name, values)
         if why is not None:
             return why
@@ -119,16 +119,42 @@ class _Transformer(LegacyBodyTransformer):
                 return f"a call of {name} does not pass them"
         return None
 
+    def _scan(self) -> FunctionScan:
+        fn = self._functions[-1]
+        if id(fn) not in self._scans:
+            self._scans[id(fn)] = FunctionScan(fn)
+        return self._scans[id(fn)]
+
+    def _in_plain_function(self, call: cst.Call) -> tuple[bool, str | None]:
+        """Is ``call`` the definition of a local that a function outside module bodies calls
+        (a legacy module call runs only under a module's apply: LU102 converts those calls),
+        and why it stays legacy: a local also passed on or returned is not followed."""
+        assign = self._assigned.get(id(call))
+        if self.in_legacy_body or not self._functions or assign is None or any(
+                is_function_module(self, f) for f in self._functions):
+            return False, None
+        name = assign.targets[0].target.value  # type: ignore[attr-defined]
+        scan = self._scan()
+        if name not in scan.called:
+            return False, None  # a definition for top-level code (LU201) or returned (LU102 at its calls)
+        return True, scan.only_called(assign, name)
+
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         func = original.func
-        if not (self.in_legacy_body and isinstance(func, cst.Attribute)
-                and func.attr.value in ("partial", "shared")):
+        if not (isinstance(func, cst.Attribute) and func.attr.value in ("partial", "shared")):
+            return updated
+        plain, left = self._in_plain_function(original)
+        if not (self.in_legacy_body or plain):
             return updated
         shared = func.attr.value == "shared"
         qual = self.resolve_class(func.value)
         spec = spec_for_qual(qual, self.ctx.index)
         legacy = self.ctx.index.legacy_module(qual)
         if spec is None or (legacy is not None and split_params(legacy.apply_params or ()).problem):
+            return updated
+        if left is not None:
+            self.todo(f"{qual}.{func.attr.value}: {left}: the definition and its calls stay legacy "
+                      "(convert them together by hand)")
             return updated
         args = []
         inputs: list[str] = []  # by their Linen names

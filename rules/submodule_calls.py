@@ -24,6 +24,15 @@ What it does
     (``ATTENTION_AXES``); an ``apply(..., cache=None)`` that only passes the
     cache on to causal attention -> a ``decode: bool = False`` attribute and
     ``decode=self.decode`` (Linen's 'cache' collection).
+    The same in plain functions an apply calls (``def features(x, train):
+    ...`` at any depth): a legacy module call runs only under a parent's
+    apply, and the Linen submodule made in a function called from
+    ``@nn.compact`` binds to that parent, named in its call order (a function
+    with only ``nn.dropout``, which legacy ran anywhere under
+    ``nn.stochastic``, is left to LU901).  The result of a function of the run
+    that returns one module definition in every branch (``norm =
+    layers.batch_norm(train)``, this file's or another's) is called like it:
+    ``norm(x, name='bn')`` -> ``norm(name='bn')(x)``.
 Why
     Linen constructors return a module instance; the inputs go to its call.
     A positional argument stays positional only while the legacy and Linen
@@ -33,7 +42,10 @@ Not converted (TODO)
     read in the module or combined with padding masks, code outside modules
     that passes a legacy ``Cache`` (init with ``decode=True`` and apply with
     ``mutable=['cache']`` by hand), ``*args``/``**kwargs`` calls, RNN cells
-    whose ``features`` cannot be recovered from an ``initialize_carry`` call.
+    whose ``features`` cannot be recovered from an ``initialize_carry`` call;
+    calls of what a function returns when it returns a module definition in
+    some branches only, or one of a class that stays legacy (the modules
+    passed to it are renamed: the TODO says so where it is called).
 """
 
 from __future__ import annotations
@@ -43,13 +55,15 @@ import dataclasses
 import libcst as cst
 
 from linen_upgrade.resolve import dotted
-from linen_upgrade.rule import Context, Example, NoChange, Rule
+from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule
 from linen_upgrade.rules._attention import AttentionCalls, attention_result, cache_to_decode
 from linen_upgrade.rules._cells import CellCalls, carry_arg
 from linen_upgrade.rules._cst import add_import, build_dotted, express, kwarg
+from linen_upgrade.rules._factories import Factories, Returned, spec_of
 from linen_upgrade.rules._fixed_inputs import FunctionScan, append_keywords
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
-from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, spec_for_qual, split_call)
+from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, is_function_module,
+                                          spec_for_qual, split_call)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 
@@ -111,6 +125,10 @@ class _Transformer(AttentionCalls, CellCalls):
         self._class_quals: list[str | None] = []
         self._initializers: Initializers | None = None
         self._hidden: list[Hidden] = []  # per enclosing function: the names it binds
+        self._factories: Factories | None = None
+        self._module_callers: dict[int, bool] = {}  # outermost plain function -> _calls_modules()
+        # (function, local) -> what a function of the run returned into it, when its calls get a TODO
+        self._returned: dict[tuple[int, str], Returned] = {}
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         # only classes still in legacy form (LU101 renames apply after this rule)
@@ -148,6 +166,46 @@ class _Transformer(AttentionCalls, CellCalls):
     def _in_legacy_module(self) -> bool:
         return bool(self._legacy_class_depth and self._legacy_class_depth[-1])
 
+    def _in_plain_function(self) -> bool:
+        """A function outside legacy module bodies (``def features(x, train): ...`` called
+        from an apply): a legacy module call there runs only under a parent module's apply,
+        and its Linen form, made in a function called from ``@nn.compact``, binds to that
+        parent the same way (Linen's module stack)."""
+        return bool(self._functions) and not self._in_legacy_module() and not any(
+            is_function_module(self, f) for f in self._functions)
+
+    def _calls_modules(self) -> bool:
+        """Does the outermost enclosing function call a legacy module class in the legacy form?
+        ``nn.dropout`` alone says nothing: a plain function in legacy flax, it ran under
+        ``nn.stochastic`` anywhere (functional code around ``Module.call``), where Linen's
+        ``nn.Dropout`` cannot."""
+        fn = self._functions[0]
+        if id(fn) not in self._module_callers:
+            outer, partials, found = self, set(), []
+
+            class _Calls(FastVisitor):
+                def visit_Assign(self, node: cst.Assign) -> None:
+                    v = node.value
+                    if isinstance(v, cst.Call) and isinstance(v.func, cst.Attribute) \
+                            and v.func.attr.value in ("partial", "shared") and outer._spec(v.func.value):
+                        partials.update(t.target.value for t in node.targets if isinstance(t.target, cst.Name))
+
+                def visit_Call(self, node: cst.Call) -> None:
+                    spec = outer._spec(node.func) if outer.resolve(node.func) != "flax.nn.dropout" else None
+                    if (spec is not None and spec[0].is_legacy_call(node)) or (
+                            isinstance(node.func, cst.Name) and node.func.value in partials):
+                        found.append(node)
+
+            fn.visit(_Calls())
+            self._module_callers[id(fn)] = bool(found)
+        return self._module_callers[id(fn)]
+
+    def _scan(self) -> FunctionScan:
+        fn = self._functions[-1]
+        if id(fn) not in self._scans:
+            self._scans[id(fn)] = FunctionScan(fn)
+        return self._scans[id(fn)]
+
     def visit_Assign(self, node: cst.Assign) -> bool:
         # conv = nn.Conv.partial(bias=False): later calls of ``conv`` split like nn.Conv;
         # dense = nn.Dense.shared(features=3): later calls of ``dense`` pass inputs only
@@ -155,6 +213,10 @@ class _Transformer(AttentionCalls, CellCalls):
         value = node.value
         if not (self._partials and len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name)):
             return True
+        if isinstance(value, cst.Call) and isinstance(value.func, (cst.Name, cst.Attribute)) \
+                and (self._in_legacy_module() or self._in_plain_function()) \
+                and node.targets[0].target.value in self._scan().called:
+            self._factory_result(node.targets[0].target.value, value)
         if isinstance(value, (cst.Name, cst.Attribute)):
             spec = self._spec(value)
             if spec is not None:
@@ -164,12 +226,49 @@ class _Transformer(AttentionCalls, CellCalls):
                 and value.func.attr.value in ("partial", "shared")):
             return True
         spec = self._spec(value.func.value)
+        if spec is not None and self._in_plain_function() and self._scan().only_called(
+                node, node.targets[0].target.value):
+            return True  # passed on or returned: LU103 leaves it legacy, LU201/LU901 see to its uses
         if spec is not None:
             bound = frozenset(a.keyword.value for a in value.args if a.keyword is not None)
             kind = value.func.attr.value
             carried = self._carried(node, spec[0])
             self._partials[-1][node.targets[0].target.value] = (spec[0], bound, kind, carried)
         return True
+
+    def _returned_by(self, call: cst.Call) -> Returned | None:
+        """What ``f(...)`` returns when ``f`` is a function of the run returning module definitions."""
+        assert self._factories is not None
+        return self._factories.returned(call.func, self.resolve(call.func), self.hidden_names())
+
+    def _factory_result(self, name: str, call: cst.Call) -> None:
+        """``norm = make_norm(train)``, then ``norm(x)``: split like the definition the function
+        returns (LU201 makes its ``.partial`` Linen); when it returns several, or one of a class
+        that stays legacy, each call gets a TODO naming the function."""
+        returned = self._returned_by(call)
+        if returned is None:
+            return
+        spec = spec_of(returned, self.ctx.index)
+        if spec is not None and not spec.problem:
+            bound = frozenset(k for k, _ in returned.ty.ref.kwargs)  # type: ignore[union-attr]
+            self._partials[-1][name] = (spec, bound, "partial", ())
+        else:
+            self._returned[(id(self._functions[-1]), name)] = returned
+            if returned.single:  # where modules are passed to it
+                self.todo(self._factory_todo(name, returned, assigned=True))
+
+    def _factory_todo(self, shown: str, returned: Returned, assigned: bool = False) -> str:
+        if returned.single:
+            qual = returned.ty.ref.qual.rpartition(".")[2]  # type: ignore[union-attr]
+            spec = spec_of(returned, self.ctx.index)
+            why = f" ({spec.problem})" if spec is not None and spec.problem else ""
+            what = f"{shown} holds" if assigned else f"{shown} calls"
+            return (f"{what} the definition of {qual} that {returned.name}(...) returns, and {qual} stays "
+                    f"legacy{why}: its calls stay legacy while modules passed to {returned.name} are renamed to "
+                    "Linen; convert them together by hand")
+        return (f"{shown} calls what {returned.name}(...) returns: a module definition in some branches (Linen "
+                f"after this run: {shown}(<attributes>)(<inputs>)), something else in others; convert "
+                f"{returned.name} and its calls together by hand")
 
     def _carried(self, node: cst.Assign, spec: CallSpec) -> tuple[cst.Arg, ...]:
         """The call inputs ``x = M.shared(mask=m, ...)`` fixes, when each call of ``x`` can
@@ -178,12 +277,8 @@ class _Transformer(AttentionCalls, CellCalls):
         fixed = [a for a in args if a.keyword is not None and a.keyword.value in spec.inputs]
         if not fixed or spec.problem or any(a.keyword is None or a.keyword.value in spec.manual for a in args):
             return ()  # LU103 leaves such a definition with its TODO
-        fn = self._functions[-1]
-        if id(fn) not in self._scans:
-            self._scans[id(fn)] = FunctionScan(fn)
-        scan = self._scans[id(fn)]
         name = node.targets[0].target.value  # type: ignore[attr-defined]
-        return () if scan.problem(node, name, [a.value for a in fixed]) else tuple(fixed)
+        return () if self._scan().problem(node, name, [a.value for a in fixed]) else tuple(fixed)
 
     def _with_carried(self, call: cst.Call, carried: tuple[cst.Arg, ...], slots: tuple[str, ...],
                       renames: dict) -> cst.Call:
@@ -203,6 +298,7 @@ class _Transformer(AttentionCalls, CellCalls):
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
         self._initializers = Initializers(self.ctx)
+        self._factories = Factories(node, self.ctx)
         return True
 
     def hidden_names(self) -> Hidden:
@@ -246,15 +342,33 @@ class _Transformer(AttentionCalls, CellCalls):
             return self._initialize_carry(original, updated)
         if not self._in_legacy_module():
             self._cache_usage(original)
-        if not self._in_legacy_module() or id(original) in self._split:
+        if not (self._in_legacy_module() or self._in_plain_function()) or id(original) in self._split:
             return updated
         func = original.func
+        returned = self._returned.get((id(self._functions[-1]), func.value)) \
+            if isinstance(func, cst.Name) and self._functions else None
+        made = None  # make_norm(train)(x): the call spec of the one definition it returns
+        if returned is None and isinstance(func, cst.Call) and isinstance(func.func, (cst.Name, cst.Attribute)):
+            returned = self._returned_by(func)
+            made = spec_of(returned, self.ctx.index) if returned is not None else None
+            if made is not None and not made.problem:
+                made_bound = frozenset(k for k, _ in returned.ty.ref.kwargs)  # type: ignore[union-attr]
+                returned = None
+        if returned is not None:
+            self.todo(self._factory_todo(_name(func) if isinstance(func, cst.Name) else f"{returned.name}(...)(...)",
+                                         returned))
+            return updated
         spec = self._spec(func)
         bound: frozenset[str] = frozenset()
         carried: tuple[cst.Arg, ...] = ()  # inputs a .partial() local fixed, passed at its calls
         ctor: cst.BaseExpression = updated.func
+        if spec is not None and self._in_plain_function() and self.resolve_class(func) == "flax.nn.dropout" \
+                and not self._calls_modules():
+            return updated  # maybe outside any module: LU901 says what it became
         if spec is not None:
             call_spec, ctor = spec
+        elif made is not None:
+            call_spec, bound = made, made_bound
         elif (isinstance(func, cst.Name) and self._class_quals
               and (self._class_quals[-1], func.value) in self.ctx.index.partial_params):
             # an apply parameter that call sites fill with a Module.partial (the ResNet pattern)

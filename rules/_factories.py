@@ -1,0 +1,86 @@
+"""Functions of the run that return legacy module definitions, for the module
+rules: ``norm = model_utils.get_normalizer(kind, train)`` then ``norm(x)``
+inside an apply (or a helper function it calls).
+
+The usage analysis (``_usage_analysis``, across files ``_usage_external``)
+types what a top-level function returns: a ``DEF`` (one module class with the
+keywords a ``.partial`` fixed, in every branch) or a ``CONFLICT`` that holds
+one (``nn.BatchNorm.partial(...)`` in one branch, ``nn.LayerNorm`` or a plain
+function in others).  LU201 turns the returned ``.partial`` into a
+``functools.partial`` and LU100 renames the classes, so the function returns
+Linen definitions after the run: a call of its result in the legacy form is
+split when every branch returns the same definition, and gets a TODO naming
+the function otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+
+from linen_upgrade.resolve import dotted
+from linen_upgrade.rule import Context
+from linen_upgrade.rules._modules import CallSpec, spec_for_qual
+from linen_upgrade.rules._usage_types import CONFLICT, DEF, Ty
+
+
+@dataclass(frozen=True)
+class Returned:
+    """What the function ``name`` (as the call spells it) returns."""
+
+    name: str
+    ty: Ty
+
+    @property
+    def single(self) -> bool:
+        """The same definition in every branch (``DEF``), not a mix."""
+        return self.ty.kind == DEF and self.ty.ref is not None
+
+
+class Factories:
+    """The top-level functions of the run a file calls that return module definitions."""
+
+    def __init__(self, module: cst.Module, ctx: Context) -> None:
+        self.module = module
+        self.ctx = ctx
+        self._own = None  # this file's analysis, made on first need
+
+    def returned(self, func: cst.BaseExpression, qual: str | None, hidden) -> Returned | None:
+        """``func`` as called (``get_norm`` or ``model_utils.get_norm``); ``qual``: what it
+        resolves to through the imports (None for a name of this file); ``hidden``: the names
+        the enclosing functions bind."""
+        name = dotted(func)
+        if name is None or name.partition(".")[0] in hidden:
+            return None
+        from linen_upgrade.rules._usage_external import external_analysis, module_file
+
+        own = self.ctx.facts.module_name
+        module, _, name = (qual or name).rpartition(".")
+        if qual is None or module == own:  # a function of this file
+            a = self._analysis() if not module or module == own else None
+        elif module in self.ctx.index.flax_modules and own:
+            file = module_file(self.ctx.path, own, module)
+            a = external_analysis(file, module, self.ctx.index) if file is not None else None
+        else:
+            return None
+        fn = a.top_level_function(name) if a is not None else None
+        t = a.rets.get(id(fn)) if fn is not None else None
+        if t is None or not (t.kind == DEF or (t.kind == CONFLICT and DEF in t.items)):
+            return None
+        return Returned(dotted(func) or name, t)
+
+    def _analysis(self):
+        if self._own is None:
+            from linen_upgrade.rules._usage_analysis import Analysis
+
+            self._own = Analysis(self.module, self.ctx.facts, self.ctx.index, self.ctx.path,
+                                 state_collection=self.ctx.config.state_collection)
+        return self._own
+
+
+def spec_of(returned: Returned, index) -> CallSpec | None:
+    """The call spec of the one definition a function returns, when its class converts."""
+    if not returned.single:
+        return None
+    return spec_for_qual(returned.ty.ref.qual, index)  # type: ignore[union-attr]
