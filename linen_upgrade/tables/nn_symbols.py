@@ -33,8 +33,12 @@ _ACTIVATIONS = [
     "hard_tanh", "relu6", "hard_sigmoid", "hard_swish", "normalize", "one_hot",
 ]
 
+# legacy sub-modules of plain functions used as objects (``getattr(flax.nn.activation, name)``):
+# flax.linen has each under the same name, with every function and its call convention
+_FUNCTION_NAMESPACES = ["activation", "pooling"]
+
 NN_SYMBOLS: dict[str, NnSymbol] = {
-    **{f"flax.nn.{name}": _SAME(name) for name in _LAYERS + _ACTIVATIONS},
+    **{f"flax.nn.{name}": _SAME(name) for name in _LAYERS + _ACTIVATIONS + _FUNCTION_NAMESPACES},
     "flax.nn.ConvLSTM": NnSymbol("ConvLSTMCell", "renamed; `features` is an attribute"),
     "flax.nn.dropout": NnSymbol(None, "the function became the module `nn.Dropout(rate, deterministic=...)(x)`"),
     "flax.nn.module": NnSymbol(None, "write a class with `@nn.compact def __call__`"),
