@@ -36,10 +36,14 @@ Left alone (with a TODO)
     ``OptimizerDef`` subclasses that override or call more of the base
     (``init_state``/``apply_gradient``, ``update_hyper_params``,
     ``state_dict``, ...) or set ``hyper_params`` other than through one
-    ``super().__init__(hp)`` in ``__init__``.
+    ``super().__init__(hp)`` in ``__init__``, or that files of the run use
+    without using ``flax.optim`` themselves (no rule converts the instances
+    there, whose ``.create`` the plain class would not have).
 """
 
 from __future__ import annotations
+
+import os
 
 import libcst as cst
 
@@ -111,7 +115,7 @@ class _Transformer(RuleTransformer):
         bases = [canonical(self.resolve(b.value) or "") for b in original.bases]
         name = original.name.value
         if OPTIMIZER_DEF in bases and name in user_defs(self.ctx.facts):
-            problem = class_problem(original, user_defs(self.ctx.facts), self.resolve)
+            problem = class_problem(original, user_defs(self.ctx.facts), self.resolve) or self._users_left(name)
             if problem is None:
                 self.fixed(f"{name}(OptimizerDef) -> a plain class for optax_from_optimizer_def")
                 return convert_class(updated, user_defs(self.ctx.facts), self.resolve)
@@ -120,6 +124,19 @@ class _Transformer(RuleTransformer):
             self.todo(f"{name}: a subclass of a flax.optim optimizer other than OptimizerDef has no optax "
                       "form here; write an optax.GradientTransformation")
         return updated
+
+    def _users_left(self, name: str) -> str | None:
+        """Files of the run that use the class but not flax.optim: no rule runs there to make
+        its instances ``optax_from_optimizer_def(...)``, and the plain class has no ``.create``."""
+        module = self.ctx.facts.module_name
+        index = self.ctx.index
+        users = index.referrers.get(f"{module}.{name}" if module else name, set()) - index.optim_creators - {module}
+        if not users:
+            return None
+        here = os.path.dirname(index.paths.get(module, ""))
+        names = sorted(os.path.relpath(index.paths[u], here) if u in index.paths and here else u for u in users)
+        return (f"used by {', '.join(names)}, where no rule converts it (no flax.optim there): "
+                "the plain class would have no .create/apply_gradient")
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         outcome = self.plan.get(id(original))

@@ -332,3 +332,49 @@ def test_todos_in_both_files_are_not_repeated_on_a_second_run(tmp_path):
     again = _upgrade(tmp_path / "again", {name: text for name, (text, _) in files.items()})
     assert {n: t for n, (t, _) in again.items()} == {n: t for n, (t, _) in files.items()}
     assert again["steps.py"][0].count("TODO(linen-upgrade): LU302") == 1
+
+
+USER_DEF = '''\
+import jax.numpy as jnp
+from flax import optim, struct
+
+
+@struct.dataclass
+class _Hyper:
+    step_size: float
+
+
+class HalfStep(optim.OptimizerDef):
+    def __init__(self, step_size):
+        super().__init__(_Hyper(step_size))
+
+    def init_param_state(self, param):
+        return ()
+
+    def apply_param_gradient(self, step, hyper_params, param, state, grad):
+        return param - 0.5 * hyper_params.step_size * grad, state
+'''
+
+USES_DEF = '''\
+import jax.numpy as jnp
+import halfstep
+
+optimizer = halfstep.HalfStep(0.1).create(jnp.ones(3))
+optimizer = optimizer.apply_gradient(jnp.ones(3))
+'''
+
+
+def test_user_optimizer_def_used_where_no_rule_runs_keeps_its_base_with_a_todo(tmp_path):
+    """A file that uses the class but not flax.optim is not converted (its ``.create`` stays):
+    the class stays an OptimizerDef with a TODO instead of silently losing ``.create``."""
+    files = _upgrade(tmp_path, {"halfstep.py": USER_DEF, "train.py": USES_DEF})
+    out, findings = files["halfstep.py"]
+    assert "class HalfStep(optim.OptimizerDef):" in out and "super().__init__(_Hyper(step_size))" in out
+    assert any(f.startswith("LU301 HalfStep: used by train.py, where no rule converts it") for f in findings)
+    assert files["train.py"] == (USES_DEF, [])
+    # where the user file uses flax.optim, both convert: the class and optax_from_optimizer_def(...)
+    (tmp_path / "with_optim").mkdir()
+    files = _upgrade(tmp_path / "with_optim", {"halfstep.py": USER_DEF,
+                                               "train.py": "from flax import optim\n" + USES_DEF})
+    assert "class HalfStep:" in files["halfstep.py"][0]
+    assert "optax_from_optimizer_def(halfstep.HalfStep(0.1))" in files["train.py"][0]
