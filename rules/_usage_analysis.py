@@ -21,7 +21,7 @@ Definitions chosen at run time
     classes, a parameter given both) are one definition with ``choices``;
     read through a name bound once it is known by that name (``def_var``),
     which a Model made from it keeps.  A function's result is seen at each
-    call with what that call passes (``_rebind``): ``create_model(key,
+    call with what that call passes (``rebind``): ``create_model(key,
     module)`` returns a Model of the caller's ``module``.
 """
 
@@ -377,7 +377,8 @@ class Analysis:
     def _apply_func(self, ft: Ty, call: cst.Call, scope: Scope) -> Ty | None:
         kind = ft.func[0]
         if kind in ("plain", "method"):
-            return self._rebind(self.rets.get(ft.func[1]), ft.func[1], call, scope, int(kind == "method"))
+            fid = ft.func[1]
+            return self.rebind(self.rets.get(fid), self.scopes[fid], call, scope, int(kind == "method"))
         if kind == "same":
             return self._apply_func(ft.func[1], call, scope)
         if kind in ("grad", "vgrad"):
@@ -388,28 +389,30 @@ class Analysis:
                 return g
             return Ty(TUPLE, items=(self._apply_func(ft.func[1], call, scope), g))
         if kind == "external":
-            return external_return(self, ft.func[1])
+            return external_return(self, ft.func[1], call, scope)
         return None
 
-    def _rebind(self, t: Ty | None, fid: int, call: cst.Call, scope: Scope, offset: int) -> Ty | None:
+    def rebind(self, t: Ty | None, fscope: Scope, call: cst.Call, scope: Scope, offset: int,
+               elsewhere=lambda t: t) -> Ty | None:
         """A function's result seen at one call: a value made from a run-time definition held in
         a parameter (``nn.Model(module, p)`` in ``create_model(key, module)``) was made from the
         definition this call passes there (its own type, and the name holding it here); what the
-        function's other callers pass is not this value."""
+        function's other callers pass is not this value.  ``elsewhere``: what becomes of the rest
+        (for a function of another file, only what this file can write, ``_usage_external``)."""
         if t is None:
             return None
         if t.kind == TUPLE:
-            return Ty(TUPLE, items=tuple(self._rebind(i, fid, call, scope, offset) for i in t.items))
+            return Ty(TUPLE, items=tuple(self.rebind(i, fscope, call, scope, offset, elsewhere) for i in t.items))
         ref = t.ref
-        if ref is None or not ref.choices or ref.def_var is None or ref.def_var[0] != id(self.scopes[fid]):
-            return t
-        fscope, name = self.scopes[fid], ref.def_var[1]
+        if ref is None or not ref.choices or ref.def_var is None or ref.def_var[0] != id(fscope):
+            return elsewhere(t)
+        name = ref.def_var[1]
         slot = fscope.params.index(name) - offset if name in fscope.params[offset:] else -1
         arg = self.arg(call, slot, name) if slot >= 0 else None
         given = self.ty(arg, scope) if arg is not None and not any(a.star for a in call.args) else None
         if given is not None and given.kind == DEF and given.ref is not None:
             return replace(t, ref=given.ref)
-        return replace(t, ref=ref.without_var())
+        return elsewhere(replace(t, ref=ref.without_var()))
 
     def _extend(self, ref: ModuleRef, args) -> ModuleRef:
         kwargs = dict(ref.kwargs)

@@ -74,10 +74,12 @@ def external_analysis(file: Path, module: str, index: ProjectIndex, depth: int =
     return analyses[key]
 
 
-def external_return(a: Analysis, qual: str) -> Ty | None:
+def external_return(a: Analysis, qual: str, call: cst.Call | None = None, scope=None) -> Ty | None:
     """The result type of a function defined in another file of the run;
     only what can be written in this file (module definitions with literal
-    keywords) comes back."""
+    keywords, a definition chosen at run time as a value) comes back, and
+    what it made from a run-time definition of a parameter is seen with
+    what ``call`` passes there (``Analysis.rebind``)."""
     if a.depth >= _MAX_DEPTH or not a.path or not a.facts.module_name:
         return None
     module, _, name = qual.rpartition(".")
@@ -86,7 +88,11 @@ def external_return(a: Analysis, qual: str) -> Ty | None:
         return None
     other = external_analysis(file, module, a.index, a.depth + 1)
     fn = other.top_level_function(name) if other is not None else None
-    return _portable(other.rets.get(id(fn))) if other is not None and fn is not None else None
+    if other is None or fn is None:
+        return None
+    if call is None:
+        return _portable(other.rets.get(id(fn)))
+    return a.rebind(other.rets.get(id(fn)), other.scopes[id(fn)], call, scope, 0, _portable)
 
 
 def external_param(a: Analysis, qual: str, position: int | None, keyword: str | None) -> Ty | None:
@@ -156,6 +162,8 @@ def _seed(a: Analysis, other: Analysis, t: Ty | None, nested: bool = True) -> Ty
         if not fields or cls is None:
             return None
         return Ty(INSTANCE, items=fields, func=(FOREIGN, other.class_qual(cls.name.value)))
+    if t.kind == DEF and t.ref is not None and t.ref.choices:
+        return Ty(DEF, t.ref.without_var())  # a value there: module() wherever it is held, no class named
     if t.kind in (MODEL, TRUNC, DEF) and t.ref is not None:
         if not t.ref.portable:
             return conflict(t.kind, ELSEWHERE)
@@ -177,5 +185,7 @@ def _portable(t: Ty | None) -> Ty | None:
     if t.kind == TUPLE:
         return Ty(TUPLE, items=tuple(_portable(i) for i in t.items))
     if t.kind in (MODEL, OPTIM, DEF) and t.ref is not None:
+        if t.kind == DEF and t.ref.choices:
+            return Ty(DEF, t.ref.without_var())  # a value here: module() wherever it is held, no class named
         return Ty(t.kind, t.ref.without_var()) if t.ref.portable else conflict(t.kind, ELSEWHERE)
     return t if t.kind == STATE else None

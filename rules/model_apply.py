@@ -45,10 +45,11 @@ What it does
     ``create_model(key, module)``) is known by the one name holding it: a
     Model made from it records that name, also across a call
     (``model, state = create_model(key, module)`` in the caller names the
-    caller's ``module``), and its calls where that name is visible (the
-    function itself, closures such as a jitted ``train_step`` defined
-    there) become ``module().apply(...)``: each partial is a
-    ``functools.partial`` (LU201), so ``module()`` is the Linen instance.
+    caller's ``module``, in the same file or another), and its calls
+    where that name is visible (the function itself, closures such as a
+    jitted ``train_step`` defined there) become ``module().apply(...)``:
+    each partial is a ``functools.partial`` (LU201), so ``module()`` is the
+    Linen instance.
 Why
     Linen modules hold no parameters: the guide passes params explicitly
     and ``apply`` reads the variables; a gradient with respect to params is

@@ -1,0 +1,100 @@
+"""Module definitions chosen at run time (LU201/LU202): the joined type, and
+the definition followed across files by the name that holds it.  One file's
+flow is in fixtures/rules/model_apply/runtime_modules; the programs
+runtime_module_choice and runtime_module_two_files run both sides."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from linen_upgrade.config import Config
+from linen_upgrade.pipeline import run
+from linen_upgrade.registry import all_rules
+from linen_upgrade.rules._usage_types import DEF, RUNTIME, ModuleRef, Ty, join
+
+WIDE = Ty(DEF, ModuleRef("m.Wide", (("width", "4"),), def_var=(1, "wide")))
+DEEP = Ty(DEF, ModuleRef("m.Deep", (("depth", "2"),)))
+PLAIN = Ty(DEF, ModuleRef("m.Plain"))
+
+
+def test_two_definitions_join_into_one_chosen_at_run_time():
+    chosen = join(WIDE, DEEP)
+    assert chosen == join(DEEP, WIDE)
+    assert chosen.kind == DEF and chosen.ref.qual == RUNTIME
+    assert not chosen.ref.portable  # it can only be named where it is held
+    assert [c.qual for c in chosen.ref.choices] == ["m.Deep", "m.Wide"]
+    assert all(c.def_var is None for c in chosen.ref.choices)
+    assert join(join(WIDE, DEEP), PLAIN) == join(WIDE, join(DEEP, PLAIN))  # flat, whatever the order
+    assert join(chosen, WIDE) == chosen
+
+
+MODELS = '''\
+import jax.numpy as jnp
+from flax import nn
+
+
+class Wide(nn.Module):
+    def apply(self, x, width):
+        return nn.Dense(x, width)
+
+
+class Deep(nn.Module):
+    def apply(self, x, depth):
+        for _ in range(depth):
+            x = nn.Dense(x, 3)
+        return x
+
+
+def make_module(arch):
+    if arch == 'wide':
+        return Wide.partial(width=4)
+    return Deep.partial(depth=2)
+
+
+def create_model(key, module):
+    _, params = module.init_by_shape(key, [((1, 3), jnp.float32)])
+    return nn.Model(module, params)
+
+
+def build(key, arch):
+    module = make_module(arch)
+    _, params = module.init_by_shape(key, [((1, 3), jnp.float32)])
+    return nn.Model(module, params)
+'''
+
+TRAIN = '''\
+import jax
+import jax.numpy as jnp
+import models
+
+
+def run(arch):
+    module = models.make_module(arch)
+    model = models.create_model(jax.random.PRNGKey(0), module)
+    return model(jnp.ones((1, 3)))
+
+
+def run_built(arch):
+    model = models.build(jax.random.PRNGKey(0), arch)
+    return model(jnp.ones((1, 3)))
+'''
+
+
+def _upgrade(tmp_path: Path) -> tuple[dict[str, str], list[str]]:
+    (tmp_path / "models.py").write_text(MODELS)
+    (tmp_path / "train.py").write_text(TRAIN)
+    result = run(sorted(tmp_path.glob("*.py")), Config(), [r.id for r in all_rules()], jobs=1)
+    out = {Path(r.path).name: r.new.decode() for r in result.results if r.new is not None and r.error is None}
+    findings = [f"{Path(r.path).name}:{f.line}: {f.rule} {f.message}" for r in result.results for f in r.findings]
+    return out, findings
+
+
+def test_definition_chosen_in_another_file_is_applied_by_the_name_holding_it(tmp_path):
+    out, findings = _upgrade(tmp_path)
+    # models.py initialises whatever its caller hands it; train.py applies its own `module`
+    assert "params = module().init(key, jnp.zeros((1, 3), jnp.float32))['params']\n    return params\n" \
+        in out["models.py"]
+    assert "    return module().apply({'params': model}, jnp.ones((1, 3)))\n" in out["train.py"]
+    # a Model made there from a definition chosen there: no name here holds it
+    assert [f for f in findings if f.startswith("train.py")] == [
+        "train.py:14: LU202 a call of a Model made in another file by a .partial whose keywords are known "
+        "only there: build the Linen module there and hand it over with the params: convert by hand"]
