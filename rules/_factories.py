@@ -4,9 +4,10 @@ inside an apply (or a helper function it calls).
 
 The usage analysis (``_usage_analysis``, across files ``_usage_external``)
 types what a top-level function returns: a ``DEF`` (one module class with the
-keywords a ``.partial`` fixed, in every branch) or a ``CONFLICT`` that holds
-one (``nn.BatchNorm.partial(...)`` in one branch, ``nn.LayerNorm`` or a plain
-function in others).  LU201 turns the returned ``.partial`` into a
+keywords a ``.partial`` fixed, in every branch), a ``DEF`` chosen at run time
+(``nn.BatchNorm.partial(...)`` in one branch, ``nn.LayerNorm`` in another:
+``ModuleRef.choices``) or a ``CONFLICT`` that holds one (a plain function in
+other branches).  LU201 turns the returned ``.partial`` into a
 ``functools.partial`` and LU100 renames the classes, so the function returns
 Linen definitions after the run: a call of its result in the legacy form is
 split when every branch returns the same definition, and gets a TODO naming
@@ -34,8 +35,9 @@ class Returned:
 
     @property
     def single(self) -> bool:
-        """The same definition in every branch (``DEF``), not a mix."""
-        return self.ty.kind == DEF and self.ty.ref is not None
+        """The same definition in every branch (``DEF``), not a mix (nor definitions of several
+        classes, a ``DEF`` chosen at run time: ``ModuleRef.choices``)."""
+        return self.ty.kind == DEF and self.ty.ref is not None and not self.ty.ref.choices
 
 
 class Factories:

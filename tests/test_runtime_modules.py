@@ -98,3 +98,27 @@ def test_definition_chosen_in_another_file_is_applied_by_the_name_holding_it(tmp
     assert [f for f in findings if f.startswith("train.py")] == [
         "train.py:14: LU202 a call of a Model made in another file by a .partial whose keywords are known "
         "only there: build the Linen module there and hand it over with the params: convert by hand"]
+
+
+def test_factory_of_several_classes_called_in_an_apply_gets_the_todo_naming_it():
+    src = '''\
+from flax import nn
+
+
+def get_norm(kind, train):
+    if kind == 'batch':
+        return nn.BatchNorm.partial(use_running_average=not train)
+    return nn.LayerNorm.partial(epsilon=1e-5)
+
+
+class Net(nn.Module):
+    def apply(self, x, kind='batch', train=True):
+        norm = get_norm(kind, train)
+        return norm(nn.Dense(x, 3))
+'''
+    from linen_upgrade.pipeline import rewrite_text
+
+    result = rewrite_text(src.encode(), "net.py", Config(), [r.id for r in all_rules()])
+    # one TODO at the call, naming the function (no class: the definition is one of two)
+    assert [f.message.partition(":")[0] for f in result.findings] == ["norm calls what get_norm(...) returns"]
+    assert "norm(nn.Dense(3)(x))" in result.new.decode()
