@@ -25,6 +25,13 @@ def has_legacy_classes(ctx: Context) -> bool:
                for c in ctx.facts.classes)
 
 
+def classes_or_cells(ctx: Context) -> bool:
+    """Legacy module classes, or legacy RNN cells' ``initialize_carry``: where LU102 also
+    reads the code outside modules (cells' carries, a legacy attention ``Cache`` passed)."""
+    return has_legacy_classes(ctx) or any(
+        q.startswith("flax.nn.") and q.endswith(".initialize_carry") for q in ctx.facts.qualnames)
+
+
 def _legacy_names(ctx: Context) -> bool:
     return ctx.facts.references("flax.nn", "flax.optim") or any(
         ctx.index.is_legacy_module(q) for q in ctx.facts.qualnames)

@@ -54,6 +54,7 @@ import dataclasses
 
 import libcst as cst
 
+from linen_upgrade.applicability import classes_or_cells
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule
 from linen_upgrade.rules._attention import AttentionCalls, attention_result, cache_to_decode
@@ -127,6 +128,8 @@ class _Transformer(AttentionCalls, CellCalls):
         self._hidden: list[Hidden] = []  # per enclosing function: the names it binds
         self._factories: Factories | None = None
         self._module_callers: dict[int, bool] = {}  # outermost plain function -> _calls_modules()
+        # code outside modules read for a legacy Cache too (not in a file read for its plain functions only)
+        self._outside_modules = classes_or_cells(ctx)
         # (function, local) -> what a function of the run returned into it, when its calls get a TODO
         self._returned: dict[tuple[int, str], Returned] = {}
 
@@ -340,7 +343,7 @@ class _Transformer(AttentionCalls, CellCalls):
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         if isinstance(original.func, cst.Attribute) and original.func.attr.value == "initialize_carry":
             return self._initialize_carry(original, updated)
-        if not self._in_legacy_module():
+        if not self._in_legacy_module() and self._outside_modules:
             self._cache_usage(original)
         if not (self._in_legacy_module() or self._in_plain_function()) or id(original) in self._split:
             return updated
