@@ -45,7 +45,9 @@ Not converted (TODO)
     whose ``features`` cannot be recovered from an ``initialize_carry`` call;
     calls of what a function returns when it returns a module definition in
     some branches only, or one of a class that stays legacy (the modules
-    passed to it are renamed: the TODO says so where it is called).
+    passed to it are renamed: the TODO says so where it is called); such a
+    result passed on or returned from a module body (its calls elsewhere are
+    not followed).
 """
 
 from __future__ import annotations
@@ -217,9 +219,8 @@ class _Transformer(AttentionCalls, CellCalls):
         if not (self._partials and len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name)):
             return True
         if isinstance(value, cst.Call) and isinstance(value.func, (cst.Name, cst.Attribute)) \
-                and (self._in_legacy_module() or self._in_plain_function()) \
-                and node.targets[0].target.value in self._scan().called:
-            self._factory_result(node.targets[0].target.value, value)
+                and (self._in_legacy_module() or self._in_plain_function()):
+            self._factory_result(node)
         if isinstance(value, (cst.Name, cst.Attribute)):
             spec = self._spec(value)
             if spec is not None:
@@ -244,21 +245,34 @@ class _Transformer(AttentionCalls, CellCalls):
         assert self._factories is not None
         return self._factories.returned(call.func, self.resolve(call.func), self.hidden_names())
 
-    def _factory_result(self, name: str, call: cst.Call) -> None:
+    def _factory_result(self, node: cst.Assign) -> None:
         """``norm = make_norm(train)``, then ``norm(x)``: split like the definition the function
         returns (LU201 makes its ``.partial`` Linen); when it returns several, or one of a class
-        that stays legacy, each call gets a TODO naming the function."""
-        returned = self._returned_by(call)
+        that stays legacy, each call gets a TODO naming the function.  Passed on or returned from
+        a module body (or from a plain function that calls it too: a module call), its calls
+        elsewhere are not followed: a TODO here."""
+        name = node.targets[0].target.value  # type: ignore[attr-defined]
+        called = name in self._scan().called
+        if not (called or self._in_legacy_module()):
+            return  # maybe a definition for top-level code (LU201/LU202)
+        returned = self._returned_by(node.value)  # type: ignore[arg-type]
         if returned is None:
             return
         spec = spec_of(returned, self.ctx.index)
-        if spec is not None and not spec.problem:
+        converts = spec is not None and not spec.problem
+        if converts:
             bound = frozenset(k for k, _ in returned.ty.ref.kwargs)  # type: ignore[union-attr]
             self._partials[-1][name] = (spec, bound, "partial", ())
-        else:
+        elif called:
             self._returned[(id(self._functions[-1]), name)] = returned
-            if returned.single:  # where modules are passed to it
-                self.todo(self._factory_todo(name, returned, assigned=True))
+        escapes = self._scan().only_called(node, name) if self._scan().reads.get(name) else None
+        if escapes is not None:
+            self.todo(f"{name} holds what {returned.name}(...) returns (a module definition"
+                      f"{'' if returned.single else ' in some branches'}), passed on or returned ({escapes}): "
+                      f"calls of it elsewhere keep the legacy form {name}(<inputs>, <attributes>); convert them "
+                      f"by hand to {name}(<attributes>)(<inputs>)")
+        elif not converts and returned.single:  # where modules are passed to it
+            self.todo(self._factory_todo(name, returned, assigned=True))
 
     def _factory_todo(self, shown: str, returned: Returned, assigned: bool = False) -> str:
         if returned.single:
