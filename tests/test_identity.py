@@ -251,3 +251,26 @@ def test_a_notebook_beside_a_package_leaves_the_package_its_name(tmp_path):
     train = next(r for r in result.results if r.path.endswith("train.py"))
     assert "return models.MLP(width=3)(x)" in train.new.decode()
     assert train.findings == []
+
+
+def test_a_package_checked_out_under_another_folder_name(tmp_path):
+    """``import mypkg.nets.models`` in a checkout of ``mypkg`` named ``mypkg-main/`` (the corpus's
+    ``google__init2winit/``, google-research/sam as ``google-research__sam/``): the names after the
+    package's own reach the run's file when they name only one."""
+    _write(tmp_path, {
+        "mypkg-main/__init__.py": "",
+        "mypkg-main/nets/__init__.py": "",
+        "mypkg-main/nets/models.py": MLP_B,
+        "mypkg-main/train.py": """\
+            from flax import nn
+            from mypkg.nets import models
+
+
+            class Head(nn.Module):
+              def apply(self, x):
+                return models.MLP(x, width=3)
+            """,
+    })
+    files = _upgrade(tmp_path)
+    assert "return models.MLP(width=3)(x)" in files["mypkg-main/train.py"][0]
+    assert files["mypkg-main/train.py"][1] == []

@@ -142,6 +142,11 @@ class ModuleTable:
         found = self.tails.get(module, [])
         if len(found) == 1:
             return found[0]
+        # ``sam.sam_jax.models`` run on a checkout of the ``sam`` package under another folder name
+        # (``google-research__sam/``): the names after the package's own, when they are one file's
+        rest = self.tails.get(".".join(parts[1:]), []) if len(parts) > 2 else []
+        if len(rest) == 1:
+            return rest[0]
         # ``lra.models.layers`` run on ``lra/models/``: the import's first folders lie above the run
         # (two names at least: one alone says too little)
         above = [self.root, os.path.dirname(self.root), os.path.dirname(os.path.dirname(self.root))]
