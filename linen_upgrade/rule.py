@@ -79,6 +79,10 @@ class Context:
     # are about (LU301's "feeds flax.optim code" once LU302 converts that code): rules talk
     # through these marks, never by matching each other's comment text
     withdrawable: dict[str, set[str]] = field(default_factory=dict)
+    # LU202 -> LU302: the Linen apply of the module an optimizer's target was made from, where a
+    # name holding it is visible at ``opt_def.create(target)`` (a definition chosen at run time):
+    # (enclosing function and class names, target name) -> ``module().apply``
+    apply_fns: dict[tuple[tuple[str, ...], str], str] = field(default_factory=dict)
 
 
 class Rule:

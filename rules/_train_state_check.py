@@ -54,10 +54,11 @@ def _inject(expr: str) -> str | None:
 _STATIC_ARGS = {"optax.adafactor": ("min_dim_size_to_factor",)}
 
 
-def check_uses(plan: Plan, module: cst.Module) -> list[str]:
-    """Why the optimizer code of ``module`` cannot be converted (nothing: it can)."""
+def check_uses(plan: Plan, module: cst.Module, carried: bool = False) -> list[str]:
+    """Why the optimizer code of ``module`` cannot be converted (nothing: it can).  ``carried``:
+    its TrainStates carry the module LU202 applies through ``optimizer.apply_fn``."""
     problems = list(plan.problems)
-    check = _Check(plan, problems)
+    check = _Check(plan, problems, carried)
     module.visit(check)
     check.finish()
     if check.hyper:
@@ -125,9 +126,9 @@ def _function(tx: str) -> str:
 class _Check(FastVisitor):
     """Every use of an optimizer value must be one this rule converts."""
 
-    def __init__(self, plan: Plan, problems: list[str]) -> None:
+    def __init__(self, plan: Plan, problems: list[str], carried: bool = False) -> None:
         super().__init__()
-        self.plan, self.problems = plan, problems
+        self.plan, self.problems, self.carried = plan, problems, carried
         self.ok: set[int] = set()
         self.hyper = 0  # apply_gradient calls with hyper-parameters
         self.plain = 0  # and without
@@ -252,7 +253,8 @@ class _Check(FastVisitor):
             else:
                 self.problems.append(f"optimizer.state.{node.attr.value}")
                 self.ok.add(id(node.value))
-        if self.plan.is_opt(node.value) and node.attr.value != "target":
+        if self.plan.is_opt(node.value) and node.attr.value != "target" \
+                and not (node.attr.value == "apply_fn" and self.carried):
             self.problems.append(f"optimizer.{node.attr.value}")
         if isinstance(node.value, cst.Name) and node.value.value in self.plan.defs:
             self.problems.append(f"{node.value.value}.{node.attr.value} on an optimizer definition")

@@ -78,6 +78,7 @@ class UsageTransformer(RuleTransformer):
         self.subscripts: dict[int, cst.BaseExpression] = {}
         self.helpers: dict[str, str] = {}  # name -> source of a function emitted once into the file
         self._initializers: Initializers | None = None
+        self._carried: dict | None | bool = False  # carried_apply_fns(), once computed
 
     # -- setup -------------------------------------------------------------------
     def visit_Module(self, node: cst.Module) -> bool:
@@ -302,15 +303,20 @@ class UsageTransformer(RuleTransformer):
         choice a class or a ``functools.partial`` of one, so the call is the Linen instance; only
         when every choice splits the legacy arguments into the same call inputs (and no attribute)."""
         scope = self.a.scope_of.get(id(at))
-        if ref.def_var is None or scope is None or not _visible(ref.def_var, scope, self.a):
+        held = ref.def_var is not None and scope is not None and _visible(ref.def_var, scope, self.a)
+        # else the TrainState this Model is the target of, when every one made of such a Model carries its module
+        carried = not held and ref.opt_var is not None and scope is not None \
+            and _visible(ref.opt_var, scope, self.a) and bool(self.carried_apply_fns())
+        if not held and not carried:
             return None, [], ("the module definition is chosen at run time (partials of several classes) and no "
                               "name bound once to it is visible here: hand the Linen module to this function and "
                               "apply it (module.apply), or carry it in the TrainState (apply_fn=module.apply)")
+        holder = ref.def_var[1] if held else f"{ref.opt_var[1]}.apply_fn"  # type: ignore[index]
         splits: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
         inputs: list[cst.Arg] = []
         for choice in ref.choices:
             spec = self.a.spec(choice.qual)
-            which = f"{choice.qual.rpartition('.')[2]}, one of the modules {ref.def_var[1]} may hold"
+            which = f"{choice.qual.rpartition('.')[2]}, one of the modules {holder} may hold"
             if spec is None or spec.problem:
                 return None, [], f"{which}, needs converting by hand"
             fixed = frozenset(k for k, _ in choice.kwargs)
@@ -322,9 +328,38 @@ class UsageTransformer(RuleTransformer):
                 return None, [], f"{which}: {problem}"
             splits.add((tuple(map(_CODE, ctor)), tuple(map(_CODE, inputs))))
         if len(splits) != 1 or next(iter(splits))[0]:
-            return None, [], (f"the modules {ref.def_var[1]} may hold split this call's arguments differently "
+            return None, [], (f"the modules {holder} may hold split this call's arguments differently "
                               "(or it passes constructor attributes): apply each by hand")
-        return cst.Call(func=cst.Name(ref.def_var[1])), inputs, None
+        if carried:  # the apply function itself (apply_call writes it as it is)
+            return cst.Attribute(cst.Name(ref.opt_var[1]), cst.Name("apply_fn")), inputs, None  # type: ignore
+        return cst.Call(func=cst.Name(ref.def_var[1])), inputs, None  # type: ignore[index]
+
+    def carried_apply_fns(self) -> dict[tuple[tuple[str, ...], str], str | None] | None:
+        """Each ``opt_def.create(model)`` of a Model of a definition chosen at run time, where a
+        name holding the definition is visible: (enclosing functions, ``model``) -> that module's
+        apply, for LU302's ``TrainState.create(apply_fn=...)``; None when one such create has no
+        such name, a target other than a name, or a key two modules share (then no TrainState
+        can be trusted to carry it)."""
+        if self._carried is not False:
+            return self._carried  # type: ignore[return-value]
+        found: dict[tuple[tuple[str, ...], str], str | None] | None = {}
+        for scope, call in self.a.calls:
+            if not (isinstance(call.func, cst.Attribute) and call.func.attr.value == "create"):
+                continue
+            t = self.a.ty(call, scope)
+            if t is None or t.kind != OPTIM or t.ref is None or not t.ref.choices:
+                continue
+            target = self.a.arg(call, 0, "target")
+            var = t.ref.def_var
+            if var is None or not isinstance(target, cst.Name) or not _visible(var, scope, self.a):
+                found = None
+                break
+            key, value = (enclosing_names(call, self.a.parent), target.value), f"{var[1]}().apply"
+            found[key] = value if found.get(key, value) == value else None
+        if found is not None and None in found.values():
+            found = None  # one name given two definitions' Models in one function: which one is unknown
+        self._carried = found
+        return found
 
     def adapt_initializers(self, args: list[cst.Arg], qual: str, legacy: tuple[str, ...],
                            at: cst.CSTNode) -> list[cst.Arg]:
@@ -371,6 +406,17 @@ class UsageRule(Rule):
 
 
 _CODE = cst.Module([]).code_for_node
+
+
+def enclosing_names(node: cst.CSTNode, parent: dict[int, cst.CSTNode]) -> tuple[str, ...]:
+    """The functions and classes around ``node``, outermost first (LU302 keys its creates alike)."""
+    names: list[str] = []
+    p = parent.get(id(node))
+    while p is not None:
+        if isinstance(p, (cst.FunctionDef, cst.ClassDef)):
+            names.append(p.name.value)
+        p = parent.get(id(p))
+    return tuple(reversed(names))
 
 
 def _visible(def_var: tuple[int, str], scope: Scope, a: Analysis) -> bool:

@@ -262,7 +262,12 @@ class Analysis:
                 return self._global_ty(qual)
             base = self.ty(expr.value, scope)
             if base is not None and base.kind == OPTIM and expr.attr.value == "target":
-                return Ty(MODEL, base.ref)
+                ref, holder = base.ref, expr.value
+                if ref is not None and ref.choices and isinstance(holder, cst.Name):
+                    found = scope.lookup(holder.value)
+                    if found is not None and found.bound.get(holder.value) == 1:
+                        ref = replace(ref, opt_var=(id(found), holder.value))
+                return Ty(MODEL, ref)
             if base is not None and base.kind == INSTANCE and base.func[0] == FOREIGN:
                 return dict(base.items).get(expr.attr.value)
             if base is not None and base.kind == INSTANCE:

@@ -62,8 +62,9 @@ class SiteCalls(UsageTransformer):
             collections.append("intermediates")
         if collections:
             extra.append(kwarg("mutable", cst.List([cst.Element(string(c)) for c in collections])))
-        call = cst.Call(func=cst.Attribute(value=ctor, attr=cst.Name("apply")),
-                        args=comma_list([cst.Arg(cst.Dict(variables)), *inputs, *extra]))
+        # a constructor call, or (a TrainState's apply_fn) already the apply function
+        apply = ctor if isinstance(ctor, cst.Attribute) else cst.Attribute(value=ctor, attr=cst.Name("apply"))
+        call = cst.Call(func=apply, args=comma_list([cst.Arg(cst.Dict(variables)), *inputs, *extra]))
         return call, bool(collections), None
 
     def _inputs_by_shape(self, specs: cst.BaseExpression) -> list[cst.Arg] | None:

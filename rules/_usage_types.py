@@ -38,9 +38,12 @@ class ModuleRef:
     # them): the definitions it may be (qual RUNTIME); its Linen instance is the value it is bound to
     # (def_var) called, ``module()``, as the partials become functools.partials (LU201)
     choices: tuple[ModuleRef, ...] = ()
+    # (binding scope, name) of the optimizer whose target a Model of such a definition is
+    # (``optimizer.target``): where the definition is not visible, the TrainState's apply_fn applies it
+    opt_var: tuple[int, str] | None = None
 
     def without_var(self) -> ModuleRef:
-        return replace(self, def_var=None)
+        return replace(self, def_var=None, opt_var=None)
 
 
 def chosen(a: ModuleRef, b: ModuleRef) -> ModuleRef:

@@ -49,7 +49,11 @@ What it does
     where that name is visible (the function itself, closures such as a
     jitted ``train_step`` defined there) become ``module().apply(...)``:
     each partial is a ``functools.partial`` (LU201), so ``module()`` is the
-    Linen instance.
+    Linen instance.  An optimizer made of such a Model where that name is
+    visible becomes a TrainState carrying it (``apply_fn=module().apply``,
+    LU302), and a step that only gets the optimizer applies it through
+    ``optimizer.apply_fn(...)`` -- when every such optimizer of the file is
+    made so.
 Why
     Linen modules hold no parameters: the guide passes params explicitly
     and ``apply`` reads the variables; a gradient with respect to params is
@@ -69,9 +73,10 @@ Not converted (TODO)
     over Models mixed with other values; the calls of a module whose ``apply``
     needs a person (``CallSpec.problem``); a Model of a definition chosen
     at run time applied where no name bound once to that definition is
-    visible (a top-level train step: hand it the module, or carry it in the
-    TrainState's ``apply_fn``), or whose classes split the call's arguments
-    differently.
+    visible, nor an optimizer carrying it (a top-level train step given
+    ``optimizer.target`` of an optimizer made in ``create_optimizer(model)``:
+    hand the step the module, or carry it in the TrainState's ``apply_fn``),
+    or whose classes split the call's arguments differently.
 """
 
 from __future__ import annotations
@@ -142,6 +147,12 @@ def _model_conflict(t) -> bool:
 
 class _Transformer(Collections, Escapes, SiteCalls):
     owns = frozenset({"model", "method", "call", "create", "truncated"})
+
+    def visit_Module(self, node: cst.Module) -> bool:
+        result = super().visit_Module(node)
+        # the TrainStates LU302 makes of Models of definitions chosen at run time carry their module
+        self.ctx.apply_fns.update(self.carried_apply_fns() or {})  # type: ignore[arg-type]
+        return result
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
         if id(original) not in self.a.scope_of:

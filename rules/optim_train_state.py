@@ -6,7 +6,9 @@ What it does
     (each branch gets its transform) -- and inside a helper function that
     returns the optimizer) becomes ``optimizer = train_state.TrainState.create(
     apply_fn=None, params=params, tx=<optax expression>)`` (the expression of
-    ``linen_upgrade/tables/optimizers.py``, as LU301 writes it).  The variable
+    ``linen_upgrade/tables/optimizers.py``, as LU301 writes it; ``apply_fn=
+    module().apply`` where LU202 applies the Model through it: a definition
+    chosen at run time, held by ``module`` there).  The variable
     keeps its name, so signatures, ``jax.jit``/``pmap`` and
     ``jax_utils.replicate``/``unreplicate`` keep working: a ``TrainState`` is a
     pytree.  On the values that hold the optimizer (followed by name through
@@ -129,6 +131,18 @@ class _Transformer(RuleTransformer):
         self._indent: list[str] = []
         self.uses_jax = self.uses_jax_utils = False
         self._taken: set[str] = set()
+        self._around: list[str] = []  # the functions and classes being visited (LU202's apply_fns keys)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self._around.append(node.name.value)
+        return True
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        self._around.pop()
+        return updated
+
+    visit_ClassDef = visit_FunctionDef  # type: ignore[assignment]
+    leave_ClassDef = leave_FunctionDef  # type: ignore[assignment]
 
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> bool:
         assert self._module is not None
@@ -141,7 +155,8 @@ class _Transformer(RuleTransformer):
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
-        problems = check_uses(self.plan, node) + self._shared_problems
+        carried = any(self.ctx.apply_fns.values())  # LU202 applies Models through optimizer.apply_fn
+        problems = check_uses(self.plan, node, carried) + self._shared_problems
         self._taken = _optim.names_in(node)
         if problems:
             self.blocked = True
@@ -159,8 +174,11 @@ class _Transformer(RuleTransformer):
         if id(original) in self.plan.creates:
             tx, target = self.plan.creates[id(original)]
             assert self._module is not None
-            new = cst.parse_expression(
-                f"train_state.TrainState.create(apply_fn=None, params={self._module.code_for_node(target)}, tx={tx})")
+            # the module of a target made from a definition chosen at run time, as LU202 found it
+            apply_fn = self.ctx.apply_fns.get((tuple(self._around), self._module.code_for_node(target))) \
+                if isinstance(target, cst.Name) else None
+            new = cst.parse_expression(f"train_state.TrainState.create(apply_fn={apply_fn}, "
+                                       f"params={self._module.code_for_node(target)}, tx={tx})")
             self.fixed(f"{dotted(original.func) or '.create'}(...) -> train_state.TrainState.create(...)")
             indent = "".join(self._indent)
             return format_expression(new, indent, len(indent) + 12).with_changes(lpar=original.lpar, rpar=original.rpar)
