@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from linen_upgrade.resolve import dotted
-from linen_upgrade.rule import Context
+from linen_upgrade.rule import Context, FastVisitor
 from linen_upgrade.rules._modules import CallSpec, spec_for_qual
 from linen_upgrade.rules._usage_types import CONFLICT, DEF, Ty
 
@@ -47,6 +47,7 @@ class Factories:
         self.module = module
         self.ctx = ctx
         self._own = None  # this file's analysis, made on first need
+        self._functions: set[str] | None = None  # names of this file's functions (not methods)
 
     def returned(self, func: cst.BaseExpression, qual: str | None, hidden) -> Returned | None:
         """``func`` as called (``get_norm`` or ``model_utils.get_norm``); ``qual``: what it
@@ -72,6 +73,16 @@ class Factories:
             return None
         return Returned(dotted(func) or name, t)
 
+    def is_function(self, func: cst.BaseExpression, qual: str | None) -> bool:
+        """Does ``func`` name a function of the run (this file's, at any depth, or a top-level
+        one of another file that mentions flax), rather than a module class or a library's?"""
+        if qual is None:
+            if self._functions is None:
+                self._functions = _function_names(self.module)
+            return isinstance(func, cst.Name) and func.value in self._functions
+        module = qual.rpartition(".")[0]
+        return module in self.ctx.index.flax_modules and not self.ctx.index.is_legacy_module(qual)
+
     def _analysis(self):
         if self._own is None:
             from linen_upgrade.rules._usage_analysis import Analysis
@@ -86,3 +97,20 @@ def spec_of(returned: Returned, index) -> CallSpec | None:
     if not returned.single:
         return None
     return spec_for_qual(returned.ty.ref.qual, index)  # type: ignore[union-attr]
+
+
+def _function_names(module: cst.Module) -> set[str]:
+    names: set[str] = set()
+
+    class _Defs(FastVisitor):
+        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+            for stmt in node.body.body:  # methods are called through self, not by name
+                if isinstance(stmt, cst.FunctionDef):
+                    stmt.body.visit(self)
+            return False
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+            names.add(node.name.value)
+
+    module.visit(_Defs())
+    return names

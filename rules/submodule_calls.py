@@ -46,8 +46,9 @@ Not converted (TODO)
     calls of what a function returns when it returns a module definition in
     some branches only, or one of a class that stays legacy (the modules
     passed to it are renamed: the TODO says so where it is called); such a
-    result passed on or returned from a module body (its calls elsewhere are
-    not followed).
+    result passed on or returned from a module body, and a module definition
+    handed to a function of the run (``features(x, conv)``): their calls
+    elsewhere are not followed.
 """
 
 from __future__ import annotations
@@ -274,6 +275,35 @@ class _Transformer(AttentionCalls, CellCalls):
         elif not converts and returned.single:  # where modules are passed to it
             self.todo(self._factory_todo(name, returned, assigned=True))
 
+    def _check_handed_over(self, call: cst.Call) -> None:
+        """``features(x, conv)`` with ``conv`` a module definition (a class, a ``.partial``, a local
+        holding one), ``features`` a function of the run: converted here, it is still called
+        in the legacy form there (this rule splits the calls of what it can trace, not of a
+        function's parameters)."""
+        if not isinstance(call.func, (cst.Name, cst.Attribute)) or self._spec(call.func) is not None or (
+                self._in_plain_function() and not self._calls_modules()):
+            return  # a module call, or maybe top-level code (LU201/LU202 follow definitions there)
+        assert self._factories is not None
+        for a in call.args:
+            v = a.value
+            if isinstance(v, cst.Call) and isinstance(v.func, cst.Attribute) and v.func.attr.value in (
+                    "partial", "shared"):
+                v = v.func.value
+            local = isinstance(v, cst.Name) and v.value in self._partials[-1] and self._becomes_linen(v.value)
+            if (local or self._spec(v) is not None) and self._factories.is_function(call.func, self.resolve(call.func)) \
+                    and self._returned_by(call) is None:  # a function returning definitions: its calls' TODO
+                shown = _name(a.value) if not isinstance(a.value, cst.Call) else f"{_name(v)}.partial(...)"
+                self.todo(f"{shown} is handed to {_name(call.func)}(...), whose calls of it keep the legacy form "
+                          f"(inputs first) while it becomes a Linen definition here: convert them by hand to "
+                          "<module>(<attributes>)(<inputs>)")
+
+    def _becomes_linen(self, name: str) -> bool:
+        """Is the local ``name`` a definition LU103 makes a Linen one?  Not a ``.shared()``
+        instance (called with inputs only, as in legacy), nor a partial fixing call inputs
+        that cannot move to its calls (LU103 leaves it legacy with a TODO)."""
+        spec, bound, kind, carried = self._partials[-1][name]
+        return kind != "shared" and not (bound & spec.inputs and not carried)
+
     def _factory_todo(self, shown: str, returned: Returned, assigned: bool = False) -> str:
         if returned.single:
             qual = returned.ty.ref.qual.rpartition(".")[2]  # type: ignore[union-attr]
@@ -362,6 +392,7 @@ class _Transformer(AttentionCalls, CellCalls):
         if not (self._in_legacy_module() or self._in_plain_function()) or id(original) in self._split:
             return updated
         func = original.func
+        self._check_handed_over(original)
         returned = self._returned.get((id(self._functions[-1]), func.value)) \
             if isinstance(func, cst.Name) and self._functions else None
         made = None  # make_norm(train)(x): the call spec of the one definition it returns
