@@ -54,6 +54,11 @@ def _inject(expr: str) -> str | None:
 _STATIC_ARGS = {"optax.adafactor": ("min_dim_size_to_factor",)}
 
 
+# LU202 applies a Model of a definition chosen at run time through the optimizer's apply_fn (a
+# TrainState's): where the optimizer stays legacy, those calls need it (the same words on a re-run)
+APPLY_FN_NEEDED = "the module calls written as optimizer.apply_fn(...) need this TrainState"
+
+
 def check_uses(plan: Plan, module: cst.Module, carried: bool = False) -> list[str]:
     """Why the optimizer code of ``module`` cannot be converted (nothing: it can).  ``carried``:
     its TrainStates carry the module LU202 applies through ``optimizer.apply_fn``."""
@@ -66,6 +71,8 @@ def check_uses(plan: Plan, module: cst.Module, carried: bool = False) -> list[st
             problems.append("apply_gradient with hyper-parameters at some calls and without at others "
                             "(legacy uses the definition's values where none are given)")
         _inject_all(plan, problems, check.hyper_keys)
+    if check.apply_fn_used or (carried and problems):
+        problems.append(APPLY_FN_NEEDED)
     return problems
 
 
@@ -129,6 +136,7 @@ class _Check(FastVisitor):
     def __init__(self, plan: Plan, problems: list[str], carried: bool = False) -> None:
         super().__init__()
         self.plan, self.problems, self.carried = plan, problems, carried
+        self.apply_fn_used = False  # optimizer.apply_fn(...) where LU202 did not write it in this run
         self.ok: set[int] = set()
         self.hyper = 0  # apply_gradient calls with hyper-parameters
         self.plain = 0  # and without
@@ -253,8 +261,9 @@ class _Check(FastVisitor):
             else:
                 self.problems.append(f"optimizer.state.{node.attr.value}")
                 self.ok.add(id(node.value))
-        if self.plan.is_opt(node.value) and node.attr.value != "target" \
-                and not (node.attr.value == "apply_fn" and self.carried):
+        if self.plan.is_opt(node.value) and node.attr.value == "apply_fn":
+            self.apply_fn_used = self.apply_fn_used or not self.carried
+        elif self.plan.is_opt(node.value) and node.attr.value != "target":
             self.problems.append(f"optimizer.{node.attr.value}")
         if isinstance(node.value, cst.Name) and node.value.value in self.plan.defs:
             self.problems.append(f"{node.value.value}.{node.attr.value} on an optimizer definition")
