@@ -261,17 +261,17 @@ class _Transformer(AttentionCalls, CellCalls):
             return
         spec = spec_of(returned, self.ctx.index)
         converts = spec is not None and not spec.problem
-        if converts:
+        scan = self._scan()
+        if converts and len(scan.bindings.get(name, [])) == 1:
             bound = frozenset(k for k, _ in returned.ty.ref.kwargs)  # type: ignore[union-attr]
             self._partials[-1][name] = (spec, bound, "partial", ())
-        elif called:
+        elif called:  # bound again elsewhere, maybe to something else: its calls get a TODO
             self._returned[(id(self._functions[-1]), name)] = returned
-        escapes = self._scan().only_called(node, name) if self._scan().reads.get(name) else None
-        if escapes is not None:
+        if any(c is None for _, c in scan.reads.get(name, [])):
             self.todo(f"{name} holds what {returned.name}(...) returns (a module definition"
-                      f"{'' if returned.single else ' in some branches'}), passed on or returned ({escapes}): "
-                      f"calls of it elsewhere keep the legacy form {name}(<inputs>, <attributes>); convert them "
-                      f"by hand to {name}(<attributes>)(<inputs>)")
+                      f"{'' if returned.single else ' in some branches'}) and is passed on or returned: calls of it "
+                      f"elsewhere keep the legacy form {name}(<inputs>, <attributes>); convert them by hand to "
+                      f"{name}(<attributes>)(<inputs>)")
         elif not converts and returned.single:  # where modules are passed to it
             self.todo(self._factory_todo(name, returned, assigned=True))
 
@@ -305,9 +305,12 @@ class _Transformer(AttentionCalls, CellCalls):
         return kind != "shared" and not (bound & spec.inputs and not carried)
 
     def _factory_todo(self, shown: str, returned: Returned, assigned: bool = False) -> str:
+        spec = spec_of(returned, self.ctx.index)
+        if spec is not None and not spec.problem:
+            return (f"{shown} calls the definition that {returned.name}(...) returns (Linen after this run: "
+                    f"{shown}(<attributes>)(<inputs>)), and {shown} is bound more than once: convert its calls by hand")
         if returned.single:
             qual = returned.ty.ref.qual.rpartition(".")[2]  # type: ignore[union-attr]
-            spec = spec_of(returned, self.ctx.index)
             why = f" ({spec.problem})" if spec is not None and spec.problem else ""
             what = f"{shown} holds" if assigned else f"{shown} calls"
             return (f"{what} the definition of {qual} that {returned.name}(...) returns, and {qual} stays "
