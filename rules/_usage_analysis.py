@@ -277,7 +277,8 @@ class Analysis:
                 return self.env.get((base.func[1], "." + expr.attr.value))
             return None
         if isinstance(expr, cst.Call):
-            return self._call_ty(expr, scope)
+            collection = self._collection_of(expr, scope)
+            return collection if collection is not None else self._call_ty(expr, scope)
         if isinstance(expr, cst.Lambda):
             return Ty(FUNC, func=("plain", id(expr)))
         if isinstance(expr, (cst.Tuple, cst.List)):
@@ -289,9 +290,7 @@ class Analysis:
             key = expr.slice[0].slice if len(expr.slice) == 1 else None
             if isinstance(key, cst.Index) and isinstance(key.value, cst.SimpleString) \
                     and key.value.evaluated_value == self.state_collection:
-                # variables['batch_stats']: what nn.stateful's Collection became
-                holder = self.ty(expr.value, scope)
-                return Ty(STATE, holder.ref if holder is not None and holder.kind == VARIABLES else None)
+                return self._state_of(expr.value, scope)
             base = self.ty(expr.value, scope)
             if base is not None and base.kind == TUPLE and len(expr.slice) == 1:
                 index = expr.slice[0].slice
@@ -315,6 +314,20 @@ class Analysis:
         if i < len(positional):
             return positional[i].value
         return next((a.value for a in call.args if a.keyword is not None and a.keyword.value == keyword), None)
+
+    def _state_of(self, holder_expr: cst.BaseExpression, scope: Scope) -> Ty:
+        """``variables['batch_stats']``: what nn.stateful's Collection became."""
+        holder = self.ty(holder_expr, scope)
+        return Ty(STATE, holder.ref if holder is not None and holder.kind == VARIABLES else None)
+
+    def _collection_of(self, call: cst.Call, scope: Scope) -> Ty | None:
+        """``variables.get('batch_stats', {})`` (LU201's form: a model without state has no
+        such collection) is the state like ``variables['batch_stats']``."""
+        if isinstance(call.func, cst.Attribute) and call.func.attr.value == "get" and call.args \
+                and isinstance(call.args[0].value, cst.SimpleString) \
+                and call.args[0].value.evaluated_value == self.state_collection:
+            return self._state_of(call.func.value, scope)
+        return None
 
     def _call_ty(self, call: cst.Call, scope: Scope) -> Ty | None:
         func = call.func

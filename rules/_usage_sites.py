@@ -208,7 +208,8 @@ class SiteCalls(UsageTransformer):
             [cst.Element(y), cst.Element(holder)], lpar=[], rpar=[])
         self.add_post(original, f"{code(params)} = {code(holder)}['params']")
         if state is not None:
-            self.add_post(original, f"{code(state)} = {code(holder)}[{coll!r}]")
+            # a model without state has no such collection in Linen (legacy gave an empty one)
+            self.add_post(original, f"{code(state)} = {code(holder)}.get({coll!r}, {{}})")
         self.fixed(f"{method} -> Linen init")
         return build("init" if discard else "init_with_output")
 

@@ -14,7 +14,8 @@ What it does
     site is fixed (``_, params = ...`` -> ``params = ...['params']``; ``y,
     params = ...`` -> ``init_with_output`` then ``params = params['params']``;
     ``...[1]`` -> ``...['params']``).  ``with nn.stateful() as state:``
-    around it gives ``state = variables['batch_stats']``; ``with
+    around it gives ``state = variables.get('batch_stats', {})`` (a model
+    without state has no such collection in Linen; legacy gave it empty); ``with
     nn.stochastic(rng):`` gives ``rngs={'params': key, 'dropout': rng}``.
     A module-level ``d = M.partial(**kw)`` becomes ``functools.partial(M,
     **kw)``.  A definition chosen at run time (a factory returning partials
@@ -68,7 +69,7 @@ class ModuleInit(UsageRule):
             "from flax import nn\n\n\nclass Net(nn.Module):\n    def apply(self, x, train=True):\n"
             "        return nn.BatchNorm(x, use_running_average=not train)\n\n\n"
             "y, variables = Net().init_with_output({'params': rng, 'dropout': drop_rng}, x)\n"
-            "params = variables['params']\nstate = variables['batch_stats']\n",
+            "params = variables['params']\nstate = variables.get('batch_stats', {})\n",
             name="stateful and stochastic",
         ),
         NoChange("import flax.linen as nn\n\nvariables = nn.Dense(3).init(rng, x)\n", name="linen"),
