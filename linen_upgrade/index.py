@@ -84,6 +84,9 @@ class ProjectIndex:
     optim_reach: set[str] = field(default_factory=set)
     # modules of the files that use flax.optim themselves (where optimizers are created)
     optim_creators: set[str] = field(default_factory=set)
+    # classes of the run subclassing a legacy built-in (``class StdConv(nn.Conv)``) -> that built-in:
+    # they stay legacy (LU901), and so must the calls of them in other files
+    builtin_subclasses: dict[str, str] = field(default_factory=dict)
     # module name -> path of the run's files (set by the pipeline; empty for a lone source)
     paths: dict[str, str] = field(default_factory=dict)
     # every file of the run named by its path (set by the pipeline; None for a lone source)
@@ -136,6 +139,9 @@ class ProjectIndex:
                     for b in c.bases
                 ]
                 candidates[qual] = (bases, c)
+                builtin = next((b for b in bases if b in BUILTIN_MODULES), None)
+                if builtin is not None:
+                    index.builtin_subclasses[qual] = builtin
         changed = True
         while changed:
             changed = False
