@@ -329,6 +329,8 @@ class _Gen:
                              f"x = nn.Conv(x, features={f}, kernel_size={k}{pad}{self.kinit(spec)})")
             spec.body += self.vec_or_img_norm(spec)
             spec.body.append("x = x.reshape((x.shape[0], -1))")
+        elif kind_in == "seq":
+            spec.body += self.sequence(spec)
         elif kind_in == "tok":
             self.note("Embed")
             spec.body.append(f"x = nn.Embed(x, num_embeddings=11, features={self.width(spec)}"
@@ -372,6 +374,26 @@ class _Gen:
             f"    def {spec.method}(self, z{method_arg}, **unused):\n"
             f"        return self.{helper}({out if out_param else ''})(z)\n")
 
+    def sequence(self, spec: ModuleSpec) -> list[str]:
+        """x: (B, T, F) -> (B, D): self-attention, or an LSTM cell (``.shared``, one
+        module for every step) unrolled from ``initialize_carry``."""
+        r = self.r
+        if self.chance(0.5):
+            self.note("SelfAttention")
+            heads = r.choice(("1", "2"))
+            qkv = r.choice(("4", "6"))
+            return [f"x = nn.SelfAttention(x, num_heads={heads}, qkv_features={qkv}{self.kinit(spec)})",
+                    r.choice(("x = jnp.mean(x, axis=1)", "x = x.reshape((x.shape[0], -1))"))]
+        self.note("LSTMCell")
+        cell = self.fresh(("cell", "lstm", "rnn", "step"))
+        hidden = r.choice((3, 4, 5))
+        inits = self.kinit(spec) + self.kinit(spec, "recurrent_kernel_init")
+        return [f"{cell} = nn.LSTMCell.shared(name={cell!r}{inits})",
+                f"carry = nn.LSTMCell.initialize_carry(jax.random.PRNGKey(0), (x.shape[0],), {hidden})",
+                "for t in range(x.shape[1]):",
+                f"    carry, h = {cell}(carry, x[:, t])",
+                "x = h"]
+
     def vec_or_img_norm(self, spec: ModuleSpec) -> list[str]:
         if self.chance(0.5):
             self.note("BatchNorm")
@@ -406,6 +428,10 @@ class _Gen:
             subs.append(self.module("vec", list(subs), top=False))
         self.note(f"user modules: {n_subs + 1}")
         kind_in = r.choice(("vec", "vec", "vec", "img", "tok"))
+        # sequences (attention, recurrent cells) come from a stream of their own: the programs
+        # every other seed draws, and the bugs recorded against them, stay as they were
+        if random.Random(self.seed * 7919 + 1).random() < 0.2:
+            kind_in = "seq"
         top = self.module(kind_in, subs, top=True)
         self.note(f"input: {kind_in}")
         sources = [self.module_source(s) for s in subs]
@@ -430,7 +456,7 @@ class _Gen:
             header = _HEADER
         classes = "\n\n".join(sources + [self.module_source(top)])
         shape, dtype = {"vec": ((BATCH, 5), "float32"), "img": ((BATCH, 6, 6, 3), "float32"),
-                        "tok": ((BATCH, 4), "int32")}[kind_in]
+                        "tok": ((BATCH, 4), "int32"), "seq": ((BATCH, 3, 4), "float32")}[kind_in]
         kwargs, usage = self.usage(top, shape, dtype)
         source = header + "\n\n" + classes + "\n\n" + "".join(f + "\n\n" for f in self.functions) + usage
         # an adaptive optimizer scales the rounding noise of gradients that are truly zero (a bias
