@@ -26,6 +26,7 @@ FOLDERS = (
 # imports reach: path -> our own stand-in source, or None for a module whose
 # every attribute is a stand-in (used only at run time, by code no case calls)
 PLACEHOLDERS: Dict[str, Dict[str, Optional[str]]] = {
+    "google__flax": {"examples/vae/utils.py": None},
     "google__init2winit": {"init2winit/model_lib/metrics.py": None, "init2winit/checkpoint.py": None},
     "markusschmitt__vmc_jax": {
         "jVMC/global_defs.py": "import numpy as np\ntReal = np.float64\ntCpx = np.complex128\n",
@@ -52,7 +53,9 @@ class Case(NamedTuple):
 
     @property
     def name(self) -> str:
-        return f"{self.folder.split('__')[-1]}:{self.file.rsplit('/', 1)[-1][:-3]}.{self.module}"
+        # the file's folder too: two model files of one corpus folder may share a name (models.py)
+        path = "/".join(self.file[:-3].split("/")[-2:])
+        return f"{self.folder.split('__')[-1]}:{path}.{self.module}"
 
 
 FLAX = "google__flax"
@@ -64,6 +67,8 @@ ML07 = "mlcommons__training_results_v0.7"
 ML10 = "mlcommons__training_results_v1.0"
 _ML07_RESNET = "Google/benchmarks/resnet/implementations/resnet-research-JAX-tpu-v3-8192/models.py"
 _ML10_RESNET = "Google/benchmarks/resnet/implementations/resnet-research-JAX-Distributed-Shampoo-tpu-v4-256/models.py"
+_ML07_SSD = "Google/benchmarks/ssd/implementations/ssd-research-JAX-tpu-v3-4096/resnet34/models.py"
+_ML10_UNET = "Google/benchmarks/unet3d/implementations/unet3d-preview-JAX-tpu-v4-1024/models/layers.py"
 
 _UNET = {"normalization": "instancenorm", "activation": "relu"}
 _LRA_SMALL = {"emb_dim": 16, "num_heads": 2, "qkv_dim": 16, "mlp_dim": 32, "num_layers": 1,
@@ -89,13 +94,18 @@ CASES: Tuple[Case, ...] = (
     Case(FLAX, "examples/vae/train.py", "Encoder", ("2,784",), {"latents": 4}, kind="VAE encoder"),
     Case(FLAX, "examples/ppo/models.py", "ActorCritic", ("2,84,84,4",), {"num_outputs": 3},
          kind="CNN, two heads"),
-    Case(FLAX, "examples/wip/moco/model_resnet.py", "ResNet", ("2,32,32,3",),
+    # 64x64 and a batch of 4: the deepest BatchNorm sees 2x2x4 values, not 1x1x2 (whose two
+    # normalized values are +-1 whatever the input, so its gradients are rounding noise)
+    Case(FLAX, "examples/wip/moco/model_resnet.py", "ResNet", ("4,64,64,3",),
          {"num_outputs": 10, "num_filters": 4, "block_sizes": [1, 1, 1, 1]}, kind="ResNet, BatchNorm"),
     Case(FLAX, "examples/sst2/model.py", "MLP", ("2,8",),
          {"hidden_size": 16, "output_size": 3, "dropout": 0.5}, kind="MLP, dropout"),
     Case(FLAX, "examples/sst2/model.py", "LSTMClassifier", ("2,5,8", "2:int32"),
          {"hidden_size": 8, "output_size": 3, "dropout": 0.5, "emb_dropout": 0.5},
          kind="recurrent (LSTM)"),
+    Case(FLAX, "examples/graph/models.py", "MLP", ("2,8",), {"features": 4}, kind="MLP (graph example)"),
+    Case(FLAX, "examples/nlp_seq/models.py", "Transformer", ("2,8:int32",),
+         {"vocab_size": 20, "output_vocab_size": 5, **_LRA_SMALL}, kind="Transformer tagger"),
     Case(FLAX, "examples/lm1b/models.py", "TransformerLM", ("2,8:int32",),
          {"vocab_size": 20, **_LRA_SMALL}, kind="Transformer LM, attention"),
     # google/init2winit
@@ -124,7 +134,36 @@ CASES: Tuple[Case, ...] = (
           "window_sizes": [2, 2], "window_paddings": ["SAME", "SAME"], "strides": [2, 2],
           "num_dense_units": [16], "activation_fn": "relu", "normalizer": "batch_norm"},
          kind="CNN, max pooling, BatchNorm"),
+    Case(I2W, "init2winit/model_lib/adabelief_densenet.py", "DenseNet", ("2,32,32,3",),
+         {"num_layers": 121, "num_outputs": 10, "growth_rate": 4, "reduction": 0.5},
+         kind="DenseNet, BatchNorm"),
+    Case(I2W, "init2winit/model_lib/resnet.py", "ResNet", ("2,32,32,3",),
+         {"num_outputs": 10, "num_filters": 4, "num_layers": 18}, kind="ResNet, BatchNorm"),
+    Case(I2W, "init2winit/model_lib/transformer_lm.py", "TransformerLM", ("2,8:int32",),
+         {"vocab_size": 20, "emb_dim": 16, "num_heads": 2, "qkv_dim": 16, "mlp_dim": 32, "num_layers": 1,
+          "max_len": 32}, kind="Transformer LM, attention"),
+    Case(I2W, "init2winit/model_lib/nqm.py", "NQMLoss", ("2,4", "4,4", "4,4"), {},
+         kind="noisy quadratic model"),
     # google-research/long-range-arena
+    Case(LRA, "lra_benchmarks/models/layers/common_layers.py", "Embed", ("2,8:int32",),
+         {"num_embeddings": 20, "features": 16}, kind="embedding"),
+    Case(LRA, "lra_benchmarks/models/transformer/transformer.py", "TransformerEncoder",
+         ("2,8:int32",), {"vocab_size": 20, **_LRA_SMALL}, kind="Transformer encoder"),
+    Case(LRA, "lra_benchmarks/models/transformer/transformer.py", "TransformerBlock",
+         ("2,8,16",), {"qkv_dim": 16, "mlp_dim": 32, "num_heads": 2}, kind="Transformer block"),
+    Case(LRA, "lra_benchmarks/models/local/local.py", "LocalTransformerEncoder",
+         ("2,8:int32",), {"vocab_size": 20, "block_size": 4, **_LRA_SMALL}, kind="Transformer encoder (local)"),
+    Case(LRA, "lra_benchmarks/models/sinkhorn_transformer/sinkhorn_transformer.py", "SinkhornTransformerEncoder",
+         ("2,8:int32",), {"vocab_size": 20, "block_size": 4, **_LRA_SMALL},
+         kind="Transformer encoder (Sinkhorn)"),
+    Case(LRA, "lra_benchmarks/models/synthesizer/synthesizer.py", "SynthesizerEncoder",
+         ("2,8:int32",), {"vocab_size": 20, **_LRA_SMALL}, kind="Transformer encoder (Synthesizer)"),
+    Case(LRA, "lra_benchmarks/models/performer/performer.py", "PerformerEncoder",
+         ("2,8:int32",), {"vocab_size": 20, **_LRA_SMALL}, kind="Transformer encoder (Performer, random features)"),
+    Case(LRA, "lra_benchmarks/models/linformer/linformer.py", "LinformerEncoder",
+         ("2,8:int32",), {"vocab_size": 20, **_LRA_SMALL}, kind="Transformer encoder (Linformer)"),
+    Case(LRA, "lra_benchmarks/models/reformer/reformer.py", "ReformerEncoder",
+         ("2,8:int32",), {"vocab_size": 20, **_LRA_SMALL}, kind="Transformer encoder (Reformer)"),
     Case(LRA, "lra_benchmarks/models/layers/common_layers.py", "MlpBlock", ("2,8,16",),
          {"mlp_dim": 32, "dropout_rate": 0.2}, kind="Transformer MLP block, dropout"),
     Case(LRA, "lra_benchmarks/models/layers/common_layers.py", "AddPositionEmbs", ("2,8,16",),
@@ -154,11 +193,27 @@ CASES: Tuple[Case, ...] = (
          kind="complex RBM (user initializer)"),
     Case(VMC, "jVMC/nets/ffn.py", "FFN", ("2,6:int32",), {"layers": [4, 4]}, kind="feed-forward (physics)"),
     Case(VMC, "jVMC/nets/rnn.py", "RNNCell", ("2,4", "2,2"), {"hiddenSize": 4}, kind="recurrent cell"),
+    Case(VMC, "jVMC/nets/cnn.py", "CNN", ("6:int32",), {"F": [3], "channels": [4], "strides": [1]},
+         kind="CNN, periodic padding (physics)"),
+    Case(VMC, "jVMC/nets/rnn.py", "RNN", ("6:int32",), {"L": 6, "hiddenSize": 4}, kind="RNN (scan, physics)"),
+    Case(VMC, "jVMC/nets/lstm.py", "LSTM", ("6:int32",), {"L": 6, "hiddenSize": 4}, kind="LSTM (scan, physics)"),
     Case(VMC, "jVMC/nets/lstm.py", "LSTMCell", ("2,4", "2,2"), {}, kind="recurrent cell (LSTM)"),
     # mlcommons training results v0.7 and v1.0 (MLPerf ResNet-50, 3D U-Net layers)
     Case(ML07, _ML07_RESNET, "ResidualBlock", ("2,8,8,16",), {"filters": 4}, kind="ResNet bottleneck, BatchNorm"),
-    Case(ML07, _ML07_RESNET, "ResNet", ("2,32,32,3",), {"num_classes": 10, "num_filters": 4},
+    Case(ML07, _ML07_RESNET, "ResNet", ("4,64,64,3",), {"num_classes": 10, "num_filters": 4},
          kind="ResNet-50, BatchNorm"),
+    Case(ML07, _ML07_RESNET, "FakeResNet", ("2,8,8,3",), {"num_classes": 10}, kind="BatchNorm + Dense"),
+    Case(ML07, _ML07_SSD, "ResidualBlock", ("2,8,8,4",), {"filters": 4, "parameters": {"dtype": "float32"}},
+         kind="ResNet-34 block, BatchNorm (SSD)"),
+    Case(ML07, _ML07_SSD, "ResNet", ("2,32,32,3",),
+         {"num_classes": 10, "num_filters": 4, "parameters": {"dtype": "float32"}}, kind="ResNet-34 backbone (SSD)"),
+    Case(ML10, _ML10_RESNET, "ResNet", ("4,64,64,3",), {"num_classes": 10, "num_filters": 4},
+         kind="ResNet-50, BatchNorm"),
+    Case(ML10, _ML10_UNET, "ConvBlockFactory", ("2,8,8,8,2",),
+         {"in_channels": 2, "out_channels": 4, "normalization": "none", "activation": "relu"},
+         kind="3D conv block"),
+    Case(ML10, _ML10_UNET, "OutputLayer", ("2,8,8,8,4",), {"in_channels": 4, "n_class": 3},
+         kind="3D 1x1 conv"),
     Case(ML10, _ML10_RESNET, "ResidualBlock", ("2,8,8,16",), {"filters": 4}, kind="ResNet bottleneck, BatchNorm"),
     Case(ML10, "Google/benchmarks/unet3d/implementations/unet3d-preview-JAX-tpu-v4-1024/models/layers.py",
          "InputBlock", ("2,8,8,8,1",), dict(_UNET, in_channels=1, out_channels=4),
