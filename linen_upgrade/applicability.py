@@ -63,7 +63,8 @@ APPLIES: dict[str, Callable[[Context], bool]] = {
     and has_legacy_classes(ctx),
     # legacy module calls in module classes, and in the plain functions their applies call
     "LU102": lambda ctx: has_legacy_classes(ctx) or _legacy_names(ctx),
-    "LU103": lambda ctx: bool(ctx.facts.attributes & {"partial", "shared"}) and has_legacy_classes(ctx),
+    "LU103": lambda ctx: bool(ctx.facts.attributes & {"partial", "shared"})
+    and (has_legacy_classes(ctx) or _legacy_names(ctx)),
     "LU104": lambda ctx: bool(ctx.facts.attributes & {"param", "state", "get_param", "is_stateful"}
                               or ctx.facts.references("flax.nn.make_rng")) and has_legacy_classes(ctx),
     "LU201": _usage,
