@@ -69,6 +69,13 @@ class ModuleParts(RuleTransformer):
         if "super().apply" in cst.Module([]).code_for_node(cls).replace(" ", ""):
             return ("super().apply(...) calls the parent's legacy apply; in Linen, Module.apply is "
                     "the variables entry point: restructure with the parent's attributes")
+        stored = _stored_on_self(body)
+        if stored:
+            # legacy apply ran on a fresh instance that took any attribute; a Linen module is
+            # frozen outside setup() and raises SetAttributeFrozenModuleError at the assignment
+            return (f"the methods store {stored}, and a Linen module is frozen outside setup(): keep "
+                    "the value in a local and pass it to the methods that read it, build shared "
+                    "submodules in setup(), and re-run")
         return None
 
     def _apply_params(self, cls: cst.ClassDef) -> tuple[Param, ...]:
@@ -316,6 +323,34 @@ def _only_read(fn: cst.FunctionDef, name: str, is_module) -> bool:
 
     fn.body.visit(V())
     return ok and all(id(n) in read for n in loads)
+
+
+def _stored_on_self(body: list) -> str | None:
+    """``self.<name>`` the methods of a class body assign (``self.n = x.shape[0]``,
+    ``self.rnn = RNN.shared(...)``, ``self.k += 1``), quoted; ``None`` when none does."""
+    targets: list[str] = []
+
+    class Stores(cst.CSTVisitor):
+        def _target(self, node: cst.BaseExpression) -> None:
+            if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == "self":
+                targets.append(f"self.{node.attr.value}")
+            elif isinstance(node, (cst.Tuple, cst.List)):
+                for el in node.elements:
+                    self._target(el.value)
+
+        def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+            self._target(node.target)
+
+        def visit_AugAssign(self, node: cst.AugAssign) -> None:
+            self._target(node.target)
+
+        def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+            self._target(node.target)
+
+    for s in body:
+        if isinstance(s, cst.FunctionDef):
+            s.visit(Stores())
+    return ", ".join(dict.fromkeys(targets)) or None
 
 
 def _assigned_values(body) -> dict[str, list[cst.BaseExpression]]:

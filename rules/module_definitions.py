@@ -49,7 +49,9 @@ Not converted (TODO)
     argument has another Linen place (``nn.BatchNorm``'s ``batch_stats``) or
     followed by keyword-only parameters; a parameter with conflicting
     evidence (used as an array and as a Python value); ``@nn.module_method``
-    methods.
+    methods; a class whose methods assign ``self.<name>`` (``self.n =
+    x.shape[0]``, ``self.rnn = RNN.shared(...)``): legacy ran apply on a fresh
+    instance, a Linen module raises at the assignment.
 """
 
 from __future__ import annotations
