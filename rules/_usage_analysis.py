@@ -195,6 +195,13 @@ class Analysis:
                 break
             self.env, self.rets = env, rets
 
+    def _is_partial(self, call: cst.Call, scope: Scope) -> bool:
+        func = call.func
+        qual = self.qual(func, scope) if isinstance(func, (cst.Name, cst.Attribute)) else None
+        return qual == "functools.partial" or qual is None and (
+            isinstance(func, cst.Name) and func.value == "partial"
+            or isinstance(func, cst.Attribute) and dotted(func) == "functools.partial")
+
     def _source_ty(self, scope: Scope, name: str, source: tuple) -> Ty | None:
         kind = source[0]
         if kind == "expr":
@@ -234,11 +241,18 @@ class Analysis:
                 ) -> tuple[cst.FunctionDef | cst.Lambda | None, list[cst.Arg], int]:
         """The function of this file a call runs, through jit/pmap/grad wrappers
         (and how many parameters the call does not pass: a bound method's self)."""
-        t = self.ty(call.func, scope)
-        while t is not None and t.kind == FUNC and t.func[0] in ("same", "grad", "vgrad"):
+        args, shift = list(call.args), 0
+        if self._is_partial(call, scope):  # functools.partial(f, a, k=v) passes f what it fixes
+            if not args or args[0].keyword is not None or any(a.star for a in args):
+                return None, [], 0
+            t, args = self.ty(args[0].value, scope), args[1:]
+        else:
+            t = self.ty(call.func, scope)
+        while t is not None and t.kind == FUNC and t.func[0] in ("same", "grad", "vgrad", "partial"):
+            shift += t.func[2] if t.func[0] == "partial" else 0
             t = t.func[1]
         if t is not None and t.kind == FUNC and t.func[0] in ("plain", "method"):
-            return self.funcs.get(t.func[1]), list(call.args), int(t.func[0] == "method")
+            return self.funcs.get(t.func[1]), args, shift + int(t.func[0] == "method")
         if t is not None and t.kind == CLASS:  # Trainer(model): its __init__(self, model)
             init = self.methods.get(t.func[1], {}).get("__init__")
             return init, list(call.args), 1
@@ -339,12 +353,15 @@ class Analysis:
         if qual in _PRESERVING:
             arg = self.arg(call, _PRESERVING[qual])
             return self.ty(arg, scope) if arg is not None else None
-        if qual == "functools.partial" or (qual is None and isinstance(func, cst.Name) and func.value == "partial") \
-                or (qual is None and isinstance(func, cst.Attribute) and dotted(func) == "functools.partial"):
+        if self._is_partial(call, scope):
             arg = self.arg(call, 0)
             d = self.ty(arg, scope) if arg is not None else None
             if d is not None and d.kind == DEF and d.ref:
                 return Ty(DEF, self._extend(d.ref, call.args[1:]))
+            if self._callee(call, scope)[0] is not None:
+                # a function of this file with arguments fixed: its calls pass the rest, after the
+                # positional ones fixed here
+                return Ty(FUNC, func=("partial", d, sum(a.keyword is None for a in call.args[1:])))
             return None
         if qual in _SAME_SIGNATURE or qual in ("jax.grad", "jax.value_and_grad"):
             arg = self.arg(call, 0, "fun")
@@ -399,6 +416,14 @@ class Analysis:
             return self.rebind(self.rets.get(fid), self.scopes[fid], call, scope, int(kind == "method"))
         if kind == "same":
             return self._apply_func(ft.func[1], call, scope)
+        if kind == "partial":  # what the partial fixed is not this call's: rebind sees only the rest
+            inner = ft.func[1]
+            while inner.kind == FUNC and inner.func[0] == "same":
+                inner = inner.func[1]
+            target, _, offset = self._callee(call, scope)
+            if target is None or inner.func[0] not in ("plain", "method"):
+                return None  # a gradient's argnums count the fixed arguments: not followed
+            return self.rebind(self.rets.get(id(target)), self.scopes[id(target)], call, scope, offset)
         if kind in ("grad", "vgrad"):
             n = ft.func[3]
             arg = self.arg(call, n) if n >= 0 else None

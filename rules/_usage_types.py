@@ -59,6 +59,7 @@ class Ty:
     ref: ModuleRef | None = None
     items: tuple = ()
     # FUNC: ("plain", id(def)) | ("same"|"grad"|"vgrad", inner Ty, has_aux, argnums) | ("external", qual)
+    #     | ("partial", inner Ty, how many positional arguments functools.partial fixed)
     func: tuple = ()
 
 
