@@ -326,8 +326,9 @@ def _only_read(fn: cst.FunctionDef, name: str, is_module) -> bool:
 
 
 def _stored_on_self(body: list) -> str | None:
-    """``self.<name>`` the methods of a class body assign (``self.n = x.shape[0]``,
-    ``self.rnn = RNN.shared(...)``, ``self.k += 1``), quoted; ``None`` when none does."""
+    """``self.<name>`` the methods of a class body other than ``setup`` assign
+    (``self.n = x.shape[0]``, ``self.rnn = RNN.shared(...)``, ``self.k += 1``), quoted;
+    ``None`` when none does."""
     targets: list[str] = []
 
     class Stores(cst.CSTVisitor):
@@ -348,7 +349,7 @@ def _stored_on_self(body: list) -> str | None:
             self._target(node.target)
 
     for s in body:
-        if isinstance(s, cst.FunctionDef):
+        if isinstance(s, cst.FunctionDef) and s.name.value != "setup":  # LU105 builds shared submodules there
             s.visit(Stores())
     return ", ".join(dict.fromkeys(targets)) or None
 
