@@ -77,6 +77,13 @@ def build_from_spec(spec, namespace):
     return eval(code, env)
 
 
+def _randn(rs, shape, dtype):
+    """Standard normal draws of ``shape`` as an array: ``randn()`` of a scalar
+    shape is a Python float (a model whose output is one number: an energy, a loss)."""
+    import numpy as np
+    return np.asarray(rs.randn(*shape), dtype)
+
+
 def make_inputs(specs, seed, int_high):
     import numpy as np
     rs = np.random.RandomState(seed)
@@ -85,7 +92,7 @@ def make_inputs(specs, seed, int_high):
         dt = np.dtype(dtype)
         shape = tuple(int(d) for d in shape)
         if dt.kind == "f":
-            arrays.append(rs.randn(*shape).astype(dt))
+            arrays.append(_randn(rs, shape, dt))
         elif dt.kind in "iu":
             arrays.append(rs.randint(0, int_high, size=shape).astype(dt))
         elif dt.kind == "b":
@@ -255,7 +262,7 @@ def run_job(mod, job):
             projs = []
             for leaf in jax.tree_util.tree_leaves(out_shapes):
                 if jnp.issubdtype(leaf.dtype, jnp.floating):
-                    projs.append(rs.randn(*leaf.shape).astype(np.float32))
+                    projs.append(_randn(rs, leaf.shape, np.float32))
                 else:
                     projs.append(None)
 
@@ -342,7 +349,7 @@ def train_steps(store, cls, params, state0, inputs, kwargs, mode_kw, first_out_s
     opt = opt_def.create(jax.tree_util.tree_map(jnp.asarray, params))
     state = dict(state0)
     for k in range(1, n + 1):
-        projs = [rs.randn(*leaf.shape).astype(np.float32)
+        projs = [_randn(rs, leaf.shape, np.float32)
                  if jnp.issubdtype(leaf.dtype, jnp.floating) else None
                  for leaf in jax.tree_util.tree_leaves(out_shapes)]
         rng = jax.random.PRNGKey(seed + 100 + k)

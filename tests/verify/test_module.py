@@ -121,3 +121,24 @@ def test_module_level_partial_is_verified(legacy_root, tmp_path):
     assert {r.path for r in good.rows if r.kind == "grad"} >= {"params/Dense_0/kernel", "params/Dense_1/bias"}
     # hidden=2 from the job overrides the partial's hidden=5: still the same model
     assert other.status == "ok", (other.reason, other.detail, other.failed_rows)
+
+
+def test_scalar_output_is_verified(legacy_root, tmp_path):
+    """A module returning one number (an energy, a loss: vmc_jax's RBM) is compared:
+    its output's random projection is a 0-d array, not a Python float."""
+    (tmp_path / "legacy.py").write_text(
+        "import jax.numpy as jnp\nfrom flax import nn\n\n\n"
+        "class Energy(nn.Module):\n"
+        "    def apply(self, x, hidden=3):\n"
+        "        return jnp.sum(jnp.tanh(nn.Dense(x, hidden)))\n")
+    (tmp_path / "upgraded.py").write_text(
+        "import jax.numpy as jnp\nfrom flax import linen as nn\n\n\n"
+        "class Energy(nn.Module):\n"
+        "    hidden: int = 3\n\n"
+        "    @nn.compact\n"
+        "    def __call__(self, x):\n"
+        "        return jnp.sum(jnp.tanh(nn.Dense(self.hidden)(x)))\n")
+    (res,) = verify_batch(str(tmp_path / "legacy.py"),
+                          [ModuleJob("Energy", str(tmp_path / "upgraded.py"), [parse_input_spec("4,6")], {})])
+    assert res.status == "ok", (res.reason, res.detail, res.failed_rows)
+    assert any(r.kind == "output" and r.shape == [] for r in res.rows), res.rows
