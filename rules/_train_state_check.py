@@ -220,7 +220,9 @@ class _Check(FastVisitor):
             self.applies.append(node)
             self.ok.add(id(f))
         elif method == "replace":
-            if any(a.keyword is None or a.keyword.value != "target" for a in node.args):
+            # apply_fn=: LU202 gave a TrainState made without its module the caller's (carried)
+            allowed = ("target", "apply_fn") if self.carried else ("target",)
+            if any(a.keyword is None or a.keyword.value not in allowed for a in node.args):
                 self.problems.append("optimizer.replace(...) of fields other than target")
             self.ok.add(id(f))
         elif method in _optim.REPLICATE_METHODS:

@@ -79,6 +79,10 @@ class UsageTransformer(RuleTransformer):
         self.helpers: dict[str, str] = {}  # name -> source of a function emitted once into the file
         self._initializers: Initializers | None = None
         self._carried: dict | None | bool = False  # carried_apply_fns(), once computed
+        # a function's TrainState given its module by the caller: id(call) -> the name holding it;
+        # id(expression making it unnamed) -> the name it is bound to there
+        self.threads: dict[int, str] = {}
+        self.inline_names: dict[int, str] = {}
 
     # -- setup -------------------------------------------------------------------
     def visit_Module(self, node: cst.Module) -> bool:
@@ -241,6 +245,16 @@ class UsageTransformer(RuleTransformer):
             p = self.a.parent.get(id(p))
         return p if isinstance(p, cst.SimpleStatementLine) else None
 
+    def _conditional(self, node: cst.CSTNode, stmt: cst.CSTNode) -> bool:
+        """Is ``node`` evaluated only sometimes (or later) within its statement?"""
+        p = self.a.parent.get(id(node))
+        while p is not None and p is not stmt:
+            if isinstance(p, (cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp,
+                              cst.IfExp, cst.BooleanOperation)):
+                return True
+            p = self.a.parent.get(id(p))
+        return False
+
     def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
         target = self.retarget.pop(id(original), None)
         if target is None:
@@ -351,15 +365,73 @@ class UsageTransformer(RuleTransformer):
                 continue
             target = self.a.arg(call, 0, "target")
             var = t.ref.def_var
-            if var is None or not isinstance(target, cst.Name) or not _visible(var, scope, self.a):
+            if not isinstance(target, cst.Name):
                 found = None
                 break
-            key, value = (enclosing_names(call, self.a.parent), target.value), f"{var[1]}().apply"
+            if var is not None and _visible(var, scope, self.a):
+                value = f"{var[1]}().apply"
+            elif self._thread(scope):
+                value = "None"  # each caller gives the TrainState its module (self.threads)
+            else:
+                found = None
+                break
+            key = (enclosing_names(call, self.a.parent), target.value)
             found[key] = value if found.get(key, value) == value else None
         if found is not None and None in found.values():
             found = None  # one name given two definitions' Models in one function: which one is unknown
+        if not found:
+            self.threads.clear()
+            self.inline_names.clear()
         self._carried = found
         return found
+
+    def _thread(self, scope: Scope) -> bool:
+        """An optimizer made where its definition is not visible, in a top-level function ``F`` that
+        returns it (``create_optimizer(model)``) and that only this file calls, directly, each time
+        where the definition is held by a name, or made by an expression of the caller's body before
+        the call: the caller's ``F(...)`` becomes ``F(...).replace(apply_fn=module().apply)`` (the
+        expression bound with ``(module := make_module())``).  Notes those edits; False if one cannot
+        be made."""
+        fn = scope.node
+        if not isinstance(fn, cst.FunctionDef) or scope.parent is not self.a.module_scope:
+            return False
+        ret = self.a.rets.get(id(fn))
+        if ret is None or ret.kind != OPTIM or ret.ref is None or not ret.ref.choices \
+                or self.ctx.index.referrers.get(f"{self.ctx.facts.module_name}.{fn.name.value}"):
+            return False
+        calls = [(s, c) for s, c in self.a.calls if isinstance(c.func, cst.Name) and c.func.value == fn.name.value
+                 and s.lookup(fn.name.value) is self.a.module_scope]
+        if _references(self.a.module_scope.node, fn.name.value) != len(calls) + 1:
+            return False  # F is also passed on, wrapped or read: not every optimizer it makes is seen here
+        edits: dict[int, str] = {}
+        for s, c in calls:
+            t = self.a.ty(c, s)
+            ref = t.ref if t is not None and t.kind == OPTIM else None
+            if ref is None or not ref.choices:
+                return False
+            if ref.def_var is not None and _visible(ref.def_var, s, self.a):
+                edits[id(c)] = ref.def_var[1]
+                continue
+            expr = self.a.inline_defs.get(ref.def_expr) if ref.def_expr is not None else None
+            if expr is None or not self._before(expr, c, s):
+                return False
+            if id(expr) not in self.inline_names:
+                self.inline_names[id(expr)] = self.fresh("module", expr)
+            edits[id(c)] = self.inline_names[id(expr)]
+        self.threads.update(edits)
+        return True
+
+    def _before(self, expr: cst.CSTNode, call: cst.Call, scope: Scope) -> bool:
+        """Does ``expr`` surely run before ``call``, in the body of the same function (its statement
+        earlier in the same block, not in a lambda, comprehension or condition)?"""
+        first, then = self.statement_of(expr), self.statement_of(call)
+        block = self.a.parent.get(id(first)) if first is not None else None
+        if first is None or then is None or block is not self.a.parent.get(id(then)) \
+                or self.a.scope_of.get(id(expr)) is not scope or not isinstance(scope.node, cst.FunctionDef) \
+                or self._conditional(expr, first) or not isinstance(block, cst.IndentedBlock):
+            return False
+        body = list(block.body)
+        return body.index(first) < body.index(then)
 
     def adapt_initializers(self, args: list[cst.Arg], qual: str, legacy: tuple[str, ...],
                            at: cst.CSTNode) -> list[cst.Arg]:
@@ -417,6 +489,18 @@ def enclosing_names(node: cst.CSTNode, parent: dict[int, cst.CSTNode]) -> tuple[
             names.append(p.name.value)
         p = parent.get(id(p))
     return tuple(reversed(names))
+
+
+def _references(module: cst.CSTNode, name: str) -> int:
+    """How many times ``name`` is written in ``module``."""
+    count = 0
+
+    class _Names(FastVisitor):
+        def visit_Name(self, n: cst.Name) -> None:
+            nonlocal count
+            count += n.value == name
+    module.visit(_Names())
+    return count
 
 
 def _visible(def_var: tuple[int, str], scope: Scope, a: Analysis) -> bool:

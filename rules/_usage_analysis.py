@@ -8,7 +8,8 @@ Typing
     every binding of a name joins the types of what is assigned to it; a
     function's parameters join the types of the arguments at its call sites
     (direct calls and calls through ``jax.jit``/``pmap``/``grad``/
-    ``value_and_grad``, named or not); its result joins its ``return``
+    ``value_and_grad``/``functools.partial``, named or not: a partial passes
+    what it fixes, its calls the rest); its result joins its ``return``
     values.  Iterated to a fixed point.  A value with two different types is
     a conflict, and its uses get a TODO rather than a guess.  A function of
     another file of the run (``models.create_model``) is typed by reading
@@ -106,6 +107,7 @@ class Analysis:
                 self.funcs[id(scope.node)] = scope.node
         self.env: dict[tuple[int, str], Ty | None] = {}
         self.rets: dict[int, Ty | None] = {}
+        self.inline_defs: dict[int, cst.Call] = {}  # ModuleRef.def_expr -> the expression
         # what other files of the run pass to this file's top-level functions
         self.seeds: dict[tuple[int, str], Ty | None] = {}
         for (name, slot), t in external_seeds(self).items():
@@ -454,6 +456,9 @@ class Analysis:
         arg = self.arg(call, slot, name) if slot >= 0 else None
         given = self.ty(arg, scope) if arg is not None and not any(a.star for a in call.args) else None
         if given is not None and given.kind == DEF and given.ref is not None:
+            if given.ref.choices and given.ref.def_var is None and isinstance(arg, cst.Call):
+                self.inline_defs[id(arg)] = arg  # a factory's result handed over unnamed
+                return replace(t, ref=replace(given.ref, def_expr=id(arg)))
             return replace(t, ref=given.ref)
         return elsewhere(replace(t, ref=ref.without_var()))
 

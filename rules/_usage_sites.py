@@ -279,17 +279,6 @@ class SiteCalls(UsageTransformer):
             p = self.a.parent.get(id(p))
         return False
 
-    def _conditional(self, node: cst.CSTNode, stmt: cst.CSTNode) -> bool:
-        """Is ``node`` evaluated only sometimes (or later) within its statement?"""
-        p = self.a.parent.get(id(node))
-        while p is not None and p is not stmt:
-            if isinstance(p, (cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp,
-                              cst.IfExp, cst.BooleanOperation)):
-                return True
-            p = self.a.parent.get(id(p))
-        return False
-
-
 
 def _spec_form(spec: cst.BaseExpression, is_dtype) -> str | None:
     """"shape" or "pair" when the written form of one spec decides how legacy

@@ -41,9 +41,12 @@ class ModuleRef:
     # (binding scope, name) of the optimizer whose target a Model of such a definition is
     # (``optimizer.target``): where the definition is not visible, the TrainState's apply_fn applies it
     opt_var: tuple[int, str] | None = None
+    # id of the expression that made such a definition where it is handed over unnamed
+    # (``create_model(key, make_module())``): LU202 can bind it to a name there (``Analysis.inline_defs``)
+    def_expr: int | None = None
 
     def without_var(self) -> ModuleRef:
-        return replace(self, def_var=None, opt_var=None)
+        return replace(self, def_var=None, opt_var=None, def_expr=None)
 
 
 def chosen(a: ModuleRef, b: ModuleRef) -> ModuleRef:

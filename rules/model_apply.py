@@ -53,7 +53,15 @@ What it does
     visible becomes a TrainState carrying it (``apply_fn=module().apply``,
     LU302), and a step that only gets the optimizer applies it through
     ``optimizer.apply_fn(...)`` -- when every such optimizer of the file is
-    made so.
+    made so.  One made where the name is not visible, in a function that
+    returns it and that only this file calls, directly
+    (``create_optimizer(model, ...)``), is given its module by each caller
+    holding the definition: ``create_optimizer(model, lr).replace(
+    apply_fn=module().apply)``; a definition made unnamed earlier in the
+    caller's body (``create_model(key, make_module())``) is bound there,
+    ``(module := make_module())``.  Steps reached through
+    ``functools.partial`` (``jax.pmap(functools.partial(train_step,
+    learning_rate_fn=f))``) are followed like direct calls.
 Why
     Linen modules hold no parameters: the guide passes params explicitly
     and ``apply`` reads the variables; a gradient with respect to params is
@@ -83,10 +91,11 @@ from __future__ import annotations
 
 import libcst as cst
 
+from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Example, NoChange, RuleTransformer
 from linen_upgrade.rules._model_collections import Collections, outputs
 from linen_upgrade.rules._model_escapes import Escapes
-from linen_upgrade.rules._usage import CONFLICT, MODEL, TRUNC, UsageRule, conflict_message, parens
+from linen_upgrade.rules._usage import CONFLICT, MODEL, TRUNC, UsageRule, conflict_message, kwarg, parens
 from linen_upgrade.rules._usage_calls import subscript
 from linen_upgrade.rules._usage_paths import linen_path
 from linen_upgrade.rules._usage_sites import SiteCalls
@@ -181,6 +190,15 @@ class _Transformer(Collections, Escapes, SiteCalls):
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         if id(original) not in self.a.scope_of:
             return updated
+        if id(original) in self.inline_names:  # a definition chosen at run time, handed over unnamed
+            name = self.inline_names[id(original)]
+            self.fixed(f"the module definition made here is bound to {name}: the TrainState made of it carries it")
+            return cst.NamedExpr(cst.Name(name), updated, lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        if id(original) in self.threads:  # the TrainState the function made without the module
+            holder = self.threads[id(original)]
+            self.fixed(f"{dotted(original.func)}(...) -> its TrainState given apply_fn={holder}().apply")
+            return cst.Call(cst.Attribute(updated, cst.Name("replace")),
+                            [kwarg("apply_fn", cst.parse_expression(f"{holder}().apply"))])
         func = original.func
         if isinstance(func, (cst.Name, cst.Attribute)) and self.a.qual(
                 func, self.a.scope_of[id(original)]) == "flax.nn.Model":
