@@ -403,6 +403,8 @@ class UsageTransformer(RuleTransformer):
                  and s.lookup(fn.name.value) is self.a.module_scope]
         if _references(self.a.module_scope.node, fn.name.value) != len(calls) + 1:
             return False  # F is also passed on, wrapped or read: not every optimizer it makes is seen here
+        if any(self._applies_inside(s, c) for s, c in self.a.calls if _within(s, scope)):
+            return False  # F's own TrainState has no apply_fn until F returns it
         edits: dict[int, str] = {}
         for s, c in calls:
             t = self.a.ty(c, s)
@@ -420,6 +422,16 @@ class UsageTransformer(RuleTransformer):
             edits[id(c)] = self.inline_names[id(expr)]
         self.threads.update(edits)
         return True
+
+    def _applies_inside(self, scope: Scope, call: cst.Call) -> bool:
+        """Is ``call`` a module application, or does it hand a Model or an optimizer to a function
+        of this file (a step that may apply it)?"""
+        if self.a.site(call) is not None:
+            return True
+        if self.a._callee(call, scope)[0] is None:
+            return False
+        types = (self.a.ty(a.value, scope) for a in call.args)
+        return any(t is not None and t.kind in (MODEL, OPTIM) for t in types)
 
     def _before(self, expr: cst.CSTNode, call: cst.Call, scope: Scope) -> bool:
         """Does ``expr`` surely run before ``call``, in the body of the same function (its statement
@@ -489,6 +501,12 @@ def enclosing_names(node: cst.CSTNode, parent: dict[int, cst.CSTNode]) -> tuple[
             names.append(p.name.value)
         p = parent.get(id(p))
     return tuple(reversed(names))
+
+
+def _within(scope: Scope | None, outer: Scope) -> bool:
+    while scope is not None and scope is not outer:
+        scope = scope.parent
+    return scope is outer
 
 
 def _references(module: cst.CSTNode, name: str) -> int:
