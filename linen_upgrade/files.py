@@ -5,9 +5,11 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from pathlib import Path
 
 SOURCE_SUFFIXES = (".py", ".ipynb")
@@ -89,6 +91,40 @@ def _walk(directory: str, rel: str, real_root: str, exclude: list[str], seen: se
 
 def mentions_flax(data: bytes) -> bool:
     return PREFILTER_WORD in data
+
+
+# What a file's bytes must hold for a rule to apply to it by itself (``applicability.py``): a
+# legacy flax name, a JAX name the tables rename (every dotted part present), or a call only a
+# FrozenDict has.  Other files mentioning flax get facts only when they import a file that has
+# them (the pipeline's second pass), so a tree of modern Flax code is read, not parsed.
+_LEGACY_FLAX = re.compile(rb"flax\s*\.\s*(?:nn|optim|deprecated)\b")
+_FROM_FLAX = re.compile(rb"from\s+flax\s+import\s+(\([^)]*\)|[^\n]*)")
+_FROZENDICT = (b"unfreeze(", b".pop(", b".copy({")
+TODO_MARK = b"TODO(linen-upgrade)"
+
+
+@lru_cache(maxsize=1)
+def _jax_markers() -> tuple[tuple[bytes, ...], ...]:
+    from linen_upgrade.tables.jax_renames import JAX_INDEX_OPS, JAX_RENAMES
+
+    return tuple(tuple(part.encode() for part in name.split(".")[1:])
+                 for name in (*JAX_RENAMES, *JAX_INDEX_OPS, "jax.lax.tie_in"))
+
+
+def may_need_rewrite(data: bytes) -> bool:
+    """Could a rule apply to this file by itself?  (A cheap test on bytes; never wrong the
+    other way: a file it rejects holds no name any rule's ``applies`` looks for.)"""
+    if not mentions_flax(data):
+        return False
+    if _LEGACY_FLAX.search(data) or TODO_MARK in data:  # a re-run reports the TODOs left
+        return True
+    for names in _FROM_FLAX.findall(data):  # from flax import nn, optim (not: linen as nn)
+        if {item.split()[0] for item in names.strip(b"()").replace(b"\\", b" ").split(b",") if item.split()} \
+                & {b"nn", b"optim", b"deprecated"}:
+            return True
+    if any(all(part in data for part in names) for names in _jax_markers()):
+        return True
+    return any(marker in data for marker in _FROZENDICT)
 
 
 class ReadOnlyError(OSError):

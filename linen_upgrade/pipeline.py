@@ -1,9 +1,11 @@
 """The run: discover → prefilter → index → rewrite, in a process pool.
 
-Scan (cheap, parallel): read each file; only files that mention ``flax`` get
-``ast`` facts, the rest only a regex of their imports.  A file that does not
-mention flax is still a candidate when it imports a module of the run that
-does (implicit legacy: ``model.params`` on a model built elsewhere), or when
+Scan (cheap, parallel): read each file; only files whose bytes hold a name some
+rule looks for (``files.may_need_rewrite``: a legacy flax name, a JAX name the
+tables rename, a FrozenDict-only call, a TODO of ours) get ``ast`` facts, the
+rest only a regex of their imports.  Such a file is still a candidate when it
+imports a module of the run that uses legacy flax (implicit legacy:
+``model.params`` on a model built elsewhere), or when
 a file using ``flax.optim`` imports it, directly or through such files, or it
 imports one of those (an optimizer may be handed to its functions: LU302).
 Index: legacy module classes across all candidates.  Rewrite (parallel):
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from linen_upgrade.config import Config
 from linen_upgrade.analysis import identity
-from linen_upgrade.files import mentions_flax
+from linen_upgrade.files import may_need_rewrite
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -43,17 +45,18 @@ class Scan:
 
 
 def _scan(path: str, with_facts: bool | None = None) -> Scan:
-    """Read a file; ``ast`` facts only when it mentions flax (or ``with_facts``)."""
+    """Read a file; ``ast`` facts only when a rule may apply to it by itself (``files.may_need_rewrite``)
+    or ``with_facts`` (the second pass: it imports a file that has facts)."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as exc:
         return Scan(path, "", error=f"{path}: cannot read: {exc.strerror or exc}")
     if with_facts is None:
-        with_facts = mentions_flax(data)
+        with_facts = may_need_rewrite(data)
     if not with_facts:
         return Scan(path, "")  # the common case in a monorepo: nothing else is computed
-    from linen_upgrade import engine  # imports LibCST: only once a file mentions flax
+    from linen_upgrade import engine
 
     mod = _module(path)
     try:
@@ -166,12 +169,15 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
         scans = list(_map(pool, _scan, files))
         flax_modules = {s.module for s in scans if s.facts is not None}
         flax_modules |= {m.rpartition(".")[0] for m in flax_modules if "." in m}
+        # the modules a file may get a legacy value from (a JAX rename or a FrozenDict call stays in its file)
+        legacy = {s.module for s in scans if s.facts is not None and s.facts.references("flax.nn", "flax.optim")}
+        legacy |= {m.rpartition(".")[0] for m in legacy if "." in m}
         others = [s.path for s in scans if s.facts is None and s.error is None]
         secondary = []
-        if flax_modules and others:
+        if legacy and others:
             imported = [s for s in _map(pool, _scan_imports, others) if s.error is None]
-            # implicit legacy: a file that imports a module of the run that uses flax
-            secondary = [s.path for s in imported if s.imports & flax_modules]
+            # implicit legacy: a file that imports a module of the run that uses legacy flax
+            secondary = [s.path for s in imported if s.imports & legacy]
             secondary += _optim_reach(scans, imported, set(secondary))
         if secondary:
             again = {s.path: s for s in _map(pool, _scan_facts, secondary)}

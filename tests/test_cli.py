@@ -91,7 +91,8 @@ def test_broken_file_among_good_ones(tree, capsys):
 
 
 def test_undecodable_file_is_reported(tmp_path, capsys):
-    (tmp_path / "bad.py").write_bytes(b"# flax\nx = '\xff'\n")
+    # (a file whose bytes hold no legacy name is not decoded at all: files.may_need_rewrite)
+    (tmp_path / "bad.py").write_bytes(b"from flax import nn\nx = '\xff'\n")
     assert run(str(tmp_path)) == 2
     assert "bad.py" in capsys.readouterr().err
 
@@ -300,9 +301,12 @@ def test_prefilter_does_not_parse_unrelated_files(tmp_path):
 
     (tmp_path / "a.py").write_text("import os\n")
     (tmp_path / "b.py").write_text("# flax mentioned only\nimport os\n")
-    result = pipeline_run([tmp_path / "a.py", tmp_path / "b.py"], Config(), [r.id for r in all_rules()], 1)
-    assert [r.path for r in result.results] == [str(tmp_path / "b.py")]  # a.py: not even ast-parsed
-    assert not result.results[0].parsed  # b.py: ast facts only, never LibCST
+    (tmp_path / "c.py").write_text("# like flax.nn.Dense, but no legacy code\nimport os\n")
+    paths = [tmp_path / name for name in ("a.py", "b.py", "c.py")]
+    result = pipeline_run(paths, Config(), [r.id for r in all_rules()], 1)
+    # a.py, b.py: not even ast-parsed (no name a rule looks for: files.may_need_rewrite)
+    assert [r.path for r in result.results] == [str(tmp_path / "c.py")]
+    assert not result.results[0].parsed  # c.py: ast facts only, never LibCST
 
 
 def test_rewrite_run_never_imports_jax(tmp_path):

@@ -57,15 +57,7 @@ print(other(jnp.ones((2, 4))))
 
 
 def _upgrade(tmp_path: Path) -> dict[str, tuple[str, list[str]]]:
-    (tmp_path / "models.py").write_text(MODELS)
-    (tmp_path / "train.py").write_text(TRAIN)
-    result = run(sorted(tmp_path.glob("*.py")), Config(), [r.id for r in all_rules()], jobs=1)
-    out = {}
-    for r in result.results:
-        assert r.error is None, r.error
-        text = (r.new or r.original).decode()
-        out[Path(r.path).name] = (text, [f"{f.rule} {f.message}" for f in r.findings])
-    return out
+    return _upgrade_files(tmp_path, {"models.py": MODELS, "train.py": TRAIN})
 
 
 def test_model_from_another_file_is_applied_there(tmp_path):
@@ -221,7 +213,7 @@ def _upgrade_files(tmp_path: Path, sources: dict[str, str]) -> dict[str, tuple[s
     for name, text in sources.items():
         (tmp_path / name).write_text(text)
     result = run(sorted(tmp_path.glob("*.py")), Config(), [r.id for r in all_rules()], jobs=1)
-    out = {}
+    out = {name: (text, []) for name, text in sources.items()}  # a file with no result: left as it is
     for r in result.results:
         assert r.error is None, r.error
         out[Path(r.path).name] = ((r.new or r.original).decode(), [f"{f.rule} {f.message}" for f in r.findings])
