@@ -294,6 +294,15 @@ def test_cross_file_index_and_prefilter(tmp_path, capsys):
     assert "def apply" in (tmp_path / "unrelated.py").read_text()
 
 
+def test_a_rerun_reports_the_todos_left_in_modern_code(tmp_path, capsys):
+    (tmp_path / "done.py").write_text("from flax import linen as nn\n\n"
+                                      "# TODO(linen-upgrade): LU202 apply the module by hand\nx = 1\n")
+    assert run("--check", str(tmp_path)) == 0
+    out = capsys.readouterr()
+    assert "LU202 needs manual change: apply the module by hand" in out.out + out.err
+    assert "1 finding left for manual work" in out.out + out.err
+
+
 def test_prefilter_does_not_parse_unrelated_files(tmp_path):
     from linen_upgrade.config import Config
     from linen_upgrade.pipeline import run as pipeline_run
