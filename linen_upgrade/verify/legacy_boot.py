@@ -432,7 +432,16 @@ class _AliasLoader(importlib.abc.Loader):
         self.target = target
 
     def create_module(self, spec):
-        return importlib.import_module(self.target)
+        module = importlib.import_module(self.target)
+        # its submodules loaded already get their flax.nn names too: importing one anew
+        # (``from flax.nn.stochastic import make_rng``) would set it as an attribute of
+        # flax.nn, over the function of the same name (``nn.stochastic``: TypeError:
+        # 'module' object is not callable)
+        prefix = self.target + "."
+        for name, sub in list(sys.modules.items()):
+            if name.startswith(prefix):
+                sys.modules.setdefault(spec.name + "." + name[len(prefix):], sub)
+        return module
 
     def exec_module(self, module):
         pass

@@ -37,6 +37,18 @@ def test_legacy_flax_is_the_real_release(legacy_root, tmp_path):
     assert path.startswith(str(legacy_root)) and version == "0.3.6"
 
 
+def test_importing_a_flax_nn_submodule_keeps_the_functions_of_flax_nn(legacy_root, tmp_path):
+    """`from flax.nn.stochastic import make_rng` (long-range-arena's attention files)
+    leaves `nn.stochastic` the context manager, not the submodule of that name."""
+    script = tmp_path / "sub.py"
+    script.write_text(
+        "import jax\nfrom flax import nn\nfrom flax.nn.stochastic import make_rng\n"
+        "with nn.stochastic(jax.random.PRNGKey(0)):\n    print(make_rng().shape)\n")
+    res = runner.run_legacy(str(script), timeout=120)
+    assert res.ok, res.stderr
+    assert res.stdout.split()[-1] == "(2,)"
+
+
 def test_import_error_and_timeout_are_structured(legacy_root, tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import flax\nimport not_a_real_module_xyz\n")
