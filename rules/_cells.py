@@ -6,6 +6,8 @@ carry a cell call reads its ``features`` from.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import libcst as cst
 
 from linen_upgrade.rule import RuleTransformer
@@ -108,6 +110,45 @@ def _concat_shape(dims: cst.BaseExpression, tail: list[cst.BaseElement]) -> cst.
     else:
         head = [cst.StarredElement(dims)]
     return cst.Tuple([*head, *tail])
+
+
+def carry_size(fn: cst.FunctionDef, is_cell: Callable[[cst.BaseExpression], bool]) -> cst.BaseExpression | None:
+    """The hidden size of the cell ``fn`` makes (``.shared``, no ``features``): the ``size`` of its one
+    ``Cell.initialize_carry(rng, batch_dims, size)`` where that is a number, or a name ``fn`` never
+    binds (a parameter of ``apply`` becomes an attribute): the legacy cell read it off that carry."""
+    sizes: list[cst.BaseExpression | None] = []
+    bound: set[str] = set()
+
+    class _Scan(cst.CSTVisitor):
+        def visit_Call(self, call: cst.Call) -> None:
+            if not (isinstance(call.func, cst.Attribute) and call.func.attr.value == "initialize_carry"):
+                return
+            cell = call.func.value
+            if is_cell(cell):  # the legacy static call
+                args = _bind_carry_args(call)
+                sizes.append(args["size"] if args is not None else None)
+            elif isinstance(cell, cst.Call) and is_cell(cell.func):  # as LU102 converted it
+                sizes.append(next((a.value for a in cell.args if a.keyword and a.keyword.value == "features"), None))
+
+        def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+            bound.update(n.value for n in _names(node.target))
+
+        def visit_For(self, node: cst.For) -> None:
+            bound.update(n.value for n in _names(node.target))
+
+    fn.body.visit(_Scan())
+    size = sizes[0] if len(sizes) == 1 else None
+    if isinstance(size, cst.Integer) or (isinstance(size, cst.Name) and size.value not in bound):
+        return size
+    return None
+
+
+def _names(target: cst.BaseExpression) -> list[cst.Name]:
+    if isinstance(target, cst.Name):
+        return [target]
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [n for e in target.elements for n in _names(e.value)]
+    return []
 
 
 def carry_arg(call: cst.Call) -> cst.BaseExpression | None:

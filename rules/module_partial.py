@@ -11,7 +11,11 @@ What it does
     name='enc')``, and LU102 passes them at every call, ``enc(x)`` ->
     ``enc(x, mask=m, train=train)`` (``rules/_fixed_inputs.py``).
     The same for a local of a plain function that calls it (a module call:
-    the function runs under an apply, see LU102).
+    the function runs under an apply, see LU102).  A recurrent cell made once
+    with no hidden size (``cell = nn.LSTMCell.shared(name='cell')``: legacy
+    read it off the carry) gets ``features=`` from the one
+    ``initialize_carry(rng, batch_dims, size)`` of its function, when
+    ``size`` is a number or a name the function never rebinds.
 Why
     Linen modules are dataclasses: a partial of the class is a constructor
     with some attributes fixed, which is what ``Module.partial`` was.
@@ -32,7 +36,8 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule
-from linen_upgrade.rules._cst import add_import
+from linen_upgrade.rules._cells import carry_size
+from linen_upgrade.rules._cst import add_import, kwarg
 from linen_upgrade.rules._fixed_inputs import FunctionScan, passes
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
 from linen_upgrade.rules._modules import LegacyBodyTransformer, is_function_module, spec_for_qual, split_params
@@ -184,8 +189,12 @@ class _Transformer(LegacyBodyTransformer):
             for w in wrapped:
                 self.fixed(f"legacy initializer {w} wrapped for Linen's init(key, shape, dtype)")
         if spec.features_from_carry and "features" not in {a.keyword.value for a in args if a.keyword}:
-            self.todo(f"{qual}.{func.attr.value}: Linen cells need features=<hidden size>")
-            return updated
+            size = carry_size(self._functions[-1], lambda e: self.resolve_class(e) == qual) \
+                if shared and self._functions else None
+            if size is None:
+                self.todo(f"{qual}.{func.attr.value}: Linen cells need features=<hidden size>")
+                return updated
+            args = [kwarg("features", size), *args]  # legacy read it off the carry initialize_carry made
         if shared:  # one instance, called as often as needed
             self.fixed(f"{qual}.shared(...) -> {qual}(...)")
             return updated.with_changes(func=target, args=args)
