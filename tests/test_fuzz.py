@@ -60,7 +60,6 @@ def test_fixed_batch_has_no_silent_wrong_program(tmp_path):
     assert counts.get("tool-crash", 0) == 0, proc.stdout[-6000:]
     # a program whose legacy side fails proves nothing: the generator must not make them
     assert counts.get("invalid", 0) == 0, proc.stdout[-6000:]
-    # the batch must prove something: about as many equivalent programs as a large run gives (45% of
-    # 200); seed 0's batch draws a self-attention and an LSTM program, which stay honest (TODOs)
-    assert counts.get("equivalent", 0) >= CI_PROGRAMS // 3, proc.stdout[-6000:]
+    # the batch must prove something (seed 0's draws a self-attention and an LSTM program too)
+    assert counts.get("equivalent", 0) >= CI_PROGRAMS // 2, proc.stdout[-6000:]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
