@@ -142,7 +142,7 @@ class FileFacts:
 def by_position_or_name(params: list[Param] | tuple[Param, ...], i: int) -> bool:
     """An input whatever the evidence: the first positional parameter (the
     first two for a cell written ``apply(self, carry, x)``), and flags,
-    masks, carries and rngs by name (``CALL_ARGUMENT_NAMES``)."""
+    masks, carries and rngs by name (``CALL_ARGUMENT_NAMES``, ``*_rng``)."""
     p = params[i]
     if p.kind not in ("pos", "kwonly"):
         return False
@@ -150,7 +150,8 @@ def by_position_or_name(params: list[Param] | tuple[Param, ...], i: int) -> bool
         return True
     if i == 1 and p.kind == "pos" and params[0].name == "carry":
         return True  # a recurrent cell: (carry, inputs), like the built-in cells
-    return p.name in CALL_ARGUMENT_NAMES
+    # a PRNG key by its name (the VAE's z_rng): a value of the run, never a hyper-parameter
+    return p.name in CALL_ARGUMENT_NAMES or p.name.endswith("_rng")
 
 
 def is_input(params: tuple[Param, ...] | list[Param], i: int) -> bool:

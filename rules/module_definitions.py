@@ -9,7 +9,8 @@ What it does
     gets a local copy first).
 Which parameters stay inputs
     The first positional one always; flags, masks, carries and rngs by name
-    (``CALL_ARGUMENT_NAMES`` in ``linen_upgrade/tables/nn_modules.py``); any
+    (``CALL_ARGUMENT_NAMES`` in ``linen_upgrade/tables/nn_modules.py``, and
+    any ``*_rng``); any
     other one that the body uses as an array (sliced, ``.shape``, a ``jnp``
     argument, the input of a submodule call, added to an input) or that call
     sites anywhere in the run pass an array.  Configuration: what the body
