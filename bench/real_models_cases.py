@@ -35,9 +35,11 @@ PLACEHOLDERS: Dict[str, Dict[str, Optional[str]]] = {
 }
 
 # text the corpus's redaction left that does not compile (mlcommons): removed
-# from both copies before the upgrade
+# from both copies before the upgrade; and absl flags that the U-Net layers read
+# at call time, which the program's main() parses: parsed with their defaults
 FIXUPS: Dict[str, Tuple[Tuple[str, str], ...]] = {
-    "mlcommons__training_results_v1.0": (("from __future__ import REDACTED\n", ""),),
+    "mlcommons__training_results_v1.0": (("from __future__ import REDACTED\n", ""),
+                                         ("\nFLAGS = flags.FLAGS\n", "\nFLAGS = flags.FLAGS\nFLAGS.mark_as_parsed()\n")),
     "mlcommons__training_results_v0.7": (("from __future__ import REDACTED\n", ""),),
 }
 
@@ -84,6 +86,10 @@ CASES: Tuple[Case, ...] = (
     Case(FLAX, "examples/cifar10/models/wideresnet.py", "WideResnet", ("2,32,32,3",),
          {"blocks_per_group": 1, "channel_multiplier": 1, "num_outputs": 10, "dropout_rate": 0.3},
          kind="WideResNet, BatchNorm, dropout"),
+    Case(FLAX, "examples/cifar10/models/wideresnet.py", "WideResnetBlock", ("2,8,8,4",),
+         {"channels": 8, "dropout_rate": 0.3}, kind="WideResNet block, projection, BatchNorm, dropout"),
+    Case(FLAX, "examples/cifar10/models/wideresnet.py", "WideResnetGroup", ("2,8,8,8",),
+         {"blocks_per_group": 2, "channels": 8, "dropout_rate": 0.3}, kind="WideResNet group, BatchNorm, dropout"),
     Case(FLAX, "examples/cifar10/models/wideresnet_shakeshake.py", "WideResnetShakeShake",
          ("2,32,32,3",), {"blocks_per_group": 1, "channel_multiplier": 1, "num_outputs": 10},
          roots=("examples/cifar10",), kind="WideResNet, shake-shake (random)"),
@@ -93,12 +99,17 @@ CASES: Tuple[Case, ...] = (
     Case(FLAX, "examples/vae/train.py", "VAE", ("2,784", "2:uint32"), {"latents": 4},
          kind="VAE (a PRNG key input), shared decoder"),
     Case(FLAX, "examples/vae/train.py", "Encoder", ("2,784",), {"latents": 4}, kind="VAE encoder"),
+    Case(FLAX, "examples/vae/train.py", "Decoder", ("2,4",), kind="VAE decoder"),
     Case(FLAX, "examples/ppo/models.py", "ActorCritic", ("2,84,84,4",), {"num_outputs": 3},
          kind="CNN, two heads"),
     # a batch of 4: the deepest BatchNorm (1x1) sees 4 values, not 2 (whose two normalized
     # values are +-1 whatever the input, so the gradients behind it are rounding noise)
     Case(FLAX, "examples/wip/moco/model_resnet.py", "ResNet", ("4,32,32,3",),
          {"num_outputs": 10, "num_filters": 4, "block_sizes": [1, 1, 1, 1]}, kind="ResNet, BatchNorm"),
+    Case(FLAX, "examples/wip/moco/model_resnet.py", "BottleneckBlock", ("4,8,8,8",), {"filters": 4},
+         kind="ResNet bottleneck, projection, BatchNorm"),
+    Case(FLAX, "examples/sst2/model.py", "Embedding", ("2,8:int32",), {"num_embeddings": 20, "features": 8},
+         kind="embedding"),
     Case(FLAX, "examples/sst2/model.py", "MLP", ("2,8",),
          {"hidden_size": 16, "output_size": 3, "dropout": 0.5}, kind="MLP, dropout"),
     Case(FLAX, "examples/sst2/model.py", "LSTMClassifier", ("2,5,8", "2:int32"),
@@ -109,6 +120,8 @@ CASES: Tuple[Case, ...] = (
          kind="embedding"),
     Case(FLAX, "examples/lm1b/models.py", "MlpBlock", ("2,8,16",), {"mlp_dim": 32, "dropout_rate": 0.2},
          kind="Transformer MLP block, dropout"),
+    Case(FLAX, "examples/nlp_seq/models.py", "Embed", ("2,8:int32",), {"num_embeddings": 20, "features": 16},
+         kind="embedding"),
     Case(FLAX, "examples/nlp_seq/models.py", "AddPositionEmbs", ("2,8,16",), {"max_len": 16},
          kind="position embeddings"),
     Case(FLAX, "examples/nlp_seq/models.py", "MlpBlock", ("2,8,16",), {"mlp_dim": 32, "dropout_rate": 0.2},
@@ -141,6 +154,7 @@ CASES: Tuple[Case, ...] = (
           "window_sizes": [2, 2], "window_paddings": ["SAME", "SAME"], "strides": [2, 2],
           "num_dense_units": [16], "activation_fn": "relu", "normalizer": "batch_norm"},
          kind="CNN, max pooling, BatchNorm"),
+    Case(I2W, "init2winit/model_lib/model_utils.py", "ScalarMultiply", ("2,4",), kind="learned scalar scale"),
     Case(I2W, "init2winit/model_lib/transformer_lm.py", "Embed", ("2,8:int32",),
          {"num_embeddings": 20, "features": 16}, kind="embedding"),
     Case(I2W, "init2winit/model_lib/transformer_lm.py", "MlpBlock", ("2,8,16",),
@@ -214,6 +228,7 @@ CASES: Tuple[Case, ...] = (
          {"num_classes": 10, "num_filters": 4, "parameters": {"dtype": "float32"}}, kind="ResNet-34 backbone (SSD)"),
     Case(ML10, _ML10_RESNET, "ResNet", ("4,64,64,3",), {"num_classes": 10, "num_filters": 4},
          kind="ResNet-50, BatchNorm"),
+    Case(ML10, _ML10_UNET, "InstanceNorm", ("2,4,4,4,3",), kind="instance normalization (3D)"),
     Case(ML10, _ML10_UNET, "ConvBlockFactory", ("2,8,8,8,2",),
          {"in_channels": 2, "out_channels": 4, "normalization": "none", "activation": "relu"},
          kind="3D conv block"),
