@@ -348,6 +348,10 @@ class Analysis:
     def _call_ty(self, call: cst.Call, scope: Scope) -> Ty | None:
         func = call.func
         qual = self.qual(func, scope) if isinstance(func, (cst.Name, cst.Attribute)) else None
+        if isinstance(func, cst.Call) and self._is_partial(func, scope) and func.args:
+            wrapper = func.args[0].value  # functools.partial(jax.pmap, axis_name='batch')(f): jax.pmap(f, ...)
+            if isinstance(wrapper, (cst.Name, cst.Attribute)) and self.qual(wrapper, scope) in _SAME_SIGNATURE:
+                qual = self.qual(wrapper, scope)
         if qual == "flax.nn.Model":
             arg = self.arg(call, 0, "module")
             d = self.ty(arg, scope) if arg is not None else None
