@@ -21,7 +21,9 @@ Per side:
 
 ``total`` is the wall time of the whole ``verify_module`` call (the legacy
 process, then the upgraded one). The legacy runtime is installed first and not
-timed. The last block is markdown for the README.
+timed. The baseline (issue 13's goal: verify within 3x of it) is one modern
+init + train-mode apply + gradient of the same upgraded model in a fresh
+process, imports and compiles included. The last block is markdown for the README.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import argparse
 import os
 import platform as pyplatform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -59,6 +62,31 @@ def one_run(platform: str | None, steps: int) -> dict:
     return out
 
 
+# one modern init + train-mode apply (batch_stats updated) + gradient of the upgraded ResNet
+_BASELINE = """
+import importlib.util, sys
+import jax, jax.numpy as jnp
+spec = importlib.util.spec_from_file_location("resnet_upgraded", sys.argv[1])
+mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+model = mod.ResNet(num_classes=10)
+x = jnp.ones((2, 16, 16, 3), jnp.float32)
+variables = jax.jit(model.init)(jax.random.PRNGKey(0), x)
+def loss(params):
+    y, updates = model.apply({**variables, 'params': params}, x, mutable=['batch_stats'])
+    return jnp.mean(y ** 2), updates
+(value, _), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(variables['params'])
+jax.block_until_ready(grads)
+"""
+
+
+def baseline(platform: str) -> float:
+    """Wall time of the modern baseline process (see the module docstring)."""
+    env = {**os.environ, "JAX_PLATFORMS": platform}
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", _BASELINE, str(FIX / "resnet_upgraded.py")], check=True, env=env)
+    return time.perf_counter() - t
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -86,6 +114,7 @@ def main() -> None:
         print(f"run {i + 1}: {r['total']:.2f} s, {r['tensors']} tensors compared, platform {r['platform']}")
     agg = {side: {c: median([r[side][c] for r in runs]) for c in COLUMNS} for side in ("legacy", "upgraded")}
     total = median([r["total"] for r in runs])
+    base = median([baseline(ns.platform) for _ in range(ns.repeat)])
     import jax
     import flax
     cpu = pyplatform.processor() or pyplatform.machine()
@@ -101,6 +130,10 @@ def main() -> None:
         print(f"| {label} | {fmt(a['start'])} | {fmt(a['init'])} | {fmt(a['compile'])} | {fmt(a['run'])} "
               f"| {fmt(a['process'])} |")
     print(f"| **total** (`verify_module`, sides in turn) | | | | | **{fmt(total)}** |")
+    ratio = total / base
+    print(f"| baseline: one modern init + apply + grad, fresh process | | | | | {fmt(base)} |")
+    print()
+    print(f"verify / baseline: {ratio:.2f}x (goal <= 3x: {'met' if ratio <= 3 else 'MISSED'})")
 
 
 if __name__ == "__main__":
