@@ -17,6 +17,10 @@ from linen_upgrade.tables.jax_renames import JAX_INDEX_OPS, JAX_RENAMES
 if TYPE_CHECKING:
     from linen_upgrade.rule import Context
 
+TIE_IN = "jax.lax.tie_in"
+# every JAX name LU401-LU403 rewrite (the prefilter looks for them in a file's bytes: files.py)
+JAX_NAMES = (*JAX_RENAMES, *JAX_INDEX_OPS, TIE_IN)
+
 
 def has_legacy_classes(ctx: Context) -> bool:
     """Does the file define a legacy module class (a cheap test on the index)?"""
@@ -75,7 +79,7 @@ APPLIES: dict[str, Callable[[Context], bool]] = {
     "LU303": lambda ctx: ctx.facts.references("flax.optim", "flax.nn"),
     "LU401": lambda ctx: any(q in JAX_RENAMES for q in ctx.facts.qualnames),
     "LU402": lambda ctx: any(q in JAX_INDEX_OPS for q in ctx.facts.qualnames),
-    "LU403": lambda ctx: "jax.lax.tie_in" in ctx.facts.qualnames,
+    "LU403": lambda ctx: TIE_IN in ctx.facts.qualnames,
     # user code of the flax.nn / early-Linen era; never flax's own FrozenDict code
     "LU404": lambda ctx: bool(ctx.facts.frozendict_calls)
     and ctx.facts.references("flax.linen", "flax.nn", "flax.optim"),

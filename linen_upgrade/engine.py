@@ -17,12 +17,11 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from linen_upgrade import notebook
+from linen_upgrade import notebook, registry
 from linen_upgrade.applicability import applies
 from linen_upgrade.config import Config
 from linen_upgrade.facts import FileFacts, file_facts
 from linen_upgrade.index import ProjectIndex
-from linen_upgrade import registry
 from linen_upgrade.rule import FIX_MARK, TODO_RE, Context
 
 

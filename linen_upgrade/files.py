@@ -105,10 +105,18 @@ TODO_MARK = b"TODO(linen-upgrade)"
 
 @lru_cache(maxsize=1)
 def _jax_markers() -> tuple[tuple[bytes, ...], ...]:
-    from linen_upgrade.tables.jax_renames import JAX_INDEX_OPS, JAX_RENAMES
+    from linen_upgrade.applicability import JAX_NAMES
 
-    return tuple(tuple(part.encode() for part in name.split(".")[1:])
-                 for name in (*JAX_RENAMES, *JAX_INDEX_OPS, "jax.lax.tie_in"))
+    return tuple(tuple(part.encode() for part in name.split(".")[1:]) for name in JAX_NAMES)
+
+
+def _imports_legacy_from_flax(data: bytes) -> bool:
+    """``from flax import nn, optim`` (the imported names, not ``linen as nn``)."""
+    for names in _FROM_FLAX.findall(data):
+        items = names.strip(b"()").replace(b"\\", b" ").split(b",")
+        if {item.split()[0] for item in items if item.split()} & {b"nn", b"optim", b"deprecated"}:
+            return True
+    return False
 
 
 def may_need_rewrite(data: bytes) -> bool:
@@ -116,15 +124,10 @@ def may_need_rewrite(data: bytes) -> bool:
     other way: a file it rejects holds no name any rule's ``applies`` looks for.)"""
     if not mentions_flax(data):
         return False
-    if _LEGACY_FLAX.search(data) or TODO_MARK in data:  # a re-run reports the TODOs left
-        return True
-    for names in _FROM_FLAX.findall(data):  # from flax import nn, optim (not: linen as nn)
-        if {item.split()[0] for item in names.strip(b"()").replace(b"\\", b" ").split(b",") if item.split()} \
-                & {b"nn", b"optim", b"deprecated"}:
-            return True
-    if any(all(part in data for part in names) for names in _jax_markers()):
-        return True
-    return any(marker in data for marker in _FROZENDICT)
+    if _LEGACY_FLAX.search(data) or TODO_MARK in data or _imports_legacy_from_flax(data):
+        return True  # (our TODOs: a re-run reports what is left)
+    return any(all(part in data for part in names) for names in _jax_markers()) \
+        or any(marker in data for marker in _FROZENDICT)
 
 
 class ReadOnlyError(OSError):

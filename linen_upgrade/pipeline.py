@@ -84,6 +84,11 @@ def _scan_imports(path: str) -> Scan:
                                                                      identity.resolver_for(path))))
 
 
+def _with_packages(modules: set[str]) -> set[str]:
+    """The modules and their packages (``import pkg`` then ``pkg.models.X``)."""
+    return modules | {m.rpartition(".")[0] for m in modules if "." in m}
+
+
 def _module(path: str) -> str:
     """The run's name of a file (by its path: two ``train.py`` are two modules)."""
     table = identity.current()  # set by run() for the whole run, in every process
@@ -167,11 +172,10 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
     pool = _pool(jobs, initializer=identity.use, initargs=(table,)) if use_pool else None
     try:
         scans = list(_map(pool, _scan, files))
-        flax_modules = {s.module for s in scans if s.facts is not None}
-        flax_modules |= {m.rpartition(".")[0] for m in flax_modules if "." in m}
+        flax_modules = _with_packages({s.module for s in scans if s.facts is not None})
         # the modules a file may get a legacy value from (a JAX rename or a FrozenDict call stays in its file)
-        legacy = {s.module for s in scans if s.facts is not None and s.facts.references("flax.nn", "flax.optim")}
-        legacy |= {m.rpartition(".")[0] for m in legacy if "." in m}
+        legacy = _with_packages({s.module for s in scans
+                                 if s.facts is not None and s.facts.references("flax.nn", "flax.optim")})
         others = [s.path for s in scans if s.facts is None and s.error is None]
         secondary = []
         if legacy and others:

@@ -241,14 +241,7 @@ class _Bindings(cst.CSTVisitor):
         self.scope, self.among, self.found = scope, among, set()
 
     def _add(self, target: cst.CSTNode | None) -> None:
-        if isinstance(target, cst.Name):
-            if target.value in self.among:
-                self.found.add(target.value)
-        elif isinstance(target, (cst.Tuple, cst.List)):
-            for element in target.elements:
-                self._add(element.value)
-        elif isinstance(target, cst.StarredElement):
-            self._add(target.value)
+        self.found.update(n.value for n in target_names(target) if n.value in self.among)
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         if node is not self.scope and isinstance(node, (*SCOPES, cst.ClassDef)):
@@ -271,6 +264,17 @@ class _Bindings(cst.CSTVisitor):
         elif isinstance(node, cst.NamedExpr):
             self._add(node.target)
         return True
+
+
+def target_names(target: cst.CSTNode | None) -> list[cst.Name]:
+    """The names an assignment (or loop, ``with``, ``as``) target binds."""
+    if isinstance(target, cst.Name):
+        return [target]
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [n for el in target.elements for n in target_names(el.value)]
+    if isinstance(target, cst.StarredElement):
+        return target_names(target.value)
+    return []
 
 
 def bound_names(scope: cst.CSTNode, among: frozenset[str]) -> frozenset[str]:

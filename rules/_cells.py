@@ -11,6 +11,7 @@ from collections.abc import Callable
 import libcst as cst
 
 from linen_upgrade.rule import RuleTransformer
+from linen_upgrade.transformer import target_names
 from linen_upgrade.rules._cst import kwarg
 from linen_upgrade.rules._initializers import Hidden, Initializers, adapter
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
@@ -131,24 +132,16 @@ def carry_size(fn: cst.FunctionDef, is_cell: Callable[[cst.BaseExpression], bool
                 sizes.append(next((a.value for a in cell.args if a.keyword and a.keyword.value == "features"), None))
 
         def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
-            bound.update(n.value for n in _names(node.target))
+            bound.update(n.value for n in target_names(node.target))
 
         def visit_For(self, node: cst.For) -> None:
-            bound.update(n.value for n in _names(node.target))
+            bound.update(n.value for n in target_names(node.target))
 
     fn.body.visit(_Scan())
     size = sizes[0] if len(sizes) == 1 else None
     if isinstance(size, cst.Integer) or (isinstance(size, cst.Name) and size.value not in bound):
         return size
     return None
-
-
-def _names(target: cst.BaseExpression) -> list[cst.Name]:
-    if isinstance(target, cst.Name):
-        return [target]
-    if isinstance(target, (cst.Tuple, cst.List)):
-        return [n for e in target.elements for n in _names(e.value)]
-    return []
 
 
 def carry_arg(call: cst.Call) -> cst.BaseExpression | None:

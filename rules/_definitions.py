@@ -11,6 +11,7 @@ import libcst as cst
 
 from linen_upgrade.facts import Param
 from linen_upgrade.rule import Context, FastTransformer, FastVisitor, Rule, RuleTransformer
+from linen_upgrade.transformer import target_names
 from linen_upgrade.rules._cst import build_dotted, express, is_docstring, kwarg, names_in
 from linen_upgrade.rules._modules import SelfAttributes, creates_module, type_of
 
@@ -213,17 +214,6 @@ def self_uses(fn: cst.FunctionDef, name: str) -> list[cst.BaseExpression]:
 def _is_self_attr(node: cst.CSTNode, name: str) -> bool:
     return (isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name)
             and node.value.value == "self" and node.attr.value == name)
-
-
-def target_names(target: cst.CSTNode) -> list[cst.Name]:
-    """The names an assignment target binds."""
-    if isinstance(target, cst.Name):
-        return [target]
-    if isinstance(target, (cst.Tuple, cst.List)):
-        return [n for el in target.elements for n in target_names(el.value)]
-    if isinstance(target, cst.StarredElement):
-        return target_names(target.value)
-    return []
 
 
 _KINDS = {cst.List: "list", cst.ListComp: "list", cst.Dict: "dict", cst.DictComp: "dict",

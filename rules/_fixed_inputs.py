@@ -25,6 +25,7 @@ from collections.abc import Mapping
 import libcst as cst
 
 from linen_upgrade.rules._cst import code
+from linen_upgrade.transformer import target_names
 
 _NESTED = (cst.FunctionDef, cst.ClassDef, cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
 _CONSTANTS = frozenset({"True", "False", "None"})
@@ -86,13 +87,7 @@ class FunctionScan(cst.CSTVisitor):
             self.outer[id(node.func)] = node
 
     def _bind(self, target: cst.CSTNode) -> None:
-        if isinstance(target, cst.Name):
-            self._targets.add(id(target))
-        elif isinstance(target, (cst.Tuple, cst.List)):
-            for e in target.elements:
-                self._bind(e.value)
-        elif isinstance(target, cst.StarredElement):
-            self._bind(target.value)
+        self._targets.update(id(n) for n in target_names(target))
 
     def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
         self._bind(node.target)

@@ -183,8 +183,8 @@ class _Transformer(RuleTransformer):
             indent = "".join(self._indent)
             return format_expression(new, indent, len(indent) + 12).with_changes(lpar=original.lpar, rpar=original.rpar)
         # the layout note goes where old checkpoints are read (on a save only in a file that never restores)
-        if self.plan.saved.get(id(original), False) or (id(original) in self.plan.saved
-                                                         and not any(self.plan.saved.values())):
+        restores = self.plan.saved.get(id(original))
+        if restores or (restores is not None and not any(self.plan.saved.values())):
             self.todo(SAVE_RESTORE_NOTE)
         if id(original) in self.plan.ctor_expr:
             return cst.parse_expression(self.plan.ctor_expr[id(original)]).with_changes(

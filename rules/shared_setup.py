@@ -40,7 +40,8 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.rules._cst import is_docstring
-from linen_upgrade.rules._definitions import reassigned_names, replace_calls, self_uses, target_names
+from linen_upgrade.rules._definitions import reassigned_names, replace_calls, self_uses
+from linen_upgrade.transformer import target_names
 from linen_upgrade.rules._modules import (CallSpec, SelfAttributes, creates_module, defines_apply,
                                           spec_for_qual, split_params)
 

@@ -294,6 +294,22 @@ def test_cross_file_index_and_prefilter(tmp_path, capsys):
     assert "def apply" in (tmp_path / "unrelated.py").read_text()
 
 
+@pytest.mark.parametrize("source, expected", [
+    (b"from flax import nn\n", True),
+    (b"from flax import (linen as nn,\n    optim)\n", True),
+    (b"import flax\ny = flax.nn.Dense\n", True),
+    (b"from flax.deprecated import nn\n", True),
+    (b"from flax import linen\ny = jax.tree_multimap(f, a)\n", True),
+    (b"from flax import linen as nn\nv = v.unfreeze()\n", True),
+    (b"from flax import linen\n# TODO(linen-upgrade): LU202 by hand\n", True),
+    (b"from flax import linen as nn\nimport jax\n", False),
+    (b"from flax import struct, serialization\n", False),
+    (b"import jax\ny = jax.tree_multimap(f, a)\n", False),  # no flax: the rules never read it
+])
+def test_prefilter_admits_what_a_rule_may_read(source, expected):
+    assert files_mod.may_need_rewrite(source) is expected
+
+
 def test_a_rerun_reports_the_todos_left_in_modern_code(tmp_path, capsys):
     (tmp_path / "done.py").write_text("from flax import linen as nn\n\n"
                                       "# TODO(linen-upgrade): LU202 apply the module by hand\nx = 1\n")
