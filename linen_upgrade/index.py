@@ -72,8 +72,9 @@ class ProjectIndex:
     # (module class, apply parameter) -> (module the partial was made of, keywords it fixed),
     # from call sites that pass ``param=<a Module.partial(...)>`` (the ResNet pattern)
     partial_params: dict[tuple[str, str], tuple[str, frozenset[str]]] = field(default_factory=dict)
-    # (module class, apply parameter) that call sites fill with different modules: calls through it get a TODO
-    ambiguous_params: frozenset[tuple[str, str]] = frozenset()
+    # (module class, apply parameter) that call sites fill with different modules -> those (module,
+    # keywords fixed): calls through it convert when all split alike (ResNet18/ResNet50), else a TODO
+    ambiguous_params: dict[tuple[str, str], frozenset[tuple[str, frozenset[str]]]] = field(default_factory=dict)
     # module name -> module names of the run's files that import it
     importers: dict[str, set[str]] = field(default_factory=dict)
     # ``module.name`` of another file of the run -> module names of the files that reference it
@@ -168,7 +169,6 @@ class ProjectIndex:
         _Roles(index, defining, inherits, calls).decide()
         _initializer_params(index, defining, inherits)
         given: dict[tuple[str, str], set[tuple[str, frozenset[str]]]] = {}
-        ambiguous: set[tuple[str, str]] = set()
         through: list[PartialArg] = []
         for facts in all_facts:
             for pa in facts.partial_args:
@@ -188,9 +188,8 @@ class ProjectIndex:
                 continue  # functions (activation=nn.relu): called alike in Linen
             if len(values) == 1:
                 index.partial_params[key] = next(iter(values))
-            else:  # different modules (or a module and something else) at different sites: no single type
-                ambiguous.add(key)
-        index.ambiguous_params = frozenset(ambiguous)
+            else:  # different modules (or a module and something else) at different sites
+                index.ambiguous_params[key] = frozenset(values)
         index._link([f for f in all_facts if f.module_name])
         return index
 

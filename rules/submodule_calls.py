@@ -7,6 +7,10 @@ What it does
     ``bias`` -> ``use_bias``, ``nn.dropout`` -> ``nn.Dropout``, legacy
     defaults that became ``None`` in Linen passed explicitly), user modules
     of the run by their own ``apply`` signatures (the same split LU101 makes),
+    calls through an apply parameter that call sites give a module class
+    (``block_cls(x, filters)``; also several classes, ResNet18's and
+    ResNet50's blocks, when all split a call alike: the same parameters in
+    the same order, kinds and required-ness),
     and calls through a local ``conv = nn.Conv.partial(...)``; the call
     inputs such a local (or a ``.shared()`` one) fixes are passed at each of
     its calls when that is exact, ``enc(x)`` -> ``enc(x, mask=m)`` (LU103
@@ -48,7 +52,8 @@ Not converted (TODO)
     passed to it are renamed: the TODO says so where it is called); such a
     result passed on or returned from a module body, and a module definition
     handed to a function of the run (``features(x, conv)``): their calls
-    elsewhere are not followed.
+    elsewhere are not followed; an apply parameter given modules whose calls
+    split differently (or a module and a function).
 """
 
 from __future__ import annotations
@@ -377,6 +382,23 @@ class _Transformer(AttentionCalls, CellCalls):
             return CallSpec.user(legacy.apply_params), func
         return None
 
+    def _split_alike(self, given: frozenset[tuple[str, frozenset[str]]]) -> tuple[CallSpec, frozenset[str]] | None:
+        """The one call spec of the modules call sites give a parameter (``block_cls``: ResNetBlock
+        for ResNet18, BottleneckResNetBlock for ResNet50), when every one splits a call alike: the
+        same legacy parameters in the same order, kinds and required-ness, so the same attributes
+        and inputs in the same Linen places, and the same keywords fixed; else None."""
+        found = []
+        for target, bound in given:
+            legacy = self.ctx.index.legacy_module(target)
+            spec = spec_for_qual(target, self.ctx.index)
+            if legacy is None or legacy.apply_params is None or spec is None or spec.problem:
+                return None  # a built-in next to a user module, or one that stays legacy
+            shape = tuple((p.name, p.kind, p.default is None, p.role) for p in legacy.apply_params)
+            found.append((spec, bound, shape))
+        if any(f != found[0] for f in found):
+            return None
+        return found[0][0], found[0][1]
+
     def _linen_ctor(self, func: cst.BaseExpression, qual: str, linen: str) -> cst.BaseExpression:
         if qual.rsplit(".", 1)[-1] == linen:
             return func
@@ -430,9 +452,13 @@ class _Transformer(AttentionCalls, CellCalls):
             call_spec = target_spec
         elif (isinstance(func, cst.Name) and self._class_quals
               and (self._class_quals[-1], func.value) in self.ctx.index.ambiguous_params):
-            self.todo(f"{func.value}: call sites (or its default) give this parameter different modules: "
-                      f"convert its calls by hand to {func.value}(<attributes>)(<inputs>)")
-            return updated
+            alike = self._split_alike(self.ctx.index.ambiguous_params[(self._class_quals[-1], func.value)])
+            if alike is None:
+                self.todo(f"{func.value}: call sites (or its default) give this parameter different modules "
+                          f"whose calls split differently: convert its calls by hand to "
+                          f"{func.value}(<attributes>)(<inputs>)")
+                return updated
+            call_spec, bound = alike
         elif isinstance(func, cst.Name) and self._partials and func.value in self._partials[-1]:
             call_spec, bound, kind, carried = self._partials[-1][func.value]
             if kind == "shared":  # an instance already: only inputs may be passed

@@ -13,6 +13,9 @@ LEGACY = FIXTURES / "equivalence" / "module_parameters_legacy.py"
 
 CASES = {
     "Net": ([((2, 6, 6, 4), "float32")], {"params/Block_0/conv/kernel", "params/Block_1/conv/bias"}),
+    # one parameter given two blocks whose calls split alike (ResNet18/ResNet50): both convert
+    "Net18": ([((2, 6, 6, 4), "float32")], {"params/Block_0/conv/kernel"}),
+    "Net50": ([((2, 6, 6, 4), "float32")], {"params/Bottleneck_0/expand/kernel", "params/Bottleneck_1/conv/bias"}),
     "Wider": ([((2, 6, 6, 4), "float32")], {"params/Wide_0/wide/kernel"}),
 }
 
