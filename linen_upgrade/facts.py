@@ -127,6 +127,9 @@ class FileFacts:
     call_args: list[CallArg] = field(default_factory=list)
     # every ``.name`` the file reads: rules that rewrite certain methods skip files without them
     attributes: frozenset[str] = frozenset()
+    # module-level ``ResNet50 = ResNet.partial(stage_sizes=...)``: name -> (the module it partials,
+    # qualified; (keyword, source) it fixes; every value a literal), for other files' uses
+    partial_aliases: dict[str, tuple[str, tuple[tuple[str, str], ...], bool]] = field(default_factory=dict)
     # imported names that a function, lambda or comprehension binds again (``analysis.scopes``)
     shadowed_imports: frozenset[str] = frozenset()
     # what ``from <this module> import *`` binds: ``__all__``, else the public top-level names
@@ -297,6 +300,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
         has_skip_marks=SKIP_MARK in text,
         skip_file=SKIP_FILE_MARK in text,
         partial_args=partial_args,
+        partial_aliases=_partial_aliases(tree, qualify, module_name),
         frozendict_calls=frozendict_calls,
     )
 
@@ -348,6 +352,33 @@ def _module_arguments(tree: ast.Module, imports: ImportMap, qualify, local_class
                         if found is not None:
                             out.append(PartialArg(qualify(node.name), param.arg, *found))
     return out
+
+
+def _partial_aliases(tree: ast.Module, qualify, module_name: str) \
+        -> dict[str, tuple[str, tuple[tuple[str, str], ...], bool]]:
+    """Module-level ``Name = Target.partial(k=v, ...)`` (keywords only) by name; the target may be
+    an alias made above it (``Big = ResNet50.partial(...)``)."""
+    out = {}
+    for stmt in tree.body:
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
+                and isinstance(stmt.value, ast.Call) and isinstance(stmt.value.func, ast.Attribute)
+                and stmt.value.func.attr == "partial" and not stmt.value.args
+                and all(k.arg for k in stmt.value.keywords)):
+            continue
+        target = _dotted(stmt.value.func.value)
+        if target:
+            kwargs = tuple((k.arg, ast.unparse(k.value)) for k in stmt.value.keywords)
+            qual = f"{module_name}.{target}" if target in out and module_name else qualify(target)
+            out[stmt.targets[0].id] = (qual, kwargs, all(_literal(k.value) for k in stmt.value.keywords))
+    return out
+
+
+def _literal(node: ast.expr) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
 
 
 def _exports(tree: ast.Module, imports: ImportMap) -> frozenset[str]:

@@ -75,6 +75,9 @@ class ProjectIndex:
     # (module class, apply parameter) that call sites fill with different modules -> those (module,
     # keywords fixed): calls through it convert when all split alike (ResNet18/ResNet50), else a TODO
     ambiguous_params: dict[tuple[str, str], frozenset[tuple[str, frozenset[str]]]] = field(default_factory=dict)
+    # ``models.ResNet50`` -> (the module it partials, (keyword, source) fixed, all literal): module-level
+    # ``ResNet50 = ResNet.partial(...)`` of a file of the run, for the files that import it
+    partial_aliases: dict[str, tuple[str, tuple[tuple[str, str], ...], bool]] = field(default_factory=dict)
     # module name -> module names of the run's files that import it
     importers: dict[str, set[str]] = field(default_factory=dict)
     # ``module.name`` of another file of the run -> module names of the files that reference it
@@ -114,6 +117,20 @@ class ProjectIndex:
                 return qualname
         return qualname
 
+    def partial_alias(self, qualname: str) -> tuple[str, tuple[tuple[str, str], ...], bool] | None:
+        """What a module-level ``.partial`` alias of the run stands for, through aliases of aliases:
+        (the module class, the keywords fixed, in order, later ones winning; all literal)."""
+        chain = []
+        qualname = self.canonical(qualname)
+        while qualname in self.partial_aliases and len(chain) < 8:
+            target, kwargs, literal = self.partial_aliases[qualname]
+            chain.append((kwargs, literal))
+            qualname = self.canonical(target)
+        if not chain:
+            return None
+        merged = dict(kw for kwargs, _ in reversed(chain) for kw in kwargs)
+        return qualname, tuple(merged.items()), all(literal for _, literal in chain)
+
     def legacy_module(self, qualname: str | None) -> LegacyModule | None:
         return self.modules.get(self.canonical(qualname)) if qualname else None
 
@@ -130,6 +147,9 @@ class ProjectIndex:
         defining: dict[str, ClassFacts] = {}  # legacy modules that define apply
         inherits: dict[str, str] = {}  # legacy modules that inherit it -> the base
         for facts in all_facts:
+            if facts.module_name:
+                index.partial_aliases.update((f"{facts.module_name}.{name}", alias)
+                                             for name, alias in facts.partial_aliases.items())
             index.initializers.update((f"{facts.module_name}.{name}", kind) for name, kind in facts.initializers.items()
                                       if facts.module_name)
             for c in facts.classes:

@@ -297,14 +297,15 @@ class UsageTransformer(RuleTransformer):
             fixed_inputs = {k: v for k, v in ref.kwargs if k in spec.inputs}
             if fixed_inputs:
                 return None, [], f"{ref.def_var[1]} fixes call inputs ({', '.join(fixed_inputs)}): pass them by hand"
-        elif ref.portable:
-            func = self.spell(ref.qual)
-            bound = {k: cst.parse_expression(v) for k, v in ref.kwargs}
+        elif ref.portable:  # through another file's partial alias, that holds its own keywords
+            func = self.spell(ref.alias[0] if ref.alias else ref.qual)
+            held = ref.alias[1] if ref.alias else frozenset()
+            bound = {k: cst.parse_expression(v) for k, v in ref.kwargs if k not in held}
         else:
             return None, [], ("the module definition here is a .partial with non-literal keywords made "
                               "elsewhere: build the Linen module where they are known")
-        # what a partial variable fixed is not passed again (not even a changed default)
-        fixed = frozenset(k for k, _ in ref.kwargs) if not bound else frozenset()
+        # what a partial variable (or alias) fixed is not passed again (not even a changed default)
+        fixed = frozenset(k for k, _ in ref.kwargs) if not bound else (ref.alias[1] if ref.alias else frozenset())
         ctor, inputs, problem = split_usage(args, spec, bound, fixed)
         if problem:
             return None, [], problem

@@ -320,6 +320,12 @@ class Analysis:
             return None
         if self.is_module_class(qual):
             return Ty(DEF, ModuleRef(qual))
+        alias = self.index.partial_alias(qual)  # another file's ``ResNet50 = ResNet.partial(...)``
+        if alias is not None and self.is_module_class(alias[0]):
+            spec = self.spec(alias[0])
+            if spec is None or spec.problem or any(k in spec.inputs for k, _ in alias[1]):
+                return None  # the alias stays legacy there (LU201 says why): so do its uses here
+            return Ty(DEF, ModuleRef(alias[0], alias[1], alias=(qual, frozenset(k for k, _ in alias[1]))))
         module, _, name = qual.rpartition(".")
         if module and module in self.index.flax_modules and module != self.facts.module_name:
             return Ty(FUNC, func=("external", qual))
@@ -474,7 +480,8 @@ class Analysis:
                 return replace(ref, portable=False, kwargs=(*ref.kwargs, ("*", _CODE(a))))
             kwargs[a.keyword.value] = _CODE(a.value)
             portable = portable and _is_literal(a.value)
-        return ModuleRef(ref.qual, tuple(kwargs.items()), portable)
+        alias = (ref.alias[0], ref.alias[1] - {a.keyword.value for a in args}) if ref.alias else None
+        return ModuleRef(ref.qual, tuple(kwargs.items()), portable, alias=alias)
 
     # -- queries for the rewrite -------------------------------------------------
     def relevant(self) -> bool:

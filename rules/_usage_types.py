@@ -44,6 +44,10 @@ class ModuleRef:
     # id of the expression that made such a definition where it is handed over unnamed
     # (``create_model(key, make_module())``): LU202 can bind it to a name there (``Analysis.inline_defs``)
     def_expr: int | None = None
+    # (qual, keywords it fixes) of a module-level ``.partial`` of another file (``models.ResNet50 =
+    # ResNet.partial(block_cls=..)``) this definition is made from: constructors are spelled through it,
+    # so its keywords need not be written here (``kwargs`` holds them too, for the split)
+    alias: tuple[str, frozenset[str]] | None = None
 
     def without_var(self) -> ModuleRef:
         return replace(self, def_var=None, opt_var=None, def_expr=None)

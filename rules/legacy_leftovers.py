@@ -110,9 +110,17 @@ class _Transformer(RuleTransformer):
         if local is not None:
             return local
         qual = self.resolve_class(value)
-        if qual in BUILTIN_MODULES or (qual and self.ctx.index.is_legacy_module(qual)):
+        if qual in BUILTIN_MODULES or self._legacy_module_or_alias(qual):
             return qual
         return None
+
+    def _legacy_module_or_alias(self, qual: str | None) -> bool:
+        """A legacy module class of the run, or a module-level ``.partial`` of one (``ResNet50``)."""
+        if not qual:
+            return False
+        alias = self.ctx.index.partial_alias(qual)
+        target = alias[0] if alias is not None else qual
+        return target in BUILTIN_MODULES or self.ctx.index.is_legacy_module(target)
 
     def _legacy_local(self, name: str) -> str | None:
         return next((f[name] for f in reversed(self._frames) if name in f), None)
@@ -132,7 +140,7 @@ class _Transformer(RuleTransformer):
         if qual:
             self._check(qual)
         if node.attr.value in _MODULE_CLASS_METHODS and (
-                self.is_legacy_class(node.value) or self.resolve(node.value) in BUILTIN_MODULES):
+                self._legacy_module_or_alias(self.resolve_class(node.value))):
             self.todo(f"{dotted(node)}: legacy Module.{node.attr.value} "
                       "is not converted")
         elif self._untraced_module_method(node):

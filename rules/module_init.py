@@ -18,7 +18,10 @@ What it does
     without state has no such collection in Linen; legacy gave it empty); ``with
     nn.stochastic(rng):`` gives ``rngs={'params': key, 'dropout': rng}``.
     A module-level ``d = M.partial(**kw)`` becomes ``functools.partial(M,
-    **kw)``.  A definition chosen at run time (a factory returning partials
+    **kw)``; another file's uses of it (``models.ResNet50.init_by_shape``,
+    ``models.ResNet50.partial(num_classes=10)``) convert through it,
+    ``models.ResNet50(num_classes=10).init(...)``, also a partial of such a
+    partial.  A definition chosen at run time (a factory returning partials
     of several classes, a parameter given them: ``create_model(key,
     module)``) and held by one name: ``module.init_by_shape(key, specs)`` ->
     ``module().init(key, zeros)``, as each of its partials is a
@@ -34,7 +37,8 @@ Why
 Not converted (TODO)
     Results used other than by unpacking or ``[0]``/``[1]``; positional
     arguments after specs known only at run time; init inside
-    ``nn.stateful(state)``; ``.partial`` of a class LU101 leaves legacy; a
+    ``nn.stateful(state)``; ``.partial`` of a class LU101 leaves legacy (or
+    of a module-level partial that fixes call inputs, and its uses); a
     definition chosen at run time whose classes split the call differently.
 """
 
@@ -101,7 +105,7 @@ class _Transformer(SiteCalls):
         """``d = M.partial(**kw)`` -> ``functools.partial(M, **kw)`` (receivers of
         ``.init``/``.call`` and ``nn.Model`` arguments are rebuilt by their rule)."""
         base = self.a.type_at(original.func.value)  # type: ignore[attr-defined]
-        if base is None or base.kind != DEF or base.ref is None or base.ref.kwargs:
+        if base is None or base.kind != DEF or base.ref is None:
             return updated
         if isinstance(self.a.parent.get(id(original)), cst.Attribute):
             return updated
@@ -113,6 +117,8 @@ class _Transformer(SiteCalls):
         if spec.problem:  # the class stays legacy (LU101): a functools.partial of it would not run
             self.todo(f"{base.ref.qual}.partial: {spec.problem}")
             return updated
+        if any(k == "*" or k in spec.inputs for k, _ in base.ref.kwargs):
+            return updated  # a partial of a partial that stays legacy (its TODO says why)
         args = []
         for a in updated.args:
             key = a.keyword.value if a.keyword is not None else None
