@@ -297,7 +297,10 @@ class UsageTransformer(RuleTransformer):
             fixed_inputs = {k: v for k, v in ref.kwargs if k in spec.inputs}
             if fixed_inputs:
                 return None, [], f"{ref.def_var[1]} fixes call inputs ({', '.join(fixed_inputs)}): pass them by hand"
-        elif ref.portable:  # through another file's partial alias, that holds its own keywords
+        elif ref.portable or (ref.file_names is not None and scope is not None and all(
+                self.a.module_name_here(n, scope) for n in ref.file_names)):
+            # literals, or this file's module-level names seen here; through another file's partial
+            # alias, that holds its own keywords
             func = self.spell(ref.alias[0] if ref.alias else ref.qual)
             held = ref.alias[1] if ref.alias else frozenset()
             bound = {k: cst.parse_expression(v) for k, v in ref.kwargs if k not in held}

@@ -369,7 +369,7 @@ class Analysis:
             arg = self.arg(call, 0)
             d = self.ty(arg, scope) if arg is not None else None
             if d is not None and d.kind == DEF and d.ref:
-                return Ty(DEF, self._extend(d.ref, call.args[1:]))
+                return Ty(DEF, self._extend(d.ref, call.args[1:], scope))
             if self._callee(call, scope)[0] is not None:
                 # a function of this file with arguments fixed: its calls pass the rest, after the
                 # positional ones fixed here
@@ -402,7 +402,7 @@ class Analysis:
                     return v if method == "init" else Ty(TUPLE, items=(None, v))
             if base is not None and base.kind == DEF and base.ref and _held(base.ref):
                 if method == "partial":  # of a run-time choice: which keywords are attributes depends on it
-                    return Ty(DEF, self._extend(base.ref.without_var(), call.args)) if not base.ref.choices else None
+                    return Ty(DEF, self._extend(base.ref.without_var(), call.args, scope)) if not base.ref.choices else None
                 if method in ("create", "create_by_shape"):
                     return Ty(TUPLE, items=(None, Ty(MODEL, base.ref)))
                 return None
@@ -472,16 +472,55 @@ class Analysis:
             return replace(t, ref=given.ref)
         return elsewhere(replace(t, ref=ref.without_var()))
 
-    def _extend(self, ref: ModuleRef, args) -> ModuleRef:
+    def _extend(self, ref: ModuleRef, args, scope: Scope) -> ModuleRef:
         kwargs = dict(ref.kwargs)
         portable = ref.portable
+        names = ref.file_names
         for a in args:
             if a.keyword is None or a.star:
-                return replace(ref, portable=False, kwargs=(*ref.kwargs, ("*", _CODE(a))))
+                return replace(ref, portable=False, file_names=None, kwargs=(*ref.kwargs, ("*", _CODE(a))))
             kwargs[a.keyword.value] = _CODE(a.value)
             portable = portable and _is_literal(a.value)
+            if names is not None and not _is_literal(a.value):
+                more = self._module_names(a.value, scope)
+                names = names | more if more is not None else None
         alias = (ref.alias[0], ref.alias[1] - {a.keyword.value for a in args}) if ref.alias else None
-        return ModuleRef(ref.qual, tuple(kwargs.items()), portable, alias=alias)
+        return ModuleRef(ref.qual, tuple(kwargs.items()), portable, alias=alias, file_names=names)
+
+    def module_name_here(self, name: str, scope: Scope) -> bool:
+        """Does ``name`` read, in ``scope``, this file's module-level binding (an assignment or an import)?"""
+        found = scope.lookup(name)
+        return found is self.module_scope or found is None and name in self.facts.imports.aliases
+
+    def _module_names(self, expr: cst.BaseExpression, scope: Scope) -> frozenset[str] | None:
+        """The names ``expr`` reads when it is made only of literals, operators, attributes and names
+        bound once at module level that no function declares ``global`` (``FLAGS.latents``,
+        ``CTABLE.eos_id``, ``jnp.float32``): written elsewhere in the file, it means the same; else None."""
+        if _is_literal(expr):
+            return frozenset()
+        if isinstance(expr, cst.Name):
+            ok = self.module_name_here(expr.value, scope) and self.module_scope.bound.get(expr.value, 0) <= 1 \
+                and not any(expr.value in s.globals for s in self.scopes.values())
+            return frozenset({expr.value}) if ok else None
+        if isinstance(expr, cst.Attribute):
+            return self._module_names(expr.value, scope)
+        parts: list[cst.BaseExpression] = []
+        if isinstance(expr, cst.BinaryOperation):
+            parts = [expr.left, expr.right]
+        elif isinstance(expr, cst.UnaryOperation):
+            parts = [expr.expression]
+        elif isinstance(expr, (cst.Tuple, cst.List)) and not any(isinstance(e, cst.StarredElement)
+                                                                 for e in expr.elements):
+            parts = [e.value for e in expr.elements]
+        else:
+            return None
+        out: frozenset[str] = frozenset()
+        for part in parts:
+            names = self._module_names(part, scope)
+            if names is None:
+                return None
+            out |= names
+        return out
 
     # -- queries for the rewrite -------------------------------------------------
     def relevant(self) -> bool:

@@ -48,6 +48,10 @@ class ModuleRef:
     # ResNet.partial(block_cls=..)``) this definition is made from: constructors are spelled through it,
     # so its keywords need not be written here (``kwargs`` holds them too, for the split)
     alias: tuple[str, frozenset[str]] | None = None
+    # the module-level names of this file that the keywords' non-literal values are made of
+    # (``VAE.partial(latents=FLAGS.latents)``): the constructor can be written wherever they are
+    # not shadowed; None when a value reads anything else (a local, a call)
+    file_names: frozenset[str] | None = frozenset()
 
     def without_var(self) -> ModuleRef:
         return replace(self, def_var=None, opt_var=None, def_expr=None)
@@ -57,7 +61,7 @@ def chosen(a: ModuleRef, b: ModuleRef) -> ModuleRef:
     """The definition that is ``a`` or ``b`` depending on the run (no variable: which one holds it is
     decided where it is read, ``Analysis.ty``).  Not portable: it can only be named where it is bound."""
     choices = {c.without_var() for r in (a, b) for c in (r.choices or (r,))}
-    return ModuleRef(RUNTIME, portable=False, choices=tuple(sorted(choices, key=repr)))
+    return ModuleRef(RUNTIME, portable=False, choices=tuple(sorted(choices, key=repr)), file_names=None)
 
 
 @dataclass(frozen=True)
