@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from linen_upgrade.tables.jax_renames import JAX_INDEX_OPS, JAX_RENAMES
+from linen_upgrade.tables.nn_functions import NN_FUNCTIONS
 
 if TYPE_CHECKING:
     from linen_upgrade.rule import Context
@@ -71,6 +72,7 @@ APPLIES: dict[str, Callable[[Context], bool]] = {
     and (has_legacy_classes(ctx) or _legacy_names(ctx)),
     "LU104": lambda ctx: bool(ctx.facts.attributes & {"param", "state", "get_param", "is_stateful"}
                               or ctx.facts.references("flax.nn.make_rng")) and has_legacy_classes(ctx),
+    "LU106": lambda ctx: any(q in NN_FUNCTIONS for q in ctx.facts.qualnames),
     "LU201": _usage,
     "LU202": _usage,
     "LU301": lambda ctx: ctx.facts.references("flax.optim"),

@@ -20,6 +20,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("LU102", "submodule_calls"),
     ("LU103", "module_partial"),
     ("LU104", "param_state"),
+    ("LU106", "nn_functions"),
     ("LU201", "module_init"),
     ("LU202", "model_apply"),
     ("LU301", "optim_constructors"),

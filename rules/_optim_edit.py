@@ -76,6 +76,8 @@ def insert_helpers(module: cst.Module, helpers: list[str]) -> cst.Module:
     at = 0
     while at < len(body) and _is_header(body[at]):
         at += 1
+    if at == 0 and not module.header:  # the file's first lines: no blank lines above
+        new[0] = new[0].with_changes(leading_lines=[])
     if at < len(body):
         blank = 0
         for line in body[at].leading_lines:

@@ -55,6 +55,7 @@ class _Transformer(RuleTransformer):
         # per function (module level first): local name -> the legacy module it holds
         self._frames: list[dict[str, str]] = [{}]
         self._called: set[int] = set()  # inner calls of m(...)(x): they build a Linen module
+        self._keywords: set[int] = set()  # f(make_rng=...): a keyword names no object
         # class name -> the file defining it, for every legacy module class of the run
         self._legacy_names: dict[str, str] = {}
         for qual in sorted(ctx.index.modules):
@@ -156,8 +157,13 @@ class _Transformer(RuleTransformer):
             return False  # an import or a class of this file: the checks above say what it is
         return node.attr.value in _LEGACY_ONLY_METHODS
 
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        if node.keyword is not None:
+            self._keywords.add(id(node.keyword))
+        return True
+
     def visit_Name(self, node: cst.Name) -> bool:
-        qual = self.resolve(node)
+        qual = self.resolve(node) if id(node) not in self._keywords else None
         if qual:
             self._check(qual)
         return False

@@ -36,6 +36,7 @@ _ACTIVATIONS = [
 # legacy sub-modules of plain functions used as objects (``getattr(flax.nn.activation, name)``):
 # flax.linen has each under the same name, with every function and its call convention
 _FUNCTION_NAMESPACES = ["activation", "pooling"]
+_COPIES = "linen_upgrade/tables/nn_functions.py"
 
 NN_SYMBOLS: dict[str, NnSymbol] = {
     **{f"flax.nn.{name}": _SAME(name) for name in _LAYERS + _ACTIVATIONS + _FUNCTION_NAMESPACES},
@@ -57,8 +58,12 @@ NN_SYMBOLS: dict[str, NnSymbol] = {
     "flax.nn.TransparentModule": NnSymbol(None, "internal helper with no Linen equivalent"),
     "flax.nn.TruncatedModule": NnSymbol(None, "use `capture_intermediates`"),
     "flax.nn.Cache": NnSymbol(None, "`MultiHeadDotProductAttention(decode=True)` and the `cache` collection"),
-    "flax.nn.make_padding_mask": NnSymbol(None, "`nn.make_attention_mask(query_mask, key_mask)`"),
-    "flax.nn._make_causal_mask": NnSymbol(None, "`nn.make_causal_mask(x[..., 0])`"),
+    # LU106 copies these three into the file that uses them (tables/nn_functions.py), where it can
+    "flax.nn.make_padding_mask": NnSymbol(None, f"copy flax 0.3.6's function ({_COPIES}); "
+                                          "`nn.make_attention_mask(query_mask, key_mask)` is the same "
+                                          "for one attention axis"),
+    "flax.nn._make_causal_mask": NnSymbol(None, f"copy flax 0.3.6's function ({_COPIES})"),
+    "flax.nn._invert_perm": NnSymbol(None, f"copy flax 0.3.6's function ({_COPIES})"),
     "flax.nn._CacheEntry": NnSymbol(None, "the `cache` collection of `decode=True` attention"),
     "flax.nn.scan_in_dim": NnSymbol(None, "`flax.jax_utils.scan_in_dim`"),
     "flax.nn.utils": NnSymbol(None, "internal helpers with no Linen equivalent"),
