@@ -70,7 +70,7 @@ class ModuleParts(RuleTransformer):
         if "super().apply" in cst.Module([]).code_for_node(cls).replace(" ", ""):
             return ("super().apply(...) calls the parent's legacy apply; in Linen, Module.apply is "
                     "the variables entry point: restructure with the parent's attributes")
-        stored = _stored_on_self(body)
+        stored = stored_on_self(body)
         if stored:
             # legacy apply ran on a fresh instance that took any attribute; a Linen module is
             # frozen outside setup() and raises SetAttributeFrozenModuleError at the assignment
@@ -315,7 +315,7 @@ def _only_read(fn: cst.FunctionDef, name: str, is_module) -> bool:
     return ok and all(id(n) in read for n in loads)
 
 
-def _stored_on_self(body: list) -> str | None:
+def stored_on_self(body: list) -> str | None:
     """``self.<name>`` the methods of a class body other than ``setup`` assign
     (``self.n = x.shape[0]``, ``self.rnn = RNN.shared(...)``, ``self.k += 1``), quoted;
     ``None`` when none does."""
@@ -426,14 +426,25 @@ def replace_calls(node: cst.CSTNode, by_id: dict[int, cst.BaseExpression]) -> cs
     return node.visit(Replace())
 
 
-def method_with_attributes(fn: cst.FunctionDef, attrs: set[str]) -> cst.FunctionDef:
+def method_with_attributes(fn: cst.FunctionDef, attrs: set[str], every_attribute: bool = False) -> cst.FunctionDef:
     """Other methods (former module methods) read the hyper-parameters as
-    ``self.<attr>``; a parameter repeating one (legacy passed them all) goes."""
+    ``self.<attr>``; a parameter repeating one (legacy passed them all) goes,
+    and a body rebinding it starts from a local copy (``hidden = self.hidden``).
+    ``every_attribute``: the body sees every attribute so (setup() repeating
+    apply's statements)."""
     params = fn.params
     kept = [p for p in params.params if p.name.value not in attrs]
+    dropped = attrs if every_attribute else {p.name.value for p in params.params} & attrs
     if len(kept) != len(params.params):
         kept = [*kept[:-1], kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)] if kept else kept
         params = params.with_changes(params=kept)
     own = {p.name.value for p in [*params.params, *params.kwonly_params]}
-    names = attrs - own - reassigned_names(fn.body)
-    return fn.with_changes(params=params, body=fn.body.visit(SelfAttributes({a: a for a in names})))
+    reassigned = reassigned_names(fn.body)
+    names = attrs - own - reassigned
+    body = fn.body.visit(SelfAttributes({a: a for a in names}))
+    copies = [cst.parse_statement(f"{n} = self.{n}") for n in sorted(dropped & reassigned - own)]
+    if copies:
+        stmts = list(body.body)  # type: ignore[attr-defined]
+        at = 1 if stmts and is_docstring(stmts[0]) else 0
+        body = body.with_changes(body=[*stmts[:at], *copies, *stmts[at:]])
+    return fn.with_changes(params=params, body=body)

@@ -34,13 +34,15 @@ Not converted (TODO)
 
 from __future__ import annotations
 
+import ast
 import keyword
 
 import libcst as cst
 
 from linen_upgrade.rule import Context, Example, FastVisitor, Rule, RuleTransformer
-from linen_upgrade.rules._cst import is_docstring
-from linen_upgrade.rules._definitions import reassigned_names, replace_calls, self_uses
+from linen_upgrade.rules._cst import code, is_docstring
+from linen_upgrade.rules._definitions import method_with_attributes, reassigned_names, replace_calls, self_uses
+from linen_upgrade.rules._inline_shared import InlinePlan, ReadInputs, plan_inline_shared
 from linen_upgrade.transformer import target_names
 from linen_upgrade.rules._modules import (CallSpec, SelfAttributes, creates_module, defines_apply,
                                           spec_for_qual, split_params)
@@ -138,7 +140,15 @@ class _Transformer(RuleTransformer):
         built = {m.name.value: value for m in methods if m.name.value != "apply"
                  and m.name.value not in module_methods and m.name.value not in helpers
                  and (value := _returned(m)) is not None and _shared_calls_in(value)}
-        if not helpers and not module_methods and not built:
+        by_name = {m.name.value: m for m in methods}
+        hyper = self._apply_attrs(original)
+        problem = _default_problem(by_name, module_methods, hyper)
+        inline = problem or plan_inline_shared(
+            by_name, module_methods, hyper, set(by_name) | {p.name for p in self._apply_params(original)})
+        if isinstance(inline, str):
+            self.todo(inline)
+            return updated
+        if not helpers and not module_methods and not built and inline is None:
             return updated
         setup_built: list[cst.BaseStatement] = []
         built_attrs: dict[str, str] = {}
@@ -189,6 +199,12 @@ class _Transformer(RuleTransformer):
             setup_lines.append(cst.parse_statement(f"self.{attr} = x").with_changes(
                 body=[cst.Assign(targets=[cst.AssignTarget(cst.parse_expression(f"self.{attr}"))], value=new)]))
         setup_lines += setup_built
+        if inline is not None:
+            built_inline = self._inline_setup(inline, hyper)
+            if built_inline is None:
+                self.todo("a shared submodule that cannot be built in setup() automatically")
+                return updated
+            setup_lines += built_inline
         rewrite = _UseAttributes(set(helpers), locals_, built_attrs)
         body: list[cst.BaseStatement] = []
         for stmt in updated.body.body:
@@ -196,6 +212,8 @@ class _Transformer(RuleTransformer):
                 continue
             if isinstance(stmt, cst.FunctionDef) and (stmt.name.value == "apply"
                                                       or stmt.name.value in module_methods):
+                if inline is not None:
+                    stmt = _without_bindings(stmt, inline)
                 stmt = stmt.visit(rewrite)
             body.append(stmt)
         # a plain Linen method may not create submodules (only setup() and the @compact one may):
@@ -260,6 +278,24 @@ class _Transformer(RuleTransformer):
         line = cst.SimpleStatementLine(body=[cst.Assign(
             targets=[cst.AssignTarget(cst.parse_expression(f"self.{attr}"))], value=value)])
         return attr, line
+
+    def _inline_setup(self, plan: InlinePlan, attrs: set[str]) -> list[cst.BaseStatement] | None:
+        """setup()'s statements for the shared submodules of ``plan``: the locals they
+        are made from, then ``self.<attr> = M(..., name=...)``; the hyper-parameters read
+        as ``self.<attr>`` (a local copy where the statements rebind one)."""
+        lines: list[cst.BaseStatement] = []
+        for stmt in plan.setup:
+            call = stmt.body[0].value if isinstance(stmt, cst.SimpleStatementLine) else None  # type: ignore[attr-defined]
+            if id(call) in plan.calls:
+                new = self._construct(call, keep_name=True)  # type: ignore[arg-type]
+                if new is None:
+                    return None
+                stmt = cst.SimpleStatementLine(body=[cst.Assign(
+                    targets=[cst.AssignTarget(cst.parse_expression(f"self.{plan.calls[id(call)]}"))], value=new)])
+            lines.append(stmt.with_changes(leading_lines=()))
+        fn = cst.FunctionDef(name=cst.Name("setup"), params=cst.Parameters(params=[cst.Param(cst.Name("self"))]),
+                             body=cst.IndentedBlock(body=lines))
+        return list(method_with_attributes(fn, attrs, every_attribute=True).body.body)  # type: ignore[union-attr]
 
     def _apply_params(self, cls: cst.ClassDef):
         legacy = self.ctx.index.legacy_module(self.resolve_class(cls.name))
@@ -347,6 +383,37 @@ class _Transformer(RuleTransformer):
                     comma=cst.MaybeSentinel.DEFAULT)])
         self.fixed(f"@nn.module_method {fn.name.value} -> plain method")
         return fn.with_changes(decorators=decorators, params=params)
+
+
+def _default_problem(methods: dict[str, cst.FunctionDef], module_methods: set[str], attrs: set[str]) -> str | None:
+    """A module method's default for a hyper-parameter other than apply's: legacy
+    used it when the model was made without that keyword; in Linen it reads the
+    attribute (apply's default)."""
+    apply = methods.get("apply")
+    if apply is None:
+        return None
+    defaults = {p.name.value: p.default for p in apply.params.params}
+    for name in sorted(module_methods):
+        for p in methods[name].params.params:
+            mine, theirs = p.default, defaults.get(p.name.value)
+            if p.name.value in attrs and mine is not None and (theirs is None or not _same_code(mine, theirs)):
+                return (f"{name} defaults {p.name.value} to {code(mine)} and apply to "
+                        f"{code(theirs) if theirs is not None else 'nothing'}: one value for both (a Linen "
+                        "attribute) would change one of them; make them agree")
+    return None
+
+
+def _same_code(a: cst.BaseExpression, b: cst.BaseExpression) -> bool:
+    return ast.dump(ast.parse(code(a).strip(), mode="eval")) == ast.dump(ast.parse(code(b).strip(), mode="eval"))
+
+
+def _without_bindings(fn: cst.FunctionDef, plan: InlinePlan) -> cst.FunctionDef:
+    """``fn`` without the statements setup() took over, its locals naming them read as ``self.<attr>``."""
+    kept = [s for s in fn.body.body if id(s) not in plan.dropped]  # type: ignore[union-attr]
+    body = fn.body.with_changes(body=kept).visit(SelfAttributes(plan.renames.get(fn.name.value, {})))
+    if fn.name.value == "apply" and plan.inputs:
+        body = body.visit(ReadInputs(plan.inputs))
+    return fn.with_changes(body=body)
 
 
 def _takes_nothing(fn: cst.FunctionDef) -> bool:
