@@ -124,12 +124,15 @@ class _Transformer(RuleTransformer):
         if not self._copied:
             return updated
         # an import of a legacy name nothing uses any more would fail: flax.nn is gone
-        left = self._left
+        aliases = self.ctx.facts.imports.aliases
+        left = set(self._left)
         if self.ctx.facts.has_skip_marks:  # a statement this pass may not read may still use it
             names = _Names()
             updated.visit(names)
-            left = names.found
-        aliases = self.ctx.facts.imports.aliases
+            left |= names.found
+        # and another file of the run importing the name from this one needs it here
+        module_name = self.ctx.facts.module_name
+        left |= {local for local in aliases if self.ctx.index.referrers.get(f"{module_name}.{local}")}
         used = {target for local, target in aliases.items() if local in left}
         module = drop_from_imports(updated, {target for target in aliases.values()
                                              if canonical(target) in NN_FUNCTIONS and target not in used})
