@@ -50,7 +50,8 @@ Not converted (TODO)
     argument has another Linen place (``nn.BatchNorm``'s ``batch_stats``) or
     followed by keyword-only parameters; a parameter with conflicting
     evidence (used as an array and as a Python value); ``@nn.module_method``
-    methods; a class whose methods assign ``self.<name>`` (``self.n =
+    methods that LU105 (shared_setup) leaves (they still create submodules,
+    or build a shared one differently from ``apply``); a class whose methods assign ``self.<name>`` (``self.n =
     x.shape[0]``, ``self.rnn = RNN.shared(...)``): legacy ran apply on a fresh
     instance, a Linen module raises at the assignment.
 """

@@ -8,6 +8,18 @@ What it does
     every use of the local becomes ``self.decoder``, and the helper goes.
     ``@nn.module_method`` is dropped (call it with ``apply(..., method=)``),
     as is the ``**kwargs`` that received the legacy hyper-parameters.
+Submodules built again in each method
+    ``cell = Cell.shared(hidden=hidden, name='cell')`` in ``apply`` and the
+    same call in a ``@nn.module_method`` (legacy found one set of parameters
+    by the name), or ``self.cell = Cell.shared(...)`` kept by ``apply``: one
+    ``self.cell = Cell(hidden=hidden, name='cell')`` in ``setup()``, after
+    the statements computing its arguments from the hyper-parameters (``if
+    hidden is None: hidden = 2 * classes``, assignments and ``if`` blocks
+    without calls, the same in every method); each method reads
+    ``self.cell`` and the module method becomes a plain one (a hyper-parameter
+    it rebinds starts from ``hidden = self.hidden``).  ``self.table = table``
+    in ``apply`` goes: a hyper-parameter is that attribute already, an input
+    is read as ``table``.
 Helpers of the hyper-parameters
     A helper returning any expression of named ``.shared()`` submodules
     (``[nn.Dense.shared(features=width, name='d%d' % i) for i in
@@ -25,7 +37,12 @@ Naming
     The attribute takes the legacy ``name=`` when there is one, so
     checkpoint keys are unchanged; otherwise the local variable's name.
 Not converted (TODO)
-    Such a helper whose calls pass anything but the hyper-parameters (or
+    A shared submodule that the methods build differently (another call,
+    other statements before it, a name that is a hyper-parameter in one and
+    a global in the other), from anything but hyper-parameters and such
+    statements, or without a literal ``name=``; a module method whose
+    default for a hyper-parameter differs from ``apply``'s (one attribute
+    cannot hold both).  Such a helper whose calls pass anything but the hyper-parameters (or
     different ones), that is used other than called, or that makes a
     submodule without ``name=`` (legacy names would change); a module
     method that still creates submodules (a plain Linen method may not: it
