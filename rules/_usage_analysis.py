@@ -41,7 +41,8 @@ from linen_upgrade.rules._usage_external import external_return, external_seeds
 from linen_upgrade.rules._usage_frames import SiteCounter
 from linen_upgrade.rules._usage_scopes import Collector, Scope
 from linen_upgrade.rules._usage_types import (CAPTURE, CLASS, CONFLICT, DEF, FOREIGN, FUNC, INSTANCE, MODEL, OPTIM,
-                                              STATE, TRUNC, TUPLE, VARIABLES, ModuleRef, Ty, element, join)
+                                              PARTIAL_HELPER, STATE, TRUNC, TUPLE, VARIABLES, ModuleRef, Ty, element,
+                                              join)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 # calls whose result has the type of one argument (a pytree in, the same pytree out)
@@ -202,7 +203,9 @@ class Analysis:
         qual = self.qual(func, scope) if isinstance(func, (cst.Name, cst.Attribute)) else None
         return qual == "functools.partial" or qual is None and (
             isinstance(func, cst.Name) and func.value == "partial"
-            or isinstance(func, cst.Attribute) and dotted(func) == "functools.partial")
+            or isinstance(func, cst.Attribute) and dotted(func) == "functools.partial") \
+            or isinstance(func, cst.Name) and func.value == PARTIAL_HELPER \
+            and scope.lookup(PARTIAL_HELPER) is self.module_scope  # LU201's, for M.partial(**kwargs)
 
     def _source_ty(self, scope: Scope, name: str, source: tuple) -> Ty | None:
         kind = source[0]
@@ -415,11 +418,26 @@ class Analysis:
                 t = self.ty(arg, scope) if arg is not None else None
                 if t is not None and t.kind == MODEL:
                     return Ty(OPTIM, t.ref)
+                if t is None and self._optim_def(func.value, scope):
+                    return Ty(OPTIM, None)  # of a Model this analysis cannot type: its calls get a TODO
                 return None
         ft = self.ty(func, scope)
         if ft is not None and ft.kind == CLASS:
             return Ty(INSTANCE, func=ft.func)
         return self._apply_func(ft, call, scope) if ft is not None and ft.kind == FUNC else None
+
+    def _optim_def(self, expr: cst.BaseExpression, scope: Scope) -> bool:
+        """Is ``expr`` a flax.optim optimizer definition (``optim.Adam(...)``, or a name bound only to those)?"""
+        if isinstance(expr, cst.Call):
+            func = expr.func
+            qual = self.qual(func, scope) if isinstance(func, (cst.Name, cst.Attribute)) else None
+            return bool(qual) and qual.startswith("flax.optim.")  # type: ignore[union-attr]
+        if not isinstance(expr, cst.Name):
+            return False
+        found = scope.lookup(expr.value)
+        sources = [source for s, name, source, _ in self.bindings if s is found and name == expr.value]
+        return bool(sources) and all(source[0] == "expr" and self._optim_def(source[1], found)
+                                     for source in sources)
 
     def _apply_func(self, ft: Ty, call: cst.Call, scope: Scope) -> Ty | None:
         kind = ft.func[0]

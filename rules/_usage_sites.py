@@ -11,7 +11,7 @@ from linen_upgrade.rules._cst import build_dotted, comma_list, express, kwarg
 from linen_upgrade.rules._usage import UsageTransformer
 from linen_upgrade.rules._usage_calls import string, subscript
 from linen_upgrade.rules._usage_frames import Frame
-from linen_upgrade.rules._usage_types import ModuleRef
+from linen_upgrade.rules._usage_types import PARTIAL_HELPER, ModuleRef
 
 # statements that run their body only sometimes (or many times)
 _GUARDS = tuple(getattr(cst, n) for n in ("If", "For", "While", "Try", "TryStar", "Match") if hasattr(cst, n))
@@ -122,6 +122,29 @@ class SiteCalls(UsageTransformer):
                 self.imports.add(("collections.abc", None))
             self.helpers[name] = _SPEC_SOURCE.format(name=name, zeros=zeros, f32=f32, iterable=iterable)
         return name
+
+    def partial_helper(self) -> str | None:
+        """The name of the emitted ``PARTIAL_HELPER`` (added once), None when the file binds it otherwise."""
+        name = PARTIAL_HELPER
+        module = self.a.module_scope.node
+        ours = any(isinstance(s, cst.FunctionDef) and s.name.value == name for s in module.body)  # type: ignore
+        if name in self.a.module_scope.bound and not ours:
+            return None
+        if name not in self.helpers:
+            fields, needed = express("dataclasses.fields", self.ctx.facts.imports)
+            if needed:
+                self.imports.add((needed, None))
+            self.helpers[name] = _PARTIAL_SOURCE.format(name=name, partial=self.spell_partial(), fields=fields)
+        return name
+
+    def spell_partial(self) -> str:
+        """How this file writes ``functools.partial``: ``partial`` (imported once) unless it binds that name."""
+        local = self.ctx.facts.imports.aliases.get("partial")
+        if local in (None, "functools.partial") and "partial" not in self.a.module_scope.bound:
+            self.imports.add(("functools", "partial"))
+            return "partial"
+        self.imports.add(("functools", None))
+        return "functools.partial"
 
     def _is_dtype(self, node: cst.BaseExpression) -> bool:
         if isinstance(node, cst.SimpleString):
@@ -304,6 +327,20 @@ _SPEC_SOURCE = '''def {name}(spec):
     if len(spec) == 2 and isinstance(spec[0], {iterable}):
         return {zeros}(tuple(spec[0]), spec[1])
     return {zeros}(spec, {f32})
+'''
+
+# emitted once into a file with a ``M.partial(**kwargs)`` whose keys are known only at run time
+_PARTIAL_SOURCE = '''def {name}(cls, **kwargs):
+    """Legacy Module.partial(**kwargs) with keywords known only at run time: a partial of the
+    Linen class, whose constructor takes only its attributes (call inputs go to apply)."""
+    module = cls
+    while isinstance(module, {partial}):
+        module = module.func
+    inputs = sorted(set(kwargs) - {{f.name for f in {fields}(module)}})
+    if inputs:
+        raise TypeError(f"{{module.__name__}}.partial: {{inputs}} are call inputs in Linen, not "
+                        "attributes: pass them where the module is applied")
+    return {partial}(cls, **kwargs)
 '''
 
 _DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",

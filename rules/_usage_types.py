@@ -26,6 +26,10 @@ FOREIGN = "foreign"
 RUNTIME = "<module chosen at run time>"
 
 
+# the function LU201 writes into a file for ``M.partial(**kwargs)`` (``_usage_sites``): a partial there
+PARTIAL_HELPER = "_module_partial"
+
+
 @dataclass(frozen=True)
 class ModuleRef:
     """A legacy module definition: the class and what a ``.partial`` fixed."""
@@ -103,6 +107,10 @@ def join(a: Ty | None, b: Ty | None) -> Ty | None:
         return a
     if a.kind == b.kind == TUPLE and len(a.items) == len(b.items):
         return Ty(TUPLE, items=tuple(join(x, y) for x, y in zip(a.items, b.items)))
+    if a.kind == b.kind and a.kind in (MODEL, OPTIM) and (a.ref is None) != (b.ref is None):
+        # an optimizer of a Model not typed (yet): in a cycle (model = optimizer.target) the
+        # analysis meets it before the Model's type arrives; the known one stands for both
+        return a if a.ref is not None else b
     if a.kind == b.kind and a.ref and b.ref and a.ref.without_var() == b.ref.without_var() and a.items == b.items:
         return Ty(a.kind, a.ref.without_var(), a.items)
     if a.kind == b.kind == DEF and a.ref and b.ref:

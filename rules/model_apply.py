@@ -84,7 +84,10 @@ Not converted (TODO)
     visible, nor an optimizer carrying it (a top-level train step given
     ``optimizer.target`` of an optimizer made in ``create_optimizer(model)``:
     hand the step the module, or carry it in the TrainState's ``apply_fn``),
-    or whose classes split the call's arguments differently.
+    or whose classes split the call's arguments differently; a call of the
+    target of a flax.optim optimizer made from a Model it cannot trace (a
+    registry entry, a factory's result): the optimizer becomes a TrainState
+    (LU302), so its target is params there, and the call says so.
 """
 
 from __future__ import annotations
@@ -227,6 +230,10 @@ class _Transformer(Collections, Escapes, SiteCalls):
         kind, t = site
         ref = t.ref
         if ref is None:
+            if kind == "model":  # an optimizer's target whose Model this rule cannot trace
+                self.todo(f"{dotted(original.func) or 'a call'}(...) applies the target of an optimizer made from a Model this "
+                          "rule cannot trace to a module definition (a registry, a factory's result): apply its "
+                          "Linen module with {'params': ...} by hand")
             return updated
         if kind == "create":  # (y, Model): the Model is its params, as everywhere
             new_init = self.init_site(original, updated, ref)

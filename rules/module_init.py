@@ -21,7 +21,11 @@ What it does
     **kw)``; another file's uses of it (``models.ResNet50.init_by_shape``,
     ``models.ResNet50.partial(num_classes=10)``) convert through it,
     ``models.ResNet50(num_classes=10).init(...)``, also a partial of such a
-    partial.  A definition chosen at run time (a factory returning partials
+    partial.  ``M.partial(**config)``, keys known only at run time, of a
+    class of the run -> ``_module_partial(M, **config)``, a small helper
+    copied into the file that makes the ``functools.partial`` after checking
+    that every key is a Linen attribute (a call input raises a TypeError
+    that says so).  A definition chosen at run time (a factory returning partials
     of several classes, a parameter given them: ``create_model(key,
     module)``) and held by one name: ``module.init_by_shape(key, specs)`` ->
     ``module().init(key, zeros)``, as each of its partials is a
@@ -51,6 +55,8 @@ from linen_upgrade.rules._cst import build_dotted
 from linen_upgrade.rules._fixed_inputs import left_legacy
 from linen_upgrade.rules._usage import DEF, UsageRule
 from linen_upgrade.rules._usage_sites import SiteCalls
+from linen_upgrade.rules._usage_types import PARTIAL_HELPER
+from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 
 class ModuleInit(UsageRule):
@@ -120,20 +126,34 @@ class _Transformer(SiteCalls):
         if any(k == "*" or k in spec.inputs for k, _ in base.ref.kwargs):
             return updated  # a partial of a partial that stays legacy (its TODO says why)
         args = []
+        runtime = False  # M.partial(**model_kwargs): which keys are attributes is known at run time
         for a in updated.args:
             key = a.keyword.value if a.keyword is not None else None
+            if a.star == "**" and not runtime and self.a.is_module_class(base.ref.qual) \
+                    and base.ref.qual not in BUILTIN_MODULES and spec.forward is None:
+                runtime = True
+                args.append(a)
+                continue
+            if a.star == "**":  # of a built-in (renamed keywords) or a wrapper packing **kwargs
+                self.todo(f"{base.ref.qual}.partial fixes keywords known only at run time "
+                          f"({cst.Module([]).code_for_node(a).strip(', ')}), which this rule cannot split into "
+                          "Linen attributes and call inputs here: pass the attributes to the constructor and the "
+                          "inputs where the module is applied")
+                return updated
             if a.star or key is None or key in spec.inputs:
                 self.todo(f"{base.ref.qual}.partial fixes {key or 'a positional argument'}, which is not a "
                           "constructor attribute in Linen: pass it where the module is applied")
                 return updated
             args.append(a.with_changes(keyword=cst.Name(spec.renames.get(key, key))))
-        local = self.ctx.facts.imports.aliases.get("partial")
-        if local in (None, "functools.partial") and "partial" not in self.a.module_scope.bound:
-            self.imports.add(("functools", "partial"))
-            fn: cst.BaseExpression = cst.Name("partial")
-        else:
-            self.imports.add(("functools", None))
-            fn = build_dotted("functools.partial")
+        if runtime:
+            helper = self.partial_helper()
+            if helper is None:
+                self.todo(f"{base.ref.qual}.partial(**...): the file binds {PARTIAL_HELPER} to something else")
+                return updated
+            self.fixed(f"{base.ref.qual}.partial(**...) -> {helper}(...), which checks at run time that every "
+                       "keyword is a Linen attribute")
+            return cst.Call(func=cst.Name(helper), args=[cst.Arg(value=updated.func.value), *args])  # type: ignore
+        fn = build_dotted(self.spell_partial())
         args = self.adapt_initializers(args, base.ref.qual, spec.legacy, original)
         self.fixed(f"{base.ref.qual}.partial(...) -> functools.partial(...)")
         return cst.Call(func=fn, args=[cst.Arg(value=updated.func.value), *args])  # type: ignore[attr-defined]

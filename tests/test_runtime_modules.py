@@ -122,3 +122,21 @@ class Net(nn.Module):
     # one TODO at the call, naming the function (no class: the definition is one of two)
     assert [f.message.partition(":")[0] for f in result.findings] == ["norm calls what get_norm(...) returns"]
     assert "norm(nn.Dense(3)(x))" in result.new.decode()
+
+
+def test_partial_of_run_time_keywords_checks_them_when_it_runs():
+    """LU201's ``_module_partial`` (fixtures/rules/module_init/runtime_keywords): the keys a config
+    gives at run time must all be Linen attributes; a call input among them fails loudly, not silently."""
+    import pytest
+
+    from conftest import FIXTURES
+
+    source = (FIXTURES / "rules" / "module_init" / "runtime_keywords.out.py").read_text(encoding="utf-8")
+    space: dict = {}
+    exec(compile(source.split("\ndef make(")[0], "runtime_keywords.out.py", "exec"), space)
+    net = space["_module_partial"](space["Net"], width=3)()
+    assert (net.width, net.depth) == (3, 1)
+    deep = space["_module_partial"](space["Deep"], width=4)()  # a partial of a partial
+    assert (deep.width, deep.depth) == (4, 3)
+    with pytest.raises(TypeError, match=r"Net.partial: \['train'\] are call inputs"):
+        space["_module_partial"](space["Net"], width=3, train=False)
