@@ -121,25 +121,52 @@ def _rewrite(job: tuple[str, FileFacts]) -> engine.FileResult:
                                  error=f"{path}: internal error: {type(exc).__name__}: {exc}")
 
 
-def _rewrite_all(jobs: list[tuple[str, FileFacts]]) -> list[engine.FileResult]:
-    return [_rewrite(job) for job in jobs]
+def _rewrite_in_pool(job: tuple[str, FileFacts], views: dict | None) -> engine.FileResult:
+    if views is not None:  # the optimizer groups, built once by the pool (``_optim_groups``)
+        from linen_upgrade.rules import _optim_cross
+
+        _optim_cross.adopt(_W["index"], views)
+    return _rewrite(job)
 
 
-def _by_size(pool: "ProcessPoolExecutor", jobs_list: list[tuple[str, FileFacts]]) -> Iterator[engine.FileResult]:
-    """The rewrites in runs of neighbouring files of about equal size in bytes, the largest runs
-    first: a worker that finishes takes the next, so the workers end together (runs of equal
-    counts leave one worker with the big files), and the files a worker rewrites together read the
-    same other files of their folder (each worker reads another file once per run)."""
-    sizes = [_size(path) for path, _ in jobs_list]
-    share = max(1, sum(sizes) // (4 * (pool._max_workers or 1)))
-    runs: list[tuple[int, list[tuple[str, FileFacts]]]] = [(0, [])]
-    for job, size in zip(jobs_list, sizes):
-        if runs[-1][0] >= share:
-            runs.append((0, []))
-        runs[-1] = (runs[-1][0] + size, [*runs[-1][1], job])
-    runs.sort(key=lambda run: -run[0])
-    for results in pool.map(_rewrite_all, [jobs for _, jobs in runs], chunksize=1):
-        yield from results
+def _largest_first(pool: "ProcessPoolExecutor", jobs_list: list[tuple[str, FileFacts]],
+                   views: dict | None) -> Iterator[engine.FileResult]:
+    """The rewrites one file at a time, the largest first: a worker that finishes takes the
+    next, so the workers end together, within a small file of each other (runs of neighbouring
+    files, which read the same other files, left a run's worth: other files are read in a
+    fraction of the time)."""
+    jobs_list = sorted(jobs_list, key=lambda job: -_size(job[0]))
+    return pool.map(_rewrite_in_pool, jobs_list, [views] * len(jobs_list))
+
+
+def _optim_cross_module(index: ProjectIndex, rule_ids: list[str]):
+    """LU302's cross-file groups (``rules/_optim_cross.py``) when this run has some to build:
+    every file's rewrite asks whether it is in one, so without a pool the first file builds them
+    all.  Imported here, before the pool forks, so its workers start with it (and LibCST) loaded."""
+    if "LU302" not in rule_ids or not index.optim_creators:
+        return None
+    from linen_upgrade.rules import _optim_cross
+
+    return _optim_cross
+
+
+def _optim_groups(pool: "ProcessPoolExecutor", cross, index: ProjectIndex, config: Config) -> dict | None:
+    """module -> its group's view, each group built once, in a worker (the largest first file
+    first), before any rewrite: built by every worker in turn, they cost each a sixth of the
+    corpus's ``-j 1`` time.  None: a group failed to build; each worker then builds them itself,
+    and the files report the failure as without a pool."""
+    starts = sorted(cross.starts(index), key=lambda module: -_size(index.paths[module]))
+    try:
+        built = dict(zip(starts, pool.map(_group_views, starts)))
+    except Exception:  # noqa: BLE001 - reported by each file's rewrite (engine: internal error)
+        return None
+    return cross.run_views(index, config, built)
+
+
+def _group_views(start: str) -> dict:
+    from linen_upgrade.rules import _optim_cross
+
+    return _optim_cross.group_views(_W["index"], _W["config"], start)
 
 
 def _size(path: str) -> int:
@@ -202,11 +229,15 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
             pool = None
         if pool is not None:
             pool.shutdown()
+            cross = _optim_cross_module(index, rule_ids)
             pool = _pool(jobs, initializer=_init_worker, initargs=(index, config, rule_ids))
-        elif jobs_list:  # the rules' modules are imported only when some file has work for them
-            _init_worker(index, config, rule_ids)
+            views = _optim_groups(pool, cross, index, config) if cross is not None else None
+            rewrites = _largest_first(pool, jobs_list, views)
+        else:
+            if jobs_list:  # the rules' modules are imported only when some file has work for them
+                _init_worker(index, config, rule_ids)
+            rewrites = map(_rewrite, jobs_list)
         total = len(jobs_list)
-        rewrites = _map(pool, _rewrite, jobs_list) if pool is None else _by_size(pool, jobs_list)
         for done, result in enumerate(rewrites, start=1):
             results.append(result)
             if progress:

@@ -24,6 +24,7 @@ from pathlib import Path
 import libcst as cst
 
 from linen_upgrade import engine
+from linen_upgrade.config import Config
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.rule import Context, FastVisitor
 from linen_upgrade.rules._optim_calls import bind, unwrap
@@ -51,41 +52,62 @@ NOTHING = Shared()
 def shared(ctx: Context, plan: Plan) -> Shared:
     """The group verdict for the file of ``ctx`` (``plan``: its own, without seeds)."""
     me = ctx.facts.module_name
-    group = _groups(ctx).get(me) if me and me in ctx.index.paths else None
-    return group.view(me) if group is not None else NOTHING
+    return _views(ctx).get(me, NOTHING) if me and me in ctx.index.paths else NOTHING
 
 
 def in_a_group(ctx: Context) -> bool:
     """Is this file handed an optimizer by, or does it hand one to, another file of the run?"""
-    return ctx.facts.module_name in _groups(ctx)
+    return ctx.facts.module_name in _views(ctx)
 
 
-def _groups(ctx: Context) -> dict[str, _Group]:
-    """module -> its group, for every group of the run, built once per run from
-    the files that create optimizers (following where they pass them, and who
-    else calls the functions that receive them): the cost is one more read of
-    those files, not of every file they might reach."""
-    index = ctx.index
-    if _RUN[0] is not index:
-        groups: dict[str, _Group] = {}
-        for module in sorted(index.optim_creators & index.paths.keys()):
-            if module not in groups:
-                group = _Group(index, ctx, module)
-                if group.edges:
-                    for member in group.files:
-                        groups.setdefault(member, group)
-        _RUN[:] = [index, groups]
+def _views(ctx: Context) -> dict[str, Shared]:
+    """module -> what its group tells it, for every group of the run, made once per run from
+    the files that create optimizers (following where they pass them, and who else calls the
+    functions that receive them): the cost is one more read of those files, not of every file
+    they might reach.  A process pool builds the groups in its workers and hands each the
+    result (``adopt``) instead."""
+    if _RUN[0] is not ctx.index:
+        _RUN[:] = [ctx.index, run_views(ctx.index, ctx.config)]
     return _RUN[1]
+
+
+def starts(index: ProjectIndex) -> list[str]:
+    """The files a group is searched from: those creating optimizers, in the order groups form."""
+    return sorted(index.optim_creators & index.paths.keys())
+
+
+def group_views(index: ProjectIndex, config: Config, start: str) -> dict[str, Shared]:
+    """The group found from ``start``: each member -> its view (none: no optimizer crosses files)."""
+    group = _Group(index, config, start)
+    return {member: group.view(member) for member in group.files} if group.edges else {}
+
+
+def run_views(index: ProjectIndex, config: Config,
+              built: dict[str, dict[str, Shared]] | None = None) -> dict[str, Shared]:
+    """Every group's views (``built``: ``group_views`` of each start, made elsewhere): a file
+    already in the group of an earlier start starts none, and belongs to the first it is in."""
+    views: dict[str, Shared] = {}
+    for start in starts(index):
+        if start not in views:
+            found = built[start] if built is not None else group_views(index, config, start)
+            for member, view in found.items():
+                views.setdefault(member, view)
+    return views
+
+
+def adopt(index: ProjectIndex, views: dict[str, Shared]) -> None:
+    """This run's views (``run_views``), built in another process: none are built here."""
+    _RUN[:] = [index, views]
 
 
 class _File:
     """One file of the group, read from disk."""
 
-    def __init__(self, module: str, path: str, ctx: Context) -> None:
+    def __init__(self, module: str, path: str, index: ProjectIndex, config: Config) -> None:
         self.module, self.path = module, path
         data = Path(path).read_bytes()
         self.tree = cst.parse_module(engine.decode(data, path))
-        self.ctx = Context(path, engine.facts_for(data, path, module), ctx.index, ctx.config)
+        self.ctx = Context(path, engine.facts_for(data, path, module), index, config)
         self.scan = Scan(self.ctx)
         self.tree.visit(self.scan)
         self.functions = {s.name.value: [p.name.value for p in (*s.params.posonly_params, *s.params.params)]
@@ -144,8 +166,8 @@ class _References(FastVisitor):
 
 
 class _Group:
-    def __init__(self, index: ProjectIndex, ctx: Context, start: str) -> None:
-        self.index, self.ctx = index, ctx
+    def __init__(self, index: ProjectIndex, config: Config, start: str) -> None:
+        self.index, self.config = index, config
         self.files: dict[str, _File | None] = {}
         self.seeds: dict[str, set[tuple[str, int | str]]] = {}
         self.external: dict[str, frozenset[int | None]] = {}
@@ -164,8 +186,9 @@ class _Group:
         if module in self.files:
             return
         path = self.index.paths.get(module)
+        readable = path and path.endswith(".py")
         try:
-            self.files[module] = _File(module, path, self.ctx) if path and path.endswith(".py") else None
+            self.files[module] = _File(module, path, self.index, self.config) if readable else None
         except (OSError, ValueError, engine.SourceError, cst.ParserSyntaxError):
             self.files[module] = None
 
@@ -318,5 +341,5 @@ def _legacy_replicate(plan: Plan) -> bool:
                and plan.is_opt(c.func.value) for c in plan.calls)
 
 
-_RUN: list = [None, {}]  # (the run's index, module -> group)
+_RUN: list = [None, {}]  # (the run's index, module -> its group's view)
 

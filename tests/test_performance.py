@@ -112,6 +112,43 @@ def test_parallel_split_by_size_gives_the_serial_results(tmp_path: Path):
     assert _outputs(tmp_path, 2) == serial
 
 
+OPT_MAIN = '''\
+from flax import optim
+import steps
+def run(params, batches):
+    optimizer = optim.Momentum(learning_rate=0.1, beta=0.9).create(params)
+    for b in batches:
+        optimizer = steps.train_step(optimizer, b)
+    return optimizer.target
+'''
+
+OPT_STEPS = '''\
+import jax
+def train_step(optimizer, batch):
+    grads = jax.grad(lambda p: (p['w'] * batch).sum())(optimizer.target)
+    return optimizer.apply_gradient(grads)
+'''
+
+
+def test_parallel_optimizer_groups_give_the_serial_results(tmp_path: Path):
+    # the pool builds LU302's cross-file groups once, in its workers, and hands every worker
+    # the result: groups that convert and groups that get the TODO in both files
+    for i in range(4):
+        steps = OPT_STEPS if i % 2 else OPT_STEPS.replace("apply_gradient(grads)",
+                                                          "apply_gradient(grads, learning_rate=0.01)")
+        (tmp_path / f"main{i}.py").write_text(OPT_MAIN.replace("import steps", f"import steps{i} as steps"))
+        (tmp_path / f"steps{i}.py").write_text(steps)
+    (tmp_path / "models.py").write_text(MODELS)
+    (tmp_path / "train.py").write_text(TRAIN)
+    (tmp_path / "plain.py").write_text("x = 1\n")
+    serial = _outputs(tmp_path, 1)
+    assert "apply_gradients(grads=grads)" in serial["steps1.py"][0]
+    assert "TrainState.create" in serial["main1.py"][0]
+    assert any("shared with other files" in f for f in serial["steps0.py"][1])
+    assert any("shared with other files" in f for f in serial["main0.py"][1])
+    assert _outputs(tmp_path, 2) == serial
+
+
 def test_what_a_run_read_of_another_file_is_not_read_back_by_the_next(tmp_path: Path):
     (tmp_path / "models.py").write_text(MODELS)
     (tmp_path / "train.py").write_text(TRAIN)
