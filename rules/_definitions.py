@@ -143,7 +143,7 @@ class ModuleParts(RuleTransformer):
         inputs = {p.name for p in split.inputs}
         attrs = {a.name for a in split.attrs}
         reassigned = reassigned_names(apply.body) & attrs
-        body = apply.body.visit(SelfAttributes({a: a for a in attrs - reassigned}))
+        body = without_deletes(apply.body, attrs - reassigned).visit(SelfAttributes({a: a for a in attrs - reassigned}))
         if reassigned:
             copies = [cst.parse_statement(f"{n} = self.{n}") for n in sorted(reassigned)]
             stmts = list(body.body)  # type: ignore[attr-defined]
@@ -338,6 +338,9 @@ def stored_on_self(body: list) -> str | None:
         def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
             self._target(node.target)
 
+        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+            return False  # a class defined in a method has a ``self`` of its own
+
     for s in body:
         if isinstance(s, cst.FunctionDef) and s.name.value != "setup":  # LU105 builds shared submodules there
             s.visit(Stores())
@@ -441,10 +444,44 @@ def method_with_attributes(fn: cst.FunctionDef, attrs: set[str], every_attribute
     own = {p.name.value for p in [*params.params, *params.kwonly_params]}
     reassigned = reassigned_names(fn.body)
     names = attrs - own - reassigned
-    body = fn.body.visit(SelfAttributes({a: a for a in names}))
+    body = without_deletes(fn.body, names).visit(SelfAttributes({a: a for a in names}))
     copies = [cst.parse_statement(f"{n} = self.{n}") for n in sorted(dropped & reassigned - own)]
     if copies:
         stmts = list(body.body)  # type: ignore[attr-defined]
         at = 1 if stmts and is_docstring(stmts[0]) else 0
         body = body.with_changes(body=[*stmts[:at], *copies, *stmts[at:]])
     return fn.with_changes(params=params, body=body)
+
+
+def without_deletes(body: cst.BaseSuite, names: set[str]) -> cst.BaseSuite:
+    """``body`` without ``del`` of the hyper-parameters that become attributes
+    (``del unused``: legacy freed a local, ``del self.unused`` would raise on a
+    Linen module); a ``del`` left with no target goes."""
+    if not names:
+        return body
+
+    class Strip(cst.CSTTransformer):
+        def leave_Del(self, original: cst.Del, updated: cst.Del):
+            target = updated.target
+            elements = [e.value for e in target.elements] if isinstance(target, cst.Tuple) else [target]
+            kept = [e for e in elements if not (isinstance(e, cst.Name) and e.value in names)]
+            if len(kept) == len(elements):
+                return updated
+            if not kept:
+                return cst.RemoveFromParent()
+            if len(kept) == 1:
+                return updated.with_changes(target=kept[0])
+            return updated.with_changes(target=cst.Tuple(
+                [cst.Element(e) for e in kept], lpar=target.lpar, rpar=target.rpar))  # type: ignore[union-attr]
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            return False  # a nested function's names are its own
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+            return False
+
+        def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
+            if original.body and not updated.body:  # a block holding only such a del
+                return updated.with_changes(body=[cst.SimpleStatementLine([cst.Pass()])])
+            return updated
+    return body.visit(Strip())

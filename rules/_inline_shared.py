@@ -70,7 +70,9 @@ def plan_inline_shared(methods: dict[str, cst.FunctionDef], module_methods: set[
         return None
     for legacy, bindings in groups.items():
         if legacy is None:
-            return "a .shared() submodule without a literal name= is kept by a module method: build it in setup() by hand"
+            return ("a .shared() submodule without a literal name= kept on self or by a module method: legacy "
+                    "numbered it, setup() would name it after its attribute (new parameter paths); give it a name= "
+                    "and re-run")
         stored = {b.stored for b in bindings if b.stored}
         if len(stored) > 1 or len({b.method for b in bindings}) < len(bindings):
             return f"the shared submodule {legacy!r} is made more than once in one method: build it in setup() by hand"
@@ -153,19 +155,19 @@ def _prelude(b: _Binding, fn: cst.FunctionDef, attrs: set[str]) -> str | None:
                                 or any(b.local in reassigned_names(s) for s in [*body[:at], *body[at + 1:]])):
         return f"a local, {b.local}, that is bound more than once"
     # a hyper-parameter nothing rebinds reads self.<attr>; any other local needs the statements making it
-    needed = {n for n in _loads(b.call) if n in local and not (n in hyper and n not in changed)}
+    needed = {n for n in loads(b.call) if n in local and not (n in hyper and n not in changed)}
     prelude: list[cst.BaseStatement] = []
     for stmt in reversed(body[:at]):
         if reassigned_names(stmt) & needed:
             if not _simple(stmt):
                 return f"a local computed by {code(stmt).strip().splitlines()[0]!r}"
             prelude.insert(0, stmt)
-            needed |= {n for n in _loads(stmt) if n in local}
+            needed |= {n for n in loads(stmt) if n in local}
     bound = set().union(*(reassigned_names(s) for s in prelude)) if prelude else set()
     outside = sorted(n for n in needed if n not in hyper and n not in bound)
     if outside:
         return f"{', '.join(outside)}, which is not a hyper-parameter"
-    reads = _loads(b.call).union(*(_loads(s) for s in prelude))
+    reads = loads(b.call).union(*(loads(s) for s in prelude))
     shadowed = sorted(n for n in reads if n in attrs and n not in local)
     if shadowed:
         return f"the module-level {', '.join(shadowed)}, named like a hyper-parameter"
@@ -217,15 +219,18 @@ def _pure(node: cst.CSTNode) -> bool:
             nonlocal impure
             impure = True
     node.visit(V())
-    return not impure and "self" not in _loads(node)
+    return not impure and "self" not in loads(node)
 
 
-def _loads(node: cst.CSTNode) -> set[str]:
-    """The names ``node`` reads: not attribute names or keywords."""
+def loads(node: cst.CSTNode) -> set[str]:
+    """The names ``node`` reads: not attribute names, keywords or ``del`` targets."""
     found: set[str] = set()
     skip: set[int] = set()
 
     class V(FastVisitor):
+        def visit_Del(self, n: cst.Del) -> bool:
+            return False
+
         def visit_Attribute(self, n: cst.Attribute) -> None:
             skip.add(id(n.attr))
 

@@ -59,7 +59,7 @@ import libcst as cst
 from linen_upgrade.rule import Context, Example, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.rules._cst import code, is_docstring
 from linen_upgrade.rules._definitions import method_with_attributes, reassigned_names, replace_calls, self_uses
-from linen_upgrade.rules._inline_shared import InlinePlan, ReadInputs, plan_inline_shared
+from linen_upgrade.rules._inline_shared import InlinePlan, ReadInputs, loads, plan_inline_shared
 from linen_upgrade.transformer import target_names
 from linen_upgrade.rules._modules import (CallSpec, SelfAttributes, creates_module, defines_apply,
                                           spec_for_qual, split_params)
@@ -413,7 +413,8 @@ def _default_problem(methods: dict[str, cst.FunctionDef], module_methods: set[st
     for name in sorted(module_methods):
         for p in methods[name].params.params:
             mine, theirs = p.default, defaults.get(p.name.value)
-            if p.name.value in attrs and mine is not None and (theirs is None or not _same_code(mine, theirs)):
+            if p.name.value in attrs and mine is not None and (theirs is None or not _same_code(mine, theirs)) \
+                    and p.name.value in loads(methods[name].body):
                 return (f"{name} defaults {p.name.value} to {code(mine)} and apply to "
                         f"{code(theirs) if theirs is not None else 'nothing'}: one value for both (a Linen "
                         "attribute) would change one of them; make them agree")
