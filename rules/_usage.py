@@ -304,6 +304,9 @@ class UsageTransformer(RuleTransformer):
             func = self.spell(ref.alias[0] if ref.alias else ref.qual)
             held = ref.alias[1] if ref.alias else frozenset()
             bound = {k: cst.parse_expression(v) for k, v in ref.kwargs if k not in held}
+        elif ref.opt_var is not None and scope is not None and _visible(ref.opt_var, scope, self.a) \
+                and self.carried_apply_fns():
+            return self._chosen_constructor(ref, at, args)  # the TrainState carries its module
         else:
             return None, [], ("the module definition here is a .partial with non-literal keywords made "
                               "elsewhere: build the Linen module where they are known")
@@ -332,13 +335,16 @@ class UsageTransformer(RuleTransformer):
         holder = ref.def_var[1] if held else f"{ref.opt_var[1]}.apply_fn"  # type: ignore[index]
         splits: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
         inputs: list[cst.Arg] = []
-        for choice in ref.choices:
+        for choice in ref.choices or (ref.without_var(),):
             spec = self.a.spec(choice.qual)
-            which = f"{choice.qual.rpartition('.')[2]}, one of the modules {holder} may hold"
+            which = f"{choice.qual.rpartition('.')[2]}, " + (
+                f"one of the modules {holder} may hold" if ref.choices else f"the module {holder} holds")
             if spec is None or spec.problem:
                 return None, [], f"{which}, needs converting by hand"
             fixed = frozenset(k for k, _ in choice.kwargs)
-            if "*" in fixed or fixed & spec.inputs:
+            # ``**config``: LU201's _module_partial checks when it runs that every key is an attribute
+            positional = any(k == "*" and not v.startswith("**") for k, v in choice.kwargs)
+            if positional or fixed & spec.inputs:
                 return None, [], (f"{which}, is a .partial fixing positional arguments or call inputs: pass them "
                                   "where the module is applied")
             ctor, inputs, problem = split_usage(args, spec, {}, fixed)
@@ -365,7 +371,7 @@ class UsageTransformer(RuleTransformer):
             if not (isinstance(call.func, cst.Attribute) and call.func.attr.value == "create"):
                 continue
             t = self.a.ty(call, scope)
-            if t is None or t.kind != OPTIM or t.ref is None or not t.ref.choices:
+            if t is None or t.kind != OPTIM or t.ref is None or not t.ref.held:
                 continue
             target = self.a.arg(call, 0, "target")
             var = t.ref.def_var
@@ -400,7 +406,7 @@ class UsageTransformer(RuleTransformer):
         if not isinstance(fn, cst.FunctionDef) or scope.parent is not self.a.module_scope:
             return False
         ret = self.a.rets.get(id(fn))
-        if ret is None or ret.kind != OPTIM or ret.ref is None or not ret.ref.choices \
+        if ret is None or ret.kind != OPTIM or ret.ref is None or not ret.ref.held \
                 or self.ctx.index.referrers.get(f"{self.ctx.facts.module_name}.{fn.name.value}"):
             return False
         calls = [(s, c) for s, c in self.a.calls if isinstance(c.func, cst.Name) and c.func.value == fn.name.value
@@ -413,7 +419,7 @@ class UsageTransformer(RuleTransformer):
         for s, c in calls:
             t = self.a.ty(c, s)
             ref = t.ref if t is not None and t.kind == OPTIM else None
-            if ref is None or not ref.choices:
+            if ref is None or not ref.held:
                 return False
             if ref.def_var is not None and _visible(ref.def_var, s, self.a):
                 edits[id(c)] = ref.def_var[1]

@@ -282,7 +282,7 @@ class Analysis:
             base = self.ty(expr.value, scope)
             if base is not None and base.kind == OPTIM and expr.attr.value == "target":
                 ref, holder = base.ref, expr.value
-                if ref is not None and ref.choices and isinstance(holder, cst.Name):
+                if ref is not None and ref.held and isinstance(holder, cst.Name):
                     found = scope.lookup(holder.value)
                     if found is not None and found.bound.get(holder.value) == 1:
                         ref = replace(ref, opt_var=(id(found), holder.value))

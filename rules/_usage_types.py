@@ -57,6 +57,12 @@ class ModuleRef:
     # not shadowed; None when a value reads anything else (a local, a call)
     file_names: frozenset[str] | None = frozenset()
 
+    @property
+    def held(self) -> bool:
+        """Its Linen instance can only be written where a name holding it is visible (or through a
+        TrainState carrying it): a run-time choice, or a .partial with keywords only its maker knows."""
+        return bool(self.choices) or not self.portable
+
     def without_var(self) -> ModuleRef:
         return replace(self, def_var=None, opt_var=None, def_expr=None)
 
