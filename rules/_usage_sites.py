@@ -208,6 +208,9 @@ class SiteCalls(UsageTransformer):
                 self.subscripts[id(parent)] = cst.Subscript(build("init_with_output"), [
                     cst.SubscriptElement(cst.Index(cst.Integer("0")))])
                 return build("init_with_output")
+        if isinstance(parent, cst.Expr) and state is None:  # the result is dropped (an init that must raise)
+            self.fixed(f"{method} -> Linen init")
+            return build("init")
         assign = parent if isinstance(parent, cst.Assign) and parent.value is original else None
         target = assign.targets[0].target if assign is not None and len(assign.targets) == 1 else None
         if not (isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 2

@@ -13,7 +13,8 @@ What it does
     run time); the unpacking
     site is fixed (``_, params = ...`` -> ``params = ...['params']``; ``y,
     params = ...`` -> ``init_with_output`` then ``params = params['params']``;
-    ``...[1]`` -> ``...['params']``).  ``with nn.stateful() as state:``
+    ``...[1]`` -> ``...['params']``; a dropped result, as in a test that
+    expects the init to raise, stays dropped).  ``with nn.stateful() as state:``
     around it gives ``state = variables.get('batch_stats', {})`` (a model
     without state has no such collection in Linen; legacy gave it empty); ``with
     nn.stochastic(rng):`` gives ``rngs={'params': key, 'dropout': rng}``.
