@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import keyword
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -50,19 +51,20 @@ class InlinePlan:
         return set(self.calls.values())
 
 
-def plan_inline_shared(methods: dict[str, cst.FunctionDef], module_methods: set[str],
-                       attrs: set[str], taken: set[str]) -> InlinePlan | str | None:
+def plan_inline_shared(methods: dict[str, cst.FunctionDef], module_methods: set[str], attrs: set[str],
+                       taken: set[str], is_module: Callable[[cst.BaseExpression], bool]) -> InlinePlan | str | None:
     """The plan for ``apply`` and the module methods, ``None`` when none
     shares a ``.shared()`` submodule so, or why it cannot be done.  ``attrs``:
     the ``apply`` parameters that become attributes; ``taken``: names an
-    attribute made in setup() may not take."""
-    found: dict[str, list[_Binding]] = {}
+    attribute made in setup() may not take; ``is_module``: whether an
+    expression is a legacy module (``Cell`` in ``Cell.shared(...)``)."""
+    found: dict[str | None, list[_Binding]] = {}
     for name in ["apply", *sorted(module_methods)]:
         if name in methods:
             for stmt in methods[name].body.body:  # type: ignore[union-attr]
                 b = _binding(name, stmt)
-                if b is not None:
-                    found.setdefault(_legacy_name(b.call), []).append(b)
+                if b is not None and is_module(b.call.func.value):  # type: ignore[attr-defined]
+                    found.setdefault(legacy_name(b.call), []).append(b)
     # only what a module method shares, or apply keeps on self, needs setup()
     groups = {n: bs for n, bs in found.items()
               if any(b.method in module_methods or b.stored for b in bs)}
@@ -79,7 +81,7 @@ def plan_inline_shared(methods: dict[str, cst.FunctionDef], module_methods: set[
         for b in bindings:
             problem = _prelude(b, methods[b.method], attrs)
             if problem:
-                return f"{b.method} builds the shared submodule {legacy!r} from {problem}: build it in setup() by hand"
+                return f"{b.method} builds the shared submodule {legacy!r} {problem}: build it in setup() by hand"
         made = {_same(b): b.method for b in bindings}
         if len(made) > 1:
             return (f"{' and '.join(made.values())} build the shared submodule {legacy!r} differently "
@@ -129,7 +131,8 @@ def _binding(method: str, stmt: cst.BaseStatement) -> _Binding | None:
     return None
 
 
-def _legacy_name(call: cst.Call) -> str | None:
+def legacy_name(call: cst.Call) -> str | None:
+    """The literal ``name=`` of a call, when it is an identifier."""
     for a in call.args:
         if a.keyword is not None and a.keyword.value == "name" and isinstance(a.value, cst.SimpleString):
             value = a.value.evaluated_value
@@ -151,29 +154,40 @@ def _prelude(b: _Binding, fn: cst.FunctionDef, attrs: set[str]) -> str | None:
     hyper = attrs & params
     changed = reassigned_names(fn.body)
     local = params | changed
-    if b.local is not None and (b.local in local - {b.local} or b.local in attrs
+    if b.local is not None and (b.local in local - {b.local} or b.local in attrs or b.local in _comprehended(fn)
                                 or any(b.local in reassigned_names(s) for s in [*body[:at], *body[at + 1:]])):
-        return f"a local, {b.local}, that is bound more than once"
+        return f"into {b.local}, which the method binds again (or a comprehension does)"
     # a hyper-parameter nothing rebinds reads self.<attr>; any other local needs the statements making it
     needed = {n for n in loads(b.call) if n in local and not (n in hyper and n not in changed)}
     prelude: list[cst.BaseStatement] = []
     for stmt in reversed(body[:at]):
         if reassigned_names(stmt) & needed:
             if not _simple(stmt):
-                return f"a local computed by {code(stmt).strip().splitlines()[0]!r}"
+                return f"from a local computed by {code(stmt).strip().splitlines()[0]!r}"
             prelude.insert(0, stmt)
             needed |= {n for n in loads(stmt) if n in local}
     bound = set().union(*(reassigned_names(s) for s in prelude)) if prelude else set()
     outside = sorted(n for n in needed if n not in hyper and n not in bound)
     if outside:
-        return f"{', '.join(outside)}, which is not a hyper-parameter"
+        return f"from {', '.join(outside)}, which is not a hyper-parameter"
     reads = loads(b.call).union(*(loads(s) for s in prelude))
     shadowed = sorted(n for n in reads if n in attrs and n not in local)
     if shadowed:
-        return f"the module-level {', '.join(shadowed)}, named like a hyper-parameter"
+        return f"from the module-level {', '.join(shadowed)}, named like a hyper-parameter"
     b.prelude = prelude
     b.kinds = tuple(sorted((n, "hyper" if n in hyper else "local" if n in local else "global") for n in reads))
     return None
+
+
+def _comprehended(fn: cst.FunctionDef) -> set[str]:
+    """Names a comprehension in ``fn`` binds (``[c for c in cells]``): not the local read as ``self.<attr>``."""
+    found: set[str] = set()
+
+    class V(FastVisitor):
+        def visit_CompFor(self, node: cst.CompFor) -> None:
+            found.update(n.value for n in target_names(node.target))
+    fn.visit(V())
+    return found
 
 
 def _simple(stmt: cst.CSTNode) -> bool:

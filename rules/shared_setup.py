@@ -59,7 +59,7 @@ import libcst as cst
 from linen_upgrade.rule import Context, Example, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.rules._cst import code, is_docstring
 from linen_upgrade.rules._definitions import method_with_attributes, reassigned_names, replace_calls, self_uses
-from linen_upgrade.rules._inline_shared import InlinePlan, ReadInputs, loads, plan_inline_shared
+from linen_upgrade.rules._inline_shared import InlinePlan, ReadInputs, legacy_name, loads, plan_inline_shared
 from linen_upgrade.transformer import target_names
 from linen_upgrade.rules._modules import (CallSpec, SelfAttributes, creates_module, defines_apply,
                                           spec_for_qual, split_params)
@@ -161,7 +161,8 @@ class _Transformer(RuleTransformer):
         hyper = self._apply_attrs(original)
         problem = _default_problem(by_name, module_methods, hyper)
         inline = problem or plan_inline_shared(
-            by_name, module_methods, hyper, set(by_name) | {p.name for p in self._apply_params(original)})
+            by_name, module_methods, hyper, set(by_name) | {p.name for p in self._apply_params(original)},
+            lambda expr: creates_module(self, expr))
         if isinstance(inline, str):
             self.todo(inline)
             return updated
@@ -190,7 +191,7 @@ class _Transformer(RuleTransformer):
                 helper, targets = bound
                 for i, var in enumerate(targets):
                     call = helpers[helper][i]
-                    attr = attrs.setdefault((helper, i), _legacy_name(call) or var)
+                    attr = attrs.setdefault((helper, i), legacy_name(call) or var)
                     if locals_.get(var, attr) != attr:
                         self.todo(f"{var} names different shared submodules in different methods")
                         return updated
@@ -203,7 +204,8 @@ class _Transformer(RuleTransformer):
                 self.todo(f"{helper} is used other than in `name = self.{helper}()`: build its submodules "
                           "in setup() by hand")
                 return updated
-        if len({*attrs.values(), *built_attrs.values()}) < len(attrs) + len(built_attrs):
+        inline_attrs = inline.attrs if inline is not None else set()
+        if len({*attrs.values(), *built_attrs.values(), *inline_attrs}) < len(attrs) + len(built_attrs) + len(inline_attrs):
             self.todo("two helpers' submodules would get the same attribute in setup(): rename one")
             return updated
         setup_lines = []
@@ -491,12 +493,3 @@ def _attr_name(helper: str) -> str | None:
             name = name[len(verb):]
             break
     return name if name.isidentifier() and not keyword.iskeyword(name) and name != "setup" else None
-
-
-def _legacy_name(call: cst.Call) -> str | None:
-    for a in call.args:
-        if a.keyword is not None and a.keyword.value == "name" and isinstance(a.value, cst.SimpleString):
-            value = a.value.evaluated_value
-            if isinstance(value, str) and value.isidentifier():
-                return value
-    return None
