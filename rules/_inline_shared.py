@@ -261,8 +261,12 @@ def loads(node: cst.CSTNode) -> set[str]:
 
 def _same(b: _Binding) -> tuple:
     """The prelude and the call up to formatting, and what each name read is."""
-    return (ast.dump(ast.parse(cst.Module(body=b.prelude).code)),
-            ast.dump(ast.parse(code(b.call).strip(), mode="eval")), b.kinds)
+    return ast.dump(ast.parse(cst.Module(body=b.prelude).code)), expression_key(b.call), b.kinds
+
+
+def expression_key(expr: cst.BaseExpression) -> str:
+    """``expr`` up to formatting: equal for ``f(a=1)`` and ``f( a = 1 )``."""
+    return ast.dump(ast.parse(code(expr).strip(), mode="eval"))
 
 
 def _setup_statements(methods: dict[str, cst.FunctionDef], groups: dict[str | None, list[_Binding]]

@@ -41,17 +41,16 @@ Not converted (TODO)
     other statements before it, a name that is a hyper-parameter in one and
     a global in the other), from anything but hyper-parameters and such
     statements, or without a literal ``name=``; a module method whose
-    default for a hyper-parameter differs from ``apply``'s (one attribute
-    cannot hold both).  Such a helper whose calls pass anything but the hyper-parameters (or
-    different ones), that is used other than called, or that makes a
-    submodule without ``name=`` (legacy names would change); a module
-    method that still creates submodules (a plain Linen method may not: it
-    keeps its decorator and gets LU101's TODO).
+    default for a hyper-parameter it reads differs from ``apply``'s (one
+    attribute cannot hold both).  A helper whose calls pass anything but
+    the hyper-parameters (or different ones), that is used other than
+    called, or that makes a submodule without ``name=`` (legacy names would
+    change); a module method that still creates submodules (a plain Linen
+    method may not: it keeps its decorator and gets LU101's TODO).
 """
 
 from __future__ import annotations
 
-import ast
 import keyword
 
 import libcst as cst
@@ -59,7 +58,8 @@ import libcst as cst
 from linen_upgrade.rule import Context, Example, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.rules._cst import code, is_docstring
 from linen_upgrade.rules._definitions import method_with_attributes, reassigned_names, replace_calls, self_uses
-from linen_upgrade.rules._inline_shared import InlinePlan, ReadInputs, legacy_name, loads, plan_inline_shared
+from linen_upgrade.rules._inline_shared import (InlinePlan, ReadInputs, expression_key, legacy_name, loads,
+                                                 plan_inline_shared)
 from linen_upgrade.transformer import target_names
 from linen_upgrade.rules._modules import (CallSpec, SelfAttributes, creates_module, defines_apply,
                                           spec_for_qual, split_params)
@@ -309,9 +309,10 @@ class _Transformer(RuleTransformer):
                 new = self._construct(call, keep_name=True)  # type: ignore[arg-type]
                 if new is None:
                     return None
-                stmt = cst.SimpleStatementLine(body=[cst.Assign(
+                # the line's comments go along with it
+                stmt = stmt.with_changes(body=[cst.Assign(
                     targets=[cst.AssignTarget(cst.parse_expression(f"self.{plan.calls[id(call)]}"))], value=new)])
-            lines.append(stmt.with_changes(leading_lines=()))
+            lines.append(stmt.with_changes(leading_lines=[e for e in stmt.leading_lines if e.comment]))
         fn = cst.FunctionDef(name=cst.Name("setup"), params=cst.Parameters(params=[cst.Param(cst.Name("self"))]),
                              body=cst.IndentedBlock(body=lines))
         return list(method_with_attributes(fn, attrs, every_attribute=True).body.body)  # type: ignore[union-attr]
@@ -415,16 +416,12 @@ def _default_problem(methods: dict[str, cst.FunctionDef], module_methods: set[st
     for name in sorted(module_methods):
         for p in methods[name].params.params:
             mine, theirs = p.default, defaults.get(p.name.value)
-            if p.name.value in attrs and mine is not None and (theirs is None or not _same_code(mine, theirs)) \
+            if p.name.value in attrs and mine is not None and (theirs is None or expression_key(mine) != expression_key(theirs)) \
                     and p.name.value in loads(methods[name].body):
                 return (f"{name} defaults {p.name.value} to {code(mine)} and apply to "
                         f"{code(theirs) if theirs is not None else 'nothing'}: one value for both (a Linen "
                         "attribute) would change one of them; make them agree")
     return None
-
-
-def _same_code(a: cst.BaseExpression, b: cst.BaseExpression) -> bool:
-    return ast.dump(ast.parse(code(a).strip(), mode="eval")) == ast.dump(ast.parse(code(b).strip(), mode="eval"))
 
 
 def _without_bindings(fn: cst.FunctionDef, plan: InlinePlan) -> cst.FunctionDef:
