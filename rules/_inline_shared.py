@@ -198,7 +198,7 @@ def _simple(stmt: cst.CSTNode) -> bool:
                 and _pure(stmt.test))
     if isinstance(stmt, cst.Else):
         return _simple_block(stmt.body)
-    if not isinstance(stmt, cst.SimpleStatementLine):
+    if not isinstance(stmt, (cst.SimpleStatementLine, cst.SimpleStatementSuite)):  # ``if h is None: h = 2``
         return False
     for small in stmt.body:
         if isinstance(small, cst.Assign):
@@ -213,6 +213,8 @@ def _simple(stmt: cst.CSTNode) -> bool:
 
 
 def _simple_block(block: cst.BaseSuite) -> bool:
+    if isinstance(block, cst.SimpleStatementSuite):
+        return _simple(block)
     return isinstance(block, cst.IndentedBlock) and all(_simple(s) for s in block.body)
 
 
