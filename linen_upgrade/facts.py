@@ -197,12 +197,23 @@ def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[Param]:
     return out[1:] if out and out[0].kind == "pos" and out[0].name == "self" else out
 
 
+def function_module(fn: ast.FunctionDef, imports: ImportMap) -> bool:
+    """Is ``fn`` a legacy function module: decorated with ``flax.nn.module`` alone, no ``self``?"""
+    if len(fn.decorator_list) != 1:
+        return False
+    name = _dotted(fn.decorator_list[0])
+    qual = imports.resolve_dotted(name) if name else None
+    args = [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]
+    return bool(qual) and canonical(qual) == "flax.nn.module" and not any(a.arg == "self" for a in args)
+
+
 def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None = None) -> FileFacts:
     imports = import_map(tree, identity.package(module_name, path), identity.resolver_for(path))
     qualnames: set[str] = {canonical(v) for v in imports.aliases.values()}
     classes: list[ClassFacts] = []
     frozendict_calls: set[str] = set()
     attributes: set[str] = set()
+    top_level = {id(n) for n in tree.body if isinstance(n, ast.FunctionDef)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             attr = node.func.attr
@@ -243,6 +254,12 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
                         if dname and (imports.resolve_dotted(dname) or "").endswith("module_method"):
                             module_methods.append(item.name)
             classes.append(ClassFacts(node.name, bases, apply_params, module_methods, node.lineno, uses, forwards))
+        elif isinstance(node, ast.FunctionDef) and id(node) in top_level and function_module(node, imports):
+            # ``@nn.module def F(x, features)``: legacy's own shortcut for ``class F(nn.Module): def
+            # apply(self, x, features)`` (LU107 writes that class before the module rules run)
+            apply_params = _params(node)
+            uses, forwards = _apply_uses(node, apply_params, imports)
+            classes.append(ClassFacts(node.name, ["flax.nn.Module"], apply_params, [], node.lineno, uses, forwards))
     local_classes = {c.name for c in classes}
 
     def qualify(name: str) -> str:

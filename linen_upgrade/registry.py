@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 # (id, slug) in run order: by (Rule.order, id) -- a new rule file goes here too (all_rules() says so)
 RULES: tuple[tuple[str, str], ...] = (
+    ("LU107", "function_modules"),
     ("LU105", "shared_setup"),
     ("LU102", "submodule_calls"),
     ("LU103", "module_partial"),

@@ -49,6 +49,8 @@ CASES = {
     "Recurrent": ([((3, 4), "float32")], {
         "params/LSTMCell_0/hi/kernel", "params/OptimizedLSTMCell_0/ii/kernel", "params/GRUCell_0/hn/bias",
     }),
+    # @nn.module functions calling each other (LU107)
+    "FnStack": ([((2, 5), "float32")], {"params/GatedDense_1/Dense_1/kernel", "params/LayerNorm_0/scale"}),
     # a helper making .shared layers from hyper-parameters -> built once in setup() (issue 16)
     "Tower": ([((2, 4), "float32")], {"params/d0/kernel", "params/d1/bias"}),
     # ... and its module method, on hyper-parameters given through .shared
