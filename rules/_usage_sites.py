@@ -104,15 +104,20 @@ class SiteCalls(UsageTransformer):
         return cst.Call(func=build_dotted(zeros), args=[
             cst.Arg(shape, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))), cst.Arg(dtype)])
 
-    def _spec_helper(self) -> str | None:
-        """The name of the emitted spec helper (added once to the file), None when
-        the file binds that name to something else."""
-        name = SPEC_HELPER
+    def _helper(self, name: str, source) -> str | None:
+        """``name`` of a function this rule writes once into the file (``source()`` gives its text),
+        None when the file binds that name to something else."""
         module = self.a.module_scope.node
         ours = any(isinstance(s, cst.FunctionDef) and s.name.value == name for s in module.body)  # type: ignore
         if name in self.a.module_scope.bound and not ours:
             return None
         if name not in self.helpers:
+            self.helpers[name] = source()
+        return name
+
+    def _spec_helper(self) -> str | None:
+        """The emitted spec helper (``SPEC_HELPER``)."""
+        def source() -> str:
             zeros, needed = express("jax.numpy.zeros", self.ctx.facts.imports)
             f32, _ = express("jax.numpy.float32", self.ctx.facts.imports)
             iterable, needed_abc = express("collections.abc.Iterable", self.ctx.facts.imports)
@@ -120,22 +125,17 @@ class SiteCalls(UsageTransformer):
                 self.imports.add((needed, None))
             if needed_abc:
                 self.imports.add(("collections.abc", None))
-            self.helpers[name] = _SPEC_SOURCE.format(name=name, zeros=zeros, f32=f32, iterable=iterable)
-        return name
+            return _SPEC_SOURCE.format(name=SPEC_HELPER, zeros=zeros, f32=f32, iterable=iterable)
+        return self._helper(SPEC_HELPER, source)
 
     def partial_helper(self) -> str | None:
-        """The name of the emitted ``PARTIAL_HELPER`` (added once), None when the file binds it otherwise."""
-        name = PARTIAL_HELPER
-        module = self.a.module_scope.node
-        ours = any(isinstance(s, cst.FunctionDef) and s.name.value == name for s in module.body)  # type: ignore
-        if name in self.a.module_scope.bound and not ours:
-            return None
-        if name not in self.helpers:
+        """The emitted ``PARTIAL_HELPER``, for ``M.partial(**config)``."""
+        def source() -> str:
             fields, needed = express("dataclasses.fields", self.ctx.facts.imports)
             if needed:
                 self.imports.add((needed, None))
-            self.helpers[name] = _PARTIAL_SOURCE.format(name=name, partial=self.spell_partial(), fields=fields)
-        return name
+            return _PARTIAL_SOURCE.format(name=PARTIAL_HELPER, partial=self.spell_partial(), fields=fields)
+        return self._helper(PARTIAL_HELPER, source)
 
     def spell_partial(self) -> str:
         """How this file writes ``functools.partial``: ``partial`` (imported once) unless it binds that name."""
