@@ -15,6 +15,8 @@ Changes nothing else
 
 from __future__ import annotations
 
+import os
+
 import libcst as cst
 
 from linen_upgrade.analysis.identity import EXTERNAL_PACKAGES
@@ -56,11 +58,14 @@ class _Transformer(RuleTransformer):
         self._frames: list[dict[str, str]] = [{}]
         self._called: set[int] = set()  # inner calls of m(...)(x): they build a Linen module
         self._keywords: set[int] = set()  # f(make_rng=...): a keyword names no object
-        # class name -> the file defining it, for every legacy module class of the run
+        # class name -> the file defining it (relative to this one: the report reads the same in any
+        # checkout), for every legacy module class of the run
         self._legacy_names: dict[str, str] = {}
+        here = os.path.dirname(os.path.abspath(ctx.path))
         for qual in sorted(ctx.index.modules):
             module, _, cls = qual.rpartition(".")
-            self._legacy_names.setdefault(cls, ctx.index.paths.get(module, qual))
+            path = ctx.index.paths.get(module)
+            self._legacy_names.setdefault(cls, os.path.relpath(path, here) if path else qual)
 
     def visit_Import(self, node: cst.Import) -> bool:
         for alias in node.names:
