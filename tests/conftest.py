@@ -42,6 +42,11 @@ def verify_cases(legacy: Path, upgraded: Path, cases: dict) -> dict:
                           timeout=600)
 
 
+def upgrade_and_verify(legacy: Path, cases: dict, tmp_path_factory) -> dict:
+    """``legacy`` upgraded (nothing left to a person) and each module of ``cases`` verified against it."""
+    return verify_cases(legacy, upgrade_file(legacy, tmp_path_factory.mktemp("upgraded")), cases)
+
+
 def assert_verified(result, must_cover: set[str]) -> None:
     """The module agreed with legacy on every row, and the rows cover ``must_cover``."""
     assert result.status == "ok", (result.reason, result.detail, [

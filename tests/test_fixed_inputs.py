@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import FIXTURES, assert_verified, upgrade_file, verify_cases
+from conftest import FIXTURES, assert_verified, upgrade_and_verify
 
 pytestmark = pytest.mark.legacy
 
@@ -28,7 +28,7 @@ CASES = {
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     # upgrade_file: every rule, no finding left (no TODO at a definition or a call)
-    return verify_cases(LEGACY, upgrade_file(LEGACY, tmp_path_factory.mktemp("upgraded")), CASES)
+    return upgrade_and_verify(LEGACY, CASES, tmp_path_factory)
 
 
 @pytest.mark.parametrize("module", sorted(CASES))

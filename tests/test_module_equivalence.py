@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import FIXTURES, assert_verified, upgrade_file, verify_cases
+from conftest import FIXTURES, assert_verified, upgrade_and_verify
 
 pytestmark = pytest.mark.legacy
 
@@ -61,7 +61,7 @@ CASES = {
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     """Every module verified in one legacy process (the file is imported once)."""
-    return verify_cases(LEGACY, upgrade_file(LEGACY, tmp_path_factory.mktemp("upgraded")), CASES)
+    return upgrade_and_verify(LEGACY, CASES, tmp_path_factory)
 
 
 @pytest.mark.parametrize("module", sorted(CASES))

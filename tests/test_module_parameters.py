@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import FIXTURES, assert_verified, upgrade_file, verify_cases
+from conftest import FIXTURES, assert_verified, upgrade_and_verify
 
 pytestmark = pytest.mark.legacy
 
@@ -22,7 +22,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    return verify_cases(LEGACY, upgrade_file(LEGACY, tmp_path_factory.mktemp("upgraded")), CASES)
+    return upgrade_and_verify(LEGACY, CASES, tmp_path_factory)
 
 
 @pytest.mark.parametrize("module", sorted(CASES))

@@ -16,7 +16,7 @@ from linen_upgrade.config import Config
 from linen_upgrade.pipeline import rewrite_text, run
 from linen_upgrade.registry import all_rules
 
-from conftest import FIXTURES, assert_verified, upgrade_file, verify_cases
+from conftest import FIXTURES, assert_verified, upgrade_and_verify
 
 LEGACY = FIXTURES / "equivalence" / "signatures_legacy.py"
 ALL_IDS = [r.id for r in all_rules()]
@@ -126,7 +126,7 @@ def test_call_sites_in_another_file_decide(tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    return verify_cases(LEGACY, upgrade_file(LEGACY, tmp_path_factory.mktemp("upgraded")), CASES)
+    return upgrade_and_verify(LEGACY, CASES, tmp_path_factory)
 
 
 @pytest.mark.legacy
