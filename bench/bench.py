@@ -4,6 +4,7 @@
     python bench/bench.py            # full run, about 2 minutes on 2 cores
     python bench/bench.py --quick    # smaller corpus, fewer repetitions (< 1 min)
     python bench/bench.py --profile  # also print where the in-process time goes
+    python bench/bench.py --real-only  # only e., the real corpus (-j 2 vs -j 1 among them)
 
 Builds a corpus in a temporary folder -- the installed jax, flax and optax
 ``.py`` sources plus the legacy fixture sources replicated N times, each copy
@@ -202,12 +203,17 @@ def real_corpus_rows(tmp: Path, reps: int) -> list[tuple]:
     t_base, _ = median_time(lambda: bare_libcst(files), reps)
     pairs = []
     for _ in range(reps):
+        load = os.getloadavg()[0]  # other processes on the machine: -j 2 needs two free cores
         # exit 2: a corpus file that does not parse is reported, the others are still rewritten
         t1, _ = median_time(lambda: run_cli(["--check", "-q", "-j", "1", str(REAL_CORPUS)], tmp, (0, 1, 2)), 1)
         t2, _ = median_time(lambda: run_cli(["--check", "-q", "-j", "2", str(REAL_CORPUS)], tmp, (0, 1, 2)), 1)
         pairs.append((t1, t2))
+        print(f"  real corpus pair: -j 1 {t1:.2f} s, -j 2 {t2:.2f} s, speed-up {t1 / t2:.2f}x "
+              f"(load average before: {load:.2f})")
     t_j1 = statistics.median(p[0] for p in pairs)
     t_j2 = statistics.median(p[1] for p in pairs)
+    print(f"  real corpus -j 2 speed-up, median of the pairs' ratios: "
+          f"{statistics.median(t1 / t2 for t1, t2 in pairs):.2f}x")
     return [("e. real corpus, CLI `--check -j 1` (subprocess)", t_j1,
              "bare LibCST parse+print of its files that mention flax", t_base, GOAL_REAL),
             ("e. real corpus, CLI `--check -j 2` (subprocess)", t_j2, "the same with `-j 1`", t_j1,
@@ -278,6 +284,16 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+def print_rows(rows: list[tuple]) -> None:
+    print(f"{'measure':<66} {'ours':>8} {'baseline':>9} {'ratio':>7}  goal")
+    for label, ours, base_label, base, goal in rows:
+        ratio = ours / base if base else float("inf")
+        mark = f"speed-up {base / ours:.2f}x" if not goal else (
+            f"<= {goal}x {verdict(ratio <= goal)}" if goal >= 1 else
+            f"speed-up {base / ours:.2f}x >= {1 / goal:.1f}x {verdict(ratio <= goal)}")
+        print(f"{label:<66} {ours:>7.3f}s {base:>8.3f}s {ratio:>6.2f}x  {mark}   (baseline: {base_label})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small corpus, few repetitions")
@@ -285,9 +301,18 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=None, help="repetitions per figure (default 3, quick 2)")
     parser.add_argument("--profile", action="store_true", help="cProfile the in-process runs")
     parser.add_argument("--keep", action="store_true", help="keep the corpus folder and print its path")
+    parser.add_argument("--real-only", action="store_true",
+                        help="only e.: the real corpus, -j 1 vs bare LibCST and -j 2 vs -j 1")
     args = parser.parse_args()
     copies = args.copies if args.copies is not None else (2 if args.quick else 10)
     reps = args.reps or (2 if args.quick else 3)
+    if args.real_only:
+        if not REAL_CORPUS.is_dir():
+            raise SystemExit(f"bench: no real corpus at {REAL_CORPUS}")
+        print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs; {reps} pairs, median")
+        with tempfile.TemporaryDirectory(prefix="lu-bench-") as tmp:
+            print_rows(real_corpus_rows(Path(tmp), reps))
+        return 0
     startup_reps = 5 if args.quick else 11
     started = time.perf_counter()
 
@@ -377,13 +402,7 @@ def main() -> int:
         extra = t_one - t_pass
 
         # -- the table ------------------------------------------------------
-        print(f"{'measure':<66} {'ours':>8} {'baseline':>9} {'ratio':>7}  goal")
-        for label, ours, base_label, base, goal in rows:
-            ratio = ours / base if base else float("inf")
-            mark = f"speed-up {base / ours:.2f}x" if not goal else (
-                f"<= {goal}x {verdict(ratio <= goal)}" if goal >= 1 else
-                f"speed-up {base / ours:.2f}x >= {1 / goal:.1f}x {verdict(ratio <= goal)}")
-            print(f"{label:<66} {ours:>7.3f}s {base:>8.3f}s {ratio:>6.2f}x  {mark}   (baseline: {base_label})")
+        print_rows(rows)
         print(f"{'d. start-up `linen-upgrade --check one_file.py` vs `python -c pass`':<66} "
               f"{t_one:>7.3f}s {t_pass:>8.3f}s {'+' + format(extra, '.3f') + 's':>7}  "
               f"<= +{GOAL_STARTUP_S}s {verdict(extra <= GOAL_STARTUP_S)}")

@@ -8,8 +8,9 @@ imports a module of the run that uses legacy flax (implicit legacy:
 ``model.params`` on a model built elsewhere), or when
 a file using ``flax.optim`` imports it, directly or through such files, or it
 imports one of those (an optimizer may be handed to its functions: LU302).
-Index: legacy module classes across all candidates.  Rewrite (parallel):
-LibCST only where a rule applies.
+Index: legacy module classes across all candidates; with a pool, LU302's
+optimizer groups are built next, once, by its workers.  Rewrite (parallel, one
+file at a time, the largest first): LibCST only where a rule applies.
 """
 
 from __future__ import annotations
@@ -132,9 +133,9 @@ def _rewrite_in_pool(job: tuple[str, FileFacts], views: dict | None) -> engine.F
 def _largest_first(pool: "ProcessPoolExecutor", jobs_list: list[tuple[str, FileFacts]],
                    views: dict | None) -> Iterator[engine.FileResult]:
     """The rewrites one file at a time, the largest first: a worker that finishes takes the
-    next, so the workers end together, within a small file of each other (runs of neighbouring
-    files, which read the same other files, left a run's worth: other files are read in a
-    fraction of the time)."""
+    next, so the workers end within a small file of each other (runs of neighbouring files,
+    which read the same other files, left one worker up to a run behind; a worker reading
+    another file the other one read too costs less)."""
     jobs_list = sorted(jobs_list, key=lambda job: -_size(job[0]))
     return pool.map(_rewrite_in_pool, jobs_list, [views] * len(jobs_list))
 
@@ -152,8 +153,8 @@ def _optim_cross_module(index: ProjectIndex, rule_ids: list[str]):
 
 def _optim_groups(pool: "ProcessPoolExecutor", cross, index: ProjectIndex, config: Config) -> dict | None:
     """module -> its group's view, each group built once, in a worker (the largest first file
-    first), before any rewrite: built by every worker in turn, they cost each a sixth of the
-    corpus's ``-j 1`` time.  None: a group failed to build; each worker then builds them itself,
+    first), before any rewrite: built by every worker in turn, they cost each about a tenth
+    of the corpus's ``-j 1`` time.  None: a group failed to build; each worker then builds them itself,
     and the files report the failure as without a pool."""
     starts = sorted(cross.starts(index), key=lambda module: -_size(index.paths[module]))
     try:
