@@ -129,9 +129,8 @@ def test_partial_of_run_time_keywords_checks_them_when_it_runs():
     gives at run time must all be Linen attributes; a call input among them fails loudly, not silently."""
     import pytest
 
-    from conftest import FIXTURES
-
-    source = (FIXTURES / "rules" / "module_init" / "runtime_keywords.out.py").read_text(encoding="utf-8")
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "rules" / "module_init" / "runtime_keywords.out.py"
+    source = fixture.read_text(encoding="utf-8")
     space: dict = {}
     exec(compile(source.split("\ndef make(")[0], "runtime_keywords.out.py", "exec"), space)
     net = space["_module_partial"](space["Net"], width=3)()
