@@ -16,6 +16,7 @@ from linen_upgrade.applicability import APPLIES
 from linen_upgrade.config import Config
 from linen_upgrade.pipeline import run
 from linen_upgrade.registry import RULES, all_rules, select_ids
+from test_optim_cross_file import MAIN, STEPS  # a two-file optimizer group
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,31 +113,13 @@ def test_parallel_split_by_size_gives_the_serial_results(tmp_path: Path):
     assert _outputs(tmp_path, 2) == serial
 
 
-OPT_MAIN = '''\
-from flax import optim
-import steps
-def run(params, batches):
-    optimizer = optim.Momentum(learning_rate=0.1, beta=0.9).create(params)
-    for b in batches:
-        optimizer = steps.train_step(optimizer, b)
-    return optimizer.target
-'''
-
-OPT_STEPS = '''\
-import jax
-def train_step(optimizer, batch):
-    grads = jax.grad(lambda p: (p['w'] * batch).sum())(optimizer.target)
-    return optimizer.apply_gradient(grads)
-'''
-
-
 def test_parallel_optimizer_groups_give_the_serial_results(tmp_path: Path):
     # the pool builds LU302's cross-file groups once, in its workers, and hands every worker
     # the result: groups that convert and groups that get the TODO in both files
     for i in range(4):
-        steps = OPT_STEPS if i % 2 else OPT_STEPS.replace("apply_gradient(grads)",
+        steps = STEPS if i % 2 else STEPS.replace("apply_gradient(grads)",
                                                           "apply_gradient(grads, learning_rate=0.01)")
-        (tmp_path / f"main{i}.py").write_text(OPT_MAIN.replace("import steps", f"import steps{i} as steps"))
+        (tmp_path / f"main{i}.py").write_text(MAIN.replace("import steps", f"import steps{i} as steps"))
         (tmp_path / f"steps{i}.py").write_text(steps)
     (tmp_path / "models.py").write_text(MODELS)
     (tmp_path / "train.py").write_text(TRAIN)
