@@ -284,13 +284,21 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+def goal_mark(ours: float, base: float, goal: float | None, x: str = "x", le: str = "<=", ge: str = ">=") -> str:
+    """What a row says about its goal: a ratio ceiling (goal >= 1) or a speed-up floor (1 / goal)."""
+    ratio = ours / base if base else float("inf")
+    if not goal:
+        return f"speed-up {base / ours:.2f}{x}"
+    if goal >= 1:
+        return f"{le} {goal}{x} {verdict(ratio <= goal)}"
+    return f"speed-up {base / ours:.2f}{x} {ge} {1 / goal:.1f}{x} {verdict(ratio <= goal)}"
+
+
 def print_rows(rows: list[tuple]) -> None:
     print(f"{'measure':<66} {'ours':>8} {'baseline':>9} {'ratio':>7}  goal")
     for label, ours, base_label, base, goal in rows:
         ratio = ours / base if base else float("inf")
-        mark = f"speed-up {base / ours:.2f}x" if not goal else (
-            f"<= {goal}x {verdict(ratio <= goal)}" if goal >= 1 else
-            f"speed-up {base / ours:.2f}x >= {1 / goal:.1f}x {verdict(ratio <= goal)}")
+        mark = goal_mark(ours, base, goal)
         print(f"{label:<66} {ours:>7.3f}s {base:>8.3f}s {ratio:>6.2f}x  {mark}   (baseline: {base_label})")
 
 
@@ -438,9 +446,7 @@ def main() -> int:
         print("|---|---:|---:|---:|---|")
         for label, ours, base_label, base, goal in rows:
             ratio = ours / base if base else float("inf")
-            g = f"{base / ours:.2f}× speed-up" if not goal else (
-                f"≤ {goal}× {verdict(ratio <= goal)}" if goal >= 1 else
-                f"{base / ours:.2f}× speed-up, ≥ {1 / goal:.1f}× {verdict(ratio <= goal)}")
+            g = goal_mark(ours, base, goal, x="×", le="≤", ge="≥")
             print(f"| {label[3:]} | {ours:.2f} s | {base:.2f} s ({base_label}) | {ratio:.2f}× | {g} |")
         print(f"| start-up, `linen-upgrade --check one_file.py` | {t_one:.3f} s | {t_pass:.3f} s "
               f"(`python -c pass`) | +{extra:.3f} s | ≤ +{GOAL_STARTUP_S} s {verdict(extra <= GOAL_STARTUP_S)} |")
