@@ -124,7 +124,7 @@ class _Transformer(SiteCalls):
         if spec.problem:  # the class stays legacy (LU101): a functools.partial of it would not run
             self.todo(f"{base.ref.qual}.partial: {spec.problem}")
             return updated
-        if any(k == "*" or k in spec.inputs for k, _ in base.ref.kwargs):
+        if any(k == "*" and not v.startswith("**") or k in spec.inputs for k, v in base.ref.kwargs):
             return updated  # a partial of a partial that stays legacy (its TODO says why)
         args = []
         runtime = False  # M.partial(**model_kwargs): which keys are attributes is known at run time
