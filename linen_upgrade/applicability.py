@@ -64,7 +64,7 @@ def _train_state(ctx: Context) -> bool:
 
 
 APPLIES: dict[str, Callable[[Context], bool]] = {
-    "LU107": lambda ctx: any(c.bases == ["flax.nn.Module"] for c in ctx.facts.classes),  # @nn.module functions
+    "LU107": lambda ctx: any(c.function for c in ctx.facts.classes),
     "LU105": lambda ctx: ("shared" in ctx.facts.attributes or any(c.module_methods for c in ctx.facts.classes))
     and has_legacy_classes(ctx),
     # legacy module calls in module classes, and in the plain functions their applies call

@@ -95,6 +95,7 @@ class ClassFacts:
     uses: list[Use] = field(default_factory=list)  # of apply's parameters in its body
     # the *args/**kwargs of apply that are only forwarded (every use is one of these)
     forwards: list[Forward] = field(default_factory=list)
+    function: bool = False  # ``@nn.module def F(...)``: LU107 writes it as the class first
 
 
 @dataclass(frozen=True)
@@ -259,7 +260,8 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
             # apply(self, x, features)`` (LU107 writes that class before the module rules run)
             apply_params = _params(node)
             uses, forwards = _apply_uses(node, apply_params, imports)
-            classes.append(ClassFacts(node.name, ["flax.nn.Module"], apply_params, [], node.lineno, uses, forwards))
+            classes.append(ClassFacts(node.name, ["flax.nn.Module"], apply_params, [], node.lineno, uses, forwards,
+                                      function=True))
     local_classes = {c.name for c in classes}
 
     def qualify(name: str) -> str:

@@ -49,8 +49,7 @@ class _Transformer(RuleTransformer):
         return False
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
-        if not any(c.name == original.name.value and c.bases == ["flax.nn.Module"] and c.apply_params is not None
-                   for c in self.ctx.facts.classes) or len(original.decorators) != 1:
+        if not any(c.function and c.name == original.name.value for c in self.ctx.facts.classes):
             return updated
         module = self.ctx.facts.module_name
         spec = spec_for_qual(f"{module}.{original.name.value}" if module else original.name.value, self.ctx.index)
@@ -63,17 +62,10 @@ class _Transformer(RuleTransformer):
         if base is None:  # ``from flax.nn import module``: no dotted base to write
             self.todo("@module: write the class `class F(nn.Module)` with `def apply(self, ...)` by hand")
             return updated
-        params = updated.params
-        self_param = cst.Param(cst.Name("self"), comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-        if params.posonly_params:
-            params = params.with_changes(posonly_params=[self_param, *params.posonly_params])
-        elif params.params or params.star_arg is not cst.MaybeSentinel.DEFAULT or params.kwonly_params \
-                or params.star_kwarg is not None:
-            params = params.with_changes(params=[self_param, *params.params])
-        else:
-            params = params.with_changes(params=[self_param.with_changes(comma=cst.MaybeSentinel.DEFAULT)])
-        apply = updated.with_changes(decorators=[], name=cst.Name("apply"), params=params,
-                                     leading_lines=[], body=updated.body)
+        params = updated.params  # ``self`` first (LibCST writes the comma after it when more follow)
+        first = "posonly_params" if params.posonly_params else "params"
+        params = params.with_changes(**{first: [cst.Param(cst.Name("self")), *getattr(params, first)]})
+        apply = updated.with_changes(decorators=[], name=cst.Name("apply"), params=params, leading_lines=[])
         self.fixed(f"@module def {original.name.value} -> class {original.name.value}(Module) with apply")
         return cst.ClassDef(
             name=original.name, bases=[cst.Arg(base)],

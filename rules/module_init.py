@@ -57,7 +57,6 @@ from linen_upgrade.rules._fixed_inputs import left_legacy
 from linen_upgrade.rules._usage import DEF, UsageRule
 from linen_upgrade.rules._usage_sites import SiteCalls
 from linen_upgrade.rules._usage_types import PARTIAL_HELPER
-from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 
 class ModuleInit(UsageRule):
@@ -130,8 +129,8 @@ class _Transformer(SiteCalls):
         runtime = False  # M.partial(**model_kwargs): which keys are attributes is known at run time
         for a in updated.args:
             key = a.keyword.value if a.keyword is not None else None
-            if a.star == "**" and not runtime and self.a.is_module_class(base.ref.qual) \
-                    and base.ref.qual not in BUILTIN_MODULES and spec.forward is None:
+            if a.star == "**" and not runtime and self.ctx.index.is_legacy_module(base.ref.qual) \
+                    and spec.forward is None:  # a class of the run: its Linen attributes keep their names
                 runtime = True
                 args.append(a)
                 continue

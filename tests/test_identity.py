@@ -220,6 +220,19 @@ def test_a_folder_named_like_a_standard_module_is_still_the_run(tmp_path):
     assert "return Net()(x, jnp.ones((3,)))" in files["train.py"][0]
 
 
+
+def _head(package: str) -> str:
+    """A legacy module calling ``models.MLP`` imported from ``package``."""
+    return f"""\
+        from flax import nn
+        from {package} import models
+
+
+        class Head(nn.Module):
+          def apply(self, x):
+            return models.MLP(x, width=3)
+        """
+
 def test_a_notebook_beside_a_package_leaves_the_package_its_name(tmp_path):
     """``lib.ipynb`` beside ``lib/`` (google-research/vision_transformer ships ``vit_jax.ipynb``
     beside ``vit_jax/``) took the name ``lib``: ``from lib import models`` then resolved outside the
@@ -229,15 +242,7 @@ def test_a_notebook_beside_a_package_leaves_the_package_its_name(tmp_path):
         "lib.py": "",
         "lib/__init__.py": "",
         "lib/models.py": MLP_B,
-        "train.py": """\
-            from flax import nn
-            from lib import models
-
-
-            class Head(nn.Module):
-              def apply(self, x):
-                return models.MLP(x, width=3)
-            """,
+        "train.py": _head("lib"),
     })
     cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
             "source": ["from lib import models\n"]}
@@ -261,15 +266,7 @@ def test_a_package_checked_out_under_another_folder_name(tmp_path):
         "mypkg-main/__init__.py": "",
         "mypkg-main/nets/__init__.py": "",
         "mypkg-main/nets/models.py": MLP_B,
-        "mypkg-main/train.py": """\
-            from flax import nn
-            from mypkg.nets import models
-
-
-            class Head(nn.Module):
-              def apply(self, x):
-                return models.MLP(x, width=3)
-            """,
+        "mypkg-main/train.py": _head("mypkg.nets"),
     })
     files = _upgrade(tmp_path)
     assert "return models.MLP(width=3)(x)" in files["mypkg-main/train.py"][0]
