@@ -79,7 +79,7 @@ def starts(index: ProjectIndex) -> list[str]:
 def group_views(index: ProjectIndex, config: Config, start: str) -> dict[str, Shared]:
     """The group found from ``start``: each member -> its view (none: no optimizer crosses files)."""
     group = _Group(index, config, start)
-    return {member: group.view(member) for member in group.files} if group.edges else {}
+    return {member: group.view(member) for member in group.files} if group.edges or group.returned else {}
 
 
 def run_views(index: ProjectIndex, config: Config,
@@ -172,6 +172,9 @@ class _Group:
         self.seeds: dict[str, set[tuple[str, int | str]]] = {}
         self.external: dict[str, frozenset[int | None]] = {}
         self.edges: set[tuple[str, str, str]] = set()  # (caller module, callee module, function)
+        # (user module, defining module, function): a function of the run returning an optimizer
+        # (``models.create_optimizer(...)``) to the files that call it
+        self.returned: set[tuple[str, str, str]] = set()
         self.problems: dict[str, list[str]] = {}
         self._load(start)
         for _ in range(_MAX_ROUNDS):
@@ -216,10 +219,14 @@ class _Group:
             self._load(callee)
             self.seeds.setdefault(callee, set()).add((function, slot))
             self.edges.add((module, callee, function))
-        for function in by_function:
+        for function in f.functions:  # what this file's functions return to other files
             items = plan._ret_items(function)
-            if items:
+            users = self.index.referrers.get(f"{module}.{function}", ())
+            if items and (function in by_function or users):
                 self.external[f"{module}.{function}"] = frozenset(items)
+            for user in users if items else ():
+                self._load(user)
+                self.returned.add((user, module, function))
         for function in by_function:  # every other caller of a receiving function
             for user in self.index.referrers.get(f"{module}.{function}", ()):
                 self._load(user)
@@ -230,9 +237,7 @@ class _Group:
             problems = self.problems.setdefault(module, [])
             if f is None:
                 continue
-            _, by_function = self._seed_names(module)
-            exported = frozenset(fn for fn in by_function if f"{module}.{fn}" in self.index.referrers)
-            plan = self._plan(module, exported)
+            plan = self._plan(module, self._exported(module))
             assert plan is not None
             problems += check_uses(plan, f.tree)
         for caller, callee, function in sorted(self.edges):
@@ -246,9 +251,23 @@ class _Group:
         for module, f in self.files.items():
             if f is not None:
                 self._check_callers(module, f)
+        for user, module, function in sorted(self.returned):
+            uf, qual = self.files[user], f"{module}.{function}"
+            where = self._name(module, user)
+            if uf is None or uf.plan is None:
+                self.problems[module].append(f"{function}() returns the optimizer to {where}, which this rule "
+                                             "cannot read")
+            elif uf.references.total.get(qual, 0) > uf.references.as_callee.get(qual, 0):
+                self.problems[module].append(f"{where} passes {function} around as a value: the optimizers it "
+                                             "returns cannot be followed")
         for members in self._components():
             if len(members) > 1:
                 self._check_shared(members)
+
+    def _exported(self, module: str) -> frozenset[str]:
+        """The functions of ``module`` whose optimizer results files of the group follow."""
+        return frozenset(q.rpartition(".")[2] for q in self.external
+                         if q.rpartition(".")[0] == module and q in self.index.referrers)
 
     def _check_callers(self, module: str, f: _File) -> None:
         """Every use of a receiving function, in any file, passes an optimizer
@@ -296,7 +315,7 @@ class _Group:
             while parent[m] != m:
                 m = parent[m]
             return m
-        for caller, callee, _ in self.edges:
+        for caller, callee, _ in self.edges | self.returned:
             parent[find(caller)] = find(callee)
         groups: dict[str, list[str]] = {}
         for m in self.files:
@@ -316,7 +335,7 @@ class _Group:
         return Shared(seeds=frozenset(n for ns in by_function.values() for n in ns),
                       functions=tuple(sorted(by_function)),
                       external={q: v for q, v in self.external.items() if q.rpartition(".")[0] != me},
-                      exported=frozenset(fn for fn in by_function if f"{me}.{fn}" in self.index.referrers),
+                      exported=self._exported(me),
                       problems=tuple(problems))
 
     def _name(self, me: str, other: str) -> str:
@@ -333,6 +352,12 @@ class _Group:
             return f"{name} ({', '.join(f'{other}.{fn}()' for fn in gives)} receives this file's optimizer)"
         if takes:
             return f"{name} (passes its optimizer to {', '.join(f'{fn}()' for fn in takes)} here)"
+        made = sorted({fn for a, b, fn in self.returned if (a, b) == (me, other)})
+        if made:
+            return f"{name} (whose {', '.join(f'{other}.{fn}()' for fn in made)} returns the optimizer used here)"
+        used = sorted({fn for a, b, fn in self.returned if (a, b) == (other, me)})
+        if used:
+            return f"{name} (uses the optimizer {', '.join(f'{fn}()' for fn in used)} returns)"
         return f"{name} (shares the optimizer through other files)"
 
 

@@ -19,8 +19,9 @@ What it does
     ``.replace(target=p)`` -> ``.replace(params=p)``.  An optimizer passed to
     a function of another file of the run (``steps.train_step(optimizer,
     batch)``, also through ``jit``/``pmap``/``functools.partial``; that file
-    need not import flax) is followed there: both files convert together, or
-    both get the TODO (``rules/_optim_cross.py``).  ``checkpoints.save_checkpoint
+    need not import flax) is followed there, and so is one that a function of
+    the run returns to other files (``opt = models.create_optimizer(...)``):
+    the files convert together, or all get the TODO (``rules/_optim_cross.py``).  ``checkpoints.save_checkpoint
     (dir, optimizer, step)`` / ``restore_checkpoint(dir, optimizer)`` keep
     working on the TrainState; a TODO where old checkpoints are read says that
     those need ``linen-upgrade convert-checkpoint`` (the layout changes).
@@ -98,7 +99,8 @@ class OptimTrainState(Rule):
         group = shared(ctx, plan)
         if group.seeds or group.external or group.exported:
             plan = Plan(module, scan, group.seeds, group.external, group.exported)
-        if not plan.creates and not plan.explicit and not group.seeds:
+        # plan.names without creates: optimizers another file's function returns here
+        if not plan.creates and not plan.explicit and not group.seeds and not plan.names:
             return module
         t = _Transformer(self, ctx, plan, list(group.problems), group.functions)
         module = module.visit(t)

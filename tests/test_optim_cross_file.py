@@ -114,9 +114,12 @@ def test_another_caller_passing_a_value_this_rule_cannot_follow_blocks_both(tmp_
     files = _upgrade(tmp_path, {"main.py": MAIN, "steps.py": STEPS, "other.py": other})
     assert files["other.py"] == (other, [])
     steps, steps_findings = files["steps.py"]
+    # and other.py's resume() returns what train_step() returns to code outside the run
     assert steps_findings == ["LU302 flax.optim optimizer not converted to a TrainState: train_step() is also "
                               "called in other.py with a value for optimizer that this rule cannot follow as an "
-                              "optimizer"]
+                              "optimizer; other.py (uses the optimizer train_step() returns): resume() returns the "
+                              "optimizer to code in other files, which this file's conversion cannot reach: convert "
+                              "them together"]
     assert "optimizer.apply_gradient(grads)" in steps
     main, main_findings = files["main.py"]
     assert "optim.Momentum" in main
@@ -240,14 +243,39 @@ def test_per_step_hyper_parameters_cannot_cross_files(tmp_path):
                for f in files["main.py"][1])
 
 
-def test_optimizer_returned_to_another_file_still_gets_a_todo(tmp_path):
-    """The opposite direction: a function creating an optimizer for other files."""
-    make = "from flax import optim\n\n\ndef make(params):\n    return optim.Adam(0.1).create(params)\n"
+MAKE = "from flax import optim\n\n\ndef make(params):\n    return optim.Adam(0.1).create(params)\n"
+
+
+def test_optimizer_returned_to_another_file_converts_both(tmp_path):
+    """The opposite direction: a function creating an optimizer for other files, which
+    follow it like their own (a call whose result is dropped needs nothing)."""
+    user = "import make\n\n\ndef train(params, g):\n    opt = make.make(params)\n    make.make(params)\n" \
+           "    opt = opt.apply_gradient(g)\n    return opt.target\n"
+    files = _upgrade(tmp_path, {"make.py": MAKE, "user.py": user})
+    assert "tx=optax.adam(0.1)" in files["make.py"][0] and files["make.py"][1] == []
+    assert files["user.py"] == (user.replace("apply_gradient(g)", "apply_gradients(grads=g)")
+                                .replace("opt.target", "opt.params"), [])
+    again = _upgrade(tmp_path, {name: text for name, (text, _) in files.items()})
+    assert again == files
+
+
+def test_optimizer_returned_to_another_file_that_cannot_follow_it_blocks_both(tmp_path):
     user = "import make\n\n\ndef train(params, g):\n    opt = make.make(params)\n    opt.make_fresh = 1\n" \
-           "    make.make(params)\n    return opt.apply_gradient(g)\n"
-    files = _upgrade(tmp_path, {"make.py": make, "user.py": user})
+           "    return opt.apply_gradient(g)\n"
+    files = _upgrade(tmp_path, {"make.py": MAKE, "user.py": user})
     assert "optim.Adam(0.1).create(params)" in files["make.py"][0]
-    assert any("make() returns the optimizer to code in other files" in f for f in files["make.py"][1])
+    assert any("user.py (uses the optimizer make() returns): train() returns the optimizer to code in other files"
+               in f for f in files["make.py"][1])
+    assert files["user.py"] == (user, [])
+
+
+def test_function_returning_an_optimizer_passed_around_as_a_value_blocks_both(tmp_path):
+    user = "import make\n\n\ndef train(params, factory=make.make):\n    opt = factory(params)\n" \
+           "    return opt.target\n"
+    files = _upgrade(tmp_path, {"make.py": MAKE, "user.py": user})
+    assert "optim.Adam(0.1).create(params)" in files["make.py"][0]
+    assert any("user.py passes make around as a value: the optimizers it returns cannot be followed" in f
+               for f in files["make.py"][1])
     assert files["user.py"] == (user, [])
 
 
