@@ -1,13 +1,14 @@
 """LU302 (optim_train_state) across files: a legacy optimizer that one file
 of the run passes to a function of another (``steps.train_step(optimizer,
 batch)``, directly or through ``jax.jit``/``pmap``/``functools.partial``) is
-converted in both files or in neither.
+converted in both files or in neither; so is one that a function of one
+file returns to the files calling it (``opt = models.create_optimizer(...)``).
 
 The files that hand optimizers to each other form a group, read from disk
 the same way whichever of them is being rewritten (so each reaches the same
 verdict): each file's ``Plan`` starts from the parameters the others pass it
-an optimizer in (``seeds``) and follows the optimizers those functions
-return (``external``), to a fixed point.  The group converts when every file
+an optimizer in (``seeds``) and follows the optimizers those functions, and
+any function other files call, return (``external``), to a fixed point.  The group converts when every file
 in it would convert alone, every call of a receiving function (in any file
 of the run) passes an optimizer where the others do, and the optimizer
 carries no per-step hyper-parameters or legacy ``.replicate()`` gradient
