@@ -54,6 +54,14 @@ def tuple_names(target: cst.BaseExpression) -> list[str] | None:
     return names if len(names) == len(target.elements) else None
 
 
+def tuple_targets(target: cst.BaseExpression) -> list[str] | None:
+    """The code of each element of ``a, _, (b, c)`` (any unstarred targets)."""
+    if not isinstance(target, (cst.Tuple, cst.List)) \
+            or not all(isinstance(e, cst.Element) for e in target.elements):
+        return None
+    return [code(e.value) for e in target.elements]
+
+
 def single_assign(stmt: cst.CSTNode) -> cst.Assign | None:
     if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 \
             and isinstance(stmt.body[0], cst.Assign) and len(stmt.body[0].targets) == 1:
@@ -95,6 +103,8 @@ def gradient_form(call: cst.Call, targets: list[str] | None) -> str | None:
         return f"{method}(...) unpacked into {len(targets)} names"
     if method == "optimize" and not isinstance(call.func.value, cst.Name):  # type: ignore[attr-defined]
         return "optimize(...) on an expression (it is read twice)"
+    if method == "optimize" and not targets[0].isidentifier():
+        return "optimize(...) whose new optimizer is not assigned to a name"
     return None
 
 
@@ -109,7 +119,7 @@ def gradient_statements(stmt: cst.SimpleStatementLine, assign: cst.Assign, call:
     ``new = <apply(receiver, grads, hp)>``.  ``call`` is the updated node."""
     method = call.func.attr.value  # type: ignore[attr-defined]
     receiver = code(call.func.value)  # type: ignore[attr-defined]
-    targets = tuple_names(assign.targets[0].target) or []
+    targets = tuple_targets(assign.targets[0].target) or []
     if method == "optimize":
         new, outputs, grads = targets[0], targets[1:], fresh_name(taken, "grads")
     else:
@@ -183,8 +193,13 @@ def pmap_axes(module: cst.Module, qual: Callable[[cst.BaseExpression], str | Non
                     out[node.name.value] = axis(dec)
 
         def visit_Call(self, node: cst.Call) -> None:
-            if qual(node.func) == "jax.pmap" and node.args and isinstance(node.args[0].value, cst.Name):
-                out[node.args[0].value.value] = axis(node)
+            if qual(node.func) != "jax.pmap" or not node.args:
+                return
+            fn = node.args[0].value
+            if isinstance(fn, cst.Call) and qual(fn.func) == "functools.partial" and fn.args:
+                fn = fn.args[0].value  # jax.pmap(functools.partial(step, lr=...), axis_name='batch')
+            if isinstance(fn, cst.Name):
+                out[fn.value] = axis(node)
     module.visit(Find())
     return out
 

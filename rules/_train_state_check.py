@@ -130,6 +130,10 @@ def _function(tx: str) -> str:
     return (dotted(node.func) if isinstance(node, cst.Call) else None) or tx
 
 
+# what a legacy nn.Model has that a params pytree does not
+_MODEL_ATTRIBUTES = frozenset({"params", "module", "truncate_at"})
+
+
 class _Check(FastVisitor):
     """Every use of an optimizer value must be one this rule converts."""
 
@@ -176,7 +180,8 @@ class _Check(FastVisitor):
         method, receiver = call.func.attr.value, call.func.value
         targets = _optim.tuple_names(node.targets[0].target) if len(node.targets) == 1 else None
         if method in _optim.GRADIENT_METHODS and self.plan.is_opt(receiver):
-            problem = _optim.gradient_form(call, targets)
+            unpacked = _optim.tuple_targets(node.targets[0].target) if len(node.targets) == 1 else None
+            problem = _optim.gradient_form(call, unpacked)
             if problem is None:
                 self.plan.statements[id(call)] = method
                 if method == "optimize":
@@ -267,6 +272,11 @@ class _Check(FastVisitor):
             self.apply_fn_used = self.apply_fn_used or not self.carried
         elif self.plan.is_opt(node.value) and node.attr.value != "target":
             self.problems.append(f"optimizer.{node.attr.value}")
+        if node.attr.value in _MODEL_ATTRIBUTES and isinstance(node.value, cst.Attribute) \
+                and node.value.attr.value == "target" and self.plan.is_opt(node.value.value):
+            # an nn.Model target that LU202 (which runs first) did not follow here: `.params.params`
+            self.problems.append(f"optimizer.target.{node.attr.value} (an nn.Model's, which LU202 does not follow "
+                                 "here)")
         if isinstance(node.value, cst.Name) and node.value.value in self.plan.defs:
             self.problems.append(f"{node.value.value}.{node.attr.value} on an optimizer definition")
         if isinstance(node.value, cst.Name) and node.value.value in self.plan.state_names:

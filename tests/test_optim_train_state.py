@@ -244,6 +244,26 @@ def main():
 
 main()
 ''',
+    # the aux unpacked in place and the loss dropped (flax's moco example)
+    "optimize_nested_targets": '''
+@jax.jit
+def train_step(optimizer, lr):
+    def loss_fn(p):
+        loss = loss_of(p, X, Y)
+        return loss, (loss * 2, loss + 1)
+    new_optimizer, _, (double, shifted) = optimizer.optimize(loss_fn, learning_rate=lr)
+    return new_optimizer, double, shifted
+
+
+def main():
+    optimizer = optim.Momentum(learning_rate=0.1, beta=0.8).create(PARAMS)
+    for t in range(STEPS):
+        optimizer, double, shifted = train_step(optimizer, 0.05 * 0.9 ** t)
+        show('step', t, double - shifted, optimizer.target)
+
+
+main()
+''',
     # per-step hyper-parameters other than learning_rate, by each row's optax names
     "momentum_beta": '''
 @jax.jit
