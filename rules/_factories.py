@@ -22,6 +22,7 @@ import libcst as cst
 
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, FastVisitor
+from linen_upgrade.rules._factory_branches import Branches, read_branches
 from linen_upgrade.rules._modules import CallSpec, spec_for_qual
 from linen_upgrade.rules._usage_types import CONFLICT, DEF, Ty
 
@@ -53,6 +54,27 @@ class Factories:
         """``func`` as called (``get_norm`` or ``model_utils.get_norm``); ``qual``: what it
         resolves to through the imports (None for a name of this file); ``hidden``: the names
         the enclosing functions bind."""
+        found = self._function(func, qual, hidden)
+        if found is None:
+            return None
+        a, fn = found
+        t = a.rets.get(id(fn))
+        if t is None or not (t.kind == DEF or (t.kind == CONFLICT and DEF in t.items)):
+            return None
+        return Returned(dotted(func) or fn.name.value, t)
+
+    def branches(self, func: cst.BaseExpression, qual: str | None, hidden) -> Branches | None:
+        """What the function ``func`` names returns when that is a module definition in some
+        branches and another, or a plain function, in others (``_factory_branches``)."""
+        found = self._function(func, qual, hidden)
+        if found is None:
+            return None
+        a, fn = found
+        return read_branches(fn, a.facts, self.ctx.index, dotted(func) or fn.name.value)
+
+    def _function(self, func: cst.BaseExpression, qual: str | None, hidden):
+        """The analysis of the file that defines the top-level function ``func`` names, and
+        the function; None for anything else."""
         name = dotted(func)
         if name is None or name.partition(".")[0] in hidden:
             return None
@@ -68,10 +90,7 @@ class Factories:
         else:
             return None
         fn = a.top_level_function(name) if a is not None else None
-        t = a.rets.get(id(fn)) if fn is not None else None
-        if t is None or not (t.kind == DEF or (t.kind == CONFLICT and DEF in t.items)):
-            return None
-        return Returned(dotted(func) or name, t)
+        return (a, fn) if fn is not None else None
 
     def is_function(self, func: cst.BaseExpression, qual: str | None) -> bool:
         """Does ``func`` name a function of the run (this file's, at any depth, or a top-level

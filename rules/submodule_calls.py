@@ -36,7 +36,14 @@ What it does
     ``nn.stochastic``, is left to LU901).  The result of a function of the run
     that returns one module definition in every branch (``norm =
     layers.batch_norm(train)``, this file's or another's) is called like it:
-    ``norm(x, name='bn')`` -> ``norm(name='bn')(x)``.
+    ``norm(x, name='bn')`` -> ``norm(name='bn')(x)``.  So is the result of
+    one that returns module definitions of several classes, or a plain
+    function in some branches (init2winit's ``get_normalizer``: BatchNorm,
+    LayerNorm or ``identity``), where every branch splits the call alike (the
+    same attributes and inputs; a plain function gets the same arguments):
+    the returned plain function ``f`` becomes ``partial(partial, f)``, so
+    that ``norm(name='bn')(x)`` runs ``f(x, name='bn')``.  A local bound to
+    such results in several branches (pre- or post-normalization) splits too.
 Why
     Linen constructors return a module instance; the inputs go to its call.
     A positional argument stays positional only while the legacy and Linen
@@ -48,8 +55,11 @@ Not converted (TODO)
     ``mutable=['cache']`` by hand), ``*args``/``**kwargs`` calls, RNN cells
     whose ``features`` cannot be recovered from an ``initialize_carry`` call;
     calls of what a function returns when it returns a module definition in
-    some branches only, or one of a class that stays legacy (the modules
-    passed to it are renamed: the TODO says so where it is called); such a
+    some branches and something else than a plain function of its own in
+    others, or one of a class that stays legacy (the modules passed to it are
+    renamed: the TODO says so where it is called), or when its branches split
+    the call differently (``use_bias=`` for BatchNorm, none for a plain
+    function; ``use_running_average=False`` for BatchNorm only); such a
     result passed on or returned from a module body, and a module definition
     handed to a function of the run (``features(x, conv)``): their calls
     elsewhere are not followed; an apply parameter given modules whose calls
@@ -69,6 +79,8 @@ from linen_upgrade.rules._attention import AttentionCalls, attention_result, cac
 from linen_upgrade.rules._cells import CellCalls, carry_arg
 from linen_upgrade.rules._cst import add_import, build_dotted, express, kwarg
 from linen_upgrade.rules._factories import Factories, Returned, spec_of
+from linen_upgrade.rules._factory_branches import (Branches, assignments, binds_at_top, read_branches, split_alike,
+                                                   union, wrap_plain)
 from linen_upgrade.rules._fixed_inputs import FunctionScan, append_keywords
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
 from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, is_function_module,
@@ -115,6 +127,8 @@ class SubmoduleCalls(Rule):
         module = module.visit(t)
         for name in sorted(t.imports):
             module = add_import(module, name)
+        for name, obj in sorted(t.from_imports):
+            module = add_import(module, name, obj)
         return module
 
 
@@ -125,6 +139,8 @@ class _Transformer(AttentionCalls, CellCalls):
     def __init__(self, rule: Rule, ctx: Context) -> None:
         super().__init__(rule, ctx)
         self.imports: set[str] = set()
+        self.from_imports: set[tuple[str, str]] = set()
+        self._module: cst.Module | None = None
         self._legacy_class_depth: list[bool] = []
         # per function: local name -> (spec, keywords it fixed, "partial"|"shared", inputs its calls take)
         self._partials: list[dict[str, tuple[CallSpec, frozenset[str], str, tuple[cst.Arg, ...]]]] = []
@@ -140,6 +156,11 @@ class _Transformer(AttentionCalls, CellCalls):
         self._outside_modules = classes_or_cells(ctx)
         # (function, local) -> what a function of the run returned into it, when its calls get a TODO
         self._returned: dict[tuple[int, str], Returned] = {}
+        # (function, local) -> the branches of the functions that returned into it (a module definition
+        # in some, a plain function in others), and why its calls are not split (None: split alike)
+        self._choices: dict[tuple[int, str], tuple[Branches, str | None]] = {}
+        # ``return f`` of a plain function in such a function of this file -> its branches
+        self._wrapped: dict[int, Branches] = {}
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         # only classes still in legacy form (LU101 renames apply after this rule)
@@ -163,6 +184,9 @@ class _Transformer(AttentionCalls, CellCalls):
         return updated
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        if not (self._functions or self._legacy_class_depth):  # a top-level function
+            branches = read_branches(node, self.ctx.facts, self.ctx.index, node.name.value)
+            self._wrapped.update(dict.fromkeys(branches.plain, branches) if branches is not None else {})
         self._partials.append({})
         self._functions.append(node)
         self._hidden.append(local_names(node))
@@ -173,6 +197,29 @@ class _Transformer(AttentionCalls, CellCalls):
         self._functions.pop()
         self._hidden.pop()
         return updated
+
+    def leave_Return(self, original: cst.Return, updated: cst.Return) -> cst.Return:
+        """``return identity`` in a function returning module definitions in other branches:
+        called the Linen way like them (``_factory_branches``)."""
+        branches = self._wrapped.get(id(original))
+        if branches is None or updated.value is None:
+            return updated
+        self.fixed(f"{branches.name} returns a plain function in some branches: wrapped to be called "
+                   "like the module definitions it returns in others")
+        return updated.with_changes(value=wrap_plain(updated.value, self._spell_partial()))
+
+    def _spell_partial(self) -> str:
+        """``functools.partial`` as this file can write it: ``partial``, as LU103 and LU201 write
+        the partials of the other branches, unless the file binds that name to something else."""
+        imported = self.ctx.facts.imports.aliases.get("partial")
+        if imported == "functools.partial" or (
+                imported is None and not binds_at_top(self._module, "partial")):  # type: ignore[arg-type]
+            self.from_imports.add(("functools", "partial"))
+            return "partial"
+        spelled, needed = express("functools.partial", self.ctx.facts.imports)
+        if needed is not None:
+            self.imports.add(needed)
+        return spelled
 
     def _in_legacy_module(self) -> bool:
         return bool(self._legacy_class_depth and self._legacy_class_depth[-1])
@@ -261,6 +308,10 @@ class _Transformer(AttentionCalls, CellCalls):
         called = name in self._scan().called
         if not (called or self._in_legacy_module()):
             return  # maybe a definition for top-level code (LU201/LU202)
+        branches = self._branches_by(node.value)  # type: ignore[arg-type]
+        if branches is not None:
+            self._choice_result(node, name, branches)
+            return
         returned = self._returned_by(node.value)  # type: ignore[arg-type]
         if returned is None:
             return
@@ -279,6 +330,53 @@ class _Transformer(AttentionCalls, CellCalls):
                       f"{name}(<attributes>)(<inputs>)")
         elif not converts and returned.single:  # where modules are passed to it
             self.todo(self._factory_todo(name, returned, assigned=True))
+
+    def _branches_by(self, call: cst.Call) -> Branches | None:
+        """The branches of ``f`` in ``f(...)`` when it returns module definitions in some."""
+        assert self._factories is not None
+        return self._factories.branches(call.func, self.resolve(call.func), self.hidden_names())
+
+    def _choice_result(self, node: cst.Assign, name: str, branches: Branches) -> None:
+        """``norm = get_normalizer(kind, train)``: a module definition or a plain function, all
+        called the Linen way after this run.  Its calls split alike when every binding of
+        ``norm`` in the function is such a result; passed on or returned, it gets a TODO."""
+        scan = self._scan()
+        key = (id(self._functions[-1]), name)
+        if any(c is None for _, c in scan.reads.get(name, [])):
+            self.todo(f"{name} holds what {branches.name}(...) returns (a module definition in some branches, "
+                      f"Linen after this run) and is passed on or returned: calls of it elsewhere keep the legacy "
+                      f"form {name}(<inputs>, <attributes>); convert them by hand to {name}(<attributes>)(<inputs>)")
+        bound = assignments(self._functions[-1], name)
+        found = [b for a in bound if isinstance(a.value, cst.Call) and (b := self._branches_by(a.value))]
+        if name in scan.params or name in scan.unstable or not (
+                len(found) == len(bound) == len(scan.bindings.get(name, []))):
+            self._choices[key] = (branches, f"{name} is also bound to something else")
+        else:
+            self._choices[key] = (union(found), None)
+
+    def _choice_call(self, updated: cst.Call, branches: Branches, why: str | None) -> cst.BaseExpression:
+        """``norm(x, name='bn1')`` -> ``norm(name='bn1')(x)`` when every branch splits it alike."""
+        func = updated.func
+        shown = _name(func) if not isinstance(func, cst.Call) else f"{branches.name}(...)(...)"
+        wrapped: list[str] = []
+
+        def adapt(new: cst.Call, spec: CallSpec, qual: str) -> cst.Call:
+            new, done = self._adapted(new, spec, qual)
+            wrapped.extend(w for w in done if w not in wrapped)
+            return new
+
+        new = None
+        if why is None:
+            new, why = split_alike(updated, branches, self.ctx.index, adapt)
+        if new is None:
+            self.todo(f"{shown} calls what {branches.name}(...) returns: a module definition in some branches, "
+                      f"all called the Linen way after this run ({shown}(<attributes>)(<inputs>)), but {why}: "
+                      "convert this call by hand")
+            return updated
+        for w in wrapped:
+            self.fixed(f"legacy initializer {w} wrapped for Linen's init(key, shape, dtype)")
+        self.fixed(f"{shown}(x, ...) -> {shown}(...)(x): every branch of {branches.name} splits it alike")
+        return new
 
     def _check_handed_over(self, call: cst.Call) -> None:
         """``features(x, conv)`` with ``conv`` a module definition (a class, a ``.partial``, a local
@@ -354,6 +452,7 @@ class _Transformer(AttentionCalls, CellCalls):
         super().visit_Module(node)
         self._initializers = Initializers(self.ctx)
         self._factories = Factories(node, self.ctx)
+        self._module = node
         return True
 
     def hidden_names(self) -> Hidden:
@@ -362,14 +461,18 @@ class _Transformer(AttentionCalls, CellCalls):
     def _wrap_two_arg_initializers(self, call: cst.Call, spec: CallSpec, qual: str | None) -> cst.Call:
         """Linen built-ins call ``init(key, shape, dtype)``; a legacy ``f(key, shape)`` passed to one,
         or to a parameter of the module ``qual`` that reaches one, is wrapped."""
-        inner = call.func
-        if not isinstance(inner, cst.Call) or self._initializers is None:
-            return call
-        slots = initializer_slots(spec.legacy, self.ctx.index.legacy_module(qual))
-        args, wrapped = self._initializers.adapt(inner.args, slots, self.hidden_names())
+        call, wrapped = self._adapted(call, spec, qual)
         for w in wrapped:
             self.fixed(f"legacy initializer {w} wrapped for Linen's init(key, shape, dtype)")
-        return call.with_changes(func=inner.with_changes(args=args))
+        return call
+
+    def _adapted(self, call: cst.Call, spec: CallSpec, qual: str | None) -> tuple[cst.Call, list[str]]:
+        inner = call.func
+        if not isinstance(inner, cst.Call) or self._initializers is None:
+            return call, []
+        slots = initializer_slots(spec.legacy, self.ctx.index.legacy_module(qual))
+        args, wrapped = self._initializers.adapt(inner.args, slots, self.hidden_names())
+        return call.with_changes(func=inner.with_changes(args=args)), wrapped
 
     def _spec(self, func: cst.BaseExpression) -> tuple[CallSpec, cst.BaseExpression] | None:
         """The call spec of a legacy module expression and its Linen constructor."""
@@ -418,6 +521,13 @@ class _Transformer(AttentionCalls, CellCalls):
             return updated
         func = original.func
         self._check_handed_over(original)
+        choice = self._choices.get((id(self._functions[-1]), func.value)) \
+            if isinstance(func, cst.Name) and self._functions else None
+        if choice is None and isinstance(func, cst.Call) and isinstance(func.func, (cst.Name, cst.Attribute)):
+            branches = self._branches_by(func)  # get_normalizer(kind, train)(x)
+            choice = (branches, None) if branches is not None else None
+        if choice is not None:
+            return self._choice_call(updated, *choice)
         returned = self._returned.get((id(self._functions[-1]), func.value)) \
             if isinstance(func, cst.Name) and self._functions else None
         made = None  # make_norm(train)(x): the call spec of the one definition it returns

@@ -51,9 +51,10 @@ def test_cross_file_pair(folder: Path, tmp_path: Path, regen: bool):
             expected.write_text(text, encoding="utf-8")
         assert text == expected.read_text(encoding="utf-8"), name
         compile(text, str(expected), "exec")
-    # a second run over the output changes nothing
+    # a second run over the output changes nothing (a file left with nothing legacy is not even read)
     again = tmp_path / "again"
     again.mkdir()
     for name, text in got.items():
         (again / name).write_text(text)
-    assert _run(again) == got
+    second = _run(again)
+    assert second == {name: text for name, text in got.items() if name in second}
