@@ -177,6 +177,9 @@ class Analysis:
                 key = (owner.func[1], "." + target_attr.attr.value)
                 env[key] = join(env.get(key), t)
             for scope, call in self.calls:
+                passed = self._target_passed(call, scope)
+                if passed is not None:  # opt.optimize(loss_fn): loss_fn(opt.target)
+                    env[passed[0]] = join(env.get(passed[0]), passed[1])
                 target, args, offset = self._callee(call, scope)
                 if target is None:
                     continue
@@ -197,6 +200,23 @@ class Analysis:
             if env == self.env and rets == self.rets:
                 break
             self.env, self.rets = env, rets
+
+    def _target_passed(self, call: cst.Call, scope: Scope) -> tuple[tuple[int, str], Ty] | None:
+        """``opt.optimize(f)`` / ``opt.compute_gradient(f)`` call ``f`` with the optimizer's
+        target: (f's first parameter, the Model's type)."""
+        func = call.func
+        if not (isinstance(func, cst.Attribute) and func.attr.value in ("optimize", "compute_gradient")
+                and call.args and call.args[0].keyword is None and not call.args[0].star):
+            return None
+        base = self.ty(func.value, scope)
+        f = self.ty(call.args[0].value, scope) if base is not None and base.kind == OPTIM else None
+        while f is not None and f.kind == FUNC and f.func[0] == "same":
+            f = f.func[1]
+        fn = self.funcs.get(f.func[1]) if f is not None and f.kind == FUNC and f.func[0] == "plain" else None
+        fscope = self.scopes[id(fn)] if fn is not None else None
+        if fscope is None or not fscope.params:
+            return None
+        return (id(fscope), fscope.params[0]), Ty(MODEL, base.ref)  # type: ignore[union-attr]
 
     def _is_partial(self, call: cst.Call, scope: Scope) -> bool:
         func = call.func
@@ -413,6 +433,8 @@ class Analysis:
                 return base
             if base is not None and base.kind == OPTIM and method == "apply_gradient":
                 return base
+            if base is not None and base.kind == OPTIM and method == "optimize":
+                return Ty(TUPLE, items=(base,))  # (the new optimizer, the loss[, aux])
             if method == "create" and (base is None or base.kind != DEF):
                 arg = self.arg(call, 0, "target")
                 t = self.ty(arg, scope) if arg is not None else None
