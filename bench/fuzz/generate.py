@@ -615,10 +615,23 @@ class _Gen:
             indent += "    "
         step.append(f"{indent}pred = {apply}")
         lr = ("learning_rate=0.05 * 0.5 ** optimizer.state.step" if schedule else "")
-        if top.stateful:
+        # the legacy optimizer.optimize(loss_fn), which calls loss_fn with the target, from a stream
+        # of its own (like the sequences above)
+        optimize = random.Random(self.seed * 7919 + 2).random() < 0.25
+        if optimize:
+            self.note("optimizer.optimize")
+        if top.stateful and optimize:
+            step += ["        return jnp.mean((pred - y) ** 2), new_state",
+                     f"    new_optimizer, loss, new_state = optimizer.optimize(loss_fn{', ' + lr if lr else ''})",
+                     "    return new_optimizer, new_state, loss"]
+        elif top.stateful:
             step += ["        return jnp.mean((pred - y) ** 2), new_state",
                      "    (loss, new_state), grad = jax.value_and_grad(loss_fn, has_aux=True)(optimizer.target)",
                      f"    return optimizer.apply_gradient(grad{', ' + lr if lr else ''}), new_state, loss"]
+        elif optimize:
+            step += ["        return jnp.mean((pred - y) ** 2)",
+                     f"    new_optimizer, loss = optimizer.optimize(loss_fn{', ' + lr if lr else ''})",
+                     "    return new_optimizer, loss"]
         else:
             step += ["        return jnp.mean((pred - y) ** 2)",
                      "    loss, grad = jax.value_and_grad(loss_fn)(optimizer.target)",
