@@ -1,6 +1,7 @@
-"""Attention for LU102 (submodule_calls): legacy ``causal_mask=True`` /
-``padding_mask=`` / ``key_padding_mask=`` / segmentations -> one Linen
-``mask=`` (``ATTENTION_MASKS``); ``attention_axis=(1, ..., k)`` -> attention
+"""Attention for LU102 (submodule_calls): legacy ``causal_mask=True`` (or a
+value: the causal mask behind the same ``if``) / ``padding_mask=`` /
+``key_padding_mask=`` / segmentations -> one Linen ``mask=``
+(``ATTENTION_MASKS``); ``attention_axis=(1, ..., k)`` -> attention
 over the flattened axes, reshaped back (``ATTENTION_AXES``); an
 ``apply(..., cache=None)`` that only passes the cache on to causal attention
 -> a ``decode: bool = False`` attribute and ``decode=self.decode`` (Linen's
@@ -111,8 +112,9 @@ class AttentionCalls(RuleTransformer):
 
     def _attention_mask(self, call: cst.Call, spec: CallSpec
                         ) -> tuple[cst.Call, cst.BaseExpression | None, str | None]:
-        """Legacy ``causal_mask=True`` / ``padding_mask=`` / ``key_padding_mask=`` ->
-        one Linen ``mask=`` (``make_causal_mask``, ``make_attention_mask``, ``combine_masks``)."""
+        """Legacy ``causal_mask=`` / ``padding_mask=`` / ``key_padding_mask=`` -> one Linen
+        ``mask=`` (``make_causal_mask``, ``make_attention_mask``, ``combine_masks``, which drops
+        the None of ``make_causal_mask(...) if causal else None``)."""
         keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
         names = ("causal_mask", "padding_mask", "key_padding_mask", "segmentation", "key_segmentation")
         if not any(n in keywords for n in names):
@@ -129,10 +131,15 @@ class AttentionCalls(RuleTransformer):
         parts = []
         causal = keywords.get("causal_mask")
         if causal is not None:
-            if not (isinstance(causal, cst.Name) and causal.value in ("True", "False")):
-                return call, None, "causal_mask is not a literal True/False: build mask= by hand"
-            if causal.value == "True":
-                parts.append(ATTENTION_MASKS["causal_mask"].format(nn=nn_prefix, q=code(q)))
+            made = ATTENTION_MASKS["causal_mask"].format(nn=nn_prefix, q=code(q))
+            if isinstance(causal, cst.Name) and causal.value in ("True", "False"):
+                parts.extend([made] if causal.value == "True" else [])
+            elif _evaluates_alike(causal):
+                # legacy tested ``if causal_mask:``; combine_masks drops the None
+                test = code(causal) if isinstance(causal, (cst.Name, cst.Attribute)) else f"({code(causal)})"
+                parts.append(f"{made} if {test} else None")
+            else:
+                return call, None, "causal_mask is computed by a call or a nested function: build mask= by hand"
         pq, pk = keywords.get("padding_mask"), keywords.get("key_padding_mask")
         if pq is not None or pk is not None:
             if kv is not None and (pq is None or pk is None):
@@ -226,6 +233,24 @@ class AttentionCalls(RuleTransformer):
         takes_cache = legacy is not None and any(p.name == "cache" for p in legacy.apply_params or ())
         if takes_cache or (isinstance(arg.value, cst.Name) and arg.value.value in self._mutated):
             self.todo(CACHE_USAGE)
+
+
+def _evaluates_alike(expr: cst.BaseExpression) -> bool:
+    """Does ``expr`` give the same value wherever the call evaluates it (no call, lambda,
+    comprehension, assignment or yield): moved from the legacy call's arguments into
+    ``mask=``, it is evaluated after the constructor's arguments."""
+    found: list[cst.CSTNode] = []
+
+    class Effects(FastVisitor):
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            if isinstance(node, (cst.Call, cst.Lambda, cst.NamedExpr, cst.Yield, cst.Await, cst.ListComp,
+                                 cst.SetComp, cst.DictComp, cst.GeneratorExp)):
+                found.append(node)
+                return False
+            return super().on_visit(node)
+
+    expr.visit(Effects())
+    return not found
 
 
 def attention_result(new: cst.Call, mask: cst.BaseExpression | None, decode: cst.BaseExpression | None,

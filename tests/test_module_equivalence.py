@@ -38,6 +38,9 @@ CASES = {
     "CustomInit": ([((2, 4), "float32")], {"params/Dense_0/kernel"}),  # a two-argument initializer
     "MaskedAttention": ([((2, 5, 4), "float32")], {  # causal and padding masks -> mask=
         "params/MultiHeadDotProductAttention_2/out/kernel"}),
+    "VariableCausalMask": ([((2, 5, 4), "float32")], {  # causal_mask=<a variable>: True and False
+        "params/CausalBlock_0/MultiHeadDotProductAttention_1/out/kernel",
+        "params/CausalBlock_1/MultiHeadDotProductAttention_0/query/kernel"}),
     "ConvRecurrent": ([((2, 6, 6, 3), "float32")], {  # ConvLSTM.initialize_carry -> ConvLSTMCell's
         "params/ConvLSTMCell_0/ih/kernel", "params/ConvLSTMCell_1/hh/kernel"}),
     "AxialAttention": ([((2, 3, 4, 4), "float32")], {  # attention_axis=(1, 2) -> flattened axes

@@ -139,7 +139,7 @@ BUILTIN_MODULES: dict[str, BuiltinModule] = {
 # Legacy padding masks came as (batch, length, 1) or (batch, length) (api_mapping.md §2.1);
 # Linen takes (batch, length): the reshape accepts both (1-D attention, the common case).
 ATTENTION_MASKS = {
-    "causal_mask": "{nn}.make_causal_mask({q}[..., 0])",  # when the argument is literally True
+    "causal_mask": "{nn}.make_causal_mask({q}[..., 0])",  # for True; for a value: behind `if value`
     "padding": "{nn}.make_attention_mask({pq}.reshape({pq}.shape[:2]), {pk}.reshape({pk}.shape[:2]))",
     "segmentation": "{nn}.make_attention_mask({sq}.reshape({sq}.shape[:2]), {sk}.reshape({sk}.shape[:2]), {eq})",
 }
