@@ -49,10 +49,12 @@ class Param:
 @dataclass(frozen=True)
 class Use:
     """How ``apply``'s body uses one parameter: ``kind`` "array" (indexed
-    with slices, ``.shape``, the first argument of a ``jnp`` function),
+    ``p[:, 0]``/``p[None]``, ``.shape``, the first argument of a ``jnp`` function),
+    "sliced" (``p[1:]``: an array or a Python list, which decides only as "arith" does),
     "config" (``range``, an ``if`` test, a parameter shape), "arith" (added
     to an input, which a scalar may be too), "operand" (a later argument of
-    a ``jnp`` function: an array, or a dtype or axis) or "slot" (passed to
+    a ``jnp`` function: an array, or a dtype or axis), "mutated" (``p.append(...)``:
+    a Linen attribute is frozen, a call argument is not) or "slot" (passed to
     ``callee`` at ``slot``: the index reads the callee's signature)."""
 
     param: str
@@ -429,6 +431,9 @@ _ARRAY_ATTRS = frozenset({"shape", "ndim", "dtype", "T", "reshape", "astype", "t
 # ``x + y``, ``x @ w``: combined with an input, like an array; ``x * scale`` and
 # ``x / temperature`` are how scalar hyper-parameters are used, so they say nothing
 _ARRAY_OPS = (ast.Add, ast.Sub, ast.MatMult)
+# methods that change a list or dict in place: a Linen attribute (frozen to a tuple or FrozenDict) has none
+_MUTATORS = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse", "update",
+                       "setdefault", "popitem"})
 _NOT_ARRAY_ATTRS = frozenset({"shape", "ndim", "dtype", "size"})  # ``x.shape`` holds Python values
 _PYTHON_VALUES = frozenset({"len", "int", "float", "bool", "str", "range", "tuple", "list", "isinstance",
                             "getattr", "hasattr"})
@@ -515,6 +520,13 @@ class _Arrays:
                     self.bind(inner)
 
 
+def _constant_index(node: ast.expr) -> bool:
+    """``0`` or ``-1``: an element of a sequence (an array's row, a list's item)."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+    return isinstance(node, ast.Constant) and type(node.value) is int
+
+
 def _rebound(fn: ast.FunctionDef | ast.AsyncFunctionDef, names: set[str]) -> dict[str, int]:
     """Parameter name -> the last line of the first statement that binds it again."""
     out: dict[str, int] = {}
@@ -557,6 +569,8 @@ def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
     rebound = _rebound(fn, names)
 
     def use(node: ast.expr, kind: str, callee: str = "", slot: int | str = 0) -> None:
+        if isinstance(node, ast.Subscript) and _constant_index(node.slice):
+            node = node.value  # ``kernel_inits[-1]``: what an element is, its sequence holds
         # after the body binds the name again (``bias = self.param(...)``) its uses say nothing of the parameter
         if isinstance(node, ast.Name) and node.id in names and node.lineno <= rebound.get(node.id, node.lineno):
             uses.append(Use(node.id, kind, callee, slot))
@@ -578,8 +592,10 @@ def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
             star_uses[node.id] += 1
         elif isinstance(node, ast.Subscript):
             s = node.slice
-            if isinstance(s, (ast.Slice, ast.Tuple)) or (isinstance(s, ast.Constant) and s.value in (None, Ellipsis)):
+            if isinstance(s, ast.Tuple) or (isinstance(s, ast.Constant) and s.value in (None, Ellipsis)):
                 use(node.value, "array")
+            elif isinstance(s, ast.Slice):  # ``p[:-1]``: an array, or a list (of sizes, of initializers)
+                use(node.value, "sliced")
         elif isinstance(node, ast.Attribute) and node.attr in _ARRAY_ATTRS:
             use(node.value, "array")
         elif isinstance(node, ast.BinOp) and isinstance(node.op, _ARRAY_OPS):
@@ -589,6 +605,8 @@ def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
         elif isinstance(node, (ast.If, ast.IfExp, ast.While)):
             tests(node.test)
         elif isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Attribute) and node.func.attr in _MUTATORS:
+                use(node.func.value, "mutated")
             qual = arrays.qual(node.func)
             if qual == "range" and "range" not in imports.aliases:
                 for a in node.args:

@@ -147,9 +147,8 @@ class ProjectIndex:
         defining: dict[str, ClassFacts] = {}  # legacy modules that define apply
         inherits: dict[str, str] = {}  # legacy modules that inherit it -> the base
         for facts in all_facts:
-            if facts.module_name:
-                index.partial_aliases.update((f"{facts.module_name}.{name}", alias)
-                                             for name, alias in facts.partial_aliases.items())
+            index.partial_aliases.update((f"{facts.module_name}.{name}" if facts.module_name else name, alias)
+                                         for name, alias in facts.partial_aliases.items())
             index.initializers.update((f"{facts.module_name}.{name}", kind) for name, kind in facts.initializers.items()
                                       if facts.module_name)
             for c in facts.classes:
@@ -275,8 +274,9 @@ class _Roles:
     a literal.  When both sides have evidence, the stronger decides: what a
     built-in submodule's slot or the body itself shows beats a user
     submodule's slot (whose split was itself decided from evidence); equal
-    strengths -> a problem (a TODO).  Arithmetic with an input, or a later
-    argument of a ``jnp`` function (``jnp.asarray(x, dtype)``), is weakest:
+    strengths -> a problem (a TODO).  Arithmetic with an input, a later
+    argument of a ``jnp`` function (``jnp.asarray(x, dtype)``), or a plain
+    slice (``p[:-1]``: a list of sizes or initializers is sliced too) is weakest:
     a scalar hyper-parameter or a dtype does that too, so it decides only
     when nothing else (a literal default included) says configuration."""
 
@@ -316,7 +316,10 @@ class _Roles:
         return qual
 
     def signature(self, callee: str) -> tuple[tuple[str, ...], frozenset[str]] | None:
-        """The legacy parameter names of a module and which are inputs."""
+        """The legacy parameter names of a module and which are inputs (a module-level ``.partial``
+        alias fixes keywords only: its calls fill the module's slots)."""
+        alias = self.index.partial_alias(callee)
+        callee = alias[0] if alias is not None else callee
         row = BUILTIN_MODULES.get(callee)
         if row is not None:
             return row.legacy, frozenset(row.inputs)
@@ -347,9 +350,11 @@ class _Roles:
                 continue
             if u.kind == "array":
                 array.append((_STRONG, "the body uses it as an array (sliced, .shape, a jnp argument)"))
+            elif u.kind == "mutated":
+                array.append((_STRONG, "the body changes it in place (append, ...): a Linen attribute is frozen"))
             elif u.kind == "config":
                 config.append((_STRONG, "the body uses it as a Python value (range, an if test, a shape)"))
-            elif u.kind in ("arith", "operand"):
+            elif u.kind in ("arith", "operand", "sliced"):
                 weak = True
             elif u.kind == "slot" and u.callee != qual:
                 sig = self.signature(u.callee)

@@ -372,3 +372,14 @@ class LegacyBodyTransformer(RuleTransformer):
     @property
     def legacy_class(self) -> str | None:
         return self._classes[-1] if self._classes else None
+
+
+def inputs_fixable(qual: str | None, index) -> bool:
+    """Can a ``.partial`` of ``qual`` that fixes call inputs become Linen?  For a class of the run
+    whose call splits plainly: LU201 writes ``_with_call_inputs(M, k=v)``, a subclass whose
+    ``__call__`` takes them under the caller's keywords (legacy ``Module.partial``).  Not for a
+    built-in (its Linen call names its inputs otherwise) nor a wrapper packing ``*args``/``**kwargs``."""
+    if index.legacy_module(qual) is None:
+        return False
+    spec = spec_for_qual(qual, index)
+    return spec is not None and not spec.problem and spec.forward is None and spec.star_attr is None

@@ -31,6 +31,7 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.rules._cst import add_import, build_dotted, comma_list, express, kwarg, needs_parens
 from linen_upgrade.rules._initializers import Initializers, initializer_slots
+from linen_upgrade.rules._modules import inputs_fixable
 from linen_upgrade.rules._optim_edit import insert_helpers
 from linen_upgrade.rules._usage_analysis import Analysis
 from linen_upgrade.rules._usage_calls import split_usage, string
@@ -293,9 +294,10 @@ class UsageTransformer(RuleTransformer):
         bound: dict[str, cst.BaseExpression] = {}
         if ref.def_var is not None and scope is not None and _visible(ref.def_var, scope, self.a):
             func: cst.BaseExpression = cst.Name(ref.def_var[1])
-            # the partial holds its attributes; only the inputs it fixed come back here
+            # the partial holds its attributes, and the inputs it fixed when LU201 made it a subclass taking them
             fixed_inputs = {k: v for k, v in ref.kwargs if k in spec.inputs}
-            if fixed_inputs:
+            positional = any(k == "*" and not v.startswith("**") for k, v in ref.kwargs)  # LU201 leaves it legacy
+            if fixed_inputs and (positional or not inputs_fixable(ref.qual, self.ctx.index)):
                 return None, [], f"{ref.def_var[1]} fixes call inputs ({', '.join(fixed_inputs)}): pass them by hand"
         elif ref.portable or (ref.file_names is not None and scope is not None and all(
                 self.a.module_name_here(n, scope) for n in ref.file_names)):

@@ -36,13 +36,13 @@ import libcst as cst
 from linen_upgrade.facts import FileFacts
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.resolve import dotted
-from linen_upgrade.rules._modules import CallSpec
+from linen_upgrade.rules._modules import CallSpec, inputs_fixable
 from linen_upgrade.rules._usage_external import external_return, external_seeds
 from linen_upgrade.rules._usage_frames import SiteCounter
 from linen_upgrade.rules._usage_scopes import Collector, Scope
-from linen_upgrade.rules._usage_types import (CAPTURE, CLASS, CONFLICT, DEF, FOREIGN, FUNC, INSTANCE, MODEL, OPTIM,
-                                              PARTIAL_HELPER, STATE, TRUNC, TUPLE, VARIABLES, ModuleRef, Ty, element,
-                                              join)
+from linen_upgrade.rules._usage_types import (CAPTURE, CLASS, CONFLICT, DEF, FOREIGN, FUNC, INPUTS_HELPER, INSTANCE,
+                                              MODEL, OPTIM, PARTIAL_HELPER, STATE, TRUNC, TUPLE, VARIABLES, ModuleRef,
+                                              Ty, element, join)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 # calls whose result has the type of one argument (a pytree in, the same pytree out)
@@ -224,8 +224,8 @@ class Analysis:
         return qual == "functools.partial" or qual is None and (
             isinstance(func, cst.Name) and func.value == "partial"
             or isinstance(func, cst.Attribute) and dotted(func) == "functools.partial") \
-            or isinstance(func, cst.Name) and func.value == PARTIAL_HELPER \
-            and scope.lookup(PARTIAL_HELPER) is self.module_scope  # LU201's, for M.partial(**kwargs)
+            or isinstance(func, cst.Name) and func.value in (PARTIAL_HELPER, INPUTS_HELPER) \
+            and scope.lookup(func.value) is self.module_scope  # LU201's, for M.partial(**kwargs) / of inputs
 
     def _source_ty(self, scope: Scope, name: str, source: tuple) -> Ty | None:
         kind = source[0]
@@ -346,7 +346,8 @@ class Analysis:
         alias = self.index.partial_alias(qual)  # another file's ``ResNet50 = ResNet.partial(...)``
         if alias is not None and self.is_module_class(alias[0]):
             spec = self.spec(alias[0])
-            if spec is None or spec.problem or any(k in spec.inputs for k, _ in alias[1]):
+            if spec is None or spec.problem or any(k in spec.inputs for k, _ in alias[1]) \
+                    and not inputs_fixable(alias[0], self.index):
                 return None  # the alias stays legacy there (LU201 says why): so do its uses here
             return Ty(DEF, ModuleRef(alias[0], alias[1], alias=(qual, frozenset(k for k, _ in alias[1]))))
         module, _, name = qual.rpartition(".")

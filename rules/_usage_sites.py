@@ -11,7 +11,7 @@ from linen_upgrade.rules._cst import build_dotted, comma_list, express, kwarg
 from linen_upgrade.rules._usage import UsageTransformer
 from linen_upgrade.rules._usage_calls import string, subscript
 from linen_upgrade.rules._usage_frames import Frame
-from linen_upgrade.rules._usage_types import PARTIAL_HELPER, ModuleRef
+from linen_upgrade.rules._usage_types import INPUTS_HELPER, PARTIAL_HELPER, ModuleRef
 
 # statements that run their body only sometimes (or many times)
 _GUARDS = tuple(getattr(cst, n) for n in ("If", "For", "While", "Try", "TryStar", "Match") if hasattr(cst, n))
@@ -136,6 +136,10 @@ class SiteCalls(UsageTransformer):
                 self.imports.add((needed, None))
             return _PARTIAL_SOURCE.format(name=PARTIAL_HELPER, partial=self.spell_partial(), fields=fields)
         return self._helper(PARTIAL_HELPER, source)
+
+    def inputs_helper(self) -> str | None:
+        """The emitted ``INPUTS_HELPER``, for ``M.partial(...)`` fixing call inputs."""
+        return self._helper(INPUTS_HELPER, lambda: INPUTS_SOURCE.format(name=INPUTS_HELPER))
 
     def spell_partial(self) -> str:
         """How this file writes ``functools.partial``: ``partial`` (imported once) unless it binds that name."""
@@ -344,6 +348,18 @@ _PARTIAL_SOURCE = '''def {name}(cls, **kwargs):
         raise TypeError(f"{{module.__name__}}.partial: {{inputs}} are call inputs in Linen, not "
                         "attributes: pass them where the module is applied")
     return {partial}(cls, **kwargs)
+'''
+
+# emitted once into a file with a ``M.partial(...)`` that fixes call inputs of a class of the run
+INPUTS_SOURCE = '''def {name}(cls, **inputs):
+    """Legacy Module.partial fixing call inputs: a subclass taking them unless the call passes them."""
+
+    class WithInputs(cls):
+        def __call__(self, *args, **kwargs):
+            return super().__call__(*args, **{{**inputs, **kwargs}})
+
+    WithInputs.__name__ = WithInputs.__qualname__ = cls.__name__  # auto-named cls_<n>, as legacy named it
+    return WithInputs
 '''
 
 _DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",

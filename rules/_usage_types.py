@@ -28,6 +28,8 @@ RUNTIME = "<module chosen at run time>"
 
 # the function LU201 writes into a file for ``M.partial(**kwargs)`` (``_usage_sites``): a partial there
 PARTIAL_HELPER = "_module_partial"
+# the function LU201 writes into a file for ``M.partial(k=v)`` fixing call inputs of a class of the run
+INPUTS_HELPER = "_with_call_inputs"
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,18 @@ What it does
     **kw)``; another file's uses of it (``models.ResNet50.init_by_shape``,
     ``models.ResNet50.partial(num_classes=10)``) convert through it,
     ``models.ResNet50(num_classes=10).init(...)``, also a partial of such a
-    partial.  ``M.partial(**config)``, keys known only at run time, of a
-    class of the run -> ``_module_partial(M, **config)``, a small helper
-    copied into the file that makes the ``functools.partial`` after checking
+    partial.  A ``.partial`` fixing call inputs of a class of the run (the
+    legacy self-attention idiom ``SelfAttention = Attention.partial(inputs_kv=None)``,
+    or ``Loss.partial(hessian=h)`` in a function) -> ``_with_call_inputs(Attention,
+    inputs_kv=None)``, a small helper copied into the file that makes a
+    subclass whose call passes them unless the caller does (legacy merged them
+    under the call's keywords), its submodules auto-named like the class's as
+    legacy named them; attributes it fixes too go to a ``functools.partial``
+    around it.  Its uses convert with it: calls in module bodies of any file
+    of the run (LU102), ``init``/``apply`` through it.  ``M.partial(**config)``,
+    keys known only at run time, of a class of the run ->
+    ``_module_partial(M, **config)``, a small helper copied into the file
+    that makes the ``functools.partial`` after checking
     that every key is a Linen attribute (a call input raises a TypeError
     that says so).  A definition chosen at run time (a factory returning partials
     of several classes, a parameter given them: ``create_model(key,
@@ -42,9 +51,10 @@ Why
 Not converted (TODO)
     Results used other than by unpacking or ``[0]``/``[1]``; positional
     arguments after specs known only at run time; init inside
-    ``nn.stateful(state)``; ``.partial`` of a class LU101 leaves legacy (or
-    of a module-level partial that fixes call inputs, and its uses); a
-    definition chosen at run time whose classes split the call differently.
+    ``nn.stateful(state)``; ``.partial`` of a class LU101 leaves legacy, or
+    fixing call inputs of a built-in (Linen names them otherwise) or of a
+    wrapper packing ``*args``/``**kwargs``, and their uses; a definition
+    chosen at run time whose classes split the call differently.
 """
 
 from __future__ import annotations
@@ -52,11 +62,14 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, RuleTransformer
-from linen_upgrade.rules._cst import build_dotted
+from linen_upgrade.rules._cst import build_dotted, comma_list
 from linen_upgrade.rules._fixed_inputs import left_legacy
+from linen_upgrade.rules._modules import inputs_fixable
 from linen_upgrade.rules._usage import DEF, UsageRule
-from linen_upgrade.rules._usage_sites import SiteCalls
-from linen_upgrade.rules._usage_types import PARTIAL_HELPER
+from linen_upgrade.rules._usage_sites import INPUTS_SOURCE, SiteCalls
+from linen_upgrade.rules._usage_types import INPUTS_HELPER, PARTIAL_HELPER
+
+_INPUTS_HELPER_SOURCE = INPUTS_SOURCE.format(name=INPUTS_HELPER)
 
 
 class ModuleInit(UsageRule):
@@ -81,6 +94,15 @@ class ModuleInit(UsageRule):
             "y, variables = Net().init_with_output({'params': rng, 'dropout': drop_rng}, x)\n"
             "params = variables['params']\nstate = variables.get('batch_stats', {})\n",
             name="stateful and stochastic",
+        ),
+        Example(
+            "from flax import nn\n\n\nclass Attention(nn.Module):\n"
+            "    def apply(self, inputs_q, inputs_kv, heads):\n        return nn.Dense(inputs_kv, heads)\n\n\n"
+            "SelfAttention = Attention.partial(inputs_kv=None)\n",
+            "from flax import nn\n\n\n" + _INPUTS_HELPER_SOURCE + "\n\nclass Attention(nn.Module):\n"
+            "    def apply(self, inputs_q, inputs_kv, heads):\n        return nn.Dense(inputs_kv, heads)\n\n\n"
+            "SelfAttention = _with_call_inputs(Attention, inputs_kv=None)\n",
+            name="a partial fixing call inputs",
         ),
         NoChange("import flax.linen as nn\n\nvariables = nn.Dense(3).init(rng, x)\n", name="linen"),
     ]
@@ -123,9 +145,11 @@ class _Transformer(SiteCalls):
         if spec.problem:  # the class stays legacy (LU101): a functools.partial of it would not run
             self.todo(f"{base.ref.qual}.partial: {spec.problem}")
             return updated
-        if any(k == "*" and not v.startswith("**") or k in spec.inputs for k, v in base.ref.kwargs):
+        fixable = inputs_fixable(base.ref.qual, self.ctx.index)
+        if any(k == "*" and not v.startswith("**") or k in spec.inputs and not fixable for k, v in base.ref.kwargs):
             return updated  # a partial of a partial that stays legacy (its TODO says why)
         args = []
+        inputs = []  # call inputs it fixes: a subclass taking them (INPUTS_HELPER)
         runtime = False  # M.partial(**model_kwargs): which keys are attributes is known at run time
         for a in updated.args:
             key = a.keyword.value if a.keyword is not None else None
@@ -140,11 +164,26 @@ class _Transformer(SiteCalls):
                           "Linen attributes and call inputs here: pass the attributes to the constructor and the "
                           "inputs where the module is applied")
                 return updated
-            if a.star or key is None or key in spec.inputs:
+            if a.star or key is None or key in spec.inputs and not fixable:
                 self.todo(f"{base.ref.qual}.partial fixes {key or 'a positional argument'}, which is not a "
                           "constructor attribute in Linen: pass it where the module is applied")
                 return updated
+            if key in spec.inputs:
+                inputs.append(a.with_changes(whitespace_after_arg=cst.SimpleWhitespace("")))
+                continue
             args.append(a.with_changes(keyword=cst.Name(spec.renames.get(key, key))))
+        target = updated.func.value  # type: ignore[attr-defined]
+        if inputs:
+            helper = self.inputs_helper()
+            if helper is None:
+                self.todo(f"{base.ref.qual}.partial fixes call inputs and the file binds {INPUTS_HELPER} to "
+                          "something else")
+                return updated
+            self.fixed(f"{base.ref.qual}.partial(...) fixing call inputs -> {helper}(...), a subclass taking them")
+            target = cst.Call(func=cst.Name(helper), args=[cst.Arg(value=target), *comma_list(inputs)])
+            if not args and not runtime:
+                return target
+            args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)  # it preceded an input
         if runtime:
             helper = self.partial_helper()
             if helper is None:
@@ -152,8 +191,8 @@ class _Transformer(SiteCalls):
                 return updated
             self.fixed(f"{base.ref.qual}.partial(**...) -> {helper}(...), which checks at run time that every "
                        "keyword is a Linen attribute")
-            return cst.Call(func=cst.Name(helper), args=[cst.Arg(value=updated.func.value), *args])  # type: ignore
+            return cst.Call(func=cst.Name(helper), args=[cst.Arg(value=target), *args])
         fn = build_dotted(self.spell_partial())
         args = self.adapt_initializers(args, base.ref.qual, spec.legacy, original)
         self.fixed(f"{base.ref.qual}.partial(...) -> functools.partial(...)")
-        return cst.Call(func=fn, args=[cst.Arg(value=updated.func.value), *args])  # type: ignore[attr-defined]
+        return cst.Call(func=fn, args=[cst.Arg(value=target), *args])

@@ -11,6 +11,10 @@ What it does
     (``block_cls(x, filters)``; also several classes, ResNet18's and
     ResNet50's blocks, when all split a call alike: the same parameters in
     the same order, kinds and required-ness),
+    calls through a module-level ``.partial`` of the run, this file's or
+    another's (``attention.SelfAttention(x, num_heads=8)`` ->
+    ``attention.SelfAttention(num_heads=8)(x)``, LU201 makes the alias Linen;
+    one that stays legacy in its file gets a TODO at each call),
     and calls through a local ``conv = nn.Conv.partial(...)``; the call
     inputs such a local (or a ``.shared()`` one) fixes are passed at each of
     its calls when that is exact, ``enc(x)`` -> ``enc(x, mask=m)`` (LU103
@@ -83,8 +87,8 @@ from linen_upgrade.rules._factory_branches import (Branches, assignments, binds_
                                                    union, wrap_plain)
 from linen_upgrade.rules._fixed_inputs import FunctionScan, append_keywords
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
-from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, is_function_module,
-                                          spec_for_qual, split_call)
+from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, inputs_fixable,
+                                          is_function_module, spec_for_qual, split_call)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 
@@ -393,7 +397,8 @@ class _Transformer(AttentionCalls, CellCalls):
                     "partial", "shared"):
                 v = v.func.value
             local = isinstance(v, cst.Name) and v.value in self._partials[-1] and self._becomes_linen(v.value)
-            if (local or self._spec(v) is not None) and self._factories.is_function(call.func, self.resolve(call.func)) \
+            definition = local or self._spec(v) is not None or self._alias(v) is not None
+            if definition and self._factories.is_function(call.func, self.resolve(call.func)) \
                     and self._returned_by(call) is None:  # a function returning definitions: its calls' TODO
                 shown = _name(a.value) if not isinstance(a.value, cst.Call) else f"{_name(v)}.partial(...)"
                 self.todo(f"{shown} is handed to {_name(call.func)}(...), whose calls of it keep the legacy form "
@@ -485,6 +490,20 @@ class _Transformer(AttentionCalls, CellCalls):
             return CallSpec.user(legacy.apply_params), func
         return None
 
+    def _alias(self, func: cst.BaseExpression) -> tuple[str, frozenset[str]] | None:
+        """(the module, the keywords fixed) when ``func`` names a module-level ``.partial`` of the
+        run (``SelfAttn = Attn.partial(inputs_kv=None)``, this file's or another's): LU201 makes it
+        a Linen definition, so its calls split like the module's, without what it fixed."""
+        if isinstance(func, cst.Name):
+            if func.value not in self.ctx.facts.partial_aliases or func.value in self.hidden_names():
+                return None
+            module = self.ctx.facts.module_name
+            qual: str | None = f"{module}.{func.value}" if module else func.value
+        else:
+            qual = self.resolve(func)
+        alias = self.ctx.index.partial_alias(qual) if qual else None
+        return (alias[0], frozenset(k for k, _ in alias[1])) if alias is not None else None
+
     def _split_alike(self, given: frozenset[tuple[str, frozenset[str]]]) -> tuple[CallSpec, frozenset[str]] | None:
         """The one call spec of the modules call sites give a parameter (``block_cls``: ResNetBlock
         for ResNet18, BottleneckResNetBlock for ResNet50), when every one splits a call alike: the
@@ -544,6 +563,7 @@ class _Transformer(AttentionCalls, CellCalls):
         spec = self._spec(func)
         bound: frozenset[str] = frozenset()
         carried: tuple[cst.Arg, ...] = ()  # inputs a .partial() local fixed, passed at its calls
+        init_qual = self.resolve_class(func)  # whose parameters may take legacy initializers
         ctor: cst.BaseExpression = updated.func
         if spec is not None and self._in_plain_function() and self.resolve_class(func) == "flax.nn.dropout" \
                 and not self._calls_modules():
@@ -579,6 +599,17 @@ class _Transformer(AttentionCalls, CellCalls):
                               "pass them where it is created")
                     return updated
                 return self._with_carried(updated, carried, call_spec.linen_call, call_spec.renames)
+        elif (alias := self._alias(func)) is not None:
+            target, bound = alias
+            target_spec = spec_for_qual(target, self.ctx.index)
+            if target_spec is None:
+                return updated
+            if target_spec.problem or bound & target_spec.inputs and not inputs_fixable(target, self.ctx.index):
+                if target_spec.is_legacy_call(original, bound):
+                    self.todo(f"{_name(func)}(...) calls a module-level .partial of {target} that stays legacy in "
+                              "its file (its TODO says why): convert them together by hand")
+                return updated
+            call_spec, init_qual = target_spec, target
         else:
             return updated
         if not call_spec.is_legacy_call(original, bound):
@@ -618,7 +649,7 @@ class _Transformer(AttentionCalls, CellCalls):
         if new is None:
             self.todo(f"{_name(func)}: {problem}")
             return given
-        new = self._wrap_two_arg_initializers(new, call_spec, self.resolve_class(func))
+        new = self._wrap_two_arg_initializers(new, call_spec, init_qual)
         new = attention_result(new, mask, decode, query)
         # the output's name: nn.dropout -> nn.Dropout
         self.fixed(f"{_name(func)}(x, ...) -> {_name(ctor)}(...)(x)")
