@@ -16,6 +16,7 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import FastTransformer, FastVisitor, quote, todo_line
 from linen_upgrade.rules import _optim
 from linen_upgrade.rules._optim_calls import CHECKPOINT_HINT, CHECKPOINTS, PRESERVING, READERS, SAVE_RESTORE, unwrap
+from linen_upgrade.rules._optim_attributes import Attributes
 from linen_upgrade.rules._optim_defs import Scan, convert
 from linen_upgrade.tables.optimizers import MULTI, TRANSFORMS, ConversionError
 
@@ -64,7 +65,11 @@ class Plan(FastVisitor):
         self.pmean: dict[int, str] = {}  # id(apply call) -> axis its gradients are averaged over (_train_state_check)
         self.names: set[str] = set(seeds)
         self.opt_funcs: set[str] = set()
+        self.attributes = Attributes()  # `self.optimizer` of a class of the file (_optim_attributes)
+        self.attr_opts: set[tuple[str, str]] = set()  # (class, attribute) holding an optimizer
+        self.factory_creates: list[cst.Call] = []  # f(...).create(p) of a function of the file
         module.visit(self)
+        module.visit(self.attributes)
         self._solve(frozenset(seeds))
 
     def qual(self, node: cst.BaseExpression) -> str | None:
@@ -105,6 +110,8 @@ class Plan(FastVisitor):
             elif isinstance(base, cst.Name) and base.value in self.defs:
                 ctor = None
             else:
+                if isinstance(base, cst.Call) and isinstance(base.func, cst.Name):
+                    self.factory_creates.append(node)  # make_optimizer(...).create(p): decided in _solve
                 return
             args = [a for a in node.args]
             if len(args) != 1 or args[0].star or (args[0].keyword and args[0].keyword.value != "target"):
@@ -116,6 +123,33 @@ class Plan(FastVisitor):
             tx = self._tx(ctor)
             if tx is not None:
                 self.creates[id(node)] = (tx, args[0].value)
+
+    def _factories(self) -> None:
+        """``make_optimizer(name).create(p)`` where every ``return`` of the function is a
+        definition and every use of it is such a create: each return converts in place (like a
+        variable bound only to definitions), and the create takes whichever the call returns."""
+        used = _optim.name_counts(self.module)
+        elsewhere = self.scan.ctx.index.referrers
+        by_function: dict[str, list[cst.Call]] = {}
+        for create in self.factory_creates:
+            by_function.setdefault(create.func.value.func.value, []).append(create)  # type: ignore[attr-defined]
+        for name, creates in by_function.items():
+            returns = self.returns.get(name, [])
+            if not (returns and all(isinstance(r, cst.Call) and self.qual(r.func) in TRANSFORMS | {MULTI}
+                                    for r in returns)):
+                continue
+            if used.get(name, 0) != len(creates) + 1 or f"{self.scan.ctx.facts.module_name}.{name}" in elsewhere:
+                self.problems.append(f"{name}() returns optimizer definitions and is used other than as "
+                                     f"{name}(...).create(...)")
+                continue
+            for create in creates:
+                args = list(create.args)
+                if len(args) != 1 or args[0].star or (args[0].keyword and args[0].keyword.value != "target"):
+                    self.problems.append(f"{name}(...).create(...) with a focus or unusual arguments")
+                    continue
+                tx = _optim.code(create.func.value)  # type: ignore[attr-defined]
+                self.defs[tx] = returns  # type: ignore[assignment]
+                self.creates[id(create)] = (tx, args[0].value)
 
     def _tx(self, ctor: cst.Call) -> str | None:
         try:
@@ -133,6 +167,8 @@ class Plan(FastVisitor):
     def is_opt(self, e: cst.BaseExpression) -> bool:
         if isinstance(e, cst.Name):
             return e.value in self.names
+        if isinstance(e, cst.Attribute):
+            return self.attributes.holds(e, self.attr_opts)
         if isinstance(e, cst.Call):
             if id(e) in self.creates:
                 return True
@@ -193,6 +229,7 @@ class Plan(FastVisitor):
                 self.problems.append(f"{name} holds an optimizer definition in one place and other values "
                                      "in others")
                 del self.defs[name]
+        self._factories()
         for call_id, (tx, _) in self.creates.items():
             if tx in bound and tx not in self.defs:
                 self.problems.append(f"{tx}.create(...): the definition is not bound once in this file")
@@ -222,7 +259,7 @@ class Plan(FastVisitor):
                     self.state_names.update(_names(target.elements[1].value))
         received: set[tuple[str, str]] = set()  # (function, parameter) a call of this file passes an optimizer
         while True:
-            before = (len(self.names), len(self.opt_funcs))
+            before = (len(self.names), len(self.opt_funcs), len(self.attr_opts))
             tuple_funcs: dict[str, set[int | None]] = {}
             for f in self.funcs:
                 items = self._ret_items(f)
@@ -233,15 +270,22 @@ class Plan(FastVisitor):
             for target, value in self.assigns:
                 if isinstance(target, cst.Name) and self.is_opt(value):
                     self.names.add(target.value)
+                elif self.attributes.holder(target) is not None and self.is_opt(value):
+                    self.attr_opts.add(self.attributes.holder(target))  # type: ignore[arg-type]
                 elif isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, cst.Call) \
                         and isinstance(value.func, cst.Attribute) and value.func.attr.value == "optimize" \
                         and self.is_opt(value.func.value) and isinstance(target.elements[0].value, cst.Name):
                     self.names.add(target.elements[0].value.value)  # (new optimizer, loss[, aux])
                 elif isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, cst.Call):
                     for i in self._items(value, tuple_funcs):
-                        if i is not None and i < len(target.elements) \
-                                and isinstance(target.elements[i].value, cst.Name):
-                            self.names.add(target.elements[i].value.value)
+                        element = target.elements[i].value if i is not None and i < len(target.elements) else None
+                        if isinstance(element, cst.Name):
+                            self.names.add(element.value)
+                        elif element is not None and self.attributes.holder(element) is not None:
+                            self.attr_opts.add(self.attributes.holder(element))  # type: ignore[arg-type]
+                        elif element is not None:
+                            self.problems.append(f"{self.module.code_for_node(element)} keeps the optimizer in "
+                                                 "an attribute or container, whose uses this rule cannot follow")
             for call in self.calls:
                 local, _, shift = self.callee(call.func)
                 fn = self.funcs.get(local) if local else None
@@ -257,14 +301,19 @@ class Plan(FastVisitor):
                     elif i + shift < len(params):
                         self.names.add(params[i + shift])
                         received.add((local, params[i + shift]))
-            if before == (len(self.names), len(self.opt_funcs)):
+            if before == (len(self.names), len(self.opt_funcs), len(self.attr_opts)):
                 break
         for target, value in self.assigns:
-            # `self.optimizer = d.create(p)`: its uses (`self.optimizer.apply_gradient`, `t.optimizer.target`
-            # in other functions) are out of this rule's sight; converting the create alone is wrong (issue 16)
-            if not isinstance(target, (cst.Name, cst.Tuple, cst.List)) and self.is_opt(value):
+            # `state['optimizer'] = d.create(p)`, `other.optimizer = ...`: its uses are out of this rule's
+            # sight; converting the create alone is wrong (issue 16).  `self.optimizer` of a class of the
+            # file is followed where the data says it is that attribute (_optim_attributes)
+            if not isinstance(target, (cst.Name, cst.Tuple, cst.List)) and self.is_opt(value) \
+                    and self.attributes.holder(target) is None:
                 self.problems.append(f"{self.module.code_for_node(target)} keeps the optimizer in an attribute "
                                      "or container, whose uses this rule cannot follow")
+        module_name = self.scan.ctx.facts.module_name
+        self.problems += self.attributes.problems(
+            self.attr_opts, self.module, lambda cls: f"{module_name}.{cls}" in self.scan.ctx.index.referrers)
         self._check_parameters(received, seeds)
         used = _optim.name_counts(self.module)
         module = self.scan.ctx.facts.module_name

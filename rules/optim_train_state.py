@@ -21,7 +21,12 @@ What it does
     batch)``, also through ``jit``/``pmap``/``functools.partial``; that file
     need not import flax) is followed there, and so is one that a function of
     the run returns to other files (``opt = models.create_optimizer(...)``):
-    the files convert together, or all get the TODO (``rules/_optim_cross.py``).  ``checkpoints.save_checkpoint
+    the files convert together, or all get the TODO (``rules/_optim_cross.py``).
+    An optimizer kept in ``self.optimizer`` of a class of the file, stepped in
+    its methods and read through an instance (``trainer.optimizer.target``),
+    converts when nothing else may reach that attribute
+    (``rules/_optim_attributes.py``); definitions returned by a function
+    (``make_optimizer(flag).create(p)``) convert in place.  ``checkpoints.save_checkpoint
     (dir, optimizer, step)`` / ``restore_checkpoint(dir, optimizer)`` keep
     working on the TrainState; a TODO where old checkpoints are read says that
     those need ``linen-upgrade convert-checkpoint`` (the layout changes).

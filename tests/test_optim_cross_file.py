@@ -406,3 +406,14 @@ def test_user_optimizer_def_used_where_no_rule_runs_keeps_its_base_with_a_todo(t
                                                "train.py": "from flax import optim\n" + USES_DEF})
     assert "class HalfStep:" in files["halfstep.py"][0]
     assert "optax_from_optimizer_def(halfstep.HalfStep(0.1))" in files["train.py"][0]
+
+
+def test_class_keeping_the_optimizer_in_an_attribute_used_by_another_file_stays_legacy(tmp_path):
+    trainer = "from flax import optim\n\n\nclass Trainer:\n    def __init__(self, params):\n" \
+              "        self.optimizer = optim.Adam(0.1).create(params)\n"
+    main = "import trainer\n\n\ndef train(params):\n    t = trainer.Trainer(params)\n    return t.optimizer.target\n"
+    files = _upgrade(tmp_path, {"trainer.py": trainer, "main.py": main})
+    assert "optim.Adam(0.1).create(params)" in files["trainer.py"][0]
+    assert any("Trainer keeps the optimizer in self.optimizer and is used in other files" in f
+               for f in files["trainer.py"][1])
+    assert files["main.py"] == (main, [])
