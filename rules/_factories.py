@@ -49,6 +49,8 @@ class Factories:
         self.ctx = ctx
         self._own = None  # this file's analysis, made on first need
         self._functions: set[str] | None = None  # names of this file's functions (not methods)
+        self._top: dict[str, cst.FunctionDef] | None = None  # this file's top-level functions
+        self._branches: dict[tuple[int, str], Branches | None] = {}  # (function, as called) -> its reading
 
     def returned(self, func: cst.BaseExpression, qual: str | None, hidden) -> Returned | None:
         """``func`` as called (``get_norm`` or ``model_utils.get_norm``); ``qual``: what it
@@ -66,11 +68,24 @@ class Factories:
     def branches(self, func: cst.BaseExpression, qual: str | None, hidden) -> Branches | None:
         """What the function ``func`` names returns when that is a module definition in some
         branches and another, or a plain function, in others (``_factory_branches``)."""
-        found = self._function(func, qual, hidden)
-        if found is None:
+        name = dotted(func)
+        if name is None or name.partition(".")[0] in hidden:
             return None
-        a, fn = found
-        return read_branches(fn, a.facts, self.ctx.index, dotted(func) or fn.name.value)
+        if (qual is None and "." not in name) or (qual and qual.rpartition(".")[0] == self.ctx.facts.module_name):
+            # a function of this file: read from its tree, no analysis of the file needed
+            if self._top is None:
+                self._top = _top_level_functions(self.module)
+            fn, facts = self._top.get((qual or name).rpartition(".")[2]), self.ctx.facts
+        elif qual is None:
+            return None
+        else:
+            found = self._function(func, qual, hidden)
+            fn, facts = (found[1], found[0].facts) if found is not None else (None, None)
+        if fn is None:
+            return None
+        if (id(fn), name) not in self._branches:  # each use of a factory asks again
+            self._branches[(id(fn), name)] = read_branches(fn, facts, self.ctx.index, name)
+        return self._branches[(id(fn), name)]
 
     def _function(self, func: cst.BaseExpression, qual: str | None, hidden):
         """The analysis of the file that defines the top-level function ``func`` names, and
@@ -133,3 +148,19 @@ def _function_names(module: cst.Module) -> set[str]:
 
     module.visit(_Defs())
     return names
+
+
+def _top_level_functions(module: cst.Module) -> dict[str, cst.FunctionDef]:
+    """The functions a module defines outside functions and classes (the first of a name)."""
+    found: dict[str, cst.FunctionDef] = {}
+
+    class _Defs(FastVisitor):
+        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+            return False
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            found.setdefault(node.name.value, node)
+            return False
+
+    module.visit(_Defs())
+    return found

@@ -49,34 +49,41 @@ def read_branches(fn: cst.FunctionDef, facts: FileFacts, index, name: str) -> Br
     definition (LU102 follows those through ``Factories.returned``); None otherwise."""
     found = _Returns()
     fn.body.visit(found)
-    if found.other or not found.returns or not all(
-            isinstance(r.value, (cst.Name, cst.Attribute, cst.Lambda, cst.Call)) for r in found.returns):
-        return None  # most functions: no scan of their names
-    scan = FunctionScan(fn)
-    local = scan.params | set(scan.bindings)
+    if found.other or not found.returns:
+        return None
     defs: list[tuple[str, frozenset[str]]] = []
     plain: list[int] = []
-    for ret in found.returns:
+    heads: set[str] = set()  # the names the definitions are spelled from (``nn``)
+    for ret in found.returns:  # by syntax first: most functions are ruled out here, with no scan
         value = ret.value
-        if isinstance(value, cst.Lambda) or (
-                isinstance(value, cst.Name) and value.value in found.defs
-                and len(scan.bindings.get(value.value, [])) == 1 and value.value not in scan.params):
+        if isinstance(value, cst.Lambda) or (isinstance(value, cst.Name) and value.value in found.defs):
             plain.append(id(ret))
             continue
-        made = _definition(value, facts, index, local)
+        made = _definition(value, facts, index)
         if made is None:
             return None
-        if made not in defs:
-            defs.append(made)
-    if not defs or (len(defs) == 1 and not plain) or (plain and {"partial", "functools"} & local):
+        heads.add(made[2])
+        if made[:2] not in defs:
+            defs.append(made[:2])
+    if not defs or (len(defs) == 1 and not plain):
+        return None
+    if _yields(fn):
+        return None
+    scan = FunctionScan(fn)
+    local = scan.params | set(scan.bindings)
+    own = [r.value.value for r in found.returns if id(r) in plain and isinstance(r.value, cst.Name)]
+    if heads & local or any(len(scan.bindings.get(f, [])) != 1 or f in scan.params for f in own):
+        return None  # a module name the function binds itself; a function of its own bound again
+    if plain and {"partial", "functools"} & local:
         return None  # (where it binds either name, the wrapper's spelling could be hidden)
     return Branches(name, tuple(defs), tuple(plain))
 
 
-def _definition(value: cst.BaseExpression | None, facts: FileFacts, index,
-                local: set[str]) -> tuple[str, frozenset[str]] | None:
-    """``M`` or ``M.partial(k=v, ...)`` of a legacy module class that converts, with the
-    keywords fixed; None for anything else (a keyword Linen takes at the call, ``**``)."""
+def _definition(value: cst.BaseExpression | None, facts: FileFacts,
+                index) -> tuple[str, frozenset[str], str] | None:
+    """``M`` or ``M.partial(k=v, ...)`` of a legacy module class that converts: its class, the
+    keywords fixed and the name its spelling starts with; None for anything else (a keyword
+    Linen takes at the call, ``**``)."""
     keywords: frozenset[str] = frozenset()
     if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value == "partial":
         if any(a.keyword is None or a.star for a in value.args):
@@ -84,7 +91,7 @@ def _definition(value: cst.BaseExpression | None, facts: FileFacts, index,
         keywords = frozenset(a.keyword.value for a in value.args)  # type: ignore[union-attr]
         value = value.func.value
     name = dotted(value) if value is not None else None
-    if name is None or name.partition(".")[0] in local:
+    if name is None:
         return None
     qual = facts.imports.resolve_dotted(name)
     if qual is None and "." not in name and any(c.name == name for c in facts.classes):
@@ -92,18 +99,22 @@ def _definition(value: cst.BaseExpression | None, facts: FileFacts, index,
     spec = spec_for_qual(qual, index)
     if qual is None or spec is None or spec.problem or keywords & spec.inputs:
         return None
-    return qual, keywords
+    return qual, keywords, name.partition(".")[0]
 
 
 class _Returns(FastVisitor):
     """The ``return`` statements of one function (not of the functions it defines), and the
-    names of the functions it defines; ``other``: a ``yield`` or a bare ``return``."""
+    names of the functions it defines; ``other``: a bare ``return``.  Statements only: a
+    ``yield`` is looked for apart (``_yields``), where the returns qualify."""
 
     def __init__(self) -> None:
         super().__init__()
         self.returns: list[cst.Return] = []
         self.defs: set[str] = set()
         self.other = False
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return not isinstance(node, cst.BaseExpression) and super().on_visit(node)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         if not node.decorators:
@@ -113,17 +124,25 @@ class _Returns(FastVisitor):
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         return False
 
-    def visit_Lambda(self, node: cst.Lambda) -> bool:
-        return False
-
     def visit_Return(self, node: cst.Return) -> None:
         if node.value is None:
             self.other = True
         else:
             self.returns.append(node)
 
-    def visit_Yield(self, node: cst.Yield) -> None:
-        self.other = True
+
+def _yields(fn: cst.FunctionDef) -> bool:
+    """Is ``fn`` a generator (a ``yield`` outside the functions and lambdas it defines)?"""
+    found: list[cst.Yield] = []
+
+    class _Find(FastVisitor):
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            if isinstance(node, cst.Yield):
+                found.append(node)
+            return not isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)) and super().on_visit(node)
+
+    fn.body.visit(_Find())
+    return bool(found)
 
 
 def wrap_plain(value: cst.BaseExpression, partial: str) -> cst.Call:

@@ -64,7 +64,8 @@ Not converted (TODO)
     renamed: the TODO says so where it is called), or when its branches split
     the call differently (``use_bias=`` for BatchNorm, none for a plain
     function; ``use_running_average=False`` for BatchNorm only); such a
-    result passed on or returned from a module body, and a module definition
+    result passed on or returned from a module body (one with a plain
+    function wrapped: anywhere, at the top level too), and a module definition
     handed to a function of the run (``features(x, conv)``): their calls
     elsewhere are not followed; an apply parameter given modules whose calls
     split differently (or a module and a function).
@@ -165,6 +166,7 @@ class _Transformer(AttentionCalls, CellCalls):
         self._choices: dict[tuple[int, str], tuple[Branches, str | None]] = {}
         # ``return f`` of a plain function in such a function of this file -> its branches
         self._wrapped: dict[int, Branches] = {}
+        self._followed: set[int] = set()  # f(...) whose result _choice_result follows to its calls
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         # only classes still in legacy form (LU101 renames apply after this rule)
@@ -346,6 +348,7 @@ class _Transformer(AttentionCalls, CellCalls):
         ``norm`` in the function is such a result; passed on or returned, it gets a TODO."""
         scan = self._scan()
         key = (id(self._functions[-1]), name)
+        self._followed.add(id(node.value))
         if any(c is None for _, c in scan.reads.get(name, [])):
             self.todo(f"{name} holds what {branches.name}(...) returns (a module definition in some branches, "
                       f"Linen after this run) and is passed on or returned: calls of it elsewhere keep the legacy "
@@ -357,6 +360,19 @@ class _Transformer(AttentionCalls, CellCalls):
             self._choices[key] = (branches, f"{name} is also bound to something else")
         else:
             self._choices[key] = (union(found), None)
+
+    def _unfollowed(self, call: cst.Call) -> None:
+        """``f(...)``, or ``f(...)(x)`` outside modules, where ``f`` returns a plain function this
+        run wraps (``leave_Return``) and its result is not followed (a top-level or a tuple
+        assignment, passed on, returned, held but not called): a TODO."""
+        made = call.func if isinstance(call.func, cst.Call) else call
+        if id(made) in self._followed or not isinstance(made.func, (cst.Name, cst.Attribute)):
+            return
+        branches = self._branches_by(made)
+        if branches is not None and branches.plain:
+            self.todo(f"{branches.name}(...) returns module definitions in some branches and, in others, a plain "
+                      "function that this run wraps to be called like them, <result>(<attributes>)(<inputs>): "
+                      "its result is not followed from here: call it that way by hand")
 
     def _choice_call(self, updated: cst.Call, branches: Branches, why: str | None) -> cst.BaseExpression:
         """``norm(x, name='bn1')`` -> ``norm(name='bn1')(x)`` when every branch splits it alike."""
@@ -536,9 +552,14 @@ class _Transformer(AttentionCalls, CellCalls):
             return self._initialize_carry(original, updated)
         if not self._in_legacy_module() and self._outside_modules:
             self._cache_usage(original)
-        if not (self._in_legacy_module() or self._in_plain_function()) or id(original) in self._split:
+        if id(original) in self._split:
+            return updated  # f(...) of f(...)(x): its outer call is the one converted
+        if not (self._in_legacy_module() or self._in_plain_function()):
+            self._unfollowed(original)
             return updated
         func = original.func
+        if not isinstance(func, cst.Call):
+            self._unfollowed(original)
         self._check_handed_over(original)
         choice = self._choices.get((id(self._functions[-1]), func.value)) \
             if isinstance(func, cst.Name) and self._functions else None
