@@ -181,7 +181,7 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
-def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[Param]:
+def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef, method: bool = False) -> list[Param]:
     a = fn.args
     positional = [*a.posonlyargs, *a.args]
     defaults: list[ast.expr | None] = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
@@ -197,6 +197,10 @@ def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[Param]:
                          ast.unparse(p.annotation) if p.annotation else None))
     if a.kwarg:
         out.append(Param(a.kwarg.arg, "varkw", None))
+    if method and out and out[0].kind == "pos" and out[0].name != "self":
+        # the rules write self.<attribute>: a method whose receiver is `self_` keeps its legacy form
+        out[0] = replace(out[0], problem=f"apply's first parameter is {out[0].name}, not self: rename it self "
+                                         "and re-run")
     return out[1:] if out and out[0].kind == "pos" and out[0].name == "self" else out
 
 
@@ -250,7 +254,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
             for item in node.body:
                 if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     if item.name == "apply":
-                        apply_params = _params(item)
+                        apply_params = _params(item, method=True)
                         uses, forwards = _apply_uses(item, apply_params, imports)
                     for dec in item.decorator_list:
                         dname = _dotted(dec)

@@ -299,6 +299,10 @@ class UsageTransformer(RuleTransformer):
             positional = any(k == "*" and not v.startswith("**") for k, v in ref.kwargs)  # LU201 leaves it legacy
             if fixed_inputs and (positional or not inputs_fixable(ref.qual, self.ctx.index)):
                 return None, [], f"{ref.def_var[1]} fixes call inputs ({', '.join(fixed_inputs)}): pass them by hand"
+        elif not self._class_visible(ref.qual, scope):
+            return None, [], (f"{ref.qual.rpartition('.')[2]} is a class defined inside a function or class, "
+                              "not visible here: apply its Linen module where it is defined, or move the class to "
+                              "the module level")
         elif ref.portable or (ref.file_names is not None and scope is not None and all(
                 self.a.module_name_here(n, scope) for n in ref.file_names)):
             # literals, or this file's module-level names seen here; through another file's partial
@@ -319,6 +323,20 @@ class UsageTransformer(RuleTransformer):
             return None, [], problem
         ctor = self.adapt_initializers(ctor, ref.qual, spec.legacy, at)
         return cst.Call(func=func, args=comma_list(ctor)), inputs, None
+
+    def _class_visible(self, qual: str, scope: Scope | None) -> bool:
+        """Is ``qual``, when it is a class of this file, bound as that class where ``scope`` reads it
+        (a class defined in a function is a local of that function)?"""
+        name = qual.rpartition(".")[2]
+        if scope is None or not any(qual == self.a.class_qual(c.name) for c in self.ctx.facts.classes):
+            return True
+        found = scope.lookup(name)
+        if found is None:
+            return False
+        held = self.a.env.get((id(found), name))  # `Block = make_block()`, the class a function returns
+        return held is not None and held.kind == DEF and held.ref is not None and held.ref.qual == qual \
+            and not held.ref.kwargs or any(s is found and n == name and source[0] == "class"
+                                           for s, n, source, _ in self.a.bindings)
 
     def _chosen_constructor(self, ref: ModuleRef, at: cst.CSTNode, args: list[cst.Arg]
                             ) -> tuple[cst.Call | None, list[cst.Arg], str | None]:
