@@ -301,7 +301,10 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
             if owner else set()
         for node in ast.walk(fn):
             if isinstance(node, ast.Call):
-                callee = _dotted(node.func)
+                # InceptionA.partial(conv_block=conv_block) hands it to InceptionA's parameter, as a call does
+                func = node.func.value if isinstance(node.func, ast.Attribute) \
+                    and node.func.attr in _INIT_METHODS.keys() | _KEYWORD_METHODS else node.func
+                callee = _dotted(func)
                 for kw in node.keywords:
                     if callee and kw.arg and isinstance(kw.value, ast.Name) and kw.value.id in partials:
                         target, bound = partials[kw.value.id]
