@@ -184,6 +184,10 @@ class _Transformer(Collections, Escapes, SiteCalls):
         elif attr == "truncate_at" and not self._called(original):
             self.todo("model.truncate_at: apply(..., capture_intermediates=True, mutable=['intermediates']) "
                       "and read vars['intermediates'][...]['__call__'][0]")
+        elif attr != "replace" and not self._called(original):
+            # jax.jit(model.sample): the Model is its params now, which have no methods
+            self.todo(f"model.{attr}: a method of the Model taken as a value; Linen runs it as "
+                      f"M().apply({{'params': params}}, ..., method=M.{attr}) where it is called")
         return updated
 
     def _called(self, node: cst.CSTNode) -> bool:
