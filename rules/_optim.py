@@ -54,6 +54,15 @@ def tuple_names(target: cst.BaseExpression) -> list[str] | None:
     return names if len(names) == len(target.elements) else None
 
 
+def assigned_names(target: cst.BaseExpression) -> list[str]:
+    """The names an assignment target binds (``a``, ``a, (b, *c)``)."""
+    if isinstance(target, cst.Name):
+        return [target.value]
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [n for e in target.elements for n in assigned_names(e.value)]
+    return []
+
+
 def tuple_targets(target: cst.BaseExpression) -> list[str] | None:
     """The code of each element of ``a, _, (b, c)`` (any unstarred targets)."""
     if not isinstance(target, (cst.Tuple, cst.List)) \

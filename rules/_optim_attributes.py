@@ -16,6 +16,7 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.rule import FastVisitor
+from linen_upgrade.rules._optim import assigned_names
 
 
 class Attributes(FastVisitor):
@@ -56,7 +57,7 @@ class Attributes(FastVisitor):
                 self._bound_otherwise(t.target)
 
     def _bound_otherwise(self, target: cst.CSTNode) -> None:
-        for name in _names_in(target):
+        for name in assigned_names(target):
             self.bound.setdefault(name, []).append(cst.Name("_unknown"))
 
     def visit_Param(self, node: cst.Param) -> None:
@@ -152,12 +153,3 @@ class Attributes(FastVisitor):
                                f"{cls}")
         return out
 
-
-def _names_in(target: cst.BaseExpression) -> list[str]:
-    if isinstance(target, cst.Name):
-        return [target.value]
-    if isinstance(target, (cst.Tuple, cst.List)):
-        return [n for e in target.elements for n in _names_in(e.value)]
-    if isinstance(target, cst.StarredElement):
-        return _names_in(target.value)
-    return []

@@ -220,7 +220,7 @@ class Plan(FastVisitor):
                   for p in (*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params)}
         bound: dict[str, int] = {}
         for target, _ in self.assigns:
-            for n in _names(target):
+            for n in _optim.assigned_names(target):
                 bound[n] = bound.get(n, 0) + 1
         for name in list(self.defs):
             # bound to definitions only (``if flag: d = optim.Adam(...) else: d = optim.Momentum(...)``):
@@ -254,9 +254,9 @@ class Plan(FastVisitor):
         for target, value in self.assigns:
             if id(value) in explicit_calls:
                 if value.func.attr.value == "init_state":  # type: ignore[attr-defined]
-                    self.state_names.update(_names(target))
+                    self.state_names.update(_optim.assigned_names(target))
                 elif isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 2:
-                    self.state_names.update(_names(target.elements[1].value))
+                    self.state_names.update(_optim.assigned_names(target.elements[1].value))
         received: set[tuple[str, str]] = set()  # (function, parameter) a call of this file passes an optimizer
         while True:
             before = (len(self.names), len(self.opt_funcs), len(self.attr_opts))
@@ -387,14 +387,6 @@ def _calls(node: cst.CSTNode) -> list[cst.Call]:
 
     node.visit(_Calls())
     return found
-
-
-def _names(target: cst.BaseExpression) -> list[str]:
-    if isinstance(target, cst.Name):
-        return [target.value]
-    if isinstance(target, (cst.Tuple, cst.List)):
-        return [n for e in target.elements for n in _names(e.value)]
-    return []
 
 
 def has_converted(stmt: cst.CSTNode, plan: Plan) -> bool:
