@@ -84,6 +84,9 @@ class UsageTransformer(RuleTransformer):
         # id(expression making it unnamed) -> the name it is bound to there
         self.threads: dict[int, str] = {}
         self.inline_names: dict[int, str] = {}
+        # functions given a TrainState's apply_fn by their callers (threaded_apply_fns), once computed
+        self._threaded: dict[int, tuple[str, str]] | None = None
+        self.apply_sites: dict[int, tuple[str, str, str]] = {}  # id(call) -> (how, optimizer, keyword)
 
     # -- setup -------------------------------------------------------------------
     def visit_Module(self, node: cst.Module) -> bool:
@@ -138,6 +141,13 @@ class UsageTransformer(RuleTransformer):
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
         self.frames.pop()
+        threaded = (self._threaded or {}).get(id(original))
+        if threaded is not None:  # eval_step(model, batch, *, apply_fn): its callers hand it over
+            params = updated.params
+            added = cst.Param(cst.Name(threaded[1]))
+            updated = updated.with_changes(params=params.with_changes(
+                kwonly_params=[*params.kwonly_params, added],
+                star_arg=params.star_arg if params.star_arg is not cst.MaybeSentinel.DEFAULT else cst.ParamStar()))
         return updated
 
     def visit_With(self, node: cst.With) -> bool:
@@ -348,11 +358,12 @@ class UsageTransformer(RuleTransformer):
         # else the TrainState this Model is the target of, when every one made of such a Model carries its module
         carried = not held and ref.opt_var is not None and scope is not None \
             and _visible(ref.opt_var, scope, self.a) and bool(self.carried_apply_fns())
-        if not held and not carried:
+        threaded = None if held or carried else self._threaded_param(at, scope)
+        if not held and not carried and threaded is None:
             return None, [], ("the module definition is chosen at run time (partials of several classes) and no "
                               "name bound once to it is visible here: hand the Linen module to this function and "
                               "apply it (module.apply), or carry it in the TrainState (apply_fn=module.apply)")
-        holder = ref.def_var[1] if held else f"{ref.opt_var[1]}.apply_fn"  # type: ignore[index]
+        holder = ref.def_var[1] if held else threaded or f"{ref.opt_var[1]}.apply_fn"  # type: ignore[index]
         splits: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
         inputs: list[cst.Arg] = []
         for choice in ref.choices or (ref.without_var(),):
@@ -376,7 +387,96 @@ class UsageTransformer(RuleTransformer):
                               "(or it passes constructor attributes): apply each by hand")
         if carried:  # the apply function itself (apply_call writes it as it is)
             return cst.Attribute(cst.Name(ref.opt_var[1]), cst.Name("apply_fn")), inputs, None  # type: ignore
+        if threaded:
+            return cst.Name(threaded), inputs, None  # type: ignore[return-value]
         return cst.Call(func=cst.Name(ref.def_var[1])), inputs, None  # type: ignore[index]
+
+    def _threaded_param(self, at: cst.CSTNode, scope: Scope | None) -> str | None:
+        """The keyword-only parameter of the top-level function around ``at`` that its callers give
+        the apply_fn of the TrainState whose target ``at`` calls, when ``at`` calls that parameter."""
+        if scope is None or "model" not in self.owns or not isinstance(at, cst.Call) \
+                or not isinstance(at.func, cst.Name):
+            return None
+        fscope = scope
+        while fscope.parent is not None and fscope.parent is not self.a.module_scope:
+            fscope = fscope.parent
+        threaded = self.threaded_apply_fns().get(id(fscope.node))
+        if threaded is None or scope.lookup(at.func.value) is not fscope or at.func.value != threaded[0]:
+            return None
+        return threaded[1]
+
+    def threaded_apply_fns(self) -> dict[int, tuple[str, str]]:
+        """Top-level functions applying a Model handed in a parameter, of a module chosen at run time
+        that no name there holds (``eval_step(model, batch)``, called as ``p_eval_step(
+        optimizer.target, batch)``): id(function) -> (that parameter, the keyword-only parameter its
+        callers give the TrainState's apply_fn).  Every call passes ``X.target`` of one optimizer
+        ``X``: a direct call passes ``apply_fn=X.apply_fn``, and ``jax.pmap``/``jax.jit`` of the
+        function, after ``X`` is bound, wraps it in ``functools.partial(f, apply_fn=X.apply_fn)``
+        (``apply_sites``)."""
+        if self._threaded is not None:
+            return self._threaded
+        self._threaded = {}
+        if not self.carried_apply_fns():
+            return self._threaded
+        for fid, fn in self.a.funcs.items():
+            fscope = self.a.scopes[fid]
+            # a decorated function (@jax.jit) would be handed a function as an argument to trace
+            if not isinstance(fn, cst.FunctionDef) or fscope.parent is not self.a.module_scope or fn.decorators \
+                    or self.ctx.index.referrers.get(f"{self.ctx.facts.module_name}.{fn.name.value}") \
+                    or fn.params.star_kwarg is not None:
+                continue
+            for slot, param in enumerate(fscope.params):
+                t = self.a.env.get((id(fscope), param))
+                # a run-time choice: the only Model no name in the function can spell
+                if t is None or t.kind != MODEL or t.ref is None or not t.ref.choices \
+                        or t.ref.def_var is not None and _visible(t.ref.def_var, fscope, self.a):
+                    continue
+                sites = self._apply_fn_sites(fn, slot)
+                if sites is not None:
+                    keyword = self.fresh("apply_fn", fn)
+                    self._threaded[fid] = (param, keyword)
+                    self.apply_sites.update({k: (*v, keyword) for k, v in sites.items()})
+                break
+        return self._threaded
+
+    def _apply_fn_sites(self, fn: cst.FunctionDef, slot: int) -> dict[int, tuple[str, str]] | None:
+        """The calls of ``fn`` to edit (see ``threaded_apply_fns``), or None when one cannot be."""
+        name, a = fn.name.value, self.a
+        direct, wrappers = [], []
+        for s, c in a.calls:
+            if s.lookup(name) is not a.module_scope:
+                continue
+            if isinstance(c.func, cst.Name) and c.func.value == name:
+                direct.append((s, c))
+            elif a.qual(c.func, s) in ("jax.pmap", "jax.jit") and c.args and c.args[0].keyword is None \
+                    and isinstance(c.args[0].value, cst.Name) and c.args[0].value.value == name:
+                wrappers.append((s, c))
+        if _references(a.module_scope.node, name) != 1 + len(direct) + len(wrappers):
+            return None  # passed on, partially applied, read: not every call is seen here
+        holders = set()
+        calls = [(s, c) for s, c in a.calls if a._callee(c, s)[0] is fn]
+        for s, c in calls:
+            _, args, offset = a._callee(c, s)
+            positional = [x.value for x in args if x.keyword is None]
+            arg = positional[slot - offset] if 0 <= slot - offset < len(positional) else None
+            if any(x.star for x in args) or not (isinstance(arg, cst.Attribute) and arg.attr.value == "target"
+                                                 and isinstance(arg.value, cst.Name)):
+                return None
+            t = a.ty(arg.value, s)
+            if t is None or t.kind != OPTIM:
+                return None
+            holders.add(arg.value.value)
+        if len(holders) != 1:
+            return None
+        opt = holders.pop()
+        sites: dict[int, tuple[str, str]] = {id(c): ("keyword", opt) for _, c in direct}
+        for s, c in wrappers:
+            found = s.lookup(opt)
+            if found is None or not any(b is found and n == opt and source[0] == "expr"
+                                        and self._before(source[1], c, s) for b, n, source, _ in a.bindings):
+                return None
+            sites[id(c)] = ("partial", opt)
+        return sites
 
     def carried_apply_fns(self) -> dict[tuple[tuple[str, ...], str], str | None] | None:
         """Each ``opt_def.create(model)`` of a Model of a definition chosen at run time, where a

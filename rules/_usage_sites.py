@@ -63,7 +63,8 @@ class SiteCalls(UsageTransformer):
         if collections:
             extra.append(kwarg("mutable", cst.List([cst.Element(string(c)) for c in collections])))
         # a constructor call, or (a TrainState's apply_fn) already the apply function
-        apply = ctor if isinstance(ctor, cst.Attribute) else cst.Attribute(value=ctor, attr=cst.Name("apply"))
+        # (or the apply_fn parameter its callers give the function)
+        apply = ctor if isinstance(ctor, (cst.Attribute, cst.Name)) else cst.Attribute(value=ctor, attr=cst.Name("apply"))
         call = cst.Call(func=apply, args=comma_list([cst.Arg(cst.Dict(variables)), *inputs, *extra]))
         return call, bool(collections), None
 

@@ -61,7 +61,14 @@ What it does
     caller's body (``create_model(key, make_module())``) is bound there,
     ``(module := make_module())``.  Steps reached through
     ``functools.partial`` (``jax.pmap(functools.partial(train_step,
-    learning_rate_fn=f))``) are followed like direct calls.
+    learning_rate_fn=f))``) are followed like direct calls.  A top-level
+    step handed ``optimizer.target`` of such a TrainState and nothing that
+    names the module (``eval_step(model, state, batch)`` in flax's cifar10
+    example) gets its ``apply_fn`` as a keyword-only parameter: a direct call
+    passes ``apply_fn=optimizer.apply_fn``, and ``jax.pmap(eval_step)`` after
+    the optimizer is bound becomes ``jax.pmap(partial(eval_step,
+    apply_fn=optimizer.apply_fn))`` -- when every call passes the target of
+    one optimizer and the step is not decorated.
 Why
     Linen modules hold no parameters: the guide passes params explicitly
     and ``apply`` reads the variables; a gradient with respect to params is
@@ -96,6 +103,7 @@ import libcst as cst
 
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Example, NoChange, RuleTransformer
+from linen_upgrade.rules._cst import comma_list
 from linen_upgrade.rules._model_collections import Collections, outputs
 from linen_upgrade.rules._model_escapes import Escapes
 from linen_upgrade.rules._usage import CONFLICT, MODEL, TRUNC, UsageRule, conflict_message, kwarg, parens
@@ -197,6 +205,16 @@ class _Transformer(Collections, Escapes, SiteCalls):
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         if id(original) not in self.a.scope_of:
             return updated
+        self.threaded_apply_fns()
+        if id(original) in self.apply_sites:  # a call of a function applying the target it is handed
+            how, opt, keyword = self.apply_sites[id(original)]
+            given = kwarg(keyword, cst.parse_expression(f"{opt}.apply_fn"))
+            self.fixed(f"{dotted(original.func) or 'a call'}(...) hands over {opt}.apply_fn")
+            if how == "keyword":
+                return updated.with_changes(args=comma_list([*updated.args, given]))
+            bound = cst.Call(cst.parse_expression(self.spell_partial()),
+                             comma_list([updated.args[0].with_changes(comma=cst.MaybeSentinel.DEFAULT), given]))
+            return updated.with_changes(args=[updated.args[0].with_changes(value=bound), *updated.args[1:]])
         if id(original) in self.inline_names:  # a definition chosen at run time, handed over unnamed
             name = self.inline_names[id(original)]
             self.fixed(f"the module definition made here is bound to {name}: the TrainState made of it carries it")

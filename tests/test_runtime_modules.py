@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from linen_upgrade.config import Config
-from linen_upgrade.pipeline import run
+from linen_upgrade.pipeline import rewrite_text, run
 from linen_upgrade.registry import all_rules
 from linen_upgrade.rules._usage_types import DEF, RUNTIME, ModuleRef, Ty, join
 
@@ -148,3 +150,45 @@ def test_partial_of_run_time_keywords_checks_them_when_it_runs():
     assert (deep.width, deep.depth) == (4, 3)
     with pytest.raises(TypeError, match=r"Net.partial: \['train'\] are call inputs"):
         space["_module_partial"](space["Net"], width=3, train=False)
+
+
+HANDED = (Path(__file__).parent.parent / "fixtures" / "rules" / "model_apply"
+          / "eval_step_handed_target.in.py").read_text()
+NO_NAME = "no name bound once to it is visible here"
+
+
+def _rewrite(source: str) -> str:
+    result = rewrite_text(source.encode(), "train.py", Config(), [r.id for r in all_rules()])
+    assert result.error is None, result.error
+    return result.new.decode()
+
+
+def test_eval_step_handed_the_target_gets_the_apply_fn_from_its_callers():
+    out = _rewrite(HANDED)
+    assert "def eval_step(model, batch, *, apply_fn):\n    return jnp.mean(apply_fn({'params': model}, batch))" in out
+    assert "jax.pmap(partial(eval_step, apply_fn=optimizer.apply_fn), axis_name='batch')" in out
+    assert "eval_step(optimizer.params, batches[0], apply_fn=optimizer.apply_fn)" in out
+    assert "TODO" not in out
+
+
+@pytest.mark.parametrize("change", [
+    # a jitted step would be handed a function to trace
+    ("def eval_step(model, batch):", "@jax.jit\ndef eval_step(model, batch):"),
+    # a call this file does not see
+    ("    return p_eval_step(", "    steps = [eval_step]\n    return p_eval_step("),
+    # the step pmapped before the optimizer exists
+    ("    optimizer = optim.Adam(learning_rate=0.1).create(model)\n    p_eval_step = jax.pmap(eval_step, axis_name='batch')\n",
+     "    p_eval_step = jax.pmap(eval_step, axis_name='batch')\n    optimizer = optim.Adam(learning_rate=0.1).create(model)\n"),
+    # the targets of two optimizers
+    ("eval_step(optimizer.target, batches[0])\n", "eval_step(other.target, batches[0])\n"),
+])
+def test_eval_step_whose_callers_cannot_all_hand_the_apply_fn_keeps_the_todo(change):
+    old, new = change
+    assert old in HANDED
+    source = HANDED.replace(old, new)
+    if "other.target" in new:
+        source = source.replace("    optimizer = optim.Adam(", "    other = optim.Adam(learning_rate=0.2).create(model)\n"
+                                "    optimizer = optim.Adam(")
+    out = _rewrite(source)
+    assert "apply_fn=optimizer.apply_fn)" not in out and "*, apply_fn" not in out
+    assert NO_NAME in out
