@@ -547,6 +547,23 @@ class _Transformer(AttentionCalls, CellCalls):
             self.imports.add(needed)
         return build_dotted(spelled)
 
+    def _untraced_module_call(self, call: cst.Call) -> bool:
+        """``norm(x, name='norm')`` in a module body, ``norm`` a local bound to a call or a subscript
+        (``get_norm(kind)``, ``NORMS[kind]``) that no rule traced: ``name=`` says it is a module call,
+        which stays in the legacy form (its class may well be a Linen one now)."""
+        func = call.func
+        if not (self._in_legacy_module() and self._functions and isinstance(func, cst.Name)
+                and any(a.keyword is not None and a.keyword.value == "name" for a in call.args)):
+            return False
+        values = [stmt.value for stmt in _assignments(self._functions[-1]) if any(
+            isinstance(t.target, cst.Name) and t.target.value == func.value for t in stmt.targets)]
+        # what a function of this file returns (get_norm(kind)), or a registry entry (NORMS[kind]); not
+        # a partial of a plain function (conv2d_fixed_padding(x, f, name=...) is a function call)
+        functions = {s.name.value for s in self._module.body if isinstance(s, cst.FunctionDef)} \
+            if self._module is not None else set()
+        return bool(values) and all(isinstance(v, cst.Subscript) or isinstance(v, cst.Call) and isinstance(
+            v.func, cst.Name) and v.func.value in functions for v in values)
+
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         if isinstance(original.func, cst.Attribute) and original.func.attr.value == "initialize_carry":
             return self._initialize_carry(original, updated)
@@ -632,6 +649,10 @@ class _Transformer(AttentionCalls, CellCalls):
                 return updated
             call_spec, init_qual = target_spec, target
         else:
+            if self._untraced_module_call(original):
+                self.todo(f"{_name(func)}(..., name=...) calls what {_name(func)} holds, a value this run cannot "
+                          f"trace to a module (a registry entry, a factory's result): if it is a legacy module, "
+                          f"write {_name(func)}(<attributes>)(<inputs>) by hand")
             return updated
         if not call_spec.is_legacy_call(original, bound):
             return updated
@@ -679,3 +700,21 @@ class _Transformer(AttentionCalls, CellCalls):
 
 def _name(expr: cst.BaseExpression) -> str:
     return dotted(expr) or "call"
+
+
+def _assignments(fn: cst.FunctionDef) -> list[cst.Assign]:
+    """The assignments of ``fn``'s own body (not of functions or classes in it)."""
+    found: list[cst.Assign] = []
+
+    class _Assigns(cst.CSTVisitor):
+        def visit_Assign(self, node: cst.Assign) -> None:
+            found.append(node)
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            return node is fn
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+            return False
+
+    fn.visit(_Assigns())
+    return found
