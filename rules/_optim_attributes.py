@@ -25,14 +25,16 @@ class Attributes(FastVisitor):
     def __init__(self) -> None:
         super().__init__()
         self.bases: dict[str, set[str]] = {}  # class -> its bases, as written
-        self.owner: dict[int, str] = {}  # id(self.<attr> / <instance>.<attr>) -> class
+        self.owner: dict[int, str] = {}  # id(self.<attr> in a method) -> its class
         self.by_attr: dict[str, list[cst.Attribute]] = {}  # attribute name -> every node reading or setting it
-        self.bound: dict[str, list[cst.BaseExpression]] = {}  # name -> the values assigned to it
+        # name -> the values assigned to it (None: bound otherwise, a parameter, a loop variable, ...)
+        self.bound: dict[str, list[cst.BaseExpression | None]] = {}
         self.instance_uses: dict[str, list[cst.Name]] = {}  # name -> its reads not as `name.<attr>`
         self.bare_self: set[str] = set()  # classes whose methods hand `self` itself to other code
         self._classes: list[str] = []
         self._in_method: list[bool] = []
         self._bases_of: set[int] = set()  # ids of `x` in `x.attr`
+        self._instances: dict[str, frozenset[str]] = {}
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self._classes.append(node.name.value)
@@ -58,7 +60,7 @@ class Attributes(FastVisitor):
 
     def _bound_otherwise(self, target: cst.CSTNode) -> None:
         for name in assigned_names(target):
-            self.bound.setdefault(name, []).append(cst.Name("_unknown"))
+            self.bound.setdefault(name, []).append(None)
 
     def visit_Param(self, node: cst.Param) -> None:
         self._bound_otherwise(node.name)
@@ -106,12 +108,16 @@ class Attributes(FastVisitor):
             grew = bool(more)
         return found
 
-    def instances(self, cls: str) -> set[str]:
-        """Names every binding of which is a call of ``cls`` (or a class deriving from it)."""
-        family = self.family(cls)
-        return {n for n, values in self.bound.items()
+    def instances(self, cls: str) -> frozenset[str]:
+        """Names every binding of which is a call of ``cls`` (or a class deriving from it); asked for
+        every attribute the optimizer rule reads, so kept once made (the file is read by then)."""
+        if cls not in self._instances:
+            family = self.family(cls)
+            self._instances[cls] = frozenset(
+                n for n, values in self.bound.items()
                 if all(isinstance(v, cst.Call) and isinstance(v.func, cst.Name) and v.func.value in family
-                       for v in values)}
+                       for v in values))
+        return self._instances[cls]
 
     def holder(self, node: cst.BaseExpression) -> tuple[str, str] | None:
         """(class, attribute) of ``self.<attr>`` in a method, else None (instances: ``holds``)."""

@@ -8,8 +8,8 @@ The files that hand optimizers to each other form a group, read from disk
 the same way whichever of them is being rewritten (so each reaches the same
 verdict): each file's ``Plan`` starts from the parameters the others pass it
 an optimizer in (``seeds``) and follows the optimizers those functions, and
-any function other files call, return (``external``), to a fixed point.  The group converts when every file
-in it would convert alone, every call of a receiving function (in any file
+any function other files call, return (``external``), to a fixed point.  The
+group converts when every file in it would convert alone, every call of a receiving function (in any file
 of the run) passes an optimizer where the others do, and the optimizer
 carries no per-step hyper-parameters or legacy ``.replicate()`` gradient
 averaging (both are decided where the optimizer is created); otherwise each

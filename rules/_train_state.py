@@ -113,16 +113,16 @@ class Plan(FastVisitor):
                 if isinstance(base, cst.Call) and isinstance(base.func, cst.Name):
                     self.factory_creates.append(node)  # make_optimizer(...).create(p): decided in _solve
                 return
-            args = [a for a in node.args]
-            if len(args) != 1 or args[0].star or (args[0].keyword and args[0].keyword.value != "target"):
+            target = _create_target(node)
+            if target is None:
                 self.problems.append(f"{dotted(f) or 'create'}(...) with a focus or unusual arguments")
                 return
             if ctor is None:
-                self.creates[id(node)] = (base.value, args[0].value)  # type: ignore[union-attr]
+                self.creates[id(node)] = (base.value, target)  # type: ignore[union-attr]
                 return
             tx = self._tx(ctor)
             if tx is not None:
-                self.creates[id(node)] = (tx, args[0].value)
+                self.creates[id(node)] = (tx, target)
 
     def _factories(self) -> None:
         """``make_optimizer(name).create(p)`` where every ``return`` of the function is a
@@ -143,13 +143,13 @@ class Plan(FastVisitor):
                                      f"{name}(...).create(...)")
                 continue
             for create in creates:
-                args = list(create.args)
-                if len(args) != 1 or args[0].star or (args[0].keyword and args[0].keyword.value != "target"):
+                target = _create_target(create)
+                if target is None:
                     self.problems.append(f"{name}(...).create(...) with a focus or unusual arguments")
                     continue
                 tx = _optim.code(create.func.value)  # type: ignore[attr-defined]
                 self.defs[tx] = returns  # type: ignore[assignment]
-                self.creates[id(create)] = (tx, args[0].value)
+                self.creates[id(create)] = (tx, target)
 
     def _tx(self, ctor: cst.Call) -> str | None:
         try:
@@ -270,8 +270,8 @@ class Plan(FastVisitor):
             for target, value in self.assigns:
                 if isinstance(target, cst.Name) and self.is_opt(value):
                     self.names.add(target.value)
-                elif self.attributes.holder(target) is not None and self.is_opt(value):
-                    self.attr_opts.add(self.attributes.holder(target))  # type: ignore[arg-type]
+                elif (holder := self.attributes.holder(target)) is not None and self.is_opt(value):
+                    self.attr_opts.add(holder)
                 elif isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, cst.Call) \
                         and isinstance(value.func, cst.Attribute) and value.func.attr.value == "optimize" \
                         and self.is_opt(value.func.value) and isinstance(target.elements[0].value, cst.Name):
@@ -281,8 +281,8 @@ class Plan(FastVisitor):
                         element = target.elements[i].value if i is not None and i < len(target.elements) else None
                         if isinstance(element, cst.Name):
                             self.names.add(element.value)
-                        elif element is not None and self.attributes.holder(element) is not None:
-                            self.attr_opts.add(self.attributes.holder(element))  # type: ignore[arg-type]
+                        elif element is not None and (holder := self.attributes.holder(element)) is not None:
+                            self.attr_opts.add(holder)
                         elif element is not None:
                             self.problems.append(f"{self.module.code_for_node(element)} keeps the optimizer in "
                                                  "an attribute or container, whose uses this rule cannot follow")
@@ -311,13 +311,12 @@ class Plan(FastVisitor):
                     and self.attributes.holder(target) is None:
                 self.problems.append(f"{self.module.code_for_node(target)} keeps the optimizer in an attribute "
                                      "or container, whose uses this rule cannot follow")
-        module_name = self.scan.ctx.facts.module_name
-        self.problems += self.attributes.problems(
-            self.attr_opts, self.module, lambda cls: f"{module_name}.{cls}" in self.scan.ctx.index.referrers)
-        self._check_parameters(received, seeds)
-        used = _optim.name_counts(self.module)
         module = self.scan.ctx.facts.module_name
         elsewhere = self.scan.ctx.index.referrers
+        self.problems += self.attributes.problems(self.attr_opts, self.module,
+                                                  lambda cls: f"{module}.{cls}" in elsewhere)
+        self._check_parameters(received, seeds)
+        used = _optim.name_counts(self.module)
         for f in self.funcs:
             if f in self.exported or not self._ret_items(f):
                 continue
@@ -387,6 +386,14 @@ def _calls(node: cst.CSTNode) -> list[cst.Call]:
 
     node.visit(_Calls())
     return found
+
+
+def _create_target(create: cst.Call) -> cst.BaseExpression | None:
+    """The target of ``d.create(target)``; None for a focus or other arguments."""
+    args = list(create.args)
+    if len(args) != 1 or args[0].star or (args[0].keyword and args[0].keyword.value != "target"):
+        return None
+    return args[0].value
 
 
 def has_converted(stmt: cst.CSTNode, plan: Plan) -> bool:

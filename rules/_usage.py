@@ -344,9 +344,10 @@ class UsageTransformer(RuleTransformer):
         if found is None:
             return False
         held = self.a.env.get((id(found), name))  # `Block = make_block()`, the class a function returns
-        return held is not None and held.kind == DEF and held.ref is not None and held.ref.qual == qual \
-            and not held.ref.kwargs or any(s is found and n == name and source[0] == "class"
-                                           for s, n, source, _ in self.a.bindings)
+        if held is not None and held.kind == DEF and held.ref is not None and held.ref.qual == qual \
+                and not held.ref.kwargs:
+            return True
+        return any(s is found and n == name and source[0] == "class" for s, n, source, _ in self.a.bindings)
 
     def _chosen_constructor(self, ref: ModuleRef, at: cst.CSTNode, args: list[cst.Arg]
                             ) -> tuple[cst.Call | None, list[cst.Arg], str | None]:

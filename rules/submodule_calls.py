@@ -555,8 +555,7 @@ class _Transformer(AttentionCalls, CellCalls):
         if not (self._in_legacy_module() and self._functions and isinstance(func, cst.Name)
                 and any(a.keyword is not None and a.keyword.value == "name" for a in call.args)):
             return False
-        values = [stmt.value for stmt in _assignments(self._functions[-1]) if any(
-            isinstance(t.target, cst.Name) and t.target.value == func.value for t in stmt.targets)]
+        values = [stmt.value for stmt in assignments(self._functions[-1], func.value)]
         # what a function of this file returns (get_norm(kind)), or a registry entry (NORMS[kind]); not
         # a partial of a plain function (conv2d_fixed_padding(x, f, name=...) is a function call)
         functions = {s.name.value for s in self._module.body if isinstance(s, cst.FunctionDef)} \
@@ -701,20 +700,3 @@ class _Transformer(AttentionCalls, CellCalls):
 def _name(expr: cst.BaseExpression) -> str:
     return dotted(expr) or "call"
 
-
-def _assignments(fn: cst.FunctionDef) -> list[cst.Assign]:
-    """The assignments of ``fn``'s own body (not of functions or classes in it)."""
-    found: list[cst.Assign] = []
-
-    class _Assigns(cst.CSTVisitor):
-        def visit_Assign(self, node: cst.Assign) -> None:
-            found.append(node)
-
-        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-            return node is fn
-
-        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-            return False
-
-    fn.visit(_Assigns())
-    return found
