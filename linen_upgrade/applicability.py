@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from linen_upgrade.rule import Context
 
 TIE_IN = "jax.lax.tie_in"
+# methods of legacy module classes that nothing else in the JAX world has
+LEGACY_ONLY_METHODS = frozenset({"init_by_shape", "create_by_shape", "partial", "shared"})
 # every JAX name LU401-LU403 rewrite (the prefilter looks for them in a file's bytes: files.py)
 JAX_NAMES = (*JAX_RENAMES, *JAX_INDEX_OPS, TIE_IN)
 
@@ -49,6 +51,13 @@ def _usage(ctx: Context) -> bool:
         return True
     legacy_files = {q.rpartition(".")[0] for q in ctx.index.modules}
     return bool(ctx.facts.imports.imported_modules & legacy_files)
+
+
+def _leftovers(ctx: Context) -> bool:
+    """Legacy flax names, or a file that imports a legacy file of the run and spells a
+    method only legacy modules have (``models.KNOWN_MODELS[name].partial(...).init_by_shape``
+    in a test that never names flax): the definitions convert there, the uses here must say so."""
+    return _legacy_names(ctx) or bool(ctx.facts.attributes & LEGACY_ONLY_METHODS) and _usage(ctx)
 
 
 def _train_state(ctx: Context) -> bool:
@@ -87,7 +96,7 @@ APPLIES: dict[str, Callable[[Context], bool]] = {
     "LU404": lambda ctx: bool(ctx.facts.frozendict_calls)
     and ctx.facts.references("flax.linen", "flax.nn", "flax.optim"),
     "LU101": has_legacy_classes,
-    "LU901": _legacy_names,
+    "LU901": _leftovers,
     "LU100": lambda ctx: ctx.facts.references("flax.nn"),
 }
 

@@ -20,13 +20,12 @@ import os
 import libcst as cst
 
 from linen_upgrade.analysis.identity import EXTERNAL_PACKAGES
+from linen_upgrade.applicability import LEGACY_ONLY_METHODS
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 from linen_upgrade.tables.nn_symbols import NN_SYMBOLS
 
-# methods of legacy module classes that nothing else in the JAX world has
-_LEGACY_ONLY_METHODS = frozenset({"init_by_shape", "create_by_shape", "partial", "shared"})
 _MODULE_CLASS_METHODS = frozenset({"partial", "shared", "init", "init_by_shape", "call",
                                    "create", "create_by_shape"})
 
@@ -160,7 +159,7 @@ class _Transformer(RuleTransformer):
         other library spells so, in the legacy files this rule reads)."""
         if self.resolve_class(node.value) is not None:
             return False  # an import or a class of this file: the checks above say what it is
-        return node.attr.value in _LEGACY_ONLY_METHODS
+        return node.attr.value in LEGACY_ONLY_METHODS
 
     def visit_Arg(self, node: cst.Arg) -> bool:
         if node.keyword is not None:

@@ -283,3 +283,41 @@ def test_model_of_a_class_the_callee_cannot_name_gets_a_todo_in_both_files(tmp_p
     assert "    return model(x)\n" in lib
     assert any("of a module class this file does not import" in f for f in lib_findings), lib_findings
     assert any("lib.predict (another file" in f for f in own_findings), own_findings
+
+
+REGISTRY = '''\
+from flax import nn
+
+
+class Net(nn.Module):
+    def apply(self, x, features=2):
+        return nn.Dense(x, features)
+
+
+NETS = {"small": Net.partial(features=2), "large": Net.partial(features=8)}
+'''
+
+# never names flax: the prefilter admits it because it imports registry.py
+REGISTRY_USER = '''\
+import jax
+import jax.numpy as jnp
+
+import registry
+
+
+def build(name):
+    net = registry.NETS[name].partial(features=3)
+    _, params = net.init_by_shape(jax.random.PRNGKey(0), [((1, 4), jnp.float32)])
+    return params
+'''
+
+
+def test_legacy_methods_on_a_registry_of_another_file_get_a_todo(tmp_path):
+    """registry.py's entries become Linen partials; a file that never names flax and calls
+    .init_by_shape on one would fail at run time: it says so, and stays as it was."""
+    assert "flax" not in REGISTRY_USER
+    user, findings = _upgrade_files(tmp_path, {"registry.py": REGISTRY, "user.py": REGISTRY_USER})["user.py"]
+    todo = "    # TODO(linen-upgrade): LU901 net.init_by_shape: legacy Module.init_by_shape on a value this run cannot trace"
+    assert todo in user
+    assert user.replace(user[user.index(todo):user.index("\n", user.index(todo)) + 1], "") == REGISTRY_USER
+    assert any(f.startswith("LU901 net.init_by_shape") for f in findings)
