@@ -168,6 +168,16 @@ class RuleTransformer(FastTransformer):
         if self._todo_stack:  # marks the statement, like a TODO; the engine reads its line and drops the mark
             self._todo_stack[-1].append(FIX_MARK.format(len(self.ctx.fixed) - 1))
 
+    def keep_comments(self, old: cst.CSTNode, new: cst.CSTNode) -> None:
+        """Comments of ``old`` that its rewrite ``new`` lost (a call rebuilt from its
+        arguments: ``nn.Dense(x,  # why\n features=3)``) go above the statement."""
+        left = _comments(new)
+        for comment in _comments(old):
+            if comment in left:
+                left.remove(comment)
+            elif self._todo_stack and comment not in self._todo_stack[-1]:
+                self._todo_stack[-1].append(comment)
+
     # -- traversal hooks -----------------------------------------------------
     def visit_Module(self, node: cst.Module) -> bool:
         self._module = node
@@ -223,6 +233,20 @@ class RuleTransformer(FastTransformer):
         header = getattr(body, "header", None)
         comment = getattr(header, "comment", None)
         return bool(comment and SKIP_MARK in comment.value)
+
+
+class _CommentsOf(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def visit_Comment(self, node: cst.Comment) -> None:
+        self.found.append(node.value)
+
+
+def _comments(node: cst.CSTNode) -> list[str]:
+    visitor = _CommentsOf()
+    node.visit(visitor)
+    return visitor.found
 
 
 def _with_todos(stmt, todos: list[str]):

@@ -166,6 +166,12 @@ class _Transformer(LegacyBodyTransformer):
         values: list[cst.BaseExpression] = []
         for a in updated.args:
             key = a.keyword.value if a.keyword is not None else None
+            if a.star == "**":
+                self.todo(f"{qual}.{func.attr.value} fixes keywords known only at run time "
+                          f"({cst.Module([]).code_for_node(a).strip(', ')}), which this rule cannot split into "
+                          "Linen attributes and call inputs: pass the attributes to the constructor and the "
+                          "inputs at call time")
+                return updated
             if a.star or key is None or key in spec.manual:
                 self.todo(f"{qual}.{func.attr.value} fixes {key or 'a positional argument'}, which is not a "
                           "constructor attribute in Linen: pass it at call time")

@@ -495,6 +495,25 @@ class _Transformer(AttentionCalls, CellCalls):
         args, wrapped = self._initializers.adapt(inner.args, slots, self.hidden_names())
         return call.with_changes(func=inner.with_changes(args=args)), wrapped
 
+    def _called_at_once(self, call: cst.Call) -> cst.Call | None:
+        """``Layer.partial(width=3)(x, scale=2.0)``, ``Embed.shared(n=v, features=8)()``: a
+        definition called where it is made is legacy's one call ``Layer(x, width=3, scale=2.0)``
+        (the call's keywords win, as legacy's partial let them; an unnamed ``.shared()`` is
+        stored under a bare number, which ``keys.py`` maps as it does for any such module)."""
+        inner = call.func
+        if not (isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute)
+                and inner.func.attr.value in ("partial", "shared") and self._spec(inner.func.value) is not None):
+            return None
+        if any(a.keyword is None for a in inner.args) or any(a.star == "**" for a in call.args):
+            return None  # **config: which keywords win is known only at run time (LU103 says so)
+        given = {a.keyword.value for a in call.args if a.keyword is not None}
+        if inner.func.attr.value == "shared" and "name" in given:
+            return None  # legacy refuses to rename a shared module: left as it is
+        fixed = [a for a in inner.args if a.keyword.value not in given]  # type: ignore[union-attr]
+        args = [a for a in call.args if a.keyword is None] + fixed + [a for a in call.args if a.keyword is not None]
+        return call.with_changes(func=inner.func.value, args=[
+            a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in args])
+
     def _spec(self, func: cst.BaseExpression) -> tuple[CallSpec, cst.BaseExpression] | None:
         """The call spec of a legacy module expression and its Linen constructor."""
         qual = self.resolve_class(func)
@@ -573,6 +592,10 @@ class _Transformer(AttentionCalls, CellCalls):
         if not (self._in_legacy_module() or self._in_plain_function()):
             self._unfollowed(original)
             return updated
+        entry = updated  # its comments are kept, whatever the call becomes
+        direct = self._called_at_once(updated)
+        if direct is not None:
+            original = updated = direct  # split below like the class's own call
         func = original.func
         if not isinstance(func, cst.Call):
             self._unfollowed(original)
@@ -692,6 +715,7 @@ class _Transformer(AttentionCalls, CellCalls):
             return given
         new = self._wrap_two_arg_initializers(new, call_spec, init_qual)
         new = attention_result(new, mask, decode, query)
+        self.keep_comments(entry, new)
         # the output's name: nn.dropout -> nn.Dropout
         self.fixed(f"{_name(func)}(x, ...) -> {_name(ctor)}(...)(x)")
         return new
