@@ -376,6 +376,13 @@ def is_field(stmt: cst.CSTNode) -> bool:
     return isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.AnnAssign)
 
 
+def class_level(fn: cst.FunctionDef) -> bool:
+    """A ``@classmethod`` or ``@staticmethod``: no instance, so no ``self.<attr>`` to read
+    (legacy passed it no hyper-parameters either: only module methods got them)."""
+    return any(isinstance(d.decorator, cst.Name) and d.decorator.value in ("classmethod", "staticmethod")
+               for d in fn.decorators)
+
+
 def drop_repeated_arguments(body: list[cst.BaseStatement], attrs: set[str]
                             ) -> tuple[list[cst.BaseStatement], str | None]:
     """The calls ``self.m(...)`` in the class lose the arguments of the parameters
@@ -386,7 +393,7 @@ def drop_repeated_arguments(body: list[cst.BaseStatement], attrs: set[str]
     methods = [s for s in body if isinstance(s, cst.FunctionDef)]
     new_calls: dict[int, cst.Call] = {}
     for m in methods:
-        if m.name.value in ("apply", "setup"):
+        if m.name.value in ("apply", "setup") or class_level(m):
             continue
         params = [p.name.value for p in m.params.params[1:]]  # after self
         dropped = {p for p in params if p in attrs}

@@ -38,7 +38,8 @@ Other methods
     They read the attributes as ``self.<attr>`` and lose the parameters that
     repeat one (legacy passed them all to module methods); their calls in
     the class lose the same arguments, each of which must pass that very
-    attribute (``self._block(x, width)`` -> ``self._block(x)``).
+    attribute (``self._block(x, width)`` -> ``self._block(x)``).  Static and
+    class methods have no instance: they keep their parameters and names.
 Not converted (TODO)
     A list or dict default the body does more than read (``widths + [2]``,
     ``append``, ``==``) or that reads names of the class body; a call of
@@ -53,19 +54,25 @@ Not converted (TODO)
     methods that LU105 (shared_setup) leaves (they still create submodules,
     or build a shared one differently from ``apply``); a class whose methods assign ``self.<name>`` (``self.n =
     x.shape[0]``, ``self.rnn = RNN.shared(...)``): legacy ran apply on a fresh
-    instance, a Linen module raises at the assignment.
+    instance, a Linen module raises at the assignment; a classmethod applying
+    the class the legacy way (``cls.call(params, x)``).
 """
 
 from __future__ import annotations
 
 import libcst as cst
+import libcst.matchers as m
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._cst import add_import, is_docstring
-from linen_upgrade.rules._definitions import (ModuleParts, drop_repeated_arguments, is_field, method_with_attributes,
-                                              name_clash)
+from linen_upgrade.rules._definitions import (ModuleParts, class_level, drop_repeated_arguments, is_field,
+                                              method_with_attributes, name_clash)
 from linen_upgrade.rules._forwarding import Forwarding
 from linen_upgrade.rules._modules import split_params
+
+# legacy Module class methods that other libraries spell alike, so LU901 marks them only on a
+# name it resolves to a legacy class; a classmethod's ``cls`` is one it cannot resolve
+_CLASS_API = ("call", "init", "create")
 
 
 class ModuleDefinitions(Rule):
@@ -167,11 +174,16 @@ class _Transformer(ModuleParts):
                     (self.resolve(d.decorator) or "").endswith("module_method") for d in s.decorators):
                 self.todo(f"@nn.module_method {s.name.value}: move shared submodules to setup() and "
                           "call it with apply(..., method=...)")
+        for s in body:
+            api = _class_api_use(s)
+            if api:  # cls.call(params, x): a Linen class has no call, and cls has no attributes yet
+                self.todo(f"classmethod {s.name.value} uses {api}, legacy Module API that a Linen module class "
+                          "lacks: apply it as cls(<attributes>).apply({'params': params}, <inputs>) or init it")
         apply: cst.FunctionDef = body[apply_at]  # type: ignore[assignment]
         body[apply_at] = self._call_method(apply, split)
         attrs = {a.name for a in split.attrs}
         for i, s in enumerate(body):
-            if isinstance(s, cst.FunctionDef) and i != apply_at and s.name.value != "setup":
+            if isinstance(s, cst.FunctionDef) and i != apply_at and s.name.value != "setup" and not class_level(s):
                 body[i] = method_with_attributes(s, attrs)
         fields = [self._field(apply, a) for a in split.attrs]
         if split.star is not None:
@@ -188,3 +200,15 @@ class _Transformer(ModuleParts):
         body[insert_at:insert_at] = fields
         self.fixed(f"class {original.name.value}: apply -> __call__")
         return updated.with_changes(body=updated.body.with_changes(body=body))
+
+
+def _class_api_use(method: cst.BaseStatement) -> str | None:
+    """``cls.call`` in a ``@classmethod`` of a legacy module (``def loss(cls, params, x): return
+    cls.call(params, x)``): the first such use, spelled; None when there is none."""
+    if not isinstance(method, cst.FunctionDef) or not method.params.params or not any(
+            m.matches(d.decorator, m.Name("classmethod")) for d in method.decorators):
+        return None
+    receiver = method.params.params[0].name.value
+    uses = m.findall(method.body, m.Attribute(value=m.Name(receiver),
+                                              attr=m.OneOf(*(m.Name(a) for a in _CLASS_API))))
+    return f"{receiver}.{uses[0].attr.value}" if uses else None  # type: ignore[attr-defined]

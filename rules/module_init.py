@@ -54,7 +54,9 @@ Not converted (TODO)
     ``nn.stateful(state)``; ``.partial`` of a class LU101 leaves legacy, or
     fixing call inputs of a built-in (Linen names them otherwise) or of a
     wrapper packing ``*args``/``**kwargs``, and their uses; a definition
-    chosen at run time whose classes split the call differently.
+    chosen at run time whose classes split the call differently; a class
+    attribute or classmethod read through a partial (``block.expansion``: a
+    ``functools.partial`` has none).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, RuleTransformer
-from linen_upgrade.rules._cst import build_dotted, comma_list
+from linen_upgrade.rules._cst import build_dotted, code, comma_list
 from linen_upgrade.rules._fixed_inputs import left_legacy
 from linen_upgrade.rules._modules import inputs_fixable
 from linen_upgrade.rules._usage import DEF, UsageRule
@@ -70,6 +72,8 @@ from linen_upgrade.rules._usage_sites import INPUTS_SOURCE, SiteCalls
 from linen_upgrade.rules._usage_types import INPUTS_HELPER, PARTIAL_HELPER
 
 _INPUTS_HELPER_SOURCE = INPUTS_SOURCE.format(name=INPUTS_HELPER)
+# what a legacy definition answers that the init/apply rules convert where it is used
+_DEFINITION_API = frozenset({"init", "init_by_shape", "create", "create_by_shape", "call", "partial", "shared"})
 
 
 class ModuleInit(UsageRule):
@@ -127,6 +131,23 @@ class _Transformer(SiteCalls):
         if new is not None:
             self.converted()
             return new
+        return updated
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        """``block.expansion``, ``model.loss(params, x)`` where ``block = Block.partial(features=2)``:
+        legacy's partial was a subclass with the class's attributes and classmethods; Linen's is a
+        ``functools.partial``, which has none of them."""
+        attr = original.attr.value
+        if id(original) not in self.a.scope_of or attr in _DEFINITION_API or attr.startswith("__"):
+            return updated
+        base = self.a.type_at(original.value)
+        if base is None or base.kind != DEF or base.ref is None:
+            return updated
+        spec = self.a.spec(base.ref.qual)
+        fixed = [k for k, _ in base.ref.kwargs if spec is None or k not in spec.inputs]
+        if fixed or base.ref.choices:
+            self.todo(f"{code(original)}: the legacy .partial of {base.ref.qual} becomes a functools.partial, which "
+                      f"has no .{attr}: read it from the class")
         return updated
 
     def _partial(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
