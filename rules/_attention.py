@@ -22,9 +22,9 @@ from linen_upgrade.tables.nn_modules import ATTENTION_AXES, ATTENTION_CACHE, ATT
 
 class AttentionCalls(RuleTransformer):
     """The part of LU102's transformer that converts attention calls and a
-    ``cache`` parameter; the transformer provides ``imports`` (modules to import)."""
+    ``cache`` parameter; the transformer provides ``imports`` ((module, name) pairs to import)."""
 
-    imports: set[str]
+    imports: set[tuple[str, str | None]]
 
     def __init__(self, rule: Rule, ctx: Context) -> None:
         super().__init__(rule, ctx)
@@ -157,7 +157,7 @@ class AttentionCalls(RuleTransformer):
                 return call, None, "segmentations need plain names: build mask= by hand"
             eq, needed = express("jax.numpy.equal", self.ctx.facts.imports)
             if needed:
-                self.imports.add(needed)
+                self.imports.add((needed, None))
             parts.append(ATTENTION_MASKS["segmentation"].format(nn=nn_prefix, sq=code(sq), sk=code(sk), eq=eq))
         rest = [a for a in call.args if a.keyword is None or a.keyword.value not in names]
         call = call.with_changes(args=[*rest[:-1], rest[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)])

@@ -6,6 +6,7 @@ import libcst as cst
 
 from linen_upgrade.resolve import ImportMap, canonical, dotted
 from linen_upgrade.rule import FastTransformer, FastVisitor
+from linen_upgrade.tables.jax_renames import JAX_RENAMES
 
 
 _EQ = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
@@ -179,3 +180,60 @@ def names_in(node: cst.CSTNode) -> set[str]:
             found.add(n.value)
     node.visit(Find())
     return found
+
+
+def binds_at_top(module: cst.Module, name: str) -> bool:
+    """Does a statement of ``module``'s own scope bind ``name`` (a def, a class, an
+    assignment, an import; also inside ``if``/``try``/``with``/loops at that level)?"""
+    stack: list[cst.CSTNode] = list(module.body)
+    while stack:
+        stmt = stack.pop()
+        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            if stmt.name.value == name:
+                return True
+            continue
+        if isinstance(stmt, cst.BaseCompoundStatement):  # its blocks are the same scope
+            stack.extend(s for block in _blocks(stmt) for s in block.body)
+            continue
+        for s in getattr(stmt, "body", ()):
+            if isinstance(s, (cst.Assign, cst.AnnAssign, cst.AugAssign)) and any(
+                    name in names_in(t) for t in _targets(s)):
+                return True
+            if isinstance(s, (cst.Import, cst.ImportFrom)) and not isinstance(s.names, cst.ImportStar) and any(
+                    (dotted(a.asname.name) if a.asname else dotted(a.name).partition(".")[0]) == name
+                    for a in s.names):
+                return True
+    return False
+
+
+def _blocks(stmt: cst.BaseCompoundStatement) -> list[cst.BaseSuite]:
+    """The suites of a compound statement: its body, ``else``/``elif``, handlers, ``finally``."""
+    blocks = [stmt.body]
+    for part in ("orelse", "finalbody"):
+        extra = getattr(stmt, part, None)
+        while extra is not None:  # an elif chain is an If in orelse
+            blocks.append(extra.body)
+            extra = getattr(extra, "orelse", None) if isinstance(extra, cst.If) else None
+    blocks.extend(h.body for h in getattr(stmt, "handlers", ()))
+    return [b for b in blocks if isinstance(b, cst.IndentedBlock)]
+
+
+def _targets(stmt: cst.Assign | cst.AnnAssign | cst.AugAssign) -> list[cst.BaseExpression]:
+    if isinstance(stmt, cst.Assign):
+        return [t.target for t in stmt.targets]
+    return [stmt.target]
+
+
+def spell_partial(imports: ImportMap, module: cst.Module) -> tuple[str, tuple[str, str | None] | None]:
+    """How a file writes ``functools.partial``, and the import it needs for that: ``partial``
+    (``from functools import partial``) unless the file binds that name to something else,
+    then through its ``functools`` import, or ``functools.partial`` (``import functools``)."""
+    imported = imports.aliases.get("partial")
+    if imported is not None and JAX_RENAMES.get(imported) == "functools.partial":
+        return "partial", None  # ``from jax.util import partial``: LU401 makes that import functools'
+    added = any(isinstance(stmt, cst.SimpleStatementLine) and any(_binds(s, "functools", "partial") for s in stmt.body)
+                for stmt in module.body)  # by a rule that ran before
+    if imported == "functools.partial" or added or (imported is None and not binds_at_top(module, "partial")):
+        return "partial", ("functools", "partial")
+    spelled, needed = express("functools.partial", imports)
+    return spelled, (needed, None) if needed else None

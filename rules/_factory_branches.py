@@ -236,20 +236,3 @@ def union(all_branches: list[Branches]) -> Branches:
     first = all_branches[0]
     defs = tuple(dict.fromkeys(d for b in all_branches for d in b.defs))
     return replace(first, defs=defs, plain=tuple(p for b in all_branches for p in b.plain))
-
-
-def binds_at_top(module: cst.Module, name: str) -> bool:
-    """Does a top-level statement of ``module`` bind ``name`` (a def, a class, an
-    assignment, an import)?"""
-    for stmt in module.body:
-        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)) and stmt.name.value == name:
-            return True
-        small = stmt.body if isinstance(stmt, cst.SimpleStatementLine) else ()
-        for s in small:
-            if isinstance(s, cst.Assign) and any(name in names_in(t.target) for t in s.targets):
-                return True
-            if isinstance(s, (cst.Import, cst.ImportFrom)) and not isinstance(s.names, cst.ImportStar) and any(
-                    (dotted(a.asname.name) if a.asname else dotted(a.name).partition(".")[0]) == name
-                    for a in s.names):
-                return True
-    return False

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from linen_upgrade.rules._cst import build_dotted, comma_list, express, kwarg
+from linen_upgrade.rules._cst import build_dotted, comma_list, express, kwarg, spell_partial
 from linen_upgrade.rules._usage import UsageTransformer
 from linen_upgrade.rules._usage_calls import string, subscript
 from linen_upgrade.rules._usage_frames import Frame
@@ -143,13 +143,11 @@ class SiteCalls(UsageTransformer):
         return self._helper(INPUTS_HELPER, lambda: INPUTS_SOURCE.format(name=INPUTS_HELPER))
 
     def spell_partial(self) -> str:
-        """How this file writes ``functools.partial``: ``partial`` (imported once) unless it binds that name."""
-        local = self.ctx.facts.imports.aliases.get("partial")
-        if local in (None, "functools.partial") and "partial" not in self.a.module_scope.bound:
-            self.imports.add(("functools", "partial"))
-            return "partial"
-        self.imports.add(("functools", None))
-        return "functools.partial"
+        """How this file writes ``functools.partial`` (imported once)."""
+        spelled, needed = spell_partial(self.ctx.facts.imports, self._module)  # type: ignore[arg-type]
+        if needed is not None:
+            self.imports.add(needed)
+        return spelled
 
     def _is_dtype(self, node: cst.BaseExpression) -> bool:
         if isinstance(node, cst.SimpleString):

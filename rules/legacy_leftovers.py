@@ -23,8 +23,12 @@ from linen_upgrade.analysis.identity import EXTERNAL_PACKAGES
 from linen_upgrade.applicability import LEGACY_ONLY_METHODS
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.tables.jax_renames import JAX_RENAMES
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 from linen_upgrade.tables.nn_symbols import NN_SYMBOLS
+
+# functools.partial, and its old re-export in jax (LU401 renames it)
+PARTIALS = frozenset({"functools.partial", *(k for k, v in JAX_RENAMES.items() if v == "functools.partial")})
 
 _MODULE_CLASS_METHODS = frozenset({"partial", "shared", "init", "init_by_shape", "call",
                                    "create", "create_by_shape"})
@@ -66,6 +70,17 @@ class _Transformer(RuleTransformer):
             path = ctx.index.paths.get(module)
             self._legacy_names.setdefault(cls, os.path.relpath(path, here) if path else qual)
 
+    def visit_Module(self, node: cst.Module) -> bool:
+        super().visit_Module(node)
+        # modules the converting rules imported (``import functools`` for the partials they
+        # write): the file's facts predate them, and their attributes are no legacy modules
+        self._added_imports = {
+            dotted(a.asname.name) if a.asname else dotted(a.name).partition(".")[0]
+            for stmt in node.body if isinstance(stmt, cst.SimpleStatementLine)
+            for s in stmt.body if isinstance(s, cst.Import) for a in s.names
+        } - set(self.ctx.facts.imports.aliases)
+        return True
+
     def visit_Import(self, node: cst.Import) -> bool:
         for alias in node.names:
             if canonical(dotted(alias.name) or "").startswith("flax.optim"):
@@ -106,11 +121,11 @@ class _Transformer(RuleTransformer):
         if isinstance(value, cst.IfExp):  # conv = nn.ConvTranspose if up else nn.Conv
             either = [v for v in (self._legacy_value(value.body), self._legacy_value(value.orelse)) if v]
             return " or ".join(either) or None
-        if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) \
+        if isinstance(value, cst.Call) and self.resolve(value.func) in PARTIALS and value.args:
+            value = value.args[0].value  # functools.partial(nn.Dense, features=3)
+        elif isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) \
                 and value.func.attr.value in ("partial", "shared"):
             value = value.func.value
-        elif isinstance(value, cst.Call) and self.resolve(value.func) == "functools.partial" and value.args:
-            value = value.args[0].value
         local = self._legacy_local(value.value) if isinstance(value, cst.Name) else None
         if local is not None:
             return local
@@ -157,7 +172,8 @@ class _Transformer(RuleTransformer):
         """``model.init_by_shape`` where ``model`` came from ``MODELS[name]``: the
         definition converted elsewhere, this use stays legacy.  Only methods no
         other library spells so, in the legacy files this rule reads)."""
-        if self.resolve_class(node.value) is not None:
+        if self.resolve_class(node.value) is not None or (
+                isinstance(node.value, cst.Name) and node.value.value in self._added_imports):
             return False  # an import or a class of this file: the checks above say what it is
         return node.attr.value in LEGACY_ONLY_METHODS
 

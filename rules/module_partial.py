@@ -37,7 +37,7 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._cells import carry_size
-from linen_upgrade.rules._cst import add_import, kwarg
+from linen_upgrade.rules._cst import add_import, build_dotted, kwarg, spell_partial
 from linen_upgrade.rules._fixed_inputs import FunctionScan, passes
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
 from linen_upgrade.rules._modules import LegacyBodyTransformer, is_function_module, spec_for_qual, split_params
@@ -66,13 +66,13 @@ class ModulePartial(Rule):
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         t = _Transformer(self, ctx)
         module = module.visit(t)
-        if t.used:
-            module = add_import(module, "functools", "partial")
+        if t.needed is not None:
+            module = add_import(module, *t.needed)
         return module
 
 
 class _Transformer(LegacyBodyTransformer):
-    used = False
+    needed: tuple[str, str | None] | None = None  # the import functools.partial takes, once used
 
     def __init__(self, rule: Rule, ctx: Context) -> None:
         super().__init__(rule, ctx)
@@ -81,10 +81,6 @@ class _Transformer(LegacyBodyTransformer):
         self._functions: list[cst.FunctionDef] = []
         self._assigned: dict[int, cst.Assign] = {}  # the value of ``x = ...`` -> the assignment
         self._scans: dict[int, FunctionScan] = {}  # per function, walked once for all its definitions
-        self._partial_name = "partial"
-        local = ctx.facts.imports.aliases.get("partial")
-        if local not in (None, "functools.partial"):
-            self._partial_name = "functools.partial"  # ``partial`` means something else here
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
@@ -204,10 +200,7 @@ class _Transformer(LegacyBodyTransformer):
         if shared:  # one instance, called as often as needed
             self.fixed(f"{qual}.shared(...) -> {qual}(...)")
             return updated.with_changes(func=target, args=args)
-        if self._partial_name == "partial":
-            self.used = True
-            fn = cst.Name("partial")
-        else:
-            fn = cst.Attribute(value=cst.Name("functools"), attr=cst.Name("partial"))
+        spelled, self.needed = spell_partial(self.ctx.facts.imports, self._module)  # type: ignore[arg-type]
+        fn = build_dotted(spelled)
         self.fixed(f"{qual}.partial(...) -> functools.partial({qual}, ...)")
         return updated.with_changes(func=fn, args=[cst.Arg(value=target), *args])

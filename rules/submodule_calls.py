@@ -82,9 +82,9 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule
 from linen_upgrade.rules._attention import AttentionCalls, attention_result, cache_to_decode
 from linen_upgrade.rules._cells import CellCalls, carry_arg
-from linen_upgrade.rules._cst import add_import, build_dotted, express, kwarg
+from linen_upgrade.rules._cst import add_import, build_dotted, express, kwarg, spell_partial
 from linen_upgrade.rules._factories import Factories, Returned, spec_of
-from linen_upgrade.rules._factory_branches import (Branches, assignments, binds_at_top, read_branches, split_alike,
+from linen_upgrade.rules._factory_branches import (Branches, assignments, read_branches, split_alike,
                                                    union, wrap_plain)
 from linen_upgrade.rules._fixed_inputs import FunctionScan, append_keywords
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
@@ -130,9 +130,7 @@ class SubmoduleCalls(Rule):
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
         t = _Transformer(self, ctx)
         module = module.visit(t)
-        for name in sorted(t.imports):
-            module = add_import(module, name)
-        for name, obj in sorted(t.from_imports):
+        for name, obj in sorted(t.imports, key=lambda i: (i[0], i[1] or "")):
             module = add_import(module, name, obj)
         return module
 
@@ -143,8 +141,7 @@ class _Transformer(AttentionCalls, CellCalls):
 
     def __init__(self, rule: Rule, ctx: Context) -> None:
         super().__init__(rule, ctx)
-        self.imports: set[str] = set()
-        self.from_imports: set[tuple[str, str]] = set()
+        self.imports: set[tuple[str, str | None]] = set()  # (module, name): import module / from module import name
         self._module: cst.Module | None = None
         self._legacy_class_depth: list[bool] = []
         # per function: local name -> (spec, keywords it fixed, "partial"|"shared", inputs its calls take)
@@ -215,14 +212,9 @@ class _Transformer(AttentionCalls, CellCalls):
         return updated.with_changes(value=wrap_plain(updated.value, self._spell_partial()))
 
     def _spell_partial(self) -> str:
-        """``functools.partial`` as this file can write it: ``partial``, as LU103 and LU201 write
-        the partials of the other branches, unless the file binds that name to something else."""
-        imported = self.ctx.facts.imports.aliases.get("partial")
-        if imported == "functools.partial" or (
-                imported is None and not binds_at_top(self._module, "partial")):  # type: ignore[arg-type]
-            self.from_imports.add(("functools", "partial"))
-            return "partial"
-        spelled, needed = express("functools.partial", self.ctx.facts.imports)
+        """``functools.partial`` as this file can write it (LU103 and LU201 write the partials
+        of the other branches alike)."""
+        spelled, needed = spell_partial(self.ctx.facts.imports, self._module)  # type: ignore[arg-type]
         if needed is not None:
             self.imports.add(needed)
         return spelled
@@ -563,7 +555,7 @@ class _Transformer(AttentionCalls, CellCalls):
             return func.with_changes(attr=cst.Name(linen))
         spelled, needed = express(f"flax.nn.{linen}", self.ctx.facts.imports)
         if needed:
-            self.imports.add(needed)
+            self.imports.add((needed, None))
         return build_dotted(spelled)
 
     def _untraced_module_call(self, call: cst.Call) -> bool:
