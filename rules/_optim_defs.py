@@ -134,7 +134,9 @@ def last_name(node: cst.CSTNode) -> str:
 
 
 # -- one definition -> optax source --------------------------------------------
-def convert(call: cst.Call, scan: Scan, module: cst.Module) -> tuple[str, tuple[str, ...]]:
+def convert(call: cst.Call, scan: Scan, module: cst.Module,
+            learning_rate: str | None = None) -> tuple[str, tuple[str, ...]]:
+    """``learning_rate``: the source to use where the definition gives none (or None)."""
     qual = scan.qual(call.func) or ""
     _, row = row_for(qual)
     if any(a.star for a in call.args):
@@ -174,6 +176,8 @@ def convert(call: cst.Call, scan: Scan, module: cst.Module) -> tuple[str, tuple[
             else:
                 _no_definitions_inside(a.value, scan)
                 sources[name] = module.code_for_node(a.value).strip()
+        if learning_rate is not None and sources.get("learning_rate", "None") == "None":
+            sources["learning_rate"] = learning_rate
     expr, hs = optax_expression(qual, sources)
     return expr, tuple(dict.fromkeys([*helpers, *hs]))
 

@@ -17,7 +17,7 @@ import libcst as cst
 
 from linen_upgrade.rule import Context
 from linen_upgrade.rules._optim_defs import WEIGHT_NORM, Ctor, Scan, convert, last_name
-from linen_upgrade.tables.optimizers import HELPERS, MULTI, ConversionError
+from linen_upgrade.tables.optimizers import HELPERS, MULTI, ConversionError, MissingLearningRate
 
 
 # the mark of LU301's TODOs on definitions that feed flax.optim code LU302 may convert
@@ -39,7 +39,7 @@ def plan_definitions(scan: Scan, module: cst.Module) -> dict[int, Outcome]:
     ctor_ids = {id(c.node) for c in scan.ctors}
     roots = [c for c in scan.ctors if not any(id(a) in ctor_ids for a in c.ancestors)]
     taken = _names_taken(module, scan.ctx)
-    converted: dict[int, tuple[str, tuple[str, ...]] | str] = {}
+    converted: dict[int, tuple[str, tuple[str, ...]] | str | MissingLearningRate] = {}
     for c in roots:
         try:
             expr, helpers = convert(c.node, scan, module)
@@ -48,6 +48,8 @@ def plan_definitions(scan: Scan, module: cst.Module) -> dict[int, Outcome]:
                 raise ConversionError(f"this file defines its own {', '.join(clash)}: "
                                       "rename it to make room for the helper")
             converted[id(c.node)] = expr, helpers
+        except MissingLearningRate as e:  # LU302 converts it where every step gives one
+            converted[id(c.node)] = e
         except ConversionError as e:
             converted[id(c.node)] = str(e)
     assigned: dict[str, list[Ctor]] = {}
@@ -57,7 +59,7 @@ def plan_definitions(scan: Scan, module: cst.Module) -> dict[int, Outcome]:
     legacy_names, legacy_funcs = set(scan.legacy_names), set(scan.legacy_funcs)
     # a function no code here calls is called from other files, out of sight
     legacy_funcs |= set(scan.params) - scan.called
-    blocked: set[int] = {id(c.node) for c in roots if isinstance(converted[id(c.node)], str)}
+    blocked: set[int] = {id(c.node) for c in roots if not isinstance(converted[id(c.node)], tuple)}
     changed = True
     while changed:  # to a fixpoint: each rule below only ever adds
         before = (len(blocked), len(legacy_names), len(legacy_funcs))
@@ -90,8 +92,9 @@ def plan_definitions(scan: Scan, module: cst.Module) -> dict[int, Outcome]:
     for c in roots:
         shown = module.code_for_node(c.node.func)
         result = converted[id(c.node)]
-        if isinstance(result, str):
-            plan[id(c.node)] = Outcome(todo=f"{shown}(...): {result}; not converted")
+        if isinstance(result, (str, MissingLearningRate)):
+            plan[id(c.node)] = Outcome(todo=f"{shown}(...): {result}; not converted",
+                                       withdrawable=isinstance(result, MissingLearningRate))
         elif id(c.node) in blocked:
             expr, helpers = result
             extra = (f" with {', '.join(_helper_names(helpers))} from linen_upgrade/optax_legacy.py"

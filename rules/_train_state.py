@@ -18,7 +18,8 @@ from linen_upgrade.rules import _optim
 from linen_upgrade.rules._optim_calls import CHECKPOINT_HINT, CHECKPOINTS, PRESERVING, READERS, SAVE_RESTORE, unwrap
 from linen_upgrade.rules._optim_attributes import Attributes
 from linen_upgrade.rules._optim_defs import Scan, convert
-from linen_upgrade.tables.optimizers import MULTI, TRANSFORMS, ConversionError
+from linen_upgrade.tables.optimizers import (MULTI, PER_STEP_LEARNING_RATE, TRANSFORMS, ConversionError,
+                                             MissingLearningRate)
 
 
 class Plan(FastVisitor):
@@ -36,6 +37,7 @@ class Plan(FastVisitor):
         super().__init__()
         self.external = dict(external or {})
         self.exported = frozenset(exported)
+        self.across_files = bool(seeds or self.external or self.exported)  # its optimizers meet other files' code
         self.module = module
         self.scan = scan
         self.defs: dict[str, list[cst.Call]] = {}  # name -> constructor calls assigned to it
@@ -56,6 +58,8 @@ class Plan(FastVisitor):
         self.inject = False  # apply_gradient(g, learning_rate=...): tx in inject_hyperparams
         self.hyper_rename: dict[str, str] = {}  # legacy hyper-parameter -> optax's, for inject
         self.tx_qual: dict[str, str] = {}  # optax source -> the legacy definition it came from
+        # optax source made without a learning rate -> the problem, unless every step gives one
+        self.lr_per_step: dict[str, str] = {}
         # d.init_state(p) / d.apply_gradient(d.hyper_params, p, s, g) on a definition name d
         self.explicit: dict[int, str] = {}
         self.state_names: set[str] = set()  # names bound to a legacy OptimizerState of d.init_state
@@ -154,6 +158,13 @@ class Plan(FastVisitor):
     def _tx(self, ctor: cst.Call) -> str | None:
         try:
             expr, helpers = convert(ctor, self.scan, self.module)
+        except MissingLearningRate as e:  # right only if every step gives it (_train_state_check)
+            try:
+                expr, helpers = convert(ctor, self.scan, self.module, PER_STEP_LEARNING_RATE)
+            except ConversionError as again:
+                self.problems.append(f"{dotted(ctor.func)}(...): {again}")
+                return None
+            self.lr_per_step[expr] = f"{dotted(ctor.func)}(...): {e}"
         except ConversionError as e:
             self.problems.append(f"{dotted(ctor.func)}(...): {e}")
             return None

@@ -66,6 +66,9 @@ def check_uses(plan: Plan, module: cst.Module, carried: bool = False) -> list[st
     check = _Check(plan, problems, carried)
     module.visit(check)
     check.finish()
+    if plan.lr_per_step and (check.lr_missing or not check.applies or plan.explicit or plan.passes
+                             or plan.across_files):
+        problems.extend(plan.lr_per_step.values())  # the placeholder would be used: legacy failed there
     if check.hyper:
         if check.plain:
             problems.append("apply_gradient with hyper-parameters at some calls and without at others "
@@ -145,6 +148,7 @@ class _Check(FastVisitor):
         self.hyper = 0  # apply_gradient calls with hyper-parameters
         self.plain = 0  # and without
         self.hyper_keys: set[str] = set()
+        self.lr_missing = 0  # apply_gradient calls without learning_rate=
         self.applies: list[cst.Call] = []  # apply_gradient / optimize on optimizer values
         self.axes: set[str | None] = set()  # of legacy .replicate() calls
 
@@ -165,6 +169,7 @@ class _Check(FastVisitor):
                                      f"pmapped with axis_name={axis!r} (legacy averaged the gradients there)")
 
     def _hyper_args(self, args) -> None:
+        self.lr_missing += not any(a.keyword is not None and a.keyword.value == "learning_rate" for a in args)
         if any(a.star or a.keyword is None for a in args):
             self.problems.append("apply_gradient with unusual arguments")
         elif args:

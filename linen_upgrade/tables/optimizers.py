@@ -289,6 +289,15 @@ class ConversionError(ValueError):
     """The arguments do not allow a faithful optax expression."""
 
 
+class MissingLearningRate(ConversionError):
+    """No learning rate in the definition: legacy took it at each ``apply_gradient``.
+    Where every step gives it, the transform is made with ``PER_STEP_LEARNING_RATE``,
+    which the step's value replaces (``optax.inject_hyperparams``) before it is used."""
+
+
+PER_STEP_LEARNING_RATE = "0.0"
+
+
 def row_for(name: str) -> tuple[str, OptimizerRow]:
     qual = name if name.startswith("flax.optim.") else f"flax.optim.{name}"
     try:
@@ -372,8 +381,10 @@ def bind(name: str, kwargs_source: Mapping[str, str]) -> dict[str, str]:
         source = kwargs_source.get(pname)
         if default is REQUIRED and (source is None or _equals(source, None)):
             if pname == "learning_rate":
-                raise ConversionError(f"{short}() without learning_rate (given to apply_gradient?): "
-                                      "the optax transform takes it, as a number or a schedule")
+                raise MissingLearningRate(f"{short}() without learning_rate, which legacy read from each "
+                                          "apply_gradient(..., learning_rate=): converted where every step of "
+                                          "this file gives one; else the optax transform takes it, as a number "
+                                          "or a schedule")
             raise ConversionError(f"{short}() without {pname}")
         args[pname] = str(default) if source is None else source
     return args
