@@ -44,7 +44,10 @@ Why
     ``.unreplicate()`` -> ``jax_utils.replicate(opt)`` / ``unreplicate``, with
     the gradient mean its ``apply_gradient`` took (``jax.lax.pmean(g,
     'batch')`` in the pmapped step); per-step hyper-parameters under the
-    optax names of the table's ``hyper`` column (``beta1`` -> ``b1``).
+    optax names of the table's ``hyper`` column (``beta1`` -> ``b1``); a
+    definition made without a learning rate that every step of the file gives
+    one (``apply_gradient(g, learning_rate=lr)``) gets a 0.0 placeholder that
+    each step replaces before the update.
 Left alone (with a TODO)
     A file where an optimizer value is used through any other API
     (``optimizer_def``, ``state.param_states``, a hyper-parameter optax does
