@@ -7,12 +7,49 @@ nested by Linen names (``_usage_paths.linen_path``).
 
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
-from linen_upgrade.rules._usage import (CAPTURE, COLLECTION_METHODS, LEAF_READERS, STATE, TRUNC, UsageTransformer,
-                                        parens)
+from linen_upgrade.rule import FastVisitor
+from linen_upgrade.rules._usage import (CAPTURE, COLLECTION_METHODS, LEAF_READERS, MODEL, STATE, TRUNC, Analysis,
+                                        UsageTransformer, parens)
 from linen_upgrade.rules._usage_calls import subscript
-from linen_upgrade.rules._usage_paths import legacy_key, linen_path
+from linen_upgrade.rules._usage_paths import legacy_key, linen_path, renumbered, unnamed_submodules
+
+# a legacy auto-name past the first submodule (``Dense_2``): the first, ``_0``, is the first of its class too
+_AUTO_NAME = re.compile(r"([A-Z]\w*)_([1-9]\d*)")
+
+
+def renumbered_keys(module: cst.Module, a: Analysis) -> bool:
+    """Does ``module`` index something by a legacy auto-name that Linen may number otherwise?"""
+    if not any(len(unnamed) > 1 for unnamed in unnamed_submodules(a)):
+        return False
+    keys: list[tuple[str, cst.SimpleString | None]] = []
+
+    class _Keys(FastVisitor):
+        def visit_Subscript(self, node: cst.Subscript) -> None:
+            key = auto_name_key(node)
+            if key is not None:
+                keys.append(key)
+
+    module.visit(_Keys())
+    return any(renumbered(a, prefix) for prefix, _ in keys)
+
+
+def auto_name_key(node: cst.Subscript) -> tuple[str, cst.SimpleString | None] | None:
+    """``params['Dense_2']`` -> ('Dense', the key); ``params[f'Conv_{i}']`` -> ('Conv', None)."""
+    key = node.slice[0].slice if len(node.slice) == 1 else None
+    value = key.value if isinstance(key, cst.Index) else None
+    if isinstance(value, cst.SimpleString):
+        match = _AUTO_NAME.fullmatch(str(value.evaluated_value))
+        return (match.group(1), value) if match else None
+    if isinstance(value, cst.FormattedString) and len(value.parts) > 1 \
+            and isinstance(value.parts[0], cst.FormattedStringText) \
+            and isinstance(value.parts[1], cst.FormattedStringExpression):
+        match = re.fullmatch(r"([A-Z]\w*)_", value.parts[0].value)
+        return (match.group(1), None) if match else None
+    return None
 
 
 def outputs(value: cst.BaseExpression, path: tuple[str, ...], listed: bool) -> cst.BaseExpression:
@@ -73,6 +110,9 @@ class Collections(UsageTransformer):
         """``state['/Block_4/BatchNorm_1']`` (or ``.as_dict()[...]``) -> ``state['Block_0']['BatchNorm_0']``;
         captured outputs ``outputs['/Dense_2']`` -> ``list(outputs['Dense_1']['__call__'])``."""
         result = super().leave_Subscript(original, updated)
+        auto = auto_name_key(original) if result is updated and id(original) in self.a.scope_of else None
+        if auto is not None:
+            return self._auto_named(original, updated, *auto)
         key = legacy_key(original)
         if key is None or id(original) not in self.a.scope_of or result is not updated:
             return result
@@ -94,6 +134,45 @@ class Collections(UsageTransformer):
                 new_holder = subscript(new_holder, part)
             return new_holder.with_changes(lpar=updated.lpar, rpar=updated.rpar)
         return outputs(new_holder, path, not self._indexed(original))
+
+    def _auto_named(self, original: cst.Subscript, updated: cst.Subscript, prefix: str,
+                    literal: cst.SimpleString | None) -> cst.BaseExpression:
+        """``model.params['Block_1']['Dense_2']`` -> the Linen name where the order ``apply`` creates
+        the submodules in is known; elsewhere a TODO where a module class of the file creates
+        submodules of several classes unnamed (legacy counted them together, Linen per class)."""
+        path = self._params_path(original) if literal is not None else None
+        if path is not None:
+            name = path[-1]
+            if name != literal.evaluated_value:  # type: ignore[union-attr]
+                self.fixed(f"params[{literal.value}] -> params[{name!r}] (Linen numbers submodules per class)")  # type: ignore[union-attr]
+                new_key = literal.with_changes(value=f"{literal.quote}{name}{literal.quote}")  # type: ignore[union-attr]
+                return updated.with_changes(slice=[updated.slice[0].with_changes(
+                    slice=updated.slice[0].slice.with_changes(value=new_key))])
+            return updated
+        if renumbered(self.a, prefix):
+            key = literal.value if literal is not None else f"f'{prefix}_{{...}}'"
+            self.todo(f"the legacy auto-name {key}: legacy numbered a module's unnamed submodules with one "
+                      f"counter, Linen per class ({prefix}_0, {prefix}_1, ... counting {prefix} modules only): "
+                      "check which submodule this names")
+        return updated
+
+    def _params_path(self, node: cst.Subscript) -> tuple[str, ...] | None:
+        """The Linen module path of ``model.params['Block_1']['Dense_2']`` (literal keys down from the
+        params of a Model whose module is known); None for any other subscript."""
+        keys: list[str] = []
+        value: cst.BaseExpression = node
+        while isinstance(value, cst.Subscript):
+            key = value.slice[0].slice if len(value.slice) == 1 else None
+            if not (isinstance(key, cst.Index) and isinstance(key.value, cst.SimpleString)):
+                return None
+            keys.append(str(key.value.evaluated_value))
+            value = value.value
+        if not (isinstance(value, cst.Attribute) and value.attr.value == "params"):
+            return None
+        t = self.a.type_at(value.value)
+        if t is None or t.kind != MODEL or t.ref is None:
+            return None
+        return linen_path(self.a, t.ref, "/" + "/".join(reversed(keys)))
 
     def _indexed(self, node: cst.CSTNode) -> bool:
         """``node[0]``: an integer index reads a tuple as it read the legacy list."""

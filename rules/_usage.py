@@ -612,8 +612,12 @@ class UsageRule(Rule):
     ``transformer()`` (a ``UsageTransformer``)."""
 
 
+    def relevant(self, module: cst.Module, a: Analysis) -> bool:
+        """Anything for this rule in ``module`` (else the file is not walked again)?"""
+        return a.relevant()
+
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
-        if not analysis_of(module, ctx).relevant():
+        if not self.relevant(module, analysis_of(module, ctx)):
             return module
         t = self.transformer(ctx)
         assert isinstance(t, UsageTransformer)

@@ -46,11 +46,37 @@ def legacy_key(node: cst.Subscript) -> str | None:
 # legacy class-name prefixes -> the Linen class the module rules write (ConvLSTM -> ConvLSTMCell)
 _CLASS_ALIASES = {q.rpartition(".")[2]: row.linen for q, row in BUILTIN_MODULES.items()
                   if q.rpartition(".")[2] != row.linen and q != "flax.nn.SelfAttention" and q != "flax.nn.dropout"}
+# a submodule of a class the order reading cannot name (a partial, a module handed in)
+ANY_CLASS = "?"
 # built-ins that are functions in legacy flax (no name, no counter)
 _LEGACY_FUNCTIONS = frozenset({"flax.nn.dropout"})
 # nodes whose body runs a number of times known only at run time
 _RUN_TIME = (cst.For, cst.While, cst.If, cst.IfExp, cst.Try, cst.Lambda, cst.FunctionDef, cst.ListComp,
              cst.SetComp, cst.DictComp, cst.GeneratorExp, cst.BooleanOperation)
+
+
+def renumbered(a: Analysis, prefix: str) -> bool:
+    """Can a legacy auto-name ``<prefix>_<n>`` (n > 0) name another submodule in Linen?  Where some
+    module class of this file creates submodules of two classes without a name, one of them
+    ``prefix`` (or of a class it cannot name): legacy counted them together, Linen per class."""
+    return any(len(unnamed) > 1 and (prefix in unnamed or ANY_CLASS in unnamed) for unnamed in unnamed_submodules(a))
+
+
+def unnamed_submodules(a: Analysis) -> list[set[str]]:
+    """Per legacy module class of this file, the auto-name prefixes of the submodules its apply
+    creates unnamed."""
+    found = []
+    for node in a.class_nodes.values():
+        apply = next((f for f in node.body.body if isinstance(f, cst.FunctionDef) and f.name.value == "apply"), None)
+        if apply is not None:
+            finder = _Children(a, apply)
+            apply.body.visit(finder)
+            found.append(finder.unnamed)
+    return found
+
+
+def _named(call: cst.Call) -> cst.BaseExpression | None:
+    return next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "name"), None)
 
 
 def children(a: Analysis, qual: str) -> tuple[list[tuple[str, str]], set[str]] | None:
@@ -104,6 +130,9 @@ class _Children(FastVisitor):
         self.names: list[tuple[str, str]] = []
         self.explicit: set[str] = set()
         self.unknown = False
+        # the auto-name prefixes of the submodules created without a name (ANY_CLASS: one it cannot name),
+        # wherever they are created (loops and conditions too)
+        self.unnamed: set[str] = set()
         self.depth = 0
         self.ctors: set[int] = set()  # Ctor(attrs) of Ctor(attrs)(inputs)
         self.locals = {p.name.value for p in [*apply.params.params, *apply.params.kwonly_params,
@@ -130,30 +159,40 @@ class _Children(FastVisitor):
         in legacy code, ``nn.Dense(3)(x)`` once the module rules split it."""
         if id(node) in self.ctors:
             return
+        # f(...)(x): a module that f makes (``masked(nn.Conv, mask)(x)``) unless f is a module class
+        made = None if not isinstance(node.func, cst.Call) or _named(node) else node
         if isinstance(node.func, cst.Call):
             node = node.func
         func = node.func
         if isinstance(func, cst.Attribute) and func.attr.value in ("partial", "shared"):
             self.unknown = True
+            self.unnamed.add(ANY_CLASS)
             return
         name = dotted(func)
         if name is None:
             return
         if self.a.facts.imports.resolve_dotted(name) == "functools.partial":
             self.unknown = True
+            self.unnamed.add(ANY_CLASS)
             return
         head = name.split(".")[0]
         if (head in self.locals and "." not in name) or head == "self":
             self.unknown = True  # a module handed in, or a module method creating shared modules
+            self.unnamed.add(ANY_CLASS)
             return
         local = self.a.class_nodes.get(name)
         qual = self.a.class_qual(name) if local is not None else self.a.facts.imports.resolve_dotted(name)
         if qual in _LEGACY_FUNCTIONS or not self.a.is_module_class(qual):
+            if made is not None and qual not in _LEGACY_FUNCTIONS:
+                self.unnamed.add(ANY_CLASS)
             return
+        given = _named(node)
+        prefix = "MultiHeadDotProductAttention" if qual == "flax.nn.SelfAttention" else qual.rpartition(".")[2]
+        if given is None:
+            self.unnamed.add(prefix)
         if self.depth:
             self.unknown = True
             return
-        given = next((a.value for a in node.args if a.keyword is not None and a.keyword.value == "name"), None)
         if given is not None:
             if not isinstance(given, cst.SimpleString):
                 self.unknown = True
@@ -161,5 +200,4 @@ class _Children(FastVisitor):
             self.names.append((given.evaluated_value, qual))
             self.explicit.add(given.evaluated_value)
             return
-        prefix = "MultiHeadDotProductAttention" if qual == "flax.nn.SelfAttention" else qual.rpartition(".")[2]
         self.names.append((f"{prefix}_{len(self.names) - len(self.explicit)}", qual))

@@ -27,7 +27,8 @@ What it does
     Legacy paths number submodules with one counter per parent, Linen per
     class: they are renamed as checkpoint keys are (``keys.linen_module_path``)
     from the order in which ``apply`` creates its submodules.  Collection keys
-    ``state['/Block_1/BatchNorm_1']`` (also through ``.as_dict()``) -> ``state['Block_0']['BatchNorm_0']``;
+    ``state['/Block_1/BatchNorm_1']`` (also through ``.as_dict()``) -> ``state['Block_0']['BatchNorm_0']``,
+    and params keys ``model.params['Block_1']['Dense_2']`` -> ``model['Block_0']['Dense_1']``;
     ``state.as_dict()`` passed to a leaf reader (``jax.tree_util.tree_leaves``,
     ``flax.serialization.to_bytes``, ``LEAF_READERS``) -> ``state``.  A Model
     kept in an attribute of a plain class (``self.model = nn.Model(...)``,
@@ -79,7 +80,10 @@ Not converted (TODO)
     name depends on run time (loops, conditions, ``.partial``/``.shared``,
     helper methods in ``apply``), or inside a mutable ``nn.stateful`` block;
     captured outputs used other than by a literal key; other ``nn.Collection``
-    uses (``as_dict()`` printed or kept: the key format changed); several
+    uses (``as_dict()`` printed or kept: the key format changed); other keys
+    of legacy auto-names (``params['Dense_2']``, ``params[f'Conv_{i}']``) where
+    a module class of the file creates submodules of several classes unnamed
+    (legacy's ``_0`` is the first of its class too, and stays); several
     calls in one mutable ``nn.stateful`` or ``capture_module_outputs`` block;
     context blocks whose calls happen in another function; a Model handed to
     a function of another file that cannot name its module (no import of the
@@ -104,9 +108,10 @@ import libcst as cst
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Example, NoChange, RuleTransformer
 from linen_upgrade.rules._cst import comma_list
-from linen_upgrade.rules._model_collections import Collections, outputs
+from linen_upgrade.rules._model_collections import Collections, outputs, renumbered_keys
 from linen_upgrade.rules._model_escapes import Escapes
-from linen_upgrade.rules._usage import CONFLICT, MODEL, TRUNC, UsageRule, conflict_message, kwarg, parens
+from linen_upgrade.rules._usage import (CONFLICT, MODEL, TRUNC, Analysis, UsageRule, conflict_message, kwarg,
+                                        parens)
 from linen_upgrade.rules._usage_calls import subscript
 from linen_upgrade.rules._usage_paths import linen_path
 from linen_upgrade.rules._usage_sites import SiteCalls
@@ -156,6 +161,10 @@ class ModelApply(UsageRule):
         ),
         NoChange("import flax.linen as nn\n\ny = nn.Dense(3).apply({'params': params}, x)\n", name="linen"),
     ]
+
+    def relevant(self, module: cst.Module, a: Analysis) -> bool:
+        # params['Dense_2'] is read where no Model is left (init_by_shape's params, LU201's by now)
+        return super().relevant(module, a) or renumbered_keys(module, a)
 
     def transformer(self, ctx: Context) -> RuleTransformer:
         return _Transformer(self, ctx)
