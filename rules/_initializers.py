@@ -3,7 +3,7 @@
 Legacy built-in modules called an initializer ``init(key, shape)``; Linen's
 call it ``init(key, shape, dtype)``.  Which values need an adapter that
 drops the dtype (exact: legacy never passed one) is decided by data flow,
-never by names: a function of this file or of another file of the run that
+never by names: a lambda or a function of this file or of another file of the run that
 cannot take the dtype third, or a call of a function returning one
 (``linen_upgrade.analysis.initializers``, through the file's facts and the
 project index), reached directly, through the module path it is imported
@@ -143,8 +143,12 @@ class Initializers:
             if isinstance(local, cst.Call):  # a factory's result or a partial, assigned once
                 rest = {k: v for k, v in hidden.items() if k != value.value}
                 return self.needs_adapter(local, rest, depth + 1)
+            if isinstance(local, cst.Lambda) and _lambda_needs_adapter(local.params):
+                return value.value
         if self._kind(value, hidden, depth) == FUNCTION:
             return dotted(value)
+        if isinstance(value, cst.Lambda) and _lambda_needs_adapter(value.params):
+            return "lambda"
         if isinstance(value, cst.Call):
             func = dotted(value.func)
             if self._kind(value.func, hidden, depth) == FACTORY:
@@ -170,6 +174,14 @@ class Initializers:
         return out, done
 
 
+def _lambda_needs_adapter(params: cst.Parameters) -> bool:
+    """``lambda k, s: ...`` (Linen's dtype would not fit) or ``lambda k, s, scale=0.5: ...`` (it would
+    land in ``scale``): the reading of ``analysis.initializers.needs_adapter``, on a lambda."""
+    positional = [*params.posonly_params, *params.params]
+    takes_dtype = len(positional) >= 3 and positional[2].name.value == "dtype"
+    return (len(positional) >= 2 or isinstance(params.star_arg, cst.Param)) and not takes_dtype
+
+
 def initializer_slots(legacy: tuple[str, ...], module: LegacyModule | None = None) -> frozenset[str]:
     """The parameters a legacy initializer may be passed to: those a module of the
     run passes on to a built-in's initializer (``module.init_params``), or the
@@ -185,6 +197,13 @@ def adapter(value: cst.BaseExpression) -> cst.Lambda:
     """``lambda key, shape, dtype=None: f(key, shape)``; a made initializer
     (``factory(0.5)``) is made once, where legacy made it, as the default of
     a parameter Linen never passes."""
+    if isinstance(value, cst.Lambda) and len(value.params.params) == 2 and not value.params.posonly_params \
+            and not isinstance(value.params.star_arg, cst.Param):  # lambda k, s: ... -> lambda k, s, dtype=None: ...
+        taken = {p.name.value for p in (*value.params.posonly_params, *value.params.params,
+                                        *value.params.kwonly_params)}
+        dtype = cst.Param(cst.Name("dtype" if "dtype" not in taken else "_dtype"), default=cst.Name("None"),
+                          equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")))
+        return value.with_changes(params=value.params.with_changes(params=[*value.params.params, dtype]))
     name = dotted(value)
     if name is not None:
         return cst.ensure_type(cst.parse_expression(f"lambda key, shape, dtype=None: {name}(key, shape)"),
