@@ -8,8 +8,8 @@ body*, has no annotations, and refers to nothing else in this module --
 ``weight_norm`` aside, which is copied together with ``WeightNormState``
 (and ``import typing``).  Importing this module imports nothing heavy.
 
-``optax_from_optimizer_def`` (with ``from_param_update`` and
-``ParamUpdateState``) is the transform of a user subclass of
+``optax_from_optimizer_def`` (with ``from_param_update``,
+``from_apply_gradient`` and ``ParamUpdateState``) is the transform of a user subclass of
 ``flax.optim.OptimizerDef``: LU301 turns the class into a plain class and
 copies these three into the file.
 """
@@ -223,10 +223,15 @@ def traversal_labels(**groups):
 
 
 class ParamUpdateState(typing.NamedTuple):
-    """State of ``from_param_update``: the legacy ``OptimizerState`` fields."""
+    """State of ``from_param_update`` and ``from_apply_gradient``: the legacy
+    ``OptimizerState`` fields (a user ``apply_gradient`` makes the next one with
+    ``.replace``, as it did the legacy one)."""
 
     step: typing.Any
     param_states: typing.Any
+
+    def replace(self, **fields):
+        return self._replace(**fields)
 
 
 def from_param_update(init_param_state, apply_param_gradient, hyper_params):
@@ -259,9 +264,32 @@ def from_param_update(init_param_state, apply_param_gradient, hyper_params):
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def from_apply_gradient(init_param_state, apply_gradient, hyper_params):
+    """An optax transform running a user ``flax.optim.OptimizerDef``'s own
+    ``apply_gradient(hyper_params, params, state, grads)`` (the whole-tree update
+    it overrode: gradient clipping, Shampoo) on the legacy state fields."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def init_fn(params):
+        return ParamUpdateState(jnp.asarray(0, jnp.int32),
+                                jax.tree_util.tree_map(init_param_state, params))
+
+    def update_fn(updates, state, params):
+        new_params, new_state = apply_gradient(hyper_params, params, state, updates)
+        return jax.tree_util.tree_map(lambda new, p: new - p, new_params, params), new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
 def optax_from_optimizer_def(optimizer_def):
     """The optax transform of an instance of a former ``flax.optim.OptimizerDef``
-    subclass: its own ``init_param_state``/``apply_param_gradient`` with its
-    ``hyper_params``, as ``Optimizer.apply_gradient(grads)`` ran them."""
+    subclass: its own ``init_param_state`` and ``apply_gradient`` (when it
+    overrode it) or ``apply_param_gradient``, with its ``hyper_params``, as
+    ``Optimizer.apply_gradient(grads)`` ran them."""
+    if hasattr(optimizer_def, "apply_gradient"):
+        return from_apply_gradient(optimizer_def.init_param_state, optimizer_def.apply_gradient,
+                                   optimizer_def.hyper_params)
     return from_param_update(optimizer_def.init_param_state, optimizer_def.apply_param_gradient,
                              optimizer_def.hyper_params)

@@ -8,10 +8,15 @@ through ``OptimizerDef.__init__``), ``init_param_state`` and
 definition becomes ``optax_from_optimizer_def(instance)``: the row
 ``flax.optim.OptimizerDef`` of ``linen_upgrade/tables/optimizers.py``, which
 runs the class's own per-parameter bodies as ``Optimizer.apply_gradient``
-did.  ``Scan.qual`` names the constructor calls of such classes by that row.
-Anything else the class takes from the base (overriding ``init_state`` /
-``apply_gradient``, ``self.update_hyper_params``, ``state_dict``, ...) is
-not what the transform runs: the class and its instances keep a TODO.
+did.  A class overriding the whole-tree ``apply_gradient(hyper_params,
+params, state, grads)`` (with ``init_param_state``) keeps it, and the
+transform runs it instead; the legacy ``OptimizerState(step, param_states)``
+it builds becomes the transform's ``ParamUpdateState``, the same fields.
+``Scan.qual`` names the constructor calls of such classes by that row.
+Anything else the class takes from the base (overriding ``init_state``,
+calling ``super().apply_gradient``, ``self.update_hyper_params``,
+``state_dict``, ...) is not what the transform runs: the class and its
+instances keep a TODO.
 """
 
 from __future__ import annotations
@@ -25,12 +30,24 @@ from linen_upgrade import engine
 from linen_upgrade.facts import FileFacts
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, FastVisitor
+from linen_upgrade.rules._cst import kwarg
 from linen_upgrade.tables.optimizers import OPTIMIZER_DEF
+from linen_upgrade.transformer import bound_names
 
 # OptimizerDef API that optax_from_optimizer_def does not run: overriding or calling it changes the update
 _BASE_API = frozenset({"init_state", "apply_gradient", "update_hyper_params", "create", "state_dict",
                        "restore_state"})
 _OWN = ("init_param_state", "apply_param_gradient")
+# a whole-tree update the class may override: from_apply_gradient runs it (its state: ParamUpdateState)
+_WHOLE_TREE = "apply_gradient"
+_STATE = "flax.optim.OptimizerState"
+_STATE_FIELDS = ("step", "param_states")
+
+
+def _plain_signature(fn: cst.FunctionDef, count: int) -> bool:
+    params = fn.params
+    return (len(params.params) == count and not params.posonly_params and not params.kwonly_params
+            and not isinstance(params.star_arg, cst.Param) and params.star_kwarg is None)
 
 
 _LOCAL: dict[int, tuple[FileFacts, frozenset[str]]] = {}
@@ -137,11 +154,20 @@ def class_problem(node: cst.ClassDef, defs: frozenset[str], resolve) -> str | No
     if direct and direct[0] != 0:
         return "OptimizerDef is not its first base (super() would reach another base first)"
     methods = {s.name.value: s for s in node.body.body if isinstance(s, cst.FunctionDef)}
-    overridden = sorted(set(methods) & _BASE_API)
+    overridden = sorted(set(methods) & (_BASE_API - {_WHOLE_TREE}))
     if overridden:
         return f"overrides OptimizerDef.{', '.join(overridden)}, which the optax transform does not run"
-    if direct and not all(m in methods for m in _OWN):
-        return "does not define init_param_state and apply_param_gradient"
+    whole_tree = methods.get(_WHOLE_TREE)
+    if whole_tree is not None and not _plain_signature(whole_tree, 5):
+        return f"its {_WHOLE_TREE} does not take (self, hyper_params, params, state, grads)"
+    if direct and not all(m in methods for m in (_OWN[:1] if whole_tree is not None else _OWN)):
+        return ("does not define init_param_state" if whole_tree is not None
+                else "does not define init_param_state and apply_param_gradient")
+    states = _StateUses(resolve, whole_tree)
+    node.body.visit(states)
+    if states.other:
+        return (f"uses flax.optim.OptimizerState otherwise than building its {_WHOLE_TREE}'s new state "
+                "from (step, param_states)")
     uses = _BaseUses()
     node.body.visit(uses)
     if uses.api:
@@ -159,6 +185,58 @@ def class_problem(node: cst.ClassDef, defs: frozenset[str], resolve) -> str | No
     if uses.supers - {"__init__"}:
         return "super() used beyond super().__init__(hyper_params)"
     return None
+
+
+class _StateUses(FastVisitor):
+    """The class's uses of ``OptimizerState``: only ``OptimizerState(step, param_states)`` in
+    the overriding ``apply_gradient`` whose ``state`` parameter is never rebound, which
+    ``convert_class`` writes ``state.replace(step=..., param_states=...)`` (the transform's state)."""
+
+    def __init__(self, resolve, whole_tree: cst.FunctionDef | None) -> None:
+        super().__init__()
+        self.resolve, self.whole_tree = resolve, whole_tree
+        self.other = False
+        self._in: list[bool] = []
+        self._calls: set[int] = set()  # funcs of the convertible calls
+
+    def visit_FunctionDef(self, fn: cst.FunctionDef) -> None:
+        self._in.append(fn is self.whole_tree and not _rebinds(fn, fn.params.params[3].name.value))
+
+    def leave_FunctionDef(self, fn: cst.FunctionDef) -> None:
+        self._in.pop()
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if self._in and self._in[-1] and state_fields(node, self.resolve) is not None:
+            self._calls.add(id(node.func))
+
+    def _seen(self, node: cst.BaseExpression) -> bool:
+        if id(node) not in self._calls and canonical(self.resolve(node) or "") == _STATE:
+            self.other = True
+            return False
+        return True
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self._seen(node)
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        return self._seen(node)
+
+
+def state_fields(call: cst.Call, resolve) -> dict[str, cst.BaseExpression] | None:
+    """``OptimizerState(a, param_states=b)`` -> its two fields; None for anything else."""
+    if canonical(resolve(call.func) or "") != _STATE or any(a.star for a in call.args):
+        return None
+    fields = {name: a.value for name, a in zip(_STATE_FIELDS, call.args) if a.keyword is None}
+    for a in call.args:
+        if a.keyword is not None:
+            if a.keyword.value in fields or a.keyword.value not in _STATE_FIELDS:
+                return None
+            fields[a.keyword.value] = a.value
+    return fields if len(fields) == len(_STATE_FIELDS) and len(call.args) == len(fields) else None
+
+
+def _rebinds(fn: cst.FunctionDef, name: str) -> bool:
+    return bool(bound_names(fn.body, frozenset({name})))  # the body: the parameter itself binds it
 
 
 class _BaseUses(FastVisitor):
@@ -258,10 +336,27 @@ def convert_class(node: cst.ClassDef, defs: frozenset[str], resolve) -> cst.Clas
     class Rewrite(cst.CSTTransformer):
         this = "self"
 
+        state: str | None = None  # the state parameter of the overriding apply_gradient
+
         def visit_FunctionDef(self, fn: cst.FunctionDef) -> bool:
             if fn.name.value == "__init__" and fn.params.params:
                 Rewrite.this = fn.params.params[0].name.value
-            return fn.name.value == "__init__"
+            if fn.name.value == _WHOLE_TREE:
+                Rewrite.state = fn.params.params[3].name.value
+            return True
+
+        def leave_FunctionDef(self, original, updated):
+            if original.name.value == _WHOLE_TREE:
+                Rewrite.state = None
+            return updated
+
+        def leave_Call(self, original, updated):
+            # the state an overriding apply_gradient builds: the transform's, with the same fields
+            fields = state_fields(updated, resolve)
+            if fields is None or Rewrite.state is None:
+                return updated
+            return cst.Call(func=cst.Attribute(cst.Name(Rewrite.state), cst.Name("replace")),
+                            args=[kwarg(f, fields[f]) for f in _STATE_FIELDS])
 
         def leave_SimpleStatementLine(self, original, updated):
             arg = _base_init(original, defs, resolve)

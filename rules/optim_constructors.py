@@ -13,7 +13,10 @@ What it does
     A user subclass of ``OptimizerDef`` becomes a plain class
     (``super().__init__(hp)`` -> ``self.hyper_params = hp``) and its instances
     ``optax_from_optimizer_def(MyOpt(...))``, which runs the class's own
-    ``init_param_state``/``apply_param_gradient`` (``rules/_optim_user.py``).
+    ``init_param_state``/``apply_param_gradient``, or the whole-tree
+    ``apply_gradient(hyper_params, params, state, grads)`` it overrides (gradient
+    clipping, Shampoo; the ``OptimizerState`` it builds -> ``ParamUpdateState``,
+    the transform's state) (``rules/_optim_user.py``).
     ``optim.DynamicScale`` -> ``flax.training.dynamic_scale.DynamicScale``;
     ``optim.ModelParamTraversal`` -> ``flax.traverse_util.ModelParamTraversal``.
     A ``flax.optim`` import nothing uses any more is removed.
@@ -30,11 +33,12 @@ Left alone (with a TODO)
     it, into a ``TrainState``; where LU302 cannot, the TODO names the optax
     expression.  So does one returned by a function this file never
     calls (its callers are elsewhere, out of sight).  Also ``*args``/``**kwargs``, unknown arguments, a
-    missing ``learning_rate`` (given to ``apply_gradient`` instead), a
+    missing ``learning_rate`` (given to ``apply_gradient`` instead: LU302
+    converts it where every step gives one), a
     definition in a list/tuple/dict literal of a file using the
     ``OptimizerDef`` API, subclasses of other ``flax.optim`` optimizers, and
     ``OptimizerDef`` subclasses that override or call more of the base
-    (``init_state``/``apply_gradient``, ``update_hyper_params``,
+    (``init_state``, ``super().apply_gradient``, ``update_hyper_params``,
     ``state_dict``, ...) or set ``hyper_params`` other than through one
     ``super().__init__(hp)`` in ``__init__``, or that files of the run use
     without using ``flax.optim`` themselves (no rule converts the instances

@@ -89,7 +89,8 @@ HELPERS: dict[str, Helper] = {
     "legacy_adafactor": Helper(("legacy_adafactor",)),
     "weight_norm": Helper(("WeightNormState", "weight_norm"), imports=("typing",)),
     "traversal_labels": Helper(("traversal_labels",)),
-    "optax_from_optimizer_def": Helper(("ParamUpdateState", "from_param_update", "optax_from_optimizer_def"),
+    "optax_from_optimizer_def": Helper(("ParamUpdateState", "from_param_update", "from_apply_gradient",
+                                        "optax_from_optimizer_def"),
                                        imports=("typing",)),
 }
 
@@ -257,13 +258,13 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
         imports=("flax.training.dynamic_scale",),
     ),
     # a user subclass (rules/_optim_user.py): ``definition`` is the source of the
-    # constructor call; its own per-parameter bodies run unchanged in from_param_update
+    # constructor call; its own bodies run unchanged in from_param_update / from_apply_gradient
     "flax.optim.OptimizerDef": OptimizerRow(
         params=(("definition", REQUIRED),),
         variants=(Variant("optax_from_optimizer_def({definition})", helpers=("optax_from_optimizer_def",)),),
         state={"ParamUpdateState": {"step": "@step", "param_states": "*"}},
-        guideline="make it a plain class keeping init_param_state/apply_param_gradient and "
-                  "self.hyper_params, and use optax_from_optimizer_def(instance) "
+        guideline="make it a plain class keeping init_param_state/apply_param_gradient (or its own "
+                  "apply_gradient) and self.hyper_params, and use optax_from_optimizer_def(instance) "
                   "(linen_upgrade/optax_legacy.py), or write an optax.GradientTransformation",
     ),
 }
