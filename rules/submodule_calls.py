@@ -584,10 +584,17 @@ class _Transformer(AttentionCalls, CellCalls):
         if not (self._in_legacy_module() or self._in_plain_function()):
             self._unfollowed(original)
             return updated
-        entry = updated  # its comments are kept, whatever the call becomes
         direct = self._called_at_once(updated)
-        if direct is not None:
-            original = updated = direct  # split below like the class's own call
+        if direct is None:
+            return self._split_module_call(original, updated)
+        new = self._split_module_call(direct, direct)  # like the class's own call
+        if new is direct:
+            return updated  # not split (a TODO says why): left as written
+        self.keep_comments(updated, new)
+        return new
+
+    def _split_module_call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        """A call in a module body (or a function it calls), split if it calls a legacy module."""
         func = original.func
         if not isinstance(func, cst.Call):
             self._unfollowed(original)
@@ -707,7 +714,7 @@ class _Transformer(AttentionCalls, CellCalls):
             return given
         new = self._wrap_two_arg_initializers(new, call_spec, init_qual)
         new = attention_result(new, mask, decode, query)
-        self.keep_comments(entry, new)
+        self.keep_comments(given, new)
         # the output's name: nn.dropout -> nn.Dropout
         self.fixed(f"{_name(func)}(x, ...) -> {_name(ctor)}(...)(x)")
         return new
