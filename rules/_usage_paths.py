@@ -66,10 +66,10 @@ def unnamed_submodules(a: Analysis) -> list[set[str]]:
     """Per legacy module class of this file, the auto-name prefixes of the submodules its apply
     creates unnamed."""
     found = []
-    for node in a.class_nodes.values():
+    for name, node in a.class_nodes.items():
         apply = next((f for f in node.body.body if isinstance(f, cst.FunctionDef) and f.name.value == "apply"), None)
         if apply is not None:
-            finder = _Children(a, apply)
+            finder = _Children(a, apply, a.class_qual(name))
             apply.body.visit(finder)
             found.append(finder.unnamed)
     return found
@@ -124,9 +124,13 @@ class _Children(FastVisitor):
     """Legacy auto-names of the submodules one ``apply`` creates: one counter per
     parent shared by all classes, explicit ``name=`` outside it (keys.py)."""
 
-    def __init__(self, a: Analysis, apply: cst.FunctionDef) -> None:
+    def __init__(self, a: Analysis, apply: cst.FunctionDef, owner: str | None = None) -> None:
         super().__init__()
         self.a = a
+        self.owner = owner  # the class's qualified name, where parameters holding modules are looked up
+        # apply's parameters -> their defaults: one given a function (activation=nn.tanh) makes no submodule
+        self.defaults = {p.name.value: p.default for p in [*apply.params.params, *apply.params.kwonly_params,
+                                                           *apply.params.posonly_params]}
         self.names: list[tuple[str, str]] = []
         self.explicit: set[str] = set()
         self.unknown = False
@@ -154,6 +158,19 @@ class _Children(FastVisitor):
         if isinstance(node.func, cst.Call):
             self.ctors.add(id(node.func))
 
+    def _may_hold_module(self, local: str) -> bool:
+        """Any local but a parameter whose default is no module and that no call site gives one
+        (``activation=nn.tanh``; the index records ``block=Block.partial(...)``)."""
+        if local not in self.defaults:
+            return True
+        if self.owner is not None and ((self.owner, local) in self.a.index.partial_params
+                                       or (self.owner, local) in self.a.index.ambiguous_params):
+            return True
+        default = self.defaults[local]
+        name = dotted(default) if default is not None else None
+        return default is None or name is None or self.a.is_module_class(
+            self.a.facts.imports.resolve_dotted(name))
+
     def leave_Call(self, node: cst.Call) -> None:
         """A submodule runs (and takes its name) when it is applied: ``nn.Dense(x, 3)``
         in legacy code, ``nn.Dense(3)(x)`` once the module rules split it."""
@@ -178,12 +195,13 @@ class _Children(FastVisitor):
         head = name.split(".")[0]
         if (head in self.locals and "." not in name) or head == "self":
             self.unknown = True  # a module handed in, or a module method creating shared modules
-            self.unnamed.add(ANY_CLASS)
+            if head == "self" or self._may_hold_module(head):
+                self.unnamed.add(ANY_CLASS)
             return
         local = self.a.class_nodes.get(name)
         qual = self.a.class_qual(name) if local is not None else self.a.facts.imports.resolve_dotted(name)
         if qual in _LEGACY_FUNCTIONS or not self.a.is_module_class(qual):
-            if made is not None and qual not in _LEGACY_FUNCTIONS:
+            if made is not None and not (qual or "").startswith("flax."):  # nn.Dropout(...)(x): legacy's function
                 self.unnamed.add(ANY_CLASS)
             return
         given = _named(node)
