@@ -436,7 +436,7 @@ class Analysis:
                 return base
             if base is not None and base.kind == OPTIM and method == "optimize":
                 return Ty(TUPLE, items=(base,))  # (the new optimizer, the loss[, aux])
-            if method == "create" and (base is None or base.kind != DEF):
+            if method == "create" and (base is None or base.kind != DEF) and not self._function(func, scope):
                 arg = self.arg(call, 0, "target")
                 t = self.ty(arg, scope) if arg is not None else None
                 if t is not None and t.kind == MODEL:
@@ -564,6 +564,12 @@ class Analysis:
         return out
 
     # -- queries for the rewrite -------------------------------------------------
+    def _function(self, func: cst.Attribute, scope: Scope) -> bool:
+        """``models.create(...)``: a function of a file of the run named ``create``, not
+        ``OptimizerDef.create`` (what it returns is read from that function)."""
+        t = self.ty(func, scope)
+        return t is not None and t.kind == FUNC
+
     def relevant(self) -> bool:
         """Is there anything for the usage rules here (else the file is not walked again)?"""
         for scope, call in self.calls:

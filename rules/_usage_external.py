@@ -17,7 +17,7 @@ from linen_upgrade.analysis import identity
 from linen_upgrade.facts import file_facts
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.rules._cst import express
-from linen_upgrade.rules._usage_types import (CONFLICT, DEF, ELSEWHERE, FOREIGN, FUNC, INSTANCE, MODEL, OPTIM, STATE,
+from linen_upgrade.rules._usage_types import (CLASS, CONFLICT, DEF, ELSEWHERE, FOREIGN, FUNC, INSTANCE, MODEL, OPTIM, STATE,
                                               TRUNC, TUPLE, UNWRITABLE, Ty, conflict, join, unwrap_func)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
@@ -87,9 +87,13 @@ def external_return(a: Analysis, qual: str, call: cst.Call | None = None, scope=
     if file is None:
         return None
     other = external_analysis(file, module, a.index, a.depth + 1)
-    fn = other.top_level_function(name) if other is not None else None
-    if other is None or fn is None:
+    if other is None:
         return None
+    fn = other.top_level_function(name)
+    if fn is None:  # models.Trainer(...): an instance of a plain class there, with the Models its fields keep
+        cls = other.class_nodes.get(name)
+        return _seed(a, other, Ty(INSTANCE, func=(CLASS, id(cls)))) if cls is not None \
+            and id(cls) in other.plain_classes else None
     if call is None:
         return _portable(other.rets.get(id(fn)))
     return a.rebind(other.rets.get(id(fn)), other.scopes[id(fn)], call, scope, 0, _portable)
