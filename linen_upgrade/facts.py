@@ -98,6 +98,7 @@ class ClassFacts:
     # the *args/**kwargs of apply that are only forwarded (every use is one of these)
     forwards: list[Forward] = field(default_factory=list)
     function: bool = False  # ``@nn.module def F(...)``: LU107 writes it as the class first
+    wraps_param: bool = False  # only ``param`` overridden, handing shape and init on (``_wraps_param``)
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,37 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
+def _wraps_param(node: ast.ClassDef) -> bool:
+    """``class StdConv(nn.Conv): def param(self, name, shape, initializer): p = super().param(name,
+    shape, initializer); ...``: ``param`` is all the class defines (a docstring aside), and its
+    ``shape``/``initializer`` are only handed on to ``super().param`` in that order, ``self`` unread.
+    Linen's ``param(name, init_fn, *init_args)`` takes them otherwise, which ``*init_args,
+    **init_kwargs`` hand on unchanged (LU104)."""
+    body = [s for s in node.body
+            if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str))]
+    if len(body) != 1 or not isinstance(body[0], ast.FunctionDef) or body[0].name != "param" or body[0].decorator_list:
+        return False
+    fn, args = body[0], body[0].args
+    if args.posonlyargs or args.vararg or args.kwonlyargs or args.kwarg or args.defaults or len(args.args) != 4:
+        return False
+    this, name, shape, init = (a.arg for a in args.args)
+    if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)) and n is not fn
+           for n in ast.walk(fn)):
+        return False  # one scope: every name read below is the parameter's
+    handed: set[int] = set()
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "param" \
+                and isinstance(n.func.value, ast.Call) and _dotted(n.func.value.func) == "super":
+            if n.keywords or n.func.value.args or [_dotted(a) for a in n.args] != [name, shape, init]:
+                return False
+            handed.update(id(a) for a in n.args[1:])
+    reads = [n for n in ast.walk(fn) if isinstance(n, ast.Name) and n.id in (this, shape, init, *_INIT_ARGS)]
+    return bool(handed) and all(id(n) in handed for n in reads)
+
+
+_INIT_ARGS = ("init_args", "init_kwargs")  # the names LU104 gives param's other arguments
+
+
 def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef, method: bool = False) -> list[Param]:
     a = fn.args
     positional = [*a.posonlyargs, *a.args]
@@ -260,7 +292,8 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
                         dname = _dotted(dec)
                         if dname and (imports.resolve_dotted(dname) or "").endswith("module_method"):
                             module_methods.append(item.name)
-            classes.append(ClassFacts(node.name, bases, apply_params, module_methods, node.lineno, uses, forwards))
+            classes.append(ClassFacts(node.name, bases, apply_params, module_methods, node.lineno, uses, forwards,
+                                      wraps_param=_wraps_param(node)))
         elif isinstance(node, ast.FunctionDef) and id(node) in top_level and function_module(node, imports):
             # ``@nn.module def F(x, features)``: legacy's own shortcut for ``class F(nn.Module): def
             # apply(self, x, features)`` (LU107 writes that class before the module rules run)

@@ -16,7 +16,7 @@ from linen_upgrade.analysis.identity import ModuleTable
 from linen_upgrade.resolve import canonical
 from linen_upgrade.facts import (CallArg, ClassFacts, FileFacts, ForwardSpec, Param, PartialArg, by_position_or_name,
                                  is_input)
-from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
+from linen_upgrade.tables.nn_modules import BUILTIN_MODULES, SAME_PARAMS
 
 LEGACY_MODULE_BASES = frozenset({"flax.nn.Module"})
 # legacy calls that fix a wrapper's forwarded keywords where no rule packs them into ``kwargs={...}``
@@ -89,8 +89,10 @@ class ProjectIndex:
     # modules of the files that use flax.optim themselves (where optimizers are created)
     optim_creators: set[str] = field(default_factory=set)
     # classes of the run subclassing a legacy built-in (``class StdConv(nn.Conv)``) -> that built-in:
-    # they stay legacy (LU901), and so must the calls of them in other files
+    # they stay legacy (LU901), and so must the calls of them in other files, unless they only wrap
+    # ``param`` (``linen_subclasses``: LU104 writes their param for Linen, LU102 splits their calls)
     builtin_subclasses: dict[str, str] = field(default_factory=dict)
+    linen_subclasses: set[str] = field(default_factory=set)
     # module name -> path of the run's files (set by the pipeline; empty for a lone source)
     paths: dict[str, str] = field(default_factory=dict)
     # every file of the run named by its path (set by the pipeline; None for a lone source)
@@ -162,6 +164,8 @@ class ProjectIndex:
                 builtin = next((b for b in bases if b in BUILTIN_MODULES), None)
                 if builtin is not None:
                     index.builtin_subclasses[qual] = builtin
+                    if c.wraps_param and builtin in SAME_PARAMS and len(bases) == 1:
+                        index.linen_subclasses.add(qual)
         changed = True
         while changed:
             changed = False

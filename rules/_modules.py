@@ -332,8 +332,11 @@ def is_function_module(transformer: RuleTransformer, fn: cst.FunctionDef) -> boo
 
 
 def spec_for_qual(qual: str | None, index) -> CallSpec | None:
-    """The call spec of a legacy module: a built-in row, or a module of the run."""
+    """The call spec of a legacy module: a built-in row (also for a subclass that only wraps
+    ``param``, ``class StdConv(nn.Conv)``: called as its base), or a module of the run."""
     row = BUILTIN_MODULES.get(qual or "")
+    if row is None and qual in index.linen_subclasses:
+        row = BUILTIN_MODULES[index.builtin_subclasses[qual]]
     if row is not None:
         return CallSpec.builtin(row)
     legacy = index.legacy_module(qual)

@@ -102,7 +102,8 @@ class _Transformer(RuleTransformer):
             self.todo(f"{node.name.value} is a legacy flax.nn module (it defines apply): "
                       "convert it to dataclass attributes + __call__")
         builtin = next((q for b in node.bases if (q := self.resolve(b.value)) in BUILTIN_MODULES), None)
-        if builtin is not None:  # class StdConv(nn.Conv): def param(self, name, shape, init): ...
+        if builtin is not None and self.resolve_class(node.name) not in self.ctx.index.linen_subclasses:
+            # class StdConv(nn.Conv) defining more than a param that hands its arguments on
             self.todo(f"{node.name.value} subclasses the legacy built-in {builtin}, whose Linen namesake is a "
                       "dataclass with another API: rewrite it as a Linen module by hand")
             self._frames[0][node.name.value] = f"the subclass {node.name.value} of {builtin}"
@@ -198,7 +199,7 @@ class _Transformer(RuleTransformer):
                       f"(inputs first), and this run did not convert the call: write "
                       f"{node.func.value}(<attributes>)(<inputs>)")
         qual = self.resolve(node.func)
-        builtin = self.ctx.index.builtin_subclasses.get(qual) if qual else None
+        builtin = self.ctx.index.builtin_subclasses.get(qual) if qual not in self.ctx.index.linen_subclasses else None
         if builtin is not None and local is None and id(node) not in self._called \
                 and qual.rpartition(".")[0] != self.ctx.facts.module_name:
             # layers.StdConv(x, ...) of another file, where StdConv(nn.Conv) stays legacy (a TODO there)

@@ -14,6 +14,11 @@ Why
     ``init_fn(*args)`` for other variables; legacy state initialisers took
     ``(rng, shape)``, so they are wrapped.  Key-independent initialisers
     (zeros, ones) get ``None`` as key; others draw from the 'params' stream.
+    A subclass of a built-in that only wraps ``param`` (weight standardization:
+    ``class StdConv(nn.Conv): def param(self, name, shape, initializer): p =
+    super().param(name, shape, initializer) ...``) -> ``def param(self, name,
+    *init_args, **init_kwargs)`` and ``super().param(name, *init_args,
+    **init_kwargs)``: a Linen subclass of the same built-in, whose calls LU102 splits.
 Not converted (TODO)
     ``self.state(..., collection=...)`` with an explicit collection object.
 """
@@ -102,6 +107,15 @@ def _args(old: Sequence[cst.Arg], *values: cst.BaseExpression) -> list[cst.Arg]:
 
 
 class _Transformer(LegacyBodyTransformer):
+    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+        updated = super().leave_ClassDef(original, updated)
+        qual = self.resolve_class(original.name)
+        if qual in self.ctx.index.linen_subclasses:
+            self.fixed(f"class {original.name.value}: param(self, name, shape, init) -> param(self, name, "
+                       "*init_args, **init_kwargs)")
+            return updated.visit(_LinenParam())
+        return updated
+
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         if not self.in_legacy_body:
             return updated
@@ -144,4 +158,25 @@ class _Transformer(LegacyBodyTransformer):
         if method == "is_stateful" and not updated.args:
             coll = repr(self.ctx.config.state_collection)
             return cst.parse_expression(f"self.is_mutable_collection({coll})")
+        return updated
+
+
+class _LinenParam(cst.CSTTransformer):
+    """A built-in's subclass that only wraps ``param`` (``facts._wraps_param``): Linen calls
+    ``param(name, init_fn, *init_args)``, so ``shape, initializer`` become ``*init_args,
+    **init_kwargs``, handed on to ``super().param`` as they come."""
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        this, name = updated.params.params[:2]
+        return updated.with_changes(params=updated.params.with_changes(
+            params=[this, name.with_changes(comma=cst.MaybeSentinel.DEFAULT)],
+            star_arg=cst.Param(cst.Name("init_args")), star_kwarg=cst.Param(cst.Name("init_kwargs"))))
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
+        func = updated.func
+        if isinstance(func, cst.Attribute) and func.attr.value == "param" and isinstance(func.value, cst.Call) \
+                and isinstance(func.value.func, cst.Name) and func.value.func.value == "super":
+            return updated.with_changes(args=[updated.args[0].with_changes(comma=cst.MaybeSentinel.DEFAULT),
+                                              cst.Arg(cst.Name("init_args"), star="*"),
+                                              cst.Arg(cst.Name("init_kwargs"), star="**")])
         return updated

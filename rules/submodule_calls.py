@@ -512,10 +512,8 @@ class _Transformer(AttentionCalls, CellCalls):
         row = BUILTIN_MODULES.get(qual or "")
         if row is not None:
             return CallSpec.builtin(row), self._linen_ctor(func, qual, row.linen)  # type: ignore[arg-type]
-        legacy = self.ctx.index.legacy_module(qual)
-        if legacy is not None and legacy.apply_params is not None:
-            return CallSpec.user(legacy.apply_params), func
-        return None
+        spec = spec_for_qual(qual, self.ctx.index)  # a module of the run, StdConv(nn.Conv) wrapping param
+        return (spec, func) if spec is not None else None
 
     def _alias(self, func: cst.BaseExpression) -> tuple[str, frozenset[str]] | None:
         """(the module, the keywords fixed) when ``func`` names a module-level ``.partial`` of the
