@@ -80,6 +80,8 @@ class Program:
 class _Gen:
     def __init__(self, seed: int):
         self.r = random.Random(seed)
+        # later additions draw from a stream of their own: what every seed drew before stays
+        self.own = random.Random(seed * 7919 + 2)
         self.seed = seed
         self.constructs: Counter = Counter()
         self.init_seed = 0
@@ -302,6 +304,9 @@ class _Gen:
             else:
                 args.append("train=train")
             self.note("train flag passed on")
+        if style == "partial" and self.own.random() < 0.3:
+            self.note("user module: partial called at once")
+            return [f"x = {sub.name}.partial({', '.join(args)})(x)"]
         if style == "partial":
             var = self.fresh(("block", "sub", "make_block", "unit"))
             return [f"{var} = {sub.name}.partial({', '.join(args)})", f"x = {var}(x)"]
