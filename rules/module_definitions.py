@@ -55,7 +55,9 @@ Not converted (TODO)
     or build a shared one differently from ``apply``); a class whose methods assign ``self.<name>`` (``self.n =
     x.shape[0]``, ``self.rnn = RNN.shared(...)``): legacy ran apply on a fresh
     instance, a Linen module raises at the assignment; a classmethod applying
-    the class the legacy way (``cls.call(params, x)``).
+    the class the legacy way (``cls.call(params, x)``); a class-level annotation
+    without a value (``features: Sequence[int]``: inert in legacy, a required
+    field in Linen).
 """
 
 from __future__ import annotations
@@ -174,6 +176,10 @@ class _Transformer(ModuleParts):
                     (self.resolve(d.decorator) or "").endswith("module_method") for d in s.decorators):
                 self.todo(f"@nn.module_method {s.name.value}: move shared submodules to setup() and "
                           "call it with apply(..., method=...)")
+        bare = _bare_annotations(original)
+        if bare:  # features: Sequence[int] in a legacy class: inert there, a required dataclass field in Linen
+            self.todo(f"class-level annotation without a value ({', '.join(bare)}): inert in legacy, a required "
+                      "dataclass field in Linen (constructing the module raises): remove it or give it a default")
         for s in body:
             api = _class_api_use(s)
             if api:  # cls.call(params, x): a Linen class has no call, and cls has no attributes yet
@@ -212,3 +218,9 @@ def _class_api_use(method: cst.BaseStatement) -> str | None:
     uses = m.findall(method.body, m.Attribute(value=m.Name(receiver),
                                               attr=m.OneOf(*(m.Name(a) for a in _CLASS_API))))
     return f"{receiver}.{uses[0].attr.value}" if uses else None  # type: ignore[attr-defined]
+
+
+def _bare_annotations(node: cst.ClassDef) -> list[str]:
+    """The names a class body annotates without a value (``features: Sequence[int]``)."""
+    return [a.target.value for stmt in node.body.body if isinstance(stmt, cst.SimpleStatementLine)
+            for a in stmt.body if isinstance(a, cst.AnnAssign) and a.value is None and isinstance(a.target, cst.Name)]
