@@ -171,8 +171,8 @@ class RuleTransformer(FastTransformer):
     def keep_comments(self, old: cst.CSTNode, new: cst.CSTNode) -> None:
         """Comments of ``old`` that its rewrite ``new`` lost (a call rebuilt from its
         arguments: ``nn.Dense(x,  # why\n features=3)``) go above the statement."""
-        left = _comments(new)
-        for comment in _comments(old):
+        left = comments_in(new)
+        for comment in comments_in(old):
             if comment in left:
                 left.remove(comment)
             elif self._todo_stack and comment not in self._todo_stack[-1]:
@@ -243,7 +243,10 @@ class _CommentsOf(cst.CSTVisitor):
         self.found.append(node.value)
 
 
-def _comments(node: cst.CSTNode) -> list[str]:
+def comments_in(node: cst.CSTNode | cst.MaybeSentinel) -> list[str]:
+    """The comments inside ``node`` (none in a sentinel)."""
+    if not isinstance(node, cst.CSTNode):
+        return []
     visitor = _CommentsOf()
     node.visit(visitor)
     return visitor.found

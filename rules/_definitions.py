@@ -11,7 +11,7 @@ import libcst as cst
 
 from linen_upgrade.facts import Param
 from linen_upgrade.rule import Context, FastTransformer, FastVisitor, Rule, RuleTransformer
-from linen_upgrade.transformer import target_names
+from linen_upgrade.transformer import comments_in, target_names
 from linen_upgrade.rules._cst import build_dotted, express, is_docstring, kwarg, names_in
 from linen_upgrade.rules._modules import SelfAttributes, creates_module, type_of
 
@@ -108,12 +108,17 @@ class ModuleParts(RuleTransformer):
                 self.imports.add((needed, None))
             value = cst.Call(func=build_dotted(field), args=[kwarg("default_factory", cst.Lambda(
                 params=cst.Parameters(), body=value))])
+        # a comment written after the parameter (``# pylint: disable=...``) stays with it
+        comments = " ".join(comments_in(param.comma)) if param is not None else ""
         return cst.SimpleStatementLine(body=[cst.AnnAssign(
             target=cst.Name(attr.name),
             annotation=(param.annotation if param is not None else None)
             or cst.Annotation(cst.parse_expression(annotation)),
             value=value,
-            equal=cst.AssignEqual() if value is not None else cst.MaybeSentinel.DEFAULT)])
+            equal=cst.AssignEqual() if value is not None else cst.MaybeSentinel.DEFAULT)],
+            trailing_whitespace=cst.TrailingWhitespace(whitespace=cst.SimpleWhitespace("  "),
+                                                       comment=cst.Comment(comments))
+            if comments else cst.TrailingWhitespace())
 
     def _forward_field(self, param: Param) -> cst.SimpleStatementLine:
         """``kwargs: Any = FrozenDict()``: the forwarded configuration, holding the
@@ -154,7 +159,9 @@ class ModuleParts(RuleTransformer):
         kwonly = [p for p in old.kwonly_params if p.name.value in inputs]
         params = old.with_changes(
             posonly_params=[], posonly_ind=cst.MaybeSentinel.DEFAULT,
-            params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in keep],
+            # a comma followed by a comment keeps its line (``x,  # the image``)
+            params=[p if comments_in(p.comma) and i < len(keep) - 1 else p.with_changes(comma=cst.MaybeSentinel.DEFAULT)
+                    for i, p in enumerate(keep)],
             kwonly_params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in kwonly],
             star_arg=old.star_arg if kwonly else cst.MaybeSentinel.DEFAULT,
             # forwarded inputs (``train=``) still arrive as keywords
@@ -492,3 +499,4 @@ def without_deletes(body: cst.BaseSuite, names: set[str]) -> cst.BaseSuite:
                 return updated.with_changes(body=[cst.SimpleStatementLine([cst.Pass()])])
             return updated
     return body.visit(Strip())
+
