@@ -73,6 +73,10 @@ def check_uses(plan: Plan, module: cst.Module, carried: bool = False) -> list[st
         if check.plain:
             problems.append("apply_gradient with hyper-parameters at some calls and without at others "
                             "(legacy uses the definition's values where none are given)")
+        if len(check.key_sets) > 1:  # the injected value of one call would stay for the next
+            problems.append("apply_gradient with different hyper-parameters at different calls "
+                            f"({' / '.join(sorted(', '.join(sorted(k)) for k in check.key_sets))}: legacy uses "
+                            "the definition's value where a call gives none)")
         _inject_all(plan, problems, check.hyper_keys)
     if check.apply_fn_used or (carried and problems):
         problems.append(APPLY_FN_NEEDED)
@@ -149,6 +153,7 @@ class _Check(FastVisitor):
         self.plain = 0  # and without
         self.hyper_keys: set[str] = set()
         self.lr_missing = 0  # apply_gradient calls without learning_rate=
+        self.key_sets: set[frozenset[str]] = set()  # the hyper-parameters each call passes
         self.applies: list[cst.Call] = []  # apply_gradient / optimize on optimizer values
         self.axes: set[str | None] = set()  # of legacy .replicate() calls
 
@@ -174,6 +179,7 @@ class _Check(FastVisitor):
             self.problems.append("apply_gradient with unusual arguments")
         elif args:
             self.hyper_keys.update(a.keyword.value for a in args)
+            self.key_sets.add(frozenset(a.keyword.value for a in args))
             self.hyper += 1
         else:
             self.plain += 1
