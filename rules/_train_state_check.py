@@ -185,6 +185,7 @@ class _Check(FastVisitor):
             self.plain += 1
 
     def visit_Assign(self, node: cst.Assign) -> None:
+        self._in_tuple(node.value)
         call = node.value
         if not (isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)):
             return
@@ -254,6 +255,18 @@ class _Check(FastVisitor):
 
     # an optimizer put in a list, set or dict is used where this rule cannot follow it (issue 16);
     # tuples are how functions return it with other values, which the plan follows
+    def visit_For(self, node: cst.For) -> None:
+        self._in_tuple(node.iter)
+
+    def _in_tuple(self, value: cst.BaseExpression) -> None:
+        """``opts = (adam, sgd)``, ``a, b = opt, x``, ``for opt in (adam, sgd)``: the plan follows
+        tuples that functions return and wrappers hand back, not these (the creates converted, the
+        uses not)."""
+        if isinstance(value, cst.Tuple) and any(
+                self.plan.is_opt(e.value) or id(e.value) in self.plan.creates for e in value.elements):
+            self.problems.append("the optimizer is put in a tuple this rule does not follow (bound to a name "
+                                 "or looped over)")
+
     def visit_DictElement(self, node: cst.DictElement) -> None:
         self._contained(node.value)
 
@@ -266,7 +279,10 @@ class _Check(FastVisitor):
             self._contained(e.value)
 
     def _contained(self, value: cst.BaseExpression) -> None:
-        if self.plan.is_opt(value):
+        if isinstance(value, cst.Tuple):  # [('adam', optim.Adam(...).create(p)), ...]: in the list all the same
+            for e in value.elements:
+                self._contained(e.value)
+        elif self.plan.is_opt(value) or id(value) in self.plan.creates:
             self.problems.append("the optimizer is put in a list, set or dict, whose uses this rule cannot follow")
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
