@@ -80,8 +80,9 @@ APPLIES: dict[str, Callable[[Context], bool]] = {
     "LU102": lambda ctx: has_legacy_classes(ctx) or _legacy_names(ctx),
     "LU103": lambda ctx: bool(ctx.facts.attributes & {"partial", "shared"})
     and (has_legacy_classes(ctx) or _legacy_names(ctx)),
-    "LU104": lambda ctx: bool(ctx.facts.attributes & {"param", "state", "get_param", "is_stateful"}
-                              or ctx.facts.references("flax.nn.make_rng")) and has_legacy_classes(ctx)
+    # (and a built-in's subclass that only wraps param: facts._wraps_param)
+    "LU104": lambda ctx: (bool(ctx.facts.attributes & {"param", "state", "get_param", "is_stateful"}
+                               or ctx.facts.references("flax.nn.make_rng")) and has_legacy_classes(ctx))
     or any(c.wraps_param for c in ctx.facts.classes),
     "LU106": lambda ctx: any(q in NN_FUNCTIONS for q in ctx.facts.qualnames),
     "LU201": _usage,

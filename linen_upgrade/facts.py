@@ -206,11 +206,11 @@ def _wraps_param(node: ast.ClassDef) -> bool:
             if n.keywords or n.func.value.args or [_dotted(a) for a in n.args] != [name, shape, init]:
                 return False
             handed.update(id(a) for a in n.args[1:])
-    reads = [n for n in ast.walk(fn) if isinstance(n, ast.Name) and n.id in (this, shape, init, *_INIT_ARGS)]
+    reads = [n for n in ast.walk(fn) if isinstance(n, ast.Name) and n.id in (this, shape, init, *INIT_ARGS)]
     return bool(handed) and all(id(n) in handed for n in reads)
 
 
-_INIT_ARGS = ("init_args", "init_kwargs")  # the names LU104 gives param's other arguments
+INIT_ARGS = ("init_args", "init_kwargs")  # the names LU104 gives param's other arguments
 
 
 def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef, method: bool = False) -> list[Param]:

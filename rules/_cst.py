@@ -8,6 +8,9 @@ from linen_upgrade.resolve import ImportMap, canonical, dotted
 from linen_upgrade.rule import FastTransformer, FastVisitor
 from linen_upgrade.tables.jax_renames import JAX_RENAMES
 
+# functools.partial, and its old re-export in jax (LU401 renames it)
+PARTIALS = frozenset({"functools.partial", *(k for k, v in JAX_RENAMES.items() if v == "functools.partial")})
+
 
 _EQ = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
 
@@ -229,7 +232,7 @@ def spell_partial(imports: ImportMap, module: cst.Module) -> tuple[str, tuple[st
     (``from functools import partial``) unless the file binds that name to something else,
     then through its ``functools`` import, or ``functools.partial`` (``import functools``)."""
     imported = imports.aliases.get("partial")
-    if imported is not None and JAX_RENAMES.get(imported) == "functools.partial":
+    if imported in PARTIALS - {"functools.partial"}:
         return "partial", None  # ``from jax.util import partial``: LU401 makes that import functools'
     added = any(isinstance(stmt, cst.SimpleStatementLine) and any(_binds(s, "functools", "partial") for s in stmt.body)
                 for stmt in module.body)  # by a rule that ran before

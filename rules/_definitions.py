@@ -160,8 +160,8 @@ class ModuleParts(RuleTransformer):
         params = old.with_changes(
             posonly_params=[], posonly_ind=cst.MaybeSentinel.DEFAULT,
             # a comma followed by a comment keeps its line (``x,  # the image``)
-            params=[p if comments_in(p.comma) and i < len(keep) - 1 else p.with_changes(comma=cst.MaybeSentinel.DEFAULT)
-                    for i, p in enumerate(keep)],
+            params=[p if comments_in(p.comma) and i < len(keep) - 1
+                    else p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for i, p in enumerate(keep)],
             kwonly_params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in kwonly],
             star_arg=old.star_arg if kwonly else cst.MaybeSentinel.DEFAULT,
             # forwarded inputs (``train=``) still arrive as keywords
@@ -499,4 +499,3 @@ def without_deletes(body: cst.BaseSuite, names: set[str]) -> cst.BaseSuite:
                 return updated.with_changes(body=[cst.SimpleStatementLine([cst.Pass()])])
             return updated
     return body.visit(Strip())
-

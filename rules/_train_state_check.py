@@ -66,7 +66,8 @@ def check_uses(plan: Plan, module: cst.Module, carried: bool = False) -> list[st
     check = _Check(plan, problems, carried)
     module.visit(check)
     check.finish()
-    if plan.lr_per_step and (check.lr_missing or not check.applies or plan.explicit or plan.passes
+    every_step_lr = not check.plain and all("learning_rate" in keys for keys in check.key_sets)
+    if plan.lr_per_step and (not every_step_lr or not check.applies or plan.explicit or plan.passes
                              or plan.across_files):
         problems.extend(plan.lr_per_step.values())  # the placeholder would be used: legacy failed there
     if check.hyper:
@@ -137,6 +138,10 @@ def _function(tx: str) -> str:
     return (dotted(node.func) if isinstance(node, cst.Call) else None) or tx
 
 
+# where an optimizer is put that the plan does not follow
+_CONTAINER = "the optimizer is put in a list, set or dict, whose uses this rule cannot follow"
+_TUPLE = "the optimizer is put in a tuple this rule does not follow (bound to a name or looped over)"
+
 # what a legacy nn.Model has that a params pytree does not
 _MODEL_ATTRIBUTES = frozenset({"params", "module", "truncate_at"})
 
@@ -152,7 +157,6 @@ class _Check(FastVisitor):
         self.hyper = 0  # apply_gradient calls with hyper-parameters
         self.plain = 0  # and without
         self.hyper_keys: set[str] = set()
-        self.lr_missing = 0  # apply_gradient calls without learning_rate=
         self.key_sets: set[frozenset[str]] = set()  # the hyper-parameters each call passes
         self.applies: list[cst.Call] = []  # apply_gradient / optimize on optimizer values
         self.axes: set[str | None] = set()  # of legacy .replicate() calls
@@ -174,7 +178,6 @@ class _Check(FastVisitor):
                                      f"pmapped with axis_name={axis!r} (legacy averaged the gradients there)")
 
     def _hyper_args(self, args) -> None:
-        self.lr_missing += not any(a.keyword is not None and a.keyword.value == "learning_rate" for a in args)
         if any(a.star or a.keyword is None for a in args):
             self.problems.append("apply_gradient with unusual arguments")
         elif args:
@@ -185,7 +188,8 @@ class _Check(FastVisitor):
             self.plain += 1
 
     def visit_Assign(self, node: cst.Assign) -> None:
-        self._in_tuple(node.value)
+        if isinstance(node.value, cst.Tuple):
+            self._contained(node.value, _TUPLE)
         call = node.value
         if not (isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)):
             return
@@ -254,36 +258,33 @@ class _Check(FastVisitor):
             self.ok.add(id(f))
 
     # an optimizer put in a list, set or dict is used where this rule cannot follow it (issue 16);
-    # tuples are how functions return it with other values, which the plan follows
-    def visit_For(self, node: cst.For) -> None:
-        self._in_tuple(node.iter)
-
-    def _in_tuple(self, value: cst.BaseExpression) -> None:
-        """``opts = (adam, sgd)``, ``a, b = opt, x``, ``for opt in (adam, sgd)``: the plan follows
-        tuples that functions return and wrappers hand back, not these (the creates converted, the
-        uses not)."""
-        if isinstance(value, cst.Tuple) and any(
-                self.plan.is_opt(e.value) or id(e.value) in self.plan.creates for e in value.elements):
-            self.problems.append("the optimizer is put in a tuple this rule does not follow (bound to a name "
-                                 "or looped over)")
-
+    # tuples are how functions return it with other values and wrappers hand it back, which the
+    # plan follows: not a tuple bound to a name or looped over (``opts = (adam, sgd)``, ``a, b =
+    # opt, x``, ``for opt in opts``: the creates would convert, the uses not)
     def visit_DictElement(self, node: cst.DictElement) -> None:
-        self._contained(node.value)
+        self._contained(node.value, _CONTAINER)
 
     def visit_List(self, node: cst.List) -> None:
         for e in node.elements:
-            self._contained(e.value)
+            self._contained(e.value, _CONTAINER)
 
     def visit_Set(self, node: cst.Set) -> None:
         for e in node.elements:
-            self._contained(e.value)
+            self._contained(e.value, _CONTAINER)
 
-    def _contained(self, value: cst.BaseExpression) -> None:
-        if isinstance(value, cst.Tuple):  # [('adam', optim.Adam(...).create(p)), ...]: in the list all the same
-            for e in value.elements:
-                self._contained(e.value)
-        elif self.plan.is_opt(value) or id(value) in self.plan.creates:
-            self.problems.append("the optimizer is put in a list, set or dict, whose uses this rule cannot follow")
+    def visit_For(self, node: cst.For) -> None:
+        if isinstance(node.iter, cst.Tuple):
+            self._contained(node.iter, _TUPLE)
+
+    def _contained(self, value: cst.BaseExpression, problem: str) -> None:
+        if self._holds_opt(value):
+            self.problems.append(problem)
+
+    def _holds_opt(self, value: cst.BaseExpression) -> bool:
+        """An optimizer, or a tuple with one (``[('adam', optim.Adam(...).create(p)), ...]``)."""
+        if isinstance(value, cst.Tuple):
+            return any(self._holds_opt(e.value) for e in value.elements)
+        return self.plan.is_opt(value) or id(value) in self.plan.creates
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
         if id(node) in self.ok:

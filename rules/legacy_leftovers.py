@@ -23,12 +23,9 @@ from linen_upgrade.analysis.identity import EXTERNAL_PACKAGES
 from linen_upgrade.applicability import LEGACY_ONLY_METHODS
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
-from linen_upgrade.tables.jax_renames import JAX_RENAMES
+from linen_upgrade.rules._cst import PARTIALS
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 from linen_upgrade.tables.nn_symbols import NN_SYMBOLS
-
-# functools.partial, and its old re-export in jax (LU401 renames it)
-PARTIALS = frozenset({"functools.partial", *(k for k, v in JAX_RENAMES.items() if v == "functools.partial")})
 
 _MODULE_CLASS_METHODS = frozenset({"partial", "shared", "init", "init_by_shape", "call",
                                    "create", "create_by_shape"})

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 import libcst as cst
 
+from linen_upgrade.facts import INIT_ARGS
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.rules._modules import LegacyBodyTransformer
 
@@ -170,13 +171,13 @@ class _LinenParam(cst.CSTTransformer):
         this, name = updated.params.params[:2]
         return updated.with_changes(params=updated.params.with_changes(
             params=[this, name.with_changes(comma=cst.MaybeSentinel.DEFAULT)],
-            star_arg=cst.Param(cst.Name("init_args")), star_kwarg=cst.Param(cst.Name("init_kwargs"))))
+            star_arg=cst.Param(cst.Name(INIT_ARGS[0])), star_kwarg=cst.Param(cst.Name(INIT_ARGS[1]))))
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
         func = updated.func
         if isinstance(func, cst.Attribute) and func.attr.value == "param" and isinstance(func.value, cst.Call) \
                 and isinstance(func.value.func, cst.Name) and func.value.func.value == "super":
             return updated.with_changes(args=[updated.args[0].with_changes(comma=cst.MaybeSentinel.DEFAULT),
-                                              cst.Arg(cst.Name("init_args"), star="*"),
-                                              cst.Arg(cst.Name("init_kwargs"), star="**")])
+                                              cst.Arg(cst.Name(INIT_ARGS[0]), star="*"),
+                                              cst.Arg(cst.Name(INIT_ARGS[1]), star="**")])
         return updated

@@ -135,14 +135,14 @@ BUILTIN_MODULES: dict[str, BuiltinModule] = {
         ("rate", "broadcast_dims", "deterministic"), ("inputs",), explicit={"deterministic": "False"}),
 }
 
-# legacy attention mask arguments LU102 turns into one Linen ``mask=`` call argument.
-# Legacy padding masks came as (batch, length, 1) or (batch, length) (api_mapping.md §2.1);
-# Linen takes (batch, length): the reshape accepts both (1-D attention, the common case).
 # built-ins whose Linen namesakes create the same parameters (names, shapes) through
 # ``self.param``: a subclass overriding only ``param`` (weight standardization) works on both
 SAME_PARAMS = frozenset({"flax.nn.Dense", "flax.nn.DenseGeneral", "flax.nn.Conv", "flax.nn.ConvTranspose",
                          "flax.nn.Embed"})
 
+# legacy attention mask arguments LU102 turns into one Linen ``mask=`` call argument.
+# Legacy padding masks came as (batch, length, 1) or (batch, length) (api_mapping.md §2.1);
+# Linen takes (batch, length): the reshape accepts both (1-D attention, the common case).
 ATTENTION_MASKS = {
     "causal_mask": "{nn}.make_causal_mask({q}[..., 0])",  # for True; for a value: behind `if value`
     "padding": "{nn}.make_attention_mask({pq}.reshape({pq}.shape[:2]), {pk}.reshape({pk}.shape[:2]))",
