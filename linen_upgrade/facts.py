@@ -101,6 +101,10 @@ class ClassFacts:
     wraps_param: bool = False  # only ``param`` overridden, handing shape and init on (``_wraps_param``)
 
 
+# the module a PartialArg hands over is a value this file cannot name (``_untraced_arguments``)
+UNTRACED = "?"
+
+
 @dataclass(frozen=True)
 class PartialArg:
     """``conv = nn.Conv.partial(bias=False); Block(x, conv=conv)``: inside
@@ -346,6 +350,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
                         else:
                             partial_args.append(PartialArg(qualify(callee), kw.arg, target, bound))
     partial_args += _module_arguments(tree, imports, qualify, local_classes)
+    partial_args += _untraced_arguments(tree, imports, qualify, local_classes)
     return FileFacts(
         call_args=_call_args(tree, imports, qualify, {
             c.name for c in classes if any(b == "flax.nn.Module" or not _outside(b) for b in c.bases)})
@@ -368,14 +373,16 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
 
 
 
+def _known_callee(name: str | None, imports: ImportMap, qualify, local_classes: set[str]) -> bool:
+    """A class of this file or a name imported from outside the packages that say nothing of modules."""
+    return bool(name) and (name.partition(".")[0] in local_classes or (  # type: ignore[union-attr]
+        imports.resolve_dotted(name) is not None and not _outside(qualify(name))))
+
+
 def _module_arguments(tree: ast.Module, imports: ImportMap, qualify, local_classes: set[str]) -> list[PartialArg]:
     """A module class handed to another's ``apply`` parameter by name (``Net.partial(block_cls=Block)``,
     ``Net(x, block_cls=Block.partial(strides=2))``, ``def apply(self, x, block_cls=Block)``), anywhere in
     the file: the index learns which module a parameter holds, so LU102 converts ``block_cls(x, ...)``."""
-
-    def known(name: str | None) -> bool:
-        return bool(name) and (name.partition(".")[0] in local_classes or (
-            imports.resolve_dotted(name) is not None and not _outside(qualify(name))))
 
     def module_value(value: ast.expr) -> tuple[str, frozenset[str]] | None:
         bound: frozenset[str] = frozenset()
@@ -395,7 +402,7 @@ def _module_arguments(tree: ast.Module, imports: ImportMap, qualify, local_class
                 and node.func.attr in _INIT_METHODS.keys() | _KEYWORD_METHODS \
                 else node.func
             callee = _dotted(func)
-            if not known(callee):
+            if not _known_callee(callee, imports, qualify, local_classes):
                 continue
             for kw in node.keywords:
                 found = module_value(kw.value) if kw.arg else None
@@ -412,6 +419,33 @@ def _module_arguments(tree: ast.Module, imports: ImportMap, qualify, local_class
                         found = module_value(default)
                         if found is not None:
                             out.append(PartialArg(qualify(node.name), param.arg, *found))
+    return out
+
+
+def _untraced_arguments(tree: ast.Module, imports: ImportMap, qualify, local_classes: set[str]) -> list[PartialArg]:
+    """A function's own parameter handed to a module's ``apply`` parameter (``def masked(module, mask):
+    return Masked.partial(wrapped_module=module, mask=mask)``): what it holds is known only where the
+    function is called, which the index does not follow, so a call of that ``apply`` parameter may call
+    a legacy module class (``masked(nn.Conv, m)(x, ...)``); the target ``UNTRACED`` says so.  Not in a
+    legacy module's methods: their parameters' modules are the index's roles and partials."""
+    # the functions of classes defining apply (module methods, helpers nested in them)
+    methods = {id(f) for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and any(
+        isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == "apply" for item in c.body)
+        for f in ast.walk(c)}
+    out: list[PartialArg] = []
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or id(fn) in methods:
+            continue
+        own = {a.arg for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]}
+        for node in ast.walk(fn):
+            if not (isinstance(node, ast.Call) and node.keywords):
+                continue
+            func = node.func.value if isinstance(node.func, ast.Attribute) \
+                and node.func.attr in _INIT_METHODS.keys() | _KEYWORD_METHODS else node.func
+            callee = _dotted(func)
+            if _known_callee(callee, imports, qualify, local_classes):
+                out.extend(PartialArg(qualify(callee), kw.arg, UNTRACED, frozenset()) for kw in node.keywords
+                           if kw.arg and isinstance(kw.value, ast.Name) and kw.value.id in own)
     return out
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 
 from linen_upgrade.analysis.identity import ModuleTable
 from linen_upgrade.resolve import canonical
-from linen_upgrade.facts import (CallArg, ClassFacts, FileFacts, ForwardSpec, Param, PartialArg, by_position_or_name,
-                                 is_input)
+from linen_upgrade.facts import (UNTRACED, CallArg, ClassFacts, FileFacts, ForwardSpec, Param, PartialArg,
+                                 by_position_or_name, is_input)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES, SAME_PARAMS
 
 LEGACY_MODULE_BASES = frozenset({"flax.nn.Module"})
@@ -75,6 +75,9 @@ class ProjectIndex:
     # (module class, apply parameter) that call sites fill with different modules -> those (module,
     # keywords fixed): calls through it convert when all split alike (ResNet18/ResNet50), else a TODO
     ambiguous_params: dict[tuple[str, str], frozenset[tuple[str, frozenset[str]]]] = field(default_factory=dict)
+    # (module class, apply parameter) that call sites fill only with a function's own parameter
+    # (``def masked(module): return Masked.partial(wrapped_module=module)``) or with functions
+    untraced_params: set[tuple[str, str]] = field(default_factory=set)
     # ``models.ResNet50`` -> (the module it partials, (keyword, source) fixed, all literal): module-level
     # ``ResNet50 = ResNet.partial(...)`` of a file of the run, for the files that import it
     partial_aliases: dict[str, tuple[str, tuple[tuple[str, str], ...], bool]] = field(default_factory=dict)
@@ -208,6 +211,8 @@ class ProjectIndex:
                     given.setdefault((holder, pa.param), set()).add((index.canonical(pa.target), pa.bound))
         for key, values in given.items():
             if not any(t in BUILTIN_MODULES or index.is_legacy_module(t) for t, _ in values):
+                if any(t == UNTRACED for t, _ in values):
+                    index.untraced_params.add(key)
                 continue  # functions (activation=nn.relu): called alike in Linen
             if len(values) == 1:
                 index.partial_params[key] = next(iter(values))

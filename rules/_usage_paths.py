@@ -164,7 +164,8 @@ class _Children(FastVisitor):
         if local not in self.defaults:
             return True
         if self.owner is not None and ((self.owner, local) in self.a.index.partial_params
-                                       or (self.owner, local) in self.a.index.ambiguous_params):
+                                       or (self.owner, local) in self.a.index.ambiguous_params
+                                       or (self.owner, local) in self.a.index.untraced_params):
             return True
         default = self.defaults[local]
         name = dotted(default) if default is not None else None
