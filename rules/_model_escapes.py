@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from linen_upgrade.analysis import identity
 from linen_upgrade.rules._usage import (CAPTURE, CLASS, CONFLICT, FUNC, INSTANCE, MODEL, TRUNC, UsageTransformer,
                                         conflict_message, element, external_param, unwrap_func)
 
@@ -23,6 +24,14 @@ def _field(owner) -> bool:
 class Escapes(UsageTransformer):
     """TODOs where a Model leaves the values the usage analysis follows; LU202's
     transformer calls ``_check_escapes`` on every call it leaves."""
+
+    def _unread_file(self, qual: str | None) -> bool:
+        """Does ``qual`` name a function of a file of the run that the run took no facts of (no flax
+        in it)?  Nothing there turns ``model.params`` into ``params``."""
+        table = identity.current()
+        module = qual.rpartition(".")[0] if qual else ""
+        return bool(module) and table is not None and table.path(module) is not None \
+            and module not in self.ctx.index.paths
 
     def _check_escapes(self, call: cst.Call) -> None:
         """A Model handed to code this tool does not follow is a params pytree there too: say so."""
@@ -47,6 +56,8 @@ class Escapes(UsageTransformer):
                     where = f"{callee.func[1]} (another file, where that parameter is {conflict_message(got)})"
                 elif got is None or got.kind != t.kind or not self.a.carries_model(got):
                     where = f"{callee.func[1]} (another file, where it is not followed as a Model)"
+            elif callee is None and self._unread_file(qual):
+                where = f"{qual} (another file, which this run does not read: it uses no flax)"
             elif qual is not None and any(qual == self.a.class_qual(c.name) for c in self.ctx.facts.classes) \
                     and not (callee is not None and callee.kind == CLASS
                              and "__init__" in self.a.methods.get(callee.func[1], {})):

@@ -181,6 +181,54 @@ def test_fixture_programs_as_one_tree_convert_as_each_alone(tmp_path):
             assert together[f"{program.name}/{name}"] == (text, findings), f"{program.name}/{name}"
 
 
+def test_the_run_folder_named_in_its_own_imports(tmp_path):
+    """Run on ``pkg/`` (no ``__init__.py``) whose files import ``pkg.layers``: the whole import read
+    from the folder above the run is the run's ``layers``."""
+    _write(tmp_path, _layers_and_net("pkg/", "pkg"))
+    files = _upgrade(tmp_path / "pkg")
+    assert "return layers.AddPos(scale=2.0)(x)" in files["net.py"][0]
+
+
+MODEL_TO_PLAIN_FILE = {
+    "util.py": """\
+        import jax
+
+
+        def count(model):
+          return sum(x.size for x in jax.tree_util.tree_leaves(model.params))
+        """,
+    "train.py": """\
+        import jax
+        import jax.numpy as jnp
+        from flax import nn
+        from pkg import util
+
+
+        class Net(nn.Module):
+          def apply(self, x):
+            return nn.Dense(x, 3)
+
+
+        def main():
+          _, params = Net.init_by_shape(jax.random.PRNGKey(0), [((1, 2), jnp.float32)])
+          model = nn.Model(Net, params)
+          print(util.count(model))
+        """,
+}
+
+
+def test_a_model_passed_to_a_file_without_flax_gets_a_todo(tmp_path):
+    """``util.count(model)`` where util.py never names flax: the run takes no facts of it, so its
+    ``model.params`` stays; the caller, whose Model became its params, says so."""
+    _write(tmp_path, {f"pkg/{name}": text for name, text in MODEL_TO_PLAIN_FILE.items()})
+    files = _upgrade(tmp_path / "pkg")
+    assert "util.py" not in files  # not read, not written
+    text, findings = files["train.py"]
+    assert "model = params" in text
+    assert findings == ["LU202 a Model (now its params) is passed to util.count (another file, which this run "
+                        "does not read: it uses no flax): apply the Linen module there with {'params': ...}"]
+
+
 def test_table_names_files_by_path(tmp_path):
     _write(tmp_path, {"a/train.py": "", "b/train.py": "", "pkg/__init__.py": "", "pkg/sub/m.py": "",
                       "v0.7/x.py": ""})

@@ -148,9 +148,10 @@ class ModuleTable:
         if len(rest) == 1:
             return rest[0]
         # ``lra.models.layers`` run on ``lra/models/``: the import's first folders lie above the run
-        # (two names at least: one alone says too little)
+        # (two names at least: one alone says too little); ``pkg.util`` run on ``pkg/``, the
+        # whole import read from the folder above the run, is the same with no name dropped
         above = [self.root, os.path.dirname(self.root), os.path.dirname(os.path.dirname(self.root))]
-        for k in range(1, len(parts) - 1):
+        for k in range(len(parts) - 1):
             for folder in above:
                 base = os.path.join(folder, *parts[k:])
                 for candidate in (os.path.join(base, "__init__.py"), base + ".py"):
