@@ -290,7 +290,7 @@ class Analysis:
             if found is not None:
                 t = self.env.get((id(found), expr.value))
                 if t is not None and t.kind == DEF and t.ref is not None and t.ref.choices \
-                        and found.bound.get(expr.value) == 1:
+                        and (found.bound.get(expr.value) == 1 or found.exclusive(expr.value)):
                     # a definition chosen at run time is known by the one name that holds it
                     return Ty(DEF, replace(t.ref, def_var=(id(found), expr.value)))
                 return t
@@ -325,6 +325,11 @@ class Analysis:
                 return None
             items = tuple(self.ty(e.value, scope) for e in expr.elements)
             return Ty(TUPLE, items=items) if any(items) else None
+        if isinstance(expr, cst.IfExp):  # ``B if fake else A``: a definition chosen at run time
+            body, orelse = self.ty(expr.body, scope), self.ty(expr.orelse, scope)
+            if body is not None and orelse is not None and body.kind == orelse.kind == DEF:
+                return join(body, orelse)
+            return None
         if isinstance(expr, cst.Subscript):
             key = expr.slice[0].slice if len(expr.slice) == 1 else None
             if isinstance(key, cst.Index) and isinstance(key.value, cst.SimpleString) \
@@ -392,6 +397,8 @@ class Analysis:
         if self._is_partial(call, scope):
             arg = self.arg(call, 0)
             d = self.ty(arg, scope) if arg is not None else None
+            if d is not None and d.kind == DEF and d.ref and d.ref.choices:  # what LU201 made of one's .partial
+                return self._partial_of_choice(d.ref, call.args[1:], scope)
             if d is not None and d.kind == DEF and d.ref:
                 return Ty(DEF, self._extend(d.ref, call.args[1:], scope))
             if self._callee(call, scope)[0] is not None:
@@ -425,8 +432,10 @@ class Analysis:
                     v = Ty(VARIABLES, ModuleRef(ctor.ref.qual))
                     return v if method == "init" else Ty(TUPLE, items=(None, v))
             if base is not None and base.kind == DEF and base.ref and _held(base.ref):
-                if method == "partial":  # of a run-time choice: which keywords are attributes depends on it
-                    return Ty(DEF, self._extend(base.ref.without_var(), call.args, scope)) if not base.ref.choices else None
+                if method == "partial":
+                    if base.ref.choices:
+                        return self._partial_of_choice(base.ref, call.args, scope)
+                    return Ty(DEF, self._extend(base.ref.without_var(), call.args, scope))
                 if method in ("create", "create_by_shape"):
                     return Ty(TUPLE, items=(None, Ty(MODEL, base.ref)))
                 return None
@@ -512,6 +521,22 @@ class Analysis:
                 return replace(t, ref=replace(given.ref, def_expr=id(arg)))
             return replace(t, ref=given.ref)
         return elsewhere(replace(t, ref=ref.without_var()))
+
+    def _partial_of_choice(self, ref: ModuleRef, args, scope: Scope) -> Ty | None:
+        """``model_type.partial(num_classes=10)`` of a definition chosen at run time: a choice still, of
+        each one extended, when every keyword is a Linen attribute of every class it may be (else which
+        are call inputs depends on the run: unknown, and LU901 says so)."""
+        if any(a.keyword is None or a.star for a in args):
+            return None
+        keys = {a.keyword.value for a in args}
+        for choice in ref.choices:
+            spec = self.spec(choice.qual)
+            legacy = self.index.legacy_module(choice.qual)
+            if spec is None or spec.problem or spec.forward is not None or legacy is None \
+                    or keys & (spec.inputs | set(spec.manual) | set(spec.renames) | legacy.init_params):
+                return None  # (an initializer keyword: Linen calls it otherwise, adapted per class)
+        extended = tuple(self._extend(choice, args, scope) for choice in ref.choices)
+        return Ty(DEF, replace(ref.without_var(), choices=extended))
 
     def _extend(self, ref: ModuleRef, args, scope: Scope) -> ModuleRef:
         kwargs = dict(ref.kwargs)

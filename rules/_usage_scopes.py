@@ -25,11 +25,22 @@ class Scope:
         self.parent = parent
         self.is_class = is_class  # a class body: its names are not visible in its methods
         self.bound: dict[str, int] = {}  # name -> how many bindings
+        # name -> for each binding, the arms of the ``if`` statements it sits in, ((id(if), arm), ...),
+        # from the outermost; None for one in a loop, a ``try``, a comprehension or anything else
+        self.arms: dict[str, list[tuple[tuple[int, int], ...] | None]] = {}
         self.globals: set[str] = set()
         self.params: list[str] = []
 
     def bind(self, name: str) -> None:
         self.bound[name] = self.bound.get(name, 0) + 1
+
+    def exclusive(self, name: str) -> bool:
+        """Is ``name`` bound once on every path through the scope: each of its bindings in another arm
+        of one ``if`` (``if wide: d = M.partial(a=1) else: d = M.partial(a=2)``)?"""
+        arms = self.arms.get(name, [])
+        if len(arms) != self.bound.get(name) or any(a is None for a in arms):
+            return False
+        return all(_apart(a, b) for i, a in enumerate(arms) for b in arms[i + 1:])  # type: ignore[arg-type]
 
     def lookup(self, name: str) -> Scope | None:
         s: Scope | None = self
@@ -38,6 +49,16 @@ class Scope:
                 return s
             s = s.parent
         return None
+
+
+def _apart(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) -> bool:
+    """Do two bindings sit in different arms of one ``if`` (at the first ``if`` their paths differ in)?"""
+    for (if_a, arm_a), (if_b, arm_b) in zip(a, b):
+        if if_a != if_b:
+            return False
+        if arm_a != arm_b:
+            return True
+    return False
 
 
 class Collector(FastVisitor):
@@ -63,6 +84,23 @@ class Collector(FastVisitor):
         if self.stack[-1].node is original_node:
             self.stack.pop()
 
+    def _arms(self) -> tuple[tuple[int, int], ...] | None:
+        """The ``if`` arms the node being visited sits in, within its scope (None: also in something
+        that may run it more than once, or not at all, other than an ``if``)."""
+        arms: list[tuple[int, int]] = []
+        scope = self.stack[-1].node
+        for parent, child in zip(reversed(self.parents[:-1]), reversed(self.parents)):
+            if parent is scope:
+                return tuple(reversed(arms))
+            if isinstance(parent, cst.If):
+                if child is parent.test:
+                    return None
+                arms.append((id(parent), int(child is not parent.body)))
+            elif not isinstance(parent, (cst.IndentedBlock, cst.SimpleStatementLine, cst.Else, cst.Assign,
+                                         cst.AssignTarget, cst.AnnAssign, cst.With, cst.WithItem)):
+                return None
+        return None
+
     def _push(self, node: cst.CSTNode, params: cst.Parameters | None) -> Scope:
         scope = Scope(node, self.stack[-1])
         self.a.scopes[id(node)] = scope
@@ -79,6 +117,7 @@ class Collector(FastVisitor):
     def _bind(self, target: cst.BaseExpression, source: tuple, path: tuple[int, ...] = ()) -> None:
         if isinstance(target, cst.Name):
             self.stack[-1].bind(target.value)
+            self.stack[-1].arms.setdefault(target.value, []).append(self._arms())
             self.a.bindings.append((self.stack[-1], target.value, source, path))
         elif isinstance(target, cst.Attribute):  # obj.attr = ...: a field of obj's class, if a plain class
             self.a.field_bindings.append((self.stack[-1], target, source, path))

@@ -37,9 +37,12 @@ What it does
     that every key is a Linen attribute (a call input raises a TypeError
     that says so).  A definition chosen at run time (a factory returning partials
     of several classes, a parameter given them: ``create_model(key,
-    module)``) and held by one name: ``module.init_by_shape(key, specs)`` ->
+    module)``, a class picked by a conditional expression) and held by one name
+    (or by one name in each arm of an ``if``): ``module.init_by_shape(key, specs)`` ->
     ``module().init(key, zeros)``, as each of its partials is a
-    ``functools.partial`` (see LU202).
+    ``functools.partial`` (see LU202); a ``.partial`` of such a choice whose
+    keywords are attributes of every class it may be ->
+    ``functools.partial(model_type, num_classes=10)``.
 Why
     Linen's ``init`` returns the variables (``{'params': ..., 'batch_stats':
     ...}``), not ``(y, params)``; ``init_by_shape`` was not ported (the
@@ -160,6 +163,13 @@ class _Transformer(SiteCalls):
             return updated
         if left_legacy(original, self.a.parent) is not None:
             return updated  # called in module context and passed on: legacy with its calls (LU103's TODO)
+        if base.ref.choices:  # of a definition chosen at run time: when the analysis could follow it
+            made = self.a.type_at(original)
+            if made is None or made.kind != DEF or made.ref is None or not made.ref.choices:
+                return updated
+            self.fixed("a .partial of a definition chosen at run time -> functools.partial(...)")
+            return cst.Call(func=build_dotted(self.spell_partial()),
+                            args=[cst.Arg(value=updated.func.value), *updated.args])  # type: ignore[attr-defined]
         spec = self.a.spec(base.ref.qual)
         if spec is None:
             return updated
