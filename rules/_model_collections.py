@@ -19,12 +19,12 @@ from linen_upgrade.rules._usage_paths import legacy_key, linen_path, renumbered,
 
 # a legacy auto-name past the first submodule (``Dense_2``): the first, ``_0``, is the first of its class too
 _AUTO_NAME = re.compile(r"([A-Z]\w*)_([1-9]\d*)")
+# any legacy auto-name, a part of a legacy Collection key ('/Block_0/BatchNorm_1')
+_MODULE_NAME = re.compile(r"[A-Z]\w*_\d+")
 
 
 def renumbered_keys(module: cst.Module, a: Analysis) -> bool:
     """Does ``module`` index something by a legacy auto-name that Linen may number otherwise?"""
-    if not any(len(unnamed) > 1 for unnamed in unnamed_submodules(a)):
-        return False
     keys: list[tuple[str, cst.SimpleString | None]] = []
 
     class _Keys(FastVisitor):
@@ -33,14 +33,23 @@ def renumbered_keys(module: cst.Module, a: Analysis) -> bool:
             if key is not None:
                 keys.append(key)
 
+        def visit_DictElement(self, node: cst.DictElement) -> None:
+            key = auto_name(node.key)
+            if key is not None:
+                keys.append(key)
+
     module.visit(_Keys())
-    return any(renumbered(a, prefix) for prefix, _ in keys)
+    return bool(keys) and any(renumbered(a, prefix) for prefix in {prefix for prefix, _ in keys})
 
 
 def auto_name_key(node: cst.Subscript) -> tuple[str, cst.SimpleString | None] | None:
     """``params['Dense_2']`` -> ('Dense', the key); ``params[f'Conv_{i}']`` -> ('Conv', None)."""
     key = node.slice[0].slice if len(node.slice) == 1 else None
-    value = key.value if isinstance(key, cst.Index) else None
+    return auto_name(key.value) if isinstance(key, cst.Index) else None
+
+
+def auto_name(value: cst.BaseExpression) -> tuple[str, cst.SimpleString | None] | None:
+    """``'Dense_2'`` -> ('Dense', the string); ``f'Conv_{i}'`` -> ('Conv', None)."""
     if isinstance(value, cst.SimpleString):
         match = _AUTO_NAME.fullmatch(str(value.evaluated_value))
         return (match.group(1), value) if match else None
@@ -121,6 +130,10 @@ class Collections(UsageTransformer):
                 and holder.func.attr.value == "as_dict" and not holder.args:
             holder, new_holder = holder.func.value, new_holder.func.value  # type: ignore[attr-defined]
         t = self.a.type_at(holder)
+        if t is None and any(_MODULE_NAME.fullmatch(part) for part in key.split("/")):
+            # a value not followed here (another file's state, a function's parameter)
+            self.todo(f"the legacy key {key!r}: if this reads nn.Collection state or captured outputs, Linen's "
+                      "are nested dicts with per-class numbering (state['Block_0']['BatchNorm_0'])")
         if t is None or t.kind not in (STATE, CAPTURE):
             return updated
         path = linen_path(self.a, t.ref, key)
@@ -134,6 +147,14 @@ class Collections(UsageTransformer):
                 new_holder = subscript(new_holder, part)
             return new_holder.with_changes(lpar=updated.lpar, rpar=updated.rpar)
         return outputs(new_holder, path, not self._indexed(original))
+
+    def leave_DictElement(self, original: cst.DictElement, updated: cst.DictElement) -> cst.DictElement:
+        """``{'Dense_0': ..., 'LayerNorm_1': ...}``: params built by legacy auto-names; where they go
+        is not followed, so where Linen may number them otherwise a TODO says so."""
+        auto = auto_name(original.key) if id(original.key) in self.a.scope_of else None
+        if auto is not None:
+            self._renumbered_todo(*auto)
+        return updated
 
     def _auto_named(self, original: cst.Subscript, updated: cst.Subscript, prefix: str,
                     literal: cst.SimpleString | None) -> cst.BaseExpression:
@@ -149,12 +170,15 @@ class Collections(UsageTransformer):
                 return updated.with_changes(slice=[updated.slice[0].with_changes(
                     slice=updated.slice[0].slice.with_changes(value=new_key))])
             return updated
+        self._renumbered_todo(prefix, literal)
+        return updated
+
+    def _renumbered_todo(self, prefix: str, literal: cst.SimpleString | None) -> None:
         if renumbered(self.a, prefix):
             key = literal.value if literal is not None else f"f'{prefix}_{{...}}'"
             self.todo(f"the legacy auto-name {key}: legacy numbered a module's unnamed submodules with one "
                       f"counter, Linen per class ({prefix}_0, {prefix}_1, ... counting {prefix} modules only): "
                       "check which submodule this names")
-        return updated
 
     def _params_path(self, node: cst.Subscript) -> tuple[str, ...] | None:
         """The Linen module path of ``model.params['Block_1']['Dense_2']`` (literal keys down from the

@@ -8,6 +8,7 @@ per class; the order in which a module's ``apply`` creates its submodules
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 import libcst as cst
@@ -62,16 +63,43 @@ def renumbered(a: Analysis, prefix: str) -> bool:
     return any(len(unnamed) > 1 and (prefix in unnamed or ANY_CLASS in unnamed) for unnamed in unnamed_submodules(a))
 
 
+# Analysis -> unnamed_submodules(a): asked for each auto-name key of a file
+_UNNAMED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def unnamed_submodules(a: Analysis) -> list[set[str]]:
-    """Per legacy module class of this file, the auto-name prefixes of the submodules its apply
-    creates unnamed."""
-    found = []
-    for name, node in a.class_nodes.items():
-        apply = next((f for f in node.body.body if isinstance(f, cst.FunctionDef) and f.name.value == "apply"), None)
-        if apply is not None:
-            finder = _Children(a, apply, a.class_qual(name))
-            apply.body.visit(finder)
-            found.append(finder.unnamed)
+    """Per legacy module class of this file and of the run's files it imports (directly or through
+    others: ``models.Net`` built of ``layers.Block``), the auto-name prefixes of the submodules its
+    apply creates unnamed."""
+    if a in _UNNAMED:
+        return _UNNAMED[a]
+    found = _UNNAMED[a] = []
+    for owner in (a, *_imported_analyses(a)):
+        for name, node in owner.class_nodes.items():
+            apply = next((f for f in node.body.body if isinstance(f, cst.FunctionDef)
+                          and f.name.value == "apply"), None)
+            if apply is not None:
+                finder = _Children(owner, apply, owner.class_qual(name))
+                apply.body.visit(finder)
+                found.append(finder.unnamed)
+    return found
+
+
+def _imported_analyses(a: Analysis) -> list[Analysis]:
+    """The analyses of the run's files defining legacy module classes that ``a``'s file imports,
+    transitively: params read by auto-name here may be a Model's of a class defined there."""
+    legacy = {q.rpartition(".")[0] for q in a.index.modules}
+    seen = {a.facts.module_name}
+    stack, found = [a], []
+    while stack:
+        here = stack.pop()
+        for module in sorted(here.facts.imports.imported_modules & legacy - seen):
+            seen.add(module)
+            file = module_file(here.path, here.facts.module_name, module) if here.path else None
+            other = external_analysis(file, module, a.index) if file is not None else None
+            if other is not None:
+                found.append(other)
+                stack.append(other)
     return found
 
 
