@@ -11,6 +11,7 @@ import ast
 
 import libcst as cst
 
+from linen_upgrade.facts import _dotted as ast_dotted
 from linen_upgrade.resolve import ImportMap
 from linen_upgrade.rules._threading import (WRAPPERS, Scopes, bind_args, is_simple, merge_wrapper_args, positional,
                                             wrapper_call)
@@ -33,6 +34,17 @@ def may_thread(tree: ast.Module) -> bool:
             passed = {a.id for a in n.value.args if isinstance(a, ast.Name)} | {
                 k.value.id for k in n.value.keywords if isinstance(k.value, ast.Name)}
             if got & passed & created and len(got & passed) >= 2:
+                return True
+    return False
+
+
+def creates(tree: ast.Module, imports: ImportMap) -> bool:
+    """Another necessary condition, once the imports are known: some ``x = <TrainState>.create(...)``
+    (all ``Planner.plans`` starts from), before LibCST scopes that cost several parses are resolved."""
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call):
+            name = ast_dotted(n.value.func)
+            if name is not None and imports.resolve_dotted(name) == _CREATE:
                 return True
     return False
 

@@ -42,7 +42,7 @@ import libcst as cst
 from linen_upgrade.analysis import identity
 from linen_upgrade.resolve import import_map
 from linen_upgrade.rule import Context, Example, FastTransformer, NoChange, Rule
-from linen_upgrade.rules._batch_stats_plan import CLASS_NAME, Plan, Planner, may_thread
+from linen_upgrade.rules._batch_stats_plan import CLASS_NAME, Plan, Planner, creates, may_thread
 from linen_upgrade.rules._cst import add_import, is_docstring, kwarg, needs_parens
 from linen_upgrade.rules._optim_edit import insert_helpers
 from linen_upgrade.rules._threading import drop_item
@@ -122,6 +122,8 @@ class TrainStateBatchStats(Rule):
             return module  # LibCST scopes cost several parses: only where the pattern may be
         imports = import_map(tree, identity.package(ctx.facts.module_name, ctx.path),
                              identity.resolver_for(ctx.path))
+        if not creates(tree, imports):
+            return module
         found = Planner(module, imports).plans()
         if not found:
             return module
