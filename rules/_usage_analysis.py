@@ -51,7 +51,7 @@ _PRESERVING = {
     "jax.device_put": 0, "jax.device_get": 0, "jax.lax.pmean": 0, "jax.lax.psum": 0,
     "jax.lax.pmax": 0, "jax.tree_map": 1, "jax.tree_util.tree_map": 1,
     "jax.tree_multimap": 1, "flax.training.checkpoints.restore_checkpoint": 1,
-    "jax.lax.stop_gradient": 0,
+    "jax.lax.stop_gradient": 0, "flax.serialization.from_bytes": 0, "flax.serialization.from_state_dict": 0,
 }
 _CONTEXTS = frozenset({"flax.nn.Model", "flax.nn.stateful", "flax.nn.stochastic", "flax.nn.capture_module_outputs"})
 _SAME_SIGNATURE = frozenset({"jax.jit", "jax.pmap", "jax.checkpoint", "jax.remat", "jax.named_call"})

@@ -211,6 +211,21 @@ class _Transformer(Collections, Escapes, SiteCalls):
         parent = self.a.parent.get(id(node))
         return isinstance(parent, cst.Call) and parent.func is node
 
+    def _serialization(self, call: cst.CSTNode | None) -> str | None:
+        """The qualified name ``call`` calls, when it is one of flax.serialization's."""
+        if not (isinstance(call, cst.Call) and isinstance(call.func, (cst.Name, cst.Attribute))
+                and id(call) in self.a.scope_of):
+            return None
+        qual = self.a.qual(call.func, self.a.scope_of[id(call)])
+        return qual if qual is not None and qual.startswith("flax.serialization.") else None
+
+    def _restored(self, call: cst.Call) -> bool:
+        """``from_state_dict(target, to_state_dict(model))``: the state dict goes straight back into
+        a target of the same kind, whatever its layout."""
+        arg = self.a.parent.get(id(call))
+        return isinstance(arg, cst.Arg) and self._serialization(self.a.parent.get(id(arg))) \
+            == "flax.serialization.from_state_dict"
+
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         if id(original) not in self.a.scope_of:
             return updated
@@ -246,6 +261,11 @@ class _Transformer(Collections, Escapes, SiteCalls):
         collection = self._collection(original, updated)
         if collection is not None:
             return collection
+        if self._serialization(original) == "flax.serialization.to_state_dict" and original.args \
+                and self.a.carries_model(self.a.type_at(original.args[0].value)) and not self._restored(original):
+            self.todo("serialization.to_state_dict(model): a legacy Model's state dict was {'params': ...}; "
+                      "the Model is its params now, whose state dict is the params themselves: drop the "
+                      "['params'] where it is read (checkpoints: linen-upgrade convert-checkpoint)")
         if isinstance(func, cst.Attribute) and func.attr.value == "truncate_at":
             base = self.a.type_at(func.value)
             if base is not None and base.kind == MODEL:
