@@ -423,7 +423,7 @@ def _module_arguments(tree: ast.Module, imports: ImportMap, qualify, local_class
 
 
 def _untraced_arguments(tree: ast.Module, imports: ImportMap, qualify, local_classes: set[str]) -> list[PartialArg]:
-    """A function's own parameter handed to a module's ``apply`` parameter (``def masked(module, mask):
+    """A function's own parameter or local handed to a module's ``apply`` parameter (``def masked(module, mask):
     return Masked.partial(wrapped_module=module, mask=mask)``): what it holds is known only where the
     function is called, which the index does not follow, so a call of that ``apply`` parameter may call
     a legacy module class (``masked(nn.Conv, m)(x, ...)``); the target ``UNTRACED`` says so.  Not in a
@@ -436,7 +436,12 @@ def _untraced_arguments(tree: ast.Module, imports: ImportMap, qualify, local_cla
     for fn in ast.walk(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or id(fn) in methods:
             continue
-        own = {a.arg for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]}
+        # its parameters and locals, but for a local partial (``conv = nn.Conv.partial(...)``: file_facts's)
+        own = {a.arg for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]} | {
+            t.id for node in ast.walk(fn) if isinstance(node, ast.Assign) and not (
+                isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Attribute)
+                and node.value.func.attr == "partial")
+            for t in node.targets if isinstance(t, ast.Name)}
         for node in ast.walk(fn):
             if not (isinstance(node, ast.Call) and node.keywords):
                 continue

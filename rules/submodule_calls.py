@@ -651,7 +651,7 @@ class _Transformer(AttentionCalls, CellCalls):
             owner = spec_for_qual(self._class_quals[-1], self.ctx.index)
             if owner is None or owner.problem:
                 return updated  # the class stays legacy (LU101's TODO)
-            self.todo(f"{func.value}: a call site hands this parameter a function's own parameter "
+            self.todo(f"{func.value}: a call site hands this parameter a function's parameter or local "
                       f"(Module.partial({func.value}=module) in def f(module)), which this run does not follow: "
                       f"if it holds a legacy module class, call it as {func.value}(<attributes>)(<inputs>)")
             return updated
