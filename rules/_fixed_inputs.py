@@ -25,14 +25,15 @@ from collections.abc import Mapping
 import libcst as cst
 
 from linen_upgrade.rules._cst import code
-from linen_upgrade.transformer import target_names
+from linen_upgrade.transformer import FastVisitor, target_names
 
 _NESTED = (cst.FunctionDef, cst.ClassDef, cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
 _CONSTANTS = frozenset({"True", "False", "None"})
 
 
-class FunctionScan(cst.CSTVisitor):
-    """Where one function binds and reads each name, in source order."""
+class FunctionScan(FastVisitor):
+    """Where one function binds and reads each name, in source order (``order``: a counter of
+    the nodes visited, compared only, never subtracted: whitespace inside punctuation is skipped)."""
 
     def __init__(self, fn: cst.FunctionDef) -> None:
         super().__init__()
