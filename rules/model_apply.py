@@ -110,6 +110,7 @@ from linen_upgrade.rule import Context, Example, NoChange, RuleTransformer
 from linen_upgrade.rules._cst import comma_list
 from linen_upgrade.rules._model_collections import Collections, outputs, renumbered_keys
 from linen_upgrade.rules._model_escapes import Escapes
+from linen_upgrade.rules._model_values import Values
 from linen_upgrade.rules._usage import (CONFLICT, MODEL, TRUNC, Analysis, UsageRule, conflict_message, kwarg,
                                         parens)
 from linen_upgrade.rules._usage_calls import subscript
@@ -174,7 +175,7 @@ def _model_conflict(t) -> bool:
     return t is not None and t.kind == CONFLICT and bool({MODEL, TRUNC} & set(t.items))
 
 
-class _Transformer(Collections, Escapes, SiteCalls):
+class _Transformer(Collections, Escapes, Values, SiteCalls):
     owns = frozenset({"model", "method", "call", "create", "truncated"})
 
     def visit_Module(self, node: cst.Module) -> bool:

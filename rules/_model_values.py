@@ -1,0 +1,41 @@
+"""The part of LU202's (model_apply) transformer for a Model handed over as a
+function (``jax.vmap(model)``, ``jax.jit(model)``, ``functools.partial(model, ...)``,
+``map(model, xs)``): a legacy Model was callable, its params are not, and what the
+callee makes of it is not followed.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from linen_upgrade.rules._usage import MODEL, UsageTransformer
+
+# functions that call what they are given first (their result, or at once)
+_CALLERS = frozenset({
+    "jax.vmap", "jax.jit", "jax.pmap", "jax.checkpoint", "jax.remat", "jax.named_call", "jax.xmap",
+    "jax.grad", "jax.value_and_grad", "jax.jacfwd", "jax.jacrev", "jax.hessian", "jax.eval_shape",
+    "jax.jvp", "jax.vjp", "jax.linearize", "jax.lax.map", "jax.lax.scan", "functools.partial",
+})
+
+
+class Values(UsageTransformer):
+    """A TODO where a Model is the function argument of a call; LU202's transformer mixes it in."""
+
+    def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
+        call = self.a.parent.get(id(original))
+        if isinstance(call, cst.Call) and call.args[0] is original and original.keyword is None \
+                and not original.star and id(call) in self.a.scope_of:
+            t = self.a.type_at(original.value)
+            caller = self._caller(call)
+            if t is not None and t.kind == MODEL and caller is not None:
+                self.todo(f"a Model handed to {caller} as a function: the Model is its params now; hand over "
+                          "functools.partial(M().apply, {'params': params}) (module keywords go to M(...))")
+        return updated
+
+    def _caller(self, call: cst.Call) -> str | None:
+        """The name of the function ``call`` calls when it is one that calls its first argument."""
+        scope = self.a.scope_of[id(call)]
+        if isinstance(call.func, cst.Name) and call.func.value == "map" and scope.lookup("map") is None:
+            return "map"
+        qual = self.a.qual(call.func, scope) if isinstance(call.func, (cst.Name, cst.Attribute)) else None
+        return qual if qual in _CALLERS else None
