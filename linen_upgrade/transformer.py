@@ -32,10 +32,46 @@ _TOKENS = frozenset({
 })
 
 
+class _IsStatement(dict):
+    """node type -> is it a statement, filled on first sight: ``isinstance`` against LibCST's
+    abstract ``BaseStatement`` goes through ``ABCMeta.__instancecheck__``, twice per node of
+    every rule pass."""
+
+    def __missing__(self, kind: type) -> bool:
+        found = self[kind] = issubclass(kind, cst.BaseStatement)
+        return found
+
+
+_IS_STATEMENT = _IsStatement()
+
+
+# nodes whose children are all whitespace and punctuation (``lpar``, ``rpar``, ``semicolon``):
+# a pass with no hook for those leaves the node itself as it is, not a rebuilt copy
+_LEAVES = frozenset({cst.Name, cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString, cst.Ellipsis,
+                     cst.Pass, cst.Break, cst.Continue})
+
+
 def _own_hook(cls: type, name: str) -> Any:
     """``cls.<name>`` unless it is missing or one of LibCST's typed no-op stubs."""
     fn = getattr(cls, name, None)
     return None if fn is None or getattr(fn, "__module__", "").startswith("libcst") else fn
+
+
+class _Hooks(dict):
+    """One class's dispatch table: node type -> (visit hook, leave hook, node and children
+    skipped, children skipped), filled on the first node of each type (one dict lookup per
+    node after that)."""
+
+    def __init__(self, cls: type) -> None:
+        super().__init__()
+        self.cls = cls
+
+    def __missing__(self, kind: type) -> tuple[Any, Any, bool, bool]:
+        cls = self.cls
+        plain = cls._tokens_plain
+        entry = self[kind] = (_own_hook(cls, f"visit_{kind.__name__}"), _own_hook(cls, f"leave_{kind.__name__}"),
+                              kind in _TOKENS and plain, kind in _LEAVES and plain)
+        return entry
 
 
 class _Dispatch:
@@ -44,37 +80,30 @@ class _Dispatch:
     trees several times, so the lookups are cached per class, the attribute
     hooks (which none of our visitors define) are skipped, and so are the
     children of whitespace and punctuation nodes (``_TOKENS``) in a class
-    with no hook for any of them: LibCST would rebuild each of those nodes."""
+    with no hook for any of them: LibCST would rebuild each of those nodes
+    (and each node holding nothing else, ``_LEAVES``)."""
 
-    _table: dict[type, tuple[Any, Any, bool]]
+    _table: _Hooks
     _tokens_plain: bool
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
-        cls._table = {}
+        cls._table = _Hooks(cls)
         assert not any(re.match(r"(visit|leave)_[A-Z]\w*_[a-z]", n) for n in vars(cls)), \
             f"{cls.__name__}: attribute hooks are not dispatched"
         cls._tokens_plain = not any(_own_hook(cls, f"{hook}_{t.__name__}")
                                     for t in _TOKENS for hook in ("visit", "leave"))
 
-    def _entry(self, kind: type) -> tuple[Any, Any, bool]:
-        try:
-            return self._table[kind]
-        except KeyError:
-            cls = type(self)
-            entry = (_own_hook(cls, f"visit_{kind.__name__}"), _own_hook(cls, f"leave_{kind.__name__}"),
-                     kind in _TOKENS and cls._tokens_plain)
-            self._table[kind] = entry
-            return entry
-
     def _visit(self, node: cst.CSTNode) -> bool:
-        visit, _, plain = self._entry(type(node))
+        visit, _, plain, leaf = self._table[type(node)]
         if plain:
             return False
-        return visit is None or visit(self, node) is not False
+        if visit is None:
+            return not leaf
+        return visit(self, node) is not False and not leaf
 
     def _leave_func(self, node: cst.CSTNode) -> Any:
-        return self._entry(type(node))[1]
+        return self._table[type(node)][1]
 
     def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
         pass
@@ -189,7 +218,7 @@ class RuleTransformer(FastTransformer):
     def on_visit(self, node: cst.CSTNode) -> bool:
         if self._shadowable and isinstance(node, SCOPES):
             self._scopes.append(bound_names(node, self._shadowable))
-        if isinstance(node, cst.BaseStatement):
+        if _IS_STATEMENT[type(node)]:
             skip = self._check_skips and self._is_skipped(node)
             self._skip_stack.append(skip)
             self._todo_stack.append([])
@@ -200,7 +229,7 @@ class RuleTransformer(FastTransformer):
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
         if self._shadowable and isinstance(original_node, SCOPES):
             self._scopes.pop()
-        if not isinstance(original_node, cst.BaseStatement):
+        if not _IS_STATEMENT[type(original_node)]:
             return self._leave(original_node, updated_node)
         if self._skip_stack[-1]:
             self._skip_stack.pop()
@@ -235,7 +264,7 @@ class RuleTransformer(FastTransformer):
         return bool(comment and SKIP_MARK in comment.value)
 
 
-class _CommentsOf(cst.CSTVisitor):
+class _CommentsOf(FastVisitor):
     def __init__(self) -> None:
         self.found: list[str] = []
 
@@ -260,7 +289,7 @@ def _with_todos(stmt, todos: list[str]):
     return stmt.with_changes(leading_lines=[*stmt.leading_lines, *new])
 
 
-class _Bindings(cst.CSTVisitor):
+class _Bindings(FastVisitor):
     """The names one scope binds, not looking into the scopes inside it."""
 
     def __init__(self, scope: cst.CSTNode, among: frozenset[str]) -> None:
@@ -271,6 +300,8 @@ class _Bindings(cst.CSTVisitor):
         self.found.update(n.value for n in target_names(target) if n.value in self.among)
 
     def on_visit(self, node: cst.CSTNode) -> bool:
+        if type(node) in _TOKENS:
+            return False  # whitespace and punctuation bind nothing
         if node is not self.scope and isinstance(node, (*SCOPES, cst.ClassDef)):
             if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
                 self._add(node.name)
