@@ -1,7 +1,7 @@
 """The part of LU202's (model_apply) transformer for a Model handed over as a
 function (``jax.vmap(model)``, ``jax.jit(model)``, ``functools.partial(model, ...)``,
-``map(model, xs)``): a legacy Model was callable, its params are not, and what the
-callee makes of it is not followed.
+``map(model, xs)``) or a parameter's default (``def f(x, m=model)``): a legacy Model
+was callable, its params are not, and what the callee makes of it is not followed.
 """
 
 from __future__ import annotations
@@ -30,6 +30,16 @@ class Values(UsageTransformer):
             if t is not None and t.kind == MODEL and caller is not None:
                 self.todo(f"a Model handed to {caller} as a function: the Model is its params now; hand over "
                           "functools.partial(M().apply, {'params': params}) (module keywords go to M(...))")
+        return updated
+
+    def leave_Param(self, original: cst.Param, updated: cst.Param) -> cst.Param:
+        """``def predict(x, m=model)``: calls of ``m`` are not followed to the Model."""
+        default = original.default
+        if default is not None and id(default) in self.a.scope_of:
+            t = self.a.type_at(default)
+            if t is not None and t.kind == MODEL:
+                self.todo(f"a Model as the default of {original.name.value}: the Model is its params now; apply "
+                          f"it in the function with M().apply({{'params': {original.name.value}}}, ...)")
         return updated
 
     def _caller(self, call: cst.Call) -> str | None:
