@@ -647,9 +647,14 @@ class Analysis:
             return CallSpec.user(legacy.apply_params)
         return None
 
-    def module_methods(self, qual: str) -> tuple[str, ...]:
-        legacy = self.index.legacy_module(qual)
-        return legacy.module_methods if legacy is not None else ()
+    def module_methods(self, ref: ModuleRef) -> frozenset[str]:
+        """The ``@nn.module_method``s of a definition (of every class a run-time choice may be)."""
+        found = None
+        for choice in ref.choices or (ref,):
+            legacy = self.index.legacy_module(choice.qual)
+            mine = frozenset(legacy.module_methods if legacy is not None else ())
+            found = mine if found is None else found & mine
+        return found or frozenset()
 
     def site(self, call: cst.Call) -> tuple[str, Ty] | None:
         """Is this call a legacy init/apply site?  (kind, the type that makes it one)."""
@@ -667,7 +672,7 @@ class Analysis:
                 if func.attr.value == "call":
                     return "call", base
             if base is not None and base.kind == MODEL and base.ref \
-                    and func.attr.value in self.module_methods(base.ref.qual):
+                    and func.attr.value in self.module_methods(base.ref):
                 return "method", base
         t = self.ty(func, scope)
         if t is not None and t.kind == MODEL:

@@ -35,9 +35,11 @@ class SiteCalls(UsageTransformer):
                                  "apply(..., capture_intermediates=True, mutable=['batch_stats', 'intermediates']) "
                                  "returns both; unpack them by hand")
         if method is not None:
-            spec = self.a.spec(ref.qual)
-            assert spec is not None
-            attrs = set(spec.legacy) - spec.inputs
+            attrs: set[str] = set()
+            for choice in ref.choices or (ref,):  # (a definition chosen at run time: any of its classes')
+                spec = self.a.spec(choice.qual)
+                assert spec is not None
+                attrs |= set(spec.legacy) - spec.inputs
             ctor_part = [a for a in args if a.keyword is not None and a.keyword.value in attrs]
             call_args = [a for a in args if not (a.keyword is not None and a.keyword.value in attrs)]
             ctor, _, problem = self.constructor(ref, at, ctor_part)
@@ -50,9 +52,9 @@ class SiteCalls(UsageTransformer):
         if stateful is not None and stateful.state is not None:
             variables.append(cst.DictElement(string(self.ctx.config.state_collection), stateful.state))
         extra: list[cst.Arg] = []
-        if method is not None:
-            cls = self.spell(ref.qual)
-            extra.append(kwarg("method", cst.Attribute(value=cls, attr=cst.Name(method))))
+        if method is not None:  # by name where the class is known only at run time
+            extra.append(kwarg("method", string(method) if ref.choices else
+                               cst.Attribute(value=self.spell(ref.qual), attr=cst.Name(method))))
         rngs = self.rngs(None, stochastic)
         if rngs is not None:
             extra.append(kwarg("rngs", rngs))

@@ -206,6 +206,10 @@ class _Transformer(Collections, Escapes, Values, SiteCalls):
             # jax.jit(model.sample): the Model is its params now, which have no methods
             self.todo(f"model.{attr}: a method of the Model taken as a value; Linen runs it as "
                       f"M().apply({{'params': params}}, ..., method=M.{attr}) where it is called")
+        elif attr not in ("replace", "truncate_at") and self.a.site(self.a.parent[id(original)]) is None:
+            # legacy Models forwarded any other attribute to the module: a method this rule does not know
+            self.todo(f"model.{attr}(...): not known as a module method of the Model's class (of every class it "
+                      f"may be): apply it by hand, M().apply({{'params': params}}, ..., method=M.{attr})")
         return updated
 
     def _called(self, node: cst.CSTNode) -> bool:
