@@ -459,7 +459,8 @@ class _Gen:
             header = header.replace(_NP_INIT, "")
         else:
             header = _HEADER
-        classes = "\n\n".join(sources + [self.module_source(top)])
+        self.top_source = self.module_source(top)
+        classes = "\n\n".join(sources + [self.top_source])
         shape, dtype = {"vec": ((BATCH, 5), "float32"), "img": ((BATCH, 6, 6, 3), "float32"),
                         "tok": ((BATCH, 4), "int32"), "seq": ((BATCH, 3, 4), "float32")}[kind_in]
         kwargs, usage = self.usage(top, shape, dtype)
@@ -552,6 +553,16 @@ class _Gen:
         lines = ["def main():", "    rs = np.random.RandomState(0)", f"    x = {data}",
                  f"    y = jnp.asarray(rs.randn({shape[0]}, {top.out}), jnp.float32)",
                  "    rng = jax.random.PRNGKey(0)", f"    model_def = {model_def}"]
+        if random.Random(self.seed * 7919 + 3).random() < 0.15:  # a stream of its own, as above
+            # the class picked by a condition from it and an identical twin, the definition bound in
+            # each arm of an if (the run always takes the first: module mode compares that class)
+            self.note("module class picked by a condition")
+            twin = f"{top.name}Alt"
+            self.functions.append(self.top_source.replace(f"class {top.name}(", f"class {twin}(", 1))
+            picked = model_def.replace(top.name, "model_type", 1)
+            lines[-1:] = [f"    model_type = {top.name} if x.shape[0] > 1 else {twin}",
+                          "    if x.shape[0] > 1:", f"        model_def = {picked}",
+                          "    else:", f"        model_def = {picked}"]
         indent = "    "
         if top.stateful:
             self.note("nn.stateful")
