@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from linen_upgrade.rules._cst import comma_list
 from linen_upgrade.rules._usage import MODEL, UsageTransformer
 
 # functions that call what they are given first (their result, or at once)
@@ -18,8 +19,15 @@ _CALLERS = frozenset({
 })
 
 
+# of those, the ones whose function gets the inputs alone, positionally, where what they return is
+# called so at once (jax.vmap(model)(xs)) or they call it themselves (map(model, xs))
+_INPUTS_ONLY = frozenset({"jax.vmap", "jax.jit", "jax.pmap", "jax.checkpoint", "jax.remat", "jax.lax.map", "map"})
+_CALL_AT_ONCE = frozenset({"jax.lax.map", "map"})
+
+
 class Values(UsageTransformer):
-    """A TODO where a Model is the function argument of a call; LU202's transformer mixes it in."""
+    """A Model as the function argument of a call: converted where it is given the inputs alone,
+    else a TODO; LU202's transformer (which has ``SiteCalls``) mixes it in."""
 
     def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
         call = self.a.parent.get(id(original))
@@ -28,9 +36,29 @@ class Values(UsageTransformer):
             t = self.a.type_at(original.value)
             caller = self._caller(call)
             if t is not None and t.kind == MODEL and caller is not None:
+                applied = self._applied(call, caller, t, updated.value)
+                if applied is not None:
+                    self.fixed(f"{caller}(model) -> {caller}(partial(M().apply, {{'params': model}}))")
+                    return updated.with_changes(value=applied)
                 self.todo(f"a Model handed to {caller} as a function: the Model is its params now; hand over "
                           "functools.partial(M().apply, {'params': params}) (module keywords go to M(...))")
         return updated
+
+    def _applied(self, call: cst.Call, caller: str, t, params: cst.BaseExpression) -> cst.BaseExpression | None:
+        """``partial(M().apply, {'params': model})`` where ``caller`` gives it the inputs alone: a keyword
+        may be an attribute of M, and the contexts of nn.stateful/nn.stochastic change what apply returns."""
+        outer = self.a.parent.get(id(call))
+        at_once = caller in _CALL_AT_ONCE or isinstance(outer, cst.Call) and outer.func is call and all(
+            a.keyword is None and not a.star for a in outer.args)
+        stateful, stochastic, problem = self.context()  # type: ignore[attr-defined]
+        if caller not in _INPUTS_ONLY or not at_once or t.ref is None or stateful or stochastic or problem \
+                or self.capture():  # type: ignore[attr-defined]
+            return None
+        new, mutable, _ = self.apply_call(t.ref, call, params, [])  # type: ignore[attr-defined]
+        if new is None or mutable:
+            return None
+        return cst.Call(cst.parse_expression(self.spell_partial()),  # type: ignore[attr-defined]
+                        comma_list([cst.Arg(new.func), *new.args]))
 
     def leave_Param(self, original: cst.Param, updated: cst.Param) -> cst.Param:
         """``def predict(x, m=model)``: calls of ``m`` are not followed to the Model."""
