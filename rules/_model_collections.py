@@ -24,14 +24,18 @@ _MODULE_NAME = re.compile(r"[A-Z]\w*_\d+")
 
 
 def renumbered_keys(module: cst.Module, a: Analysis) -> bool:
-    """Does ``module`` index something by a legacy auto-name that Linen may number otherwise?"""
+    """Does ``module`` index something by a legacy auto-name that Linen may number otherwise, or by
+    a legacy Collection key naming auto-named modules (``state['/Block_1/BatchNorm_1']``)?"""
     keys: list[tuple[str, cst.SimpleString | None]] = []
+    flat: list[cst.Subscript] = []
 
     class _Keys(FastVisitor):
         def visit_Subscript(self, node: cst.Subscript) -> None:
             key = auto_name_key(node)
             if key is not None:
                 keys.append(key)
+            elif _flat_key(node):
+                flat.append(node)
 
         def visit_DictElement(self, node: cst.DictElement) -> None:
             key = auto_name(node.key)
@@ -39,7 +43,26 @@ def renumbered_keys(module: cst.Module, a: Analysis) -> bool:
                 keys.append(key)
 
     module.visit(_Keys())
-    return bool(keys) and any(renumbered(a, prefix) for prefix in {prefix for prefix, _ in keys})
+    return bool(flat) or bool(keys) and any(renumbered(a, prefix) for prefix in {prefix for prefix, _ in keys})
+
+
+def _flat_key(node: cst.Subscript) -> bool:
+    """``x['/Block_1/BatchNorm_1']``, ``x[f'/Block_{i}/BatchNorm_0']``: a legacy Collection key with an
+    auto-named module in it."""
+    key = legacy_key(node)
+    if key is not None:
+        return any(_MODULE_NAME.fullmatch(part) for part in key.split("/"))
+    return _formatted_key(node) is not None
+
+
+def _formatted_key(node: cst.Subscript) -> str | None:
+    """``x[f'/Block_{i}/BatchNorm_0']`` -> its source: a legacy Collection key built at run time."""
+    key = node.slice[0].slice if len(node.slice) == 1 else None
+    value = key.value if isinstance(key, cst.Index) else None
+    if isinstance(value, cst.FormattedString) and value.parts and isinstance(value.parts[0], cst.FormattedStringText) \
+            and re.match(r"/[A-Z]\w*_", value.parts[0].value):
+        return cst.Module([]).code_for_node(value)
+    return None
 
 
 def auto_name_key(node: cst.Subscript) -> tuple[str, cst.SimpleString | None] | None:
@@ -123,6 +146,12 @@ class Collections(UsageTransformer):
         if auto is not None:
             return self._auto_named(original, updated, *auto)
         key = legacy_key(original)
+        formatted = _formatted_key(original) if key is None and result is updated else None
+        if formatted is not None and id(original) in self.a.scope_of:
+            t = self.a.type_at(original.value)
+            if t is None or t.kind in (STATE, CAPTURE):
+                self.todo(f"the legacy key {formatted}: Linen collections are nested dicts with per-class "
+                          "numbering (state['Block_0']['BatchNorm_0']); build the path by hand")
         if key is None or id(original) not in self.a.scope_of or result is not updated:
             return result
         holder, new_holder = original.value, updated.value
