@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from linen_upgrade.analysis import identity, scopes
 from linen_upgrade.analysis.identity import EXTERNAL_PACKAGES
 from linen_upgrade.analysis.initializers import initializers as initializer_functions
+from linen_upgrade.analysis.walk import nodes
 from linen_upgrade.resolve import ImportMap, canonical, import_map
 from linen_upgrade.rule import SKIP_FILE_MARK, SKIP_MARK
 from linen_upgrade.tables.nn_modules import CALL_ARGUMENT_NAMES
@@ -257,7 +258,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
     frozendict_calls: set[str] = set()
     attributes: set[str] = set()
     top_level = {id(n) for n in tree.body if isinstance(n, ast.FunctionDef)}
-    for node in ast.walk(tree):
+    for node in nodes(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             attr = node.func.attr
             if attr == "unfreeze" and not node.args and not node.keywords:
@@ -317,9 +318,9 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
         c.forwards = [replace(f, callee=qualify(f.callee)) for f in c.forwards]
     partial_args: list[PartialArg] = []
     # each ``apply`` by its class: a call of one of its parameters calls the module held there
-    apply_of = {id(item): c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for item in c.body
+    apply_of = {id(item): c.name for c in nodes(tree) if isinstance(c, ast.ClassDef) for item in c.body
                 if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == "apply"}
-    for fn in ast.walk(tree):
+    for fn in nodes(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         partials: dict[str, tuple[str, frozenset[str]]] = {}
@@ -396,7 +397,7 @@ def _module_arguments(tree: ast.Module, imports: ImportMap, qualify, local_class
         return qualify(name), bound
 
     out: list[PartialArg] = []
-    for node in ast.walk(tree):
+    for node in nodes(tree):
         if isinstance(node, ast.Call) and node.keywords:
             func = node.func.value if isinstance(node.func, ast.Attribute) \
                 and node.func.attr in _INIT_METHODS.keys() | _KEYWORD_METHODS \
@@ -429,11 +430,11 @@ def _untraced_arguments(tree: ast.Module, imports: ImportMap, qualify, local_cla
     a legacy module class (``masked(nn.Conv, m)(x, ...)``); the target ``UNTRACED`` says so.  Not in a
     legacy module's methods: their parameters' modules are the index's roles and partials."""
     # the functions of classes defining apply (module methods, helpers nested in them)
-    methods = {id(f) for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and any(
+    methods = {id(f) for c in nodes(tree) if isinstance(c, ast.ClassDef) and any(
         isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == "apply" for item in c.body)
         for f in ast.walk(c)}
     out: list[PartialArg] = []
-    for fn in ast.walk(tree):
+    for fn in nodes(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or id(fn) in methods:
             continue
         # its parameters and locals, but for a local partial (``conv = nn.Conv.partial(...)``: file_facts's)
@@ -736,7 +737,7 @@ def _call_args(tree: ast.Module, imports: ImportMap, qualify, local_classes: set
     if not local_classes and all(_outside(canonical(v)) for v in imports.aliases.values()):
         return out  # nothing here can be a module class of the run (flax's own sources, ...)
     scopes: list[tuple[ast.AST, set[str]]] = [(tree, set())]
-    for node in ast.walk(tree):
+    for node in nodes(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             args = [*node.args.posonlyargs, *node.args.args]
             seeds: set[str] = set()

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from linen_upgrade.analysis.walk import nodes
+
 
 def _lazy(name: str) -> ModuleType:
     """``import name``, loaded at its first attribute use (importlib's ``LazyLoader``):
@@ -128,7 +130,7 @@ def import_map(tree: ast.AST, package: str = "", absolute: Callable[[str], str] 
     name = absolute or (lambda module: module)
     result = ImportMap()
     shadowed: set[str] = set()
-    for node in ast.walk(tree):
+    for node in nodes(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 result.imported_modules.add(name(alias.name))

@@ -17,6 +17,8 @@ from __future__ import annotations
 import ast
 from collections import Counter
 
+from linen_upgrade.analysis.walk import nodes
+
 FUNCTION = "function"
 FACTORY = "factory"
 
@@ -108,7 +110,7 @@ def _top_level_bindings(tree: ast.Module) -> Counter[str]:
                 visit(handler.body)
 
     visit(tree.body)
-    for node in ast.walk(tree):
+    for node in nodes(tree):
         if isinstance(node, ast.Global):
             for name in node.names:
                 count[name] += 1

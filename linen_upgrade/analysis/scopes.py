@@ -14,6 +14,8 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable
 
+from linen_upgrade.analysis.walk import nodes
+
 
 def shadowed_imports(tree: ast.AST, imported: Iterable[str]) -> frozenset[str]:
     """Imported names that are bound again below module level (parameters,
@@ -23,7 +25,7 @@ def shadowed_imports(tree: ast.AST, imported: Iterable[str]) -> frozenset[str]:
     if not names:
         return frozenset()
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in nodes(tree):
         if isinstance(node, ast.arg):
             name = node.arg
         elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
