@@ -495,7 +495,34 @@ def without_deletes(body: cst.BaseSuite, names: set[str]) -> cst.BaseSuite:
             return False
 
         def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
-            if original.body and not updated.body:  # a block holding only such a del
-                return updated.with_changes(body=[cst.SimpleStatementLine([cst.Pass()])])
-            return updated
+            # the comments of a line that went (``del edge_x  # Unused.``) go above the next statement
+            kept, carried = [], []
+            gone = len(original.body) - len(updated.body)
+            statements = iter(updated.body)
+            for stmt in original.body:
+                if gone and _only_deletes(stmt, names):
+                    gone -= 1
+                    comment = stmt.trailing_whitespace.comment  # type: ignore[attr-defined]
+                    carried += [*stmt.leading_lines, *([cst.EmptyLine(comment=comment)] if comment else [])]
+                    continue
+                new = next(statements)
+                kept.append(new.with_changes(leading_lines=[*carried, *new.leading_lines]) if carried else new)
+                carried = []
+            if not kept:  # a block holding only such a del
+                return updated.with_changes(body=[cst.SimpleStatementLine([cst.Pass()], leading_lines=carried)])
+            return updated.with_changes(body=kept, footer=[*carried, *updated.footer])
     return body.visit(Strip())
+
+
+def _only_deletes(stmt: cst.BaseStatement, names: set[str]) -> bool:
+    """A line of ``del`` statements of ``names`` only (``without_deletes`` removes it whole)."""
+    if not isinstance(stmt, cst.SimpleStatementLine):
+        return False
+    for small in stmt.body:
+        if not isinstance(small, cst.Del):
+            return False
+        target = small.target
+        elements = [e.value for e in target.elements] if isinstance(target, cst.Tuple) else [target]
+        if not all(isinstance(e, cst.Name) and e.value in names for e in elements):
+            return False
+    return True

@@ -40,6 +40,12 @@ Other methods
     the class lose the same arguments, each of which must pass that very
     attribute (``self._block(x, width)`` -> ``self._block(x)``).  Static and
     class methods have no instance: they keep their parameters and names.
+    What ``apply`` stores on ``self`` for its helpers, as plain statements
+    of its own before the helpers run (``self.num_nodes = x.shape[0]``),
+    becomes a local handed to the helpers that read it, each called only
+    from ``apply`` (``self._propagate(m, num_nodes=num_nodes)``); a store of a
+    parameter that becomes the attribute of its name (``self.features =
+    features``) goes (``rules/_stored_state.py``).
 Not converted (TODO)
     A list or dict default the body does more than read (``widths + [2]``,
     ``append``, ``==``) or that reads names of the class body; a call of
@@ -52,8 +58,9 @@ Not converted (TODO)
     followed by keyword-only parameters; a parameter with conflicting
     evidence (used as an array and as a Python value); ``@nn.module_method``
     methods that LU105 (shared_setup) leaves (they still create submodules,
-    or build a shared one differently from ``apply``); a class whose methods assign ``self.<name>`` (``self.n =
-    x.shape[0]``, ``self.rnn = RNN.shared(...)``): legacy ran apply on a fresh
+    or build a shared one differently from ``apply``); a class whose methods assign ``self.<name>``
+    otherwise (in a branch or loop, in another method, read by a method another method calls, or
+    before the store): legacy ran apply on a fresh
     instance, a Linen module raises at the assignment; a classmethod applying
     the class the legacy way (``cls.call(params, x)``); a class-level annotation
     without a value (``features: Sequence[int]``: inert in legacy, a required
@@ -68,8 +75,9 @@ import libcst.matchers as m
 from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._cst import add_import, is_docstring
 from linen_upgrade.rules._definitions import (ModuleParts, class_level, drop_repeated_arguments, is_field,
-                                              method_with_attributes, name_clash)
+                                              method_with_attributes, name_clash, stored_on_self)
 from linen_upgrade.rules._forwarding import Forwarding
+from linen_upgrade.rules._stored_state import thread_stored
 from linen_upgrade.rules._modules import split_params
 
 # legacy Module class methods that other libraries spell alike, so LU901 marks them only on a
@@ -148,6 +156,9 @@ class _Transformer(ModuleParts):
         if not applies:
             return updated
         apply_at = applies[0]
+        if len(applies) == 1 and stored_on_self(body):  # what apply keeps on self for its helpers
+            body = thread_stored(body, apply_at, {a.name for a in split_params(self._apply_params(original)).attrs}) \
+                or body
         problem = self._unsupported(original, body, applies)
         if problem:
             self.todo(problem)

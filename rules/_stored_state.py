@@ -1,0 +1,183 @@
+"""Values a legacy ``apply`` stores on ``self`` for its helper methods (LU101).
+
+Legacy ``apply`` ran on a fresh instance that took any attribute, so code
+stashed what its helpers read: ``self.features = features``, ``self.num_nodes
+= x.shape[0]``, then ``self._propagate(m)`` reads ``self.num_nodes``.  A Linen
+module is frozen outside ``setup()``: the assignment raises.  When the
+stores are plain statements of ``apply`` itself and every method reading them
+is called only from ``apply``, after the store, the value becomes a local of
+``__call__`` handed to those methods as one more parameter; a store of an
+``apply`` parameter that becomes an attribute under the same name is dropped
+(the field holds it).  Anything else is left to the rule's TODO.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+import libcst.matchers as m
+
+
+def _self_attr(node: cst.CSTNode) -> str | None:
+    if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == "self":
+        return node.attr.value
+    return None
+
+
+def _store(stmt: cst.BaseStatement) -> tuple[str, cst.BaseExpression] | None:
+    """``self.<name> = value`` as one statement: (name, value)."""
+    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Assign):
+        assign = stmt.body[0]
+        if len(assign.targets) == 1:
+            name = _self_attr(assign.targets[0].target)
+            if name is not None:
+                return name, assign.value
+    return None
+
+
+class _Reads(cst.CSTVisitor):
+    """Where ``self.<names>`` are read, and the ``self.<method>(...)`` calls, in source order."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+        self.order = 0
+        self.reads: dict[str, list[int]] = {}
+        self.calls: dict[str, list[tuple[int, cst.Call]]] = {}
+        self.other_stores = False
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        self.order += 1
+        name = _self_attr(node)
+        if name in self.names:
+            self.reads.setdefault(name, []).append(self.order)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        name = _self_attr(node.func)
+        if name is not None:
+            self.calls.setdefault(name, []).append((self.order + 1, node))
+
+
+class _Rewrite(cst.CSTTransformer):
+    """``self.<name>`` -> ``name``; ``self.<method>(...)`` gets ``name=name`` for what the method reads."""
+
+    def __init__(self, names: set[str], hand: dict[str, list[str]]) -> None:
+        self.names = names
+        self.hand = hand
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        name = _self_attr(original)
+        return cst.Name(name) if name in self.names else updated
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
+        method = _self_attr(original.func)
+        given = self.hand.get(method or "", [])
+        if not given:
+            return updated
+        args = list(updated.args)
+        if args:
+            args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+        args += [cst.Arg(cst.Name(n), keyword=cst.Name(n), equal=cst.AssignEqual(
+            whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")))
+            for n in given]
+        return updated.with_changes(args=[*args[:-1], args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)])
+
+
+def _names_in(node: cst.CSTNode) -> set[str]:
+    """The names ``node`` reads or binds (not the attribute names after a dot)."""
+    found: set[str] = set()
+
+    class Names(cst.CSTVisitor):
+        def visit_Name(self, name: cst.Name) -> None:
+            found.add(name.value)
+
+        def visit_Attribute(self, attribute: cst.Attribute) -> bool:
+            attribute.value.visit(self)
+            return False
+
+    node.visit(Names())
+    return found
+
+
+def thread_stored(body: list, apply_at: int, attrs: set[str]) -> list | None:
+    """The class body with ``apply``'s stores made locals handed to the methods reading them;
+    None when some store is not of that shape (the caller's TODO stands)."""
+    apply: cst.FunctionDef = body[apply_at]
+    statements = list(apply.body.body) if isinstance(apply.body, cst.IndentedBlock) else []
+    stores = {i: s for i, stmt in enumerate(statements) if (s := _store(stmt)) is not None}
+    names = {name for name, _ in stores.values()}
+    if not names or len(names) != len(stores):
+        return None
+    params = {p.name.value for p in [*apply.params.params, *apply.params.kwonly_params]}
+    dropped = {name for name, value in stores.values()
+               if name in attrs and isinstance(value, cst.Name) and value.value == name}
+    local = names - dropped
+    # a local of that name already, or an attribute read under it: the value would be another one
+    if local & (attrs | params | _names_in(apply.body)):
+        return None
+    methods = {s.name.value: s for s in body if isinstance(s, cst.FunctionDef)}
+    # where the others read them (each only from apply, with a plain signature to add to)
+    hand: dict[str, list[str]] = {}
+    for name, fn in methods.items():
+        if fn is apply:
+            continue
+        if _store_anywhere(fn):
+            return None
+        reads = _Reads(names)
+        fn.visit(reads)
+        wanted = sorted(set(reads.reads) & local)  # (a dropped one is the field, read as before)
+        if wanted:
+            if fn.decorators or name in ("setup", "__call__") or fn.params.star_arg != cst.MaybeSentinel.DEFAULT \
+                    or fn.params.star_kwarg is not None or fn.params.kwonly_params \
+                    or set(wanted) & (_names_in(fn.params) | _names_in(fn.body)):
+                return None
+            hand[name] = wanted
+    # the methods reading them are called only from apply, after every store they need
+    last_store = {name: i for i, (name, _) in stores.items()}
+    everywhere = _Reads(names)
+    cst.Module(body=[s for s in body if s is not apply]).visit(everywhere)
+    if any(method in everywhere.calls or _referenced(body, apply, method) for method in hand):
+        return None
+    for i, stmt in enumerate(statements):
+        reads = _Reads(names)
+        stmt.visit(reads)
+        needs = set(reads.reads) | {n for method, _ in reads.calls.items() for n in hand.get(method, [])}
+        if any(last_store[n] >= i for n in needs & local if i not in stores or stores[i][0] != n) \
+                or (i not in stores and _store_anywhere(stmt)):
+            return None
+    new_statements = []
+    for i, stmt in enumerate(statements):
+        if i in stores:
+            name, value = stores[i]
+            if name in dropped:
+                continue
+            stmt = stmt.with_changes(body=[cst.Assign([cst.AssignTarget(cst.Name(name))], value)])
+        new_statements.append(stmt.visit(_Rewrite(local, hand)))
+    out = list(body)
+    out[apply_at] = apply.with_changes(body=apply.body.with_changes(body=new_statements))
+    for i, s in enumerate(out):
+        if isinstance(s, cst.FunctionDef) and s.name.value in hand:
+            extra = [cst.Param(cst.Name(n)) for n in hand[s.name.value]]
+            ps = list(s.params.params)
+            if ps:
+                ps[-1] = ps[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+            ps += extra
+            ps[-1] = ps[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            out[i] = s.with_changes(params=s.params.with_changes(params=ps), body=s.body.visit(_Rewrite(local, {})))
+    return out
+
+
+def _store_anywhere(node: cst.CSTNode) -> bool:
+    """Does ``node`` assign any ``self.<name>`` (other than as one plain statement of apply)?"""
+    targets = [*m.findall(node, m.AssignTarget()), *m.findall(node, m.AugAssign()), *m.findall(node, m.AnnAssign())]
+    for t in targets:
+        target = t.target  # type: ignore[union-attr]
+        if _self_attr(target) is not None or isinstance(target, (cst.Tuple, cst.List)) and any(
+                _self_attr(el.value) is not None for el in target.elements):
+            return True
+    return False
+
+
+def _referenced(body: list, apply: cst.FunctionDef, method: str) -> bool:
+    """Is ``self.<method>`` used in apply other than called?"""
+    uses = [a for a in m.findall(apply, m.Attribute(value=m.Name("self"), attr=m.Name(method)))]
+    calls = [c for c in m.findall(apply, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name(method))))]
+    return len(uses) != len(calls)
