@@ -16,6 +16,8 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
+from linen_upgrade.rules._definitions import reassigned_names
+
 
 def _self_attr(node: cst.CSTNode) -> str | None:
     if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == "self":
@@ -107,8 +109,9 @@ def thread_stored(body: list, apply_at: int, attrs: set[str]) -> list | None:
     if not names or len(names) != len(stores):
         return None
     params = {p.name.value for p in [*apply.params.params, *apply.params.kwonly_params]}
+    rebound = reassigned_names(apply.body)  # (then the field is not what apply stored)
     dropped = {name for name, value in stores.values()
-               if name in attrs and isinstance(value, cst.Name) and value.value == name}
+               if name in attrs - rebound and isinstance(value, cst.Name) and value.value == name}
     local = names - dropped
     # a local of that name already, or an attribute read under it: the value would be another one
     if local & (attrs | params | _names_in(apply.body)):
