@@ -96,6 +96,8 @@ class ProjectIndex:
     # ``param`` (``linen_subclasses``: LU104 writes their param for Linen, LU102 splits their calls)
     builtin_subclasses: dict[str, str] = field(default_factory=dict)
     linen_subclasses: set[str] = field(default_factory=set)
+    # legacy module classes of the run that other legacy module classes of the run derive from
+    subclassed: set[str] = field(default_factory=set)
     # module name -> path of the run's files (set by the pipeline; empty for a lone source)
     paths: dict[str, str] = field(default_factory=dict)
     # every file of the run named by its path (set by the pipeline; None for a lone source)
@@ -188,6 +190,8 @@ class ProjectIndex:
                         qual, tuple(params) if params is not None else None,
                         tuple(c.module_methods))  # type: ignore[attr-defined]
                     changed = True
+        index.subclassed = {b for qual, (bases, _) in candidates.items() if qual in index.modules
+                            for b in bases if b in index.modules}
         calls: dict[str, list[CallArg]] = {}
         for facts in all_facts:
             for ca in facts.call_args:

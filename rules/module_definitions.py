@@ -80,6 +80,7 @@ from linen_upgrade.rules._forwarding import Forwarding
 from linen_upgrade.rules._stored_state import thread_stored
 from linen_upgrade.rules._modules import split_params
 
+_MODULE_BASES = frozenset({"flax.nn.Module", "flax.nn.base.Module"})
 # legacy Module class methods that other libraries spell alike, so LU901 marks them only on a
 # name it resolves to a legacy class; a classmethod's ``cls`` is one it cannot resolve
 _CLASS_API = ("call", "init", "create")
@@ -156,7 +157,11 @@ class _Transformer(ModuleParts):
         if not applies:
             return updated
         apply_at = applies[0]
-        if len(applies) == 1 and stored_on_self(body):  # what apply keeps on self for its helpers
+        # what apply keeps on self for its helpers (all in this body: no base class of the run's, and
+        # no class of the run deriving from it, whose helpers would not take the value)
+        if len(applies) == 1 and stored_on_self(body) and all(
+                self.resolve_class(b.value) in _MODULE_BASES for b in original.bases) \
+                and self.resolve_class(original.name) not in self.ctx.index.subclassed:
             body = thread_stored(body, apply_at, {a.name for a in split_params(self._apply_params(original)).attrs}) \
                 or body
         problem = self._unsupported(original, body, applies)
