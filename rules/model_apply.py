@@ -38,7 +38,10 @@ What it does
     the run (``models.predict(model, x)``, also through ``jit``/``grad``) is
     applied there with the module the caller knows, and the caller passes the
     params; both files read the same facts (``ProjectIndex.referrers``).
-    Loops over a tuple/list of Models of one module are followed.  Keywords a
+    Loops over a tuple/list of Models of one module are followed.  Type
+    annotations naming ``nn.Model``/``nn.Collection`` (``-> Tuple[nn.Model,
+    nn.Collection]``) become ``Any``; a parameter so annotated that the rules
+    follow no Model into gets a TODO (``_model_annotations.py``).  Keywords a
     wrapper forwards through ``**kwargs`` are packed as the module rules pack
     them (``W().apply(..., train=t)`` with ``W(kwargs={'features': 3})``).
     A module definition chosen at run time (a factory returning partials of
@@ -108,6 +111,7 @@ import libcst as cst
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Example, NoChange, RuleTransformer
 from linen_upgrade.rules._cst import comma_list
+from linen_upgrade.rules._model_annotations import Annotations
 from linen_upgrade.rules._model_collections import Collections, outputs, renumbered_keys
 from linen_upgrade.rules._model_escapes import Escapes
 from linen_upgrade.rules._model_values import Values
@@ -175,7 +179,7 @@ def _model_conflict(t) -> bool:
     return t is not None and t.kind == CONFLICT and bool({MODEL, TRUNC} & set(t.items))
 
 
-class _Transformer(Collections, Escapes, Values, SiteCalls):
+class _Transformer(Annotations, Collections, Escapes, Values, SiteCalls):
     owns = frozenset({"model", "method", "call", "create", "truncated"})
 
     def visit_Module(self, node: cst.Module) -> bool:
