@@ -37,25 +37,22 @@ def _store(stmt: cst.BaseStatement) -> tuple[str, cst.BaseExpression] | None:
 
 
 class _Reads(cst.CSTVisitor):
-    """Where ``self.<names>`` are read, and the ``self.<method>(...)`` calls, in source order."""
+    """Which of ``self.<names>`` are read, and which ``self.<method>(...)`` are called."""
 
     def __init__(self, names: set[str]) -> None:
         self.names = names
-        self.order = 0
-        self.reads: dict[str, list[int]] = {}
-        self.calls: dict[str, list[tuple[int, cst.Call]]] = {}
-        self.other_stores = False
+        self.reads: set[str] = set()
+        self.calls: set[str] = set()
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
-        self.order += 1
         name = _self_attr(node)
         if name in self.names:
-            self.reads.setdefault(name, []).append(self.order)
+            self.reads.add(name)
 
     def visit_Call(self, node: cst.Call) -> None:
         name = _self_attr(node.func)
         if name is not None:
-            self.calls.setdefault(name, []).append((self.order + 1, node))
+            self.calls.add(name)
 
 
 class _Rewrite(cst.CSTTransformer):
@@ -113,10 +110,10 @@ def thread_stored(body: list, apply_at: int, attrs: set[str]) -> list | None:
     dropped = {name for name, value in stores.values()
                if name in attrs - rebound and isinstance(value, cst.Name) and value.value == name}
     local = names - dropped
-    # a local of that name already, or an attribute read under it: the value would be another one
-    if local & (attrs | params | _names_in(apply.body)):
-        return None
     methods = {s.name.value: s for s in body if isinstance(s, cst.FunctionDef)}
+    # a local of that name already, an attribute or a method of it: the value would be another one
+    if local & (attrs | params | _names_in(apply.body) | set(methods)):
+        return None
     # where the others read them (each only from apply, with a plain signature to add to)
     hand: dict[str, list[str]] = {}
     for name, fn in methods.items():
@@ -126,7 +123,7 @@ def thread_stored(body: list, apply_at: int, attrs: set[str]) -> list | None:
             return None
         reads = _Reads(names)
         fn.visit(reads)
-        wanted = sorted(set(reads.reads) & local)  # (a dropped one is the field, read as before)
+        wanted = sorted(reads.reads & local)  # (a dropped one is the field, read as before)
         if wanted:
             if fn.decorators or name in ("setup", "__call__") or fn.params.star_arg != cst.MaybeSentinel.DEFAULT \
                     or fn.params.star_kwarg is not None or fn.params.kwonly_params \
@@ -137,25 +134,30 @@ def thread_stored(body: list, apply_at: int, attrs: set[str]) -> list | None:
     last_store = {name: i for i, (name, _) in stores.items()}
     everywhere = _Reads(names)
     cst.Module(body=[s for s in body if s is not apply]).visit(everywhere)
-    if any(method in everywhere.calls or _referenced(body, apply, method) for method in hand):
+    if any(method in everywhere.calls or _referenced(apply, method) for method in hand):
         return None
     for i, stmt in enumerate(statements):
         reads = _Reads(names)
         stmt.visit(reads)
-        needs = set(reads.reads) | {n for method, _ in reads.calls.items() for n in hand.get(method, [])}
+        needs = reads.reads | {n for method in reads.calls for n in hand.get(method, [])}
         if any(last_store[n] >= i for n in needs & local if i not in stores or stores[i][0] != n) \
                 or (i not in stores and _store_anywhere(stmt)):
             return None
-    new_statements = []
+    new_statements, carried = [], []
     for i, stmt in enumerate(statements):
         if i in stores:
             name, value = stores[i]
-            if name in dropped:
+            if name in dropped:  # its comments go above the next statement
+                comment = stmt.trailing_whitespace.comment  # type: ignore[attr-defined]
+                carried += [*stmt.leading_lines, *([cst.EmptyLine(comment=comment)] if comment else [])]
                 continue
             stmt = stmt.with_changes(body=[cst.Assign([cst.AssignTarget(cst.Name(name))], value)])
-        new_statements.append(stmt.visit(_Rewrite(local, hand)))
+        stmt = stmt.visit(_Rewrite(local, hand))
+        new_statements.append(stmt.with_changes(leading_lines=[*carried, *stmt.leading_lines]))
+        carried = []
     out = list(body)
-    out[apply_at] = apply.with_changes(body=apply.body.with_changes(body=new_statements))
+    block = apply.body.with_changes(body=new_statements, footer=[*carried, *apply.body.footer])  # type: ignore
+    out[apply_at] = apply.with_changes(body=block)
     for i, s in enumerate(out):
         if isinstance(s, cst.FunctionDef) and s.name.value in hand:
             extra = [cst.Param(cst.Name(n)) for n in hand[s.name.value]]
@@ -179,7 +181,7 @@ def _store_anywhere(node: cst.CSTNode) -> bool:
     return False
 
 
-def _referenced(body: list, apply: cst.FunctionDef, method: str) -> bool:
+def _referenced(apply: cst.FunctionDef, method: str) -> bool:
     """Is ``self.<method>`` used in apply other than called?"""
     uses = [a for a in m.findall(apply, m.Attribute(value=m.Name("self"), attr=m.Name(method)))]
     calls = [c for c in m.findall(apply, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name(method))))]
