@@ -174,15 +174,35 @@ def code(node: cst.CSTNode) -> str:
     return cst.Module([]).code_for_node(node)
 
 
-def names_in(node: cst.CSTNode) -> set[str]:
-    """Every ``Name`` in ``node``."""
+def names_in(node: cst.CSTNode, after_dots: bool = True) -> set[str]:
+    """Every ``Name`` in ``node`` (without ``after_dots``, not the attribute names of ``a.b``)."""
     found: set[str] = set()
 
     class Find(FastVisitor):
         def visit_Name(self, n: cst.Name) -> None:
             found.add(n.value)
+
+        def visit_Attribute(self, attribute: cst.Attribute) -> bool:
+            if after_dots:
+                return True
+            attribute.value.visit(self)
+            return False
     node.visit(Find())
     return found
+
+
+def spell_any(imports: ImportMap, shadowed: bool) -> tuple[str, tuple[str, str | None]]:
+    """How a file writes ``typing.Any``, and the import that takes: ``Any``, unless an import of the
+    file or (``shadowed``) one of its own top-level names gives ``Any`` another meaning."""
+    if imports.aliases.get("Any") in (None, "typing.Any") and not shadowed:
+        return "Any", ("typing", "Any")
+    return "typing.Any", ("typing", None)
+
+
+def line_comments(stmt: cst.BaseStatement) -> list[cst.EmptyLine]:
+    """The comments of a statement line that goes (above it and after it), to keep elsewhere."""
+    comment = stmt.trailing_whitespace.comment if isinstance(stmt, cst.SimpleStatementLine) else None
+    return [*stmt.leading_lines, *([cst.EmptyLine(comment=comment)] if comment else [])]
 
 
 def binds_at_top(module: cst.Module, name: str) -> bool:

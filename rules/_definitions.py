@@ -12,7 +12,7 @@ import libcst as cst
 from linen_upgrade.facts import Param
 from linen_upgrade.rule import Context, FastTransformer, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.transformer import comments_in, target_names
-from linen_upgrade.rules._cst import build_dotted, express, is_docstring, kwarg, names_in
+from linen_upgrade.rules._cst import build_dotted, express, is_docstring, kwarg, line_comments, names_in, spell_any
 from linen_upgrade.rules._modules import SelfAttributes, creates_module, type_of
 
 
@@ -90,12 +90,8 @@ class ModuleParts(RuleTransformer):
     def _field(self, apply: cst.FunctionDef | None, attr: Param) -> cst.SimpleStatementLine:
         annotation = type_of(attr)
         if annotation == "Any":
-            bound = self.ctx.facts.imports.aliases.get("Any")
-            if bound in (None, "typing.Any") and "Any" not in self._local_names:
-                self.imports.add(("typing", "Any"))
-            else:  # the file gives ``Any`` another meaning
-                annotation = "typing.Any"
-                self.imports.add(("typing", None))
+            annotation, needed = spell_any(self.ctx.facts.imports, "Any" in self._local_names)
+            self.imports.add(needed)
         param = next((p for p in [*apply.params.posonly_params, *apply.params.params,
                                   *apply.params.kwonly_params] if p.name.value == attr.name), None) \
             if apply is not None else None
@@ -322,35 +318,42 @@ def _only_read(fn: cst.FunctionDef, name: str, is_module) -> bool:
     return ok and all(id(n) in read for n in loads)
 
 
+def self_stores(node: cst.CSTNode) -> list[str]:
+    """The ``self.<name>`` that ``node`` assigns (``self.n = ...``, ``self.k += 1``, in a tuple target),
+    in order; a class defined inside has a ``self`` of its own."""
+    targets: list[str] = []
+
+    class Stores(FastVisitor):
+        def _target(self, target: cst.BaseExpression) -> None:
+            if isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name) \
+                    and target.value.value == "self":
+                targets.append(target.attr.value)
+            elif isinstance(target, (cst.Tuple, cst.List)):
+                for el in target.elements:
+                    self._target(el.value)
+
+        def visit_AssignTarget(self, n: cst.AssignTarget) -> None:
+            self._target(n.target)
+
+        def visit_AugAssign(self, n: cst.AugAssign) -> None:
+            self._target(n.target)
+
+        def visit_AnnAssign(self, n: cst.AnnAssign) -> None:
+            self._target(n.target)
+
+        def visit_ClassDef(self, n: cst.ClassDef) -> bool:
+            return False
+
+    node.visit(Stores())
+    return targets
+
+
 def stored_on_self(body: list) -> str | None:
     """``self.<name>`` the methods of a class body other than ``setup`` assign
     (``self.n = x.shape[0]``, ``self.rnn = RNN.shared(...)``, ``self.k += 1``), quoted;
     ``None`` when none does."""
-    targets: list[str] = []
-
-    class Stores(cst.CSTVisitor):
-        def _target(self, node: cst.BaseExpression) -> None:
-            if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == "self":
-                targets.append(f"self.{node.attr.value}")
-            elif isinstance(node, (cst.Tuple, cst.List)):
-                for el in node.elements:
-                    self._target(el.value)
-
-        def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
-            self._target(node.target)
-
-        def visit_AugAssign(self, node: cst.AugAssign) -> None:
-            self._target(node.target)
-
-        def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-            self._target(node.target)
-
-        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-            return False  # a class defined in a method has a ``self`` of its own
-
-    for s in body:
-        if isinstance(s, cst.FunctionDef) and s.name.value != "setup":  # LU105 builds shared submodules there
-            s.visit(Stores())
+    targets = [f"self.{name}" for s in body  # (LU105 builds shared submodules in setup)
+               if isinstance(s, cst.FunctionDef) and s.name.value != "setup" for name in self_stores(s)]
     return ", ".join(dict.fromkeys(targets)) or None
 
 
@@ -502,8 +505,7 @@ def without_deletes(body: cst.BaseSuite, names: set[str]) -> cst.BaseSuite:
             for stmt in original.body:
                 if gone and _only_deletes(stmt, names):
                     gone -= 1
-                    comment = stmt.trailing_whitespace.comment  # type: ignore[attr-defined]
-                    carried += [*stmt.leading_lines, *([cst.EmptyLine(comment=comment)] if comment else [])]
+                    carried += line_comments(stmt)
                     continue
                 new = next(statements)
                 kept.append(new.with_changes(leading_lines=[*carried, *new.leading_lines]) if carried else new)

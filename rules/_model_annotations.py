@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from linen_upgrade.rules._cst import build_dotted, code, spell_any
 from linen_upgrade.rules._usage import MODEL, STATE, UsageTransformer
 
 # legacy types with no current counterpart of the same meaning
@@ -36,7 +37,7 @@ class Annotations(UsageTransformer):
         new = original.annotation.visit(Replace())
         if new.deep_equals(original.annotation):
             return updated
-        spelled = cst.Module([]).code_for_node(original.annotation)
+        spelled = code(original.annotation)
         param = self.a.parent.get(id(original))
         if isinstance(param, cst.Param) and not self._followed(param):
             self.todo(f"{param.name.value} is annotated {spelled}, but this run follows no Model or state into it "
@@ -56,9 +57,7 @@ class Annotations(UsageTransformer):
         """``Any`` (as this file can write it) for a node naming a legacy type, else None."""
         if self.resolve(node) not in LEGACY_TYPES:
             return None
-        bound = self.ctx.facts.imports.aliases.get("Any")
-        if bound == "typing.Any" or bound is None and "Any" not in self.a.module_scope.bound:
-            self.imports.add(("typing", "Any"))
-            return cst.Name("Any")
-        self.imports.add(("typing", None))  # the file gives ``Any`` another meaning
-        return cst.Attribute(cst.Name("typing"), cst.Name("Any"))
+        imports = self.ctx.facts.imports  # (the module scope binds imported names too)
+        spelled, needed = spell_any(imports, "Any" in self.a.module_scope.bound and "Any" not in imports.aliases)
+        self.imports.add(needed)
+        return build_dotted(spelled)

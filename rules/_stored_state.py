@@ -16,7 +16,8 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
-from linen_upgrade.rules._definitions import reassigned_names
+from linen_upgrade.rules._cst import comma_list, kwarg, line_comments, names_in
+from linen_upgrade.rules._definitions import reassigned_names, self_stores
 
 
 def _self_attr(node: cst.CSTNode) -> str | None:
@@ -67,33 +68,10 @@ class _Rewrite(cst.CSTTransformer):
         return cst.Name(name) if name in self.names else updated
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
-        method = _self_attr(original.func)
-        given = self.hand.get(method or "", [])
+        given = self.hand.get(_self_attr(original.func) or "", [])
         if not given:
             return updated
-        args = list(updated.args)
-        if args:
-            args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-        args += [cst.Arg(cst.Name(n), keyword=cst.Name(n), equal=cst.AssignEqual(
-            whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")))
-            for n in given]
-        return updated.with_changes(args=[*args[:-1], args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)])
-
-
-def _names_in(node: cst.CSTNode) -> set[str]:
-    """The names ``node`` reads or binds (not the attribute names after a dot)."""
-    found: set[str] = set()
-
-    class Names(cst.CSTVisitor):
-        def visit_Name(self, name: cst.Name) -> None:
-            found.add(name.value)
-
-        def visit_Attribute(self, attribute: cst.Attribute) -> bool:
-            attribute.value.visit(self)
-            return False
-
-    node.visit(Names())
-    return found
+        return updated.with_changes(args=comma_list([*updated.args, *(kwarg(n, cst.Name(n)) for n in given)]))
 
 
 def thread_stored(body: list, apply_at: int, attrs: set[str]) -> list | None:
@@ -112,14 +90,14 @@ def thread_stored(body: list, apply_at: int, attrs: set[str]) -> list | None:
     local = names - dropped
     methods = {s.name.value: s for s in body if isinstance(s, cst.FunctionDef)}
     # a local of that name already, an attribute or a method of it: the value would be another one
-    if local & (attrs | params | _names_in(apply.body) | set(methods)):
+    if local & (attrs | params | names_in(apply.body, after_dots=False) | set(methods)):
         return None
     # where the others read them (each only from apply, with a plain signature to add to)
     hand: dict[str, list[str]] = {}
     for name, fn in methods.items():
         if fn is apply:
             continue
-        if _store_anywhere(fn):
+        if self_stores(fn):
             return None
         reads = _Reads(names)
         fn.visit(reads)
@@ -127,7 +105,7 @@ def thread_stored(body: list, apply_at: int, attrs: set[str]) -> list | None:
         if wanted:
             if fn.decorators or name in ("setup", "__call__") or fn.params.star_arg != cst.MaybeSentinel.DEFAULT \
                     or fn.params.star_kwarg is not None or fn.params.kwonly_params \
-                    or set(wanted) & (_names_in(fn.params) | _names_in(fn.body)):
+                    or set(wanted) & names_in(fn, after_dots=False):
                 return None
             hand[name] = wanted
     # the methods reading them are called only from apply, after every store they need
@@ -141,15 +119,14 @@ def thread_stored(body: list, apply_at: int, attrs: set[str]) -> list | None:
         stmt.visit(reads)
         needs = reads.reads | {n for method in reads.calls for n in hand.get(method, [])}
         if any(last_store[n] >= i for n in needs & local if i not in stores or stores[i][0] != n) \
-                or (i not in stores and _store_anywhere(stmt)):
+                or (i not in stores and self_stores(stmt)):
             return None
     new_statements, carried = [], []
     for i, stmt in enumerate(statements):
         if i in stores:
             name, value = stores[i]
             if name in dropped:  # its comments go above the next statement
-                comment = stmt.trailing_whitespace.comment  # type: ignore[attr-defined]
-                carried += [*stmt.leading_lines, *([cst.EmptyLine(comment=comment)] if comment else [])]
+                carried += line_comments(stmt)
                 continue
             stmt = stmt.with_changes(body=[cst.Assign([cst.AssignTarget(cst.Name(name))], value)])
         stmt = stmt.visit(_Rewrite(local, hand))
@@ -168,17 +145,6 @@ def thread_stored(body: list, apply_at: int, attrs: set[str]) -> list | None:
             ps[-1] = ps[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
             out[i] = s.with_changes(params=s.params.with_changes(params=ps), body=s.body.visit(_Rewrite(local, {})))
     return out
-
-
-def _store_anywhere(node: cst.CSTNode) -> bool:
-    """Does ``node`` assign any ``self.<name>`` (other than as one plain statement of apply)?"""
-    targets = [*m.findall(node, m.AssignTarget()), *m.findall(node, m.AugAssign()), *m.findall(node, m.AnnAssign())]
-    for t in targets:
-        target = t.target  # type: ignore[union-attr]
-        if _self_attr(target) is not None or isinstance(target, (cst.Tuple, cst.List)) and any(
-                _self_attr(el.value) is not None for el in target.elements):
-            return True
-    return False
 
 
 def _referenced(apply: cst.FunctionDef, method: str) -> bool:
