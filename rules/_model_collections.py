@@ -31,16 +31,16 @@ def renumbered_keys(module: cst.Module, a: Analysis) -> bool:
 
     class _Keys(FastVisitor):
         def visit_Subscript(self, node: cst.Subscript) -> None:
-            key = auto_name_key(node)
-            if key is not None:
-                keys.append(key)
-            elif _flat_key(node):
+            if _flat_key(node):
                 flat.append(node)
 
-        def visit_DictElement(self, node: cst.DictElement) -> None:
-            key = auto_name(node.key)
+        def visit_SimpleString(self, node: cst.SimpleString) -> None:
+            key = auto_name(node)
             if key is not None:
                 keys.append(key)
+
+        def visit_FormattedString(self, node: cst.FormattedString) -> None:
+            self.visit_SimpleString(node)  # type: ignore[arg-type]
 
     module.visit(_Keys())
     return bool(flat) or bool(keys) and any(renumbered(a, prefix) for prefix in {prefix for prefix, _ in keys})
@@ -177,12 +177,21 @@ class Collections(UsageTransformer):
             return new_holder.with_changes(lpar=updated.lpar, rpar=updated.rpar)
         return outputs(new_holder, path, not self._indexed(original))
 
-    def leave_DictElement(self, original: cst.DictElement, updated: cst.DictElement) -> cst.DictElement:
-        """``{'Dense_0': ..., 'LayerNorm_1': ...}``: params built by legacy auto-names; where they go
-        is not followed, so where Linen may number them otherwise a TODO says so."""
-        auto = auto_name(original.key) if id(original.key) in self.a.scope_of else None
-        if auto is not None:
+    def leave_SimpleString(self, original: cst.SimpleString, updated: cst.SimpleString) -> cst.SimpleString:
+        """A legacy auto-name anywhere but a subscript's key (renamed or marked with its subscript):
+        ``{'LayerNorm_1': ...}``, ``params.get('Dense_2')``, ``'Dense_2' in params``, a
+        ``flatten_dict`` path ``('Dense_2', 'kernel')``; where it goes is not followed, so where Linen
+        may number that module otherwise a TODO says so."""
+        auto = auto_name(original) if id(original) in self.a.scope_of else None
+        parent = self.a.parent.get(id(original))
+        if auto is not None and not (isinstance(parent, cst.Index)
+                                     and isinstance(self.a.parent.get(id(parent)), cst.SubscriptElement)):
             self._renumbered_todo(*auto)
+        return updated
+
+    def leave_FormattedString(self, original: cst.FormattedString,
+                              updated: cst.FormattedString) -> cst.FormattedString:
+        self.leave_SimpleString(original, updated)  # type: ignore[arg-type]
         return updated
 
     def _auto_named(self, original: cst.Subscript, updated: cst.Subscript, prefix: str,

@@ -84,7 +84,8 @@ Not converted (TODO)
     helper methods in ``apply``), or inside a mutable ``nn.stateful`` block;
     captured outputs used other than by a literal key; other ``nn.Collection``
     uses (``as_dict()`` printed or kept: the key format changed); other keys
-    of legacy auto-names (``params['Dense_2']``, ``params[f'Conv_{i}']``) where
+    of legacy auto-names (``params['Dense_2']``, ``params[f'Conv_{i}']``,
+    ``params.get('Dense_2')``, ``'Dense_2' in params``, a path ``('Dense_2', 'kernel')``) where
     a module class of the file creates submodules of several classes unnamed
     (legacy's ``_0`` is the first of its class too, and stays); several
     calls in one mutable ``nn.stateful`` or ``capture_module_outputs`` block;
