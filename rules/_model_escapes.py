@@ -14,6 +14,8 @@ from linen_upgrade.rules._usage import (CAPTURE, CLASS, CONFLICT, FUNC, INSTANCE
 
 # methods that put a value into a container (where the rules no longer follow it)
 _CONTAINER_METHODS = frozenset({"append", "extend", "insert", "add", "update", "setdefault", "put"})
+# built-ins reading a Model's attributes by a name given as a value (getattr(model, 'params'))
+_REFLECTION = frozenset({"getattr", "hasattr", "setattr", "vars"})
 
 
 def _field(owner) -> bool:
@@ -62,6 +64,11 @@ class Escapes(UsageTransformer):
                     and not (callee is not None and callee.kind == CLASS
                              and "__init__" in self.a.methods.get(callee.func[1], {})):
                 where = f"the class {qual.rpartition('.')[2]}"
+            elif isinstance(call.func, cst.Name) and call.func.value in _REFLECTION \
+                    and scope.lookup(call.func.value) is None and call.func.value not in self.a.facts.imports.aliases:
+                self.todo(f"{call.func.value}() of a Model (now its params): its attributes are gone (model.params "
+                          "is the params themselves, a method is M().apply(..., method=M.name)): read it by hand")
+                continue
             if where:
                 what = "a Model (now its params)" if t.kind in (MODEL, TRUNC, CONFLICT) \
                     else "a value holding a Model (now its params)"

@@ -92,7 +92,8 @@ Not converted (TODO)
     context blocks whose calls happen in another function; a Model handed to
     a function of another file that cannot name its module (no import of the
     class, or a ``.partial`` with keywords known only in the caller): a TODO in
-    both files; a Model put into a dict, set or list (``.append``) or a loop
+    both files; a Model put into a dict, set or list (``.append``), or read by
+    ``getattr``/``hasattr``, or a loop
     over Models mixed with other values; the calls of a module whose ``apply``
     needs a person (``CallSpec.problem``); a Model of a definition chosen
     at run time applied where no name bound once to that definition is
