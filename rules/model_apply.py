@@ -94,7 +94,9 @@ Not converted (TODO)
     class, or a ``.partial`` with keywords known only in the caller): a TODO in
     both files; a Model put into a dict, set or list (``.append``), or read by
     ``getattr``/``hasattr``, or a loop
-    over Models mixed with other values; the calls of a module whose ``apply``
+    over Models mixed with other values; a Model's state dict read by key
+    (``to_state_dict(model)``, ``msgpack_restore(to_bytes(model))``: it held ``{'params': ...}``);
+    the calls of a module whose ``apply``
     needs a person (``CallSpec.problem``); a Model of a definition chosen
     at run time applied where no name bound once to that definition is
     visible, nor an optimizer carrying it (a top-level train step given
@@ -237,6 +239,15 @@ class _Transformer(Annotations, Collections, Escapes, Values, SiteCalls):
         return isinstance(arg, cst.Arg) and self._serialization(self.a.parent.get(id(arg))) \
             == "flax.serialization.from_state_dict"
 
+    def _model_bytes(self, expr: cst.BaseExpression) -> bool:
+        """``to_bytes(model)``, or a name bound to it in its scope: a Model's bytes."""
+        if isinstance(expr, cst.Name) and id(expr) in self.a.scope_of:
+            found = self.a.scope_of[id(expr)].lookup(expr.value)
+            return any(self._model_bytes(source[1]) for scope, name, source, _ in self.a.bindings
+                       if scope is found and name == expr.value and source[0] == "expr")
+        return self._serialization(expr) == "flax.serialization.to_bytes" and bool(expr.args) \
+            and self.a.carries_model(self.a.type_at(expr.args[0].value))  # type: ignore[attr-defined]
+
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         if id(original) not in self.a.scope_of:
             return updated
@@ -277,6 +288,11 @@ class _Transformer(Annotations, Collections, Escapes, Values, SiteCalls):
             self.todo("serialization.to_state_dict(model): a legacy Model's state dict was {'params': ...}; "
                       "the Model is its params now, whose state dict is the params themselves: drop the "
                       "['params'] where it is read (checkpoints: linen-upgrade convert-checkpoint)")
+        if self._serialization(original) == "flax.serialization.msgpack_restore" and original.args \
+                and self._model_bytes(original.args[0].value):
+            self.todo("serialization.msgpack_restore(to_bytes(model)): a legacy Model's bytes held {'params': ...}; "
+                      "the Model is its params now, whose bytes hold the params themselves: drop the ['params'] "
+                      "where it is read (checkpoints: linen-upgrade convert-checkpoint)")
         if isinstance(func, cst.Attribute) and func.attr.value == "truncate_at":
             base = self.a.type_at(func.value)
             if base is not None and base.kind == MODEL:
