@@ -9,6 +9,7 @@ data so it crosses process boundaries cheaply.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field, replace
 
 from linen_upgrade.analysis import identity, scopes
@@ -18,6 +19,10 @@ from linen_upgrade.analysis.walk import nodes
 from linen_upgrade.resolve import ImportMap, canonical, import_map
 from linen_upgrade.rule import SKIP_FILE_MARK, SKIP_MARK
 from linen_upgrade.tables.nn_modules import CALL_ARGUMENT_NAMES
+
+# a legacy auto-name past the first ('Dense_2', f'Conv_{i}') or a legacy Collection key
+# ('/Block_1/BatchNorm_1') written in a file: it may read a legacy Model's params or state by it
+LEGACY_KEY = re.compile(r"""['"](?:[A-Z]\w*_(?:[1-9]\d*['"]|\{)|/[A-Z]\w*_\d)""")
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,8 @@ class FileFacts:
     # top-level legacy initializers Linen would call differently -> "function"/"factory"
     # (``analysis.initializers``)
     initializers: dict[str, str] = field(default_factory=dict)
+    # the source holds a LEGACY_KEY
+    legacy_keys: bool = False
 
     def references(self, *prefixes: str) -> bool:
         return any(q == p or q.startswith(p + ".") for q in self.qualnames for p in prefixes)
@@ -366,6 +373,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
         classes=classes,
         has_skip_marks=SKIP_MARK in text,
         skip_file=SKIP_FILE_MARK in text,
+        legacy_keys=LEGACY_KEY.search(text) is not None,
         partial_args=partial_args,
         partial_aliases=_partial_aliases(tree, qualify, module_name),
         frozendict_calls=frozendict_calls,

@@ -5,7 +5,8 @@ rule looks for (``files.may_need_rewrite``: a legacy flax name, a JAX name the
 tables rename, a FrozenDict-only call, a TODO of ours) get ``ast`` facts, the
 rest only a regex of their imports.  Such a file is still a candidate when it
 imports a module of the run that uses legacy flax (implicit legacy:
-``model.params`` on a model built elsewhere), or when
+``model.params`` on a model built elsewhere), or holds a legacy key
+(``params['Dense_2']``) in a run with legacy flax, or when
 a file using ``flax.optim`` imports it, directly or through such files, or it
 imports one of those (an optimizer may be handed to its functions: LU302).
 Index: legacy module classes across all candidates; with a pool, LU302's
@@ -43,6 +44,7 @@ class Scan:
     facts: FileFacts | None = None
     imports: frozenset[str] = frozenset()
     error: str | None = None
+    keys: bool = False  # (a file without flax) it holds a legacy key: facts.LEGACY_KEY
 
 
 def _scan(path: str, with_facts: bool | None = None) -> Scan:
@@ -74,6 +76,7 @@ def _scan_facts(path: str) -> Scan:
 def _scan_imports(path: str) -> Scan:
     """The modules a file without ``flax`` imports (regex, no parse)."""
     from linen_upgrade import engine
+    from linen_upgrade.facts import LEGACY_KEY
 
     p = Path(path)
     try:
@@ -82,7 +85,8 @@ def _scan_imports(path: str) -> Scan:
         return Scan(path, "", error=f"{path}: cannot read: {exc.strerror or exc}")
     mod = _module(path)
     return Scan(path, mod, imports=frozenset(engine.imported_modules(data, identity.package(mod, path),
-                                                                     identity.resolver_for(path))))
+                                                                     identity.resolver_for(path))),
+                keys=LEGACY_KEY.search(data.decode("utf-8", "replace")) is not None)
 
 
 def _with_packages(modules: set[str]) -> set[str]:
@@ -210,6 +214,9 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
             imported = [s for s in _map(pool, _scan_imports, others) if s.error is None]
             # implicit legacy: a file that imports a module of the run that uses legacy flax
             secondary = [s.path for s in imported if s.imports & legacy]
+            # a helper reading params or state by a legacy key (count(params): params['Dense_2']),
+            # handed them by a file of the run whatever imports what
+            secondary += [s.path for s in imported if s.keys and not s.imports & legacy]
             secondary += _optim_reach(scans, imported, set(secondary))
         if secondary:
             again = {s.path: s for s in _map(pool, _scan_facts, secondary)}

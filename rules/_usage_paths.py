@@ -74,7 +74,7 @@ def unnamed_submodules(a: Analysis) -> list[set[str]]:
     if a in _UNNAMED:
         return _UNNAMED[a]
     found = _UNNAMED[a] = []
-    for owner in (a, *_imported_analyses(a)):
+    for owner in (a, *(_imported_analyses(a) or _all_legacy_analyses(a))):
         for name, node in owner.class_nodes.items():
             apply = next((f for f in node.body.body if isinstance(f, cst.FunctionDef)
                           and f.name.value == "apply"), None)
@@ -100,6 +100,21 @@ def _imported_analyses(a: Analysis) -> list[Analysis]:
             if other is not None:
                 found.append(other)
                 stack.append(other)
+    return found
+
+
+def _all_legacy_analyses(a: Analysis) -> list[Analysis]:
+    """For a file without flax that imports no legacy file of the run (a helper handed params by
+    the caller, ``count(params): params['Dense_2']``), the analyses of every file of the run that
+    defines legacy module classes: the params it reads may be a Model's of any of them."""
+    if a.facts.references("flax") or not a.path:
+        return []
+    found = []
+    for module in sorted({q.rpartition(".")[0] for q in a.index.modules} - {a.facts.module_name}):
+        file = module_file(a.path, a.facts.module_name, module)
+        other = external_analysis(file, module, a.index) if file is not None else None
+        if other is not None:
+            found.append(other)
     return found
 
 

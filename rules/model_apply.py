@@ -87,7 +87,9 @@ Not converted (TODO)
     of legacy auto-names (``params['Dense_2']``, ``params[f'Conv_{i}']``,
     ``params.get('Dense_2')``, ``'Dense_2' in params``, a path ``('Dense_2', 'kernel')``) where
     a module class of the file creates submodules of several classes unnamed
-    (legacy's ``_0`` is the first of its class too, and stays); several
+    (legacy's ``_0`` is the first of its class too, and stays), also in a
+    file without flax that reads them (a helper handed a Model's params: any
+    legacy module class of the run, where it imports none); several
     calls in one mutable ``nn.stateful`` or ``capture_module_outputs`` block;
     context blocks whose calls happen in another function; a Model handed to
     a function of another file that cannot name its module (no import of the
