@@ -3,19 +3,23 @@ value: the causal mask behind the same ``if``) / ``padding_mask=`` /
 ``key_padding_mask=`` / segmentations -> one Linen ``mask=``
 (``ATTENTION_MASKS``); ``attention_axis=(1, ..., k)`` -> attention
 over the flattened axes, reshaped back (``ATTENTION_AXES``); an
-``apply(..., cache=None)`` that only passes the cache on to causal attention
--> a ``decode: bool = False`` attribute and ``decode=self.decode`` (Linen's
-'cache' collection); a legacy ``Cache`` passed to a module outside modules ->
+``apply(..., cache=None)`` that only passes the cache on to causal attention,
+tests it (``if cache:``) or keeps a decoding position in it (the idiom of
+Flax's own legacy examples, ``position_index``) -> a ``decode: bool = False``
+attribute, ``decode=self.decode`` and ``self.decode`` (Linen's 'cache'
+collection); a legacy ``Cache`` passed to a module outside modules ->
 a TODO (``CACHE_USAGE``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import libcst as cst
 
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, FastVisitor, Rule, RuleTransformer
-from linen_upgrade.rules._cst import express, is_docstring, kwarg
+from linen_upgrade.rules._cst import code, express, is_docstring, kwarg, names_in
 from linen_upgrade.rules._modules import CallSpec
 from linen_upgrade.tables.nn_modules import ATTENTION_AXES, ATTENTION_CACHE, ATTENTION_MASKS, CACHE_USAGE
 
@@ -34,11 +38,18 @@ class AttentionCalls(RuleTransformer):
 
     def _cache_becomes_decode(self, cls: cst.ClassDef) -> bool:
         """An ``apply(..., cache=None)`` that only passes ``cache=cache`` on to causal attention
-        or to user modules taking a cache: Linen attention caches itself (``decode=True``, the
-        'cache' collection), so the parameter becomes ``decode: bool = False``."""
+        or to user modules taking a cache, tests it, or keeps a decoding position in it: Linen
+        attention caches itself (``decode=True``, the 'cache' collection), so the parameter
+        becomes ``decode: bool = False``."""
         apply = next(s for s in cls.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "apply")
         params = [*apply.params.params, *apply.params.kwonly_params]
-        if not any(p.name.value == "cache" for p in params):
+        cache = next((p for p in params if p.name.value == "cache"), None)
+        if cache is None:
+            return False
+        if not (isinstance(cache.default, cst.Name) and cache.default.value == "None"):
+            # ``if cache:`` is ``decode`` only when no cache means None
+            self.todo("cache: its default is not None: Linen attention caches itself: add `decode: bool = "
+                      "False`, pass decode=self.decode to the attention and apply with mutable=['cache']")
             return False
         uses: set[int] = set()
         passed: set[int] = set()
@@ -46,6 +57,9 @@ class AttentionCalls(RuleTransformer):
         outer = self
 
         class Uses(FastVisitor):
+            def visit_If(self, node: cst.If) -> bool:
+                return position_index(node, apply) is None  # the idiom's uses are its own
+
             def visit_Name(self, node: cst.Name) -> None:
                 if node.value == "cache":
                     uses.add(id(node))
@@ -69,7 +83,7 @@ class AttentionCalls(RuleTransformer):
                     passed.add(id(arg.value))
 
         apply.body.visit(Uses())
-        if uses - passed or problems:
+        if uses - passed - truth_uses(apply.body) or problems:
             self.todo("cache: " + (problems[0] if problems else "used other than passed on as cache=cache")
                       + ": Linen attention caches itself: add `decode: bool = False`, pass "
                       "decode=self.decode to the attention and apply with mutable=['cache']")
@@ -88,11 +102,21 @@ class AttentionCalls(RuleTransformer):
             if ignored:
                 return f"legacy decoding ignores {', '.join(ignored)}, Linen's would not"
             return None
-        legacy = self.ctx.index.legacy_module(qual)
-        if legacy is not None and legacy.apply_params is not None and any(
-                p.name == "cache" for p in legacy.apply_params):
+        if self._takes_cache(call.func):
             return None
         return f"passed to {dotted(call.func) or 'call'}, which is not attention or a module taking a cache"
+
+    def _takes_cache(self, func: cst.BaseExpression) -> bool:
+        """Does ``func`` name a legacy module whose apply takes ``cache``, or a ``.partial`` alias
+        of one that leaves it open (``SelfAttention = Attention.partial(inputs_kv=None)``)?"""
+        qual = self.resolve_class(func)
+        if qual is None and isinstance(func, cst.Name) and func.value in self.ctx.facts.partial_aliases:
+            qual = ".".join(filter(None, (self.ctx.facts.module_name, func.value)))  # an alias of this file
+        alias = self.ctx.index.partial_alias(qual) if qual else None
+        if alias is not None:
+            qual = None if "cache" in dict(alias[1]) else alias[0]
+        legacy = self.ctx.index.legacy_module(qual)
+        return legacy is not None and any(p.name == "cache" for p in legacy.apply_params or ())
 
     def _cache_arg(self, call: cst.Call) -> tuple[cst.Call, cst.BaseExpression | None]:
         """In a class whose ``cache`` became ``decode``: the call without its
@@ -229,9 +253,7 @@ class AttentionCalls(RuleTransformer):
             return
         func = call.func
         owner = func.value if isinstance(func, cst.Attribute) else func
-        legacy = self.ctx.index.legacy_module(self.resolve_class(owner))
-        takes_cache = legacy is not None and any(p.name == "cache" for p in legacy.apply_params or ())
-        if takes_cache or (isinstance(arg.value, cst.Name) and arg.value.value in self._mutated):
+        if self._takes_cache(owner) or (isinstance(arg.value, cst.Name) and arg.value.value in self._mutated):
             self.todo(CACHE_USAGE)
 
 
@@ -281,11 +303,202 @@ def _with_ctor_kwarg(ctor: cst.Call, key: str, value: cst.BaseExpression) -> cst
     return ctor.with_changes(args=[*args[:at], new, *args[at:]])
 
 
-def cache_to_decode(cls: cst.ClassDef) -> cst.ClassDef:
-    """Drop ``cache`` from ``apply`` and add ``decode: bool = False`` (LU101 adds its fields above)."""
+def _truth_names(expr: cst.BaseExpression) -> list[cst.Name]:
+    """The ``cache`` names whose truth the test ``expr`` reads (through ``not``/``and``/``or``)."""
+    if isinstance(expr, cst.Name):
+        return [expr] if expr.value == "cache" else []
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Not):
+        return _truth_names(expr.expression)
+    if isinstance(expr, cst.BooleanOperation):
+        return [*_truth_names(expr.left), *_truth_names(expr.right)]
+    return []
+
+
+class _Truths(FastVisitor):
+    """``cache`` read for its truth only: the test of ``if``/``while``/``assert``/``x if c else y``
+    and the operand of ``not``.  A legacy Cache is always true (``Collection`` has no ``__len__``
+    or ``__bool__``) and no cache is None, so each reads as ``decode``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: set[int] = set()
+
+    def _test(self, expr: cst.BaseExpression) -> None:
+        self.found.update(id(n) for n in _truth_names(expr))
+
+    def visit_If(self, node: cst.If) -> None:
+        self._test(node.test)
+
+    def visit_While(self, node: cst.While) -> None:
+        self._test(node.test)
+
+    def visit_Assert(self, node: cst.Assert) -> None:
+        self._test(node.test)
+
+    def visit_IfExp(self, node: cst.IfExp) -> None:
+        self._test(node.test)
+
+    def visit_UnaryOperation(self, node: cst.UnaryOperation) -> None:
+        if isinstance(node.operator, cst.Not):
+            self._test(node.expression)
+
+
+def truth_uses(body: cst.CSTNode) -> set[int]:
+    """The ids of the ``cache`` names ``body`` reads only for their truth (``_Truths``)."""
+    v = _Truths()
+    body.visit(v)
+    return v.found
+
+
+def _is_call(expr: cst.BaseExpression | None, owner: str, method: str) -> bool:
+    return (isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute)
+            and isinstance(expr.func.value, cst.Name) and expr.func.value.value == owner
+            and expr.func.attr.value == method)
+
+
+def _only(stmt: cst.BaseStatement) -> cst.BaseSmallStatement | None:
+    """The one small statement of a comment-free simple line (None otherwise)."""
+    if (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and not stmt.leading_lines
+            and stmt.trailing_whitespace.comment is None):
+        return stmt.body[0]
+    return None
+
+
+def _assigned(stmt: cst.BaseStatement) -> tuple[str, cst.BaseExpression] | None:
+    """``name = value`` as (name, value)."""
+    small = _only(stmt)
+    if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
+        return small.targets[0].target.value, small.value
+    return None
+
+
+def _step(entry: str, expr: cst.BaseExpression) -> cst.BaseExpression | None:
+    """``entry.replace(i=entry.i + step)`` -> ``step``."""
+    if not (_is_call(expr, entry, "replace") and len(expr.args) == 1):  # type: ignore[union-attr]
+        return None
+    arg = expr.args[0]  # type: ignore[union-attr]
+    plus = arg.value
+    if not (arg.keyword is not None and arg.keyword.value == "i" and isinstance(plus, cst.BinaryOperation)
+            and isinstance(plus.operator, cst.Add) and isinstance(plus.left, cst.Attribute)
+            and isinstance(plus.left.value, cst.Name) and plus.left.value.value == entry
+            and plus.left.attr.value == "i"):
+        return None
+    return plus.right
+
+
+_INDEX_NAMES = ("is_initialized", "cache_index")  # what the Linen form binds
+
+
+def position_index(node: cst.If, fn: cst.FunctionDef) -> PositionIndex | None:
+    """The decoding position kept in a legacy Cache, as Flax's own legacy examples
+    (lm1b, wmt) wrote it in ``fn``'s body, and the statements its ``else`` runs after it::
+
+        if cache:
+            if self.is_initializing():
+                cache.store(np.array((4, 1, 1), dtype=np.int32))
+            else:
+                cache_entry = cache.retrieve(None)
+                i = cache_entry.i
+                cache.store(cache_entry.replace(i=cache_entry.i + 1))   # or: entry = ...; cache.store(entry)
+                ...  # reads i, never the cache or its entry again
+
+    Linen's form of the same (``PositionIndex.linen``) keeps the position in the
+    'cache' collection, as Flax's Linen examples do.  None when ``node`` is not
+    exactly that, a line of it that goes has a comment, or ``fn`` uses the
+    names the Linen form binds."""
+    if not (isinstance(node.test, cst.Name) and node.test.value == "cache" and node.orelse is None
+            and len(node.body.body) == 1 and isinstance(inner := node.body.body[0], cst.If)
+            and not inner.leading_lines and isinstance(inner.orelse, cst.Else)):
+        return None
+    init = _only(inner.body.body[0]) if len(inner.body.body) == 1 else None
+    if not (_is_call(inner.test, "self", "is_initializing") and not inner.test.args  # type: ignore[union-attr]
+            and isinstance(init, cst.Expr) and _is_call(init.value, "cache", "store")):
+        return None
+    stmts = list(inner.orelse.body.body)
+    retrieve = _assigned(stmts[0]) if stmts else None
+    if retrieve is None or not _is_call(retrieve[1], "cache", "retrieve"):
+        return None
+    entry = retrieve[0]
+    index = _assigned(stmts[1]) if len(stmts) > 1 else None
+    if not (index is not None and isinstance(index[1], cst.Attribute) and isinstance(index[1].value, cst.Name)
+            and index[1].value.value == entry and index[1].attr.value == "i"):
+        return None
+    at = 2
+    while at < len(stmts) and not {"cache", entry} & names_in(stmts[at], after_dots=False):
+        at += 1  # ``one = jnp.array(1, jnp.uint32)``: kept before the step
+    kept, rest = stmts[2:at], stmts[at:]
+    step = None
+    store = _only(rest[0]) if rest else None
+    if isinstance(store, cst.Expr) and _is_call(store.value, "cache", "store") and len(store.value.args) == 1:
+        step, rest = _step(entry, store.value.args[0].value), rest[1:]
+    elif len(rest) > 1 and (bump := _assigned(rest[0])) is not None and bump[0] == entry:
+        store = _only(rest[1])
+        if (isinstance(store, cst.Expr) and _is_call(store.value, "cache", "store") and len(store.value.args) == 1
+                and isinstance(store.value.args[0].value, cst.Name) and store.value.args[0].value.value == entry):
+            step, rest = _step(entry, bump[1]), rest[2:]
+    if step is None or any({"cache", entry} & names_in(s, after_dots=False) for s in rest):
+        return None
+    others = fn.body.deep_replace(node, cst.Pass())  # the rest of the function
+    if {entry, *_INDEX_NAMES} & names_in(others, after_dots=False) or set(_INDEX_NAMES) & names_in(node):
+        return None
+    return PositionIndex(node, index[0], kept, step, rest)
+
+
+@dataclasses.dataclass(frozen=True)
+class PositionIndex:
+    """A matched ``position_index``: its ``if cache:`` statement, the name of the position
+    (``i``), the statements between reading and bumping it, the step, what follows."""
+
+    node: cst.If
+    index: str
+    kept: list[cst.BaseStatement]
+    step: cst.BaseExpression
+    rest: list[cst.BaseStatement]
+
+    def linen(self, jnp: str) -> cst.If:
+        """Flax's Linen form: the position in the 'cache' collection, made at init."""
+        step = code(self.step)
+        head = [cst.parse_statement(line) for line in (
+            "is_initialized = self.has_variable('cache', 'cache_index')\n",
+            f"cache_index = self.variable('cache', 'cache_index', lambda: {jnp}.array(0, dtype={jnp}.uint32))\n")]
+        body = [cst.parse_statement(f"{self.index} = cache_index.value\n"), *self.kept,
+                cst.parse_statement(f"cache_index.value = {self.index} + {step}\n"), *self.rest]
+        inner = self.node.body.body[0]
+        assert isinstance(inner, cst.If)
+        ready = inner.with_changes(test=cst.Name("is_initialized"), orelse=None,
+                                   body=inner.orelse.body.with_changes(body=body))  # type: ignore[union-attr]
+        return self.node.with_changes(test=cst.parse_expression("self.decode"),
+                                      body=self.node.body.with_changes(body=[*head, ready]))
+
+
+class _ToDecode(cst.CSTTransformer):
+    """``cache`` read for its truth -> ``self.decode``; the position-index idiom -> its Linen form."""
+
+    def __init__(self, fn: cst.FunctionDef, jnp: str) -> None:
+        super().__init__()
+        self.truths = truth_uses(fn.body)
+        self.fn, self.jnp, self.positions = fn, jnp, 0
+
+    def leave_If(self, original: cst.If, updated: cst.If) -> cst.If:
+        found = position_index(original, self.fn)
+        if found is None:
+            return updated
+        self.positions += 1
+        return found.linen(self.jnp)
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+        return cst.parse_expression("self.decode") if id(original) in self.truths else updated
+
+
+def cache_to_decode(cls: cst.ClassDef, jnp: str) -> tuple[cst.ClassDef, int]:
+    """Drop ``cache`` from ``apply``, read ``self.decode`` where apply tested the cache, and add
+    ``decode: bool = False`` (LU101 adds its fields above); also how many decoding positions
+    became Linen's (their form spells ``jax.numpy`` as ``jnp``)."""
     body = list(cls.body.body)
     at = next(i for i, s in enumerate(body) if isinstance(s, cst.FunctionDef) and s.name.value == "apply")
     apply: cst.FunctionDef = body[at]  # type: ignore[assignment]
+    to_decode = _ToDecode(apply, jnp)
+    apply = apply.with_changes(body=apply.body.visit(to_decode))
     p = apply.params
     params = [x for x in p.params if x.name.value != "cache"]
     kwonly = [x for x in p.kwonly_params if x.name.value != "cache"]
@@ -298,4 +511,4 @@ def cache_to_decode(cls: cst.ClassDef) -> cst.ClassDef:
         apply = apply.with_changes(leading_lines=[cst.EmptyLine(indent=False)])
     body[at] = apply
     body.insert(first, cst.parse_statement("decode: bool = False\n"))
-    return cls.with_changes(body=cls.body.with_changes(body=body))
+    return cls.with_changes(body=cls.body.with_changes(body=body)), to_decode.positions

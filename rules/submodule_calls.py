@@ -30,8 +30,13 @@ What it does
     ``initialize_carry(rng, input_shape)`` (ConvLSTM included); attention
     ``attention_axis=(1, ..., k)`` -> attention over the flattened axes
     (``ATTENTION_AXES``); an ``apply(..., cache=None)`` that only passes the
-    cache on to causal attention -> a ``decode: bool = False`` attribute and
-    ``decode=self.decode`` (Linen's 'cache' collection).
+    cache on to causal attention or to a module taking one (a ``.partial``
+    alias included), tests it (``if cache:``, ``not cache``: a legacy Cache is
+    always true) or keeps the decoding position in it (the position-embedding
+    idiom of Flax's legacy lm1b/wmt) -> a ``decode: bool = False`` attribute,
+    ``decode=self.decode``, ``self.decode`` and the position in the 'cache'
+    collection, ``self.variable('cache', 'cache_index', ...)``, as Flax's Linen
+    examples keep it.
     The same in plain functions an apply calls (``def features(x, train):
     ...`` at any depth): a legacy module call runs only under a parent's
     apply, and the Linen submodule made in a function called from
@@ -54,7 +59,8 @@ Why
     orders agree; otherwise it becomes a keyword.
 Not converted (TODO)
     Attention masks it cannot build, multi-axis attention with masks, a cache
-    read in the module or combined with padding masks, code outside modules
+    read in the module otherwise (its entries, a custom attention's own
+    key/value caching) or combined with padding masks, code outside modules
     that passes a legacy ``Cache`` (init with ``decode=True`` and apply with
     ``mutable=['cache']`` by hand), ``*args``/``**kwargs`` calls, RNN cells
     whose ``features`` cannot be recovered from an ``initialize_carry`` call;
@@ -182,8 +188,12 @@ class _Transformer(AttentionCalls, CellCalls):
         self._legacy_class_depth.pop()
         self._class_quals.pop()
         if self._decode.pop():
-            updated = cache_to_decode(updated)
+            jnp, needed = express("jax.numpy", self.ctx.facts.imports)
+            updated, positions = cache_to_decode(updated, jnp)
             self.fixed(f"class {original.name.value}: apply(cache=) -> decode attribute")
+            if positions:
+                self.imports.update([(needed, None)] if needed else [])
+                self.fixed(f"class {original.name.value}: the decoding position -> the 'cache' collection")
         return updated
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:

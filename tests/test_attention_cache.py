@@ -102,3 +102,37 @@ def _tree_by_path(data: dict, prefix: str) -> dict:
             path, leaf = key[len(prefix) + 1:].rsplit("/", 1)
             out.setdefault(path, {})[leaf] = value
     return out
+
+
+POSITION = HERE / "decode_position"
+
+
+def test_decoding_position_and_tested_cache_match_legacy(tmp_path):
+    """``decode_position/model.py``: a position embedding keeping the decoding position in the
+    legacy Cache (the idiom of Flax's legacy lm1b/wmt) and blocks that test the cache, upgraded
+    with no hand edits.  The legacy driver decodes through an ``nn.attention.Cache`` on flax
+    0.3.6; a Linen driver (``linen_main.py``, what a person writes for the decoding loop: LU102
+    leaves it a TODO) does the same with ``decode=True``; both print the whole sequence's logits
+    and every step's, from the same numpy weights (seeded by shape)."""
+    import shutil
+    import sys
+
+    from linen_upgrade.verify import runner
+    from linen_upgrade.verify.program import compare_outputs
+
+    path = POSITION / "model.py"
+    result = rewrite_text(path.read_bytes(), str(path), Config(), [r.id for r in all_rules()])
+    assert result.error is None and result.findings == [], result.findings
+    assert b"self.has_variable('cache', 'cache_index')" in result.new and b"cache=" not in result.new
+    (tmp_path / "model.py").write_bytes(result.new)
+    shutil.copy(POSITION / "linen_main.py", tmp_path)
+
+    legacy = runner.run_legacy(str(POSITION / "legacy_main.py"), timeout=300)
+    assert legacy.ok, f"{legacy.reason}: {legacy.detail}\n{legacy.stderr[-3000:]}"
+    modern = runner.run_process([sys.executable, str(tmp_path / "linen_main.py")], side="modern", timeout=300,
+                                cwd=str(tmp_path), env=runner.platform_env(None))
+    assert modern.ok, f"{modern.reason}: {modern.detail}\n{modern.stderr[-3000:]}"
+    compared = compare_outputs(legacy.stdout, modern.stdout, rtol=2e-4)
+    assert compared.ok, [(m.line, m.kind, m.legacy_line, m.upgraded_line) for m in compared.mismatches[:3]]
+    assert sum(line.startswith("step") for line in legacy.stdout.splitlines()) == 6
+    assert compared.numbers >= 2 * (2 * 6 * 11)  # the whole sequence's logits, and each step's
