@@ -106,26 +106,32 @@ class AttentionCalls(RuleTransformer):
             return None
         return f"passed to {dotted(call.func) or 'call'}, which is not attention or a module taking a cache"
 
-    def _takes_cache(self, func: cst.BaseExpression) -> bool:
-        """Does ``func`` name a legacy module whose apply takes ``cache``, or a ``.partial`` alias
-        of one that leaves it open (``SelfAttention = Attention.partial(inputs_kv=None)``)?"""
+    def _takes_cache(self, func: cst.BaseExpression, default_none: bool = False) -> bool:
+        """Does ``func`` name a legacy module whose apply takes ``cache`` (``default_none``: that
+        defaults to None), or a ``.partial`` alias of one that leaves it open (``SelfAttention =
+        Attention.partial(inputs_kv=None)``)?"""
         qual = self.resolve_class(func)
         if qual is None and isinstance(func, cst.Name) and func.value in self.ctx.facts.partial_aliases:
             qual = ".".join(filter(None, (self.ctx.facts.module_name, func.value)))  # an alias of this file
         alias = self.ctx.index.partial_alias(qual) if qual else None
         if alias is not None:
             qual = None if "cache" in dict(alias[1]) else alias[0]
+        if qual in ATTENTION_CACHE:
+            return True
         legacy = self.ctx.index.legacy_module(qual)
-        return legacy is not None and any(p.name == "cache" for p in legacy.apply_params or ())
+        return legacy is not None and any(p.name == "cache" and (not default_none or p.default == "None")
+                                          for p in legacy.apply_params or ())
 
     def _cache_arg(self, call: cst.Call) -> tuple[cst.Call, cst.BaseExpression | None]:
-        """In a class whose ``cache`` became ``decode``: the call without its
-        ``cache=cache`` / ``cache=None``, and the ``decode=`` its constructor takes."""
+        """The call without its ``cache=None`` (no caching, the default of the callee's ``cache``
+        and so of its ``decode``), or, in a class whose ``cache`` became ``decode``, without its
+        ``cache=cache``; and the ``decode=`` its constructor takes."""
         decode = None
         cache_at = next((i for i, a in enumerate(call.args)
                          if a.keyword is not None and a.keyword.value == "cache"), None)
-        if cache_at is not None and self._decode and self._decode[-1]:
-            value = call.args[cache_at].value
+        value = call.args[cache_at].value if cache_at is not None else None
+        none = isinstance(value, cst.Name) and value.value == "None" and self._takes_cache(call.func, True)
+        if none or (cache_at is not None and self._decode and self._decode[-1]):
             if isinstance(value, cst.Name) and value.value in ("cache", "None"):
                 # cache=None: legacy did not cache (``if cache:``), the Linen default
                 decode = cst.parse_expression("self.decode") if value.value == "cache" else None
