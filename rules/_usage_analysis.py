@@ -54,7 +54,10 @@ _PRESERVING = {
     "jax.lax.stop_gradient": 0, "flax.serialization.from_bytes": 0, "flax.serialization.from_state_dict": 0,
 }
 _CONTEXTS = frozenset({"flax.nn.Model", "flax.nn.stateful", "flax.nn.stochastic", "flax.nn.capture_module_outputs"})
-_SAME_SIGNATURE = frozenset({"jax.jit", "jax.pmap", "jax.checkpoint", "jax.remat", "jax.named_call"})
+_SAME_SIGNATURE = frozenset({"jax.jit", "jax.pmap", "jax.checkpoint", "jax.remat", "jax.named_call", "jax.vmap"})
+# transforms returning what jax.grad does: a value shaped like the argument differentiated (a Model's
+# jacobian is a Model, as its gradient was)
+_GRADS = frozenset({"jax.grad", "jax.jacrev", "jax.jacfwd"})
 
 
 def _is_literal(node: cst.BaseExpression) -> bool:
@@ -406,7 +409,7 @@ class Analysis:
                 # positional ones fixed here
                 return Ty(FUNC, func=("partial", d, sum(a.keyword is None for a in call.args[1:])))
             return None
-        if qual in _SAME_SIGNATURE or qual in ("jax.grad", "jax.value_and_grad"):
+        if qual in _SAME_SIGNATURE or qual in _GRADS or qual == "jax.value_and_grad":
             arg = self.arg(call, 0, "fun")
             inner = self.ty(arg, scope) if arg is not None else None
             if inner is None or inner.kind != FUNC:
@@ -418,7 +421,7 @@ class Analysis:
             argnums = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "argnums"),
                            None)
             n = int(argnums.value) if isinstance(argnums, cst.Integer) else (0 if argnums is None else -1)
-            return Ty(FUNC, func=("grad" if qual == "jax.grad" else "vgrad", inner, has_aux, n))
+            return Ty(FUNC, func=("grad" if qual in _GRADS else "vgrad", inner, has_aux, n))
         if isinstance(func, cst.Attribute):
             base = self.ty(func.value, scope)
             method = func.attr.value
@@ -490,9 +493,13 @@ class Analysis:
             n = ft.func[3]
             arg = self.arg(call, n) if n >= 0 else None
             g = self.ty(arg, scope) if arg is not None else None
-            if kind == "grad":
+            if kind == "grad" and not ft.func[2]:
                 return g
-            return Ty(TUPLE, items=(self._apply_func(ft.func[1], call, scope), g))
+            out = self._apply_func(ft.func[1], call, scope)
+            if kind == "grad":  # has_aux: (the gradient, the function's aux)
+                aux = out.items[1] if out is not None and out.kind == TUPLE and len(out.items) == 2 else None
+                return Ty(TUPLE, items=(g, aux))
+            return Ty(TUPLE, items=(out, g))
         if kind == "external":
             return external_return(self, ft.func[1], call, scope)
         return None
