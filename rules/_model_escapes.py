@@ -14,6 +14,10 @@ from linen_upgrade.rules._usage import (CAPTURE, CLASS, CONFLICT, FUNC, INSTANCE
 
 # methods that put a value into a container (where the rules no longer follow it)
 _CONTAINER_METHODS = frozenset({"append", "extend", "insert", "add", "update", "setdefault", "put"})
+# JAX control flow handing its operands to a function (jax.lax.scan(step, (model, h), xs)): the
+# analysis does not follow them into it (a Model as the function itself is _model_values')
+_CONTROL_FLOW = frozenset({"jax.lax.scan", "jax.lax.fori_loop", "jax.lax.while_loop", "jax.lax.cond",
+                           "jax.lax.switch", "jax.lax.associative_scan", "jax.lax.map", "jax.lax.custom_root"})
 # built-ins reading a Model's attributes by a name given as a value (getattr(model, 'params'))
 _REFLECTION = frozenset({"getattr", "hasattr", "setattr", "vars"})
 
@@ -64,6 +68,8 @@ class Escapes(UsageTransformer):
                     and not (callee is not None and callee.kind == CLASS
                              and "__init__" in self.a.methods.get(callee.func[1], {})):
                 where = f"the class {qual.rpartition('.')[2]}"
+            elif qual in _CONTROL_FLOW and a is not call.args[0]:
+                where = f"{qual} (its function's parameters are not followed)"
             elif isinstance(call.func, cst.Name) and call.func.value in _REFLECTION \
                     and scope.lookup(call.func.value) is None and call.func.value not in self.a.facts.imports.aliases:
                 self.todo(f"{call.func.value}() of a Model (now its params): its attributes are gone (model.params "
