@@ -9,6 +9,8 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.analysis import identity
+from linen_upgrade.resolve import dotted
+from linen_upgrade.rules._cst import code
 from linen_upgrade.rules._usage import (CAPTURE, CLASS, CONFLICT, FUNC, INSTANCE, MODEL, TRUNC, UsageTransformer,
                                         conflict_message, element, external_param, unwrap_func)
 
@@ -54,7 +56,9 @@ class Escapes(UsageTransformer):
             qual = self.a.qual(call.func, scope) if isinstance(call.func, (cst.Name, cst.Attribute)) else None
             callee = unwrap_func(self.a.type_at(call.func))
             where = None
-            if callee is not None and callee.kind == FUNC and callee.func[0] == "external":
+            if a.star:  # f(*args): which parameter gets it is not followed
+                where = f"{dotted(call.func) or 'a function'} unpacked ({a.star}{code(a.value)})"
+            elif callee is not None and callee.kind == FUNC and callee.func[0] == "external":
                 position = next((i for i, p in enumerate(positions) if p is a), None)
                 got = external_param(self.a, callee.func[1], position,
                                      a.keyword.value if a.keyword is not None else None)
@@ -68,6 +72,10 @@ class Escapes(UsageTransformer):
                     and not (callee is not None and callee.kind == CLASS
                              and "__init__" in self.a.methods.get(callee.func[1], {})):
                 where = f"the class {qual.rpartition('.')[2]}"
+            elif callee is None and qual is None and isinstance(call.func, cst.Name) and t.kind != CONFLICT \
+                    and scope.lookup(call.func.value) is not None and not self._import_alias(call.func, scope):
+                # a name of this file the analysis gives no function (a namedtuple, a parameter, a factory's result)
+                where = f"{call.func.value} (a value of this file not followed as a function)"
             elif qual in _CONTROL_FLOW and a is not call.args[0]:
                 where = f"{qual} (its function's parameters are not followed)"
             elif isinstance(call.func, cst.Name) and call.func.value in _REFLECTION \
@@ -82,6 +90,14 @@ class Escapes(UsageTransformer):
             elif callee is None and isinstance(call.func, cst.Attribute) and call.func.attr.value in _CONTAINER_METHODS:
                 self.todo(f"a Model (now its params) is put into a container (.{call.func.attr.value}): "
                           "apply the Linen module where it is read, with {'params': ...}")
+
+    def _import_alias(self, name: cst.Name, scope) -> bool:
+        """``broadcast = jax_utils.replicate``: a name bound only to imported names (library code,
+        which a Model is handed to as anywhere else)."""
+        found = scope.lookup(name.value)
+        sources = [(s, source) for s, bound, source, _ in self.a.bindings if s is found and bound == name.value]
+        return bool(sources) and all(source[0] == "expr" and isinstance(source[1], (cst.Name, cst.Attribute))
+                                     and self.a.qual(source[1], s) is not None for s, source in sources)
 
     def _held(self, values) -> bool:
         return any(id(v) in self.a.scope_of and self.a.carries_model(self.a.type_at(v)) for v in values)

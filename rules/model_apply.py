@@ -3,7 +3,7 @@
 What it does
     The Model object disappears: ``nn.Model(M, params)`` -> ``params``, so a
     name that held a Model now holds its params pytree, wherever it flows
-    (helper functions, ``jax.jit``/``pmap``, ``grad``/``value_and_grad``,
+    (helper functions, ``jax.jit``/``pmap``/``vmap``, ``grad``/``value_and_grad``/``jacrev``,
     ``jax_utils.replicate``, an optimizer's ``target``).  Each use changes
     with it: ``model(x, train=False)`` -> ``M().apply({'params': model}, x,
     train=False)``; ``model.params`` -> ``model``; ``model.generate(z)`` ->
@@ -95,7 +95,9 @@ Not converted (TODO)
     a function of another file that cannot name its module (no import of the
     class, or a ``.partial`` with keywords known only in the caller): a TODO in
     both files; a Model put into a dict, set or list (``.append``), or read by
-    ``getattr``/``hasattr``, or a loop
+    ``getattr``/``hasattr``, or handed to JAX control flow (a ``lax.scan``
+    carry), a namedtuple or a function the analysis does not follow, or
+    unpacked into a call (``f(*args)``), or a loop
     over Models mixed with other values; a Model's state dict read by key
     (``to_state_dict(model)``, ``msgpack_restore(to_bytes(model))``: it held ``{'params': ...}``);
     the calls of a module whose ``apply``
