@@ -83,7 +83,8 @@ Not converted (TODO)
     name depends on run time (loops, conditions, ``.partial``/``.shared``,
     helper methods in ``apply``), or inside a mutable ``nn.stateful`` block;
     captured outputs used other than by a literal key; other ``nn.Collection``
-    uses (``as_dict()`` printed or kept: the key format changed); other keys
+    uses (``as_dict()`` printed or kept, its ``.state`` dict: the key format
+    changed); other keys
     of legacy auto-names (``params['Dense_2']``, ``params[f'Conv_{i}']``,
     ``params.get('Dense_2')``, ``'Dense_2' in params``, a path ``('Dense_2', 'kernel')``) where
     a module class of the file creates submodules of several classes unnamed
@@ -123,7 +124,7 @@ from linen_upgrade.rules._model_annotations import Annotations
 from linen_upgrade.rules._model_collections import Collections, outputs, renumbered_keys
 from linen_upgrade.rules._model_escapes import Escapes
 from linen_upgrade.rules._model_values import Values
-from linen_upgrade.rules._usage import (CONFLICT, MODEL, TRUNC, Analysis, UsageRule, conflict_message, kwarg,
+from linen_upgrade.rules._usage import (CAPTURE, CONFLICT, MODEL, STATE, TRUNC, Analysis, UsageRule, conflict_message, kwarg,
                                         parens)
 from linen_upgrade.rules._usage_calls import subscript
 from linen_upgrade.rules._usage_paths import linen_path
@@ -203,6 +204,11 @@ class _Transformer(Annotations, Collections, Escapes, Values, SiteCalls):
         base = self.a.type_at(original.value)
         if _model_conflict(base) and attr in ("params", "module", "truncate_at"):
             self.todo(f".{attr} of {conflict_message(base)}: convert by hand")
+            return updated
+        if base is not None and base.kind in (STATE, CAPTURE) and attr == "state":
+            self.todo("nn.Collection.state (its flat {'/Block_4/BatchNorm_1': ...} dict): the state is a Linen "
+                      "variable collection now, nested {'Block_0': {'BatchNorm_0': ...}} with per-class numbering; "
+                      "read it directly (flax.traverse_util.flatten_dict(state, sep='/') for flat keys)")
             return updated
         if base is None or base.kind != MODEL:
             return updated
