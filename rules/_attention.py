@@ -96,11 +96,15 @@ class AttentionCalls(RuleTransformer):
         if qual in ATTENTION_CACHE:
             keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
             causal = keywords.get("causal_mask")
-            if not (isinstance(causal, cst.Name) and causal.value == "True"):
+            # legacy asserts it while caching; Linen's decoding is causal by itself
+            if causal is None or (isinstance(causal, cst.Name) and causal.value == "False") \
+                    or not _evaluates_alike(causal):
                 return "legacy caching needs causal_mask=True"
-            ignored = sorted(set(keywords) & ATTENTION_CACHE[qual])
-            if ignored:
-                return f"legacy decoding ignores {', '.join(ignored)}, Linen's would not"
+            if code(keywords.get("attention_axis", cst.Tuple([]))).replace(" ", "") == "(1,)":
+                del keywords["attention_axis"]  # the default for (batch, length, features), as without a cache
+            manual = sorted(set(keywords) & ATTENTION_CACHE[qual])
+            if manual:
+                return f"decoding with {', '.join(manual)}: build the decoding mask by hand"
             return None
         if self._takes_cache(call.func):
             return None
@@ -140,11 +144,13 @@ class AttentionCalls(RuleTransformer):
                     comma=cst.MaybeSentinel.DEFAULT)])
         return call, decode
 
-    def _attention_mask(self, call: cst.Call, spec: CallSpec
+    def _attention_mask(self, call: cst.Call, spec: CallSpec, decoding: bool = False
                         ) -> tuple[cst.Call, cst.BaseExpression | None, str | None]:
         """Legacy ``causal_mask=`` / ``padding_mask=`` / ``key_padding_mask=`` -> one Linen
         ``mask=`` (``make_causal_mask``, ``make_attention_mask``, ``combine_masks``, which drops
-        the None of ``make_causal_mask(...) if causal else None``)."""
+        the None of ``make_causal_mask(...) if causal else None``).  ``decoding``: the call
+        passed the cache on (now ``decode=self.decode``); legacy ignored the padding masks
+        while it cached, so does the mask."""
         keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
         names = ("causal_mask", "padding_mask", "key_padding_mask", "segmentation", "key_segmentation")
         if not any(n in keywords for n in names):
@@ -177,7 +183,8 @@ class AttentionCalls(RuleTransformer):
             pq, pk = pq or pk, pk or pq
             if not isinstance(pq, simple) or not isinstance(pk, simple):
                 return call, None, "padding masks need plain names: build mask= by hand"
-            parts.append(ATTENTION_MASKS["padding"].format(nn=nn_prefix, pq=code(pq), pk=code(pk)))
+            padding = ATTENTION_MASKS["padding"].format(nn=nn_prefix, pq=code(pq), pk=code(pk))
+            parts.append(f"{padding} if not self.decode else None" if decoding else padding)
         sq, sk = keywords.get("segmentation"), keywords.get("key_segmentation")
         if sq is not None or sk is not None:
             if sq is None or (sk is None and kv is not None):

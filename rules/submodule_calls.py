@@ -721,7 +721,7 @@ class _Transformer(AttentionCalls, CellCalls):
                 return given
         mask = None
         if call_spec.manual and "causal_mask" in call_spec.manual:
-            updated, mask, problem = self._attention_mask(updated, call_spec)
+            updated, mask, problem = self._attention_mask(updated, call_spec, decoding=decode is not None)
             if problem:
                 self.todo(f"{_name(func)}: {problem}")
                 return given

@@ -162,11 +162,10 @@ ATTENTION_AXES = {
 
 # legacy autoregressive decoding (``cache=`` an ``nn.attention.Cache``) -> Linen ``decode=True``
 # with the 'cache' collection (cached_key, cached_value, cache_index: the legacy _CacheEntry).
-# Legacy asserts causal_mask=True with a cache and ignores padding masks while decoding
-# (``and not cache``), where Linen would apply them: those stay manual.  Value: the keywords
-# that keep a cached call manual.
-_CACHE_MANUAL = frozenset({"padding_mask", "key_padding_mask", "segmentation", "key_segmentation",
-                           "attention_axis"})
+# Legacy asserts causal_mask with a cache (Linen's decoding is causal by itself) and ignores
+# padding masks while decoding (``and not cache``): LU102 drops them from mask= while decoding.
+# Value: the keywords that keep a cached call manual.
+_CACHE_MANUAL = frozenset({"segmentation", "key_segmentation", "attention_axis"})
 ATTENTION_CACHE = {
     "flax.nn.SelfAttention": _CACHE_MANUAL,
     "flax.nn.MultiHeadDotProductAttention": _CACHE_MANUAL,
