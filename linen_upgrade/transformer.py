@@ -5,6 +5,7 @@ scope-aware name resolution).  Imported only once a file is parsed
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,127 @@ class _Hooks(dict):
         return entry
 
 
+class _FieldOrder(cst.CSTVisitor):
+    """Records the fields LibCST visits of one node, in its order (the source's), without
+    going into them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return False
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        pass
+
+    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
+        self.names.append(attribute)  # called for a None field too
+
+    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
+        pass
+
+
+class _Fields(dict):
+    """node type -> the fields a walk goes into, in LibCST's visiting order, learnt from
+    the first node of each type.  LibCST skips one field when it is None (an f-string
+    part's ``format_spec``, its last): fields None in that first node come last."""
+
+    def learn(self, node: cst.CSTNode) -> tuple[str, ...]:
+        kind = type(node)
+        recorder = _FieldOrder()
+        node._visit_and_replace_children(recorder)
+        later = [f.name for f in dataclasses.fields(kind)
+                 if f.name not in recorder.names and getattr(node, f.name) is None]
+        found = self[kind] = (*recorder.names, *later)
+        return found
+
+
+_FIELDS = _Fields()
+
+
+class _IsNode(dict):
+    """value type -> is it a CST node (``isinstance`` against LibCST's abstract ``CSTNode``
+    goes through ``ABCMeta.__instancecheck__``)."""
+
+    def __missing__(self, kind: type) -> bool:
+        found = self[kind] = issubclass(kind, cst.CSTNode)
+        return found
+
+
+_IS_NODE = _IsNode()
+
+
+def _children(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """The nodes LibCST's walk goes into from ``node``, in its order."""
+    found: list[cst.CSTNode] = []
+    for name in _FIELDS.get(type(node)) or _FIELDS.learn(node):
+        value = getattr(node, name)
+        if type(value) in (tuple, list):
+            found.extend(value)
+        elif _IS_NODE[type(value)]:
+            found.append(value)
+    return found
+
+
+class _Replay(cst.CSTTransformer):
+    """Rebuilds one node around its children's results (child index -> result) through
+    LibCST's own ``_visit_and_replace_children``, so that removals and flattened
+    statements mean what they mean to LibCST; the children are not walked again."""
+
+    def __init__(self, results: dict[int, Any]) -> None:
+        super().__init__()
+        self.results = results
+        self.k = 0
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return False
+
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> Any:  # type: ignore[override]
+        k = self.k
+        self.k += 1
+        return self.results.get(k, updated_node)
+
+    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
+        pass
+
+    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
+        pass
+
+
+def _walk_from_root(on_visit: Any) -> Any:
+    """``on_visit`` of a ``_Dispatch`` class: where LibCST's ``node.visit(self)`` starts,
+    the class walks the whole tree itself and tells LibCST not to go in."""
+
+    def hook(self: _Dispatch, node: cst.CSTNode) -> bool:
+        if self._walking:  # a node of the walk, or a hook calling ``x.visit(self)`` in it (LibCST walks that)
+            return on_visit(self, node)
+        self._walking = True
+        try:
+            self._root = (node, self._walk(node))
+        finally:
+            self._walking = False
+        return False
+
+    hook.raw = on_visit  # type: ignore[attr-defined]
+    return hook
+
+
+def _root_result(on_leave: Any) -> Any:
+    """``on_leave`` of a ``_Dispatch`` class: LibCST leaves the root after ``_walk_from_root``;
+    the walk has left it already, and its result is handed back."""
+
+    def hook(self: _Dispatch, original_node: cst.CSTNode, *updated: Any) -> Any:
+        root = self._root
+        if root is not None and root[0] is original_node:
+            self._root = None
+            return root[1]
+        return on_leave(self, original_node, *updated)
+
+    hook.raw = on_leave  # type: ignore[attr-defined]
+    return hook
+
+
 class _Dispatch:
     """LibCST looks ``visit_<Type>``/``leave_<Type>`` up by name for every node,
     and ``visit_<Type>_<attr>`` for every child attribute; a rule walks whole
@@ -81,10 +203,21 @@ class _Dispatch:
     hooks (which none of our visitors define) are skipped, and so are the
     children of whitespace and punctuation nodes (``_TOKENS``) in a class
     with no hook for any of them: LibCST would rebuild each of those nodes
-    (and each node holding nothing else, ``_LEAVES``)."""
+    (and each node holding nothing else, ``_LEAVES``).
+
+    LibCST's walk also rebuilds every node it goes through (a new dataclass,
+    validated), a visitor's too: about half of a rule pass.  A ``_Dispatch``
+    class walks by itself (``_walk``) from the root of ``node.visit(self)``,
+    calling the same ``on_visit``/``on_leave`` on the same nodes in the same
+    order; a transformer rebuilds only a node a child of which came back
+    changed, and an unchanged tree comes back as the same object."""
 
     _table: _Hooks
     _tokens_plain: bool
+    _raw_visit: Any  # the class's on_visit and on_leave, as written (no root take-over)
+    _raw_leave: Any
+    _walking = False
+    _root: tuple[cst.CSTNode, Any] | None = None
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -93,6 +226,14 @@ class _Dispatch:
             f"{cls.__name__}: attribute hooks are not dispatched"
         cls._tokens_plain = not any(_own_hook(cls, f"{hook}_{t.__name__}")
                                     for t in _TOKENS for hook in ("visit", "leave"))
+        for name, take_over in (("on_visit", _walk_from_root), ("on_leave", _root_result)):
+            if not hasattr(getattr(cls, name), "raw"):  # written in this class (or a mixin)
+                setattr(cls, name, take_over(getattr(cls, name)))
+        cls._raw_visit = cls.on_visit.raw  # type: ignore[attr-defined]
+        cls._raw_leave = cls.on_leave.raw  # type: ignore[attr-defined]
+
+    def _walk(self, node: cst.CSTNode) -> Any:
+        raise NotImplementedError
 
     def _visit(self, node: cst.CSTNode) -> bool:
         visit, _, plain, leaf = self._table[type(node)]
@@ -113,10 +254,21 @@ class _Dispatch:
 
 
 class FastVisitor(_Dispatch, cst.CSTVisitor):
-    """``cst.CSTVisitor`` with cached dispatch (see ``_Dispatch``)."""
+    """``cst.CSTVisitor`` with cached dispatch and its own walk (see ``_Dispatch``)."""
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         return self._visit(node)
+
+    def _walk(self, root: cst.CSTNode) -> None:
+        visit, leave = type(self)._raw_visit, type(self)._raw_leave
+
+        def walk(node: cst.CSTNode) -> None:
+            if visit(self, node):
+                for child in _children(node):
+                    walk(child)
+            leave(self, node)
+
+        walk(root)
 
     def on_leave(self, original_node: cst.CSTNode) -> None:
         leave = self._leave_func(original_node)
@@ -132,6 +284,23 @@ class FastTransformer(_Dispatch, cst.CSTTransformer):
 
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
         return self._leave(original_node, updated_node)
+
+    def _walk(self, root: cst.CSTNode) -> Any:
+        visit, leave = type(self)._raw_visit, type(self)._raw_leave
+
+        def walk(node: cst.CSTNode) -> Any:
+            updated = node
+            if visit(self, node):
+                changed: dict[int, Any] = {}  # the child's index in LibCST's order (_Replay's) -> result
+                for k, child in enumerate(_children(node)):
+                    result = walk(child)
+                    if result is not child:
+                        changed[k] = result
+                if changed:
+                    updated = node._visit_and_replace_children(_Replay(changed))
+            return leave(self, node, updated)
+
+        return walk(root)
 
     def _leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):
         leave = self._leave_func(original_node)

@@ -1,8 +1,9 @@
 """The shortcuts rule passes take (issue 15): they must change nothing a rule sees or writes.
 
 ``transformer._Dispatch`` leaves whitespace, punctuation and nodes holding only those as they are
-in a pass with no hook for them; ``analysis.walk.nodes`` lists a file's ``ast`` tree once for the
-facts' passes.  No timing here: the figures are in docs/performance.md."""
+in a pass with no hook for them, and walks the tree itself instead of through LibCST's rebuilding
+walk; ``analysis.walk.nodes`` lists a file's ``ast`` tree once for the facts' passes.  No timing
+here: the figures are in docs/performance.md."""
 from __future__ import annotations
 
 import ast
@@ -91,3 +92,160 @@ def test_nodes_is_ast_walk_listed_once_per_tree():
     assert nodes(tree) is listed  # the same tree again: not walked again
     other = ast.parse(SOURCE)
     assert nodes(other) is not listed and nodes(other)[0] is other
+
+
+# every kind of node whose fields LibCST visits in an order of its own: decorators before the
+# name, an f-string's format spec (absent in the first f-string part, present in a later one),
+# a single ``import *`` against a sequence of names, ``match``, keyword-only and positional-only
+# parameters, slices, comprehensions, lambdas, ``with`` items, ``try``/``except*``
+EVERY_KIND = """\
+from __future__ import annotations
+from os import *
+from . import a as b, c
+import x.y as z
+
+
+@dec(1)
+@other
+class C(Base, metaclass=M):
+    attr: int = 3
+
+    async def m(self, a, /, b=2, *args, c, d=4, **kw) -> list[int]:
+        async with ctx() as (p, q), other:
+            async for i in aiter():
+                yield (await i)
+        return [j for j in range(3) if j if not j]
+
+
+def f(x):
+    s = f"{x}" + f"{x!r:>{width}} and {x=}" + rf"{x:{'a'}.{3}f}"
+    del s[1:2, ::3], t
+    global g
+    y = lambda q, *, r=1: q or r and not q
+    z = {k: v for k, v in d.items()} | {*a, *b} | {**e}
+    w = (yield from g) if x else x[0] @ x[-1] ** 2 // 3
+    x += 1; x <<= 2
+    assert x > 0, "no"
+    try:
+        raise ValueError from None
+    except* (TypeError, ValueError) as e:
+        pass
+    else:
+        nonlocal_ = ...
+    finally:
+        print(*w, sep="", **kw)
+    while (n := x) is not None:
+        break
+    match x:
+        case {"a": 1, **rest}:
+            pass
+        case Point(x=0, y=[1, *others]) | None as p if p:
+            pass
+        case _:
+            return
+"""
+
+
+class _Record:
+    """Every node entered and left (a mixin: a ``_Dispatch`` class takes it over too)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, int]] = []
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        self.seen.append(("enter", id(node)))
+        return True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        self.seen.append(("leave", id(original_node)))
+
+
+class _Order(_Record, cst.CSTVisitor):
+    """Through LibCST's own walk."""
+
+
+class _FastOrder(_Record, FastVisitor):
+    """Through ``_Dispatch``'s walk."""
+
+
+class _FastOrderTransformer(FastTransformer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, int]] = []
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        self.seen.append(("enter", id(node)))
+        return True
+
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> cst.CSTNode:
+        self.seen.append(("leave", id(original_node)))
+        return updated_node
+
+
+def test_the_walk_enters_and_leaves_every_node_in_libcsts_order():
+    for source in (EVERY_KIND, SOURCE):
+        module = cst.parse_module(source)
+        plain, fast, fast_t = _Order(), _FastOrder(), _FastOrderTransformer()
+        module.visit(plain)
+        module.visit(fast)
+        result = module.visit(fast_t)
+        assert len(plain.seen) > 2 * len(source.split())  # the whitespace and punctuation too
+        assert fast.seen == plain.seen
+        assert fast_t.seen == plain.seen
+        assert result is module  # nothing changed: no node rebuilt
+
+
+class _Edits(FastTransformer):
+    """Removes ``del`` statements, turns each ``pass`` into two statements, renames ``x``."""
+
+    def leave_Del(self, original: cst.Del, updated: cst.Del) -> cst.RemovalSentinel:
+        return cst.RemoveFromParent()
+
+    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+        if isinstance(original.body[0], cst.Pass):
+            return cst.FlattenSentinel([updated, cst.SimpleStatementLine([cst.Expr(cst.Name("done"))])])
+        return updated
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.Name:
+        return updated.with_changes(value="renamed") if original.value == "x" else updated
+
+
+class _PlainEdits(cst.CSTTransformer):
+    leave_Del = _Edits.leave_Del
+    leave_SimpleStatementLine = _Edits.leave_SimpleStatementLine
+    leave_Name = _Edits.leave_Name
+
+
+def test_removals_flattened_statements_and_edits_come_out_as_libcsts():
+    module = cst.parse_module(EVERY_KIND)
+    new = module.visit(_Edits())
+    assert new.code == module.visit(_PlainEdits()).code
+    assert "del " not in new.code and new.code.count("done") == 3 and "renamed" in new.code
+    # the statements nothing touched are the same objects as before: only changed parents are rebuilt
+    assert new.body[0] is module.body[0]
+
+
+def test_a_hook_walking_a_subtree_again_with_its_own_visitor():
+    """``node.body.visit(self)`` from inside a hook (some rules' helper passes do) is LibCST's
+    walk of that subtree; the outer walk goes on as before."""
+
+    class Twice(FastVisitor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.names: list[str] = []
+            self.inner = False
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            if not self.inner:
+                self.inner = True
+                node.body.visit(self)
+                self.inner = False
+            return True
+
+        def visit_Name(self, node: cst.Name) -> None:
+            self.names.append(node.value)
+
+    visitor = Twice()
+    cst.parse_module("def f(a):\n    return b\n").visit(visitor)
+    assert visitor.names == ["b", "f", "a", "b"]
