@@ -75,6 +75,12 @@ def _is_literal(node: cst.BaseExpression) -> bool:
 _CODE = cst.Module([]).code_for_node
 
 
+def _is_property(fn: cst.FunctionDef) -> bool:
+    """``@property`` (or ``functools.cached_property``): reading the attribute runs the getter."""
+    return any(dotted(d.decorator) in ("property", "cached_property", "functools.cached_property")
+               for d in fn.decorators)
+
+
 def _held(ref: ModuleRef) -> bool:
     """A definition whose Linen module can be named: a class, or a run-time choice held by one
     name (a name rebound to other definitions is a conflict, left to LU901 as before)."""
@@ -314,6 +320,8 @@ class Analysis:
                 return dict(base.items).get(expr.attr.value)
             if base is not None and base.kind == INSTANCE:
                 method = self.methods.get(base.func[1], {}).get(expr.attr.value)
+                if method is not None and _is_property(method):  # what its getter returns (self.model(x))
+                    return self.rets.get(id(method))
                 if method is not None:
                     return Ty(FUNC, func=("method", id(method)))
                 return self.env.get((base.func[1], "." + expr.attr.value))
