@@ -107,6 +107,12 @@ def is_docstring(stmt: cst.CSTNode) -> bool:
             and isinstance(stmt.body[0], cst.Expr) and isinstance(stmt.body[0].value, cst.SimpleString))
 
 
+def is_property(fn: cst.FunctionDef) -> bool:
+    """``@property`` (or ``functools.cached_property``): reading the attribute runs the getter."""
+    return any(dotted(d.decorator) in ("property", "cached_property", "functools.cached_property")
+               for d in fn.decorators)
+
+
 def call_args_plain(call: cst.Call) -> bool:
     """No ``*args``/``**kwargs`` in the call: positions are known."""
     return all(a.star == "" for a in call.args)

@@ -15,6 +15,7 @@ import libcst as cst
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import FastTransformer, FastVisitor, quote, todo_line
 from linen_upgrade.rules import _optim
+from linen_upgrade.rules._cst import is_property
 from linen_upgrade.rules._optim_calls import CHECKPOINT_HINT, CHECKPOINTS, PRESERVING, READERS, SAVE_RESTORE, unwrap
 from linen_upgrade.rules._optim_attributes import Attributes
 from linen_upgrade.rules._optim_defs import Scan, convert
@@ -329,6 +330,9 @@ class Plan(FastVisitor):
         self._check_parameters(received, seeds)
         used = _optim.name_counts(self.module)
         for f in self.funcs:
+            if self._ret_items(f) and is_property(self.funcs[f]):
+                self.problems.append(f"{f} is a @property returning the optimizer, whose reads this rule cannot "
+                                     "follow")
             if f in self.exported or not self._ret_items(f):
                 continue
             if used.get(f, 0) <= 1 or f"{module}.{f}" in elsewhere:  # called from other files

@@ -36,6 +36,7 @@ import libcst as cst
 from linen_upgrade.facts import FileFacts
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.resolve import dotted
+from linen_upgrade.rules._cst import is_property
 from linen_upgrade.rules._modules import CallSpec, inputs_fixable
 from linen_upgrade.rules._usage_external import external_return, external_seeds
 from linen_upgrade.rules._usage_frames import SiteCounter
@@ -73,12 +74,6 @@ def _is_literal(node: cst.BaseExpression) -> bool:
 
 
 _CODE = cst.Module([]).code_for_node
-
-
-def _is_property(fn: cst.FunctionDef) -> bool:
-    """``@property`` (or ``functools.cached_property``): reading the attribute runs the getter."""
-    return any(dotted(d.decorator) in ("property", "cached_property", "functools.cached_property")
-               for d in fn.decorators)
 
 
 def _held(ref: ModuleRef) -> bool:
@@ -320,7 +315,7 @@ class Analysis:
                 return dict(base.items).get(expr.attr.value)
             if base is not None and base.kind == INSTANCE:
                 method = self.methods.get(base.func[1], {}).get(expr.attr.value)
-                if method is not None and _is_property(method):  # what its getter returns (self.model(x))
+                if method is not None and is_property(method):  # what its getter returns (self.model(x))
                     return self.rets.get(id(method))
                 if method is not None:
                     return Ty(FUNC, func=("method", id(method)))

@@ -59,7 +59,7 @@ Left alone (with a TODO)
     ``flax.serialization`` (code reads the layout, which changes: ``linen-upgrade
     convert-checkpoint``) or passed to a callee outside the run that is not
     a known wrapper (``jit``, ``pmap``, ``replicate``, ``device_get``,
-    ``tree_map``, ``print``): nothing in it is converted, so no
+    ``tree_map``, ``print``), or read through a ``@property``: nothing in it is converted, so no
     half-converted optimizer is left behind -- nor in the files it shares
     the optimizer with.
 """
