@@ -155,8 +155,12 @@ class UsageTransformer(RuleTransformer):
         if frame is not None:
             frame.sites, kinds = count_sites(node.body, self.a)
             if frame.state_given and frame.mutable and frame.sites > 1 and frame.problem is None:
-                frame.problem = ("several module calls share one nn.stateful block: each Linen apply "
-                                 "returns its own updates; convert them by hand")
+                frame.problem = ("several module calls (or one in a loop) share one nn.stateful block: each "
+                                 "Linen apply returns its own updates; convert them by hand")
+            if frame.rng is not None and frame.sites > 1 and frame.problem is None:
+                frame.problem = ("several module calls (or one in a loop) share one nn.stochastic block: legacy "
+                                 "drew a fresh rng for each, rngs={'dropout': rng} gives each the same one (the "
+                                 "same dropout masks): split the rng per call by hand")
             if frame.capture_name is not None and frame.problem is None and (
                     frame.sites > 1 or kinds - {"model", "method", "call"}):
                 frame.problem = ("nn.capture_module_outputs around several module calls (or an init): each "

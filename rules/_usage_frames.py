@@ -82,13 +82,21 @@ def parse_with(node: cst.With, a: Analysis) -> Frame | None:
     return frame
 
 
+# statements and expressions whose body may run several times
+_LOOPS = (cst.For, cst.While, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
+
+
 class SiteCounter(FastVisitor):
+    """The init/apply sites in a with block's body; one in a loop counts as several (each run
+    draws the block's next rng and sees the state the runs before it left)."""
+
     def __init__(self, a: Analysis) -> None:
         super().__init__()
         self.a = a
         self.count = 0
         self.kinds: set[str] = set()
         self.sites: list[tuple[str, Ty]] = []
+        self.loops = 0
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         return False  # runs later, outside the block
@@ -96,10 +104,18 @@ class SiteCounter(FastVisitor):
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         return False
 
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        self.loops += isinstance(node, _LOOPS)
+        return super().on_visit(node)
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        super().on_leave(original_node)
+        self.loops -= isinstance(original_node, _LOOPS)
+
     def visit_Call(self, node: cst.Call) -> None:
         site = self.a.site(node)
         if site is not None:
-            self.count += 1
+            self.count += 2 if self.loops else 1
             self.kinds.add(site[0])
             self.sites.append(site)
 

@@ -91,7 +91,8 @@ Not converted (TODO)
     (legacy's ``_0`` is the first of its class too, and stays), also in a
     file without flax that reads them (a helper handed a Model's params: any
     legacy module class of the run, where it imports none); several
-    calls in one mutable ``nn.stateful`` or ``capture_module_outputs`` block;
+    calls (or one in a loop) in one mutable ``nn.stateful``, ``nn.stochastic``
+    (legacy drew a fresh rng for each) or ``capture_module_outputs`` block;
     context blocks whose calls happen in another function; a Model handed to
     a function of another file that cannot name its module (no import of the
     class, or a ``.partial`` with keywords known only in the caller): a TODO in
@@ -124,8 +125,8 @@ from linen_upgrade.rules._model_annotations import Annotations
 from linen_upgrade.rules._model_collections import Collections, outputs, renumbered_keys
 from linen_upgrade.rules._model_escapes import Escapes
 from linen_upgrade.rules._model_values import Values
-from linen_upgrade.rules._usage import (CAPTURE, CONFLICT, MODEL, STATE, TRUNC, Analysis, UsageRule, conflict_message, kwarg,
-                                        parens)
+from linen_upgrade.rules._usage import (CAPTURE, CONFLICT, MODEL, STATE, TRUNC, Analysis, UsageRule, conflict_message,
+                                        kwarg, parens)
 from linen_upgrade.rules._usage_calls import subscript
 from linen_upgrade.rules._usage_paths import linen_path
 from linen_upgrade.rules._usage_sites import SiteCalls
