@@ -52,6 +52,10 @@ def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
         elif p.kind == "varkw":
             problem = (f"apply takes **{p.name}, used otherwise than forwarded into submodules of known "
                        "signature: split it by hand")
+        elif p.name == "name":
+            # Module.__new__ took name= for the module itself: apply's parameter always held its default
+            problem = ("apply takes a parameter `name`, which always held its default (legacy gave name= to the "
+                       "module); Linen's name field is the module's name: rename the parameter by hand")
         elif is_input(params, i):
             inputs.append(p)
         else:

@@ -56,7 +56,9 @@ Not converted (TODO)
     unknown signature, ``*args`` into a callee whose next legacy positional
     argument has another Linen place (``nn.BatchNorm``'s ``batch_stats``) or
     followed by keyword-only parameters; a parameter with conflicting
-    evidence (used as an array and as a Python value); ``@nn.module_method``
+    evidence (used as an array and as a Python value); a parameter called
+    ``name`` (legacy gave ``name=`` to the module: apply always saw its
+    default; Linen's ``name`` is the module's); ``@nn.module_method``
     methods that LU105 (shared_setup) leaves (they still create submodules,
     or build a shared one differently from ``apply``); a class whose methods assign ``self.<name>``
     otherwise (in a branch or loop, in another method, read by a method another method calls, or
