@@ -15,7 +15,7 @@ from linen_upgrade.rule import FastVisitor
 from linen_upgrade.rules._usage import (CAPTURE, COLLECTION_METHODS, LEAF_READERS, MODEL, STATE, TRUNC, Analysis,
                                         UsageTransformer, parens)
 from linen_upgrade.rules._usage_calls import subscript
-from linen_upgrade.rules._usage_paths import legacy_key, linen_path, renumbered, unnamed_submodules
+from linen_upgrade.rules._usage_paths import legacy_key, linen_path, numbered_shared, renumbered
 
 # a legacy auto-name past the first submodule (``Dense_2``): the first, ``_0``, is the first of its class too
 _AUTO_NAME = re.compile(r"([A-Z]\w*)_([1-9]\d*)")
@@ -31,7 +31,7 @@ def renumbered_keys(module: cst.Module, a: Analysis) -> bool:
 
     class _Keys(FastVisitor):
         def visit_Subscript(self, node: cst.Subscript) -> None:
-            if _flat_key(node):
+            if _flat_key(node) or _number_key(node) is not None and numbered_shared(a):
                 flat.append(node)
 
         def visit_SimpleString(self, node: cst.SimpleString) -> None:
@@ -53,6 +53,14 @@ def _flat_key(node: cst.Subscript) -> bool:
     if key is not None:
         return any(_MODULE_NAME.fullmatch(part) for part in key.split("/"))
     return _formatted_key(node) is not None
+
+
+def _number_key(node: cst.Subscript) -> str | None:
+    """``params['0']`` -> '0': the name legacy gave a ``.shared()`` module made without one."""
+    key = node.slice[0].slice if len(node.slice) == 1 else None
+    value = key.value if isinstance(key, cst.Index) else None
+    text = value.evaluated_value if isinstance(value, cst.SimpleString) else None
+    return text if isinstance(text, str) and text.isdigit() else None
 
 
 def _formatted_key(node: cst.Subscript) -> str | None:
@@ -145,6 +153,11 @@ class Collections(UsageTransformer):
         auto = auto_name_key(original) if result is updated and id(original) in self.a.scope_of else None
         if auto is not None:
             return self._auto_named(original, updated, *auto)
+        number = _number_key(original) if result is updated and id(original) in self.a.scope_of else None
+        if number is not None and numbered_shared(self.a):
+            self.todo(f"the legacy key {number!r}: legacy named a .shared() module made without a name by a bare "
+                      "number, Linen by its class (Dense_0): check which submodule this names")
+            return updated
         key = legacy_key(original)
         formatted = _formatted_key(original) if key is None and result is updated else None
         if formatted is not None and id(original) in self.a.scope_of:

@@ -49,6 +49,8 @@ _CLASS_ALIASES = {q.rpartition(".")[2]: row.linen for q, row in BUILTIN_MODULES.
                   if q.rpartition(".")[2] != row.linen and q != "flax.nn.SelfAttention" and q != "flax.nn.dropout"}
 # a submodule of a class the order reading cannot name (a partial, a module handed in)
 ANY_CLASS = "?"
+# a .shared() module without a name: legacy named it by the parent's counter alone ('0'), Linen by its class
+SHARED = "0"
 # built-ins that are functions in legacy flax (no name, no counter)
 _LEGACY_FUNCTIONS = frozenset({"flax.nn.dropout"})
 # nodes whose body runs a number of times known only at run time
@@ -60,7 +62,14 @@ def renumbered(a: Analysis, prefix: str) -> bool:
     """Can a legacy auto-name ``<prefix>_<n>`` (n > 0) name another submodule in Linen?  Where some
     module class of this file creates submodules of two classes without a name, one of them
     ``prefix`` (or of a class it cannot name): legacy counted them together, Linen per class."""
-    return any(len(unnamed) > 1 and (prefix in unnamed or ANY_CLASS in unnamed) for unnamed in unnamed_submodules(a))
+    return any(len(unnamed - {SHARED}) > 1 and (prefix in unnamed or ANY_CLASS in unnamed)
+               for unnamed in unnamed_submodules(a))
+
+
+def numbered_shared(a: Analysis) -> bool:
+    """Does a legacy module class here make a ``.shared()`` module without a name (whose params
+    legacy kept under a bare number, ``params['0']``)?"""
+    return any(SHARED in unnamed for unnamed in unnamed_submodules(a))
 
 
 # Analysis -> unnamed_submodules(a): asked for each auto-name key of a file
@@ -228,6 +237,8 @@ class _Children(FastVisitor):
         if isinstance(func, cst.Attribute) and func.attr.value in ("partial", "shared"):
             self.unknown = True
             self.unnamed.add(ANY_CLASS)
+            if func.attr.value == "shared" and _named(node) is None:
+                self.unnamed.add(SHARED)
             return
         name = dotted(func)
         if name is None:
@@ -249,6 +260,11 @@ class _Children(FastVisitor):
                 self.unnamed.add(ANY_CLASS)
             return
         given = _named(node)
+        if made is None and id(node) not in self.ctors and not any(a.keyword is None for a in node.args):
+            # Ctor(attrs) kept for later calls: what LU103 made of a .shared() module, shared by its calls
+            self.unknown = True
+            self.unnamed.update({ANY_CLASS, SHARED} if given is None else {ANY_CLASS})
+            return
         prefix = "MultiHeadDotProductAttention" if qual == "flax.nn.SelfAttention" else qual.rpartition(".")[2]
         if given is None:
             self.unnamed.add(prefix)

@@ -88,7 +88,8 @@ Not converted (TODO)
     of legacy auto-names (``params['Dense_2']``, ``params[f'Conv_{i}']``,
     ``params.get('Dense_2')``, ``'Dense_2' in params``, a path ``('Dense_2', 'kernel')``) where
     a module class of the file creates submodules of several classes unnamed
-    (legacy's ``_0`` is the first of its class too, and stays), also in a
+    (legacy's ``_0`` is the first of its class too, and stays), or a bare
+    number (``params['0']``, a ``.shared()`` module made without a name), also in a
     file without flax that reads them (a helper handed a Model's params: any
     legacy module class of the run, where it imports none); several
     calls (or one in a loop) in one mutable ``nn.stateful``, ``nn.stochastic``
