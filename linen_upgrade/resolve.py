@@ -72,10 +72,12 @@ def canonical(qualname: str) -> str:
 def dotted(node: cst.CSTNode) -> str | None:
     """``a.b.c`` for a chain of Name/Attribute nodes, else None."""
     parts: list[str] = []
-    while isinstance(node, cst.Attribute):
+    # exact types: ``isinstance`` against a LibCST class that does not match goes through
+    # ``ABCMeta.__instancecheck__`` (several times slower), and this runs for most nodes of a pass
+    while type(node) is cst.Attribute:
         parts.append(node.attr.value)
         node = node.value
-    if not isinstance(node, cst.Name):
+    if type(node) is not cst.Name:
         return None
     parts.append(node.value)
     return ".".join(reversed(parts))

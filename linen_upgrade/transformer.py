@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from linen_upgrade.rule import Context, Rule
 
 # the CST nodes that open a function scope (class bodies do not reach into their methods)
-SCOPES = (cst.FunctionDef, cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
+# (a set: node types are matched exactly, ``type(node) in``, where a failed ``isinstance`` against
+# LibCST's classes would cost an ``ABCMeta.__instancecheck__`` per node of a pass)
+SCOPES = frozenset({cst.FunctionDef, cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp})
 
 
 # whitespace and punctuation: over half of all nodes, never what a rule
@@ -385,7 +387,7 @@ class RuleTransformer(FastTransformer):
         return True
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        if self._shadowable and isinstance(node, SCOPES):
+        if self._shadowable and type(node) in SCOPES:
             self._scopes.append(bound_names(node, self._shadowable))
         if _IS_STATEMENT[type(node)]:
             skip = self._check_skips and self._is_skipped(node)
@@ -396,7 +398,7 @@ class RuleTransformer(FastTransformer):
         return self._visit(node)
 
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
-        if self._shadowable and isinstance(original_node, SCOPES):
+        if self._shadowable and type(original_node) in SCOPES:
             self._scopes.pop()
         if not _IS_STATEMENT[type(original_node)]:
             return self._leave(original_node, updated_node)
@@ -469,28 +471,25 @@ class _Bindings(FastVisitor):
         self.found.update(n.value for n in target_names(target) if n.value in self.among)
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        if type(node) in _TOKENS:
+        kind = type(node)
+        if kind in _TOKENS:
             return False  # whitespace and punctuation bind nothing
-        if node is not self.scope and isinstance(node, (*SCOPES, cst.ClassDef)):
-            if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
-                self._add(node.name)
+        if node is not self.scope and (kind in SCOPES or kind is cst.ClassDef):
+            if kind is cst.FunctionDef or kind is cst.ClassDef:
+                self._add(node.name)  # type: ignore[attr-defined]
             # a comprehension's first iterable is evaluated in the enclosing scope
             return False
-        if isinstance(node, (cst.Import, cst.ImportFrom)):
+        if kind is cst.Import or kind is cst.ImportFrom:
             return False  # a local import binds the imported object: the alias map has it
-        if isinstance(node, cst.Param):
-            self._add(node.name)
-        elif isinstance(node, cst.AssignTarget):
-            self._add(node.target)
-        elif isinstance(node, (cst.AnnAssign, cst.AugAssign)):
-            self._add(node.target)
-        elif isinstance(node, (cst.For, cst.CompFor)):
-            self._add(node.target)
-        elif isinstance(node, cst.AsName):
-            self._add(node.name)
-        elif isinstance(node, cst.NamedExpr):
-            self._add(node.target)
+        bound = _BINDING_FIELD.get(kind)
+        if bound is not None:
+            self._add(getattr(node, bound))
         return True
+
+
+# the nodes that bind a name, and their field holding the target
+_BINDING_FIELD = {cst.Param: "name", cst.AssignTarget: "target", cst.AnnAssign: "target", cst.AugAssign: "target",
+                  cst.For: "target", cst.CompFor: "target", cst.AsName: "name", cst.NamedExpr: "target"}
 
 
 def target_names(target: cst.CSTNode | None) -> list[cst.Name]:

@@ -27,7 +27,11 @@ import libcst as cst
 from linen_upgrade.rules._cst import code
 from linen_upgrade.transformer import FastVisitor, target_names
 
-_NESTED = (cst.FunctionDef, cst.ClassDef, cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
+# node types, matched exactly (``type(node) in``: a failed ``isinstance`` against LibCST's classes
+# costs an ``ABCMeta.__instancecheck__``, on every node of every function scanned)
+_NESTED = frozenset({cst.FunctionDef, cst.ClassDef, cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp,
+                     cst.GeneratorExp})
+_LOOPS = frozenset({cst.For, cst.While})
 _CONSTANTS = frozenset({"True", "False", "None"})
 
 
@@ -60,18 +64,20 @@ class FunctionScan(FastVisitor):
     def on_visit(self, node: cst.CSTNode) -> bool:
         self.order += 1
         self.start[id(node)] = self.order
-        if isinstance(node, _NESTED):
+        kind = type(node)
+        if kind in _NESTED:
             self._nested += 1
-        if isinstance(node, (cst.For, cst.While)):
+        elif kind in _LOOPS:
             self._loops += 1
         return super().on_visit(node)
 
     def on_leave(self, original_node: cst.CSTNode) -> None:
         super().on_leave(original_node)
         self.end[id(original_node)] = self.order
-        if isinstance(original_node, _NESTED):
+        kind = type(original_node)
+        if kind in _NESTED:
             self._nested -= 1
-        if isinstance(original_node, (cst.For, cst.While)):
+        elif kind in _LOOPS:
             self._loops -= 1
 
     def visit_Attribute(self, node: cst.Attribute) -> None:

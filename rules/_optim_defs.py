@@ -65,24 +65,26 @@ class Scan(FastVisitor):
         return canonical(q) if q else None
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        if isinstance(node, cst.Call):
+        # exact types (``type(node) is``): a failed ``isinstance`` against LibCST's classes costs an
+        # ``ABCMeta.__instancecheck__``, five of them for most nodes of the file here
+        kind = type(node)
+        if kind is cst.Call:
             self.called.add(last_name(node.func))
             self.calls += 1
             self._record_passed(node)
-        if isinstance(node, cst.Call) and self.qual(node.func) in TRANSFORMS | {MULTI} \
-                and not self._converted_already():
-            self.ctors.append(Ctor(node, self.qual(node.func) or "", tuple(self.stack),
-                                   self.functions[-1] if self.functions else None, self.calls - 1))
-        elif isinstance(node, cst.Attribute) and node.attr.value in _LEGACY_ATTRS:
+            if self.qual(node.func) in TRANSFORMS | {MULTI} and not self._converted_already():
+                self.ctors.append(Ctor(node, self.qual(node.func) or "", tuple(self.stack),
+                                       self.functions[-1] if self.functions else None, self.calls - 1))
+        elif kind is cst.Attribute and node.attr.value in _LEGACY_ATTRS:
             if isinstance(node.value, cst.Call):
                 self.legacy_funcs.add(last_name(node.value.func))
             elif dotted(node.value):
                 self.legacy_names.add(last_name(node.value))
-        elif isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
+        elif kind is cst.Assign and isinstance(node.value, cst.Call):
             self.call_assigns.append(({last_name(t.target) for t in node.targets}, last_name(node.value.func)))
-        elif isinstance(node, cst.Return) and isinstance(node.value, cst.Name) and self.functions:
+        elif kind is cst.Return and isinstance(node.value, cst.Name) and self.functions:
             self.returns.append((self.functions[-1], node.value.value))
-        elif isinstance(node, cst.FunctionDef):
+        elif kind is cst.FunctionDef:
             self.functions.append(node.name.value)
             params = [p.name.value for p in (*node.params.posonly_params, *node.params.params)]
             if self._method_of() is not None and not any(
@@ -124,7 +126,7 @@ class Scan(FastVisitor):
 
     def on_leave(self, original_node: cst.CSTNode) -> None:
         self.stack.pop()
-        if isinstance(original_node, cst.FunctionDef):
+        if type(original_node) is cst.FunctionDef:
             self.functions.pop()
 
 
