@@ -79,6 +79,7 @@ Why
     a params pytree, as a gradient with respect to a Model was a Model.
 Not converted (TODO)
     Values that hold different models at different call sites; ``.module``;
+    ``model.replace(module=...)``;
     ``truncate_at`` with a path that is not a literal string, or whose Linen
     name depends on run time (loops, conditions, ``.partial``/``.shared``,
     helper methods in ``apply``), or inside a mutable ``nn.stateful`` block;
@@ -292,6 +293,10 @@ class _Transformer(Annotations, Collections, Escapes, Values, SiteCalls):
                     and updated.args[0].keyword is not None and updated.args[0].keyword.value == "params":
                 self.fixed("model.replace(params=p) -> p")
                 return parens(updated.args[0].value)
+            if base is not None and base.kind == MODEL:  # module=: its calls would apply the old module
+                self.todo("model.replace(...) other than params=p: the Model is its params now, and the "
+                          "module is what its calls apply: convert by hand")
+                return updated
         collection = self._collection(original, updated)
         if collection is not None:
             return collection
