@@ -16,10 +16,14 @@ from linen_upgrade.rules._usage import (CAPTURE, CLASS, CONFLICT, FUNC, INSTANCE
 
 # methods that put a value into a container (where the rules no longer follow it)
 _CONTAINER_METHODS = frozenset({"append", "extend", "insert", "add", "update", "setdefault", "put"})
-# JAX control flow handing its operands to a function (jax.lax.scan(step, (model, h), xs)): the
-# analysis does not follow them into it (a Model as the function itself is _model_values')
-_CONTROL_FLOW = frozenset({"jax.lax.scan", "jax.lax.fori_loop", "jax.lax.while_loop", "jax.lax.cond",
-                           "jax.lax.switch", "jax.lax.associative_scan", "jax.lax.map", "jax.lax.custom_root"})
+# calls handing their other arguments to a function they are given (jax.lax.scan(step, (model, h), xs),
+# map(f, models)): the analysis does not follow them into it (a Model as the function itself is
+# _model_values'); the built-ins by their plain names
+_FUNCTION_CALLERS = frozenset({"jax.lax.scan", "jax.lax.fori_loop", "jax.lax.while_loop", "jax.lax.cond",
+                               "jax.lax.switch", "jax.lax.associative_scan", "jax.lax.map", "jax.lax.custom_root",
+                               "functools.reduce", "map", "filter"})
+# built-ins calling the key= function they are given with the items (sorted(models, key=f))
+_KEYED = frozenset({"sorted", "max", "min"})
 # built-ins reading a Model's attributes by a name given as a value (getattr(model, 'params'))
 _REFLECTION = frozenset({"getattr", "hasattr", "setattr", "vars"})
 
@@ -76,10 +80,10 @@ class Escapes(UsageTransformer):
                     and scope.lookup(call.func.value) is not None and not self._import_alias(call.func, scope):
                 # a name of this file the analysis gives no function (a namedtuple, a parameter, a factory's result)
                 where = f"{call.func.value} (a value of this file not followed as a function)"
-            elif qual in _CONTROL_FLOW and a is not call.args[0]:
-                where = f"{qual} (its function's parameters are not followed)"
-            elif isinstance(call.func, cst.Name) and call.func.value in _REFLECTION \
-                    and scope.lookup(call.func.value) is None and call.func.value not in self.a.facts.imports.aliases:
+            elif (qual or self._builtin(call, scope)) in _FUNCTION_CALLERS and a is not call.args[0] \
+                    or self._builtin(call, scope) in _KEYED:
+                where = f"{qual or dotted(call.func)} (its function's parameters are not followed)"
+            elif self._builtin(call, scope) in _REFLECTION:
                 self.todo(f"{call.func.value}() of a Model (now its params): its attributes are gone (model.params "
                           "is the params themselves, a method is M().apply(..., method=M.name)): read it by hand")
                 continue
@@ -90,6 +94,14 @@ class Escapes(UsageTransformer):
             elif callee is None and isinstance(call.func, cst.Attribute) and call.func.attr.value in _CONTAINER_METHODS:
                 self.todo(f"a Model (now its params) is put into a container (.{call.func.attr.value}): "
                           "apply the Linen module where it is read, with {'params': ...}")
+
+    def _builtin(self, call: cst.Call, scope) -> str | None:
+        """The built-in ``call`` calls by its plain name (``getattr``, ``sorted``), if not rebound here."""
+        func = call.func
+        if isinstance(func, cst.Name) and scope.lookup(func.value) is None \
+                and func.value not in self.a.facts.imports.aliases:
+            return func.value
+        return None
 
     def _import_alias(self, name: cst.Name, scope) -> bool:
         """``broadcast = jax_utils.replicate``: a name bound only to imported names (library code,

@@ -56,6 +56,8 @@ _PRESERVING = {
 }
 _CONTEXTS = frozenset({"flax.nn.Model", "flax.nn.stateful", "flax.nn.stochastic", "flax.nn.capture_module_outputs"})
 _SAME_SIGNATURE = frozenset({"jax.jit", "jax.pmap", "jax.checkpoint", "jax.remat", "jax.named_call", "jax.vmap"})
+# built-ins whose result a loop walks like the tuple they are given (Analysis._sequence)
+_SEQUENCES = frozenset({"enumerate", "zip", "reversed", "list", "tuple"})
 # transforms returning what jax.grad does: a value shaped like the argument differentiated (a Model's
 # jacobian is a Model, as its gradient was)
 _GRADS = frozenset({"jax.grad", "jax.jacrev", "jax.jacfwd"})
@@ -389,6 +391,9 @@ class Analysis:
     def _call_ty(self, call: cst.Call, scope: Scope) -> Ty | None:
         func = call.func
         qual = self.qual(func, scope) if isinstance(func, (cst.Name, cst.Attribute)) else None
+        if isinstance(func, cst.Name) and func.value in _SEQUENCES and scope.lookup(func.value) is None \
+                and func.value not in self.facts.imports.aliases:
+            return self._sequence(func.value, call, scope)
         if isinstance(func, cst.Call) and self._is_partial(func, scope) and func.args:
             wrapper = func.args[0].value  # functools.partial(jax.pmap, axis_name='batch')(f): jax.pmap(f, ...)
             if isinstance(wrapper, (cst.Name, cst.Attribute)) and self.qual(wrapper, scope) in _SAME_SIGNATURE:
@@ -463,6 +468,27 @@ class Analysis:
         if ft is not None and ft.kind == CLASS:
             return Ty(INSTANCE, func=ft.func)
         return self._apply_func(ft, call, scope) if ft is not None and ft.kind == FUNC else None
+
+    def _sequence(self, name: str, call: cst.Call, scope: Scope) -> Ty | None:
+        """``enumerate(models)``, ``zip(models, xs)``, ``reversed``/``list``/``tuple`` of a tuple of
+        Models: the tuple a loop over it walks, item by item (``element``)."""
+        if any(a.keyword is not None or a.star for a in call.args) or not call.args:
+            return None
+        seqs = [self.ty(a.value, scope) for a in call.args]
+        items = [t.items if t is not None and t.kind == TUPLE else None for t in seqs]
+        if name != "zip" and (len(items) != 1 or items[0] is None):
+            return None
+        if name == "enumerate":
+            return Ty(TUPLE, items=tuple(Ty(TUPLE, items=(None, i)) for i in items[0]))  # type: ignore[union-attr]
+        if name == "reversed":
+            return Ty(TUPLE, items=tuple(reversed(items[0])))  # type: ignore[arg-type]
+        if name in ("list", "tuple"):
+            return seqs[0]
+        known = [i for i in items if i is not None]  # zip: as long as the shortest tuple it knows
+        if not known:
+            return None
+        return Ty(TUPLE, items=tuple(Ty(TUPLE, items=tuple(i[k] if i is not None else None for i in items))
+                                     for k in range(min(map(len, known)))))
 
     def _optim_def(self, expr: cst.BaseExpression, scope: Scope) -> bool:
         """Is ``expr`` a flax.optim optimizer definition (``optim.Adam(...)``, or a name bound only to those)?"""

@@ -38,7 +38,8 @@ What it does
     the run (``models.predict(model, x)``, also through ``jit``/``grad``) is
     applied there with the module the caller knows, and the caller passes the
     params; both files read the same facts (``ProjectIndex.referrers``).
-    Loops over a tuple/list of Models of one module are followed.  Type
+    Loops over a tuple/list of Models of one module are followed (also
+    through ``enumerate``, ``zip``, ``reversed``, ``list``, ``tuple``).  Type
     annotations naming ``nn.Model``/``nn.Collection`` (``-> Tuple[nn.Model,
     nn.Collection]``) become ``Any``; a parameter so annotated that the rules
     follow no Model into gets a TODO (``_model_annotations.py``).  Keywords a
@@ -100,7 +101,8 @@ Not converted (TODO)
     class, or a ``.partial`` with keywords known only in the caller): a TODO in
     both files; a Model put into a dict, set or list (``.append``), or read by
     ``getattr``/``hasattr``, or handed to JAX control flow (a ``lax.scan``
-    carry), a namedtuple or a function the analysis does not follow, or
+    carry, ``sorted(models, key=f)``, ``map``, ``functools.reduce``), a
+    namedtuple or a function the analysis does not follow, or
     unpacked into a call (``f(*args)``), or a loop
     over Models mixed with other values; a Model's state dict read by key
     (``to_state_dict(model)``, ``msgpack_restore(to_bytes(model))``: it held ``{'params': ...}``);
