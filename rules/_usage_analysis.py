@@ -43,7 +43,7 @@ from linen_upgrade.rules._usage_frames import SiteCounter
 from linen_upgrade.rules._usage_scopes import Collector, Scope
 from linen_upgrade.rules._usage_types import (CAPTURE, CLASS, CONFLICT, DEF, FOREIGN, FUNC, INPUTS_HELPER, INSTANCE,
                                               MODEL, OPTIM, PARTIAL_HELPER, STATE, TRUNC, TUPLE, VARIABLES, ModuleRef,
-                                              Ty, element, join)
+                                              Ty, conflict, element, join)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 # calls whose result has the type of one argument (a pytree in, the same pytree out)
@@ -337,7 +337,9 @@ class Analysis:
             body, orelse = self.ty(expr.body, scope), self.ty(expr.orelse, scope)
             if body is not None and orelse is not None and body.kind == orelse.kind == DEF:
                 return join(body, orelse)
-            return None
+            return self._either([(expr.body, body), (expr.orelse, orelse)])
+        if isinstance(expr, cst.BooleanOperation):  # ``model or default``, ``flag and model``
+            return self._either([(e, self.ty(e, scope)) for e in (expr.left, expr.right)])
         if isinstance(expr, cst.Subscript):
             key = expr.slice[0].slice if len(expr.slice) == 1 else None
             if isinstance(key, cst.Index) and isinstance(key.value, cst.SimpleString) \
@@ -346,10 +348,27 @@ class Analysis:
             base = self.ty(expr.value, scope)
             if base is not None and base.kind == TUPLE and len(expr.slice) == 1:
                 index = expr.slice[0].slice
-                if isinstance(index, cst.Index) and isinstance(index.value, cst.Integer):
-                    i = int(index.value.value)
+                value = index.value if isinstance(index, cst.Index) else None
+                if isinstance(value, cst.UnaryOperation) and isinstance(value.operator, cst.Minus) \
+                        and isinstance(value.expression, cst.Integer):  # models[-1]
+                    i = -int(value.expression.value)
+                    return base.items[i] if -i <= len(base.items) else None
+                if isinstance(value, cst.Integer):
+                    i = int(value.value)
                     return base.items[i] if i < len(base.items) else None
+                if isinstance(index, cst.Index):  # models[i]: any of them
+                    return element(base)
         return None
+
+    def _either(self, options: list[tuple[cst.BaseExpression, Ty | None]]) -> Ty | None:
+        """One of several values (``b if flag else a``, ``a or b``) where one holds a Model: the
+        values joined where each is known (or ``None``); else a conflict, whose uses get a TODO."""
+        typed = [t for e, t in options if not (isinstance(e, cst.Name) and e.value == "None")]
+        if not any(self.carries_model(t) for t in typed):
+            return None
+        if all(t is not None for t in typed):
+            return functools.reduce(join, typed)
+        return conflict(*(t.kind for t in typed if t is not None), "unknown")
 
     def _global_ty(self, qual: str | None) -> Ty | None:
         if not qual:

@@ -39,7 +39,9 @@ What it does
     applied there with the module the caller knows, and the caller passes the
     params; both files read the same facts (``ProjectIndex.referrers``).
     Loops over a tuple/list of Models of one module are followed (also
-    through ``enumerate``, ``zip``, ``reversed``, ``list``, ``tuple``).  Type
+    through ``enumerate``, ``zip``, ``reversed``, ``list``, ``tuple``), and so
+    is one of them picked by ``models[-1]``, ``models[i]``, ``b if flag else a``
+    or ``a or b`` (with a value not known as a Model: a TODO at its uses).  Type
     annotations naming ``nn.Model``/``nn.Collection`` (``-> Tuple[nn.Model,
     nn.Collection]``) become ``Any``; a parameter so annotated that the rules
     follow no Model into gets a TODO (``_model_annotations.py``).  Keywords a
