@@ -16,6 +16,7 @@ import tokenize
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from linen_upgrade import notebook, registry
 from linen_upgrade.applicability import applies
@@ -23,6 +24,9 @@ from linen_upgrade.config import Config
 from linen_upgrade.facts import FileFacts, file_facts
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.rule import FIX_MARK, TODO_RE, Context
+
+if TYPE_CHECKING:
+    import libcst as cst
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,30 @@ def facts_for(data: bytes, path: str, module_name: str) -> FileFacts:
     return file_facts(tree, text, module_name, path)
 
 
+# LibCST trees of the files that rules read beside the one they rewrite (the usage analysis's
+# other files, LU302's optimizer groups), for the run: a file read that way before its own
+# rewrite is not parsed again.  [the run's index, path -> (its bytes, its tree)]; a tree is
+# immutable, and the bytes are compared, so an edited file is parsed again
+_TREES: list = [None, {}]
+
+
+def tree_of(path: str, data: bytes, index: ProjectIndex, keep: bool = True) -> cst.Module:
+    """LibCST's tree of ``data``, the bytes of the run's file ``path``, parsed once per run and
+    process; ``keep=False`` (the rewrite of the file itself): reuse a tree read before, but keep
+    none (a file's own tree is not read again)."""
+    import libcst as cst
+
+    if _TREES[0] is not index:
+        _TREES[:] = [index, {}]
+    found = _TREES[1].get(path)
+    if found is not None and found[0] == data:
+        return found[1]
+    module = cst.parse_module(data)
+    if keep:
+        _TREES[1][path] = (data, module)
+    return module
+
+
 def findings_in(code: str, path: str) -> list[Finding]:
     """Every TODO the tool left in ``code``: what still needs a person."""
     out = []
@@ -141,7 +169,7 @@ def rewrite_python(data: bytes, path: str, facts: FileFacts, index: ProjectIndex
     import libcst as cst
 
     try:
-        module = cst.parse_module(data)
+        module = tree_of(path, data, index, keep=False)
     except cst.ParserSyntaxError as exc:
         result.error = f"{path}:{exc.raw_line}:{exc.raw_column + 1}: cannot parse: {exc.message}"
         return result

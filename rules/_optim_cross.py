@@ -107,7 +107,8 @@ class _File:
     def __init__(self, module: str, path: str, index: ProjectIndex, config: Config) -> None:
         self.module, self.path = module, path
         data = Path(path).read_bytes()
-        self.tree = cst.parse_module(engine.decode(data, path))
+        engine.decode(data, path)  # a SourceError where it cannot be decoded
+        self.tree = engine.tree_of(path, data, index)
         self.ctx = Context(path, engine.facts_for(data, path, module), index, config)
         self.scan = Scan(self.ctx)
         self.tree.visit(self.scan)

@@ -90,7 +90,8 @@ def _other_file(ctx: Context, module: str) -> tuple[frozenset[str], cst.Module, 
                 read[module] = None
             else:
                 facts = engine.facts_for(data, path, module)  # type: ignore[arg-type]
-                tree = cst.parse_module(engine.decode(data, path))  # type: ignore[arg-type]
+                engine.decode(data, path)  # type: ignore[arg-type]  # a SourceError where it cannot be decoded
+                tree = engine.tree_of(path, data, ctx.index)  # type: ignore[arg-type]
                 read[module] = user_defs(facts), tree, facts.imports.resolve
         except (OSError, ValueError, engine.SourceError, cst.ParserSyntaxError):
             read[module] = None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from linen_upgrade.analysis import identity
+from linen_upgrade.engine import SourceError, decode, tree_of
 from linen_upgrade.facts import file_facts
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.rules._cst import express
@@ -63,8 +64,12 @@ def external_analysis(file: Path, module: str, index: ProjectIndex, depth: int =
             try:
                 text = file.read_text(encoding="utf-8")
                 facts = file_facts(ast.parse(text), text, module, str(file))
-                parsed[key[:2]] = (cst.parse_module(text), facts)
-            except (OSError, UnicodeDecodeError, SyntaxError, cst.ParserSyntaxError):
+                data = file.read_bytes()
+                # the run's tree of the file (LibCST decodes its bytes as engine.decode does) where
+                # that is this text: not with a BOM, CRLF line ends or another encoding's cookie
+                tree = tree_of(str(file), data, index) if decode(data, str(file)) == text else cst.parse_module(text)
+                parsed[key[:2]] = (tree, facts)
+            except (OSError, UnicodeDecodeError, SyntaxError, SourceError, cst.ParserSyntaxError):
                 parsed[key[:2]] = None
         found = parsed[key[:2]]
         try:

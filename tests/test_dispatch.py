@@ -249,3 +249,19 @@ def test_a_hook_walking_a_subtree_again_with_its_own_visitor():
     visitor = Twice()
     cst.parse_module("def f(a):\n    return b\n").visit(visitor)
     assert visitor.names == ["b", "f", "a", "b"]
+
+
+def test_a_tree_read_beside_another_file_is_its_own_rewrites_until_its_bytes_change():
+    """``engine.tree_of``: the rules' readings of other files and a file's own rewrite share one
+    parse per run; different bytes, or a new run (a new index), are parsed again."""
+    from linen_upgrade.engine import tree_of
+    from linen_upgrade.index import ProjectIndex
+
+    run, data = ProjectIndex.build([]), b"import flax\n\nx = 1\n"
+    read = tree_of("models.py", data, run)  # another file's rule reads models.py
+    assert tree_of("models.py", data, run, keep=False) is read  # models.py's own rewrite
+    edited = tree_of("models.py", b"import flax\n\nx = 2\n", run, keep=False)
+    assert edited is not read and edited.code.endswith("x = 2\n")
+    assert tree_of("models.py", data, ProjectIndex.build([])) is not read
+    own = tree_of("train.py", data, run, keep=False)  # a rewrite keeps nothing for later
+    assert tree_of("train.py", data, run, keep=False) is not own and own.code == data.decode()
