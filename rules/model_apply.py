@@ -107,7 +107,10 @@ Not converted (TODO)
     namedtuple or a function the analysis does not follow, or
     unpacked into a call (``f(*args)``), or a loop
     over Models mixed with other values; a Model's state dict read by key
-    (``to_state_dict(model)``, ``msgpack_restore(to_bytes(model))``: it held ``{'params': ...}``);
+    (``to_state_dict(model)``, ``msgpack_restore(to_bytes(model))``: it held ``{'params': ...}``),
+    and a Model's checkpoints (``restore_checkpoint(dir, model)``: old ones need
+    ``linen-upgrade convert-checkpoint``; one without a target, in a file that
+    saves a Model, reads the params themselves);
     the calls of a module whose ``apply``
     needs a person (``CallSpec.problem``); a Model of a definition chosen
     at run time applied where no name bound once to that definition is
@@ -131,6 +134,7 @@ from linen_upgrade.rules._model_annotations import Annotations
 from linen_upgrade.rules._model_collections import Collections, outputs, renumbered_keys
 from linen_upgrade.rules._model_escapes import Escapes
 from linen_upgrade.rules._model_values import Values
+from linen_upgrade.rules._optim_calls import SAVE_RESTORE
 from linen_upgrade.rules._usage import (CAPTURE, CONFLICT, MODEL, STATE, TRUNC, Analysis, UsageRule, conflict_message,
                                         kwarg, parens)
 from linen_upgrade.rules._usage_calls import subscript
@@ -256,6 +260,27 @@ class _Transformer(Annotations, Collections, Escapes, Values, SiteCalls):
         return isinstance(arg, cst.Arg) and self._serialization(self.a.parent.get(id(arg))) \
             == "flax.serialization.from_state_dict"
 
+    def _checkpoint(self, call: cst.CSTNode) -> str | None:
+        """``checkpoints.save_checkpoint(dir, model, step)`` / ``restore_checkpoint(dir, model)``:
+        "save" / "restore" where the target holds a Model; "raw": a restore without a target."""
+        if not (isinstance(call, cst.Call) and isinstance(call.func, (cst.Name, cst.Attribute))
+                and id(call) in self.a.scope_of):
+            return None
+        qual = self.a.qual(call.func, self.a.scope_of[id(call)])
+        if qual not in SAVE_RESTORE:
+            return None
+        restore = qual.endswith("restore_checkpoint")
+        target = self.a.arg(call, SAVE_RESTORE[qual], "target")
+        if restore and (target is None or isinstance(target, cst.Name) and target.value == "None"):
+            return "raw"
+        t = self.a.type_at(target) if target is not None else None
+        if t is None or t.kind == CONFLICT or not self.a.carries_model(t):
+            return None
+        return "restore" if restore else "save"
+
+    def _checkpoints(self, kind: str) -> bool:
+        return any(self._checkpoint(call) == kind for _, call in self.a.calls)
+
     def _model_bytes(self, expr: cst.BaseExpression) -> bool:
         """``to_bytes(model)``, or a name bound to it in its scope: a Model's bytes."""
         if isinstance(expr, cst.Name) and id(expr) in self.a.scope_of:
@@ -309,6 +334,14 @@ class _Transformer(Annotations, Collections, Escapes, Values, SiteCalls):
             self.todo("serialization.to_state_dict(model): a legacy Model's state dict was {'params': ...}; "
                       "the Model is its params now, whose state dict is the params themselves: drop the "
                       "['params'] where it is read (checkpoints: linen-upgrade convert-checkpoint)")
+        saved = self._checkpoint(original)
+        if saved == "restore" or saved == "save" and not self._checkpoints("restore"):
+            # (the note goes where old checkpoints are read; on a save only in a file that never restores)
+            self.todo("the Model is its params now, saved as the params themselves; checkpoints written by the "
+                      "legacy code ({'params': ...}) restore into it only after `linen-upgrade convert-checkpoint`")
+        elif saved == "raw" and self._checkpoints("save"):
+            self.todo("restore_checkpoint without a target gives the state dict this file saved a Model as: the "
+                      "params themselves now, not {'params': ...}: drop the ['params'] where it is read")
         if self._serialization(original) == "flax.serialization.msgpack_restore" and original.args \
                 and self._model_bytes(original.args[0].value):
             self.todo("serialization.msgpack_restore(to_bytes(model)): a legacy Model's bytes held {'params': ...}; "
