@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import libcst as cst
 
-from linen_upgrade.rule import RuleTransformer
+from linen_upgrade.rule import FastVisitor, RuleTransformer
 from linen_upgrade.transformer import target_names
 from linen_upgrade.rules._cst import kwarg
 from linen_upgrade.rules._initializers import Hidden, Initializers, adapter
@@ -120,7 +120,7 @@ def carry_size(fn: cst.FunctionDef, is_cell: Callable[[cst.BaseExpression], bool
     sizes: list[cst.BaseExpression | None] = []
     bound: set[str] = set()
 
-    class _Scan(cst.CSTVisitor):
+    class _Scan(FastVisitor):
         def visit_Call(self, call: cst.Call) -> None:
             if not (isinstance(call.func, cst.Attribute) and call.func.attr.value == "initialize_carry"):
                 return

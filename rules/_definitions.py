@@ -477,7 +477,7 @@ def without_deletes(body: cst.BaseSuite, names: set[str]) -> cst.BaseSuite:
     if not names:
         return body
 
-    class Strip(cst.CSTTransformer):
+    class Strip(FastTransformer):
         def leave_Del(self, original: cst.Del, updated: cst.Del):
             target = updated.target
             elements = [e.value for e in target.elements] if isinstance(target, cst.Tuple) else [target]

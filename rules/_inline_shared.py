@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from linen_upgrade.rule import FastVisitor
+from linen_upgrade.rule import FastTransformer, FastVisitor
 from linen_upgrade.rules._cst import code
 from linen_upgrade.rules._definitions import reassigned_names, stored_on_self
 from linen_upgrade.transformer import target_names
@@ -338,7 +338,7 @@ def _nested_params(fn: cst.FunctionDef) -> set[str]:
     return found
 
 
-class ReadInputs(cst.CSTTransformer):
+class ReadInputs(FastTransformer):
     """``self.orbit`` -> ``orbit`` for the inputs apply no longer stores."""
 
     def __init__(self, names: set[str]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from linen_upgrade.rule import FastTransformer
 from linen_upgrade.rules._cst import build_dotted, code, spell_any
 from linen_upgrade.rules._usage import MODEL, STATE, UsageTransformer
 
@@ -27,7 +28,7 @@ class Annotations(UsageTransformer):
     def leave_Annotation(self, original: cst.Annotation, updated: cst.Annotation) -> cst.Annotation:
         outer = self
 
-        class Replace(cst.CSTTransformer):
+        class Replace(FastTransformer):
             def leave_Attribute(self, node: cst.Attribute, new: cst.Attribute) -> cst.BaseExpression:
                 return outer._any(node) or new
 

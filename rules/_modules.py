@@ -16,7 +16,7 @@ import libcst as cst
 
 from linen_upgrade.facts import ForwardSpec, Param, is_input
 from linen_upgrade.index import ArgsForward
-from linen_upgrade.rule import RuleTransformer
+from linen_upgrade.rule import FastTransformer, RuleTransformer
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES, CACHE_USAGE, BuiltinModule
 
 
@@ -293,7 +293,7 @@ def defines_apply(cls: cst.ClassDef) -> bool:
     return any(isinstance(s, cst.FunctionDef) and s.name.value == "apply" for s in cls.body.body)
 
 
-class SelfAttributes(cst.CSTTransformer):
+class SelfAttributes(FastTransformer):
     """Loads of the mapped names become ``self.<attr>``; binding positions,
     attribute names, keywords and names shadowed by a nested function's
     parameters are left."""

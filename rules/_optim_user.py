@@ -29,7 +29,7 @@ import libcst as cst
 from linen_upgrade import engine
 from linen_upgrade.facts import FileFacts
 from linen_upgrade.resolve import canonical, dotted
-from linen_upgrade.rule import Context, FastVisitor
+from linen_upgrade.rule import Context, FastTransformer, FastVisitor
 from linen_upgrade.rules._cst import kwarg
 from linen_upgrade.tables.optimizers import OPTIMIZER_DEF
 from linen_upgrade.transformer import bound_names
@@ -334,7 +334,7 @@ def convert_class(node: cst.ClassDef, defs: frozenset[str], resolve) -> cst.Clas
     else:
         node = node.with_changes(bases=[], lpar=cst.MaybeSentinel.DEFAULT, rpar=cst.MaybeSentinel.DEFAULT)
 
-    class Rewrite(cst.CSTTransformer):
+    class Rewrite(FastTransformer):
         this = "self"
 
         state: str | None = None  # the state parameter of the overriding apply_gradient

@@ -16,6 +16,7 @@ from __future__ import annotations
 import libcst as cst
 import libcst.matchers as m
 
+from linen_upgrade.rule import FastTransformer, FastVisitor
 from linen_upgrade.rules._cst import comma_list, kwarg, line_comments, names_in
 from linen_upgrade.rules._definitions import reassigned_names, self_stores
 
@@ -37,7 +38,7 @@ def _store(stmt: cst.BaseStatement) -> tuple[str, cst.BaseExpression] | None:
     return None
 
 
-class _Reads(cst.CSTVisitor):
+class _Reads(FastVisitor):
     """Which of ``self.<names>`` are read, and which ``self.<method>(...)`` are called."""
 
     def __init__(self, names: set[str]) -> None:
@@ -56,7 +57,7 @@ class _Reads(cst.CSTVisitor):
             self.calls.add(name)
 
 
-class _Rewrite(cst.CSTTransformer):
+class _Rewrite(FastTransformer):
     """``self.<name>`` -> ``name``; ``self.<method>(...)`` gets ``name=name`` for what the method reads."""
 
     def __init__(self, names: set[str], hand: dict[str, list[str]]) -> None:

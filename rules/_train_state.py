@@ -395,7 +395,7 @@ def _steps(fn: cst.FunctionDef, name: str) -> bool:
 def _calls(node: cst.CSTNode) -> list[cst.Call]:
     found: list[cst.Call] = []
 
-    class _Calls(cst.CSTVisitor):
+    class _Calls(FastVisitor):
         def visit_Call(self, call: cst.Call) -> None:
             found.append(call)
 

@@ -694,7 +694,7 @@ def _callees(body: cst.CSTNode) -> list[tuple[str, cst.BaseExpression]]:
     found: list[tuple[str, cst.BaseExpression]] = []
     wrapped: set[int] = set()
 
-    class _Calls(cst.CSTVisitor):
+    class _Calls(FastVisitor):
         def visit_Call(self, node: cst.Call) -> None:
             name, callee = dotted(node.func), node.func
             inner = node.func

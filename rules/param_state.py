@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import libcst as cst
 
 from linen_upgrade.facts import INIT_ARGS
-from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.rule import Context, Example, FastTransformer, NoChange, Rule, RuleTransformer
 from linen_upgrade.rules._modules import LegacyBodyTransformer
 
 # legacy signatures, for keyword calls
@@ -162,7 +162,7 @@ class _Transformer(LegacyBodyTransformer):
         return updated
 
 
-class _LinenParam(cst.CSTTransformer):
+class _LinenParam(FastTransformer):
     """A built-in's subclass that only wraps ``param`` (``facts._wraps_param``): Linen calls
     ``param(name, init_fn, *init_args)``, so ``shape, initializer`` become ``*init_args,
     **init_kwargs``, handed on to ``super().param`` as they come."""
