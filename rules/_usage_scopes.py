@@ -116,9 +116,12 @@ class Collector(FastVisitor):
 
     def _bind(self, target: cst.BaseExpression, source: tuple, path: tuple[int, ...] = ()) -> None:
         if isinstance(target, cst.Name):
-            self.stack[-1].bind(target.value)
-            self.stack[-1].arms.setdefault(target.value, []).append(self._arms())
-            self.a.bindings.append((self.stack[-1], target.value, source, path))
+            scope, arms = self.stack[-1], self._arms()
+            if target.value in scope.globals:  # ``global MODEL`` in a function: the module's name, bound at run time
+                scope, arms = self.stack[0], None
+            scope.bind(target.value)
+            scope.arms.setdefault(target.value, []).append(arms)
+            self.a.bindings.append((scope, target.value, source, path))
         elif isinstance(target, cst.Attribute):  # obj.attr = ...: a field of obj's class, if a plain class
             self.a.field_bindings.append((self.stack[-1], target, source, path))
         elif isinstance(target, (cst.Tuple, cst.List)):
