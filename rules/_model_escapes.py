@@ -140,4 +140,20 @@ class Escapes(UsageTransformer):
                     self.a.type_at(target.target.value))) for target in original.targets):
             self.todo("a Model (now its params) is stored in an attribute or container: "
                       "apply the Linen module where it is read, with {'params': ...}")
+        elif self.a.carries_model(t) and any(isinstance(target.target, cst.Attribute) and self._inherited(
+                self.a.type_at(target.target.value)) for target in original.targets):
+            self.todo("a Model (now its params) is stored in a field of a class that derives from another class of "
+                      "this file, or that one derives from, whose methods are not followed as this class's: apply "
+                      "the Linen module where it is read, with {'params': ...}")
         return super().leave_Assign(original, updated)
+
+    def _inherited(self, owner) -> bool:
+        """An instance of a plain class of this file that derives from another class of the file, or
+        that one derives from: the methods reading the field may be theirs, whose ``self`` is typed as
+        their own class's (a base from elsewhere, ``absltest.TestCase``, does not read it)."""
+        if not _field(owner) or owner.func[0] != CLASS or owner.func[1] not in self.a.plain_classes:
+            return False
+        cls = self.a.plain_classes[owner.func[1]]
+        names = {c.name.value for c in self.a.plain_classes.values()}
+        return any(dotted(b.value) in names for b in cls.bases) \
+            or any(dotted(b.value) == cls.name.value for other in self.a.plain_classes.values() for b in other.bases)

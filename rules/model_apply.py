@@ -33,7 +33,9 @@ What it does
     ``flax.serialization.to_bytes``, ``LEAF_READERS``) -> ``state``.  A Model
     kept in an attribute of a plain class (``self.model = nn.Model(...)``,
     ``trainer.model``) is followed like a variable, through ``__init__`` and
-    the methods' parameters.  Across files: a Model (a tuple holding one, an
+    the methods' parameters (a class deriving from another class of the file, or
+    one derived from, gets a TODO: its bases' methods are not followed as its own;
+    a ``@property`` reads what its getter returns).  Across files: a Model (a tuple holding one, an
     instance keeping one in a field) passed to a function of another file of
     the run (``models.predict(model, x)``, also through ``jit``/``grad``) is
     applied there with the module the caller knows, and the caller passes the
