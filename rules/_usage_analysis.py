@@ -78,6 +78,10 @@ def _is_literal(node: cst.BaseExpression) -> bool:
 _CODE = cst.Module([]).code_for_node
 
 
+def _decorated(fn: cst.FunctionDef, name: str) -> bool:
+    return any(isinstance(d.decorator, cst.Name) and d.decorator.value == name for d in fn.decorators)
+
+
 def _held(ref: ModuleRef) -> bool:
     """A definition whose Linen module can be named: a class, or a run-time choice held by one
     name (a name rebound to other definitions is a conflict, left to LU901 as before)."""
@@ -106,6 +110,8 @@ class Analysis:
         self.class_nodes: dict[str, cst.ClassDef] = {}  # module-level classes by name
         self.plain_classes: dict[int, cst.ClassDef] = {}
         self.methods: dict[int, dict[str, cst.FunctionDef]] = {}  # plain class -> its methods
+        # plain class -> its @staticmethod / @classmethod functions, by name
+        self.class_functions: dict[int, dict[str, cst.FunctionDef]] = {}
         self.module_scope: Scope
         self.funcs: dict[int, cst.FunctionDef | cst.Lambda] = {}
         module.visit(Collector(self, module))
@@ -315,6 +321,10 @@ class Analysis:
                 return Ty(MODEL, ref)
             if base is not None and base.kind == INSTANCE and base.func[0] == FOREIGN:
                 return dict(base.items).get(expr.attr.value)
+            fn = self.class_functions.get(base.func[1], {}).get(expr.attr.value) \
+                if base is not None and base.kind in (INSTANCE, CLASS) else None
+            if fn is not None:  # Tools.run(model, x), self.run(...): a classmethod is handed its class first
+                return Ty(FUNC, func=("method" if _decorated(fn, "classmethod") else "plain", id(fn)))
             if base is not None and base.kind == INSTANCE:
                 method = self.methods.get(base.func[1], {}).get(expr.attr.value)
                 if method is not None and is_property(method):  # what its getter returns (self.model(x))

@@ -141,6 +141,7 @@ class Collector(FastVisitor):
         # a plain class (a trainer holding a Model in self.model): its methods are top-level code
         self.a.plain_classes[id(node)] = node
         self.a.methods[id(node)] = {}
+        self.a.class_functions[id(node)] = {}
         scope = Scope(node, self.stack[-1], is_class=True)
         self.a.scopes[id(node)] = scope
         self.stack.append(scope)
@@ -152,9 +153,13 @@ class Collector(FastVisitor):
         self.a.returns.setdefault(id(node), [])
         owner = self.stack[-1]
         scope = self._push(node, node.params)
-        if owner.is_class and scope.params and not any(
-                isinstance(d.decorator, cst.Name) and d.decorator.value in ("staticmethod", "classmethod")
-                for d in node.decorators):
+        kinds = {d.decorator.value for d in node.decorators if isinstance(d.decorator, cst.Name)} \
+            & {"staticmethod", "classmethod"}
+        if owner.is_class and kinds:
+            self.a.class_functions[id(owner.node)][node.name.value] = node
+            if "classmethod" in kinds and scope.params:  # cls
+                self.a.bindings.append((scope, scope.params[0], ("const", Ty(CLASS, func=(CLASS, id(owner.node)))), ()))
+        elif owner.is_class and scope.params:
             self.a.methods[id(owner.node)][node.name.value] = node
             self.a.bindings.append((scope, scope.params[0], ("const", Ty(INSTANCE, func=(CLASS, id(owner.node)))), ()))
         return True
