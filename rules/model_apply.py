@@ -35,7 +35,8 @@ What it does
     ``trainer.model``) is followed like a variable, through ``__init__`` and
     the methods' parameters (a class deriving from another class of the file, or
     one derived from, gets a TODO: its bases' methods are not followed as its own;
-    a ``@property`` reads what its getter returns).  Across files: a Model (a tuple holding one, an
+    a ``@property`` reads what its getter returns; static and class methods are
+    followed like functions; a ``global`` binding is the module's name).  Across files: a Model (a tuple holding one, an
     instance keeping one in a field) passed to a function of another file of
     the run (``models.predict(model, x)``, also through ``jit``/``grad``) is
     applied there with the module the caller knows, and the caller passes the
