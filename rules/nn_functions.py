@@ -9,7 +9,12 @@ What it does
     once to the file, after its imports; an import of the legacy name that
     nothing uses any more is dropped (kept, with LU100's TODO, where another
     file of the run imports the name from this one).  The copies live in
-    ``linen_upgrade/tables/nn_functions.py``.
+    ``linen_upgrade/tables/nn_functions.py``.  A call of legacy
+    ``dot_product_attention`` (attention over any axes, ``dtype`` before
+    ``bias``) gets its copy too; in a module, where legacy drew a missing
+    ``dropout_rng`` from ``nn.stochastic``, the copy gets ``make_rng=lambda:
+    self.make_rng('dropout')`` for it.  As a value (``attention_fn=``) it is
+    Linen's, which Linen attention calls in Linen's form (LU100).
 Why
     Copied attention code called these pure functions of arrays and shapes;
     current Flax has none of them, and ``nn.make_attention_mask`` /
@@ -20,6 +25,10 @@ Safe because
     resolve through imports and scopes: a local ``make_padding_mask`` stays.
     Where the file binds the copy's name to something else, the use stays
     with a TODO.
+Not converted (TODO)
+    A ``dot_product_attention`` call outside modules whose dropout may be on
+    and whose ``dropout_rng`` may be None (none passed, or a parameter of the
+    function), or one with ``*args``/``**kwargs``.
 """
 
 from __future__ import annotations
@@ -30,11 +39,14 @@ import libcst as cst
 
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule, RuleTransformer
-from linen_upgrade.rules._cst import code, drop_from_imports, names_in
+from linen_upgrade.rules._cst import code, drop_from_imports, kwarg, names_in
+from linen_upgrade.rules._fixed_inputs import append_keywords
 from linen_upgrade.rules._optim_edit import insert_helpers
 from linen_upgrade.tables.nn_functions import NN_FUNCTIONS
 
 _INVERT_PERM = inspect.getsource(NN_FUNCTIONS["flax.nn._invert_perm"])  # the shortest copy, for the example
+_ATTENTION = "flax.nn.dot_product_attention"
+_ATTENTION_PARAMS = tuple(inspect.signature(NN_FUNCTIONS[_ATTENTION]).parameters)  # legacy's order
 
 
 class NnFunctions(Rule):
@@ -62,10 +74,55 @@ class _Transformer(RuleTransformer):
         self._copied: dict[str, str] = {}  # name of a copy the file needs -> its source
         self._left: set[str] = set()  # first names of the legacy uses left as they were
         self._names: set[str] = set()
+        self._called: dict[int, cst.Call] = {}  # the function of a call -> the call
+        self._classes: list[bool] = []  # per enclosing class: a legacy module?
+        self._draws: set[int] = set()  # calls of the attention copy that take the module's make_rng
+        self._params: list[set[str]] = []  # per enclosing function: the names of its parameters
 
     def visit_Module(self, node: cst.Module) -> bool:
         self._names = names_in(node)
         return super().visit_Module(node)
+
+    # -- dot_product_attention -------------------------------------------------
+    def visit_Call(self, node: cst.Call) -> None:
+        self._called[id(node.func)] = node
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self._not_uses.add(id(node.name))
+        self._classes.append(any(self.is_legacy_class(b.value) for b in node.bases))
+
+    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+        self._classes.pop()
+        return updated
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
+        if id(original) in self._draws:  # in a module: a missing dropout_rng is the module's
+            updated = append_keywords(updated, [kwarg("make_rng", cst.parse_expression(
+                "lambda: self.make_rng('dropout')"))])
+        return updated
+
+    def _attention_problem(self, call: cst.Call) -> str | None:
+        """Why the copy cannot stand in for this call of legacy ``dot_product_attention`` (None when
+        it can): legacy drew a missing ``dropout_rng`` from ``nn.stochastic``, which only a module's
+        ``self.make_rng('dropout')`` gives in Linen (``self._draws``)."""
+        if any(a.star for a in call.args):
+            return "called with *args/**kwargs: convert it by hand"
+        given = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+        given.update(zip(_ATTENTION_PARAMS, [a.value for a in call.args if a.keyword is None]))
+        rate, deterministic = given.get("dropout_rate"), given.get("deterministic")
+        off = (rate is None or code(rate) in ("0", "0.", "0.0")
+               or (isinstance(deterministic, cst.Name) and deterministic.value == "True"))
+        if off:
+            return None
+        if self._classes and self._classes[-1]:
+            self._draws.add(id(call))
+            return None
+        rng = given.get("dropout_rng")
+        if rng is None or (isinstance(rng, cst.Name) and (rng.value == "None" or any(
+                rng.value in params for params in self._params))):  # a parameter may hold None
+            return ("legacy drew a missing dropout rng from nn.stochastic, which is gone, and this call "
+                    "may have none: pass a key (outside a module there is no self.make_rng('dropout'))")
+        return None
 
     # -- what is not a use -----------------------------------------------------
     def visit_Import(self, node: cst.Import) -> bool:
@@ -80,9 +137,11 @@ class _Transformer(RuleTransformer):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self._not_uses.add(id(node.name))
+        self._params.append(names_in(node.params, after_dots=False))
 
-    def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        self._not_uses.add(id(node.name))
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        self._params.pop()
+        return updated
 
     def visit_Param(self, node: cst.Param) -> None:
         self._not_uses.add(id(node.name))
@@ -106,6 +165,15 @@ class _Transformer(RuleTransformer):
         function = NN_FUNCTIONS.get(qual or "")
         if function is None:
             return updated
+        if qual == _ATTENTION:
+            if id(original) not in self._called:  # a value (attention_fn=...): Linen's has its calling form
+                self._left.add(dotted(original).partition(".")[0])  # type: ignore[union-attr]
+                return updated
+            why = self._attention_problem(self._called[id(original)])
+            if why:
+                self.todo(f"{qual}: {why}")
+                self._left.add(dotted(original).partition(".")[0])  # type: ignore[union-attr]
+                return updated
         name = function.__name__
         source = inspect.getsource(function)
         if name in self._names and not self._defines_copy(name, source):

@@ -1,10 +1,11 @@
 """LU106's copies of flax.nn's array functions, proven against the real flax 0.3.6.
 
 ``fixtures/equivalence/nn_functions_legacy.py`` calls ``make_padding_mask``,
-``_make_causal_mask`` and ``_invert_perm`` through every import spelling on
-masks of every form (padding and segment-id masks, one and two attention
-axes, explicit ``attention_axis``, one head, batch of one, under ``jit``, and
-arguments legacy rejects).  It runs on flax 0.3.6 as it is, and on current
+``_make_causal_mask``, ``_invert_perm`` and ``dot_product_attention`` through
+every import spelling on masks of every form (padding and segment-id masks,
+one and two attention axes, explicit ``attention_axis``, one head, batch of
+one, under ``jit``, and arguments legacy rejects) and on attention (a bias,
+one or two axes, a positional dtype, dropout broadcast or not).  It runs on flax 0.3.6 as it is, and on current
 Flax and JAX after linen-upgrade rewrote it (no hand edits): each result must
 be the same array, of the same dtype, or the same error.
 """
@@ -52,6 +53,11 @@ def test_copied_functions_compute_what_flax_0_3_6_did(tmp_path):
 
 
 def test_every_copied_function_is_a_legacy_symbol_without_linen_name():
-    """Where LU106 cannot copy one (its name taken), LU100/LU901 still report it."""
+    """Where LU106 cannot copy one (its name taken), LU100/LU901 still report it.  Legacy
+    ``dot_product_attention`` is copied where it is called (LU106 reports a call it cannot
+    copy); a value of it (``attention_fn=``) is Linen's, which Linen attention calls alike."""
     for qual in NN_FUNCTIONS:
+        if qual == "flax.nn.dot_product_attention":
+            assert NN_SYMBOLS[qual].linen == "dot_product_attention"
+            continue
         assert NN_SYMBOLS[qual].linen is None and NN_SYMBOLS[qual].guideline, qual

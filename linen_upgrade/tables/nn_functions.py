@@ -147,8 +147,116 @@ def _legacy_invert_perm(perm):
     return tuple(perm_inv)
 
 
+def _legacy_dot_product_attention(query,
+                                  key,
+                                  value,
+                                  dtype=None,
+                                  bias=None,
+                                  axis=None,
+                                  broadcast_dropout=True,
+                                  dropout_rng=None,
+                                  dropout_rate=0.,
+                                  deterministic=False,
+                                  precision=None,
+                                  make_rng=None):
+    """flax 0.3.6's ``flax.nn.attention.dot_product_attention``, kept because
+    Linen's takes other arguments (no ``axis``: one attention axis; ``mask``
+    before ``dtype``) (copied by linen-upgrade; Apache-2.0, The Flax Authors;
+    ``lax.tie_in``, an identity since jax 0.2, left out).  Legacy drew a
+    missing ``dropout_rng`` from ``nn.stochastic``; the copy calls
+    ``make_rng`` for it (linen-upgrade passes the module's
+    ``self.make_rng('dropout')``).  ``dtype=None`` is legacy's float32.
+
+    Computes dot-product attention given query, key, and value, over the
+    ``axis`` dimensions of ``[batch_size, dim1, ..., dimN, num_heads,
+    channels]`` inputs (default: all of dim1..dimN).
+    """
+    from collections.abc import Iterable
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax import lax
+
+    dtype = jnp.float32 if dtype is None else dtype
+    assert key.shape[:-1] == value.shape[:-1]
+    assert (query.shape[0:1] == key.shape[0:1] and
+            query.shape[-1] == key.shape[-1])
+
+    if axis is None:
+        axis = tuple(range(1, key.ndim - 2))
+    if not isinstance(axis, Iterable):
+        axis = (axis,)
+    assert key.ndim == query.ndim
+    assert key.ndim == value.ndim
+    for ax in axis:
+        if not (query.ndim >= 3 and 1 <= ax < query.ndim - 2):
+            raise ValueError('Attention axis must be between the batch '
+                             'axis and the last-two axes.')
+    depth = query.shape[-1]
+    n = key.ndim
+    # batch_dims is  <bs, <non-attention dims>, num_heads>
+    batch_dims = tuple(np.delete(range(n), axis + (n - 1,)))
+    # q & k -> (bs, <non-attention dims>, num_heads, <attention dims>, channels)
+    qk_perm = batch_dims + axis + (n - 1,)
+    key = key.transpose(qk_perm)
+    query = query.transpose(qk_perm)
+    # v -> (bs, <non-attention dims>, num_heads, channels, <attention dims>)
+    v_perm = batch_dims + (n - 1,) + axis
+    value = value.transpose(v_perm)
+
+    query = query / jnp.sqrt(depth).astype(dtype)
+    batch_dims_t = tuple(range(len(batch_dims)))
+    attn_weights = lax.dot_general(
+        query,
+        key, (((n - 1,), (n - 1,)), (batch_dims_t, batch_dims_t)),
+        precision=precision)
+
+    # apply attention bias: masking, droput, proximity bias, ect.
+    if bias is not None:
+        attn_weights = attn_weights + bias
+
+    # normalize the attention weights
+    norm_dims = tuple(range(attn_weights.ndim - len(axis), attn_weights.ndim))
+    attn_weights = jax.nn.softmax(attn_weights, axis=norm_dims)
+    attn_weights = attn_weights.astype(dtype)
+
+    # apply dropout
+    if not deterministic and dropout_rate > 0.:
+        if dropout_rng is None:
+            if make_rng is None:
+                raise ValueError('dropout needs dropout_rng (legacy drew it from nn.stochastic)')
+            dropout_rng = make_rng()
+        keep_prob = 1.0 - dropout_rate
+        if broadcast_dropout:
+            # dropout is broadcast across the batch+head+non-attention dimension
+            dropout_dims = attn_weights.shape[-(2 * len(axis)):]
+            dropout_shape = (tuple([1] * len(batch_dims_t)) + dropout_dims)
+            keep = jax.random.bernoulli(dropout_rng, keep_prob, dropout_shape)
+        else:
+            keep = jax.random.bernoulli(dropout_rng, keep_prob, attn_weights.shape)
+        multiplier = (keep.astype(attn_weights.dtype) /
+                      jnp.asarray(keep_prob, dtype=dtype))
+        attn_weights = attn_weights * multiplier
+
+    # compute the new values given the attention weights
+    wv_contracting_dims = (norm_dims, range(value.ndim - len(axis), value.ndim))
+    y = lax.dot_general(
+        attn_weights,
+        value, (wv_contracting_dims, (batch_dims_t, batch_dims_t)),
+        precision=precision)
+
+    # back to (bs, dim1, dim2, ..., dimN, num_heads, channels)
+    perm_inv = [0] * len(qk_perm)
+    for i, j in enumerate(qk_perm):
+        perm_inv[j] = i
+    y = y.transpose(tuple(perm_inv))
+    return y
+
+
 NN_FUNCTIONS: dict[str, Callable] = {
     "flax.nn.make_padding_mask": _legacy_make_padding_mask,
     "flax.nn._make_causal_mask": _legacy_make_causal_mask,
     "flax.nn._invert_perm": _legacy_invert_perm,
+    "flax.nn.dot_product_attention": _legacy_dot_product_attention,
 }
