@@ -443,6 +443,28 @@ class _CommentsOf(FastVisitor):
         self.found.append(node.value)
 
 
+class _Parents(FastVisitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: dict[cst.CSTNode, cst.CSTNode] = {}
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return True  # whitespace and punctuation too: the provider maps every node
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        for child in _children(original_node):
+            self.found[child] = original_node
+
+
+def parents(module: cst.Module) -> dict[cst.CSTNode, cst.CSTNode]:
+    """Every node's parent, as LibCST's ``ParentNodeProvider`` maps them (set when the parent is
+    left, so a node held in two places maps to the one left last), at the cost of one fast walk:
+    the provider reads each node's ``children`` through LibCST's rebuilding walk."""
+    visitor = _Parents()
+    module.visit(visitor)
+    return visitor.found
+
+
 def comments_in(node: cst.CSTNode | cst.MaybeSentinel) -> list[str]:
     """The comments inside ``node`` (none in a sentinel)."""
     if not isinstance(node, cst.CSTNode):

@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Sequence, TypeVar
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, ParentNodeProvider, ScopeProvider
+from libcst.metadata import MetadataWrapper, ScopeProvider
 
 from linen_upgrade.resolve import ImportMap
+from linen_upgrade.transformer import parents
 
 T = TypeVar("T", cst.Arg, cst.Param, cst.Element)
 
@@ -157,7 +158,7 @@ class Scopes:
     def __init__(self, module: cst.Module) -> None:
         wrapper = MetadataWrapper(module, unsafe_skip_copy=True)  # keeps node identities
         self.scopes = wrapper.resolve(ScopeProvider)
-        self.parents = wrapper.resolve(ParentNodeProvider)
+        self.parents = parents(module)
         self.all_scopes = list({id(s): s for s in self.scopes.values() if s is not None}.values())
 
     def top(self, node: cst.CSTNode, block: cst.CSTNode) -> int:

@@ -265,3 +265,18 @@ def test_a_tree_read_beside_another_file_is_its_own_rewrites_until_its_bytes_cha
     assert tree_of("models.py", data, ProjectIndex.build([])) is not read
     own = tree_of("train.py", data, run, keep=False)  # a rewrite keeps nothing for later
     assert tree_of("train.py", data, run, keep=False) is not own and own.code == data.decode()
+
+
+def test_parents_are_libcsts_parent_node_provider():
+    from libcst.metadata import MetadataWrapper, ParentNodeProvider
+
+    from linen_upgrade.transformer import parents
+
+    shared = cst.Name("shared")  # one node held in two places (a rule may build such a tree)
+    module = cst.parse_module(EVERY_KIND)
+    module = module.with_changes(body=[*module.body, cst.SimpleStatementLine([cst.Expr(shared)]),
+                                       cst.SimpleStatementLine([cst.Expr(cst.Call(shared, args=[cst.Arg(shared)]))])])
+    expected = MetadataWrapper(module, unsafe_skip_copy=True).resolve(ParentNodeProvider)
+    found = parents(module)
+    assert {id(k): id(v) for k, v in found.items()} == {id(k): id(v) for k, v in expected.items()}
+    assert type(found[shared]) is cst.Call  # the parent left last: the call, after its argument
