@@ -5,6 +5,7 @@
     python bench/bench.py --quick    # smaller corpus, fewer repetitions (< 1 min)
     python bench/bench.py --profile  # also print where the in-process time goes
     python bench/bench.py --real-only  # only e., the real corpus (-j 2 vs -j 1 among them)
+    python bench/bench.py --large    # only g., one large legacy file of 5k, 10k and 20k lines
 
 Builds a corpus in a temporary folder -- the installed jax, flax and optax
 ``.py`` sources plus the legacy fixture sources replicated N times, each copy
@@ -26,6 +27,10 @@ e. the real corpus (``../shared/corpus`` beside the repository, when it
    ``-j 1`` (goal >= 1.7x).
 f. a no-op run over the installed jax, flax and optax sources against
    ``ruff check --select UP`` of the same files, when ruff is installed.  Goal: <= 3x.
+g. (``--large`` only) one large legacy file of about 5k, 10k and 20k lines (the fixture
+   programs repeated, each copy's top-level names renamed): ``--check -j 1`` CPU seconds and
+   peak memory against a bare LibCST round trip of the same file in its own process, and the
+   exponent of time in size.  Goals: time linear; peak memory <= 2x the bare parse's.
 
 Every figure is the median of a few repetitions (start-up: of 11, quick 5).  Goals are not asserted: each
 gets PASS or MISS.  The last block is markdown for the README.
@@ -38,6 +43,7 @@ import cProfile
 import importlib.util
 import io
 import json
+import math
 import os
 import platform
 import pstats
@@ -63,6 +69,10 @@ GOAL_STARTUP_S = 0.25
 GOAL_REAL = 3.0
 GOAL_PARALLEL = 1.7
 GOAL_RUFF = 3.0
+GOAL_LARGE_MEMORY = 2.0
+# g.: the fixture programs a large file repeats, and its sizes in lines
+LARGE_SOURCES = ("resnet_batchnorm", "cnn_classifier", "dropout_mlp", "lstm_sequence")
+LARGE_LINES = (5000, 10000, 20000)
 REAL_CORPUS = REPO.parent / "shared" / "corpus"
 
 
@@ -184,6 +194,77 @@ def ruff_command() -> list[str] | None:
     script = Path(sys.executable).parent / "ruff"
     found = str(script) if script.is_file() else shutil.which("ruff")
     return [found, "check", "--select", "UP", "--no-cache", "--exit-zero", "-q"] if found else None
+
+
+def large_file(lines: int, out: Path) -> int:
+    """g. a legacy file of at least ``lines`` lines: the ``LARGE_SOURCES`` programs repeated, each
+    copy's top-level names suffixed (``_3``) so that the copies do not rebind each other, their
+    imports once at the top.  Returns its line count."""
+    import ast
+    import re
+
+    sources = [(REPO / "fixtures" / "programs" / name / "main.py").read_text() for name in LARGE_SOURCES]
+    header: list[str] = []
+    parts: list[str] = []
+    k = 0
+    while sum(part.count("\n") for part in parts) < lines:
+        for src in sources:
+            tree = ast.parse(src)
+            names = {t.id for stmt in tree.body
+                     if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.For))
+                     for target in (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target])
+                     for t in ast.walk(target) if isinstance(t, ast.Name)}
+            names |= {stmt.name for stmt in tree.body if isinstance(stmt, (ast.FunctionDef, ast.ClassDef))}
+            body = []
+            for stmt in tree.body:
+                segment = ast.get_source_segment(src, stmt, padded=True) or ""
+                if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                    if segment not in header:
+                        header.append(segment)
+                elif not (isinstance(stmt, ast.If) and "__main__" in segment):
+                    body.append(segment)
+            text = "\n\n\n".join(body) + "\n"
+            if names:
+                pattern = r"\b(" + "|".join(sorted(names, key=len, reverse=True)) + r")\b"
+                text = re.sub(pattern, lambda m: f"{m[1]}_{k}", text)
+            parts.append(text)
+        k += 1
+    out.write_text("\n".join(header) + "\n\n\n" + "\n\n".join(parts))
+    return out.read_text().count("\n")
+
+
+def cpu_and_peak(command: list[str], cwd: Path) -> tuple[float, float]:
+    """User+sys CPU seconds and peak memory (MB) of ``command``, run under a fresh Python whose
+    only child it is (a process's children's ``ru_maxrss`` is the largest of them all)."""
+    probe = ("import resource, subprocess, sys\n"
+             "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+             "r = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+             "print(r.ru_utime + r.ru_stime, r.ru_maxrss)\n")
+    out = subprocess.run([sys.executable, "-c", probe, *command], cwd=cwd, capture_output=True, text=True,
+                         check=True).stdout.split()
+    return float(out[0]), float(out[1]) / 1024  # ru_maxrss: KiB on Linux
+
+
+def large_file_figures(tmp: Path) -> None:
+    """g. one large legacy file: the rewrite's CPU time and peak memory against a bare LibCST round
+    trip of the same file, one after the other for each size, and the exponent of time in size."""
+    bare = [sys.executable, "-c", "import sys, libcst; libcst.parse_module(open(sys.argv[1], 'rb').read()).code"]
+    measured = []
+    for lines in LARGE_LINES:
+        folder = tmp / f"large_{lines}"
+        folder.mkdir()
+        n = large_file(lines, folder / "big.py")
+        ours, ours_mb = cpu_and_peak([*cli_command(), "--check", "-q", "-j", "1", str(folder / "big.py")], tmp)
+        base, base_mb = cpu_and_peak([*bare, str(folder / "big.py")], tmp)
+        measured.append((n, ours, base))
+        print(f"  large file, {n} lines: {ours:.2f} s CPU, {ours_mb:.0f} MB peak; bare LibCST {base:.2f} s, "
+              f"{base_mb:.0f} MB ({ours / base:.1f}x time, {ours_mb / base_mb:.2f}x memory "
+              f"<= {GOAL_LARGE_MEMORY}x {verdict(ours_mb / base_mb <= GOAL_LARGE_MEMORY)}; "
+              f"load average {os.getloadavg()[0]:.2f})")
+    (n0, t0, b0), (n1, t1, b1) = measured[0], measured[-1]
+    exponent = math.log(t1 / t0) / math.log(n1 / n0)
+    print(f"  exponent of CPU time in lines, {n0} -> {n1}: {exponent:.2f} "
+          f"(bare LibCST {math.log(b1 / b0) / math.log(n1 / n0):.2f}; linear is 1)")
 
 
 def real_corpus_rows(tmp: Path, reps: int) -> list[tuple]:
@@ -311,6 +392,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the corpus folder and print its path")
     parser.add_argument("--real-only", action="store_true",
                         help="only e.: the real corpus, -j 1 vs bare LibCST and -j 2 vs -j 1")
+    parser.add_argument("--large", action="store_true",
+                        help="only g.: one large legacy file of 5k, 10k and 20k lines, CPU time and peak memory")
     args = parser.parse_args()
     copies = args.copies if args.copies is not None else (2 if args.quick else 10)
     reps = args.reps or (2 if args.quick else 3)
@@ -320,6 +403,11 @@ def main() -> int:
         print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs; {reps} pairs, median")
         with tempfile.TemporaryDirectory(prefix="lu-bench-") as tmp:
             print_rows(real_corpus_rows(Path(tmp), reps))
+        return 0
+    if args.large:
+        print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs; one run per size")
+        with tempfile.TemporaryDirectory(prefix="lu-bench-") as tmp:
+            large_file_figures(Path(tmp))
         return 0
     startup_reps = 5 if args.quick else 11
     started = time.perf_counter()
