@@ -18,7 +18,7 @@ import dataclasses
 import libcst as cst
 
 from linen_upgrade.resolve import dotted
-from linen_upgrade.rule import Context, FastVisitor, Rule, RuleTransformer
+from linen_upgrade.rule import Context, FastTransformer, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.rules._cst import code, express, is_docstring, kwarg, names_in
 from linen_upgrade.rules._modules import CallSpec
 from linen_upgrade.tables.nn_modules import ATTENTION_AXES, ATTENTION_CACHE, ATTENTION_MASKS, CACHE_USAGE
@@ -484,7 +484,7 @@ class PositionIndex:
                                       body=self.node.body.with_changes(body=[*head, ready]))
 
 
-class _ToDecode(cst.CSTTransformer):
+class _ToDecode(FastTransformer):
     """``cache`` read for its truth -> ``self.decode``; the position-index idiom -> its Linen form."""
 
     def __init__(self, fn: cst.FunctionDef, jnp: str) -> None:
