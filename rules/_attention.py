@@ -451,7 +451,7 @@ def position_index(node: cst.If, fn: cst.FunctionDef) -> PositionIndex | None:
             step, rest = _step(entry, bump[1]), rest[2:]
     if step is None or any({"cache", entry} & names_in(s, after_dots=False) for s in rest):
         return None
-    others = fn.body.deep_replace(node, cst.Pass())  # the rest of the function
+    others = fn.body.deep_replace(node, cst.SimpleStatementLine([cst.Pass()]))  # the rest of the function
     if {entry, *_INDEX_NAMES} & names_in(others, after_dots=False) or set(_INDEX_NAMES) & names_in(node):
         return None
     return PositionIndex(node, index[0], kept, step, rest)
