@@ -184,7 +184,10 @@ class AttentionCalls(RuleTransformer):
             if not isinstance(pq, simple) or not isinstance(pk, simple):
                 return call, None, "padding masks need plain names: build mask= by hand"
             padding = ATTENTION_MASKS["padding"].format(nn=nn_prefix, pq=code(pq), pk=code(pk))
-            parts.append(f"{padding} if not self.decode else None" if decoding else padding)
+            tests = ["not self.decode"] if decoding else []
+            if code(pq) == code(pk) and self._may_be_none(pq):  # legacy skipped a padding mask of None
+                tests.append(f"{code(pq)} is not None")
+            parts.append(f"{padding} if {' and '.join(tests)} else None" if tests else padding)
         sq, sk = keywords.get("segmentation"), keywords.get("key_segmentation")
         if sq is not None or sk is not None:
             if sq is None or (sk is None and kv is not None):
@@ -195,7 +198,10 @@ class AttentionCalls(RuleTransformer):
             eq, needed = express("jax.numpy.equal", self.ctx.facts.imports)
             if needed:
                 self.imports.add((needed, None))
-            parts.append(ATTENTION_MASKS["segmentation"].format(nn=nn_prefix, sq=code(sq), sk=code(sk), eq=eq))
+            segments = ATTENTION_MASKS["segmentation"].format(nn=nn_prefix, sq=code(sq), sk=code(sk), eq=eq)
+            if code(sq) == code(sk) and self._may_be_none(sq):  # legacy skipped a segmentation of None
+                segments = f"{segments} if {code(sq)} is not None else None"
+            parts.append(segments)
         rest = [a for a in call.args if a.keyword is None or a.keyword.value not in names]
         call = call.with_changes(args=[*rest[:-1], rest[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)])
         if not parts:
@@ -203,6 +209,16 @@ class AttentionCalls(RuleTransformer):
         source = parts[0] if len(parts) == 1 else f"{nn_prefix}.combine_masks({', '.join(parts)})"
         self.fixed("attention masks -> mask=")
         return call, cst.parse_expression(source), None
+
+    def _may_be_none(self, expr: cst.BaseExpression) -> bool:
+        """Is ``expr`` a parameter defaulting to None of the function the call is in
+        (``_functions``: the transformer's stack), which a caller may leave out?"""
+        functions = getattr(self, "_functions", [])
+        if not (isinstance(expr, cst.Name) and functions):
+            return False
+        p = functions[-1].params
+        return any(q.name.value == expr.value and isinstance(q.default, cst.Name) and q.default.value == "None"
+                   for q in [*p.posonly_params, *p.params, *p.kwonly_params])
 
     def _attention_axes(self, call: cst.Call, spec: CallSpec) -> tuple[cst.Call, str | None, str | None]:
         """Legacy ``attention_axis=(1, ..., k)`` -> the Linen call on inputs whose attention axes

@@ -36,7 +36,9 @@ What it does
     idiom of Flax's legacy lm1b/wmt) -> a ``decode: bool = False`` attribute,
     ``decode=self.decode``, ``self.decode`` and the position in the 'cache'
     collection, ``self.variable('cache', 'cache_index', ...)``, as Flax's Linen
-    examples keep it.
+    examples keep it.  Attention masks become one ``mask=``; a padding mask or
+    segmentation that is a parameter defaulting to None counts only when
+    given (``... if padding_mask is not None else None``), as legacy skipped it.
     The same in plain functions an apply calls (``def features(x, train):
     ...`` at any depth): a legacy module call runs only under a parent's
     apply, and the Linen submodule made in a function called from
@@ -60,7 +62,8 @@ Why
 Not converted (TODO)
     Attention masks it cannot build, multi-axis attention with masks, a cache
     read in the module otherwise (its entries, a custom attention's own
-    key/value caching) or combined with padding masks, code outside modules
+    key/value caching) or decoding with segmentations or several attention
+    axes, code outside modules
     that passes a legacy ``Cache`` (init with ``decode=True`` and apply with
     ``mutable=['cache']`` by hand), ``*args``/``**kwargs`` calls, RNN cells
     whose ``features`` cannot be recovered from an ``initialize_carry`` call;
