@@ -19,7 +19,7 @@ import libcst as cst
 
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, FastTransformer, FastVisitor, Rule, RuleTransformer
-from linen_upgrade.rules._cst import code, express, is_docstring, kwarg, names_in
+from linen_upgrade.rules._cst import code, express, is_docstring, kwarg, named_params, names_in
 from linen_upgrade.rules._modules import CallSpec
 from linen_upgrade.tables.nn_modules import ATTENTION_AXES, ATTENTION_CACHE, ATTENTION_MASKS, CACHE_USAGE
 
@@ -42,8 +42,7 @@ class AttentionCalls(RuleTransformer):
         attention caches itself (``decode=True``, the 'cache' collection), so the parameter
         becomes ``decode: bool = False``."""
         apply = next(s for s in cls.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "apply")
-        params = [*apply.params.params, *apply.params.kwonly_params]
-        cache = next((p for p in params if p.name.value == "cache"), None)
+        cache = next((p for p in named_params(apply.params) if p.name.value == "cache"), None)
         if cache is None:
             return False
         if not (isinstance(cache.default, cst.Name) and cache.default.value == "None"):
@@ -100,7 +99,7 @@ class AttentionCalls(RuleTransformer):
             if causal is None or (isinstance(causal, cst.Name) and causal.value == "False") \
                     or not _evaluates_alike(causal):
                 return "legacy caching needs causal_mask=True"
-            if code(keywords.get("attention_axis", cst.Tuple([]))).replace(" ", "") == "(1,)":
+            if "attention_axis" in keywords and literal_axes(keywords["attention_axis"]) == (1,):
                 del keywords["attention_axis"]  # the default for (batch, length, features), as without a cache
             manual = sorted(set(keywords) & ATTENTION_CACHE[qual])
             if manual:
@@ -216,9 +215,8 @@ class AttentionCalls(RuleTransformer):
         functions = getattr(self, "_functions", [])
         if not (isinstance(expr, cst.Name) and functions):
             return False
-        p = functions[-1].params
         return any(q.name.value == expr.value and isinstance(q.default, cst.Name) and q.default.value == "None"
-                   for q in [*p.posonly_params, *p.params, *p.kwonly_params])
+                   for q in named_params(functions[-1].params))
 
     def _attention_axes(self, call: cst.Call, spec: CallSpec) -> tuple[cst.Call, str | None, str | None]:
         """Legacy ``attention_axis=(1, ..., k)`` -> the Linen call on inputs whose attention axes
@@ -228,11 +226,7 @@ class AttentionCalls(RuleTransformer):
                    and a.keyword.value == "attention_axis"), None)
         if at is None:
             return call, None, None
-        value = call.args[at].value
-        axes = None
-        if isinstance(value, cst.Tuple) and all(
-                isinstance(e, cst.Element) and isinstance(e.value, cst.Integer) for e in value.elements):
-            axes = tuple(int(e.value.value) for e in value.elements)  # type: ignore[attr-defined]
+        axes = literal_axes(call.args[at].value)
         if not axes or axes != tuple(range(1, len(axes) + 1)):
             return call, None, "attention_axis is not a literal (1, ..., k): " + spec.manual["attention_axis"]
         rest = [a for i, a in enumerate(call.args) if i != at]
@@ -284,6 +278,14 @@ class AttentionCalls(RuleTransformer):
         owner = func.value if isinstance(func, cst.Attribute) else func
         if self._takes_cache(owner) or (isinstance(arg.value, cst.Name) and arg.value.value in self._mutated):
             self.todo(CACHE_USAGE)
+
+
+def literal_axes(value: cst.BaseExpression) -> tuple[int, ...] | None:
+    """``attention_axis=(1, 2)`` -> ``(1, 2)``; None when it is not a tuple of integers."""
+    if isinstance(value, cst.Tuple) and all(
+            isinstance(e, cst.Element) and isinstance(e.value, cst.Integer) for e in value.elements):
+        return tuple(int(e.value.value) for e in value.elements)  # type: ignore[attr-defined]
+    return None
 
 
 def _evaluates_alike(expr: cst.BaseExpression) -> bool:

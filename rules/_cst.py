@@ -205,6 +205,11 @@ def spell_any(imports: ImportMap, shadowed: bool) -> tuple[str, tuple[str, str |
     return "typing.Any", ("typing", None)
 
 
+def named_params(params: cst.Parameters) -> list[cst.Param]:
+    """The parameters a call can name: positional-only, positional and keyword-only (not ``*a``/``**k``)."""
+    return [*params.posonly_params, *params.params, *params.kwonly_params]
+
+
 def line_comments(stmt: cst.BaseStatement) -> list[cst.EmptyLine]:
     """The comments of a statement line that goes (above it and after it), to keep elsewhere."""
     comment = stmt.trailing_whitespace.comment if isinstance(stmt, cst.SimpleStatementLine) else None

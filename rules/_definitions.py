@@ -12,7 +12,8 @@ import libcst as cst
 from linen_upgrade.facts import Param
 from linen_upgrade.rule import Context, FastTransformer, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.transformer import comments_in, target_names
-from linen_upgrade.rules._cst import build_dotted, express, is_docstring, kwarg, line_comments, names_in, spell_any
+from linen_upgrade.rules._cst import (build_dotted, express, is_docstring, kwarg, line_comments, named_params, names_in,
+                                      spell_any)
 from linen_upgrade.rules._modules import SelfAttributes, creates_module, type_of
 
 
@@ -38,7 +39,7 @@ class ModuleParts(RuleTransformer):
         a body that does more than read one (``widths + [2]``, ``append``, ``==``) is left."""
         class_values = _assigned_values(body)
         methods = [s for s in body if isinstance(s, cst.FunctionDef)]
-        for param in [*apply.params.posonly_params, *apply.params.params, *apply.params.kwonly_params]:
+        for param in named_params(apply.params):
             name = param.name.value
             if param.default is None or name not in {a.name for a in attrs}:
                 continue
@@ -92,8 +93,7 @@ class ModuleParts(RuleTransformer):
         if annotation == "Any":
             annotation, needed = spell_any(self.ctx.facts.imports, "Any" in self._local_names)
             self.imports.add(needed)
-        param = next((p for p in [*apply.params.posonly_params, *apply.params.params,
-                                  *apply.params.kwonly_params] if p.name.value == attr.name), None) \
+        param = next((p for p in named_params(apply.params) if p.name.value == attr.name), None) \
             if apply is not None else None
         value = param.default if param is not None else None
         if value is not None and _mutable_kind(value, self._globals):

@@ -24,9 +24,9 @@ import libcst as cst
 from linen_upgrade.facts import FileFacts
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import FastVisitor
-from linen_upgrade.rules._cst import build_dotted, code, names_in
+from linen_upgrade.rules._cst import build_dotted, code
 from linen_upgrade.rules._fixed_inputs import FunctionScan
-from linen_upgrade.rules._modules import STAR_CALL_PROBLEM, CallSpec, spec_for_qual, split_call
+from linen_upgrade.rules._modules import STAR_CALL_PROBLEM, spec_for_qual, split_call
 
 # legacy parameters whose calls LU102 rebuilds beyond the split (attention masks and axes, a cache)
 _REBUILT = frozenset({"causal_mask", "attention_axis", "cache"})

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 import libcst as cst
 
-from linen_upgrade.rules._cst import code
+from linen_upgrade.rules._cst import code, named_params
 from linen_upgrade.transformer import FastVisitor, target_names
 
 # node types, matched exactly (``type(node) in``: a failed ``isinstance`` against LibCST's classes
@@ -42,7 +42,7 @@ class FunctionScan(FastVisitor):
     def __init__(self, fn: cst.FunctionDef) -> None:
         super().__init__()
         params = fn.params
-        self.params = {p.name.value for p in [*params.posonly_params, *params.params, *params.kwonly_params]}
+        self.params = {p.name.value for p in named_params(params)}
         for star in (params.star_arg, params.star_kwarg):
             if isinstance(star, cst.Param):
                 self.params.add(star.name.value)

@@ -24,7 +24,7 @@ from linen_upgrade.analysis.initializers import FACTORY, FUNCTION
 from linen_upgrade.index import LegacyModule
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, FastVisitor
-from linen_upgrade.rules._cst import code
+from linen_upgrade.rules._cst import code, named_params
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 # names bound in the functions around a use -> the value of their only plain assignment, or None
@@ -199,8 +199,7 @@ def adapter(value: cst.BaseExpression) -> cst.Lambda:
     a parameter Linen never passes."""
     if isinstance(value, cst.Lambda) and len(value.params.params) == 2 and not value.params.posonly_params \
             and not isinstance(value.params.star_arg, cst.Param):  # lambda k, s: ... -> lambda k, s, dtype=None: ...
-        taken = {p.name.value for p in (*value.params.posonly_params, *value.params.params,
-                                        *value.params.kwonly_params)}
+        taken = {p.name.value for p in named_params(value.params)}
         dtype = cst.Param(cst.Name("dtype" if "dtype" not in taken else "_dtype"), default=cst.Name("None"),
                           equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")))
         return value.with_changes(params=value.params.with_changes(params=[*value.params.params, dtype]))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from linen_upgrade.rule import FastTransformer, FastVisitor
-from linen_upgrade.rules._cst import code
+from linen_upgrade.rules._cst import code, named_params
 from linen_upgrade.rules._definitions import reassigned_names, stored_on_self
 from linen_upgrade.transformer import target_names
 
@@ -147,7 +147,7 @@ def _prelude(b: _Binding, fn: cst.FunctionDef, attrs: set[str]) -> str | None:
     body = list(fn.body.body)  # type: ignore[union-attr]
     at = next(i for i, s in enumerate(body) if s is b.stmt)
     p = fn.params
-    params = {q.name.value for q in [*p.posonly_params, *p.params, *p.kwonly_params]}
+    params = {q.name.value for q in named_params(p)}
     params |= {q.name.value for q in (p.star_arg, p.star_kwarg) if isinstance(q, cst.Param)}
     # the hyper-parameters this method sees: apply's attributes it takes as parameters
     # (legacy passed them all to a module method; one without them reads a global)
@@ -295,7 +295,7 @@ def _self_stores(apply: cst.FunctionDef, attrs: set[str], methods: dict[str, cst
     function inside it takes a parameter of that name.  The stores and the inputs."""
     changed = reassigned_names(apply.body)
     p = apply.params
-    params = {q.name.value for q in [*p.posonly_params, *p.params, *p.kwonly_params]}
+    params = {q.name.value for q in named_params(p)}
     stores, inputs = [], set()
     for stmt in apply.body.body:  # type: ignore[union-attr]
         if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1

@@ -39,7 +39,7 @@ import libcst as cst
 
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule, RuleTransformer
-from linen_upgrade.rules._cst import code, drop_from_imports, kwarg, names_in
+from linen_upgrade.rules._cst import code, drop_from_imports, kwarg, named_params, names_in
 from linen_upgrade.rules._fixed_inputs import append_keywords
 from linen_upgrade.rules._optim_edit import insert_helpers
 from linen_upgrade.tables.nn_functions import NN_FUNCTIONS
@@ -137,7 +137,7 @@ class _Transformer(RuleTransformer):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self._not_uses.add(id(node.name))
-        self._params.append(names_in(node.params, after_dots=False))
+        self._params.append({p.name.value for p in named_params(node.params)})
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
         self._params.pop()
