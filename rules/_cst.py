@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import libcst as cst
 
 from linen_upgrade.resolve import ImportMap, canonical, dotted
@@ -28,6 +30,17 @@ def comma_list(args: list[cst.Arg]) -> list[cst.Arg]:
         out.append(a.with_changes(comma=cst.MaybeSentinel.DEFAULT if last else cst.Comma(
             whitespace_after=cst.SimpleWhitespace(" "))))
     return out
+
+
+def appended(args: Sequence[cst.Arg], new: cst.Arg) -> list[cst.Arg]:
+    """``args`` as written, then ``new``: after the last one's trailing comma (and line break), taking
+    one alike, or after a ``, `` added to it."""
+    if not args:
+        return [new]
+    last = args[-1]
+    if isinstance(last.comma, cst.Comma):
+        return [*args, new.with_changes(comma=last.comma)]
+    return [*args[:-1], last.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))), new]
 
 
 def build_dotted(name: str) -> cst.BaseExpression:

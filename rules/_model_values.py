@@ -60,16 +60,6 @@ class Values(UsageTransformer):
         return cst.Call(cst.parse_expression(self.spell_partial()),  # type: ignore[attr-defined]
                         comma_list([cst.Arg(new.func), *new.args]))
 
-    def leave_Param(self, original: cst.Param, updated: cst.Param) -> cst.Param:
-        """``def predict(x, m=model)``: calls of ``m`` are not followed to the Model."""
-        default = original.default
-        if default is not None and id(default) in self.a.scope_of:
-            t = self.a.type_at(default)
-            if t is not None and t.kind == MODEL:
-                self.todo(f"a Model as the default of {original.name.value}: the Model is its params now; apply "
-                          f"it in the function with M().apply({{'params': {original.name.value}}}, ...)")
-        return updated
-
     def _caller(self, call: cst.Call) -> str | None:
         """The name of the function ``call`` calls when it is one that calls its first argument."""
         scope = self.a.scope_of[id(call)]

@@ -96,7 +96,7 @@ class UsageTransformer(RuleTransformer):
 
     def fresh(self, base: str, at: cst.CSTNode) -> str:
         """A name unused in the function (or module) around ``at`` and at module level."""
-        scope = self.a.scope_of.get(id(at))
+        scope = self.a.scopes.get(id(at)) if isinstance(at, cst.FunctionDef) else self.a.scope_of.get(id(at))
         while scope is not None and scope.parent is not None and not isinstance(scope.node, cst.FunctionDef):
             scope = scope.parent
         key = id(scope.node) if scope is not None else 0
@@ -108,7 +108,7 @@ class UsageTransformer(RuleTransformer):
                     names.add(n.value)
 
             (scope.node if scope is not None else cst.Module([])).visit(_Names())
-            self.names[key] = names
+            self.names[key] = names | self.a.reserved.get(key, set())
         taken = self.names[key]
         name, i = base, 1
         while name in taken:
@@ -325,8 +325,8 @@ class UsageTransformer(RuleTransformer):
             held = ref.alias[1] if ref.alias else frozenset()
             bound = {k: cst.parse_expression(v) for k, v in ref.kwargs if k not in held}
         elif ref.opt_var is not None and scope is not None and _visible(ref.opt_var, scope, self.a) \
-                and self.carried_apply_fns():
-            return self._chosen_constructor(ref, at, args)  # the TrainState carries its module
+                and self.carried_apply_fns() or self._threaded_param(at, scope):
+            return self._chosen_constructor(ref, at, args)  # the TrainState (or its apply_fn) carries its module
         else:
             return None, [], ("the module definition here is a .partial with non-literal keywords made "
                               "elsewhere: build the Linen module where they are known")
@@ -380,7 +380,8 @@ class UsageTransformer(RuleTransformer):
             fixed = frozenset(k for k, _ in choice.kwargs)
             # ``**config``: LU201's _module_partial checks when it runs that every key is an attribute
             positional = any(k == "*" and not v.startswith("**") for k, v in choice.kwargs)
-            if positional or fixed & spec.inputs:
+            # fixed inputs: LU201 made the partial a subclass taking them (_with_call_inputs), where it can
+            if positional or fixed & spec.inputs and not inputs_fixable(choice.qual, self.ctx.index):
                 return None, [], (f"{which}, is a .partial fixing positional arguments or call inputs: pass them "
                                   "where the module is applied")
             ctor, inputs, problem = split_usage(args, spec, {}, fixed)
@@ -412,17 +413,17 @@ class UsageTransformer(RuleTransformer):
 
     def threaded_apply_fns(self) -> dict[int, tuple[str, str]]:
         """Top-level functions applying a Model handed in a parameter, of a module chosen at run time
-        that no name there holds (``eval_step(model, batch)``, called as ``p_eval_step(
-        optimizer.target, batch)``): id(function) -> (that parameter, the keyword-only parameter its
-        callers give the TrainState's apply_fn).  Every call passes ``X.target`` of one optimizer
-        ``X``: a direct call passes ``apply_fn=X.apply_fn``, and ``jax.pmap``/``jax.jit`` of the
-        function, after ``X`` is bound, wraps it in ``functools.partial(f, apply_fn=X.apply_fn)``
-        (``apply_sites``)."""
+        (or a .partial whose keywords only its maker knows) that no name there holds
+        (``eval_step(model, batch)``, called as ``p_eval_step(optimizer.target, batch)``): id(function)
+        -> (that parameter, the keyword-only parameter its callers give the apply function).  Each call
+        passes ``X.target`` of an optimizer ``X`` whose TrainState carries its module
+        (``apply_fn=X.apply_fn``), or a Model whose definition a name ``module`` holds there
+        (``apply_fn=module().apply``: the module next to the params); ``jax.pmap``/``jax.jit`` of the
+        function, after the one such ``X`` is bound, wraps it in ``functools.partial(f,
+        apply_fn=X.apply_fn)`` (``apply_sites``)."""
         if self._threaded is not None:
             return self._threaded
         self._threaded = {}
-        if not self.carried_apply_fns():
-            return self._threaded
         for fid, fn in self.a.funcs.items():
             fscope = self.a.scopes[fid]
             # a decorated function (@jax.jit) would be handed a function as an argument to trace
@@ -432,9 +433,10 @@ class UsageTransformer(RuleTransformer):
                 continue
             for slot, param in enumerate(fscope.params):
                 t = self.a.env.get((id(fscope), param))
-                # a run-time choice: the only Model no name in the function can spell
-                if t is None or t.kind != MODEL or t.ref is None or not t.ref.choices \
-                        or t.ref.def_var is not None and _visible(t.ref.def_var, fscope, self.a):
+                # a run-time choice, or a .partial whose keywords only its maker knows: no name here spells it
+                if t is None or t.kind != MODEL or t.ref is None or not t.ref.held \
+                        or t.ref.def_var is not None and _visible(t.ref.def_var, fscope, self.a) \
+                        or not self._applies_param(param, fscope):
                     continue
                 sites = self._apply_fn_sites(fn, slot)
                 if sites is not None:
@@ -444,8 +446,19 @@ class UsageTransformer(RuleTransformer):
                 break
         return self._threaded
 
+    def _applies_param(self, param: str, fscope: Scope) -> bool:
+        """Is the Model in ``param`` called in its function (``model(x)``, ``model.decode(x)``), not only
+        handed on (``optimizer_def.create(model)``)?"""
+        for s, c in self.a.calls:
+            func = c.func.value if isinstance(c.func, cst.Attribute) else c.func
+            if isinstance(func, cst.Name) and func.value == param and s.lookup(param) is fscope \
+                    and _within(s, fscope):
+                return True
+        return False
+
     def _apply_fn_sites(self, fn: cst.FunctionDef, slot: int) -> dict[int, tuple[str, str]] | None:
-        """The calls of ``fn`` to edit (see ``threaded_apply_fns``), or None when one cannot be."""
+        """The calls of ``fn`` to edit (see ``threaded_apply_fns``): id(call) -> (how, the apply
+        function it hands over); None when one cannot be."""
         name, a = fn.name.value, self.a
         direct, wrappers = [], []
         for s, c in a.calls:
@@ -458,29 +471,36 @@ class UsageTransformer(RuleTransformer):
                 wrappers.append((s, c))
         if _references(a.module_scope.node, name) != 1 + len(direct) + len(wrappers):
             return None  # passed on, partially applied, read: not every call is seen here
-        holders = set()
+        optimizers, given = set(), {}
         calls = [(s, c) for s, c in a.calls if a._callee(c, s)[0] is fn]
         for s, c in calls:
             _, args, offset = a._callee(c, s)
             positional = [x.value for x in args if x.keyword is None]
             arg = positional[slot - offset] if 0 <= slot - offset < len(positional) else None
-            if any(x.star for x in args) or not (isinstance(arg, cst.Attribute) and arg.attr.value == "target"
-                                                 and isinstance(arg.value, cst.Name)):
+            if arg is None or any(x.star for x in args):
                 return None
-            t = a.ty(arg.value, s)
-            if t is None or t.kind != OPTIM:
+            if isinstance(arg, cst.Attribute) and arg.attr.value == "target" and isinstance(arg.value, cst.Name):
+                t = a.ty(arg.value, s)
+                if t is None or t.kind != OPTIM or not self.carried_apply_fns():
+                    return None
+                optimizers.add(arg.value.value)
+                given[id(c)] = f"{arg.value.value}.apply_fn"
+                continue
+            t = a.ty(arg, s)  # a Model whose definition a name holds here
+            var = t.ref.def_var if t is not None and t.kind == MODEL and t.ref is not None else None
+            if var is None or not _visible(var, s, a):
                 return None
-            holders.add(arg.value.value)
-        if len(holders) != 1:
-            return None
-        opt = holders.pop()
-        sites: dict[int, tuple[str, str]] = {id(c): ("keyword", opt) for _, c in direct}
+            given[id(c)] = f"{var[1]}().apply"
+        sites: dict[int, tuple[str, str]] = {id(c): ("keyword", given[id(c)]) for _, c in direct}
+        if wrappers and (len(optimizers) != 1 or any(v.endswith("().apply") for v in given.values())):
+            return None  # the wrapped function gets one apply function, bound once
         for s, c in wrappers:
+            opt = next(iter(optimizers))
             found = s.lookup(opt)
             if found is None or not any(b is found and n == opt and source[0] == "expr"
                                         and self._before(source[1], c, s) for b, n, source, _ in a.bindings):
                 return None
-            sites[id(c)] = ("partial", opt)
+            sites[id(c)] = ("partial", f"{opt}.apply_fn")
         return sites
 
     def carried_apply_fns(self) -> dict[tuple[tuple[str, ...], str], str | None] | None:

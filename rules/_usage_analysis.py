@@ -37,6 +37,7 @@ from linen_upgrade.facts import FileFacts
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rules._cst import is_property
+from linen_upgrade.rules._model_carry import plan, undo, useless
 from linen_upgrade.rules._modules import CallSpec, inputs_fixable
 from linen_upgrade.rules._usage_external import external_return, external_seeds
 from linen_upgrade.rules._usage_frames import SiteCounter
@@ -131,7 +132,20 @@ class Analysis:
             param = fscope.params[slot] if isinstance(slot, int) and slot < len(fscope.params) else slot
             if isinstance(param, str) and param in fscope.bound:
                 self.seeds[(id(fscope), param)] = join(self.seeds.get((id(fscope), param)), t)
+        # functions handing out the definition their Models are made of (``_model_carry``): id(call) ->
+        # (id(caller's scope), the name it binds it to); names taken there, per function (or module) node
+        self.carried: dict[int, tuple[int, str]] = {}
+        self.reserved: dict[int, set[str]] = {}
         self._solve()
+        self.carries = plan(self)
+        if self.carries:  # again from nothing: a join forgets the names holding a definition for good
+            self.env, self.rets = {}, {}
+            self._solve()
+            unused = useless(self, self.carries)
+            if unused:
+                undo(self, self.carries, unused)
+                self.env, self.rets = {}, {}
+                self._solve()
 
     def top_level_function(self, name: str) -> cst.FunctionDef | None:
         return next((f for f in self.funcs.values() if isinstance(f, cst.FunctionDef) and f.name.value == name
@@ -207,6 +221,12 @@ class Analysis:
                     if a.keyword is not None and a.keyword.value in fscope.bound:
                         key = (id(fscope), a.keyword.value)
                         env[key] = join(env.get(key), self.ty(a.value, scope))
+            for fid, fn in self.funcs.items():  # a default is what a call leaving the parameter out passes
+                fscope = self.scopes[fid]
+                for p in (*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params):
+                    if p.default is not None and fscope.parent is not None:
+                        key = (id(fscope), p.name.value)
+                        env[key] = join(env.get(key), self.ty(p.default, fscope.parent))
             rets = {fid: functools.reduce(join, (self.ty(e, s) for s, e in values), None)
                     for fid, values in self.returns.items()}
             if env == self.env and rets == self.rets:
@@ -253,6 +273,9 @@ class Analysis:
             return Ty(DEF, ModuleRef(qual)) if self.index.is_legacy_module(qual) else None
         if kind == "def":
             return Ty(FUNC, func=("plain", id(source[1])))
+        if kind == "carried":  # the definition a function of this file hands out with its Model
+            t = self.env.get((id(source[1]), source[2]))
+            return Ty(DEF, replace(t.ref, def_var=(id(scope), name))) if t is not None and t.ref else None
         if kind == "const":
             return source[1]
         if kind == "iter":
@@ -574,6 +597,9 @@ class Analysis:
         if t.kind == TUPLE:
             return Ty(TUPLE, items=tuple(self.rebind(i, fscope, call, scope, offset, elsewhere) for i in t.items))
         ref = t.ref
+        carried = self.carried.get(id(call))
+        if carried is not None and ref is not None and ref.def_var is not None and ref.def_var[0] == id(fscope):
+            return replace(t, ref=replace(ref, def_var=carried))  # the caller holds it by its own name
         if ref is None or not ref.choices or ref.def_var is None or ref.def_var[0] != id(fscope):
             return elsewhere(t)
         name = ref.def_var[1]

@@ -78,7 +78,16 @@ What it does
     passes ``apply_fn=optimizer.apply_fn``, and ``jax.pmap(eval_step)`` after
     the optimizer is bound becomes ``jax.pmap(partial(eval_step,
     apply_fn=optimizer.apply_fn))`` -- when every call passes the target of
-    one optimizer and the step is not decorated.
+    one optimizer and the step is not decorated; a direct call handing it a
+    Model whose definition a name holds there passes ``apply_fn=module().apply``
+    (the module next to the params).  A factory that binds the definition to
+    a local only it can name (``module = MLP.partial(**kwargs)``, ``cls = A if
+    flag else B``) and returns the Model hands the definition out too
+    (``return params, module``; its callers ``model, module =
+    create_model(...)``), when every use of it is such an assignment in its
+    own file and a caller applies the Model, makes an optimizer of it or hands
+    it to a function of the file (``_model_carry``).  A parameter defaulting
+    to a Model is typed by it.
 Why
     Linen modules hold no parameters: the guide passes params explicitly
     and ``apply`` reads the variables; a gradient with respect to params is
@@ -117,7 +126,8 @@ Not converted (TODO)
     the calls of a module whose ``apply``
     needs a person (``CallSpec.problem``); a Model of a definition chosen
     at run time applied where no name bound once to that definition is
-    visible, nor an optimizer carrying it (a top-level train step given
+    visible, nor an optimizer carrying it (a factory that is jitted, returns
+    before binding it, or is passed on; a top-level train step given
     ``optimizer.target`` of an optimizer made in ``create_optimizer(model)``:
     hand the step the module, or carry it in the TrainState's ``apply_fn``),
     or whose classes split the call's arguments differently; a call of the
@@ -132,7 +142,7 @@ import libcst as cst
 
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Example, NoChange, RuleTransformer
-from linen_upgrade.rules._cst import comma_list
+from linen_upgrade.rules._cst import appended, comma_list
 from linen_upgrade.rules._model_annotations import Annotations
 from linen_upgrade.rules._model_collections import Collections, outputs, renumbered_keys
 from linen_upgrade.rules._model_escapes import Escapes
@@ -209,7 +219,25 @@ class _Transformer(Annotations, Collections, Escapes, Values, SiteCalls):
         result = super().visit_Module(node)
         # the TrainStates LU302 makes of Models of definitions chosen at run time carry their module
         self.ctx.apply_fns.update(self.carried_apply_fns() or {})  # type: ignore[arg-type]
+        # functions handing out the definition their Models are made of, and their callers (_model_carry)
+        self.carry_returns = {id(r): c.local for c in self.a.carries.values() for r in c.returns}
+        for carry in self.a.carries.values():
+            for assign, name in carry.assigns:
+                target = assign.targets[0].target
+                if isinstance(target, cst.Tuple) and not target.lpar:
+                    target = target.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+                self.retarget[id(assign)] = cst.Tuple([cst.Element(target), cst.Element(cst.Name(name))], lpar=[], rpar=[])
         return result
+
+    def leave_Return(self, original: cst.Return, updated: cst.Return) -> cst.Return:
+        local = self.carry_returns.get(id(original))
+        if local is None or updated.value is None:
+            return updated
+        self.fixed(f"return the module definition {local} with the Model: its callers apply it")
+        value = updated.value
+        if isinstance(value, cst.Tuple) and not value.lpar:
+            value = value.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+        return updated.with_changes(value=cst.Tuple([cst.Element(value), cst.Element(cst.Name(local))], lpar=[], rpar=[]))
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
         if id(original) not in self.a.scope_of:
@@ -298,11 +326,11 @@ class _Transformer(Annotations, Collections, Escapes, Values, SiteCalls):
             return updated
         self.threaded_apply_fns()
         if id(original) in self.apply_sites:  # a call of a function applying the target it is handed
-            how, opt, keyword = self.apply_sites[id(original)]
-            given = kwarg(keyword, cst.parse_expression(f"{opt}.apply_fn"))
-            self.fixed(f"{dotted(original.func) or 'a call'}(...) hands over {opt}.apply_fn")
+            how, value, keyword = self.apply_sites[id(original)]
+            given = kwarg(keyword, cst.parse_expression(value))
+            self.fixed(f"{dotted(original.func) or 'a call'}(...) hands over {value}")
             if how == "keyword":
-                return updated.with_changes(args=comma_list([*updated.args, given]))
+                return updated.with_changes(args=appended(updated.args, given))
             bound = cst.Call(cst.parse_expression(self.spell_partial()),
                              comma_list([updated.args[0].with_changes(comma=cst.MaybeSentinel.DEFAULT), given]))
             return updated.with_changes(args=[updated.args[0].with_changes(value=bound), *updated.args[1:]])
