@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from linen_upgrade.analysis import identity, scopes
@@ -726,6 +727,13 @@ def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
                     forwards.append(Forward(value.id, qual, sum(not isinstance(a, ast.Starred) for a in node.args),
                                             frozenset(k.arg for k in node.keywords if k.arg)))
     only = {s for s in stars if star_uses[s] and star_uses[s] == forwarded[s]}
+    # a parameter defaulting to None that is only ever BatchNorm's explicit ``batch_stats=`` collection
+    loads = Counter(n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load))
+    given = Counter(u.param for u in uses if u.kind == "slot" and u.slot == "batch_stats"
+                    and canonical(u.callee) == "flax.nn.BatchNorm")
+    for p in params:
+        if p.kind in ("pos", "kwonly") and p.default == "None" and given[p.name] == loads[p.name] > 0:
+            uses.append(Use(p.name, "collection"))
     return uses, [f for f in forwards if f.param in only]
 
 

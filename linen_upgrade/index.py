@@ -354,6 +354,8 @@ class _Roles:
             return replace(p, forward=forward_args) if forward_args else p
         if p.kind == "varargs" or by_position_or_name(params, i):
             return p
+        if any(u.param == p.name and u.kind == "collection" for u in c.uses):
+            return replace(p, role="collection")  # BatchNorm's explicit batch_stats: gone in Linen
         # (strength, why) per side; the strongest side decides (``_Roles``)
         array: list[tuple[int, str]] = []
         config: list[tuple[int, str]] = []

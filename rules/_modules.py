@@ -56,6 +56,8 @@ def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
             # Module.__new__ took name= for the module itself: apply's parameter always held its default
             problem = ("apply takes a parameter `name`, which always held its default (legacy gave name= to the "
                        "module); Linen's name field is the module's name: rename the parameter by hand")
+        elif p.role == "collection":
+            continue  # neither: LU102 drops it with the batch_stats= it was only ever given to
         elif is_input(params, i):
             inputs.append(p)
         else:
@@ -111,6 +113,9 @@ class CallSpec:
             # the other rules (.partial, .shared, init) know no packing: they leave these to a person
             manual = {k: f"forwarded through **{split.forward.name}: pass it in {split.forward.name}={{...}}"
                       for k in forward.keys}  # type: ignore[union-attr]
+        for p in params:
+            if p.role == "collection":
+                manual[p.name] = USER_COLLECTION
         if "cache" in legacy:
             # LU102 turns the parameter into a ``decode`` attribute and the legacy Cache into
             # Linen's 'cache' collection: a call passing one is restructured by a person
@@ -147,6 +152,9 @@ def _arg(value: cst.BaseExpression | cst.Arg, keyword: str | None = None) -> cst
 STAR_CALL_PROBLEM = "the call passes *args/**kwargs: split constructor and call arguments by hand"
 # a call passing ``cache=`` to a user module whose ``cache`` parameter LU102 makes ``decode``
 USER_CACHE = CACHE_USAGE.removeprefix("cache=: ")
+# a call giving a module's parameter that only ever was BatchNorm's explicit ``batch_stats=`` (LU102 drops it)
+USER_COLLECTION = ("an explicit nn.Collection for BatchNorm's batch_stats= has no Linen form: the statistics "
+                   "live in the 'batch_stats' collection (apply(..., mutable=['batch_stats'])); drop it here")
 
 
 def forwarded_by_definition(call: cst.Call, params: tuple[Param, ...] | None) -> bool:

@@ -39,6 +39,11 @@ What it does
     examples keep it.  Attention masks become one ``mask=``; a padding mask or
     segmentation that is a parameter defaulting to None counts only when
     given (``... if padding_mask is not None else None``), as legacy skipped it.
+    BatchNorm's explicit ``batch_stats=`` collection goes when it is None, or
+    an apply parameter defaulting to None that is only ever passed there and
+    that no call gives (legacy's FakeResNet): the statistics then lived in the
+    ``nn.stateful`` collection, as in Linen's 'batch_stats' (the parameter
+    goes from the class; a call giving it gets a TODO).
     The same in plain functions an apply calls (``def features(x, train):
     ...`` at any depth): a legacy module call runs only under a parent's
     apply, and the Linen submodule made in a function called from
@@ -716,6 +721,8 @@ class _Transformer(AttentionCalls, CellCalls):
         given = updated  # what a TODO leaves in place
         updated = self._with_carried(updated, carried, call_spec.legacy, {})
         updated, decode = self._cache_arg(updated)
+        if call_spec.manual and "batch_stats" in call_spec.manual:
+            updated = self._without_collection(updated)
         query = None
         if call_spec.manual and "attention_axis" in call_spec.manual:
             updated, query, problem = self._attention_axes(updated, call_spec)
@@ -738,6 +745,22 @@ class _Transformer(AttentionCalls, CellCalls):
         # the output's name: nn.dropout -> nn.Dropout
         self.fixed(f"{_name(func)}(x, ...) -> {_name(ctor)}(...)(x)")
         return new
+
+
+    def _without_collection(self, call: cst.Call) -> cst.Call:
+        """BatchNorm without its explicit ``batch_stats=`` collection when it is None, or the class's
+        parameter that defaults to None and only ever goes there, which no call site gives (else LU201/LU202
+        leave a TODO there, ``USER_COLLECTION``): legacy then kept the statistics in the ``nn.stateful``
+        collection, as Linen keeps them in ``'batch_stats'``."""
+        legacy = self.ctx.index.legacy_module(self._class_quals[-1]) if self._class_quals else None
+        dropped = {p.name for p in (legacy.apply_params or ()) if p.role == "collection"} if legacy else set()
+        args = [a for a in call.args if not (
+            a.keyword is not None and a.keyword.value == "batch_stats" and isinstance(a.value, cst.Name)
+            and (a.value.value == "None" or a.value.value in dropped))]
+        if len(args) == len(call.args):
+            return call
+        self.fixed("BatchNorm(batch_stats=None) -> the 'batch_stats' collection")
+        return call.with_changes(args=[*args[:-1], args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)])
 
 
 def _name(expr: cst.BaseExpression) -> str:
