@@ -77,6 +77,7 @@ def plan(a: Analysis) -> dict[int, Carry]:
             a.carried[id(call)] = (id(scope), name)
             scope.bind(name)
             a.bindings.append((scope, name, ("carried", fscope, local), ()))
+            a.bound_at[(id(scope), name)] = [assign]
         carries[fid] = carry
     return carries
 
@@ -114,6 +115,7 @@ def undo(a: Analysis, carries: dict[int, Carry], fids: list[int]) -> None:
         for scope, call, name in carries.pop(fid).calls:
             del a.carried[id(call)]
             a.bindings = [b for b in a.bindings if not (b[0] is scope and b[1] == name and b[2][0] == "carried")]
+            del a.bound_at[(id(scope), name)]
             scope.bound[name] -= 1
             if not scope.bound[name]:
                 del scope.bound[name]

@@ -41,6 +41,7 @@ from linen_upgrade.rules._model_carry import plan, undo, useless
 from linen_upgrade.rules._modules import CallSpec, inputs_fixable
 from linen_upgrade.rules._usage_external import external_return, external_seeds
 from linen_upgrade.rules._usage_frames import SiteCounter
+from linen_upgrade.rules._usage_loops import current
 from linen_upgrade.rules._usage_scopes import Collector, Scope
 from linen_upgrade.rules._usage_types import (CAPTURE, CLASS, CONFLICT, DEF, FOREIGN, FUNC, INPUTS_HELPER, INSTANCE,
                                               MODEL, OPTIM, PARTIAL_HELPER, STATE, TRUNC, TUPLE, VARIABLES, ModuleRef,
@@ -103,6 +104,8 @@ class Analysis:
         self.scope_of: dict[int, Scope] = {}
         self.parent: dict[int, cst.CSTNode] = {}
         self.bindings: list[tuple[Scope, str, tuple, tuple[int, ...]]] = []
+        # (id(scope), name) -> the nodes binding it (the target, or a carried call's assignment)
+        self.bound_at: dict[tuple[int, str], list[cst.CSTNode]] = {}
         self.returns: dict[int, list[tuple[Scope, cst.BaseExpression]]] = {}
         self.calls: list[tuple[Scope, cst.Call]] = []
         self.model_attributes: list[tuple[Scope, cst.Attribute]] = []
@@ -328,7 +331,7 @@ class Analysis:
                         and (found.bound.get(expr.value) == 1 or found.exclusive(expr.value)):
                     # a definition chosen at run time is known by the one name that holds it
                     return Ty(DEF, replace(t.ref, def_var=(id(found), expr.value)))
-                return t
+                return current(self, t, expr, found)
             return self._global_ty(self.facts.imports.resolve(expr))
         if isinstance(expr, cst.Attribute):
             qual = self.qual(expr, scope)

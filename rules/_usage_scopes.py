@@ -122,6 +122,7 @@ class Collector(FastVisitor):
             scope.bind(target.value)
             scope.arms.setdefault(target.value, []).append(arms)
             self.a.bindings.append((scope, target.value, source, path))
+            self.a.bound_at.setdefault((id(scope), target.value), []).append(target)
         elif isinstance(target, cst.Attribute):  # obj.attr = ...: a field of obj's class, if a plain class
             self.a.field_bindings.append((self.stack[-1], target, source, path))
         elif isinstance(target, (cst.Tuple, cst.List)):

@@ -129,7 +129,9 @@ Not converted (TODO)
     visible, nor an optimizer carrying it (a factory that is jitted, returns
     before binding it, or is passed on; a top-level train step given
     ``optimizer.target`` of an optimizer made in ``create_optimizer(model)``:
-    hand the step the module, or carry it in the TrainState's ``apply_fn``),
+    hand the step the module, or carry it in the TrainState's ``apply_fn``;
+    a Model kept from an earlier iteration of the loop binding its
+    definition, ``prev = model``, ``_usage_loops``),
     or whose classes split the call's arguments differently; a call of the
     target of a flax.optim optimizer made from a Model it cannot trace (a
     registry entry, a factory's result): the optimizer becomes a TrainState

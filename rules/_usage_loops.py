@@ -1,0 +1,74 @@
+"""A definition held by a name bound in a loop (LU201/LU202, ``Analysis.ty``).
+
+``module`` in ``for s in scales: model, module = create_model(key, s)`` (or ``module =
+MLP.partial(scale=s)``) holds each iteration's definition; a Model kept from an earlier iteration
+(``prev = model`` read at the top of the next one, ``best`` read after the loop) is of another one.
+The typing is flow-insensitive, so a name holding a Model of such a definition is known by
+``module`` only where it surely holds this iteration's: each binding of it a statement of the loop's
+body (not under an ``if`` or an inner loop), at or after the one binding ``module``, and the read in
+a later statement of that body.  Elsewhere the name is forgotten, and the use gets the TODO of a
+definition no name there holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from linen_upgrade.rules._usage_types import TUPLE, Ty
+
+if TYPE_CHECKING:
+    from linen_upgrade.rules._usage_analysis import Analysis
+    from linen_upgrade.rules._usage_scopes import Scope
+
+
+def current(a: Analysis, t: Ty | None, read: cst.Name, found: Scope) -> Ty | None:
+    """``t``, the type of the name ``read`` (bound in ``found``), without the name of a definition
+    bound in a loop where the value may be of an earlier iteration."""
+    if t is None:
+        return None
+    if t.kind == TUPLE:
+        items = tuple(current(a, i, read, found) for i in t.items)
+        return t if items == t.items else replace(t, items=items)
+    var = t.ref.def_var if t.ref is not None else None
+    if var is None or var[0] != id(found) or var[1] == read.value:
+        return t  # a closure's or parameter's value is checked where it was read
+    holders = a.bound_at.get(var, [])
+    loops = [_loop(a, n, found.node) for n in holders]
+    if not loops or None in loops:
+        return t  # bound once for the whole run of the scope
+    loop = loops[0]
+    if all(other is loop for other in loops):
+        start = max(_statement(a, n, loop)[0] for n in holders)  # type: ignore[union-attr]
+        binds = [_statement(a, n, loop) for n in a.bound_at.get((id(found), read.value), [])]
+        at = _statement(a, read, loop)
+        if binds and at is not None and all(b is not None and not b[1] and start <= b[0] < at[0] for b in binds):
+            return t
+    return replace(t, ref=replace(t.ref, def_var=None))  # type: ignore[arg-type]
+
+
+def _loop(a: Analysis, node: cst.CSTNode, scope: cst.CSTNode) -> cst.For | cst.While | None:
+    """The innermost loop of ``scope`` running ``node`` (None: none does)."""
+    p = a.parent.get(id(node))
+    while p is not None and p is not scope:
+        if isinstance(p, (cst.For, cst.While)):
+            return p
+        p = a.parent.get(id(p))
+    return None
+
+
+def _statement(a: Analysis, node: cst.CSTNode, loop: cst.For | cst.While) -> tuple[int, bool] | None:
+    """(the index in ``loop``'s body of the statement holding ``node``, -1 for the loop's target;
+    whether something between may skip or repeat it), or None when the loop does not hold it."""
+    child, p, skipped = node, a.parent.get(id(node)), False
+    while p is not None:
+        if p is loop:
+            return -1, skipped
+        if p is loop.body and isinstance(p, cst.IndentedBlock):
+            return list(p.body).index(child), skipped  # type: ignore[arg-type]
+        skipped |= isinstance(p, cst.BaseCompoundStatement) and not isinstance(p, cst.With) \
+            or isinstance(p, (cst.Lambda, cst.BaseComp, cst.IfExp, cst.BooleanOperation))
+        child, p = p, a.parent.get(id(p))
+    return None
