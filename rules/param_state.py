@@ -7,7 +7,9 @@ What it does
     lambda s: init(key, s), shape)`` (the collection is ``state-collection``
     in the configuration, shared with verify and convert-checkpoint);
     ``self.get_param(name)`` -> ``self.get_variable('params', name)``;
-    ``self.is_stateful()`` -> ``self.is_mutable_collection('batch_stats')``;
+    ``self.is_stateful()`` -> ``(self.is_mutable_collection('batch_stats') or
+    'batch_stats' in self.variables)`` (legacy was stateful in a read-only
+    ``nn.stateful(state, mutable=False)`` too, as at evaluation);
     ``nn.make_rng()`` -> ``self.make_rng('dropout')`` (``rng-kind``).
 Why
     Linen initialisers are called ``init(key, *args)`` for params but
@@ -157,8 +159,10 @@ class _Transformer(LegacyBodyTransformer):
             return updated.with_changes(func=func.with_changes(attr=cst.Name("get_variable")),
                                         args=[cst.Arg(cst.SimpleString("'params'")), *updated.args])
         if method == "is_stateful" and not updated.args:
+            # legacy: inside any nn.stateful block, read-only (mutable=False, evaluation) included
             coll = repr(self.ctx.config.state_collection)
-            return cst.parse_expression(f"self.is_mutable_collection({coll})")
+            self.fixed("self.is_stateful() -> the state collection is mutable or given")
+            return cst.parse_expression(f"(self.is_mutable_collection({coll}) or {coll} in self.variables)")
         return updated
 
 

@@ -50,7 +50,7 @@ NN_SYMBOLS: dict[str, NnSymbol] = {
     "flax.nn.stochastic": NnSymbol(None, "pass `rngs={'dropout': rng}` to `init`/`apply`"),
     "flax.nn.make_rng": NnSymbol(None, "`self.make_rng('dropout')` inside a module"),
     "flax.nn.is_stochastic": NnSymbol(None, "`self.has_rng('dropout')` inside a module"),
-    "flax.nn.is_stateful": NnSymbol(None, "`self.is_mutable_collection('batch_stats')`"),
+    "flax.nn.is_stateful": NnSymbol(None, "`self.is_mutable_collection('batch_stats') or 'batch_stats' in self.variables` in a module"),
     "flax.nn.get_state": NnSymbol(None, "no Linen equivalent: read the variables you passed to `apply`"),
     "flax.nn.capture_module_outputs": NnSymbol(
         None, "`apply(..., capture_intermediates=True, mutable=['intermediates'])`"),
