@@ -727,14 +727,33 @@ def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
                     forwards.append(Forward(value.id, qual, sum(not isinstance(a, ast.Starred) for a in node.args),
                                             frozenset(k.arg for k in node.keywords if k.arg)))
     only = {s for s in stars if star_uses[s] and star_uses[s] == forwarded[s]}
-    # a parameter defaulting to None that is only ever BatchNorm's explicit ``batch_stats=`` collection
+    # a parameter defaulting to None that is only ever an explicit state collection: BatchNorm's
+    # ``batch_stats=``, ``self.state(..., collection=)``, or tested after ``self.is_stateful() or``
     loads = Counter(n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load))
     given = Counter(u.param for u in uses if u.kind == "slot" and u.slot == "batch_stats"
                     and canonical(u.callee) == "flax.nn.BatchNorm")
+    given.update(_collection_loads(fn))
     for p in params:
         if p.kind in ("pos", "kwonly") and p.default == "None" and given[p.name] == loads[p.name] > 0:
             uses.append(Use(p.name, "collection"))
     return uses, [f for f in forwards if f.param in only]
+
+
+def _collection_loads(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    """The names ``apply`` reads as ``self.state(..., collection=c)`` or in ``self.is_stateful() or c``."""
+    def is_self(node: ast.expr, attr: str) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == attr and isinstance(node.value, ast.Name) \
+            and node.value.id == "self"
+
+    out = []
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Call) and is_self(node.func, "state"):
+            out += [k.value.id for k in node.keywords if k.arg == "collection" and isinstance(k.value, ast.Name)]
+        elif isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or) and len(node.values) == 2 \
+                and isinstance(node.values[0], ast.Call) and is_self(node.values[0].func, "is_stateful") \
+                and isinstance(node.values[1], ast.Name):
+            out.append(node.values[1].id)
+    return out
 
 
 def _legacy_or_plain(qualnames: set[str]) -> bool:

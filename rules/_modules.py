@@ -152,9 +152,9 @@ def _arg(value: cst.BaseExpression | cst.Arg, keyword: str | None = None) -> cst
 STAR_CALL_PROBLEM = "the call passes *args/**kwargs: split constructor and call arguments by hand"
 # a call passing ``cache=`` to a user module whose ``cache`` parameter LU102 makes ``decode``
 USER_CACHE = CACHE_USAGE.removeprefix("cache=: ")
-# a call giving a module's parameter that only ever was BatchNorm's explicit ``batch_stats=`` (LU102 drops it)
-USER_COLLECTION = ("an explicit nn.Collection for BatchNorm's batch_stats= has no Linen form: the statistics "
-                   "live in the 'batch_stats' collection (apply(..., mutable=['batch_stats'])); drop it here")
+# a call giving a module's parameter that only ever was an explicit state collection (LU101/LU102/LU104 drop it)
+USER_COLLECTION = ("an explicit nn.Collection for the module's state has no Linen form: the state lives in the "
+                   "'batch_stats' collection (apply(..., mutable=['batch_stats'])); drop it here")
 
 
 def forwarded_by_definition(call: cst.Call, params: tuple[Param, ...] | None) -> bool:

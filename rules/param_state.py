@@ -21,8 +21,13 @@ Why
     super().param(name, shape, initializer) ...``) -> ``def param(self, name,
     *init_args, **init_kwargs)`` and ``super().param(name, *init_args,
     **init_kwargs)``: a Linen subclass of the same built-in, whose calls LU102 splits.
+    An apply parameter defaulting to None that is only ever an explicit state
+    collection (``self.state(..., collection=batch_stats)``, ``self.is_stateful()
+    or batch_stats``, BatchNorm's ``batch_stats=``) and that no call gives
+    goes: the state lives in the state collection (``self.variable('batch_stats',
+    ...)``), as legacy kept it under ``nn.stateful``.
 Not converted (TODO)
-    ``self.state(..., collection=...)`` with an explicit collection object.
+    ``self.state(..., collection=...)`` with any other explicit collection object.
 """
 
 from __future__ import annotations
@@ -141,6 +146,8 @@ class _Transformer(LegacyBodyTransformer):
             return updated.with_changes(args=_args(updated.args, bound["name"], bound["initializer"], bound["shape"]))
         if method == "state":
             bound = _bind(updated, _STATE)
+            if bound is not None and self._explicit_collection(bound.get("collection")):
+                del bound["collection"]  # a parameter only ever None here: the state collection
             if bound is None or "collection" in bound or "initializer" not in bound:
                 self.todo("self.state: convert to self.variable(collection, name, init_fn, *args) by hand")
                 return updated
@@ -163,6 +170,23 @@ class _Transformer(LegacyBodyTransformer):
             coll = repr(self.ctx.config.state_collection)
             self.fixed("self.is_stateful() -> the state collection is mutable or given")
             return cst.parse_expression(f"(self.is_mutable_collection({coll}) or {coll} in self.variables)")
+        return updated
+
+
+    def _explicit_collection(self, value: cst.BaseExpression | None) -> bool:
+        """Is ``value`` the class's parameter that only ever is an explicit state collection, always None
+        (no call gives it, ``index.py``'s role 'collection'; LU101 drops it from the class)?"""
+        legacy = self.ctx.index.legacy_module(self._classes[-1]) if self.in_legacy_body else None
+        return isinstance(value, cst.Name) and legacy is not None and any(
+            p.name == value.value and p.role == "collection" for p in legacy.apply_params or ())
+
+    def leave_BooleanOperation(self, original: cst.BooleanOperation, updated: cst.BooleanOperation
+                               ) -> cst.BaseExpression:
+        """``self.is_stateful() or batch_stats`` with that parameter: always None, so the test alone."""
+        if isinstance(updated.operator, cst.Or) and self._explicit_collection(original.right) \
+                and isinstance(original.left, cst.Call) and isinstance(original.left.func, cst.Attribute) \
+                and original.left.func.attr.value == "is_stateful":
+            return updated.left
         return updated
 
 
