@@ -168,7 +168,10 @@ class _Transformer(LegacyBodyTransformer):
                           "Linen attributes and call inputs: pass the attributes to the constructor and the "
                           "inputs at call time")
                 return updated
-            if a.star or key is None or key in spec.manual:
+            if key is not None and key in spec.manual and not a.star:
+                self.todo(f"{qual}.{func.attr.value} fixes {key}: {spec.manual[key]}")
+                return updated
+            if a.star or key is None:
                 self.todo(f"{qual}.{func.attr.value} fixes {key or 'a positional argument'}, which is not a "
                           "constructor attribute in Linen: pass it at call time")
                 return updated
