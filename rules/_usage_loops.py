@@ -4,9 +4,10 @@
 MLP.partial(scale=s)``) holds each iteration's definition; a Model kept from an earlier iteration
 (``prev = model`` read at the top of the next one, ``best`` read after the loop) is of another one.
 The typing is flow-insensitive, so a name holding a Model of such a definition is known by
-``module`` only where it surely holds this iteration's: each binding of it a statement of the loop's
-body (not under an ``if`` or an inner loop), at or after the one binding ``module``, and the read in
-a later statement of that body.  Elsewhere the name is forgotten, and the use gets the TODO of a
+``module`` only where it surely holds this iteration's: read in the loop's body after a statement
+of it binding the name (not under an ``if`` or an inner loop), at or after the one binding
+``module``; a parameter's default (``lambda x, m=model: m(x)``) never, as it was read where the
+function was made.  Elsewhere the name is forgotten, and the use gets the TODO of a
 definition no name there holds.
 """
 
@@ -33,20 +34,33 @@ def current(a: Analysis, t: Ty | None, read: cst.Name, found: Scope) -> Ty | Non
         items = tuple(current(a, i, read, found) for i in t.items)
         return t if items == t.items else replace(t, items=items)
     var = t.ref.def_var if t.ref is not None else None
-    if var is None or var[0] != id(found) or var[1] == read.value:
-        return t  # a closure's or parameter's value is checked where it was read
+    if var is None or var == (id(found), read.value):
+        return t
     holders = a.bound_at.get(var, [])
-    loops = [_loop(a, n, found.node) for n in holders]
+    loops = [_loop(a, n, a.scope_of[id(n)].node) for n in holders]
     if not loops or None in loops:
         return t  # bound once for the whole run of the scope
     loop = loops[0]
-    if all(other is loop for other in loops):
+    if var[0] != id(found):
+        # a closure's or a parameter's value is checked where it was read; a default's was read where
+        # the function was defined (``lambda x, m=model: m(x)``), perhaps in an earlier iteration
+        if not _defaulted(found.node, read.value):
+            return t
+    elif all(other is loop for other in loops):
         start = max(_statement(a, n, loop)[0] for n in holders)  # type: ignore[union-attr]
         binds = [_statement(a, n, loop) for n in a.bound_at.get((id(found), read.value), [])]
         at = _statement(a, read, loop)
-        if binds and at is not None and all(b is not None and not b[1] and start <= b[0] < at[0] for b in binds):
+        # the value is the one a binding gave it in this iteration, after the definition's
+        if at is not None and any(b is not None and not b[1] and start <= b[0] < at[0] for b in binds):
             return t
     return replace(t, ref=replace(t.ref, def_var=None))  # type: ignore[arg-type]
+
+
+def _defaulted(fn: cst.CSTNode, name: str) -> bool:
+    """Is ``name`` a parameter of ``fn`` with a default?"""
+    params = fn.params if isinstance(fn, (cst.FunctionDef, cst.Lambda)) else None
+    return params is not None and any(p.name.value == name and p.default is not None for p in (
+        *params.posonly_params, *params.params, *params.kwonly_params))
 
 
 def _loop(a: Analysis, node: cst.CSTNode, scope: cst.CSTNode) -> cst.For | cst.While | None:
