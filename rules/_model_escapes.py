@@ -38,12 +38,13 @@ class Escapes(UsageTransformer):
     transformer calls ``_check_escapes`` on every call it leaves."""
 
     def _unread_file(self, qual: str | None) -> bool:
-        """Does ``qual`` name a function of a file of the run that the run took no facts of (no flax
-        in it)?  Nothing there turns ``model.params`` into ``params``."""
+        """Does ``qual`` name a function of a file of the run with no flax in it (whose facts the run
+        took at most to follow optimizers, ``optim_reach``)?  Nothing there turns ``model.params``
+        into ``params``, nor is it typed here (``Analysis._global_ty``)."""
         table = identity.current()
         module = qual.rpartition(".")[0] if qual else ""
         return bool(module) and table is not None and table.path(module) is not None \
-            and module not in self.ctx.index.paths
+            and module not in self.ctx.index.flax_modules
 
     def _check_escapes(self, call: cst.Call) -> None:
         """A Model handed to code this tool does not follow is a params pytree there too: say so."""

@@ -229,6 +229,21 @@ def test_a_model_passed_to_a_file_without_flax_gets_a_todo(tmp_path):
                         "does not read: it uses no flax): apply the Linen module there with {'params': ...}"]
 
 
+def test_a_model_passed_to_a_file_without_flax_that_an_optimizer_file_reads_gets_a_todo(tmp_path):
+    """The same where train.py also uses flax.optim: the run reads util.py's facts to follow
+    optimizers (``optim_reach``) but still types nothing there, so the caller says so."""
+    train = MODEL_TO_PLAIN_FILE["train.py"].replace("from flax import nn", "from flax import nn, optim") \
+        .replace("print(util.count(model))\n", "print(util.count(model))\n"
+                 "          optimizer = optim.GradientDescent(0.1).create(model)\n"
+                 "          print(optimizer.target(jnp.ones((1, 2))))\n")
+    _write(tmp_path, {"pkg/util.py": MODEL_TO_PLAIN_FILE["util.py"], "pkg/train.py": train})
+    files = _upgrade(tmp_path / "pkg")
+    text, findings = files["train.py"]
+    assert "print(util.count(model))" in text and "Net().apply({'params': optimizer.params}" in text
+    assert findings == ["LU202 a Model (now its params) is passed to util.count (another file, which this run "
+                        "does not read: it uses no flax): apply the Linen module there with {'params': ...}"]
+
+
 def test_table_names_files_by_path(tmp_path):
     _write(tmp_path, {"a/train.py": "", "b/train.py": "", "pkg/__init__.py": "", "pkg/sub/m.py": "",
                       "v0.7/x.py": ""})
