@@ -433,10 +433,11 @@ class UsageTransformer(RuleTransformer):
                 continue
             for slot, param in enumerate(fscope.params):
                 t = self.a.env.get((id(fscope), param))
-                # a run-time choice, or a .partial whose keywords only its maker knows: no name here spells it
+                # a run-time choice, or a .partial whose keywords only its maker knows: no name here spells it;
+                # the parameter not rebound (``if other is not None: model = other``: another Model)
                 if t is None or t.kind != MODEL or t.ref is None or not t.ref.held \
                         or t.ref.def_var is not None and _visible(t.ref.def_var, fscope, self.a) \
-                        or not self._applies_param(param, fscope):
+                        or fscope.bound.get(param) != 1 or not self._applies_param(param, fscope):
                     continue
                 sites = self._apply_fn_sites(fn, slot)
                 if sites is not None:
