@@ -142,6 +142,8 @@ def _assign_targets(c: Ctor) -> set[str]:
         return {last_name(t.target) for t in parent.targets} - {""}
     if isinstance(parent, cst.AnnAssign) and parent.value is c.node:
         return {last_name(parent.target)} - {""}
+    if isinstance(parent, cst.Param) and parent.default is c.node:  # def fit(model, opt_def=optim.Adam(0.1))
+        return {parent.name.value}
     return set()
 
 
