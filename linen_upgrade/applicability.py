@@ -39,6 +39,15 @@ def classes_or_cells(ctx: Context) -> bool:
         q.startswith("flax.nn.") and q.endswith(".initialize_carry") for q in ctx.facts.qualnames)
 
 
+def _rng_helpers(ctx: Context) -> bool:
+    """A helper given its module's rng is defined here, or called from a module class here."""
+    helpers = ctx.index.rng_helpers
+    module = ctx.facts.module_name
+    return bool(helpers) and (any(ctx.index.canonical(f"{module}.{n}" if module else n) in helpers
+                                  for n in ctx.facts.rng_functions)
+                              or any(ctx.index.canonical(q) in helpers for q in ctx.facts.module_calls))
+
+
 def _legacy_names(ctx: Context) -> bool:
     return ctx.facts.references("flax.nn", "flax.optim") or any(
         ctx.index.is_legacy_module(q) for q in ctx.facts.qualnames)
@@ -86,7 +95,7 @@ APPLIES: dict[str, Callable[[Context], bool]] = {
     # (and a built-in's subclass that only wraps param: facts._wraps_param)
     "LU104": lambda ctx: (bool(ctx.facts.attributes & {"param", "state", "get_param", "is_stateful"}
                                or ctx.facts.references("flax.nn.make_rng")) and has_legacy_classes(ctx))
-    or any(c.wraps_param for c in ctx.facts.classes),
+    or any(c.wraps_param for c in ctx.facts.classes) or _rng_helpers(ctx),
     "LU106": lambda ctx: any(q in NN_FUNCTIONS for q in ctx.facts.qualnames),
     "LU201": _usage,
     "LU202": _usage,

@@ -154,6 +154,12 @@ class FileFacts:
     initializers: dict[str, str] = field(default_factory=dict)
     # the source holds a LEGACY_KEY
     legacy_keys: bool = False
+    # top-level functions drawing ``nn.make_rng()`` themselves (``def shake(x, rng=None)``); how many
+    # times the file names each qualified name, and how many of those are calls in legacy module
+    # classes (``index.rng_helpers``: helpers only modules call get their rng from the module)
+    rng_functions: frozenset[str] = frozenset()
+    name_counts: dict[str, int] = field(default_factory=dict)
+    module_calls: dict[str, int] = field(default_factory=dict)
 
     def references(self, *prefixes: str) -> bool:
         return any(q == p or q.startswith(p + ".") for q in self.qualnames for p in prefixes)
@@ -358,6 +364,9 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
                             partial_args.append(PartialArg(qualify(owner), kw.arg, target, bound, via=callee))
                         else:
                             partial_args.append(PartialArg(qualify(callee), kw.arg, target, bound))
+    legacy_classes = {c.name for c in classes if any(canonical(b) == "flax.nn.Module" or not _outside(b)
+                                                      for b in c.bases)}
+    name_counts, module_calls = _name_counts(tree, imports, module_name, legacy_classes)
     partial_args += _module_arguments(tree, imports, qualify, local_classes)
     partial_args += _untraced_arguments(tree, imports, qualify, local_classes)
     return FileFacts(
@@ -378,6 +387,9 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
         partial_args=partial_args,
         partial_aliases=_partial_aliases(tree, qualify, module_name),
         frozendict_calls=frozendict_calls,
+        rng_functions=_rng_functions(tree, imports),
+        name_counts=name_counts,
+        module_calls=module_calls,
     )
 
 
@@ -737,6 +749,55 @@ def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
         if p.kind in ("pos", "kwonly") and p.default == "None" and given[p.name] == loads[p.name] > 0:
             uses.append(Use(p.name, "collection"))
     return uses, [f for f in forwards if f.param in only]
+
+
+def _rng_functions(tree: ast.Module, imports: ImportMap) -> frozenset[str]:
+    """Top-level functions calling legacy ``nn.make_rng()`` (no parameter of theirs named make_rng, and
+    no import of that name: the parameter LU104 adds would shadow it)."""
+    out: set[str] = set()
+    if "make_rng" in imports.aliases:
+        return frozenset()
+    for fn in tree.body:
+        if isinstance(fn, ast.FunctionDef) and "make_rng" not in {a.arg for a in ast.walk(fn.args)
+                                                                  if isinstance(a, ast.arg)}:
+            if any(isinstance(n, ast.Call) and not n.args and not n.keywords and _dotted(n.func)
+                   and canonical(imports.resolve_dotted(_dotted(n.func)) or "") == "flax.nn.make_rng"
+                   for n in ast.walk(fn)):
+                out.add(fn.name)
+    return frozenset(out)
+
+
+def _name_counts(tree: ast.Module, imports: ImportMap, module_name: str, legacy_classes: set[str]
+                 ) -> tuple[dict[str, int], dict[str, int]]:
+    """How often the file names each qualified name (a dotted expression through the imports, or a
+    top-level function of the file), and how many of those are the callee of a call inside a legacy
+    module class."""
+    functions = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    names: Counter = Counter()
+    calls: Counter = Counter()
+
+    def qual(node: ast.expr) -> str | None:
+        name = _dotted(node)
+        if name in functions:
+            return f"{module_name}.{name}" if module_name else name
+        return imports.resolve_dotted(name) if name else None
+
+    stack: list[tuple[ast.AST, bool]] = [(tree, False)]
+    while stack:
+        node, in_module = stack.pop()
+        if isinstance(node, ast.ClassDef):
+            in_module = in_module or node.name in legacy_classes
+        if isinstance(node, ast.Call) and in_module:
+            q = qual(node.func)
+            if q:
+                calls[q] += 1
+        if isinstance(node, ast.Attribute) or isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            q = qual(node)  # type: ignore[arg-type]
+            if q:
+                names[q] += 1
+                continue  # not its parts again
+        stack.extend((child, in_module) for child in ast.iter_child_nodes(node))
+    return dict(names), dict(calls)
 
 
 def _collection_loads(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:

@@ -86,6 +86,9 @@ class ProjectIndex:
     # ``module.name`` of another file of the run -> module names of the files that reference it
     # (``models.predict(model, x)``): where a Model may be handed to that function
     referrers: dict[str, set[str]] = field(default_factory=dict)
+    # top-level functions drawing legacy ``nn.make_rng()`` that the run only calls from legacy module
+    # classes: LU104 gives them the module's rng (``make_rng=lambda: self.make_rng('dropout')``)
+    rng_helpers: set[str] = field(default_factory=set)
     # modules of the files that use flax.optim and of the run's files whose names they use,
     # transitively: where a legacy optimizer may be handed (LU302 reads the others' code)
     optim_reach: set[str] = field(default_factory=set)
@@ -223,6 +226,18 @@ class ProjectIndex:
             else:  # different modules (or a module and something else) at different sites
                 index.ambiguous_params[key] = frozenset(values)
         index._link([f for f in all_facts if f.module_name])
+        helpers = {index.canonical(f"{f.module_name}.{n}" if f.module_name else n)
+                   for f in all_facts for n in f.rng_functions}
+        if helpers:
+            named: dict[str, int] = {}
+            called: dict[str, int] = {}
+            for facts in all_facts:
+                for counts, total in ((facts.name_counts, named), (facts.module_calls, called)):
+                    for qual, n in counts.items():
+                        qual = index.canonical(qual)
+                        if qual in helpers:
+                            total[qual] = total.get(qual, 0) + n
+            index.rng_helpers = {q for q in helpers if named.get(q) and named[q] == called.get(q)}
         return index
 
     def _link(self, all_facts: list[FileFacts]) -> None:

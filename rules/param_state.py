@@ -26,8 +26,15 @@ Why
     or batch_stats``, BatchNorm's ``batch_stats=``) and that no call gives
     goes: the state lives in the state collection (``self.variable('batch_stats',
     ...)``), as legacy kept it under ``nn.stateful``.
+    A plain function that calls ``nn.make_rng()`` itself and that the run only
+    calls from legacy module classes (a helper of this file or another, flax's
+    cifar10 ``shake_shake_train``) gets a keyword-only ``make_rng``, which each
+    call fills with the module's own rng: ``make_rng=lambda: self.make_rng('dropout')``
+    (``index.rng_helpers``).
 Not converted (TODO)
-    ``self.state(..., collection=...)`` with any other explicit collection object.
+    ``self.state(..., collection=...)`` with any other explicit collection object;
+    a helper drawing ``nn.make_rng()`` that is also called outside module classes
+    (or whose file imports ``make_rng`` by name).
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ import libcst as cst
 
 from linen_upgrade.facts import INIT_ARGS
 from linen_upgrade.rule import Context, Example, FastTransformer, NoChange, Rule, RuleTransformer
+from linen_upgrade.resolve import dotted
+from linen_upgrade.rules._cst import appended, kwarg
 from linen_upgrade.rules._modules import LegacyBodyTransformer
 
 # legacy signatures, for keyword calls
@@ -115,6 +124,33 @@ def _args(old: Sequence[cst.Arg], *values: cst.BaseExpression) -> list[cst.Arg]:
 
 
 class _Transformer(LegacyBodyTransformer):
+    def __init__(self, rule, ctx) -> None:
+        super().__init__(rule, ctx)
+        self._functions: list[bool] = []  # per enclosing function: a helper given the module's rng?
+
+    def _helper_qual(self, func: cst.BaseExpression) -> str | None:
+        """The qualified name a call's callee stands for (a top-level function of this file, too)."""
+        qual = self.resolve(func)
+        if qual is None and isinstance(func, cst.Name) and not any(func.value in b for b in self._scopes):
+            module = self.ctx.facts.module_name
+            qual = f"{module}.{func.value}" if module else func.value
+        return self.ctx.index.canonical(qual) if qual else None
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        top = not self._functions and not self._classes
+        self._functions.append(top and self._helper_qual(node.name) in self.ctx.index.rng_helpers)
+        return True
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        if not self._functions.pop():
+            return updated
+        # only legacy modules call it: they hand over their rng (legacy drew it from nn.stochastic)
+        self.fixed(f"{original.name.value}: nn.make_rng() -> the make_rng its module callers give")
+        params = updated.params
+        return updated.with_changes(params=params.with_changes(
+            kwonly_params=[*params.kwonly_params, cst.Param(cst.Name("make_rng"))],
+            star_arg=params.star_arg if params.star_arg is not cst.MaybeSentinel.DEFAULT else cst.ParamStar()))
+
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         updated = super().leave_ClassDef(original, updated)
         qual = self.resolve_class(original.name)
@@ -125,9 +161,16 @@ class _Transformer(LegacyBodyTransformer):
         return updated
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if any(self._functions) and self.resolve(original.func) == "flax.nn.make_rng" and not updated.args:
+            return cst.Call(cst.Name("make_rng"))
         if not self.in_legacy_body:
             return updated
         func = updated.func
+        if isinstance(func, (cst.Name, cst.Attribute)) and self._helper_qual(original.func) in \
+                self.ctx.index.rng_helpers:
+            self.fixed(f"{dotted(func)}(...) is handed the module's rng")
+            given = kwarg("make_rng", cst.parse_expression(f"lambda: self.make_rng({self.ctx.config.rng_kind!r})"))
+            return updated.with_changes(args=appended(updated.args, given))
         if self.resolve(original.func) == "flax.nn.make_rng" and not updated.args:
             self.fixed("nn.make_rng() -> self.make_rng(...)")
             return cst.parse_expression(f"self.make_rng({self.ctx.config.rng_kind!r})")
