@@ -357,7 +357,7 @@ class Analysis:
                     return self.rets.get(id(method))
                 if method is not None:
                     return Ty(FUNC, func=("method", id(method)))
-                return self.env.get((base.func[1], "." + expr.attr.value))
+                return current(self, self.env.get((base.func[1], "." + expr.attr.value)), expr)
             return None
         if isinstance(expr, cst.Call):
             collection = self._collection_of(expr, scope)
