@@ -506,6 +506,11 @@ class Analysis:
                     return Ty(TUPLE, items=(None, Ty(MODEL, base.ref)))
                 return None
             if base is not None and base.kind in (MODEL, OPTIM) and method == "replace":
+                target = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "target"),
+                              None)
+                t = self.ty(target, scope) if base.kind == OPTIM and target is not None else None
+                if t is not None and t.kind == MODEL and t.ref is not None:
+                    return Ty(OPTIM, replace(t.ref, opt_var=None))  # ``optimizer.replace(target=other)``
                 return base
             if base is not None and base.kind == OPTIM and method == "apply_gradient":
                 return base

@@ -131,7 +131,9 @@ Not converted (TODO)
     ``optimizer.target`` of an optimizer made in ``create_optimizer(model)``:
     hand the step the module, or carry it in the TrainState's ``apply_fn``;
     a Model kept from an earlier iteration of the loop binding its
-    definition, ``prev = model``, ``_usage_loops``),
+    definition, ``prev = model``, ``_usage_loops``), or of an optimizer
+    given a Model of another definition (``optimizer.replace(target=other)``:
+    the TrainState keeps the module it was made with),
     or whose classes split the call's arguments differently; a call of the
     target of a flax.optim optimizer made from a Model it cannot trace (a
     registry entry, a factory's result): the optimizer becomes a TrainState
@@ -139,6 +141,8 @@ Not converted (TODO)
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import libcst as cst
 
@@ -150,8 +154,8 @@ from linen_upgrade.rules._model_collections import Collections, outputs, renumbe
 from linen_upgrade.rules._model_escapes import Escapes
 from linen_upgrade.rules._model_values import Values
 from linen_upgrade.rules._optim_calls import SAVE_RESTORE
-from linen_upgrade.rules._usage import (CAPTURE, CONFLICT, MODEL, STATE, TRUNC, Analysis, UsageRule, conflict_message,
-                                        kwarg, parens)
+from linen_upgrade.rules._usage import (CAPTURE, CONFLICT, MODEL, OPTIM, STATE, TRUNC, Analysis, UsageRule,
+                                        conflict_message, kwarg, parens)
 from linen_upgrade.rules._usage_calls import subscript
 from linen_upgrade.rules._usage_paths import linen_path
 from linen_upgrade.rules._usage_sites import SiteCalls
@@ -359,6 +363,14 @@ class _Transformer(Annotations, Collections, Escapes, Values, SiteCalls):
                 self.todo("model.replace(...) other than params=p: the Model is its params now, and the "
                           "module is what its calls apply: convert by hand")
                 return updated
+            target = next((a.value for a in original.args if a.keyword is not None and a.keyword.value == "target"),
+                          None)
+            t = self.a.type_at(target) if target is not None else None
+            if base is not None and t is not None and t.kind == MODEL and t.ref is not None and (
+                    base.kind == CONFLICT or base.kind == OPTIM and base.ref != replace(t.ref, opt_var=None)):
+                # the TrainState keeps the module (apply_fn) it was made with; the analysis is flow-insensitive
+                self.todo("optimizer.replace(target=...) with a Model of another definition: the TrainState keeps "
+                          "the module (apply_fn) it was made with: make a new TrainState for it")
         collection = self._collection(original, updated)
         if collection is not None:
             return collection
