@@ -33,14 +33,13 @@ def comma_list(args: list[cst.Arg]) -> list[cst.Arg]:
 
 
 def appended(args: Sequence[cst.Arg], new: cst.Arg) -> list[cst.Arg]:
-    """``args`` as written, then ``new``: after the last one's trailing comma (and line break), taking
-    one alike, or after a ``, `` added to it."""
+    """``args`` as written, then ``new`` on the last one's line, after a ``, ``; a trailing comma (with
+    its comment and line break) moves to ``new``."""
     if not args:
         return [new]
     last = args[-1]
-    if isinstance(last.comma, cst.Comma):
-        return [*args, new.with_changes(comma=last.comma)]
-    return [*args[:-1], last.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))), new]
+    space = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+    return [*args[:-1], last.with_changes(comma=space), new.with_changes(comma=last.comma)]
 
 
 def build_dotted(name: str) -> cst.BaseExpression:
