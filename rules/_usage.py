@@ -472,7 +472,9 @@ class UsageTransformer(RuleTransformer):
                 wrappers.append((s, c))
         if _references(a.module_scope.node, name) != 1 + len(direct) + len(wrappers):
             return None  # passed on, partially applied, read: not every call is seen here
-        optimizers, given = set(), {}
+        optimizers: set[str] = set()
+        given: dict[int, str] = {}
+        named = False  # a Model handed over whose definition a name holds (not an optimizer's target)
         calls = [(s, c) for s, c in a.calls if a._callee(c, s)[0] is fn]
         for s, c in calls:
             _, args, offset = a._callee(c, s)
@@ -492,8 +494,9 @@ class UsageTransformer(RuleTransformer):
             if var is None or not _visible(var, s, a):
                 return None
             given[id(c)] = f"{var[1]}().apply"
+            named = True
         sites: dict[int, tuple[str, str]] = {id(c): ("keyword", given[id(c)]) for _, c in direct}
-        if wrappers and (len(optimizers) != 1 or any(v.endswith("().apply") for v in given.values())):
+        if wrappers and (len(optimizers) != 1 or named):
             return None  # the wrapped function gets one apply function, bound once
         for s, c in wrappers:
             opt = next(iter(optimizers))
