@@ -10,7 +10,10 @@ What it does
     calls through an apply parameter that call sites give a module class
     (``block_cls(x, filters)``; also several classes, ResNet18's and
     ResNet50's blocks, when all split a call alike: the same parameters in
-    the same order, kinds and required-ness),
+    the same order, kinds and required-ness), calls through a local read
+    from a module-level dict of module classes (``block = BLOCKS[depth]``,
+    read only by key in its file) when all its classes split a call alike
+    (else, or when the dict is changed or holds other values, a TODO),
     calls through a module-level ``.partial`` of the run, this file's or
     another's (``attention.SelfAttention(x, num_heads=8)`` ->
     ``attention.SelfAttention(num_heads=8)(x)``, LU201 makes the alias Linen;
@@ -96,7 +99,7 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule
 from linen_upgrade.rules._attention import AttentionCalls, attention_result, cache_to_decode
 from linen_upgrade.rules._cells import CellCalls, carry_arg
-from linen_upgrade.rules._cst import add_import, build_dotted, express, kwarg, spell_partial
+from linen_upgrade.rules._cst import add_import, build_dotted, express, kwarg, named_params, spell_partial
 from linen_upgrade.rules._factories import Factories, Returned, spec_of
 from linen_upgrade.rules._factory_branches import (Branches, assignments, read_branches, split_alike,
                                                    union, wrap_plain)
@@ -157,6 +160,7 @@ class _Transformer(AttentionCalls, CellCalls):
         super().__init__(rule, ctx)
         self.imports: set[tuple[str, str | None]] = set()  # (module, name): import module / from module import name
         self._module: cst.Module | None = None
+        self._registries: dict[str, frozenset[str] | None] = {}  # module-level dicts of module classes
         self._legacy_class_depth: list[bool] = []
         # per function: local name -> (spec, keywords it fixed, "partial"|"shared", inputs its calls take)
         self._partials: list[dict[str, tuple[CallSpec, frozenset[str], str, tuple[cst.Arg, ...]]]] = []
@@ -574,15 +578,73 @@ class _Transformer(AttentionCalls, CellCalls):
             self.imports.add((needed, None))
         return build_dotted(spelled)
 
+    def _registry_entry(self, func: cst.BaseExpression) -> frozenset[tuple[str, frozenset[str]]] | None:
+        """``block = BLOCKS[depth]`` (every binding of the local in the function), then ``block(x, f)``:
+        the module classes of the run in that module-level dict literal (``_registry``), for
+        ``_split_alike``; None when the local or the dict is anything else."""
+        if not (isinstance(func, cst.Name) and self._functions and self._module is not None):
+            return None
+        fn = self._functions[-1]
+        values = [a.value for a in assignments(fn, func.value)]
+        if not values or func.value in {p.name.value for p in named_params(fn.params)} or not all(
+                isinstance(v, cst.Subscript) and isinstance(v.value, cst.Name) for v in values):
+            return None
+        classes: set[str] = set()
+        for name in {v.value.value for v in values}:  # type: ignore[attr-defined]
+            found = self._registry(name)
+            if found is None:
+                return None
+            classes |= found
+        return frozenset((qual, frozenset()) for qual in classes)
+
+    def _registry(self, name: str) -> frozenset[str] | None:
+        """The module classes of the run a module-level ``NAME = {key: Class, ...}`` holds, when every value
+        is one, the file reads it only as ``NAME[key]`` (never stores into it) and no other file names it."""
+        if name in self._registries:
+            return self._registries[name]
+        self._registries[name] = None
+        module = self.ctx.facts.module_name
+        defs = [s for stmt in self._module.body if isinstance(stmt, cst.SimpleStatementLine)  # type: ignore[union-attr]
+                for s in stmt.body if isinstance(s, cst.Assign) and len(s.targets) == 1
+                and isinstance(s.targets[0].target, cst.Name) and s.targets[0].target.value == name]
+        if len(defs) != 1 or not isinstance(defs[0].value, cst.Dict) \
+                or self.ctx.index.referrers.get(f"{module}.{name}" if module else name):
+            return None
+        reads = _Reads(name)
+        self._module.visit(reads)  # type: ignore[union-attr]
+        if reads.names != 1 + reads.subscripts or reads.stored:
+            return None
+        quals = set()
+        for element in defs[0].value.elements:
+            qual = self.resolve_class(element.value) if isinstance(element, cst.DictElement) else None
+            if qual is None or self.ctx.index.legacy_module(qual) is None:
+                return None
+            quals.add(qual)
+        self._registries[name] = frozenset(quals)
+        return self._registries[name]
+
+    def _holds_modules(self, name: str) -> bool:
+        """Is ``name`` a module-level dict literal with a module class of the run among its values?"""
+        return any(isinstance(s, cst.Assign) and len(s.targets) == 1 and isinstance(s.targets[0].target, cst.Name)
+                   and s.targets[0].target.value == name and isinstance(s.value, cst.Dict)
+                   and any(isinstance(e, cst.DictElement) and self.ctx.index.legacy_module(self.resolve_class(e.value))
+                           for e in s.value.elements)
+                   for stmt in self._module.body if isinstance(stmt, cst.SimpleStatementLine)  # type: ignore[union-attr]
+                   for s in stmt.body)
+
     def _untraced_module_call(self, call: cst.Call) -> bool:
         """``norm(x, name='norm')`` in a module body, ``norm`` a local bound to a call or a subscript
         (``get_norm(kind)``, ``NORMS[kind]``) that no rule traced: ``name=`` says it is a module call,
         which stays in the legacy form (its class may well be a Linen one now)."""
         func = call.func
-        if not (self._in_legacy_module() and self._functions and isinstance(func, cst.Name)
-                and any(a.keyword is not None and a.keyword.value == "name" for a in call.args)):
+        if not (self._in_legacy_module() and self._functions and isinstance(func, cst.Name)):
             return False
         values = [stmt.value for stmt in assignments(self._functions[-1], func.value)]
+        if values and all(isinstance(v, cst.Subscript) and isinstance(v.value, cst.Name)
+                          and self._holds_modules(v.value.value) for v in values):
+            return True  # an entry of a dict of module classes that _registry cannot follow
+        if not any(a.keyword is not None and a.keyword.value == "name" for a in call.args):
+            return False
         # what a function of this file returns (get_norm(kind)), or a registry entry (NORMS[kind]); not
         # a partial of a plain function (conv2d_fixed_padding(x, f, name=...) is a function call)
         functions = {s.name.value for s in self._module.body if isinstance(s, cst.FunctionDef)} \
@@ -694,9 +756,17 @@ class _Transformer(AttentionCalls, CellCalls):
                               "its file (its TODO says why): convert them together by hand")
                 return updated
             call_spec, init_qual = target_spec, target
+        elif (registry := self._registry_entry(func)) is not None:
+            # ``block = BLOCKS[depth]``: one of the module classes of a dict literal of the file
+            alike = self._split_alike(registry)
+            if alike is None:
+                self.todo(f"{func.value} holds an entry of a dict of module classes whose calls split differently: "
+                          f"convert its calls by hand to {func.value}(<attributes>)(<inputs>)")
+                return updated
+            call_spec, bound = alike
         else:
             if self._untraced_module_call(original):
-                self.todo(f"{_name(func)}(..., name=...) calls what {_name(func)} holds, a value this run cannot "
+                self.todo(f"{_name(func)}(...) calls what {_name(func)} holds, a value this run cannot "
                           f"trace to a module (a registry entry, a factory's result): if it is a legacy module, "
                           f"write {_name(func)}(<attributes>)(<inputs>) by hand")
             return updated
@@ -761,6 +831,30 @@ class _Transformer(AttentionCalls, CellCalls):
             return call
         self.fixed("BatchNorm(batch_stats=None) -> the 'batch_stats' collection")
         return call.with_changes(args=[*args[:-1], args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)])
+
+
+class _Reads(FastVisitor):
+    """How a file names ``name``: in all, as ``name[...]``, and whether it stores into it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name, self.names, self.subscripts, self.stored = name, 0, 0, False
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.names += node.value == self.name
+
+    def visit_Subscript(self, node: cst.Subscript) -> None:
+        self.subscripts += isinstance(node.value, cst.Name) and node.value.value == self.name
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        target = node.target
+        self.stored = self.stored or isinstance(target, cst.Subscript) and isinstance(target.value, cst.Name) \
+            and target.value.value == self.name
+
+    def visit_Del(self, node: cst.Del) -> None:
+        target = node.target
+        self.stored = self.stored or isinstance(target, cst.Subscript) and isinstance(target.value, cst.Name) \
+            and target.value.value == self.name
 
 
 def _name(expr: cst.BaseExpression) -> str:
