@@ -48,9 +48,8 @@ class Carry:
 
     local: str  # the name in the function holding the definition
     returns: list[cst.Return] = field(default_factory=list)
-    # each assignment of a call, and the name the caller binds the definition to there
-    assigns: list[tuple[cst.Assign, str]] = field(default_factory=list)
-    calls: list[tuple[Scope, cst.Call, str]] = field(default_factory=list)  # (caller's scope, call, name)
+    # each call: (the caller's scope, the assignment of the call, the call, the name it binds the definition to)
+    callers: list[tuple[Scope, cst.Assign, cst.Call, str]] = field(default_factory=list)
 
 
 def plan(a: Analysis) -> dict[int, Carry]:
@@ -71,9 +70,8 @@ def plan(a: Analysis) -> dict[int, Carry]:
             continue
         carry = Carry(local, returns)
         for scope, assign, call in assigns:
-            name = _fresh(a, scope, local)
-            carry.assigns.append((assign, name))
-            carry.calls.append((scope, call, name))
+            name = a.fresh(scope.node, local)
+            carry.callers.append((scope, assign, call, name))
             a.carried[id(call)] = (id(scope), name)
             scope.bind(name)
             a.bindings.append((scope, name, ("carried", fscope, local), ()))
@@ -88,7 +86,7 @@ def useless(a: Analysis, carries: dict[int, Carry]) -> list[int]:
     only goes on to another file).  They are undone (``undo``), and the function left as it was."""
     useless = []
     for fid, carry in carries.items():
-        held = {(id(scope), name) for scope, _, name in carry.calls}
+        held = {(id(scope), name) for scope, _, _, name in carry.callers}
         if not any(_uses(a, s, c, held) for s, c in a.calls):
             useless.append(fid)
     return useless
@@ -112,7 +110,7 @@ def _uses(a: Analysis, scope: Scope, call: cst.Call, held: set[tuple[int, str]])
 
 def undo(a: Analysis, carries: dict[int, Carry], fids: list[int]) -> None:
     for fid in fids:
-        for scope, call, name in carries.pop(fid).calls:
+        for scope, _, call, name in carries.pop(fid).callers:
             del a.carried[id(call)]
             a.bindings = [b for b in a.bindings if not (b[0] is scope and b[1] == name and b[2][0] == "carried")]
             del a.bound_at[(id(scope), name)]
@@ -225,22 +223,3 @@ def _call_statements(a: Analysis, fn: cst.FunctionDef) -> list[tuple[Scope, cst.
     if not found or _references(a.module_scope.node, name) != len(found) + 1:
         return None
     return found
-
-
-def _fresh(a: Analysis, scope: Scope, base: str) -> str:
-    """A name unused in the caller's function (or the module) and at module level."""
-    taken = a.reserved.setdefault(id(scope.node), set())
-    if not taken:
-        names: set[str] = set(a.module_scope.bound)
-
-        class _Names(FastVisitor):
-            def visit_Name(self, n: cst.Name) -> None:
-                names.add(n.value)
-
-        scope.node.visit(_Names())
-        taken.update(names)
-    name, i = base, 1
-    while name in taken:
-        name, i = f"{base}_{i}", i + 1
-    taken.add(name)
-    return name

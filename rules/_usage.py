@@ -75,7 +75,6 @@ class UsageTransformer(RuleTransformer):
         self.pre: dict[int, list[cst.BaseStatement]] = {}
         self.post: dict[int, list[cst.BaseStatement]] = {}
         self.imports: set[tuple[str, str | None]] = set()
-        self.names: dict[int, set[str]] = {}  # per function: names in use
         self.subscripts: dict[int, cst.BaseExpression] = {}
         self.helpers: dict[str, str] = {}  # name -> source of a function emitted once into the file
         self._initializers: Initializers | None = None
@@ -99,22 +98,7 @@ class UsageTransformer(RuleTransformer):
         scope = self.a.scopes.get(id(at)) if isinstance(at, cst.FunctionDef) else self.a.scope_of.get(id(at))
         while scope is not None and scope.parent is not None and not isinstance(scope.node, cst.FunctionDef):
             scope = scope.parent
-        key = id(scope.node) if scope is not None else 0
-        if key not in self.names:
-            names: set[str] = set(self.a.module_scope.bound)
-
-            class _Names(FastVisitor):
-                def visit_Name(self, n: cst.Name) -> None:
-                    names.add(n.value)
-
-            (scope.node if scope is not None else cst.Module([])).visit(_Names())
-            self.names[key] = names | self.a.reserved.get(key, set())
-        taken = self.names[key]
-        name, i = base, 1
-        while name in taken:
-            name, i = f"{base}_{i}", i + 1
-        taken.add(name)
-        return name
+        return self.a.fresh((scope or self.a.module_scope).node, base)
 
     def spell(self, qual: str) -> cst.BaseExpression:
         """How this file writes the Linen class of a legacy module."""

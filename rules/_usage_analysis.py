@@ -36,7 +36,7 @@ import libcst as cst
 from linen_upgrade.facts import FileFacts
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.resolve import dotted
-from linen_upgrade.rules._cst import is_property
+from linen_upgrade.rules._cst import is_property, names_in
 from linen_upgrade.rules._model_carry import plan, undo, useless
 from linen_upgrade.rules._modules import CallSpec, inputs_fixable
 from linen_upgrade.rules._usage_external import external_return, external_seeds
@@ -136,7 +136,7 @@ class Analysis:
             if isinstance(param, str) and param in fscope.bound:
                 self.seeds[(id(fscope), param)] = join(self.seeds.get((id(fscope), param)), t)
         # functions handing out the definition their Models are made of (``_model_carry``): id(call) ->
-        # (id(caller's scope), the name it binds it to); names taken there, per function (or module) node
+        # (id(caller's scope), the name it binds it to); names taken, per function (or module) node (``fresh``)
         self.carried: dict[int, tuple[int, str]] = {}
         self.reserved: dict[int, set[str]] = {}
         self._solve()
@@ -149,6 +149,18 @@ class Analysis:
                 undo(self, self.carries, unused)
                 self.env, self.rets = {}, {}
                 self._solve()
+
+    def fresh(self, node: cst.CSTNode, base: str) -> str:
+        """A name unused in ``node`` (a function, or the module), at module level, and not given out
+        there before (by the carries, ``_model_carry``, or a rule's edits)."""
+        taken = self.reserved.get(id(node))
+        if taken is None:
+            taken = self.reserved[id(node)] = set(self.module_scope.bound) | names_in(node)
+        name, i = base, 1
+        while name in taken:
+            name, i = f"{base}_{i}", i + 1
+        taken.add(name)
+        return name
 
     def top_level_function(self, name: str) -> cst.FunctionDef | None:
         return next((f for f in self.funcs.values() if isinstance(f, cst.FunctionDef) and f.name.value == name

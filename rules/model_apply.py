@@ -228,7 +228,7 @@ class _Transformer(Annotations, Collections, Escapes, Values, SiteCalls):
         # functions handing out the definition their Models are made of, and their callers (_model_carry)
         self.carry_returns = {id(r): c.local for c in self.a.carries.values() for r in c.returns}
         for carry in self.a.carries.values():
-            for assign, name in carry.assigns:
+            for _, assign, _, name in carry.callers:
                 target = assign.targets[0].target
                 if isinstance(target, cst.Tuple) and not target.lpar:
                     target = target.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])

@@ -604,18 +604,15 @@ class _Transformer(AttentionCalls, CellCalls):
             return self._registries[name]
         self._registries[name] = None
         module = self.ctx.facts.module_name
-        defs = [s for stmt in self._module.body if isinstance(stmt, cst.SimpleStatementLine)  # type: ignore[union-attr]
-                for s in stmt.body if isinstance(s, cst.Assign) and len(s.targets) == 1
-                and isinstance(s.targets[0].target, cst.Name) and s.targets[0].target.value == name]
-        if len(defs) != 1 or not isinstance(defs[0].value, cst.Dict) \
-                or self.ctx.index.referrers.get(f"{module}.{name}" if module else name):
+        found = self._module_dict(name)
+        if found is None or self.ctx.index.referrers.get(f"{module}.{name}" if module else name):
             return None
         reads = _Reads(name)
         self._module.visit(reads)  # type: ignore[union-attr]
         if reads.names != 1 + reads.subscripts or reads.stored:
             return None
         quals = set()
-        for element in defs[0].value.elements:
+        for element in found.elements:
             qual = self.resolve_class(element.value) if isinstance(element, cst.DictElement) else None
             if qual is None or self.ctx.index.legacy_module(qual) is None:
                 return None
@@ -623,14 +620,18 @@ class _Transformer(AttentionCalls, CellCalls):
         self._registries[name] = frozenset(quals)
         return self._registries[name]
 
+    def _module_dict(self, name: str) -> cst.Dict | None:
+        """The dict literal of the one module-level ``NAME = {...}`` of the file."""
+        found = [s.value for stmt in self._module.body if isinstance(stmt, cst.SimpleStatementLine)  # type: ignore
+                 for s in stmt.body if isinstance(s, cst.Assign) and len(s.targets) == 1
+                 and isinstance(s.targets[0].target, cst.Name) and s.targets[0].target.value == name]
+        return found[0] if len(found) == 1 and isinstance(found[0], cst.Dict) else None
+
     def _holds_modules(self, name: str) -> bool:
         """Is ``name`` a module-level dict literal with a module class of the run among its values?"""
-        return any(isinstance(s, cst.Assign) and len(s.targets) == 1 and isinstance(s.targets[0].target, cst.Name)
-                   and s.targets[0].target.value == name and isinstance(s.value, cst.Dict)
-                   and any(isinstance(e, cst.DictElement) and self.ctx.index.legacy_module(self.resolve_class(e.value))
-                           for e in s.value.elements)
-                   for stmt in self._module.body if isinstance(stmt, cst.SimpleStatementLine)  # type: ignore[union-attr]
-                   for s in stmt.body)
+        found = self._module_dict(name)
+        return found is not None and any(isinstance(e, cst.DictElement) and self.ctx.index.legacy_module(
+            self.resolve_class(e.value)) for e in found.elements)
 
     def _untraced_module_call(self, call: cst.Call) -> bool:
         """``norm(x, name='norm')`` in a module body, ``norm`` a local bound to a call or a subscript
