@@ -169,17 +169,9 @@ class _FastOrder(_Record, FastVisitor):
     """Through ``_Dispatch``'s walk."""
 
 
-class _FastOrderTransformer(FastTransformer):
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[tuple[str, int]] = []
-
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        self.seen.append(("enter", id(node)))
-        return True
-
-    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> cst.CSTNode:
-        self.seen.append(("leave", id(original_node)))
+class _FastOrderTransformer(_Record, FastTransformer):
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> cst.CSTNode:  # type: ignore[override]
+        super().on_leave(original_node)
         return updated_node
 
 
