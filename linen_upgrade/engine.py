@@ -91,8 +91,23 @@ def decode(data: bytes, path: str) -> str:
         raise SourceError(f"{path}:1:1: cannot decode: {exc}") from exc
 
 
+# ``ast`` facts of the files read in this process, (path, module name) -> (their bytes, facts): a file
+# scanned for the index is not scanned again when a rule reads it beside another (the usage analysis's
+# other files, LU302's optimizer groups); the bytes are compared, so an edited file is scanned again
+_FACTS: dict[tuple[str, str], tuple[bytes, FileFacts]] = {}
+
+
 def facts_for(data: bytes, path: str, module_name: str) -> FileFacts:
-    """``ast`` facts of a ``.py`` source or a notebook's joined code cells."""
+    """``ast`` facts of a ``.py`` source or a notebook's joined code cells (read once per process)."""
+    found = _FACTS.get((path, module_name))
+    if found is not None and found[0] == data:
+        return found[1]
+    facts = _facts_for(data, path, module_name)
+    _FACTS[(path, module_name)] = (data, facts)
+    return facts
+
+
+def _facts_for(data: bytes, path: str, module_name: str) -> FileFacts:
     nb = notebook.extract(data, path) if path.endswith(".ipynb") else None
     if nb is not None:
         data = nb.code.encode("utf-8")

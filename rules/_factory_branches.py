@@ -213,15 +213,14 @@ def _same_call(call: cst.Call, new: cst.Call) -> bool:
         [*inner.args, *new.args])
 
 
-def assignments(fn: cst.FunctionDef, name: str) -> list[cst.Assign]:
-    """The plain ``name = ...`` statements of ``fn`` (not of the functions it defines)."""
-    found: list[cst.Assign] = []
+def assignments(fn: cst.FunctionDef) -> dict[str, list[cst.Assign]]:
+    """The plain ``name = ...`` statements of ``fn`` (not of the functions it defines), by name."""
+    found: dict[str, list[cst.Assign]] = {}
 
     class _Assigns(FastVisitor):
         def visit_Assign(self, node: cst.Assign) -> None:
-            if len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name) \
-                    and node.targets[0].target.value == name:
-                found.append(node)
+            if len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name):
+                found.setdefault(node.targets[0].target.value, []).append(node)
 
         def on_visit(self, node: cst.CSTNode) -> bool:
             return not isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)) and super().on_visit(node)

@@ -7,15 +7,13 @@ over by ``train.py`` is applied in ``models.py``.
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
 from linen_upgrade.analysis import identity
-from linen_upgrade.engine import SourceError, decode, tree_of
-from linen_upgrade.facts import file_facts
+from linen_upgrade.engine import SourceError, decode, facts_for, tree_of
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.rules._cst import express
 from linen_upgrade.rules._usage_types import (CLASS, CONFLICT, DEF, ELSEWHERE, FOREIGN, FUNC, INSTANCE, MODEL, OPTIM, STATE,
@@ -63,8 +61,8 @@ def external_analysis(file: Path, module: str, index: ProjectIndex, depth: int =
         if key[:2] not in parsed:  # the same tree and facts at every depth
             try:
                 text = file.read_text(encoding="utf-8")
-                facts = file_facts(ast.parse(text), text, module, str(file))
                 data = file.read_bytes()
+                facts = facts_for(data, str(file), module)
                 # the run's tree of the file (LibCST decodes its bytes as engine.decode does) where
                 # that is this text: not with a BOM, CRLF line ends or another encoding's cookie
                 tree = tree_of(str(file), data, index) if decode(data, str(file)) == text else cst.parse_module(text)

@@ -166,6 +166,7 @@ class _Transformer(AttentionCalls, CellCalls):
         self._partials: list[dict[str, tuple[CallSpec, frozenset[str], str, tuple[cst.Arg, ...]]]] = []
         self._functions: list[cst.FunctionDef] = []
         self._scans: dict[int, FunctionScan] = {}
+        self._assigned: dict[int, dict[str, list[cst.Assign]]] = {}  # per function: name -> its ``name = ...``
         self._split: set[int] = set()
         self._class_quals: list[str | None] = []
         self._initializers: Initializers | None = None
@@ -367,7 +368,7 @@ class _Transformer(AttentionCalls, CellCalls):
             self.todo(f"{name} holds what {branches.name}(...) returns (a module definition in some branches, "
                       f"Linen after this run) and is passed on or returned: calls of it elsewhere keep the legacy "
                       f"form {name}(<inputs>, <attributes>); convert them by hand to {name}(<attributes>)(<inputs>)")
-        bound = assignments(self._functions[-1], name)
+        bound = self._assignments(name)
         found = [b for a in bound if isinstance(a.value, cst.Call) and (b := self._branches_by(a.value))]
         if name in scan.params or name in scan.unstable or not (
                 len(found) == len(bound) == len(scan.bindings.get(name, []))):
@@ -578,6 +579,13 @@ class _Transformer(AttentionCalls, CellCalls):
             self.imports.add((needed, None))
         return build_dotted(spelled)
 
+    def _assignments(self, name: str) -> list[cst.Assign]:
+        """The plain ``name = ...`` statements of the innermost function (``assignments``, read once)."""
+        fn = self._functions[-1]
+        if id(fn) not in self._assigned:
+            self._assigned[id(fn)] = assignments(fn)
+        return self._assigned[id(fn)].get(name, [])
+
     def _registry_entry(self, func: cst.BaseExpression) -> frozenset[tuple[str, frozenset[str]]] | None:
         """``block = BLOCKS[depth]`` (every binding of the local in the function), then ``block(x, f)``:
         the module classes of the run in that module-level dict literal (``_registry``), for
@@ -585,7 +593,7 @@ class _Transformer(AttentionCalls, CellCalls):
         if not (isinstance(func, cst.Name) and self._functions and self._module is not None):
             return None
         fn = self._functions[-1]
-        values = [a.value for a in assignments(fn, func.value)]
+        values = [a.value for a in self._assignments(func.value)]
         if not values or func.value in {p.name.value for p in named_params(fn.params)} or not all(
                 isinstance(v, cst.Subscript) and isinstance(v.value, cst.Name) for v in values):
             return None
@@ -640,7 +648,7 @@ class _Transformer(AttentionCalls, CellCalls):
         func = call.func
         if not (self._in_legacy_module() and self._functions and isinstance(func, cst.Name)):
             return False
-        values = [stmt.value for stmt in assignments(self._functions[-1], func.value)]
+        values = [stmt.value for stmt in self._assignments(func.value)]
         if values and all(isinstance(v, cst.Subscript) and isinstance(v.value, cst.Name)
                           and self._holds_modules(v.value.value) for v in values):
             return True  # an entry of a dict of module classes that _registry cannot follow
