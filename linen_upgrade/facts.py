@@ -56,7 +56,7 @@ class Param:
 @dataclass(frozen=True)
 class Use:
     """How ``apply``'s body uses one parameter: ``kind`` "array" (indexed
-    ``p[:, 0]``/``p[None]``, ``.shape``, the first argument of a ``jnp`` function),
+    ``p[:, 0]``/``p[None]``/``(p > 0)[..., None]``, ``.shape``, the first argument of a ``jnp`` function),
     "sliced" (``p[1:]``: an array or a Python list, which decides only as "arith" does),
     "config" (``range``, an ``if`` test, a parameter shape), "arith" (added
     to an input, which a scalar may be too), "operand" (a later argument of
@@ -695,6 +695,9 @@ def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
             s = node.slice
             if isinstance(s, ast.Tuple) or (isinstance(s, ast.Constant) and s.value in (None, Ellipsis)):
                 use(node.value, "array")
+                value = node.value
+                if isinstance(value, ast.Compare) and all(_is_literal(c) for c in value.comparators):
+                    use(value.left, "array")  # ``(p > 0)[..., None]``: a Python bool is not indexed so
             elif isinstance(s, ast.Slice):  # ``p[:-1]``: an array, or a list (of sizes, of initializers)
                 use(node.value, "sliced")
         elif isinstance(node, ast.Attribute) and node.attr in _ARRAY_ATTRS:

@@ -349,8 +349,9 @@ class _Roles:
         alias = self.index.partial_alias(callee)
         callee = alias[0] if alias is not None else callee
         row = BUILTIN_MODULES.get(callee)
-        if row is not None:
-            return row.legacy, frozenset(row.inputs)
+        if row is not None:  # a keyword a built-in partial fixed, given at a call, is its target's
+            unfixed = {k for k, target in row.unfixed.items() if k in BUILTIN_MODULES[target].inputs}
+            return row.legacy + tuple(row.unfixed), frozenset(row.inputs) | frozenset(row.arrays) | unfixed
         if callee not in self.index.modules:
             return None
         params = self.params(callee)

@@ -161,6 +161,8 @@ class AttentionCalls(RuleTransformer):
         simple = (cst.Name, cst.Attribute, cst.Subscript)
         if not isinstance(q, simple) or (kv is not None and not isinstance(kv, simple)):
             return call, None, "masks need the inputs as plain names: build mask= by hand"
+        if isinstance(q, cst.Name) and isinstance(kv, cst.Name) and q.value == kv.value:
+            kv = None  # one variable, one object: legacy's self-attention (``inputs_kv is inputs_q``)
         code = cst.Module([]).code_for_node
         nn_prefix = express("flax.nn.make_attention_mask", self.ctx.facts.imports)[0].rsplit(".", 1)[0]
         parts = []
@@ -198,7 +200,7 @@ class AttentionCalls(RuleTransformer):
             if needed:
                 self.imports.add((needed, None))
             segments = ATTENTION_MASKS["segmentation"].format(nn=nn_prefix, sq=code(sq), sk=code(sk), eq=eq)
-            if code(sq) == code(sk) and self._may_be_none(sq):  # legacy skipped a segmentation of None
+            if self._may_be_none(sq):  # legacy skipped the masks when the query's segmentation was None
                 segments = f"{segments} if {code(sq)} is not None else None"
             parts.append(segments)
         rest = [a for a in call.args if a.keyword is None or a.keyword.value not in names]

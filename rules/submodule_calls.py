@@ -41,7 +41,10 @@ What it does
     collection, ``self.variable('cache', 'cache_index', ...)``, as Flax's Linen
     examples keep it.  Attention masks become one ``mask=``; a padding mask or
     segmentation that is a parameter defaulting to None counts only when
-    given (``... if padding_mask is not None else None``), as legacy skipped it.
+    given (``... if padding_mask is not None else None``), as legacy skipped it;
+    while decoding the padding masks drop out and segmentations stay, as in legacy.
+    ``nn.SelfAttention(y, inputs_kv=encoded)`` (a call keyword overrides what the
+    legacy partial fixed) is cross-attention, ``inputs_kv=y`` self-attention.
     BatchNorm's explicit ``batch_stats=`` collection goes when it is None, or
     an apply parameter defaulting to None that is only ever passed there and
     that no call gives (legacy's FakeResNet): the statistics then lived in the
@@ -70,8 +73,8 @@ Why
 Not converted (TODO)
     Attention masks it cannot build, multi-axis attention with masks, a cache
     read in the module otherwise (its entries, a custom attention's own
-    key/value caching) or decoding with segmentations or several attention
-    axes, code outside modules
+    key/value caching) or decoding over several attention axes, code outside
+    modules
     that passes a legacy ``Cache`` (init with ``decode=True`` and apply with
     ``mutable=['cache']`` by hand), ``*args``/``**kwargs`` calls, RNN cells
     whose ``features`` cannot be recovered from an ``initialize_carry`` call;
@@ -529,10 +532,22 @@ class _Transformer(AttentionCalls, CellCalls):
         return call.with_changes(func=inner.func.value, args=[
             a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in args])
 
-    def _spec(self, func: cst.BaseExpression) -> tuple[CallSpec, cst.BaseExpression] | None:
-        """The call spec of a legacy module expression and its Linen constructor."""
+    def _spec(self, func: cst.BaseExpression, call: cst.Call | None = None
+              ) -> tuple[CallSpec, cst.BaseExpression] | None:
+        """The call spec of a legacy module expression and its Linen constructor (for ``call``: a
+        built-in ``.partial`` given a keyword it fixed calls the built-in it partials, when no
+        other argument is positional than the first)."""
         qual = self.resolve_class(func)
         row = BUILTIN_MODULES.get(qual or "")
+        given = [a.keyword.value for a in call.args if a.keyword is not None and row is not None
+                 and a.keyword.value in row.unfixed] if call is not None else []
+        if given:
+            target = BUILTIN_MODULES[row.unfixed[given[0]]]  # type: ignore[union-attr]
+            if sum(a.keyword is None for a in call.args) > 1:  # type: ignore[union-attr]
+                self.todo(f"{_name(func)}: {given[0]}= overrides what the legacy partial fixed, so this calls "
+                          f"{target.linen}, whose parameters come in another order: pass its configuration by keyword")
+                return None
+            row = target
         if row is not None:
             return CallSpec.builtin(row), self._linen_ctor(func, qual, row.linen)  # type: ignore[arg-type]
         spec = spec_for_qual(qual, self.ctx.index)  # a module of the run, StdConv(nn.Conv) wrapping param
@@ -706,7 +721,7 @@ class _Transformer(AttentionCalls, CellCalls):
             self.todo(self._factory_todo(_name(func) if isinstance(func, cst.Name) else f"{returned.name}(...)(...)",
                                          returned))
             return updated
-        spec = self._spec(func)
+        spec = self._spec(func, original)
         bound: frozenset[str] = frozenset()
         carried: tuple[cst.Arg, ...] = ()  # inputs a .partial() local fixed, passed at its calls
         init_qual = self.resolve_class(func)  # whose parameters may take legacy initializers

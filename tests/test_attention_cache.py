@@ -109,11 +109,12 @@ POSITION = HERE / "decode_position"
 
 def test_decoding_position_and_tested_cache_match_legacy(tmp_path):
     """``decode_position/model.py``: a position embedding keeping the decoding position in the
-    legacy Cache (the idiom of Flax's legacy lm1b/wmt) and blocks that test the cache, upgraded
-    with no hand edits.  The legacy driver decodes through an ``nn.attention.Cache`` on flax
-    0.3.6; a Linen driver (``linen_main.py``, what a person writes for the decoding loop: LU102
-    leaves it a TODO) does the same with ``decode=True``; both print the whole sequence's logits
-    and every step's, from the same numpy weights (seeded by shape)."""
+    legacy Cache (the idiom of Flax's legacy lm1b/wmt) and blocks that test the cache, with a
+    segmentation that the cached attention keeps, upgraded with no hand edits.  The legacy
+    driver decodes through an ``nn.attention.Cache`` on flax 0.3.6; a Linen driver
+    (``linen_main.py``, what a person writes for the decoding loop: LU102 leaves it a TODO) does
+    the same with ``decode=True``; both print the whole sequence's logits, packed and not, and
+    every step's, from the same numpy weights (seeded by shape)."""
     import shutil
     import sys
 
@@ -134,5 +135,8 @@ def test_decoding_position_and_tested_cache_match_legacy(tmp_path):
     assert modern.ok, f"{modern.reason}: {modern.detail}\n{modern.stderr[-3000:]}"
     compared = compare_outputs(legacy.stdout, modern.stdout, rtol=2e-4)
     assert compared.ok, [(m.line, m.kind, m.legacy_line, m.upgraded_line) for m in compared.mismatches[:3]]
-    assert sum(line.startswith("step") for line in legacy.stdout.splitlines()) == 6
-    assert compared.numbers >= 2 * (2 * 6 * 11)  # the whole sequence's logits, and each step's
+    lines = legacy.stdout.splitlines()
+    assert sum(line.startswith("step") for line in lines) == 6
+    # the segmentation counts: packed rows attend within their own sequence only
+    assert lines[1].startswith("packed") and lines[0].split(" ", 1)[1] != lines[1].split(" ", 1)[1]
+    assert compared.numbers >= 3 * (2 * 6 * 11)  # the whole sequence's logits, packed, and each step's

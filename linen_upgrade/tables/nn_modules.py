@@ -37,6 +37,12 @@ class BuiltinModule:
     # legacy parameters without a default: a call that does not bind them all
     # is not a legacy call (it is already Linen: ``nn.Dense(3)``)
     required: int = 2
+    # legacy parameters that take arrays though they are no Linen call input (attention masks
+    # become one ``mask=``): an apply parameter passed there is a call argument (``index.py``)
+    arrays: tuple[str, ...] = ()
+    # a ``.partial`` of another built-in: a call giving a keyword it fixed (legacy call keywords
+    # override a partial's) calls that built-in: keyword -> its row
+    unfixed: dict[str, str] = field(default_factory=dict)
 
 
 _BIAS = {"bias": "use_bias"}
@@ -62,6 +68,7 @@ _ATTENTION_LEGACY = (
     "causal_mask", "padding_mask", "key_padding_mask", "segmentation", "key_segmentation", "cache",
     "broadcast_dropout", "dropout_rng", "dropout_rate", "deterministic", "precision", "kernel_init",
     "bias_init", "bias", "attention_fn")
+_ATTENTION_ARRAYS = ("padding_mask", "key_padding_mask", "segmentation", "key_segmentation")
 _ATTENTION_FIELDS = ("num_heads", "dtype", "param_dtype", "qkv_features", "out_features",
                      "broadcast_dropout", "dropout_rate", "deterministic")
 
@@ -108,13 +115,15 @@ BUILTIN_MODULES: dict[str, BuiltinModule] = {
     "flax.nn.MultiHeadDotProductAttention": BuiltinModule(
         "MultiHeadDotProductAttention", _ATTENTION_LEGACY, ("inputs_q", "inputs_kv", "dropout_rng"),
         _ATTENTION_FIELDS, ("inputs_q", "inputs_k", "inputs_v"), {**_BIAS, "inputs_kv": "inputs_k"},
-        explicit={"deterministic": "False"}, manual=_ATTENTION_MANUAL, required=3),
+        explicit={"deterministic": "False"}, manual=_ATTENTION_MANUAL, required=3, arrays=_ATTENTION_ARRAYS),
     # legacy SelfAttention is MultiHeadDotProductAttention.partial(inputs_kv=None): keeping the
-    # class keeps the checkpoint name MultiHeadDotProductAttention_k
+    # class keeps the checkpoint name MultiHeadDotProductAttention_k; ``inputs_kv=enc`` at a call
+    # makes it cross-attention (legacy wmt's encoder-decoder attention)
     "flax.nn.SelfAttention": BuiltinModule(
         "MultiHeadDotProductAttention", tuple(a for a in _ATTENTION_LEGACY if a != "inputs_kv"),
         ("inputs_q", "dropout_rng"), _ATTENTION_FIELDS, ("inputs_q",), _BIAS,
-        explicit={"deterministic": "False"}, manual=_ATTENTION_MANUAL),
+        explicit={"deterministic": "False"}, manual=_ATTENTION_MANUAL, arrays=_ATTENTION_ARRAYS,
+        unfixed={"inputs_kv": "flax.nn.MultiHeadDotProductAttention"}),
     # the LSTM carry is (c, h), each (batch..., features); the GRU carry is h
     "flax.nn.LSTMCell": BuiltinModule("LSTMCell", _CELL, ("carry", "inputs"), _CELL_FIELDS,
                                       ("carry", "inputs"), features_from_carry="{carry}[0].shape[-1]",
@@ -164,8 +173,11 @@ ATTENTION_AXES = {
 # with the 'cache' collection (cached_key, cached_value, cache_index: the legacy _CacheEntry).
 # Legacy asserts causal_mask with a cache (Linen's decoding is causal by itself) and ignores
 # padding masks while decoding (``and not cache``): LU102 drops them from mask= while decoding.
-# Value: the keywords that keep a cached call manual.
-_CACHE_MANUAL = frozenset({"segmentation", "key_segmentation", "attention_axis"})
+# Segmentations stay in mask= while decoding, as legacy kept them: a query segmentation of the
+# decoded token against a key segmentation of the whole cache is the same mask on both sides (legacy
+# failed to reshape a segmentation alone against a cache longer than one, so working code
+# passes None there).  Value: the keywords that keep a cached call manual.
+_CACHE_MANUAL = frozenset({"attention_axis"})
 ATTENTION_CACHE = {
     "flax.nn.SelfAttention": _CACHE_MANUAL,
     "flax.nn.MultiHeadDotProductAttention": _CACHE_MANUAL,
