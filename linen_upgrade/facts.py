@@ -755,17 +755,32 @@ def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
 
 
 def _rng_functions(tree: ast.Module, imports: ImportMap) -> frozenset[str]:
-    """Top-level functions calling legacy ``nn.make_rng()`` (no parameter of theirs named make_rng, and
-    no import of that name: the parameter LU104 adds would shadow it)."""
+    """Top-level functions calling legacy ``nn.make_rng()``, or ``nn.dot_product_attention``, which drew
+    a missing ``dropout_rng`` so (no parameter of theirs named make_rng, and no import of that name:
+    the parameter LU104 adds would shadow it)."""
     out: set[str] = set()
     if "make_rng" in imports.aliases:
         return frozenset()
+
+    def draws(n: ast.AST) -> bool:
+        qual = canonical(imports.resolve_dotted(_dotted(n.func)) or "") if isinstance(n, ast.Call) \
+            and _dotted(n.func) else ""
+        if qual == "flax.nn.make_rng":
+            return not n.args and not n.keywords  # type: ignore[attr-defined]
+        if qual != "flax.nn.dot_product_attention":
+            return False
+        given = dict(zip(("query", "key", "value", "dtype", "bias", "axis", "broadcast_dropout", "dropout_rng",
+                          "dropout_rate", "deterministic"), n.args))  # type: ignore[attr-defined]
+        given.update((k.arg, k.value) for k in n.keywords if k.arg)  # type: ignore[attr-defined]
+        rate, deterministic = given.get("dropout_rate"), given.get("deterministic")
+        # dropout may be on (LU106 reads the call alike)
+        return not (rate is None or isinstance(rate, ast.Constant) and not rate.value
+                    or isinstance(deterministic, ast.Constant) and deterministic.value is True)
+
     for fn in tree.body:
         if isinstance(fn, ast.FunctionDef) and "make_rng" not in {a.arg for a in ast.walk(fn.args)
                                                                   if isinstance(a, ast.arg)}:
-            if any(isinstance(n, ast.Call) and not n.args and not n.keywords and _dotted(n.func)
-                   and canonical(imports.resolve_dotted(_dotted(n.func)) or "") == "flax.nn.make_rng"
-                   for n in ast.walk(fn)):
+            if any(draws(n) for n in ast.walk(fn)):
                 out.add(fn.name)
     return frozenset(out)
 

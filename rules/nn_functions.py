@@ -13,7 +13,9 @@ What it does
     ``dot_product_attention`` (attention over any axes, ``dtype`` before
     ``bias``) gets its copy too; in a module, where legacy drew a missing
     ``dropout_rng`` from ``nn.stochastic``, the copy gets ``make_rng=lambda:
-    self.make_rng('dropout')`` for it.  As a value (``attention_fn=``) it is
+    self.make_rng('dropout')`` for it; in a top-level function that only
+    legacy modules call, ``make_rng=make_rng``, the keyword-only parameter
+    LU104 gives it and its module callers fill.  As a value (``attention_fn=``) it is
     Linen's, which Linen attention calls in Linen's form (LU100).
 Why
     Copied attention code called these pure functions of arrays and shapes;
@@ -26,9 +28,9 @@ Safe because
     Where the file binds the copy's name to something else, the use stays
     with a TODO.
 Not converted (TODO)
-    A ``dot_product_attention`` call outside modules whose dropout may be on
-    and whose ``dropout_rng`` may be None (none passed, or a parameter of the
-    function), or one with ``*args``/``**kwargs``.
+    A ``dot_product_attention`` call outside modules (and their helpers) whose
+    dropout may be on and whose ``dropout_rng`` may be None (none passed, or a
+    parameter of the function), or one with ``*args``/``**kwargs``.
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ class _Transformer(RuleTransformer):
         self._classes: list[bool] = []  # per enclosing class: a legacy module?
         self._draws: set[int] = set()  # calls of the attention copy that take the module's make_rng
         self._params: list[set[str]] = []  # per enclosing function: the names of its parameters
+        # the top-level function being read, when only legacy modules call it: LU104 gives it their
+        # ``make_rng`` (``index.rng_helpers``), which the copy then draws a missing rng from
+        self._helper: str | None = None
 
     def visit_Module(self, node: cst.Module) -> bool:
         self._names = names_in(node)
@@ -98,7 +103,7 @@ class _Transformer(RuleTransformer):
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
         if id(original) in self._draws:  # in a module: a missing dropout_rng is the module's
             updated = append_keywords(updated, [kwarg("make_rng", cst.parse_expression(
-                "lambda: self.make_rng('dropout')"))])
+                "make_rng" if self._helper else "lambda: self.make_rng('dropout')"))])
         return updated
 
     def _attention_problem(self, call: cst.Call) -> str | None:
@@ -114,7 +119,7 @@ class _Transformer(RuleTransformer):
                or (isinstance(deterministic, cst.Name) and deterministic.value == "True"))
         if off:
             return None
-        if self._classes and self._classes[-1]:
+        if (self._classes and self._classes[-1]) or self._helper:
             self._draws.add(id(call))
             return None
         rng = given.get("dropout_rng")
@@ -137,10 +142,15 @@ class _Transformer(RuleTransformer):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self._not_uses.add(id(node.name))
+        if not self._params and not self._classes:
+            module = self.ctx.facts.module_name
+            qual = self.ctx.index.canonical(f"{module}.{node.name.value}" if module else node.name.value)
+            self._helper = qual if qual in self.ctx.index.rng_helpers else None
         self._params.append({p.name.value for p in named_params(node.params)})
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
         self._params.pop()
+        self._helper = self._helper if self._params else None
         return updated
 
     def visit_Param(self, node: cst.Param) -> None:

@@ -26,9 +26,11 @@ Why
     or batch_stats``, BatchNorm's ``batch_stats=``) and that no call gives
     goes: the state lives in the state collection (``self.variable('batch_stats',
     ...)``), as legacy kept it under ``nn.stateful``.
-    A plain function that calls ``nn.make_rng()`` itself and that the run only
-    calls from legacy module classes (a helper of this file or another, flax's
-    cifar10 ``shake_shake_train``) gets a keyword-only ``make_rng``, which each
+    A plain function that calls ``nn.make_rng()`` itself (or legacy
+    ``nn.dot_product_attention`` with dropout and maybe no ``dropout_rng``,
+    which drew one so: LU106) and that the run only calls from legacy module
+    classes (a helper of this file or another, flax's cifar10
+    ``shake_shake_train``) gets a keyword-only ``make_rng``, which each
     call fills with the module's own rng: ``make_rng=lambda: self.make_rng('dropout')``
     (``index.rng_helpers``).
 Not converted (TODO)
