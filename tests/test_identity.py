@@ -334,3 +334,26 @@ def test_a_package_checked_out_under_another_folder_name(tmp_path):
     files = _upgrade(tmp_path)
     assert "return models.MLP(width=3)(x)" in files["mypkg-main/train.py"][0]
     assert files["mypkg-main/train.py"][1] == []
+
+
+def test_a_monorepo_path_kept_by_exported_code_reads_from_the_importer_folder(tmp_path):
+    """Code exported from a monorepo keeps its internal imports (mlcommons' ``from
+    REDACTED.tensorflow_models.mlperf.ssd_jax.nets import models`` in a file beside ``nets/``):
+    a deep import whose head no file or folder of the run bears reads from the importer's folder,
+    the longest rest first; a shallow one (``keras.nets``) stays outside the run."""
+    _write(tmp_path, {
+        "ssd-research/nets/models.py": MLP_B,
+        "ssd-research/arch.py": _head("REDACTED.tensorflow_models.mlperf.ssd_jax.nets"),
+        "other/nets/models.py": MLP_A,
+        "other/arch.py": _head("keras.nets"),
+    })
+    table = ModuleTable.build(str(p) for p in tmp_path.rglob("*.py"))
+    resolve = table.resolver(str(tmp_path / "ssd-research" / "arch.py"))
+    assert resolve("REDACTED.tensorflow_models.mlperf.ssd_jax.nets.models") == "ssd-research.nets.models"
+    assert resolve("REDACTED.tensorflow_models.mlperf.ssd_jax.missing") == \
+        "REDACTED.tensorflow_models.mlperf.ssd_jax.missing"
+    assert table.resolver(str(tmp_path / "other" / "arch.py"))("keras.nets.models") == "keras.nets.models"
+    files = _upgrade(tmp_path)
+    assert "return models.MLP(width=3)(x)" in files["ssd-research/arch.py"][0]
+    assert files["ssd-research/arch.py"][1] == []
+    assert "outside this run" in " ".join(files["other/arch.py"][1])  # not MLP_A of other/nets

@@ -16,8 +16,10 @@ file's own folder (a script's ``sys.path[0]``), its import root (the folder
 above its top package), then the folders above it up to the run's root (an
 import root inferred from where scripts sit); failing that, a unique file of
 the run whose path ends in the imported name (an import root inferred from
-the imports themselves).  What is not found, or found twice, is outside the
-run and keeps its own name.
+the imports themselves), or, for a deep import whose head the run has no file
+or folder of (a monorepo's internal path kept by exported code), the rest of it
+read from the importer's folder.  What is not found, or found twice, is
+outside the run and keeps its own name.
 """
 
 from __future__ import annotations
@@ -154,6 +156,16 @@ class ModuleTable:
         for k in range(len(parts) - 1):
             for folder in above:
                 base = os.path.join(folder, *parts[k:])
+                for candidate in (os.path.join(base, "__init__.py"), base + ".py"):
+                    if candidate in self.names:
+                        return self.names[candidate]
+        # ``REDACTED.tensorflow_models.mlperf.ssd_jax.resnet34.models`` in a file beside ``resnet34/``:
+        # code exported from a monorepo keeps its internal package path, which no folder of the run
+        # bears.  A deep import (four names at least) whose head no file or folder of the run bears is
+        # read from the importer's own folder, its leading names dropped (the longest rest first)
+        if len(parts) >= 4 and parts[0] not in self.heads:
+            for k in range(1, len(parts)):
+                base = os.path.join(roots[0], *parts[k:])
                 for candidate in (os.path.join(base, "__init__.py"), base + ".py"):
                     if candidate in self.names:
                         return self.names[candidate]
