@@ -150,9 +150,11 @@ class AttentionCalls(RuleTransformer):
         the None of ``make_causal_mask(...) if causal else None``).  ``decoding``: the call
         passed the cache on (now ``decode=self.decode``); legacy ignored the padding masks
         while it cached, so does the mask."""
-        keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+        # a keyword given None is one not given (legacy tested ``is not None``, ``if causal_mask:``)
+        keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None
+                    and not (isinstance(a.value, cst.Name) and a.value.value == "None")}
         names = ("causal_mask", "padding_mask", "key_padding_mask", "segmentation", "key_segmentation")
-        if not any(n in keywords for n in names):
+        if not any(a.keyword is not None and a.keyword.value in names for a in call.args):
             return call, None, None
         positional = [a.value for a in call.args if a.keyword is None]
         q = keywords.get("inputs_q", positional[0] if positional else None)
@@ -184,10 +186,13 @@ class AttentionCalls(RuleTransformer):
             pq, pk = pq or pk, pk or pq
             if not isinstance(pq, simple) or not isinstance(pk, simple):
                 return call, None, "padding masks need plain names: build mask= by hand"
-            padding = ATTENTION_MASKS["padding"].format(nn=nn_prefix, pq=code(pq), pk=code(pk))
+            padding = ATTENTION_MASKS["padding"].format(
+                nn=nn_prefix, pq=self._or_else(pq, pk, q, kv), pk=self._or_else(pk, pq, kv or q, kv))
             tests = ["not self.decode"] if decoding else []
-            if code(pq) == code(pk) and self._may_be_none(pq):  # legacy skipped a padding mask of None
-                tests.append(f"{code(pq)} is not None")
+            maybe = list(dict.fromkeys(code(p) for p in (pq, pk) if self._may_be_none(p)))
+            if maybe:  # legacy skipped the padding masks when both were None
+                tests.append(f"({' or '.join(f'{m} is not None' for m in maybe)})" if len(maybe) > 1
+                             else f"{maybe[0]} is not None")
             parts.append(f"{padding} if {' and '.join(tests)} else None" if tests else padding)
         sq, sk = keywords.get("segmentation"), keywords.get("key_segmentation")
         if sq is not None or sk is not None:
@@ -199,7 +204,8 @@ class AttentionCalls(RuleTransformer):
             eq, needed = express("jax.numpy.equal", self.ctx.facts.imports)
             if needed:
                 self.imports.add((needed, None))
-            segments = ATTENTION_MASKS["segmentation"].format(nn=nn_prefix, sq=code(sq), sk=code(sk), eq=eq)
+            sk_code = code(sk) if kv else self._or_else(sk, sq, q, kv)  # cross: legacy asserted it was given
+            segments = ATTENTION_MASKS["segmentation"].format(nn=nn_prefix, sq=code(sq), sk=sk_code, eq=eq)
             if self._may_be_none(sq):  # legacy skipped the masks when the query's segmentation was None
                 segments = f"{segments} if {code(sq)} is not None else None"
             parts.append(segments)
@@ -210,6 +216,23 @@ class AttentionCalls(RuleTransformer):
         source = parts[0] if len(parts) == 1 else f"{nn_prefix}.combine_masks({', '.join(parts)})"
         self.fixed("attention masks -> mask=")
         return call, cst.parse_expression(source), None
+
+    def _or_else(self, mask: cst.BaseExpression, other: cst.BaseExpression, inputs: cst.BaseExpression,
+                 kv: cst.BaseExpression | None) -> str:
+        """The source of ``mask``, or where it is a parameter that may be None apart from ``other``,
+        what legacy put in its place: ``other`` in self-attention (``kv`` None), all True over
+        ``inputs`` in cross-attention (``mask if mask is not None else ...``)."""
+        code = cst.Module([]).code_for_node
+        if code(mask) == code(other) or not self._may_be_none(mask):
+            return code(mask)
+        if kv is None:
+            fallback = code(other)
+        else:
+            ones, needed = express("jax.numpy.ones", self.ctx.facts.imports)
+            if needed:
+                self.imports.add((needed, None))
+            fallback = f"{ones}({code(inputs)}.shape[:2], bool)"
+        return f"({code(mask)} if {code(mask)} is not None else {fallback})"
 
     def _may_be_none(self, expr: cst.BaseExpression) -> bool:
         """Is ``expr`` a parameter defaulting to None of the function the call is in
