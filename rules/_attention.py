@@ -24,6 +24,13 @@ from linen_upgrade.rules._modules import CallSpec
 from linen_upgrade.tables.nn_modules import ATTENTION_AXES, ATTENTION_CACHE, ATTENTION_MASKS, CACHE_USAGE
 
 
+def _none_in(value: cst.BaseExpression) -> bool:
+    """Is ``value`` None, or a conditional expression one branch of which may be?"""
+    if isinstance(value, cst.IfExp):
+        return _none_in(value.body) or _none_in(value.orelse)
+    return isinstance(value, cst.Name) and value.value == "None"
+
+
 class AttentionCalls(RuleTransformer):
     """The part of LU102's transformer that converts attention calls and a
     ``cache`` parameter; the transformer provides ``imports`` ((module, name) pairs to import)."""
@@ -236,12 +243,16 @@ class AttentionCalls(RuleTransformer):
 
     def _may_be_none(self, expr: cst.BaseExpression) -> bool:
         """Is ``expr`` a parameter defaulting to None of the function the call is in
-        (``_functions``: the transformer's stack), which a caller may leave out?"""
+        (``_functions``: the transformer's stack), which a caller may leave out, or a local
+        of it bound to None somewhere (``_assignments``)?"""
         functions = getattr(self, "_functions", [])
         if not (isinstance(expr, cst.Name) and functions):
             return False
-        return any(q.name.value == expr.value and isinstance(q.default, cst.Name) and q.default.value == "None"
-                   for q in named_params(functions[-1].params))
+        if any(q.name.value == expr.value and isinstance(q.default, cst.Name) and q.default.value == "None"
+               for q in named_params(functions[-1].params)):
+            return True
+        # or a local some binding of which is None (``mask = (p > 0)[..., None] if p is not None else None``)
+        return any(_none_in(a.value) for a in getattr(self, "_assignments")(expr.value))
 
     def _attention_axes(self, call: cst.Call, spec: CallSpec) -> tuple[cst.Call, str | None, str | None]:
         """Legacy ``attention_axis=(1, ..., k)`` -> the Linen call on inputs whose attention axes
