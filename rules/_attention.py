@@ -196,10 +196,10 @@ class AttentionCalls(RuleTransformer):
             padding = ATTENTION_MASKS["padding"].format(
                 nn=nn_prefix, pq=self._or_else(pq, pk, q, kv), pk=self._or_else(pk, pq, kv or q, kv))
             tests = ["not self.decode"] if decoding else []
-            maybe = list(dict.fromkeys(code(p) for p in (pq, pk) if self._may_be_none(p)))
-            if maybe:  # legacy skipped the padding masks when both were None
-                tests.append(f"({' or '.join(f'{m} is not None' for m in maybe)})" if len(maybe) > 1
-                             else f"{maybe[0]} is not None")
+            masks = list(dict.fromkeys(code(p) for p in (pq, pk)))
+            if self._may_be_none(pq) and self._may_be_none(pk):  # legacy skipped them when both were None
+                tests.append(f"({masks[0]} is not None or {masks[1]} is not None)" if len(masks) > 1
+                             else f"{masks[0]} is not None")
             parts.append(f"{padding} if {' and '.join(tests)} else None" if tests else padding)
         sq, sk = keywords.get("segmentation"), keywords.get("key_segmentation")
         if sq is not None or sk is not None:
