@@ -24,6 +24,10 @@ from linen_upgrade.rules._modules import CallSpec
 from linen_upgrade.tables.nn_modules import ATTENTION_AXES, ATTENTION_CACHE, ATTENTION_MASKS, CACHE_USAGE
 
 
+def _flat(mask: str) -> str:
+    return ATTENTION_MASKS["flat"].format(m=mask)
+
+
 def _none_in(value: cst.BaseExpression) -> bool:
     """Is ``value`` None, or a conditional expression one branch of which may be?"""
     if isinstance(value, cst.IfExp):
@@ -211,8 +215,8 @@ class AttentionCalls(RuleTransformer):
             eq, needed = express("jax.numpy.equal", self.ctx.facts.imports)
             if needed:
                 self.imports.add((needed, None))
-            sk_code = code(sk) if kv else self._or_else(sk, sq, q, kv)  # cross: legacy asserted it was given
-            segments = ATTENTION_MASKS["segmentation"].format(nn=nn_prefix, sq=code(sq), sk=sk_code, eq=eq)
+            sk_code = _flat(code(sk)) if kv else self._or_else(sk, sq, q, kv)  # cross: legacy asserted it was given
+            segments = ATTENTION_MASKS["segmentation"].format(nn=nn_prefix, sq=_flat(code(sq)), sk=sk_code, eq=eq)
             if self._may_be_none(sq):  # legacy skipped the masks when the query's segmentation was None
                 segments = f"{segments} if {code(sq)} is not None else None"
             parts.append(segments)
@@ -226,20 +230,20 @@ class AttentionCalls(RuleTransformer):
 
     def _or_else(self, mask: cst.BaseExpression, other: cst.BaseExpression, inputs: cst.BaseExpression,
                  kv: cst.BaseExpression | None) -> str:
-        """The source of ``mask``, or where it is a parameter that may be None apart from ``other``,
-        what legacy put in its place: ``other`` in self-attention (``kv`` None), all True over
-        ``inputs`` in cross-attention (``mask if mask is not None else ...``)."""
+        """``mask`` as (batch, length), or where it may be None apart from ``other``, with what
+        legacy put in its place: ``other`` in self-attention (``kv`` None), all True over ``inputs``
+        in cross-attention (``... if mask is not None else ...``)."""
         code = cst.Module([]).code_for_node
         if code(mask) == code(other) or not self._may_be_none(mask):
-            return code(mask)
+            return _flat(code(mask))
         if kv is None:
-            fallback = code(other)
+            fallback = _flat(code(other))
         else:
             ones, needed = express("jax.numpy.ones", self.ctx.facts.imports)
             if needed:
                 self.imports.add((needed, None))
             fallback = f"{ones}({code(inputs)}.shape[:2], bool)"
-        return f"({code(mask)} if {code(mask)} is not None else {fallback})"
+        return f"{_flat(code(mask))} if {code(mask)} is not None else {fallback}"
 
     def _may_be_none(self, expr: cst.BaseExpression) -> bool:
         """Is ``expr`` a parameter defaulting to None of the function the call is in

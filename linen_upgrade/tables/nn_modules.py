@@ -154,8 +154,10 @@ SAME_PARAMS = frozenset({"flax.nn.Dense", "flax.nn.DenseGeneral", "flax.nn.Conv"
 # Linen takes (batch, length): the reshape accepts both (1-D attention, the common case).
 ATTENTION_MASKS = {
     "causal_mask": "{nn}.make_causal_mask({q}[..., 0])",  # for True; for a value: behind `if value`
-    "padding": "{nn}.make_attention_mask({pq}.reshape({pq}.shape[:2]), {pk}.reshape({pk}.shape[:2]))",
-    "segmentation": "{nn}.make_attention_mask({sq}.reshape({sq}.shape[:2]), {sk}.reshape({sk}.shape[:2]), {eq})",
+    # legacy masks are (batch, length) or (batch, length, 1): each goes in as (batch, length)
+    "flat": "{m}.reshape({m}.shape[:2])",
+    "padding": "{nn}.make_attention_mask({pq}, {pk})",
+    "segmentation": "{nn}.make_attention_mask({sq}, {sk}, {eq})",
 }
 
 # legacy attention over several axes (attention_axis=(1, ..., k)) is one softmax over all of them
