@@ -756,7 +756,7 @@ def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
 
 def _rng_functions(tree: ast.Module, imports: ImportMap) -> frozenset[str]:
     """Top-level functions calling legacy ``nn.make_rng()``, or ``nn.dot_product_attention``, which drew
-    a missing ``dropout_rng`` so (no parameter of theirs named make_rng, and no import of that name:
+    a missing ``dropout_rng`` so (no parameter or local of theirs named make_rng, and no import of that name:
     the parameter LU104 adds would shadow it)."""
     out: set[str] = set()
     if "make_rng" in imports.aliases:
@@ -778,8 +778,11 @@ def _rng_functions(tree: ast.Module, imports: ImportMap) -> frozenset[str]:
                     or isinstance(deterministic, ast.Constant) and deterministic.value is True)
 
     for fn in tree.body:
-        if isinstance(fn, ast.FunctionDef) and "make_rng" not in {a.arg for a in ast.walk(fn.args)
-                                                                  if isinstance(a, ast.arg)}:
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        bound = {n.arg for n in ast.walk(fn) if isinstance(n, ast.arg)} | {
+            n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+        if "make_rng" not in bound:  # a parameter or local of that name would shadow the one LU104 adds
             if any(draws(n) for n in ast.walk(fn)):
                 out.add(fn.name)
     return frozenset(out)
