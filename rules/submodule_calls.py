@@ -543,7 +543,7 @@ class _Transformer(AttentionCalls, CellCalls):
                  and a.keyword.value in row.unfixed] if call is not None else []
         if given:
             target = BUILTIN_MODULES[row.unfixed[given[0]]]  # type: ignore[union-attr]
-            if sum(a.keyword is None for a in call.args) > 1:  # type: ignore[union-attr]
+            if sum(a.keyword is None and not a.star for a in call.args) > 1:  # type: ignore[union-attr]
                 self.todo(f"{_name(func)}: {given[0]}= overrides what the legacy partial fixed, so this calls "
                           f"{target.linen}, whose parameters come in another order: pass its configuration by keyword")
                 return None
