@@ -36,7 +36,7 @@ from linen_upgrade.rules._optim_edit import insert_helpers
 from linen_upgrade.rules._usage_analysis import Analysis
 from linen_upgrade.rules._usage_calls import split_usage, string
 from linen_upgrade.rules._usage_external import external_param, external_return
-from linen_upgrade.rules._usage_frames import Frame, count_sites, parse_with, read_by_key
+from linen_upgrade.rules._usage_frames import Frame, count_sites, key_draws, parse_with, read_by_key
 from linen_upgrade.rules._usage_paths import COLLECTION_METHODS, LEAF_READERS, legacy_key
 from linen_upgrade.rules._usage_scopes import Scope
 from linen_upgrade.rules._usage_types import (CAPTURE, CLASS, CONFLICT, DEF, ELSEWHERE, FOREIGN, FUNC, INSTANCE, MODEL,
@@ -171,6 +171,10 @@ class UsageTransformer(RuleTransformer):
                 self.todo(frame.problem)
             return updated
         if frame.sites == 0:
+            draws = key_draws(original, frame, self.a) if "model" in self.owns and not any(
+                isinstance(f, Frame) for f in self.frames) else None
+            if draws is not None and updated.body is original.body:  # nothing inside was rewritten
+                return self._drawn(updated, frame, draws)
             if "model" in self.owns:
                 calls = _callees(original.body)
                 functions = [n for n, c in calls if dotted(c) in self._functions()][:3]
@@ -191,6 +195,25 @@ class UsageTransformer(RuleTransformer):
             return updated
         self.fixed("with nn.stateful/nn.stochastic -> variables/mutable/rngs")
         return unwrap(updated)
+
+    def _drawn(self, updated: cst.With, frame: Frame, draws: list[cst.Call]) -> cst.FlattenSentinel:
+        """A block that only draws keys (``key_draws``) -> its body, the n-th ``nn.make_rng()`` the
+        key folded with n, as legacy's stochastic frame counted its draws."""
+        spelled, needed = express("jax.random.fold_in", self.ctx.facts.imports)
+        if needed:
+            self.imports.add((needed, None))
+        order = {id(c): n for n, c in enumerate(draws, start=1)}
+        key = frame.rng
+
+        class _Fold(cst.CSTTransformer):
+            def leave_Call(self, original: cst.Call, new: cst.Call) -> cst.BaseExpression:
+                n = order.get(id(original))
+                return new if n is None else cst.Call(build_dotted(spelled), [
+                    cst.Arg(key, comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))),  # type: ignore[arg-type]
+                    cst.Arg(cst.Integer(str(n)))])
+
+        self.fixed("with nn.stochastic(key): nn.make_rng() -> jax.random.fold_in(key, n)")
+        return unwrap(updated.with_changes(body=updated.body.visit(_Fold())))
 
     def context(self) -> tuple[Frame | None, Frame | None, str | None]:
         """(innermost stateful frame, innermost stochastic frame, problem) of the site being left."""

@@ -149,3 +149,59 @@ def read_by_key(node: cst.With, frame: Frame, a: Analysis) -> bool:
         if not (isinstance(p, cst.Subscript) and p.value is use and legacy_key(p)):
             return False
     return True
+
+
+# statements a block that only draws keys may hold, and what else its calls may reach
+_DRAW_STATEMENTS = (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.Expr)
+_DRAW_CALLS = ("jax.", "numpy.")
+
+
+def key_draws(node: cst.With, frame: Frame, a: Analysis) -> list[cst.Call] | None:
+    """``with nn.stochastic(key): rng = nn.make_rng()`` with no module call: the ``nn.make_rng()``
+    calls of the block, in the order they run, when its statements only draw keys (simple statements
+    whose other calls are jax's or numpy's, no draw in a target, a lambda or a comprehension) and the
+    key is one value however often it is read; else None."""
+    scope = a.scope_of.get(id(node))
+    if frame.rng is None or frame.state_given or frame.capture_name is not None or frame.problem or scope is None:
+        return None
+    body = node.body.body if isinstance(node.body, cst.IndentedBlock) else [node.body]
+    if not all(isinstance(s, cst.SimpleStatementLine) and all(isinstance(x, _DRAW_STATEMENTS) for x in s.body)
+               for s in body):
+        return None
+    draws: list[cst.Call] = []
+    # run a draw never, or many times, or out of source order
+    forbidden = (cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp, cst.IfExp,
+                 cst.BooleanOperation)
+
+    class _Calls(FastVisitor):
+        ok = True
+
+        def visit_Call(self, call: cst.Call) -> None:
+            qual = a.qual(call.func, scope)
+            if qual == "flax.nn.make_rng" and not call.args:
+                draws.append(call)
+            elif not (qual or "").startswith(_DRAW_CALLS):
+                self.ok = False
+
+        def on_visit(self, n: cst.CSTNode) -> bool:
+            self.ok = self.ok and not isinstance(n, forbidden)
+            return super().on_visit(n)
+
+    calls = _Calls()
+    for statement in body:
+        for small in statement.body:  # type: ignore[union-attr]
+            targets = [t.target for t in getattr(small, "targets", ())] + (
+                [small.target] if isinstance(small, (cst.AnnAssign, cst.AugAssign)) else [])
+            before = len(draws)
+            for target in targets:
+                target.visit(calls)
+            if len(draws) != before:
+                return None  # legacy drew the value's key first
+            (small.value if small.value is not None else cst.Name("None")).visit(calls)  # type: ignore[union-attr]
+    key = frame.rng
+    pure = isinstance(key, (cst.Name, cst.Attribute)) or (
+        isinstance(key, cst.Call) and a.qual(key.func, scope) == "jax.random.PRNGKey"
+        and all(isinstance(x.value, (cst.Integer, cst.Name)) for x in key.args))
+    if not calls.ok or not draws or (len(draws) > 1 and not pure):
+        return None
+    return draws

@@ -16,7 +16,10 @@ What it does
     state}`` with ``mutable=['batch_stats']`` and ``new_state =
     new_state['batch_stats']``; ``nn.stateful(state, mutable=False)`` -> the
     state passed read-only; ``with nn.stochastic(rng):`` -> ``rngs={'dropout':
-    rng}`` (``rng-kind``).  The constructor arguments split as the module
+    rng}`` (``rng-kind``).  A ``with nn.stochastic(key):`` outside modules whose
+    simple statements only draw keys (``rng = nn.make_rng()``, beside jax and
+    numpy calls) -> its body, the n-th draw ``jax.random.fold_in(key, n)``, as
+    legacy's stochastic frame made it.  The constructor arguments split as the module
     rules split ``apply`` (``CallSpec``).  ``model.truncate_at('/Block_1/Dense_0')``
     -> ``model``, whose calls become ``list(M().apply(..., capture_intermediates=True,
     mutable=['intermediates'])[1]['intermediates']['Block_0']['Dense_0']['__call__'])``
