@@ -40,9 +40,12 @@ What it does
     ``decode=self.decode``, ``self.decode`` and the position in the 'cache'
     collection, ``self.variable('cache', 'cache_index', ...)``, as Flax's Linen
     examples keep it.  Attention masks become one ``mask=``; a padding mask or
-    segmentation that is a parameter defaulting to None counts only when
-    given (``... if padding_mask is not None else None``), as legacy skipped it;
-    while decoding the padding masks drop out and segmentations stay, as in legacy.
+    segmentation that may be None (a parameter defaulting to None, a local
+    bound to None somewhere) counts only when given (``... if padding_mask is
+    not None else None``), as legacy skipped it, and a missing one of two
+    padding masks takes legacy's place-holder (the other mask in
+    self-attention, all True in cross-attention); while decoding the padding
+    masks drop out and segmentations stay, as in legacy.
     ``nn.SelfAttention(y, inputs_kv=encoded)`` (a call keyword overrides what the
     legacy partial fixed) is cross-attention, ``inputs_kv=y`` self-attention.
     BatchNorm's explicit ``batch_stats=`` collection goes when it is None, or
