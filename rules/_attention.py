@@ -205,10 +205,12 @@ class AttentionCalls(RuleTransformer):
                 tests.append(f"({masks[0]} is not None or {masks[1]} is not None)" if len(masks) > 1
                              else f"{masks[0]} is not None")
             parts.append(f"{padding} if {' and '.join(tests)} else None" if tests else padding)
+        # legacy read key_segmentation only under ``if segmentation is not None``: alone it goes
         sq, sk = keywords.get("segmentation"), keywords.get("key_segmentation")
-        if sq is not None or sk is not None:
-            if sq is None or (sk is None and kv is not None):
-                return call, None, "cross-attention segmentation needs both segmentations: build mask= by hand"
+        if sq is not None:
+            if sk is None and kv is not None:
+                return call, None, ("cross-attention with the query's segmentation alone (legacy asserted "
+                                    "self-attention there): build mask= by hand")
             sk = sk or sq
             if not isinstance(sq, simple) or not isinstance(sk, simple):
                 return call, None, "segmentations need plain names: build mask= by hand"
