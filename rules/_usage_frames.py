@@ -151,16 +151,22 @@ def read_by_key(node: cst.With, frame: Frame, a: Analysis) -> bool:
     return True
 
 
-# statements a block that only draws keys may hold, and what else its calls may reach
+# statements a block that only draws keys may hold
 _DRAW_STATEMENTS = (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.Expr)
-_DRAW_CALLS = ("jax.", "numpy.")
+# what else its calls may reach: jax.random, jax.numpy and numpy, none of whose functions below calls
+# back into Python (a callback such as jax.tree_util.tree_map(draw, x) may draw from the frame itself)
+_DRAW_CALLS = ("jax.random.", "jax.numpy.", "numpy.")
+_CALLBACKS = frozenset({"vectorize", "apply_along_axis", "apply_over_axes", "piecewise", "frompyfunc",
+                        "fromfunction"})
 
 
 def key_draws(node: cst.With, frame: Frame, a: Analysis) -> list[cst.Call] | None:
     """``with nn.stochastic(key): rng = nn.make_rng()`` with no module call: the ``nn.make_rng()``
     calls of the block, in the order they run, when its statements only draw keys (simple statements
-    whose other calls are jax's or numpy's, no draw in a target, a lambda or a comprehension) and the
-    key is one value however often it is read; else None."""
+    whose other calls are jax.random's, jax.numpy's or numpy's, no draw in a target, a lambda, a
+    comprehension or a branch) and the key, read at each draw instead of once on entry, is the
+    value it was: nothing in the block rebinds a name it reads, and a key with calls is drawn once,
+    before anything else is called; else None."""
     scope = a.scope_of.get(id(node))
     if frame.rng is None or frame.state_given or frame.capture_name is not None or frame.problem or scope is None:
         return None
@@ -169,19 +175,44 @@ def key_draws(node: cst.With, frame: Frame, a: Analysis) -> list[cst.Call] | Non
                for s in body):
         return None
     draws: list[cst.Call] = []
+    bound: set[str] = set()  # every name of the block's targets (`key = ...`, `self.key = ...`, `(key := ...)`)
     # run a draw never, or many times, or out of source order
     forbidden = (cst.Lambda, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp, cst.IfExp,
                  cst.BooleanOperation)
 
+    class _Names(FastVisitor):
+        def __init__(self, into: set[str]) -> None:
+            super().__init__()
+            self.into = into
+
+        def visit_Name(self, n: cst.Name) -> None:
+            self.into.add(n.value)
+
     class _Calls(FastVisitor):
         ok = True
+        left = 0  # calls run so far
+        called = 0  # calls run before the first draw
 
         def visit_Call(self, call: cst.Call) -> None:
-            qual = a.qual(call.func, scope)
+            qual = a.qual(call.func, scope) or ""
             if qual == "flax.nn.make_rng" and not call.args:
+                self.called = self.called if draws else self.left
                 draws.append(call)
-            elif not (qual or "").startswith(_DRAW_CALLS):
+            elif not qual.startswith(_DRAW_CALLS) or qual.rpartition(".")[2] in _CALLBACKS:
                 self.ok = False
+            keyword = False
+            for x in call.args:  # f(k=a(), *b()) runs b() before a()
+                keyword = keyword or x.keyword is not None
+                self.ok = self.ok and not (keyword and x.star == "*")
+
+        def leave_Call(self, call: cst.Call) -> None:
+            self.left += 1
+
+        def visit_NamedExpr(self, n: cst.NamedExpr) -> None:
+            n.target.visit(_Names(bound))
+
+        def visit_Comparison(self, n: cst.Comparison) -> None:
+            self.ok = self.ok and len(n.comparisons) == 1  # a < b < c may stop before c
 
         def on_visit(self, n: cst.CSTNode) -> bool:
             self.ok = self.ok and not isinstance(n, forbidden)
@@ -195,13 +226,16 @@ def key_draws(node: cst.With, frame: Frame, a: Analysis) -> list[cst.Call] | Non
             before = len(draws)
             for target in targets:
                 target.visit(calls)
+                target.visit(_Names(bound))
             if len(draws) != before:
                 return None  # legacy drew the value's key first
             (small.value if small.value is not None else cst.Name("None")).visit(calls)  # type: ignore[union-attr]
     key = frame.rng
+    read: set[str] = set()
+    key.visit(_Names(read))
     pure = isinstance(key, (cst.Name, cst.Attribute)) or (
         isinstance(key, cst.Call) and a.qual(key.func, scope) == "jax.random.PRNGKey"
         and all(isinstance(x.value, (cst.Integer, cst.Name)) for x in key.args))
-    if not calls.ok or not draws or (len(draws) > 1 and not pure):
+    if not calls.ok or not draws or read & bound or (not pure and (len(draws) > 1 or calls.called)):
         return None
     return draws
