@@ -338,22 +338,59 @@ def test_a_package_checked_out_under_another_folder_name(tmp_path):
 
 def test_a_monorepo_path_kept_by_exported_code_reads_from_the_importer_folder(tmp_path):
     """Code exported from a monorepo keeps its internal imports (mlcommons' ``from
-    REDACTED.tensorflow_models.mlperf.ssd_jax.nets import models`` in a file beside ``nets/``):
-    a deep import whose head no file or folder of the run bears reads from the importer's folder,
-    the longest rest first; a shallow one (``keras.nets``) stays outside the run."""
+    REDACTED.tensorflow_models.mlperf.ssd_jax.nets import models`` in a file beside ``nets/``, in
+    ``ssd-research-JAX-tpu/``): a deep import whose head no file or folder of the run bears reads from
+    the importer's folder, the longest rest first, where the last name dropped is that folder by
+    another name (ssd_jax); a shallow one (``keras.nets``) stays outside the run."""
     _write(tmp_path, {
-        "ssd-research/nets/models.py": MLP_B,
-        "ssd-research/arch.py": _head("REDACTED.tensorflow_models.mlperf.ssd_jax.nets"),
+        "ssd-research-JAX-tpu/nets/models.py": MLP_B,
+        "ssd-research-JAX-tpu/arch.py": _head("REDACTED.tensorflow_models.mlperf.ssd_jax.nets"),
         "other/nets/models.py": MLP_A,
         "other/arch.py": _head("keras.nets"),
     })
     table = ModuleTable.build(str(p) for p in tmp_path.rglob("*.py"))
-    resolve = table.resolver(str(tmp_path / "ssd-research" / "arch.py"))
-    assert resolve("REDACTED.tensorflow_models.mlperf.ssd_jax.nets.models") == "ssd-research.nets.models"
+    resolve = table.resolver(str(tmp_path / "ssd-research-JAX-tpu" / "arch.py"))
+    assert resolve("REDACTED.tensorflow_models.mlperf.ssd_jax.nets.models") == "ssd-research-JAX-tpu.nets.models"
     assert resolve("REDACTED.tensorflow_models.mlperf.ssd_jax.missing") == \
         "REDACTED.tensorflow_models.mlperf.ssd_jax.missing"
     assert table.resolver(str(tmp_path / "other" / "arch.py"))("keras.nets.models") == "keras.nets.models"
     files = _upgrade(tmp_path)
-    assert "return models.MLP(width=3)(x)" in files["ssd-research/arch.py"][0]
-    assert files["ssd-research/arch.py"][1] == []
+    assert "return models.MLP(width=3)(x)" in files["ssd-research-JAX-tpu/arch.py"][0]
+    assert files["ssd-research-JAX-tpu/arch.py"][1] == []
     assert "outside this run" in " ".join(files["other/arch.py"][1])  # not MLP_A of other/nets
+
+
+def test_an_installed_package_sharing_a_file_name_stays_outside(tmp_path):
+    """``from official.nlp.modeling import layers`` (tf-models-official) in a file beside its own
+    legacy ``layers.py`` is the installed package's: its head is no folder of the run, but no name
+    it drops is the importer's folder either, so ``layers.Transformer(x, num_heads=4)`` is not
+    rewritten as the run's legacy module -- nor ``bert/modeling.py`` reached by dropping
+    ``transformers.models``."""
+    transformer = """\
+        from flax import nn
+
+
+        class Transformer(nn.Module):
+          def apply(self, x, num_heads):
+            return nn.Dense(x, num_heads)
+        """
+    _write(tmp_path, {
+        "proj/layers.py": transformer,
+        "proj/bert/modeling.py": transformer,
+        "proj/train.py": """\
+            from flax import nn
+            from official.nlp.modeling import layers
+            from transformers.models.bert import modeling
+
+
+            def encode(x):
+              return layers.Transformer(x, num_heads=4) + modeling.Transformer(x, num_heads=2)
+            """,
+    })
+    table = ModuleTable.build(str(p) for p in tmp_path.rglob("*.py"))
+    resolve = table.resolver(str(tmp_path / "proj" / "train.py"))
+    assert resolve("official.nlp.modeling.layers") == "official.nlp.modeling.layers"
+    assert resolve("transformers.models.bert.modeling") == "transformers.models.bert.modeling"
+    text, findings = _upgrade(tmp_path)["proj/train.py"]
+    assert "layers.Transformer(x, num_heads=4) + modeling.Transformer(x, num_heads=2)" in text
+    assert "outside this run" in " ".join(findings)

@@ -18,13 +18,15 @@ import root inferred from where scripts sit); failing that, a unique file of
 the run whose path ends in the imported name (an import root inferred from
 the imports themselves), or, for a deep import whose head the run has no file
 or folder of (a monorepo's internal path kept by exported code), the rest of it
-read from the importer's folder.  What is not found, or found twice, is
-outside the run and keeps its own name.
+read from the importer's folder, where the last name dropped is that folder by
+another name (``ssd_jax`` for ``ssd-research-JAX-tpu/``).  What is not found, or
+found twice, is outside the run and keeps its own name.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -44,6 +46,11 @@ def _package_root(folder: str) -> str:
             break
         folder = parent
     return folder
+
+
+def _words(name: str) -> list[str]:
+    """``bert-research-JAX-tpu-v3/`` -> bert, research, jax, tpu, v3: a name's words, in any spelling."""
+    return [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
 
 
 def _component(name: str) -> str:
@@ -150,11 +157,15 @@ class ModuleTable:
         if len(rest) == 1:
             return rest[0]
         # ``lra.models.layers`` run on ``lra/models/``: the import's first folders lie above the run
-        # (two names at least: one alone says too little); ``pkg.util`` run on ``pkg/``, the
-        # whole import read from the folder above the run, is the same with no name dropped
+        # (two names at least: one alone says too little), and are the names it drops -- not
+        # ``transformers.models``, whose ``bert.modeling`` merely shares a file of the run's name;
+        # ``pkg.util`` run on ``pkg/``, the whole import read from the folder above the run, is the
+        # same with no name dropped
         above = [self.root, os.path.dirname(self.root), os.path.dirname(os.path.dirname(self.root))]
         for k in range(len(parts) - 1):
             for folder in above:
+                if k and [_component(c) for c in folder.split(os.sep)[-k:]] != parts[:k]:
+                    continue
                 base = os.path.join(folder, *parts[k:])
                 for candidate in (os.path.join(base, "__init__.py"), base + ".py"):
                     if candidate in self.names:
@@ -162,9 +173,15 @@ class ModuleTable:
         # ``REDACTED.tensorflow_models.mlperf.ssd_jax.resnet34.models`` in a file beside ``resnet34/``:
         # code exported from a monorepo keeps its internal package path, which no folder of the run
         # bears.  A deep import (four names at least) whose head no file or folder of the run bears is
-        # read from the importer's own folder, its leading names dropped (the longest rest first)
+        # read from the importer's own folder, its leading names dropped (the longest rest first), when
+        # the last name dropped is the importer's folder by another name (``ssd_jax`` for
+        # ``ssd/.../ssd-research-JAX-tpu-v3-4096/``): ``official.nlp.modeling.layers`` is an installed
+        # package's, not ``layers.py`` beside the importer
         if len(parts) >= 4 and parts[0] not in self.heads:
+            where = set(_words(os.path.relpath(roots[0], os.path.dirname(self.root))))
             for k in range(1, len(parts)):
+                if not set(_words(parts[k - 1])) <= where:
+                    continue
                 base = os.path.join(roots[0], *parts[k:])
                 for candidate in (os.path.join(base, "__init__.py"), base + ".py"):
                     if candidate in self.names:
