@@ -165,8 +165,8 @@ def key_draws(node: cst.With, frame: Frame, a: Analysis) -> list[cst.Call] | Non
     calls of the block, in the order they run, when its statements only draw keys (simple statements
     whose other calls are jax.random's, jax.numpy's or numpy's, no draw in a target, a lambda, a
     comprehension or a branch) and the key, read at each draw instead of once on entry, is the
-    value it was: nothing in the block rebinds a name it reads, and a key with calls is drawn once,
-    before anything else is called; else None."""
+    value it was: nothing in the block rebinds a name it reads, and a key other than a name or
+    ``jax.random.PRNGKey(seed)`` is drawn once, before anything else is called; else None."""
     scope = a.scope_of.get(id(node))
     if frame.rng is None or frame.state_given or frame.capture_name is not None or frame.problem or scope is None:
         return None
@@ -233,7 +233,8 @@ def key_draws(node: cst.With, frame: Frame, a: Analysis) -> list[cst.Call] | Non
     key = frame.rng
     read: set[str] = set()
     key.visit(_Names(read))
-    pure = isinstance(key, (cst.Name, cst.Attribute)) or (
+    # a name reads one value however often; an attribute may be a property drawing a new key each read
+    pure = isinstance(key, cst.Name) or (
         isinstance(key, cst.Call) and a.qual(key.func, scope) == "jax.random.PRNGKey"
         and all(isinstance(x.value, (cst.Integer, cst.Name)) for x in key.args))
     if not calls.ok or not draws or read & bound or (not pure and (len(draws) > 1 or calls.called)):
