@@ -157,7 +157,7 @@ _DRAW_STATEMENTS = (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.Expr)
 # back into Python (a callback such as jax.tree_util.tree_map(draw, x) may draw from the frame itself)
 _DRAW_CALLS = ("jax.random.", "jax.numpy.", "numpy.")
 _CALLBACKS = frozenset({"vectorize", "apply_along_axis", "apply_over_axes", "piecewise", "frompyfunc",
-                        "fromfunction"})
+                        "fromfunction", "seterrcall"})
 
 
 def key_draws(node: cst.With, frame: Frame, a: Analysis) -> list[cst.Call] | None:
