@@ -365,7 +365,8 @@ def test_an_installed_package_sharing_a_file_name_stays_outside(tmp_path):
     legacy ``layers.py`` is the installed package's: its head is no folder of the run, but no name
     it drops is the importer's folder either, so ``layers.Transformer(x, num_heads=4)`` is not
     rewritten as the run's legacy module -- nor ``bert/modeling.py`` reached by dropping
-    ``transformers.models``."""
+    ``transformers.models``, nor ``vision/layers.py`` by dropping ``official`` (no folder of the run
+    is ``official`` by another name)."""
     transformer = """\
         from flax import nn
 
@@ -377,20 +378,28 @@ def test_an_installed_package_sharing_a_file_name_stays_outside(tmp_path):
     _write(tmp_path, {
         "proj/layers.py": transformer,
         "proj/bert/modeling.py": transformer,
+        "proj/vision/blocks.py": transformer,
         "proj/train.py": """\
             from flax import nn
             from official.nlp.modeling import layers
+            from official.vision import blocks
             from transformers.models.bert import modeling
 
 
             def encode(x):
               return layers.Transformer(x, num_heads=4) + modeling.Transformer(x, num_heads=2)
+
+
+            def see(x):
+              return blocks.Transformer(x, num_heads=1)
             """,
     })
     table = ModuleTable.build(str(p) for p in tmp_path.rglob("*.py"))
     resolve = table.resolver(str(tmp_path / "proj" / "train.py"))
     assert resolve("official.nlp.modeling.layers") == "official.nlp.modeling.layers"
     assert resolve("transformers.models.bert.modeling") == "transformers.models.bert.modeling"
+    assert resolve("official.vision.blocks") == "official.vision.blocks"
     text, findings = _upgrade(tmp_path)["proj/train.py"]
     assert "layers.Transformer(x, num_heads=4) + modeling.Transformer(x, num_heads=2)" in text
+    assert "blocks.Transformer(x, num_heads=1)" in text
     assert "outside this run" in " ".join(findings)

@@ -153,9 +153,14 @@ class ModuleTable:
             return found[0]
         # ``sam.sam_jax.models`` run on a checkout of the ``sam`` package under another folder name
         # (``google-research__sam/``): the names after the package's own, when they are one file's
+        # in a folder that is the package by another name (not ``official.vision.layers`` of an
+        # installed package over the run's ``proj/vision/layers.py``)
         rest = self.tails.get(".".join(parts[1:]), []) if len(parts) > 2 else []
         if len(rest) == 1:
-            return rest[0]
+            above_rest = rest[0].split(".")[:-(len(parts) - 1)]
+            folder = above_rest[-1] if above_rest else os.path.basename(self.root)
+            if set(_words(parts[0])) <= set(_words(folder)):
+                return rest[0]
         # ``lra.models.layers`` run on ``lra/models/``: the import's first folders lie above the run
         # (two names at least: one alone says too little), and are the names it drops -- not
         # ``transformers.models``, whose ``bert.modeling`` merely shares a file of the run's name;
