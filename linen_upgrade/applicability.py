@@ -42,9 +42,7 @@ def classes_or_cells(ctx: Context) -> bool:
 def _rng_helpers(ctx: Context) -> bool:
     """A helper given its module's rng is defined here, or called from a module class here."""
     helpers = ctx.index.rng_helpers
-    module = ctx.facts.module_name
-    return bool(helpers) and (any(ctx.index.canonical(f"{module}.{n}" if module else n) in helpers
-                                  for n in ctx.facts.rng_functions)
+    return bool(helpers) and (any(ctx.index.rng_helper(ctx.facts.module_name, n) for n in ctx.facts.rng_functions)
                               or any(ctx.index.canonical(q) in helpers for q in ctx.facts.module_calls))
 
 

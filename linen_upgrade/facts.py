@@ -19,6 +19,7 @@ from linen_upgrade.analysis.initializers import initializers as initializer_func
 from linen_upgrade.analysis.walk import nodes
 from linen_upgrade.resolve import ImportMap, canonical, import_map
 from linen_upgrade.rule import SKIP_FILE_MARK, SKIP_MARK
+from linen_upgrade.tables.nn_functions import ATTENTION_PARAMS
 from linen_upgrade.tables.nn_modules import CALL_ARGUMENT_NAMES
 
 # a legacy auto-name past the first ('Dense_2', f'Conv_{i}') or a legacy Collection key
@@ -154,7 +155,8 @@ class FileFacts:
     initializers: dict[str, str] = field(default_factory=dict)
     # the source holds a LEGACY_KEY
     legacy_keys: bool = False
-    # top-level functions drawing ``nn.make_rng()`` themselves (``def shake(x, rng=None)``); how many
+    # top-level functions drawing ``nn.make_rng()`` themselves (``def shake(x, rng=None)``) or through
+    # ``nn.dot_product_attention`` with dropout and maybe no ``dropout_rng``; how many
     # times the file names each qualified name, and how many of those are calls in legacy module
     # classes (``index.rng_helpers``: helpers only modules call get their rng from the module)
     rng_functions: frozenset[str] = frozenset()
@@ -769,8 +771,7 @@ def _rng_functions(tree: ast.Module, imports: ImportMap) -> frozenset[str]:
             return not n.args and not n.keywords  # type: ignore[attr-defined]
         if qual != "flax.nn.dot_product_attention":
             return False
-        given = dict(zip(("query", "key", "value", "dtype", "bias", "axis", "broadcast_dropout", "dropout_rng",
-                          "dropout_rate", "deterministic"), n.args))  # type: ignore[attr-defined]
+        given = dict(zip(ATTENTION_PARAMS, n.args))  # type: ignore[attr-defined]
         given.update((k.arg, k.value) for k in n.keywords if k.arg)  # type: ignore[attr-defined]
         rate, deterministic = given.get("dropout_rate"), given.get("deterministic")
         # dropout may be on (LU106 reads the call alike)

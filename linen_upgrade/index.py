@@ -86,8 +86,9 @@ class ProjectIndex:
     # ``module.name`` of another file of the run -> module names of the files that reference it
     # (``models.predict(model, x)``): where a Model may be handed to that function
     referrers: dict[str, set[str]] = field(default_factory=dict)
-    # top-level functions drawing legacy ``nn.make_rng()`` that the run only calls from legacy module
-    # classes: LU104 gives them the module's rng (``make_rng=lambda: self.make_rng('dropout')``)
+    # top-level functions drawing legacy ``nn.make_rng()`` (or calling ``nn.dot_product_attention``, which
+    # drew it) that the run only calls from legacy module classes: LU104 gives them the module's rng
+    # (``make_rng=lambda: self.make_rng('dropout')``); ``rng_helper`` asks
     rng_helpers: set[str] = field(default_factory=set)
     # modules of the files that use flax.optim and of the run's files whose names they use,
     # transitively: where a legacy optimizer may be handed (LU302 reads the others' code)
@@ -111,6 +112,10 @@ class ProjectIndex:
     # ``module.function`` -> "function"/"factory": legacy initializers of the run's files
     # that Linen would call differently (``analysis.initializers``)
     initializers: dict[str, str] = field(default_factory=dict)
+
+    def rng_helper(self, module: str, function: str) -> bool:
+        """Is the top-level ``function`` of the file named ``module`` one of ``rng_helpers``?"""
+        return self.canonical(_joined(module, function)) in self.rng_helpers
 
     def canonical(self, qualname: str) -> str:
         """Where a name of the run is defined, through re-exports (``pkg.Block`` -> ``pkg.layers.Block``)."""
@@ -226,8 +231,7 @@ class ProjectIndex:
             else:  # different modules (or a module and something else) at different sites
                 index.ambiguous_params[key] = frozenset(values)
         index._link([f for f in all_facts if f.module_name])
-        helpers = {index.canonical(f"{f.module_name}.{n}" if f.module_name else n)
-                   for f in all_facts for n in f.rng_functions}
+        helpers = {index.canonical(_joined(f.module_name, n)) for f in all_facts for n in f.rng_functions}
         if helpers:
             named: dict[str, int] = {}
             called: dict[str, int] = {}
@@ -260,6 +264,11 @@ class ProjectIndex:
             if module not in self.optim_reach:
                 self.optim_reach.add(module)
                 stack.extend(uses.get(module, ()))
+
+
+def _joined(module: str, name: str) -> str:
+    """``module.name``, or ``name`` for a lone source (no module name)."""
+    return f"{module}.{name}" if module else name
 
 
 def _reexports(all_facts: list[FileFacts]) -> dict[str, str]:

@@ -42,6 +42,13 @@ def appended(args: Sequence[cst.Arg], new: cst.Arg) -> list[cst.Arg]:
     return [*args[:-1], last.with_changes(comma=space), new.with_changes(comma=last.comma)]
 
 
+def with_keyword_only(params: cst.Parameters, name: str) -> cst.Parameters:
+    """``params`` and one more keyword-only parameter ``name`` (after a bare ``*`` where there is none)."""
+    return params.with_changes(
+        kwonly_params=[*params.kwonly_params, cst.Param(cst.Name(name))],
+        star_arg=params.star_arg if params.star_arg is not cst.MaybeSentinel.DEFAULT else cst.ParamStar())
+
+
 def build_dotted(name: str) -> cst.BaseExpression:
     """``a.b.c`` as a Name/Attribute chain."""
     head, *rest = name.split(".")

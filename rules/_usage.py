@@ -29,7 +29,8 @@ import libcst as cst
 
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, FastVisitor, Rule, RuleTransformer
-from linen_upgrade.rules._cst import add_import, build_dotted, comma_list, express, kwarg, needs_parens
+from linen_upgrade.rules._cst import (add_import, build_dotted, comma_list, express, kwarg, needs_parens,
+                                      with_keyword_only)
 from linen_upgrade.rules._initializers import Initializers, initializer_slots
 from linen_upgrade.rules._modules import inputs_fixable
 from linen_upgrade.rules._optim_edit import insert_helpers
@@ -127,11 +128,7 @@ class UsageTransformer(RuleTransformer):
         self.frames.pop()
         threaded = (self._threaded or {}).get(id(original))
         if threaded is not None:  # eval_step(model, batch, *, apply_fn): its callers hand it over
-            params = updated.params
-            added = cst.Param(cst.Name(threaded[1]))
-            updated = updated.with_changes(params=params.with_changes(
-                kwonly_params=[*params.kwonly_params, added],
-                star_arg=params.star_arg if params.star_arg is not cst.MaybeSentinel.DEFAULT else cst.ParamStar()))
+            updated = updated.with_changes(params=with_keyword_only(updated.params, threaded[1]))
         return updated
 
     def visit_With(self, node: cst.With) -> bool:

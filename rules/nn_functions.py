@@ -44,11 +44,10 @@ from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule, Ru
 from linen_upgrade.rules._cst import code, drop_from_imports, kwarg, named_params, names_in
 from linen_upgrade.rules._fixed_inputs import append_keywords
 from linen_upgrade.rules._optim_edit import insert_helpers
-from linen_upgrade.tables.nn_functions import NN_FUNCTIONS
+from linen_upgrade.tables.nn_functions import ATTENTION_PARAMS, NN_FUNCTIONS
 
 _INVERT_PERM = inspect.getsource(NN_FUNCTIONS["flax.nn._invert_perm"])  # the shortest copy, for the example
 _ATTENTION = "flax.nn.dot_product_attention"
-_ATTENTION_PARAMS = tuple(inspect.signature(NN_FUNCTIONS[_ATTENTION]).parameters)  # legacy's order
 
 
 class NnFunctions(Rule):
@@ -82,7 +81,7 @@ class _Transformer(RuleTransformer):
         self._params: list[set[str]] = []  # per enclosing function: the names of its parameters
         # the top-level function being read, when only legacy modules call it: LU104 gives it their
         # ``make_rng`` (``index.rng_helpers``), which the copy then draws a missing rng from
-        self._helper: str | None = None
+        self._helper = False
 
     def visit_Module(self, node: cst.Module) -> bool:
         self._names = names_in(node)
@@ -113,7 +112,7 @@ class _Transformer(RuleTransformer):
         if any(a.star for a in call.args):
             return "called with *args/**kwargs: convert it by hand"
         given = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
-        given.update(zip(_ATTENTION_PARAMS, [a.value for a in call.args if a.keyword is None]))
+        given.update(zip(ATTENTION_PARAMS, [a.value for a in call.args if a.keyword is None]))
         rate, deterministic = given.get("dropout_rate"), given.get("deterministic")
         off = (rate is None or code(rate) in ("0", "0.", "0.0")
                or (isinstance(deterministic, cst.Name) and deterministic.value == "True"))
@@ -143,14 +142,12 @@ class _Transformer(RuleTransformer):
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self._not_uses.add(id(node.name))
         if not self._params and not self._classes:
-            module = self.ctx.facts.module_name
-            qual = self.ctx.index.canonical(f"{module}.{node.name.value}" if module else node.name.value)
-            self._helper = qual if qual in self.ctx.index.rng_helpers else None
+            self._helper = self.ctx.index.rng_helper(self.ctx.facts.module_name, node.name.value)
         self._params.append({p.name.value for p in named_params(node.params)})
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
         self._params.pop()
-        self._helper = self._helper if self._params else None
+        self._helper = self._helper and bool(self._params)
         return updated
 
     def visit_Param(self, node: cst.Param) -> None:

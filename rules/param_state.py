@@ -48,7 +48,7 @@ import libcst as cst
 from linen_upgrade.facts import INIT_ARGS
 from linen_upgrade.rule import Context, Example, FastTransformer, NoChange, Rule, RuleTransformer
 from linen_upgrade.resolve import dotted
-from linen_upgrade.rules._cst import appended, kwarg
+from linen_upgrade.rules._cst import appended, kwarg, with_keyword_only
 from linen_upgrade.rules._modules import LegacyBodyTransformer
 
 # legacy signatures, for keyword calls
@@ -140,7 +140,7 @@ class _Transformer(LegacyBodyTransformer):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         top = not self._functions and not self._classes
-        self._functions.append(top and self._helper_qual(node.name) in self.ctx.index.rng_helpers)
+        self._functions.append(top and self.ctx.index.rng_helper(self.ctx.facts.module_name, node.name.value))
         return True
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
@@ -148,10 +148,7 @@ class _Transformer(LegacyBodyTransformer):
             return updated
         # only legacy modules call it: they hand over their rng (legacy drew it from nn.stochastic)
         self.fixed(f"{original.name.value}: nn.make_rng() -> the make_rng its module callers give")
-        params = updated.params
-        return updated.with_changes(params=params.with_changes(
-            kwonly_params=[*params.kwonly_params, cst.Param(cst.Name("make_rng"))],
-            star_arg=params.star_arg if params.star_arg is not cst.MaybeSentinel.DEFAULT else cst.ParamStar()))
+        return updated.with_changes(params=with_keyword_only(updated.params, "make_rng"))
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         updated = super().leave_ClassDef(original, updated)

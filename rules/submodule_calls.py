@@ -542,8 +542,8 @@ class _Transformer(AttentionCalls, CellCalls):
         other argument is positional than the first)."""
         qual = self.resolve_class(func)
         row = BUILTIN_MODULES.get(qual or "")
-        given = [a.keyword.value for a in call.args if a.keyword is not None and row is not None
-                 and a.keyword.value in row.unfixed] if call is not None else []
+        given = [a.keyword.value for a in call.args if a.keyword is not None and a.keyword.value in row.unfixed] \
+            if row is not None and call is not None else []
         if given:
             target = BUILTIN_MODULES[row.unfixed[given[0]]]  # type: ignore[union-attr]
             if sum(a.keyword is None and not a.star for a in call.args) > 1:  # type: ignore[union-attr]
@@ -873,15 +873,16 @@ class _Reads(FastVisitor):
     def visit_Subscript(self, node: cst.Subscript) -> None:
         self.subscripts += isinstance(node.value, cst.Name) and node.value.value == self.name
 
-    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
-        target = node.target
+    def _item(self, target: cst.BaseExpression) -> None:
+        """``name[key] = ...`` / ``del name[key]``: the file changes the dict."""
         self.stored = self.stored or isinstance(target, cst.Subscript) and isinstance(target.value, cst.Name) \
             and target.value.value == self.name
 
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self._item(node.target)
+
     def visit_Del(self, node: cst.Del) -> None:
-        target = node.target
-        self.stored = self.stored or isinstance(target, cst.Subscript) and isinstance(target.value, cst.Name) \
-            and target.value.value == self.name
+        self._item(node.target)
 
 
 def _name(expr: cst.BaseExpression) -> str:

@@ -254,6 +254,10 @@ def _legacy_dot_product_attention(query,
     return y
 
 
+# legacy ``dot_product_attention``'s positional parameters, in order (the copy's, less its ``make_rng``)
+ATTENTION_PARAMS: tuple[str, ...] = _legacy_dot_product_attention.__code__.co_varnames[
+    :_legacy_dot_product_attention.__code__.co_argcount - 1]
+
 NN_FUNCTIONS: dict[str, Callable] = {
     "flax.nn.make_padding_mask": _legacy_make_padding_mask,
     "flax.nn._make_causal_mask": _legacy_make_causal_mask,
