@@ -91,6 +91,8 @@ class CallSpec:
     star_attr: str | None = None
     star_positions: tuple[str, ...] = ()
     star_rest: tuple[str, ...] = ()  # legacy names of further ones: packed into ``forward_attr`` by name
+    # a user apply without ``**kwargs``: legacy raised TypeError for any other keyword (``rejected``)
+    closed: bool = False
 
     @classmethod
     def builtin(cls, row: BuiltinModule) -> CallSpec:
@@ -126,7 +128,8 @@ class CallSpec:
                    problem=split.problem, positional=sum(1 for p in params if p.kind == "pos"),
                    star_attr=split.star.name if split.star is not None else None,
                    star_positions=star.positions if isinstance(star, ArgsForward) else (),
-                   star_rest=star.rest if isinstance(star, ArgsForward) else ())
+                   star_rest=star.rest if isinstance(star, ArgsForward) else (),
+                   closed=not any(p.kind == "varkw" for p in params))
 
     def is_legacy_call(self, call: cst.Call, bound: frozenset[str] = frozenset()) -> bool:
         """Does ``call`` (with what a partial ``bound``) bind every required
@@ -176,6 +179,17 @@ def _last_without_comma(args: list[cst.Arg]) -> list[cst.Arg]:
     return [*args[:-1], args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)] if args else args
 
 
+def rejected(call: cst.Call, spec: CallSpec) -> list[str]:
+    """Keywords of ``call`` that the user module's apply does not take (and no ``**kwargs``
+    does): legacy raised TypeError there.  ``split_call`` keeps them as call inputs, so that
+    Linen's ``__call__`` raises it too (``LongformerBlock(x, ..., cache=None)`` in a decoder
+    nobody ran), where leaving the call legacy would fail differently."""
+    if not spec.closed:
+        return []
+    return [a.keyword.value for a in call.args
+            if a.keyword is not None and a.keyword.value != "name" and a.keyword.value not in spec.legacy]
+
+
 def split_call(call: cst.Call, spec: CallSpec, ctor: cst.BaseExpression,
                extra_ctor: list[cst.Arg] | None = None) -> tuple[cst.BaseExpression | None, str | None]:
     """``M(x, 32, name='a')`` -> ``M(32, name='a')(x)``, or ``(None, why not)``.
@@ -215,6 +229,8 @@ def split_call(call: cst.Call, spec: CallSpec, ctor: cst.BaseExpression,
             forwarded_inputs.append(a)
         elif spec.forward is not None and key in spec.forward.keys:
             packed.append((key, a))
+        elif key in rejected(call, spec):
+            forwarded_inputs.append(a)  # Linen's __call__ rejects it as legacy's apply did
         else:
             return None, f"unknown or repeated argument {key!r}"
     for key, a in [*by_name, *packed]:

@@ -112,7 +112,7 @@ from linen_upgrade.rules._factory_branches import (Branches, assignments, read_b
 from linen_upgrade.rules._fixed_inputs import FunctionScan, append_keywords
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
 from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, inputs_fixable,
-                                          is_function_module, spec_for_qual, split_call)
+                                          is_function_module, rejected, spec_for_qual, split_call)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 
@@ -839,6 +839,9 @@ class _Transformer(AttentionCalls, CellCalls):
         new = self._wrap_two_arg_initializers(new, call_spec, init_qual)
         new = attention_result(new, mask, decode, query)
         self.keep_comments(given, new)
+        for key in rejected(updated, call_spec):
+            self.fixed(f"{_name(func)}(..., {key}=...): its apply takes no {key}, so legacy raised TypeError "
+                       f"here; the Linen call keeps {key}= and raises it too: drop it if this code should run")
         # the output's name: nn.dropout -> nn.Dropout
         self.fixed(f"{_name(func)}(x, ...) -> {_name(ctor)}(...)(x)")
         return new

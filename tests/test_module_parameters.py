@@ -3,6 +3,9 @@
 after the upgrade: proven on flax 0.3.6 with weights carried over."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from conftest import FIXTURES, assert_verified, upgrade_and_verify
@@ -28,3 +31,30 @@ def results(tmp_path_factory):
 @pytest.mark.parametrize("module", sorted(CASES))
 def test_module_class_parameters_match_legacy(module, results):
     assert_verified(results[module], CASES[module][1])
+
+
+REJECTED = FIXTURES / "rules" / "submodule_calls" / "keyword_legacy_rejected"
+RAISES = """
+import jax, jax.numpy as jnp
+exec(open({path!r}).read())
+try:
+    {init}
+except TypeError as e:
+    print("TypeError:" + str(e).split("()", 1)[1])
+"""
+
+
+def test_keyword_legacy_rejected_is_rejected_by_linen_too(tmp_path):
+    """A keyword the module's apply does not take (``cache=None`` to a block without
+    one): legacy raised TypeError at that call, and the rewritten call raises it too."""
+    from linen_upgrade.verify import runner
+    legacy = tmp_path / "legacy.py"
+    legacy.write_text(RAISES.format(path=str(REJECTED.with_suffix(".in.py")),
+                                    init="Decoder.init_by_shape(jax.random.PRNGKey(0), [((1, 3), jnp.float32)])"))
+    linen = tmp_path / "linen.py"
+    linen.write_text(RAISES.format(path=str(REJECTED.with_suffix(".out.py")),
+                                   init="Decoder().init(jax.random.PRNGKey(0), jnp.zeros((1, 3)))"))
+    old = runner.run_legacy(str(legacy), timeout=300)
+    new = subprocess.run([sys.executable, str(linen)], capture_output=True, text=True, timeout=300)
+    assert old.ok and new.returncode == 0, (old.stderr, new.stderr)
+    assert old.stdout.strip() == new.stdout.strip() == "TypeError: got an unexpected keyword argument 'cache'"
