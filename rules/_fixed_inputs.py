@@ -11,11 +11,15 @@ carries them.
 That is exact only when each call computes the value the definition did:
 the local is bound once and only called, after its definition, in the same
 function (not in a nested function, lambda or comprehension, which could
-run later or shadow a name); each fixed value is a constant, a name not
+run later or shadow a name) -- or handed, as a whole argument, to a function
+defined in this one (``def stack(y, block, n): ... block(y, growth)``) that
+every call hands this local at that parameter and that only calls the
+parameter: its calls there are the local's calls (``hand_overs``); each
+fixed value is a constant, a name not
 rebound after the definition (parameters, locals and globals assigned only
 before the definition and outside loops), an attribute read of ``self`` or
-of a global, or operators over those (``not train``).  Anything else keeps
-LU103's TODO.
+of a global, or operators over those (``not train``), and, read in a
+function it is handed to, not bound there.  Anything else keeps LU103's TODO.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class FunctionScan(FastVisitor):
 
     def __init__(self, fn: cst.FunctionDef) -> None:
         super().__init__()
+        self.fn = fn
         params = fn.params
         self.params = {p.name.value for p in named_params(params)}
         for star in (params.star_arg, params.star_kwarg):
@@ -59,6 +64,11 @@ class FunctionScan(FastVisitor):
         self.reads: dict[str, list[tuple[int, cst.Call | None]]] = {}  # name -> (order, the call at this level)
         self.outer: dict[int, cst.Call] = {}  # call -> the call of its result, f(...)(x)
         self.called: set[str] = set()  # names called somewhere, nested scopes included
+        self.nested: dict[str, cst.FunctionDef] = {}  # functions defined directly in this one
+        self.assigned: dict[str, cst.Assign] = {}  # ``name = ...`` directly in this one (the last)
+        self._arg_of: dict[int, tuple[cst.Call, cst.Arg]] = {}  # Name node -> the call it is a whole argument of
+        self._passed: dict[str, dict[int, tuple[cst.Call, cst.Arg]]] = {}  # name -> order -> (call, arg)
+        self._inner: dict[int, FunctionScan] = {}
         fn.body.visit(self)
 
     def on_visit(self, node: cst.CSTNode) -> bool:
@@ -92,9 +102,16 @@ class FunctionScan(FastVisitor):
             self._callee[id(node.func)] = node
         elif isinstance(node.func, cst.Call):
             self.outer[id(node.func)] = node
+        for a in node.args:
+            if isinstance(a.value, cst.Name) and not a.star:
+                self._arg_of[id(a.value)] = (node, a)
 
     def _bind(self, target: cst.CSTNode) -> None:
         self._targets.update(id(n) for n in target_names(target))
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if not self._nested and len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name):
+            self.assigned[node.targets[0].target.value] = node
 
     def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
         self._bind(node.target)
@@ -125,6 +142,8 @@ class FunctionScan(FastVisitor):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self._bind(node.name)
+        if self._nested == 1:
+            self.nested[node.name.value] = node
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self._bind(node.name)
@@ -153,18 +172,74 @@ class FunctionScan(FastVisitor):
                 self.called.add(node.value)
             call = None if self._nested else self._callee.get(id(node))
             self.reads.setdefault(node.value, []).append((self.order, call))
+            if not self._nested and id(node) in self._arg_of:
+                self._passed.setdefault(node.value, {})[self.order] = self._arg_of[id(node)]
 
     def calls(self, name: str) -> list[cst.Call]:
-        return [c for _, c in self.reads.get(name, []) if c is not None]
+        """The calls of the local ``name``: here, and of the parameters it is handed to."""
+        here = [c for _, c in self.reads.get(name, []) if c is not None]
+        return here + [c for inner, param in self.hand_overs(name) or () for c in inner.calls(param)]
+
+    def inner(self, fn: cst.FunctionDef) -> FunctionScan:
+        if id(fn) not in self._inner:
+            self._inner[id(fn)] = FunctionScan(fn)
+        return self._inner[id(fn)]
+
+    def _shadowed(self, name: str, order: int) -> bool:
+        """Is the node at ``order`` inside a function defined here that binds ``name`` itself?"""
+        for fn in self.nested.values():
+            if self.start[id(fn)] <= order <= self.end[id(fn)]:
+                inner = self.inner(fn)
+                return name in inner.params or name in inner.bindings
+        return False
+
+    def _own(self, table: dict, name: str) -> list:
+        return [entry for entry in table.get(name, []) if not self._shadowed(name, entry[0])]
+
+    def _parameter(self, call: cst.Call, arg: cst.Arg) -> tuple[cst.FunctionDef, str] | None:
+        """(the function defined here that ``call`` calls, the parameter ``arg`` fills)."""
+        fn = self.nested.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        if fn is None or fn.decorators or len(self.bindings.get(fn.name.value, [])) != 1 \
+                or any(a.star for a in call.args):
+            return None
+        if arg.keyword is not None:
+            names = {p.name.value for p in named_params(fn.params)}
+            return (fn, arg.keyword.value) if arg.keyword.value in names else None
+        positional = [*fn.params.posonly_params, *fn.params.params]
+        index = [a for a in call.args if a.keyword is None].index(arg)
+        return (fn, positional[index].name.value) if index < len(positional) else None
+
+    def hand_overs(self, name: str) -> list[tuple[FunctionScan, str]] | None:
+        """(scan, parameter) of each function defined here that the local ``name`` is handed to
+        where not called, when every call of that function hands ``name`` at that parameter and
+        the function only calls it; None when some use is neither a call nor such a hand-over."""
+        found: list[tuple[cst.FunctionDef, str]] = []
+        for order, call in self._own(self.reads, name):
+            passed = self._passed.get(name, {}).get(order)
+            target = self._parameter(*passed) if call is None and passed is not None else None
+            if call is None and target is None:
+                return None
+            if target is not None and target not in found:
+                found.append(target)
+        out = []
+        for fn, param in found:
+            calls = [c for _, c in self.reads.get(fn.name.value, [])]
+            inner = self.inner(fn)
+            if any(c is None or not _hands(c, fn, param, name, self) for c in calls) \
+                    or param in inner.bindings or param in inner.unstable \
+                    or any(c is None for _, c in inner.reads.get(param, [])):
+                return None
+            out.append((inner, param))
+        return out
 
     def only_called(self, assign: cst.Assign, name: str) -> str | None:
         """Why the local ``name`` bound by ``assign`` is not just called after it,
-        in this function (not passed on, returned, rebound, or used in a nested
-        scope); None when it is."""
-        if len(self.bindings.get(name, [])) != 1 or name in self.params or name in self.unstable:
+        in this function or a function defined here that it is handed to (not passed
+        on otherwise, returned, rebound, or used in a nested scope); None when it is."""
+        if len(self._own(self.bindings, name)) != 1 or name in self.params or name in self.unstable:
             return f"{name} is bound more than once"
-        reads = self.reads.get(name, [])
-        if not reads or any(call is None or order <= self.end[id(assign)] for order, call in reads):
+        reads = self._own(self.reads, name)
+        if not reads or self.hand_overs(name) is None or any(order <= self.end[id(assign)] for order, _ in reads):
             return f"{name} is used otherwise than called after its definition, in the same function"
         return None
 
@@ -178,6 +253,10 @@ class FunctionScan(FastVisitor):
             why = self._stable(value, self.start[id(assign)])
             if why:
                 return why
+            for inner, _ in self.hand_overs(name) or ():  # read there at its calls
+                bound = next((n for n in _names(value) if n in inner.params or n in inner.bindings), None)
+                if bound is not None:
+                    return f"{bound} is bound in {inner.fn.name.value}, which calls {name}"
         return None
 
     def _stable(self, expr: cst.BaseExpression, before: int) -> str | None:
@@ -215,6 +294,21 @@ class FunctionScan(FastVisitor):
         # bindings before the definition that no loop can run again: none runs after it
         stable = all(not again and order < before for order, again in binds)
         return None if stable and name not in self.unstable else changing
+
+
+def _hands(call: cst.Call, fn: cst.FunctionDef, param: str, name: str, scan: FunctionScan) -> bool:
+    """Does ``call`` (of ``fn``) pass the bare name ``name`` at ``fn``'s parameter ``param``?"""
+    return any(isinstance(a.value, cst.Name) and a.value.value == name
+               and scan._parameter(call, a) == (fn, param) for a in call.args)
+
+
+def _names(expr: cst.CSTNode) -> set[str]:
+    """The variables ``expr`` reads (the root of ``a.b.c``, not ``b`` or ``c``)."""
+    if isinstance(expr, cst.Name):
+        return {expr.value}
+    if isinstance(expr, cst.Attribute):
+        return _names(expr.value)
+    return {n for child in expr.children for n in _names(child)}
 
 
 def passes(call: cst.Call, keywords: list[str]) -> bool:

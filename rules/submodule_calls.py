@@ -219,7 +219,7 @@ class _Transformer(AttentionCalls, CellCalls):
         if not (self._functions or self._legacy_class_depth):  # a top-level function
             branches = read_branches(node, self.ctx.facts, self.ctx.index, node.name.value)
             self._wrapped.update(dict.fromkeys(branches.plain, branches) if branches is not None else {})
-        self._partials.append({})
+        self._partials.append(self._handed_partials(node))
         self._functions.append(node)
         self._hidden.append(local_names(node))
         return True
@@ -306,19 +306,39 @@ class _Transformer(AttentionCalls, CellCalls):
             if spec is not None:
                 self._partials[-1][node.targets[0].target.value] = (spec[0], frozenset(), "partial", ())
             return True
+        entry = self._partial_entry(node)
+        if entry is not None:
+            self._partials[-1][node.targets[0].target.value] = entry
+        return True
+
+    def _partial_entry(self, node: cst.Assign) -> tuple[CallSpec, frozenset[str], str, tuple[cst.Arg, ...]] | None:
+        """How calls of the local ``x = M.partial(...)`` / ``M.shared(...)`` (of the innermost function)
+        split: (spec, keywords it fixed, "partial"|"shared", the inputs moved to its calls)."""
+        value = node.value
         if not (isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute)
                 and value.func.attr.value in ("partial", "shared")):
-            return True
+            return None
         spec = self._spec(value.func.value)
-        if spec is not None and self._in_plain_function() and self._scan().only_called(
-                node, node.targets[0].target.value):
-            return True  # passed on or returned: LU103 leaves it legacy, LU201/LU901 see to its uses
-        if spec is not None:
-            bound = frozenset(a.keyword.value for a in value.args if a.keyword is not None)
-            kind = value.func.attr.value
-            carried = self._carried(node, spec[0])
-            self._partials[-1][node.targets[0].target.value] = (spec[0], bound, kind, carried)
-        return True
+        if spec is None or self._in_plain_function() and self._scan().only_called(
+                node, node.targets[0].target.value):  # type: ignore[attr-defined]
+            return None  # passed on or returned: LU103 leaves it legacy, LU201/LU901 see to its uses
+        bound = frozenset(a.keyword.value for a in value.args if a.keyword is not None)
+        return spec[0], bound, value.func.attr.value, self._carried(node, spec[0])
+
+    def _handed_partials(self, fn: cst.FunctionDef) -> dict:
+        """``def stack(y, block): ... block(y, 4)`` defined in a function whose local
+        ``block = Block.partial(...)`` each call of ``stack`` hands it (and that ``stack`` only
+        calls): the parameter's calls split like the local's (``FunctionScan.hand_overs``)."""
+        if not self._partials or not self._functions:
+            return {}
+        scan, frame = self._scan(), {}
+        for name, assign in scan.assigned.items():
+            handed = [param for inner, param in scan.hand_overs(name) or () if inner.fn is fn] \
+                if fn.name.value in scan.nested and name in scan._passed else []
+            entry = self._partial_entry(assign) if handed else None
+            if entry is not None:
+                frame.update(dict.fromkeys(handed, entry))
+        return frame
 
     def _returned_by(self, call: cst.Call) -> Returned | None:
         """What ``f(...)`` returns when ``f`` is a function of the run returning module definitions."""
@@ -434,6 +454,9 @@ class _Transformer(AttentionCalls, CellCalls):
                     "partial", "shared"):
                 v = v.func.value
             local = isinstance(v, cst.Name) and v.value in self._partials[-1] and self._becomes_linen(v.value)
+            if local and any(inner.fn.name.value == _name(call.func)
+                             for inner, _ in self._scan().hand_overs(v.value) or ()):
+                continue  # its calls there split like the local's (``_handed_partials``)
             definition = local or self._spec(v) is not None or self._alias(v) is not None
             if definition and self._factories.is_function(call.func, self.resolve(call.func)) \
                     and self._returned_by(call) is None:  # a function returning definitions: its calls' TODO
@@ -772,6 +795,8 @@ class _Transformer(AttentionCalls, CellCalls):
                               "pass them where it is created")
                     return updated
                 return self._with_carried(updated, carried, call_spec.linen_call, call_spec.renames)
+            if not self._becomes_linen(func.value):
+                return updated  # LU103 leaves the definition legacy with its TODO, LU901 says so here
         elif (alias := self._alias(func)) is not None:
             target, bound = alias
             target_spec = spec_for_qual(target, self.ctx.index)
