@@ -8,17 +8,26 @@ is imported (annotations are evaluated at ``def`` unless postponed).  ``Any`` sa
 nothing false and changes nothing at run time.  The annotation is no evidence of what
 a value is (the rules decide that by data flow): a parameter annotated so that no call
 of the run hands a Model (a library function) keeps its uses as written, and gets a
-TODO saying so.  ``isinstance(m, nn.Model)`` keeps LU901's TODO, and so does
-``flax.optim.Optimizer`` (whether the optimizer became a TrainState is LU302's call).
+TODO saying so.  A type alias (``MaskFn = Callable[[flax.nn.Model, float], Mask]``: an
+assignment of a subscript of a ``typing``, ``typing_extensions`` or ``collections.abc`` name)
+gets ``Any`` in its type positions too (not in ``Literal[...]`` nor ``Annotated``'s metadata;
+not a ``Union``/``Optional`` with a legacy member, which ``isinstance`` may read); other type
+expressions are values (``isinstance(m, nn.Model)``, ``nn.Model(M, params)``) and
+keep LU901's TODO, and so does ``flax.optim.Optimizer`` (whether the optimizer became a
+TrainState is LU302's call).  A file naming legacy types so is walked even where nothing
+else is there for LU202 (``names_legacy_type``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import libcst as cst
 
-from linen_upgrade.rule import FastTransformer
+from linen_upgrade.rule import FastTransformer, FastVisitor
 from linen_upgrade.rules._cst import build_dotted, code, spell_any
 from linen_upgrade.rules._usage import MODEL, STATE, UsageTransformer
+from linen_upgrade.rules._usage_analysis import Analysis
 
 # legacy types with no current counterpart of the same meaning
 LEGACY_TYPES = frozenset({"flax.nn.Model", "flax.nn.Collection", "flax.nn.base.Model", "flax.nn.base.Collection"})
@@ -47,6 +56,22 @@ class Annotations(UsageTransformer):
         self.fixed(f"type annotation {spelled}: legacy types -> Any")
         return updated.with_changes(annotation=new)
 
+    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
+        return self._alias(super().leave_Assign(original, updated))
+
+    def leave_AnnAssign(self, original: cst.AnnAssign, updated: cst.AnnAssign) -> cst.AnnAssign:
+        return self._alias(super().leave_AnnAssign(original, updated))
+
+    def _alias(self, updated: cst.Assign | cst.AnnAssign) -> cst.Assign | cst.AnnAssign:
+        """``MaskFn = Callable[[flax.nn.Model], Mask]`` -> ``Callable[[Any], Mask]``."""
+        if not isinstance(updated, (cst.Assign, cst.AnnAssign)) or not isinstance(updated.value, cst.Subscript):
+            return updated
+        new = _alias_typed(updated.value, self.resolve, self._spelled_any)
+        if new is updated.value:
+            return updated
+        self.fixed(f"type alias {code(updated.value)}: legacy types -> Any")
+        return updated.with_changes(value=new)
+
     def _followed(self, param: cst.Param) -> bool:
         """Does the analysis give this parameter one Model's or state's type (what its uses convert by)?"""
         fn = self.a.parent.get(id(self.a.parent.get(id(param))))
@@ -56,9 +81,90 @@ class Annotations(UsageTransformer):
 
     def _any(self, node: cst.Name | cst.Attribute) -> cst.BaseExpression | None:
         """``Any`` (as this file can write it) for a node naming a legacy type, else None."""
-        if self.resolve(node) not in LEGACY_TYPES:
-            return None
+        return self._spelled_any() if self.resolve(node) in LEGACY_TYPES else None
+
+    def _spelled_any(self) -> cst.BaseExpression:
         imports = self.ctx.facts.imports  # (the module scope binds imported names too)
         spelled, needed = spell_any(imports, "Any" in self.a.module_scope.bound and "Any" not in imports.aliases)
         self.imports.add(needed)
         return build_dotted(spelled)
+
+
+def typed(expr: cst.BaseExpression, resolve: Callable[[cst.CSTNode], str | None],
+          any_: Callable[[], cst.BaseExpression]) -> cst.BaseExpression:
+    """``expr`` with ``any_()`` for each legacy type in a type position of a typing subscript
+    (``Callable[[flax.nn.Model], X]``, ``Dict[str, nn.Collection]``); ``expr`` itself if none."""
+    if isinstance(expr, (cst.Name, cst.Attribute)):
+        return any_() if resolve(expr) in LEGACY_TYPES else expr
+    if isinstance(expr, cst.List):  # Callable's parameter list
+        elements = [e.with_changes(value=typed(e.value, resolve, any_)) for e in expr.elements]
+        changed = any(n.value is not e.value for n, e in zip(elements, expr.elements))
+        return expr.with_changes(elements=elements) if changed else expr
+    if not isinstance(expr, cst.Subscript):
+        return expr
+    qual = resolve(expr.value) or ""
+    module, _, name = qual.rpartition(".")
+    if module not in _TYPING_MODULES or name == "Literal":  # Literal[...] holds values
+        return expr
+    types = 1 if name == "Annotated" else len(expr.slice)  # Annotated's metadata are values
+    elements = [e.with_changes(slice=e.slice.with_changes(value=typed(e.slice.value, resolve, any_)))
+                if i < types and isinstance(e.slice, cst.Index) else e for i, e in enumerate(expr.slice)]
+    if all(n.slice.value is e.slice.value for n, e in zip(elements, expr.slice)):  # type: ignore[attr-defined]
+        return expr
+    return expr.with_changes(slice=elements)
+
+
+_TYPING_MODULES = frozenset({"typing", "typing_extensions", "collections.abc"})
+
+
+def _alias_typed(value: cst.BaseExpression, resolve: Callable[[cst.CSTNode], str | None],
+                 any_: Callable[[], cst.BaseExpression]) -> cst.BaseExpression:
+    """``typed`` for the value of an assignment, except a union with a legacy type as a member
+    (``Kinds = Union[nn.Model, nn.Collection]``): ``isinstance(x, Kinds)`` worked (Python 3.10+),
+    ``isinstance(x, Any)`` raises, and the uses of the alias name no legacy type to be marked at."""
+    if isinstance(value, cst.Subscript) and (resolve(value.value) or "").rpartition(".")[2] in ("Union", "Optional") \
+            and any(isinstance(e.slice, cst.Index) and resolve(e.slice.value) in LEGACY_TYPES for e in value.slice):
+        return value
+    return typed(value, resolve, any_)
+
+
+def names_legacy_type(module: cst.Module, a: Analysis) -> bool:
+    """Does ``module`` name a legacy type in an annotation or a type alias (what ``Annotations``
+    rewrites), where nothing else may be there for LU202 (a library function ``f(model: nn.Model)``)?"""
+    if not LEGACY_TYPES & a.facts.qualnames:
+        return False
+    resolve = a.facts.imports.resolve
+    found = False
+
+    class _Types(FastVisitor):
+        annotation = 0
+
+        def visit_Annotation(self, node: cst.Annotation) -> None:
+            self.annotation += 1
+
+        def leave_Annotation(self, node: cst.Annotation) -> None:
+            self.annotation -= 1
+
+        def visit_Name(self, node: cst.Name) -> None:
+            self._name(node)
+
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            self._name(node)
+
+        def _name(self, node: cst.Name | cst.Attribute) -> None:
+            nonlocal found
+            found = found or self.annotation > 0 and resolve(node) in LEGACY_TYPES
+
+        def visit_Assign(self, node: cst.Assign) -> None:
+            self._alias(node.value)
+
+        def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+            if node.value is not None:
+                self._alias(node.value)
+
+        def _alias(self, value: cst.BaseExpression) -> None:
+            nonlocal found
+            found = found or isinstance(value, cst.Subscript) and _alias_typed(value, resolve, cst.Ellipsis) is not value
+
+    module.visit(_Types())
+    return found

@@ -49,8 +49,10 @@ What it does
     is one of them picked by ``models[-1]``, ``models[i]``, ``b if flag else a``
     or ``a or b`` (with a value not known as a Model: a TODO at its uses).  Type
     annotations naming ``nn.Model``/``nn.Collection`` (``-> Tuple[nn.Model,
-    nn.Collection]``) become ``Any``; a parameter so annotated that the rules
-    follow no Model into gets a TODO (``_model_annotations.py``).  Keywords a
+    nn.Collection]``) and type aliases naming them (``MaskFn =
+    Callable[[nn.Model], Mask]``) become ``Any``, also in a file with nothing
+    else for this rule; a parameter so annotated that the rules follow no
+    Model into gets a TODO (``_model_annotations.py``).  Keywords a
     wrapper forwards through ``**kwargs`` are packed as the module rules pack
     them (``W().apply(..., train=t)`` with ``W(kwargs={'features': 3})``).
     A module definition chosen at run time (a factory returning partials of
@@ -152,7 +154,7 @@ import libcst as cst
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Example, NoChange, RuleTransformer
 from linen_upgrade.rules._cst import appended, comma_list
-from linen_upgrade.rules._model_annotations import Annotations
+from linen_upgrade.rules._model_annotations import Annotations, names_legacy_type
 from linen_upgrade.rules._model_collections import Collections, outputs, renumbered_keys
 from linen_upgrade.rules._model_escapes import Escapes
 from linen_upgrade.rules._model_values import Values
@@ -211,7 +213,7 @@ class ModelApply(UsageRule):
 
     def relevant(self, module: cst.Module, a: Analysis) -> bool:
         # params['Dense_2'] is read where no Model is left (init_by_shape's params, LU201's by now)
-        return super().relevant(module, a) or renumbered_keys(module, a)
+        return super().relevant(module, a) or renumbered_keys(module, a) or names_legacy_type(module, a)
 
     def transformer(self, ctx: Context) -> RuleTransformer:
         return _Transformer(self, ctx)
