@@ -54,13 +54,20 @@ def _legacy_names(ctx: Context) -> bool:
 def _usage(ctx: Context) -> bool:
     """Legacy flax.nn or flax.optim names, legacy module classes, or an import of a
     file of the run that defines legacy module classes (a Model may come from there),
-    or, in a file without flax in a run with legacy module classes, a legacy key
-    (``params['Dense_2']`` in a helper handed a Model's params)."""
+    or, in a run with legacy module classes, a file with flax whose names another file
+    uses (a Model may be handed to its functions: ``stats.count(model)``, where
+    ``model.params`` must become the params as the caller's Model does), or a file
+    without flax with a legacy key (``params['Dense_2']`` in a helper handed a Model's params)."""
     if _legacy_names(ctx):
         return True
     legacy_files = {q.rpartition(".")[0] for q in ctx.index.modules}
-    return bool(ctx.facts.imports.imported_modules & legacy_files) \
-        or bool(legacy_files) and ctx.facts.legacy_keys and not ctx.facts.references("flax")
+    if not legacy_files:
+        return False
+    if ctx.facts.imports.imported_modules & legacy_files:
+        return True
+    if ctx.facts.references("flax"):
+        return ctx.facts.module_name in ctx.index.referenced
+    return bool(ctx.facts.legacy_keys)
 
 
 def _leftovers(ctx: Context) -> bool:

@@ -86,6 +86,8 @@ class ProjectIndex:
     # ``module.name`` of another file of the run -> module names of the files that reference it
     # (``models.predict(model, x)``): where a Model may be handed to that function
     referrers: dict[str, set[str]] = field(default_factory=dict)
+    # modules of the run's files whose names another file of the run uses (the modules of ``referrers``)
+    referenced: set[str] = field(default_factory=set)
     # top-level functions drawing legacy ``nn.make_rng()`` (or calling ``nn.dot_product_attention``, which
     # drew it) that the run only calls from legacy module classes: LU104 gives them the module's rng
     # (``make_rng=lambda: self.make_rng('dropout')``); ``rng_helper`` asks
@@ -256,6 +258,7 @@ class ProjectIndex:
                 module = qual.rpartition(".")[0]
                 if module in run and module != me:
                     self.referrers.setdefault(qual, set()).add(me)
+                    self.referenced.add(module)
                     uses.setdefault(me, set()).add(module)
         stack = [f.module_name for f in all_facts if f.references("flax.optim")]
         self.optim_creators = set(stack)

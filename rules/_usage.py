@@ -41,7 +41,7 @@ from linen_upgrade.rules._usage_frames import Frame, count_sites, key_draws, par
 from linen_upgrade.rules._usage_paths import COLLECTION_METHODS, LEAF_READERS, legacy_key
 from linen_upgrade.rules._usage_scopes import Scope
 from linen_upgrade.rules._usage_types import (CAPTURE, CLASS, CONFLICT, DEF, ELSEWHERE, FOREIGN, FUNC, INSTANCE, MODEL,
-                                              OPTIM, STATE, TRUNC, TUPLE, UNWRITABLE, VARIABLES, ModuleRef, Ty,
+                                              OPTIM, STATE, TRUNC, TUPLE, UNNAMED, UNWRITABLE, VARIABLES, ModuleRef, Ty,
                                               conflict, conflict_message, element, join, unwrap_func)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
@@ -305,6 +305,9 @@ class UsageTransformer(RuleTransformer):
         ``at``, and the call inputs; or the reason it cannot be written."""
         if ref.choices:
             return self._chosen_constructor(ref, at, args)
+        why = next((w for w, qual in UNNAMED.items() if qual == ref.qual), None)
+        if why is not None:  # a Model another file hands in or returns
+            return None, [], f"a call of {conflict_message(conflict(MODEL, why))}: convert by hand"
         spec = self.a.spec(ref.qual)
         if spec is None:
             return None, [], f"{ref.qual}: its apply signature is unknown (a module of another run?)"

@@ -17,7 +17,8 @@ from linen_upgrade.engine import SourceError, decode, facts_for, tree_of
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.rules._cst import express
 from linen_upgrade.rules._usage_types import (CLASS, CONFLICT, DEF, ELSEWHERE, FOREIGN, FUNC, INSTANCE, MODEL, OPTIM, STATE,
-                                              TRUNC, TUPLE, UNWRITABLE, Ty, conflict, join, unwrap_func)
+                                              TRUNC, TUPLE, UNNAMED, UNWRITABLE, Ty, conflict, join, unnamed,
+                                              unwrap_func)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 if TYPE_CHECKING:
@@ -172,13 +173,13 @@ def _seed(a: Analysis, other: Analysis, t: Ty | None, nested: bool = True) -> Ty
     if t.kind == DEF and t.ref is not None and t.ref.choices:
         return Ty(DEF, t.ref.without_var())  # a value there: module() wherever it is held, no class named
     if t.kind in (MODEL, TRUNC, DEF) and t.ref is not None:
-        if not t.ref.portable:
-            return conflict(t.kind, ELSEWHERE)
         qual = t.ref.qual
-        if not (qual in BUILTIN_MODULES or qual.rpartition(".")[0] == a.facts.module_name
-                or express(qual, a.facts.imports)[1] is None):
-            return conflict(t.kind, UNWRITABLE)
-        return Ty(t.kind, t.ref.without_var(), t.items)
+        writable = t.ref.portable and (qual in BUILTIN_MODULES or qual.rpartition(".")[0] == a.facts.module_name
+                                       or express(qual, a.facts.imports)[1] is None)
+        if writable:
+            return Ty(t.kind, t.ref.without_var(), t.items)
+        why = ELSEWHERE if not t.ref.portable else UNWRITABLE
+        return unnamed(MODEL, why) if t.kind == MODEL else conflict(t.kind, why)  # a Model: its params convert
     if t.kind == STATE:
         return Ty(STATE, t.ref.without_var() if t.ref is not None else None)
     if t.kind == CONFLICT and (MODEL in t.items or TRUNC in t.items):
@@ -194,5 +195,7 @@ def _portable(t: Ty | None) -> Ty | None:
     if t.kind in (MODEL, OPTIM, DEF) and t.ref is not None:
         if t.kind == DEF and t.ref.choices:
             return Ty(DEF, t.ref.without_var())  # a value here: module() wherever it is held, no class named
-        return Ty(t.kind, t.ref.without_var()) if t.ref.portable else conflict(t.kind, ELSEWHERE)
+        if t.ref.portable or t.ref.qual in UNNAMED.values():  # (a Model that file could not name either)
+            return Ty(t.kind, t.ref.without_var())
+        return unnamed(MODEL, ELSEWHERE) if t.kind == MODEL else conflict(t.kind, ELSEWHERE)
     return t if t.kind == STATE else None

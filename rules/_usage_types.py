@@ -26,6 +26,18 @@ FOREIGN = "foreign"
 RUNTIME = "<module chosen at run time>"
 
 
+# the class of a Model another file hands in or returns that this file cannot construct (it does not
+# import the class, or only that file knows the keywords of its ``.partial``): its params convert as any
+# Model's; an apply of it finds no signature for this name (``Usage.constructor``) and leaves a TODO
+# (by why: ELSEWHERE or UNWRITABLE, whose ``conflict_message`` the TODO says)
+UNNAMED = {ELSEWHERE: "<a module class configured in another file>",
+           UNWRITABLE: "<a module class this file does not import>"}
+
+
+def unnamed(kind: str, why: str) -> Ty:
+    return Ty(kind, ModuleRef(UNNAMED[why], portable=False, file_names=None))
+
+
 # the function LU201 writes into a file for ``M.partial(**kwargs)`` (``_usage_sites``): a partial there
 PARTIAL_HELPER = "_module_partial"
 # the function LU201 writes into a file for ``M.partial(k=v)`` fixing call inputs of a class of the run
@@ -103,8 +115,8 @@ def conflict_message(t: Ty) -> str:
         return ("a Model made in another file by a .partial whose keywords are known only there: "
                 "build the Linen module there and hand it over with the params")
     if UNWRITABLE in t.items:
-        return ("a Model handed in by another file, of a module class this file does not import: "
-                "import the class here, or apply the Linen module where it is defined")
+        return ("a Model another file hands over, of a module class this file does not import or cannot tell: "
+                "apply the Linen module where the class is known, or import it here")
     return "a value that holds different legacy models (or a Model and something else) at different call sites"
 
 
