@@ -56,8 +56,9 @@ def _usage(ctx: Context) -> bool:
     file of the run that defines legacy module classes (a Model may come from there),
     or, in a run with legacy module classes, a file with flax whose names another file
     uses (a Model may be handed to its functions: ``stats.count(model)``, where
-    ``model.params`` must become the params as the caller's Model does), or a file
-    without flax with a legacy key (``params['Dense_2']`` in a helper handed a Model's params)."""
+    ``model.params`` must become the params as the caller's Model does; with or without flax:
+    ``pipeline._model_reach`` reads such files), or a file without flax with a legacy key
+    (``params['Dense_2']`` in a helper handed a Model's params)."""
     if _legacy_names(ctx):
         return True
     legacy_files = {q.rpartition(".")[0] for q in ctx.index.modules}
@@ -65,9 +66,9 @@ def _usage(ctx: Context) -> bool:
         return False
     if ctx.facts.imports.imported_modules & legacy_files:
         return True
-    if ctx.facts.references("flax"):
-        return ctx.facts.module_name in ctx.index.referenced
-    return bool(ctx.facts.legacy_keys)
+    if ctx.facts.module_name in ctx.index.referenced:
+        return True
+    return not ctx.facts.references("flax") and bool(ctx.facts.legacy_keys)
 
 
 def _leftovers(ctx: Context) -> bool:

@@ -6,7 +6,9 @@ tables rename, a FrozenDict-only call, a TODO of ours) get ``ast`` facts, the
 rest only a regex of their imports.  Such a file is still a candidate when it
 imports a module of the run that uses legacy flax (implicit legacy:
 ``model.params`` on a model built elsewhere), or holds a legacy key
-(``params['Dense_2']``) in a run with legacy flax, or when
+(``params['Dense_2']``) in a run with legacy flax, or when a file using
+``flax.nn`` imports it, directly or through such files (a Model may be handed
+to its functions: ``stats.count(model)``, LU202), or when
 a file using ``flax.optim`` imports it, directly or through such files, or it
 imports one of those (an optimizer may be handed to its functions: LU302).
 Index: legacy module classes across all candidates; with a pool, LU302's
@@ -217,6 +219,10 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
             # a helper reading params or state by a legacy key (count(params): params['Dense_2']),
             # handed them by a file of the run whatever imports what
             secondary += [s.path for s in imported if s.keys and not s.imports & legacy]
+            handed = _model_reach(scans, imported, set(secondary))
+            secondary += handed
+            # read as the files with flax are: calls of their functions are followed (``Analysis``)
+            flax_modules |= _with_packages({s.module for s in imported if s.path in set(handed)})
             secondary += _optim_reach(scans, imported, set(secondary))
         if secondary:
             again = {s.path: s for s in _map(pool, _scan_facts, secondary)}
@@ -259,6 +265,31 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
 
 
 _OPTIM_REACH_CAP = 200
+
+
+def _model_reach(scans: list[Scan], imported: list[Scan], chosen: set[str]) -> list[str]:
+    """Files without legacy names that the files using ``flax.nn`` import, and those import,
+    transitively: a legacy Model may be handed to their functions (``stats.count(model)``, which
+    reads ``model.params``), and the caller hands over the params where LU202 converts the callee,
+    so the callee's file must be read too (``applicability._usage``: ``index.referenced``)."""
+    reach: set[str] = set()
+    for s in scans:
+        if s.facts is not None and s.facts.references("flax.nn"):
+            reach |= s.facts.imports.imported_modules
+    reach |= {m for s in imported if s.path in chosen for m in s.imports}
+    chosen = set(chosen)
+    found: list[str] = []
+    changed = True
+    while changed:
+        changed = False
+        for s in imported:
+            if s.module in reach and s.path not in chosen:
+                chosen.add(s.path)
+                found.append(s.path)
+                reach |= s.imports
+                changed = True
+    # (as _optim_reach: a library every file imports would pull in the whole tree)
+    return found if len(found) <= _OPTIM_REACH_CAP else []
 
 
 def _optim_reach(scans: list[Scan], imported: list[Scan], chosen: set[str]) -> list[str]:

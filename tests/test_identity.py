@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from linen_upgrade.analysis.identity import ModuleTable
+from linen_upgrade import pipeline
 from linen_upgrade.config import Config
 from linen_upgrade.pipeline import run
 from linen_upgrade.registry import all_rules
@@ -217,9 +218,22 @@ MODEL_TO_PLAIN_FILE = {
 }
 
 
-def test_a_model_passed_to_a_file_without_flax_gets_a_todo(tmp_path):
-    """``util.count(model)`` where util.py never names flax: the run takes no facts of it, so its
-    ``model.params`` stays; the caller, whose Model became its params, says so."""
+def test_a_model_passed_to_a_file_without_flax_is_read_there(tmp_path):
+    """``util.count(model)`` where util.py never names flax: train.py (flax.nn) imports it, so the run
+    reads it (``pipeline._model_reach``) and its ``model.params`` becomes the params the caller hands."""
+    _write(tmp_path, {f"pkg/{name}": text for name, text in MODEL_TO_PLAIN_FILE.items()})
+    files = _upgrade(tmp_path / "pkg")
+    assert files["util.py"] == ("import jax\n\n\ndef count(model):\n"
+                                "  return sum(x.size for x in jax.tree_util.tree_leaves(model))\n", [])
+    text, findings = files["train.py"]
+    assert "model = params" in text and "print(util.count(model))" in text
+    assert findings == []
+
+
+def test_a_model_passed_to_a_file_without_flax_past_the_reach_cap_gets_a_todo(tmp_path, monkeypatch):
+    """Where the run does not read such a file (a library every file imports: past the cap, as
+    ``_optim_reach``), its ``model.params`` stays; the caller, whose Model became its params, says so."""
+    monkeypatch.setattr(pipeline, "_OPTIM_REACH_CAP", 0)
     _write(tmp_path, {f"pkg/{name}": text for name, text in MODEL_TO_PLAIN_FILE.items()})
     files = _upgrade(tmp_path / "pkg")
     assert "util.py" not in files  # not read, not written
@@ -229,9 +243,9 @@ def test_a_model_passed_to_a_file_without_flax_gets_a_todo(tmp_path):
                         "does not read: it uses no flax): apply the Linen module there with {'params': ...}"]
 
 
-def test_a_model_passed_to_a_file_without_flax_that_an_optimizer_file_reads_gets_a_todo(tmp_path):
-    """The same where train.py also uses flax.optim: the run reads util.py's facts to follow
-    optimizers (``optim_reach``) but still types nothing there, so the caller says so."""
+def test_a_model_passed_to_a_file_without_flax_that_an_optimizer_file_reads_is_read_there(tmp_path):
+    """The same where train.py also uses flax.optim: util.py is read for the Model as well as for
+    optimizers (``optim_reach``), so its ``model.params`` converts and the caller needs no TODO."""
     train = MODEL_TO_PLAIN_FILE["train.py"].replace("from flax import nn", "from flax import nn, optim") \
         .replace("print(util.count(model))\n", "print(util.count(model))\n"
                  "          optimizer = optim.GradientDescent(0.1).create(model)\n"
@@ -240,8 +254,54 @@ def test_a_model_passed_to_a_file_without_flax_that_an_optimizer_file_reads_gets
     files = _upgrade(tmp_path / "pkg")
     text, findings = files["train.py"]
     assert "print(util.count(model))" in text and "Net().apply({'params': optimizer.params}" in text
-    assert findings == ["LU202 a Model (now its params) is passed to util.count (another file, which this run "
-                        "does not read: it uses no flax): apply the Linen module there with {'params': ...}"]
+    assert findings == []
+    assert "tree_leaves(model))" in files["util.py"][0] and files["util.py"][1] == []
+
+
+MODEL_TO_FLAX_HELPER = {
+    "stats.py": """\
+        from flax import traverse_util
+
+
+        def count(model):
+          return len(traverse_util.flatten_dict(model.params))
+        """,
+    "models.py": """\
+        import jax
+        import jax.numpy as jnp
+        from flax import nn
+
+
+        class Net(nn.Module):
+          def apply(self, x):
+            return nn.Dense(x, 3)
+
+
+        def create():
+          _, params = Net.init_by_shape(jax.random.PRNGKey(0), [((1, 2), jnp.float32)])
+          return nn.Model(Net, params)
+        """,
+    "main.py": """\
+        from flax import nn
+        from pkg import models
+        from pkg import stats as st
+
+
+        def main():
+          print(st.count(models.create()))
+        """,
+}
+
+
+def test_a_model_passed_to_a_flax_helper_the_prefilter_skips_is_read_there(tmp_path):
+    """stats.py names flax (traverse_util) but nothing the prefilter looks for, and main.py, which
+    does nothing to the Model but hand it over, is not walked by LU202: before, neither file said
+    anything while main handed stats.count the params and stats read ``.params`` of them."""
+    _write(tmp_path, {f"pkg/{name}": text for name, text in MODEL_TO_FLAX_HELPER.items()})
+    files = _upgrade(tmp_path / "pkg")
+    assert files["stats.py"] == ("from flax import traverse_util\n\n\ndef count(model):\n"
+                                 "  return len(traverse_util.flatten_dict(model))\n", [])
+    assert "return params" in files["models.py"][0]
 
 
 def test_table_names_files_by_path(tmp_path):
