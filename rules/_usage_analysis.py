@@ -39,13 +39,13 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rules._cst import is_property, names_in
 from linen_upgrade.rules._model_carry import plan, undo, useless
 from linen_upgrade.rules._modules import CallSpec, inputs_fixable
-from linen_upgrade.rules._usage_external import external_return, external_seeds
+from linen_upgrade.rules._usage_external import external_registry, external_return, external_seeds
 from linen_upgrade.rules._usage_frames import SiteCounter
 from linen_upgrade.rules._usage_loops import current
 from linen_upgrade.rules._usage_scopes import Collector, Scope
-from linen_upgrade.rules._usage_types import (CAPTURE, CLASS, CONFLICT, DEF, FOREIGN, FUNC, INPUTS_HELPER, INSTANCE,
-                                              MODEL, OPTIM, PARTIAL_HELPER, STATE, TRUNC, TUPLE, VARIABLES, ModuleRef,
-                                              Ty, conflict, element, join)
+from linen_upgrade.rules._usage_types import (CAPTURE, CHANGED_REGISTRY, CLASS, CONFLICT, DEF, FOREIGN, FUNC,
+                                              INPUTS_HELPER, INSTANCE, MODEL, OPTIM, PARTIAL_HELPER, RUNTIME, STATE,
+                                              TRUNC, TUPLE, VARIABLES, ModuleRef, Ty, conflict, element, join)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 # calls whose result has the type of one argument (a pytree in, the same pytree out)
@@ -406,7 +406,76 @@ class Analysis:
                     return base.items[i] if i < len(base.items) else None
                 if isinstance(index, cst.Index):  # models[i]: any of them
                     return element(base)
+            if (base is None or base.kind == FUNC and base.func[0] == "external") and len(expr.slice) == 1 \
+                    and isinstance(expr.slice[0].slice, cst.Index):  # (another file's name: any value there)
+                return self._registry(expr.value, scope)
         return None
+
+    def _registry(self, table: cst.BaseExpression, scope: Scope) -> Ty | None:
+        """``MODELS[name]``, ``models.KNOWN[name]``: an entry of a module-level registry of module
+        definitions, this file's or another's (``registry``)."""
+        if isinstance(table, cst.Name) and scope.lookup(table.value) is self.module_scope:
+            return self.registry(table.value)
+        qual = self.qual(table, scope) if isinstance(table, (cst.Name, cst.Attribute)) else None
+        if qual is None or "." not in qual:
+            return None
+        if qual.rpartition(".")[0] == self.facts.module_name:
+            return self.registry(qual.rpartition(".")[2])
+        return external_registry(self, qual)
+
+    def registry(self, name: str) -> Ty | None:
+        """What an entry of the module-level dict ``name`` is, when one statement binds it -- a literal,
+        a dict comprehension or ``dict([(key, value) for ...])`` -- to module definitions only
+        (``{'small': Net.partial(width=2), ...}``) and this file never changes it: a definition chosen
+        at run time among them (``ModuleRef.choices``: its Linen instance is the value that holds it,
+        called; LU201 makes the entries functools.partials).  None for anything else."""
+        bound = self.bound_at.get((id(self.module_scope), name), [])
+        assign = self.parent.get(id(self.parent.get(id(bound[0])))) if len(bound) == 1 else None
+        if not isinstance(assign, cst.Assign) or len(assign.targets) != 1:
+            return None
+        value, values = assign.value, []
+        if isinstance(value, (cst.List, cst.Tuple)) or isinstance(value, cst.Call) and value.args and isinstance(
+                value.args[0].value, (cst.List, cst.Tuple)):  # dict([('a', A), ...]): its pairs
+            pairs = value.args[0].value if isinstance(value, cst.Call) else None
+            if pairs is None or not all(isinstance(e.value, cst.Tuple) and len(e.value.elements) == 2
+                                        for e in pairs.elements):
+                return None
+            value = cst.Dict([cst.DictElement(e.value.elements[0].value, e.value.elements[1].value)
+                              for e in pairs.elements])
+        if isinstance(value, cst.Dict):
+            values = [(e.value, self.module_scope) for e in value.elements]
+            if not all(isinstance(e, cst.DictElement) for e in value.elements):
+                return None
+        elif isinstance(value, cst.DictComp):
+            values = [(value.value, self.scopes[id(value)])]
+        elif isinstance(value, cst.Call) and isinstance(value.func, cst.Name) and value.func.value == "dict" \
+                and self.module_scope.lookup("dict") is None and "dict" not in self.facts.imports.aliases:
+            args = value.args
+            if all(a.keyword is not None and not a.star for a in args):  # dict(small=..., large=...)
+                values = [(a.value, self.module_scope) for a in args]
+            elif len(args) == 1 and not args[0].star and isinstance(args[0].value, (cst.ListComp, cst.GeneratorExp)) \
+                    and isinstance(args[0].value.elt, cst.Tuple) and len(args[0].value.elt.elements) == 2:
+                values = [(args[0].value.elt.elements[1].value, self.scopes[id(args[0].value)])]
+        types = [self.ty(v, s) for v, s in values]
+        if not types or any(t is None or t.kind != DEF or t.ref is None or t.ref.choices for t in types):
+            return None
+        if self._changed(name):  # entries this analysis does not see: its uses get a TODO
+            return conflict(DEF, CHANGED_REGISTRY)
+        choices = tuple(sorted({t.ref.without_var() for t in types}, key=repr))  # type: ignore[union-attr]
+        return Ty(DEF, ModuleRef(RUNTIME, portable=False, choices=choices, file_names=None))
+
+    def _changed(self, name: str) -> bool:
+        """Does this file store into the module-level dict ``name``, delete from it or call one of its
+        methods other than the readers (``MODELS['x'] = ...``, ``MODELS.update(...)``)?"""
+        for node in self.parent.values():
+            if isinstance(node, cst.Subscript) and isinstance(node.value, cst.Name) and node.value.value == name:
+                holder = self.parent.get(id(node))
+                if isinstance(holder, (cst.AssignTarget, cst.Del, cst.AugAssign)):
+                    return True
+            if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == name \
+                    and node.attr.value not in ("items", "keys", "values", "get", "copy"):
+                return True
+        return False
 
     def _either(self, options: list[tuple[cst.BaseExpression, Ty | None]]) -> Ty | None:
         """One of several values (``b if flag else a``, ``a or b``) where one holds a Model: the

@@ -103,6 +103,17 @@ def external_return(a: Analysis, qual: str, call: cst.Call | None = None, scope=
     return a.rebind(other.rets.get(id(fn)), other.scopes[id(fn)], call, scope, 0, _portable)
 
 
+def external_registry(a: Analysis, qual: str) -> Ty | None:
+    """What an entry of another file's module-level registry of module definitions is
+    (``models.KNOWN_MODELS[name]``, ``Analysis.registry``), as this file can use it."""
+    if a.depth >= _MAX_DEPTH or not a.path or not a.facts.module_name:
+        return None
+    module, _, name = qual.rpartition(".")
+    file = module_file(a.path, a.facts.module_name, module)
+    other = external_analysis(file, module, a.index, a.depth + 1) if file is not None else None
+    return _portable(other.registry(name)) if other is not None else None
+
+
 def external_param(a: Analysis, qual: str, position: int | None, keyword: str | None) -> Ty | None:
     """The type the other file gives a parameter of its function: from the calls in that file and
     what the files of the run that call it pass (the same seeds that file's own rewrite uses)."""

@@ -38,6 +38,10 @@ def unnamed(kind: str, why: str) -> Ty:
     return Ty(kind, ModuleRef(UNNAMED[why], portable=False, file_names=None))
 
 
+# an entry of a module-level registry of module definitions that its file changes (``Analysis.registry``)
+CHANGED_REGISTRY = "changed registry"
+
+
 # the function LU201 writes into a file for ``M.partial(**kwargs)`` (``_usage_sites``): a partial there
 PARTIAL_HELPER = "_module_partial"
 # the function LU201 writes into a file for ``M.partial(k=v)`` fixing call inputs of a class of the run

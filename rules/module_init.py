@@ -70,9 +70,9 @@ from linen_upgrade.rule import Context, Example, NoChange, RuleTransformer
 from linen_upgrade.rules._cst import build_dotted, code, comma_list
 from linen_upgrade.rules._fixed_inputs import left_legacy
 from linen_upgrade.rules._modules import inputs_fixable
-from linen_upgrade.rules._usage import DEF, UsageRule
+from linen_upgrade.rules._usage import CONFLICT, DEF, UsageRule
 from linen_upgrade.rules._usage_sites import INPUTS_SOURCE, SiteCalls
-from linen_upgrade.rules._usage_types import INPUTS_HELPER, PARTIAL_HELPER
+from linen_upgrade.rules._usage_types import CHANGED_REGISTRY, INPUTS_HELPER, PARTIAL_HELPER
 
 _INPUTS_HELPER_SOURCE = INPUTS_SOURCE.format(name=INPUTS_HELPER)
 # what a legacy definition answers that the init/apply rules convert where it is used
@@ -141,10 +141,26 @@ class _Transformer(SiteCalls):
         legacy's partial was a subclass with the class's attributes and classmethods; Linen's is a
         ``functools.partial``, which has none of them."""
         attr = original.attr.value
-        if id(original) not in self.a.scope_of or attr in _DEFINITION_API or attr.startswith("__"):
+        if id(original) not in self.a.scope_of or attr.startswith("__"):
             return updated
         base = self.a.type_at(original.value)
+        if attr in _DEFINITION_API and base is not None and (
+                base.kind == CONFLICT and CHANGED_REGISTRY in base.items
+                or base.kind == DEF and base.ref is not None and base.ref.choices and base.ref.def_var is None
+                and isinstance(original.value, cst.Subscript)):
+            why = ("an entry of a registry that this file changes, whose entries are not all known here:"
+                   if base.kind == CONFLICT else "a definition chosen at run time that no one name holds here (a "
+                   "registry's entry used in place): bind it to a name first (chosen = MODELS[name]) and run again, or")
+            self.todo(f"{code(original)}: legacy Module.{attr} of {why} convert by hand")
+            return updated
         if base is None or base.kind != DEF or base.ref is None:
+            return updated
+        if attr in _DEFINITION_API:
+            parent = self.a.parent.get(id(original))
+            if not (isinstance(parent, cst.Call) and parent.func is original) \
+                    and not self.ctx.index.is_legacy_module(self.resolve(original.value)):  # (a class: LU901's)
+                self.todo(f"{code(original)}: a legacy method of a module definition taken as a value (Linen's "
+                          f"are M(...).init and M(...).apply with {{'params': ...}}): convert its uses by hand")
             return updated
         spec = self.a.spec(base.ref.qual)
         fixed = [k for k, _ in base.ref.kwargs if spec is None or k not in spec.inputs]

@@ -107,6 +107,7 @@ from linen_upgrade.rules._attention import AttentionCalls, attention_result, cac
 from linen_upgrade.rules._cells import CellCalls, carry_arg
 from linen_upgrade.rules._cst import add_import, build_dotted, express, kwarg, named_params, spell_partial
 from linen_upgrade.rules._factories import Factories, Returned, spec_of
+from linen_upgrade.rules._usage_types import DEF
 from linen_upgrade.rules._factory_branches import (Branches, assignments, read_branches, split_alike,
                                                    union, wrap_plain)
 from linen_upgrade.rules._fixed_inputs import FunctionScan, append_keywords
@@ -484,6 +485,10 @@ class _Transformer(AttentionCalls, CellCalls):
             return (f"{what} the definition of {qual} that {returned.name}(...) returns, and {qual} stays "
                     f"legacy{why}: its calls stay legacy while modules passed to {returned.name} are renamed to "
                     "Linen; convert them together by hand")
+        if returned.ty.kind == DEF:  # definitions only, chosen at run time (a registry's entry, say)
+            return (f"{shown} calls what {returned.name}(...) returns: one of several module definitions, chosen at "
+                    f"run time (Linen after this run: {shown}(<attributes>)(<inputs>)): convert {returned.name} and "
+                    "its calls together by hand")
         return (f"{shown} calls what {returned.name}(...) returns: a module definition in some branches (Linen "
                 f"after this run: {shown}(<attributes>)(<inputs>)), something else in others; convert "
                 f"{returned.name} and its calls together by hand")
