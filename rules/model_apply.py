@@ -43,7 +43,11 @@ What it does
     instance keeping one in a field) passed to a function of another file of
     the run (``models.predict(model, x)``, also through ``jit``/``grad``) is
     applied there with the module the caller knows, and the caller passes the
-    params; both files read the same facts (``ProjectIndex.referrers``).
+    params; both files read the same facts (``ProjectIndex.referrers``).  Where
+    that file cannot name the module (no import of the class, or a ``.partial``
+    whose keywords only the caller knows), the Model's params, ``.replace(params=...)``
+    and keys still convert there (a helper reading ``model.params``); only an
+    apply of it is left (a TODO).
     Loops over a tuple/list of Models of one module are followed (also
     through ``enumerate``, ``zip``, ``reversed``, ``list``, ``tuple``), and so
     is one of them picked by ``models[-1]``, ``models[i]``, ``b if flag else a``
@@ -115,10 +119,9 @@ Not converted (TODO)
     legacy module class of the run, where it imports none); several
     calls (or one in a loop) in one mutable ``nn.stateful``, ``nn.stochastic``
     (legacy drew a fresh rng for each) or ``capture_module_outputs`` block;
-    context blocks whose calls happen in another function; a Model handed to
-    a function of another file that cannot name its module (no import of the
-    class, or a ``.partial`` with keywords known only in the caller): a TODO in
-    both files; a Model put into a dict, set or list (``.append``), or read by
+    context blocks whose calls happen in another function; an apply of a Model
+    handed in by another file whose module this file cannot name (no import of the
+    class, or a ``.partial`` with keywords known only in the caller); a Model put into a dict, set or list (``.append``), or read by
     ``getattr``/``hasattr``, or handed to JAX control flow (a ``lax.scan``
     carry, ``sorted(models, key=f)``, ``map``, ``functools.reduce``), a
     namedtuple or a function the analysis does not follow, or

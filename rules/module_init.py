@@ -37,7 +37,9 @@ What it does
     that every key is a Linen attribute (a call input raises a TypeError
     that says so).  A definition chosen at run time (a factory returning partials
     of several classes, a parameter given them: ``create_model(key,
-    module)``, a class picked by a conditional expression) and held by one name
+    module)``, a class picked by a conditional expression, an entry of a
+    module-level registry ``MODELS[name]`` of this file or another: a dict
+    literal, a dict comprehension, ``dict(...)`` of pairs) and held by one name
     (or by one name in each arm of an ``if``): ``module.init_by_shape(key, specs)`` ->
     ``module().init(key, zeros)``, as each of its partials is a
     ``functools.partial`` (see LU202); a ``.partial`` of such a choice whose
@@ -59,7 +61,9 @@ Not converted (TODO)
     wrapper packing ``*args``/``**kwargs``, and their uses; a definition
     chosen at run time whose classes split the call differently; a class
     attribute or classmethod read through a partial (``block.expansion``: a
-    ``functools.partial`` has none).
+    ``functools.partial`` has none); a legacy method taken as a value
+    (``fn = model.call``); a registry entry used in place (``MODELS[name].partial(...)``)
+    or of a registry its file changes.
 """
 
 from __future__ import annotations
