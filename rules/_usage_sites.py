@@ -11,7 +11,7 @@ from linen_upgrade.rules._cst import build_dotted, comma_list, express, kwarg, s
 from linen_upgrade.rules._usage import UsageTransformer
 from linen_upgrade.rules._usage_calls import string, subscript
 from linen_upgrade.rules._usage_frames import Frame
-from linen_upgrade.rules._usage_types import INPUTS_HELPER, PARTIAL_HELPER, ModuleRef
+from linen_upgrade.rules._usage_types import CALL_HELPER, INPUTS_HELPER, PARTIAL_HELPER, ModuleRef
 
 # statements that run their body only sometimes (or many times)
 _GUARDS = tuple(getattr(cst, n) for n in ("If", "For", "While", "Try", "TryStar", "Match") if hasattr(cst, n))
@@ -139,6 +139,10 @@ class SiteCalls(UsageTransformer):
                 self.imports.add((needed, None))
             return _PARTIAL_SOURCE.format(name=PARTIAL_HELPER, partial=self.spell_partial(), fields=fields)
         return self._helper(PARTIAL_HELPER, source)
+
+    def call_helper(self) -> str | None:
+        """The emitted ``CALL_HELPER``, for ``fn = M.call`` (a legacy method taken as a value)."""
+        return self._helper(CALL_HELPER, lambda: _CALL_SOURCE.format(name=CALL_HELPER))
 
     def inputs_helper(self) -> str | None:
         """The emitted ``INPUTS_HELPER``, for ``M.partial(...)`` fixing call inputs."""
@@ -349,6 +353,14 @@ _PARTIAL_SOURCE = '''def {name}(cls, **kwargs):
         raise TypeError(f"{{module.__name__}}.partial: {{inputs}} are call inputs in Linen, not "
                         "attributes: pass them where the module is applied")
     return {partial}(cls, **kwargs)
+'''
+
+# emitted once into a file that takes legacy ``M.call`` as a value (``jax.pmap(ResNet.call)``)
+_CALL_SOURCE = '''def {name}(module):
+    """Legacy Module.call as a function value: call(params, *inputs) applies the Linen module."""
+    def call(params, *args, **kwargs):
+        return module.apply({{'params': params}}, *args, **kwargs)
+    return call
 '''
 
 # emitted once into a file with a ``M.partial(...)`` that fixes call inputs of a class of the run

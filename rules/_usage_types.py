@@ -44,6 +44,8 @@ CHANGED_REGISTRY = "changed registry"
 
 # the function LU201 writes into a file for ``M.partial(**kwargs)`` (``_usage_sites``): a partial there
 PARTIAL_HELPER = "_module_partial"
+# the function LU201 writes into a file for ``fn = M.call``, a legacy method taken as a value
+CALL_HELPER = "_module_call"
 # the function LU201 writes into a file for ``M.partial(k=v)`` fixing call inputs of a class of the run
 INPUTS_HELPER = "_with_call_inputs"
 

@@ -76,7 +76,7 @@ from linen_upgrade.rules._fixed_inputs import left_legacy
 from linen_upgrade.rules._modules import inputs_fixable
 from linen_upgrade.rules._usage import CONFLICT, DEF, UsageRule
 from linen_upgrade.rules._usage_sites import INPUTS_SOURCE, SiteCalls
-from linen_upgrade.rules._usage_types import CHANGED_REGISTRY, INPUTS_HELPER, PARTIAL_HELPER
+from linen_upgrade.rules._usage_types import CALL_HELPER, CHANGED_REGISTRY, INPUTS_HELPER, PARTIAL_HELPER
 
 _INPUTS_HELPER_SOURCE = INPUTS_SOURCE.format(name=INPUTS_HELPER)
 # what a legacy definition answers that the init/apply rules convert where it is used
@@ -161,10 +161,18 @@ class _Transformer(SiteCalls):
             return updated
         if attr in _DEFINITION_API:
             parent = self.a.parent.get(id(original))
-            if not (isinstance(parent, cst.Call) and parent.func is original) \
-                    and not self.ctx.index.is_legacy_module(self.resolve(original.value)):  # (a class: LU901's)
+            if isinstance(parent, cst.Call) and parent.func is original:
+                return updated
+            if attr == "call":
+                new, why = self._call_value(original, base.ref)
+                if new is not None:
+                    return new
+            else:
+                why = None
+            if why is not None or not self.ctx.index.is_legacy_module(self.resolve(original.value)):  # (LU901's)
                 self.todo(f"{code(original)}: a legacy method of a module definition taken as a value (Linen's "
-                          f"are M(...).init and M(...).apply with {{'params': ...}}): convert its uses by hand")
+                          f"are M(...).init and M(...).apply with {{'params': ...}}){': ' + why if why else ''}: "
+                          "convert its uses by hand")
             return updated
         spec = self.a.spec(base.ref.qual)
         fixed = [k for k, _ in base.ref.kwargs if spec is None or k not in spec.inputs]
@@ -172,6 +180,33 @@ class _Transformer(SiteCalls):
             self.todo(f"{code(original)}: the legacy .partial of {base.ref.qual} becomes a functools.partial, which "
                       f"has no .{attr}: read it from the class")
         return updated
+
+    def _call_value(self, original: cst.Attribute, ref) -> tuple[cst.BaseExpression | None, str | None]:
+        """``fn = M.call`` (``jax.pmap(ResNet.call)``) -> ``_module_call(M())``, whose ``call(params,
+        *inputs)`` applies the Linen module (``CALL_HELPER``): exact where every positional argument a
+        call of ``fn`` may pass lands on the same parameter -- no attribute the definition leaves free
+        comes before an input in the legacy order (after them, legacy's attributes are positional
+        arguments Linen's ``__call__`` rejects, as it rejects an attribute by keyword).  A module with
+        state or rngs then fails loudly without them (and its ``nn.stateful``/``nn.stochastic`` keeps
+        its TODO).  (None, why) when it is not exact."""
+        for choice in ref.choices or (ref,):
+            legacy = self.ctx.index.legacy_module(choice.qual)
+            spec = self.a.spec(choice.qual)
+            if legacy is None or legacy.apply_params is None or spec is None or spec.problem:
+                return None, f"{choice.qual.rpartition('.')[2]}'s apply signature is not known here"
+            fixed = {k for k, _ in choice.kwargs} | {k for k, _ in ref.kwargs}
+            params = [p for p in legacy.apply_params if p.kind == "pos"]
+            last = max((i for i, p in enumerate(params) if p.name in spec.inputs), default=-1)
+            free = [p.name for p in params[:last] if p.name not in spec.inputs and p.name not in fixed]
+            if free or any(p.kind in ("varargs", "varkw") for p in legacy.apply_params):
+                return None, (f"{', '.join(free) or 'a *args/**kwargs parameter'} may be passed by position, an "
+                              "attribute in Linen")
+        ctor, _, problem = self.constructor(ref, original, [])
+        helper = self.call_helper() if ctor is not None else None
+        if ctor is None or helper is None:
+            return None, problem or f"the file binds {CALL_HELPER} to something else"
+        self.fixed(f"{code(original)} (a function value) -> {helper}({code(ctor)})")
+        return cst.Call(func=cst.Name(helper), args=[cst.Arg(ctor)]), None
 
     def _partial(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         """``d = M.partial(**kw)`` -> ``functools.partial(M, **kw)`` (receivers of
