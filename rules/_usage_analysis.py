@@ -84,6 +84,15 @@ def _decorated(fn: cst.FunctionDef, name: str) -> bool:
     return any(isinstance(d.decorator, cst.Name) and d.decorator.value == name for d in fn.decorators)
 
 
+def _known_model(t: Ty | None) -> bool:
+    """A Model (or a truncated one) whose module the analysis knows, or a tuple holding one."""
+    if t is None:
+        return False
+    if t.kind == TUPLE:
+        return any(_known_model(i) for i in t.items)
+    return t.kind in (MODEL, TRUNC) and t.ref is not None
+
+
 def _held(ref: ModuleRef) -> bool:
     """A definition whose Linen module can be named: a class, or a run-time choice held by one
     name (a name rebound to other definitions is a conflict, left to LU901 as before)."""
@@ -787,6 +796,10 @@ class Analysis:
                 base = self.ty(func.value, scope)
                 if base is not None and base.kind == DEF:
                     return True
+            # a Model of a known module (now its params) handed to a call: LU202's escape check decides
+            # whether the callee follows it (``stats.count(model)`` in a file that only hands Models over)
+            if any(_known_model(self.ty(a.value, scope)) for a in call.args):
+                return True
         for scope, attr in self.model_attributes:
             base = self.ty(attr.value, scope)
             if base is not None and (base.kind in (MODEL, STATE) or (base.kind == CONFLICT and MODEL in base.items)):

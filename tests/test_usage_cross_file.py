@@ -382,3 +382,58 @@ def test_models_from_a_function_named_create_and_from_an_instance_of_another_fil
     assert [f for f in findings if "known only there" in f] == [
         "LU202 a call of a Model made in another file by a .partial whose keywords are known only there: "
         "build the Linen module there and hand it over with the params: convert by hand"]
+
+
+HANDS_OVER = {
+    "models.py": '''\
+import jax
+import jax.numpy as jnp
+from flax import nn
+
+
+class Net(nn.Module):
+    def apply(self, x):
+        return nn.Dense(x, 2)
+
+
+def create(key):
+    _, params = Net.init_by_shape(key, [((1, 3), jnp.float32)])
+    return nn.Model(Net, params)
+
+
+def predict(model, x):
+    return model(x)
+''',
+    "stats.py": '''\
+import jax
+
+
+def doubled(model):
+    return model.replace(params=jax.tree_util.tree_map(lambda p: 2 * p, model.params))
+''',
+    "main.py": '''\
+import jax
+import jax.numpy as jnp
+
+import models
+import stats
+
+
+def main():
+    model = models.create(jax.random.PRNGKey(0))
+    print(models.predict(stats.doubled(model), jnp.ones((1, 3))))
+''',
+}
+
+
+def test_a_file_that_only_hands_models_over_is_walked_for_its_escapes(tmp_path):
+    """main.py does nothing to its Models but hand them from one file to another: stats.doubled
+    returns the (now params) Model to main, which hands it to models.predict, which cannot see it
+    (its callers' callees are past the depth it reads) and keeps ``model(x)``.  main.py must say so:
+    LU202 walks a file handing a Model of a known module to a call (``Analysis.relevant``)."""
+    files = _upgrade_files(tmp_path, HANDS_OVER)
+    assert "return model(x)" in files["models.py"][0]
+    assert "model.params" not in files["stats.py"][0]
+    main, findings = files["main.py"]
+    assert findings == ["LU202 a Model (now its params) is passed to models.predict (another file, where it is "
+                        "not followed as a Model): apply the Linen module there with {'params': ...}"]
