@@ -44,7 +44,9 @@ What it does
     ``module().init(key, zeros)``, as each of its partials is a
     ``functools.partial`` (see LU202); a ``.partial`` of such a choice whose
     keywords are attributes of every class it may be ->
-    ``functools.partial(model_type, num_classes=10)``.
+    ``functools.partial(model_type, num_classes=10)``.  Legacy ``M.call`` taken as a
+    function value (``jax.pmap(ResNet.call)``) -> ``_module_call(ResNet())``, a small helper
+    copied into the file whose ``call(params, *inputs)`` applies the Linen module.
 Why
     Linen's ``init`` returns the variables (``{'params': ..., 'batch_stats':
     ...}``), not ``(y, params)``; ``init_by_shape`` was not ported (the
@@ -61,9 +63,9 @@ Not converted (TODO)
     wrapper packing ``*args``/``**kwargs``, and their uses; a definition
     chosen at run time whose classes split the call differently; a class
     attribute or classmethod read through a partial (``block.expansion``: a
-    ``functools.partial`` has none); a legacy method taken as a value
-    (``fn = model.call``); a registry entry used in place (``MODELS[name].partial(...)``)
-    or of a registry its file changes.
+    ``functools.partial`` has none); ``M.call`` taken as a value where a call of it could
+    pass an attribute by position; a registry entry used in place
+    (``MODELS[name].partial(...)``) or of a registry its file changes.
 """
 
 from __future__ import annotations
