@@ -63,6 +63,9 @@ class Escapes(UsageTransformer):
             where = None
             if a.star:  # f(*args): which parameter gets it is not followed
                 where = f"{dotted(call.func) or 'a function'} unpacked ({a.star}{code(a.value)})"
+            elif self._partial_of_external(call, scope, a, t):
+                where = (f"{dotted(call.args[0].value)} through functools.partial (another file, where what a "
+                         "partial fixes is not followed)")
             elif callee is not None and callee.kind == FUNC and callee.func[0] == "external":
                 position = next((i for i, p in enumerate(positions) if p is a), None)
                 got = external_param(self.a, callee.func[1], position,
@@ -95,6 +98,20 @@ class Escapes(UsageTransformer):
             elif callee is None and isinstance(call.func, cst.Attribute) and call.func.attr.value in _CONTAINER_METHODS:
                 self.todo(f"a Model (now its params) is put into a container (.{call.func.attr.value}): "
                           "apply the Linen module where it is read, with {'params': ...}")
+
+    def _partial_of_external(self, call: cst.Call, scope, a: cst.Arg, t) -> bool:
+        """``functools.partial(stats.count, model)``: the other file's seeds (``external_seeds``) come
+        from its functions' direct calls only, so what a partial fixes there is seen only where a direct
+        call hands that parameter the same kind of Model too."""
+        if not call.args or a is call.args[0] or not self.a._is_partial(call, scope):
+            return False
+        inner = unwrap_func(self.a.type_at(call.args[0].value))
+        if inner is None or inner.kind != FUNC or inner.func[0] != "external":
+            return False
+        positions = [x for x in call.args[1:] if x.keyword is None]
+        position = next((i for i, p in enumerate(positions) if p is a), None)
+        got = external_param(self.a, inner.func[1], position, a.keyword.value if a.keyword is not None else None)
+        return got is None or got.kind != t.kind or not self.a.carries_model(got)
 
     def _builtin(self, call: cst.Call, scope) -> str | None:
         """The built-in ``call`` calls by its plain name (``getattr``, ``sorted``), if not rebound here."""

@@ -437,3 +437,21 @@ def test_a_file_that_only_hands_models_over_is_walked_for_its_escapes(tmp_path):
     main, findings = files["main.py"]
     assert findings == ["LU202 a Model (now its params) is passed to models.predict (another file, where it is "
                         "not followed as a Model): apply the Linen module there with {'params': ...}"]
+
+
+def test_a_model_fixed_by_a_partial_of_another_files_function_gets_a_todo(tmp_path):
+    """``functools.partial(stats.count, model)``: stats.py's seeds come from direct calls only, so
+    its ``model.params`` stays where no direct call hands it the Model: the partial gets the TODO."""
+    stats = "import jax\n\n\ndef count(model):\n    return len(jax.tree_util.tree_leaves(model.params))\n"
+    main = HANDS_OVER["main.py"].replace("import jax\n", "import functools\nimport jax\n", 1).replace(
+        "    print(models.predict(stats.doubled(model), jnp.ones((1, 3))))\n",
+        "    print(functools.partial(stats.count, model)())\n")
+    files = _upgrade_files(tmp_path, {"models.py": HANDS_OVER["models.py"], "stats.py": stats, "main.py": main})
+    assert "model.params" in files["stats.py"][0]
+    assert files["main.py"][1] == [
+        "LU202 a Model (now its params) is passed to stats.count through functools.partial (another file, where "
+        "what a partial fixes is not followed): apply the Linen module there with {'params': ...}"]
+    # where a direct call hands count the Model too, count converts and the partial needs no TODO
+    direct = main.replace("    print(functools.partial", "    print(stats.count(model))\n    print(functools.partial")
+    files = _upgrade_files(tmp_path, {"models.py": HANDS_OVER["models.py"], "stats.py": stats, "main.py": direct})
+    assert "model.params" not in files["stats.py"][0] and files["main.py"][1] == []
