@@ -578,6 +578,11 @@ class Analysis:
         if isinstance(func, cst.Attribute):
             base = self.ty(func.value, scope)
             method = func.attr.value
+            if method in ("items", "values") and not call.args \
+                    and (base is None or base.kind == FUNC and base.func[0] == "external"):
+                entry = self._registry(func.value, scope)  # for name, model in MODELS.items(): any entry
+                if entry is not None:
+                    return Ty(TUPLE, items=(Ty(TUPLE, items=(None, entry)) if method == "items" else entry,))
             if base is not None and base.kind == MODEL and method == "truncate_at":
                 path = self.arg(call, 0, "module_path")
                 literal = path.evaluated_value if isinstance(path, cst.SimpleString) else None

@@ -74,6 +74,7 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, RuleTransformer
 from linen_upgrade.rules._cst import build_dotted, code, comma_list
+from linen_upgrade.applicability import LEGACY_ONLY_METHODS
 from linen_upgrade.rules._fixed_inputs import left_legacy
 from linen_upgrade.rules._modules import inputs_fixable
 from linen_upgrade.rules._usage import CONFLICT, DEF, UsageRule
@@ -150,13 +151,15 @@ class _Transformer(SiteCalls):
         if id(original) not in self.a.scope_of or attr.startswith("__"):
             return updated
         base = self.a.type_at(original.value)
+        unheld = base is not None and base.kind == DEF and base.ref is not None and bool(base.ref.choices) \
+            and base.ref.def_var is None  # (LU901 names the legacy-only methods of a name or attribute)
         if attr in _DEFINITION_API and base is not None and (
                 base.kind == CONFLICT and CHANGED_REGISTRY in base.items
-                or base.kind == DEF and base.ref is not None and base.ref.choices and base.ref.def_var is None
-                and isinstance(original.value, cst.Subscript)):
+                or unheld and (isinstance(original.value, cst.Subscript) or attr not in LEGACY_ONLY_METHODS)):
             why = ("an entry of a registry that this file changes, whose entries are not all known here:"
-                   if base.kind == CONFLICT else "a definition chosen at run time that no one name holds here (a "
-                   "registry's entry used in place): bind it to a name first (chosen = MODELS[name]) and run again, or")
+                   if base.kind == CONFLICT else "a definition chosen at run time that no one name holds here (used "
+                   "in place, or a name bound to different ones): bind it to a name once (chosen = MODELS[name]) "
+                   "and run again, or")
             self.todo(f"{code(original)}: legacy Module.{attr} of {why} convert by hand")
             return updated
         if base is None or base.kind != DEF or base.ref is None:
