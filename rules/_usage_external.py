@@ -183,14 +183,16 @@ def _seed(a: Analysis, other: Analysis, t: Ty | None, nested: bool = True) -> Ty
         return Ty(INSTANCE, items=fields, func=(FOREIGN, other.class_qual(cls.name.value)))
     if t.kind == DEF and t.ref is not None and t.ref.choices:
         return Ty(DEF, t.ref.without_var())  # a value there: module() wherever it is held, no class named
-    if t.kind in (MODEL, TRUNC, DEF) and t.ref is not None:
+    if t.kind == OPTIM and t.ref is None:  # an optimizer of a Model whose class that reading did not see
+        return unnamed(OPTIM, UNWRITABLE)
+    if t.kind in (MODEL, TRUNC, DEF, OPTIM) and t.ref is not None:  # (an optimizer: its target's Model)
         qual = t.ref.qual
         writable = t.ref.portable and (qual in BUILTIN_MODULES or qual.rpartition(".")[0] == a.facts.module_name
                                        or express(qual, a.facts.imports)[1] is None)
         if writable:
             return Ty(t.kind, t.ref.without_var(), t.items)
         why = ELSEWHERE if not t.ref.portable else UNWRITABLE
-        return unnamed(MODEL, why) if t.kind == MODEL else conflict(t.kind, why)  # a Model: its params convert
+        return unnamed(t.kind, why) if t.kind in (MODEL, OPTIM) else conflict(t.kind, why)  # its params convert
     if t.kind == STATE:
         return Ty(STATE, t.ref.without_var() if t.ref is not None else None)
     if t.kind == CONFLICT and (MODEL in t.items or TRUNC in t.items):

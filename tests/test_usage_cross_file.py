@@ -455,3 +455,21 @@ def test_a_model_fixed_by_a_partial_of_another_files_function_gets_a_todo(tmp_pa
     direct = main.replace("    print(functools.partial", "    print(stats.count(model))\n    print(functools.partial")
     files = _upgrade_files(tmp_path, {"models.py": HANDS_OVER["models.py"], "stats.py": stats, "main.py": direct})
     assert "model.params" not in files["stats.py"][0] and files["main.py"][1] == []
+
+
+def test_an_optimizer_handed_to_another_file_types_its_target_there(tmp_path):
+    """main.py hands stats.step the optimizer of a Model that models.create returns (main's reading
+    at that depth does not see the Model's class): in step, ``m`` = ``opt.target`` through jax.grad
+    is a Model of an unnamed class, so ``m.params`` converts with ``opt.target`` -> ``opt.params``
+    (before: it stayed, an AttributeError on the params)."""
+    stats = ("import jax\nimport jax.numpy as jnp\n\n\ndef step(opt):\n    def loss(m):\n"
+             "        return jnp.sum(jax.tree_util.tree_leaves(m.params)[1] ** 2)\n"
+             "    g = jax.grad(loss)(opt.target)\n    return opt.apply_gradient(g)\n")
+    main = HANDS_OVER["main.py"].replace("import jax.numpy as jnp\n", "import jax.numpy as jnp\nfrom flax import nn, optim\n") \
+        .replace("    print(models.predict(stats.doubled(model), jnp.ones((1, 3))))\n",
+                 "    opt = optim.Momentum(0.1, 0.9).create(model)\n    opt = stats.step(opt)\n"
+                 "    print(jax.tree_util.tree_leaves(opt.target)[1].sum())\n")
+    files = _upgrade_files(tmp_path, {"models.py": HANDS_OVER["models.py"], "stats.py": stats, "main.py": main})
+    text, findings = files["stats.py"]
+    assert "tree_leaves(m)[1]" in text and "jax.grad(loss)(opt.params)" in text, text
+    assert findings == [] and files["main.py"][1] == []
