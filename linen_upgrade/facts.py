@@ -306,7 +306,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
             forwards: list[Forward] = []
             for item in node.body:
                 if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    if item.name == "apply":
+                    if item.name == "apply" and not item.decorator_list:  # (decorated: LU101 leaves it legacy)
                         apply_params = _params(item, method=True)
                         uses, forwards = _apply_uses(item, apply_params, imports)
                     for dec in item.decorator_list:
