@@ -267,17 +267,9 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
 _OPTIM_REACH_CAP = 200
 
 
-def _model_reach(scans: list[Scan], imported: list[Scan], chosen: set[str]) -> list[str]:
-    """Files without legacy names that the files using ``flax.nn`` import, and those import,
-    transitively: a legacy Model may be handed to their functions (``stats.count(model)``, which
-    reads ``model.params``), and the caller hands over the params where LU202 converts the callee,
-    so the callee's file must be read too (``applicability._usage``: ``index.referenced``)."""
-    reach: set[str] = set()
-    for s in scans:
-        if s.facts is not None and s.facts.references("flax.nn"):
-            reach |= s.facts.imports.imported_modules
-    reach |= {m for s in imported if s.path in chosen for m in s.imports}
-    chosen = set(chosen)
+def _import_closure(reach: set[str], imported: list[Scan], chosen: set[str]) -> list[str]:
+    """The files of ``imported`` whose modules ``reach`` names and not yet in ``chosen``, and the
+    ones those import, transitively (each added to ``chosen`` and, its imports, to ``reach``)."""
     found: list[str] = []
     changed = True
     while changed:
@@ -288,6 +280,20 @@ def _model_reach(scans: list[Scan], imported: list[Scan], chosen: set[str]) -> l
                 found.append(s.path)
                 reach |= s.imports
                 changed = True
+    return found
+
+
+def _model_reach(scans: list[Scan], imported: list[Scan], chosen: set[str]) -> list[str]:
+    """Files without legacy names that the files using ``flax.nn`` import, and those import,
+    transitively: a legacy Model may be handed to their functions (``stats.count(model)``, which
+    reads ``model.params``), and the caller hands over the params where LU202 converts the callee,
+    so the callee's file must be read too (``applicability._usage``: ``index.referenced``)."""
+    reach: set[str] = set()
+    for s in scans:
+        if s.facts is not None and s.facts.references("flax.nn"):
+            reach |= s.facts.imports.imported_modules
+    reach |= {m for s in imported if s.path in chosen for m in s.imports}
+    found = _import_closure(reach, imported, set(chosen))
     # (as _optim_reach: a library every file imports would pull in the whole tree)
     return found if len(found) <= _OPTIM_REACH_CAP else []
 
@@ -301,16 +307,7 @@ def _optim_reach(scans: list[Scan], imported: list[Scan], chosen: set[str]) -> l
     for s in scans:
         if s.facts is not None and s.facts.references("flax.optim"):
             reach |= s.facts.imports.imported_modules
-    found: list[str] = []
-    changed = True
-    while changed:
-        changed = False
-        for s in imported:
-            if s.module in reach and s.path not in chosen:
-                chosen.add(s.path)
-                found.append(s.path)
-                reach |= s.imports
-                changed = True
+    found = _import_closure(reach, imported, chosen)
     reach_modules = {s.module for s in imported if s.path in chosen}
     # and the files calling their functions: each call must hand over what the others do
     found += [s.path for s in imported if s.path not in chosen and s.imports & reach_modules]
