@@ -225,12 +225,17 @@ class FunctionScan(FastVisitor):
         for fn, param in found:
             calls = [c for _, c in self.reads.get(fn.name.value, [])]
             inner = self.inner(fn)
-            if any(c is None or not _hands(c, fn, param, name, self) for c in calls) \
+            if any(c is None or not self._hands(c, fn, param, name) for c in calls) \
                     or param in inner.bindings or param in inner.unstable \
                     or any(c is None for _, c in inner.reads.get(param, [])):
                 return None
             out.append((inner, param))
         return out
+
+    def _hands(self, call: cst.Call, fn: cst.FunctionDef, param: str, name: str) -> bool:
+        """Does ``call`` (of ``fn``) pass the bare name ``name`` at ``fn``'s parameter ``param``?"""
+        return any(isinstance(a.value, cst.Name) and a.value.value == name
+                   and self._parameter(call, a) == (fn, param) for a in call.args)
 
     def only_called(self, assign: cst.Assign, name: str) -> str | None:
         """Why the local ``name`` bound by ``assign`` is not just called after it,
@@ -294,12 +299,6 @@ class FunctionScan(FastVisitor):
         # bindings before the definition that no loop can run again: none runs after it
         stable = all(not again and order < before for order, again in binds)
         return None if stable and name not in self.unstable else changing
-
-
-def _hands(call: cst.Call, fn: cst.FunctionDef, param: str, name: str, scan: FunctionScan) -> bool:
-    """Does ``call`` (of ``fn``) pass the bare name ``name`` at ``fn``'s parameter ``param``?"""
-    return any(isinstance(a.value, cst.Name) and a.value.value == name
-               and scan._parameter(call, a) == (fn, param) for a in call.args)
 
 
 def _names(expr: cst.CSTNode) -> set[str]:

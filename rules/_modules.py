@@ -204,6 +204,7 @@ def split_call(call: cst.Call, spec: CallSpec, ctor: cst.BaseExpression,
     forwarded_inputs: list[cst.Arg] = []
     name_arg = None
     positional = [a for a in call.args if a.keyword is None]
+    unknown = set(rejected(call, spec))  # Linen's __call__ rejects them as legacy's apply did
     takes = len(spec.legacy) if spec.positional is None else spec.positional
     starred = positional[takes:]  # forwarded through ``*<star_attr>``
     if starred and spec.star_attr is None:
@@ -229,8 +230,8 @@ def split_call(call: cst.Call, spec: CallSpec, ctor: cst.BaseExpression,
             forwarded_inputs.append(a)
         elif spec.forward is not None and key in spec.forward.keys:
             packed.append((key, a))
-        elif key in rejected(call, spec):
-            forwarded_inputs.append(a)  # Linen's __call__ rejects it as legacy's apply did
+        elif key in unknown:
+            forwarded_inputs.append(a)
         else:
             return None, f"unknown or repeated argument {key!r}"
     for key, a in [*by_name, *packed]:

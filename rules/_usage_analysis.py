@@ -134,6 +134,7 @@ class Analysis:
         self.env: dict[tuple[int, str], Ty | None] = {}
         self.rets: dict[int, Ty | None] = {}
         self.inline_defs: dict[int, cst.Call] = {}  # ModuleRef.def_expr -> the expression
+        self._changed_names: set[str] | None = None  # module-level dicts this file changes (``_changed``)
         # what other files of the run pass to this file's top-level functions
         self.seeds: dict[tuple[int, str], Ty | None] = {}
         for (name, slot), t in external_seeds(self).items():
@@ -475,16 +476,18 @@ class Analysis:
 
     def _changed(self, name: str) -> bool:
         """Does this file store into the module-level dict ``name``, delete from it or call one of its
-        methods other than the readers (``MODELS['x'] = ...``, ``MODELS.update(...)``)?"""
-        for node in self.parent.values():
-            if isinstance(node, cst.Subscript) and isinstance(node.value, cst.Name) and node.value.value == name:
-                holder = self.parent.get(id(node))
-                if isinstance(holder, (cst.AssignTarget, cst.Del, cst.AugAssign)):
-                    return True
-            if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == name \
-                    and node.attr.value not in ("items", "keys", "values", "get", "copy"):
-                return True
-        return False
+        methods other than the readers (``MODELS['x'] = ...``, ``MODELS.update(...)``)?  (The names so
+        changed are found in one walk of the file, on first need.)"""
+        if self._changed_names is None:
+            self._changed_names = set()
+            for node in self.parent.values():
+                if isinstance(node, cst.Subscript) and isinstance(node.value, cst.Name) and isinstance(
+                        self.parent.get(id(node)), (cst.AssignTarget, cst.Del, cst.AugAssign)):
+                    self._changed_names.add(node.value.value)
+                if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) \
+                        and node.attr.value not in ("items", "keys", "values", "get", "copy"):
+                    self._changed_names.add(node.value.value)
+        return name in self._changed_names
 
     def _either(self, options: list[tuple[cst.BaseExpression, Ty | None]]) -> Ty | None:
         """One of several values (``b if flag else a``, ``a or b``) where one holds a Model: the

@@ -72,9 +72,9 @@ from __future__ import annotations
 
 import libcst as cst
 
+from linen_upgrade.applicability import LEGACY_ONLY_METHODS
 from linen_upgrade.rule import Context, Example, NoChange, RuleTransformer
 from linen_upgrade.rules._cst import build_dotted, code, comma_list
-from linen_upgrade.applicability import LEGACY_ONLY_METHODS
 from linen_upgrade.rules._fixed_inputs import left_legacy
 from linen_upgrade.rules._modules import inputs_fixable
 from linen_upgrade.rules._usage import CONFLICT, DEF, UsageRule
@@ -168,12 +168,9 @@ class _Transformer(SiteCalls):
             parent = self.a.parent.get(id(original))
             if isinstance(parent, cst.Call) and parent.func is original:
                 return updated
-            if attr == "call":
-                new, why = self._call_value(original, base.ref)
-                if new is not None:
-                    return new
-            else:
-                why = None
+            new, why = self._call_value(original, base.ref) if attr == "call" else (None, None)
+            if new is not None:
+                return new
             if why is not None or not self.ctx.index.is_legacy_module(self.resolve(original.value)):  # (LU901's)
                 self.todo(f"{code(original)}: a legacy method of a module definition taken as a value (Linen's "
                           f"are M(...).init and M(...).apply with {{'params': ...}}){': ' + why if why else ''}: "

@@ -107,13 +107,13 @@ from linen_upgrade.rules._attention import AttentionCalls, attention_result, cac
 from linen_upgrade.rules._cells import CellCalls, carry_arg
 from linen_upgrade.rules._cst import add_import, build_dotted, express, kwarg, named_params, spell_partial
 from linen_upgrade.rules._factories import Factories, Returned, spec_of
-from linen_upgrade.rules._usage_types import DEF
 from linen_upgrade.rules._factory_branches import (Branches, assignments, read_branches, split_alike,
                                                    union, wrap_plain)
 from linen_upgrade.rules._fixed_inputs import FunctionScan, append_keywords
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
 from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, inputs_fixable,
                                           is_function_module, rejected, spec_for_qual, split_call)
+from linen_upgrade.rules._usage_types import DEF
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 
@@ -335,7 +335,7 @@ class _Transformer(AttentionCalls, CellCalls):
         scan, frame = self._scan(), {}
         for name, assign in scan.assigned.items():
             handed = [param for inner, param in scan.hand_overs(name) or () if inner.fn is fn] \
-                if fn.name.value in scan.nested and name in scan._passed else []
+                if fn.name.value in scan.nested else []
             entry = self._partial_entry(assign) if handed else None
             if entry is not None:
                 frame.update(dict.fromkeys(handed, entry))
