@@ -7,6 +7,8 @@ dropped.
 
 from __future__ import annotations
 
+import os
+
 import libcst as cst
 
 from linen_upgrade.resolve import canonical, dotted
@@ -127,8 +129,9 @@ def drop_unused_optim_imports(module: cst.Module, ctx: Context) -> cst.Module:
     nothing uses any more must go, or the upgraded file cannot be imported."""
     uses = _Uses()
     module.visit(uses)
+    offered = _offered(module, ctx)
     unused = {target for local, target in ctx.facts.imports.aliases.items()
-              if _is_optim(target) and local not in uses.names}
+              if _is_optim(target) and local not in uses.names and local not in offered}
     module = drop_from_imports(module, unused)
     optim_dotted = any(d == "flax.optim" or d.startswith("flax.optim.") for d in uses.dotted)
 
@@ -142,7 +145,8 @@ def drop_unused_optim_imports(module: cst.Module, ctx: Context) -> cst.Module:
             for orig, alias in zip(original.names, updated.names):
                 name = dotted(alias.name) or ""
                 local = alias.asname.name.value if alias.asname else None  # type: ignore[union-attr]
-                if _is_optim(name) and local is not None and local not in uses.names:
+                if _is_optim(name) and local is not None and local not in uses.names \
+                        and local not in offered:
                     continue
                 if _is_optim(name) and local is None and not optim_dotted:
                     if "flax" in uses.names and not _other_flax_import(module, orig):
@@ -156,6 +160,31 @@ def drop_unused_optim_imports(module: cst.Module, ctx: Context) -> cst.Module:
             return updated.with_changes(names=keep)
 
     return module.visit(DropImports())
+
+
+def _offered(module: cst.Module, ctx: Context) -> set[str]:
+    """Imported names the file offers other code (a re-export): listed in its
+    ``__all__``, used by another file of the run through it, or imported by a
+    package's ``__init__.py``.  Such an import of ``flax.optim`` stays (LU901
+    marks it): dropped, ``pkg.Adam`` or ``from pkg import *`` fails with no
+    finding."""
+    offered: set[str] = set()
+    for stmt in module.body:
+        if isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                if isinstance(small, cst.Assign) and any(
+                        isinstance(t.target, cst.Name) and t.target.value == "__all__" for t in small.targets) \
+                        and isinstance(small.value, (cst.List, cst.Tuple)):
+                    offered.update(e.value.evaluated_value for e in small.value.elements
+                                   if isinstance(e.value, cst.SimpleString)
+                                   and isinstance(e.value.evaluated_value, str))
+    name = ctx.facts.module_name
+    if name:
+        offered.update(local for local in ctx.facts.imports.aliases
+                       if ctx.index.referrers.get(f"{name}.{local}"))
+    if os.path.basename(ctx.path or "") == "__init__.py":
+        offered.update(ctx.facts.imports.aliases)
+    return offered
 
 
 def _other_flax_import(module: cst.Module, this: cst.ImportAlias) -> bool:

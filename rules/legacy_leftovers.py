@@ -216,6 +216,12 @@ class _Transformer(RuleTransformer):
         if qual.startswith("flax.optim"):
             self.todo(f"{qual} is not converted: flax.optim is gone, use optax")
             return
+        defined = self.ctx.index.canonical(qual)
+        if defined != qual and defined.startswith("flax.optim"):
+            # ``optlib.Momentum``: a package of the run re-exports the legacy optimizer
+            self.todo(f"{qual} is {defined} (re-exported by a file of the run), not converted: "
+                      "flax.optim is gone, use optax")
+            return
         parts = qual.split(".")
         if parts[:2] != ["flax", "nn"] or len(parts) < 3:
             return

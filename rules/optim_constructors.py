@@ -19,7 +19,10 @@ What it does
     the transform's state) (``rules/_optim_user.py``).
     ``optim.DynamicScale`` -> ``flax.training.dynamic_scale.DynamicScale``;
     ``optim.ModelParamTraversal`` -> ``flax.traverse_util.ModelParamTraversal``.
-    A ``flax.optim`` import nothing uses any more is removed.
+    A ``flax.optim`` import nothing uses any more is removed, unless the file
+    offers the name to others (``__all__``, a package's ``__init__.py``, another
+    file of the run using it through this one): that import stays, with
+    LU901's TODO, as do the classes other files reach only through it.
 Why
     ``flax.optim`` is gone from current Flax; optax replaced it.  Several
     optax namesakes differ (``optax.adagrad``'s accumulator, ``rmsprop``'s eps,
@@ -134,7 +137,13 @@ class _Transformer(RuleTransformer):
         its instances ``optax_from_optimizer_def(...)``, and the plain class has no ``.create``."""
         module = self.ctx.facts.module_name
         index = self.ctx.index
-        users = index.referrers.get(f"{module}.{name}" if module else name, set()) - index.optim_creators - {module}
+        qual = f"{module}.{name}" if module else name
+        # also through a package's re-export (``optlib.ClippedSGD``, ``from optlib import ClippedSGD``)
+        # whose own file only names it again (``from .clipped import ClippedSGD``)
+        via = {ref for ref in index.referrers if ref != qual and index.canonical(ref) == qual}
+        users = set(index.referrers.get(qual, set())).union(*(index.referrers[ref] for ref in via))
+        users -= index.optim_creators | {module} | {ref.rpartition(".")[0] for ref in via} \
+            | {ref.rpartition(".")[0] for ref, target in index.reexports.items() if target == qual}
         if not users:
             return None
         here = os.path.dirname(index.paths.get(module, ""))

@@ -417,3 +417,20 @@ def test_class_keeping_the_optimizer_in_an_attribute_used_by_another_file_stays_
     assert any("Trainer keeps the optimizer in self.optimizer and is used in other files" in f
                for f in files["trainer.py"][1])
     assert files["main.py"] == (main, [])
+
+
+def test_a_package_keeps_the_legacy_optimizers_it_re_exports(tmp_path):
+    """``from flax.optim import Adam`` in a package's ``__init__.py`` offers ``pkg.Adam``
+    to code outside the run: it stays, with LU901's TODO (dropped, ``pkg.Adam`` and
+    ``from pkg import *`` failed with no finding; nestordemeure/flaxOptimizers)."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from flax.optim import Adam, Momentum as SGDM\n")
+    (pkg / "helpers.py").write_text("from flax.optim import Adam\n\nSCALE = 2.0\n")
+    result = run(sorted(pkg.glob("*.py")), Config(), [r.id for r in all_rules()], jobs=1)
+    out = {Path(r.path).name: ((r.new or r.original).decode(), [f.rule for f in r.findings])
+           for r in result.results}
+    assert out["__init__.py"] == (
+        "# TODO(linen-upgrade): LU901 flax.optim is gone: its uses need optax\n"
+        "from flax.optim import Adam, Momentum as SGDM\n", ["LU901"])
+    assert out["helpers.py"] == ("\nSCALE = 2.0\n", [])  # a plain module: an unused import goes
