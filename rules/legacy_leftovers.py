@@ -6,6 +6,9 @@ What it does
     any ``flax.optim`` name, a legacy module class that still defines
     ``apply``, or ``.partial``/``.shared``/``.init_by_shape``/... on a legacy
     module, with ``# TODO(linen-upgrade): LU901 ...`` and a report finding.
+    Also a ``flax.optim`` name or a legacy built-in module (``Dense``) reached
+    through a package of the run that re-exports it (``from layers import
+    Dense``): its calls keep the legacy form, which no rule splits there.
 Why
     ``flax.nn`` imports become ``flax.linen`` imports (LU100); code the tool
     did not convert must not pass silently as if it were upgraded.
@@ -221,6 +224,13 @@ class _Transformer(RuleTransformer):
             # ``optlib.Momentum``: a package of the run re-exports the legacy optimizer
             self.todo(f"{qual} is {defined} (re-exported by a file of the run), not converted: "
                       "flax.optim is gone, use optax")
+            return
+        if defined != qual and defined in BUILTIN_MODULES:
+            # ``from layers import Dense``: the re-export becomes Linen's Dense, its calls here
+            # keep the legacy form (inputs first), which no rule splits through a re-export
+            short = defined.rpartition(".")[2]
+            self.todo(f"{qual} is {defined} (re-exported by a file of the run), whose calls keep the legacy "
+                      f"form here: import it from flax.linen and write {short}(<attributes>)(<inputs>)")
             return
         parts = qual.split(".")
         if parts[:2] != ["flax", "nn"] or len(parts) < 3:
