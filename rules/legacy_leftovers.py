@@ -232,6 +232,11 @@ class _Transformer(RuleTransformer):
             self.todo(f"{qual} is {defined} (re-exported by a file of the run), whose calls keep the legacy "
                       f"form here: import it from flax.linen and write {short}(<attributes>)(<inputs>)")
             return
+        if defined != qual and defined.startswith("flax.nn."):
+            row = NN_SYMBOLS.get(".".join(defined.split(".")[:3]))
+            if row is not None and row.linen is None:  # ``from common import stateful``
+                self.todo(f"{qual} is {defined} (re-exported by a file of the run), not converted: {row.guideline}")
+                return
         parts = qual.split(".")
         if parts[:2] != ["flax", "nn"] or len(parts) < 3:
             return
