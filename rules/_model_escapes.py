@@ -13,6 +13,7 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rules._cst import code
 from linen_upgrade.rules._usage import (CAPTURE, CLASS, CONFLICT, FUNC, INSTANCE, MODEL, TRUNC, UsageTransformer,
                                         conflict_message, element, external_param, unwrap_func)
+from linen_upgrade.rules._usage_types import RECORD, RECORDS
 
 # methods that put a value into a container (where the rules no longer follow it)
 _CONTAINER_METHODS = frozenset({"append", "extend", "insert", "add", "update", "setdefault", "put"})
@@ -76,6 +77,8 @@ class Escapes(UsageTransformer):
                     where = f"{callee.func[1]} (another file, where it is not followed as a Model)"
             elif callee is None and self._unread_file(qual):
                 where = f"{qual} (another file, which this run does not read: it uses no flax)"
+            elif qual in RECORDS or callee is not None and callee.kind == CLASS and callee.func[0] == RECORD:
+                where = f"{dotted(call.func)} (a record, whose fields are not followed)"
             elif qual is not None and any(qual == self.a.class_qual(c.name) for c in self.ctx.facts.classes) \
                     and not (callee is not None and callee.kind == CLASS
                              and "__init__" in self.a.methods.get(callee.func[1], {})):

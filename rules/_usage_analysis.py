@@ -44,8 +44,9 @@ from linen_upgrade.rules._usage_frames import SiteCounter
 from linen_upgrade.rules._usage_loops import current
 from linen_upgrade.rules._usage_scopes import Collector, Scope
 from linen_upgrade.rules._usage_types import (CAPTURE, CHANGED_REGISTRY, CLASS, CONFLICT, DEF, FOREIGN, FUNC,
-                                              INPUTS_HELPER, INSTANCE, MODEL, OPTIM, PARTIAL_HELPER, RUNTIME, STATE,
-                                              TRUNC, TUPLE, VARIABLES, ModuleRef, Ty, conflict, element, join)
+                                              INPUTS_HELPER, INSTANCE, MODEL, OPTIM, PARTIAL_HELPER, RECORD,
+                                              RECORD_TYPES, RECORDS, RUNTIME, STATE, TRUNC, TUPLE, VARIABLES,
+                                              ModuleRef, Ty, conflict, element, join)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 # calls whose result has the type of one argument (a pytree in, the same pytree out)
@@ -235,15 +236,15 @@ class Analysis:
                 if target is None:
                     continue
                 fscope = self.scopes[id(target)]
-                positional = [a for a in args if a.keyword is None]
-                if any(a.star for a in args):
-                    continue
+                # an unpacked *args fills the parameters after the arguments before it (not followed)
+                unpacked = next((i for i, a in enumerate(args) if a.star), len(args))
+                positional = [a for a in args[:unpacked] if a.keyword is None]
                 for i, a in enumerate(positional):
                     if i + offset < len(fscope.params):
                         key = (id(fscope), fscope.params[i + offset])
                         env[key] = join(env.get(key), self.ty(a.value, scope))
                 for a in args:
-                    if a.keyword is not None and a.keyword.value in fscope.bound:
+                    if a.keyword is not None and not a.star and a.keyword.value in fscope.bound:
                         key = (id(fscope), a.keyword.value)
                         env[key] = join(env.get(key), self.ty(a.value, scope))
             for fid, fn in self.funcs.items():  # a default is what a call leaving the parameter out passes
@@ -546,6 +547,10 @@ class Analysis:
             wrapper = func.args[0].value  # functools.partial(jax.pmap, axis_name='batch')(f): jax.pmap(f, ...)
             if isinstance(wrapper, (cst.Name, cst.Attribute)) and self.qual(wrapper, scope) in _SAME_SIGNATURE:
                 qual = self.qual(wrapper, scope)
+        if qual in RECORD_TYPES:
+            return Ty(CLASS, func=(RECORD, id(call)))
+        if qual in RECORDS:
+            return Ty(INSTANCE, func=(RECORD, id(call)))
         if qual == "flax.nn.Model":
             arg = self.arg(call, 0, "module")
             d = self.ty(arg, scope) if arg is not None else None
@@ -723,9 +728,11 @@ class Analysis:
         """``model_type.partial(num_classes=10)`` of a definition chosen at run time: a choice still, of
         each one extended, when every keyword is a Linen attribute of every class it may be (else which
         are call inputs depends on the run: unknown, and LU901 says so)."""
-        if any(a.keyword is None or a.star for a in args):
+        # ``**model_kwargs``, keys known at run time: LU201's helper checks there that each is an attribute
+        if any(a.keyword is None and a.star != "**" or a.star == "*" for a in args) \
+                or sum(a.star == "**" for a in args) > 1:
             return None
-        keys = {a.keyword.value for a in args}
+        keys = {a.keyword.value for a in args if not a.star}
         for choice in ref.choices:
             spec = self.spec(choice.qual)
             legacy = self.index.legacy_module(choice.qual)
@@ -736,19 +743,22 @@ class Analysis:
         return Ty(DEF, replace(ref.without_var(), choices=extended))
 
     def _extend(self, ref: ModuleRef, args, scope: Scope) -> ModuleRef:
-        kwargs = dict(ref.kwargs)
+        kwargs = {k: v for k, v in ref.kwargs if k != "*"}
+        starred = [(k, v) for k, v in ref.kwargs if k == "*"]  # positional and unpacked: not portable
         portable = ref.portable
         names = ref.file_names
         for a in args:
             if a.keyword is None or a.star:
-                return replace(ref, portable=False, file_names=None, kwargs=(*ref.kwargs, ("*", _CODE(a))))
+                starred.append(("*", _CODE(a)))
+                portable, names = False, None
+                continue
             kwargs[a.keyword.value] = _CODE(a.value)
             portable = portable and _is_literal(a.value)
             if names is not None and not _is_literal(a.value):
                 more = self._module_names(a.value, scope)
                 names = names | more if more is not None else None
-        alias = (ref.alias[0], ref.alias[1] - {a.keyword.value for a in args}) if ref.alias else None
-        return ModuleRef(ref.qual, tuple(kwargs.items()), portable, alias=alias, file_names=names)
+        alias = (ref.alias[0], ref.alias[1] - {a.keyword.value for a in args if a.keyword}) if ref.alias else None
+        return ModuleRef(ref.qual, (*kwargs.items(), *starred), portable, alias=alias, file_names=names)
 
     def module_name_here(self, name: str, scope: Scope) -> bool:
         """Does ``name`` read, in ``scope``, this file's module-level binding (an assignment or an import)?"""

@@ -16,9 +16,9 @@ from linen_upgrade.analysis import identity
 from linen_upgrade.engine import SourceError, decode, facts_for, tree_of
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.rules._cst import express
-from linen_upgrade.rules._usage_types import (CLASS, CONFLICT, DEF, ELSEWHERE, FOREIGN, FUNC, INSTANCE, MODEL, OPTIM, STATE,
-                                              TRUNC, TUPLE, UNNAMED, UNWRITABLE, Ty, conflict, join, unnamed,
-                                              unwrap_func)
+from linen_upgrade.rules._usage_types import (CLASS, CONFLICT, DEF, ELSEWHERE, FOREIGN, FUNC, INSTANCE, MODEL, OPTIM,
+                                              RECORD, STATE, TRUNC, TUPLE, UNNAMED, UNWRITABLE, Ty, chosen, conflict,
+                                              join, unnamed, unwrap_func)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 if TYPE_CHECKING:
@@ -100,7 +100,94 @@ def external_return(a: Analysis, qual: str, call: cst.Call | None = None, scope=
             and id(cls) in other.plain_classes else None
     if call is None:
         return _portable(other.rets.get(id(fn)))
+    handed = _handed_functions(a, other, fn, call, scope)
+    if handed:  # get_model(name, create_model, ...): what it returns of its calls of create_model is ours
+        fscope = other.scopes[id(fn)]
+        typed = None
+        for s, e in other.returns.get(id(fn), []):
+            target = handed.get(e.func.value) if isinstance(e, cst.Call) and isinstance(e.func, cst.Name) \
+                and s.lookup(e.func.value) is fscope else None
+            typed = join(typed, a.rets.get(id(target)) if target is not None else _portable(other.ty(e, s)))
+        return typed
     return a.rebind(other.rets.get(id(fn)), other.scopes[id(fn)], call, scope, 0, _portable)
+
+
+def _slots(call: cst.Call, params: list[str] | None = None) -> list[tuple[int | str, cst.Arg]]:
+    """The arguments of ``call`` by the slot they fill: a position (or, given ``params``, the
+    parameter's name there) or a keyword; none after an unpacked ``*args`` (not followed)."""
+    unpacked = next((i for i, x in enumerate(call.args) if x.star), len(call.args))
+    positional = [x for x in call.args[:unpacked] if x.keyword is None]
+    slots: list[tuple[int | str, cst.Arg]] = [
+        (params[i] if params is not None else i, x) for i, x in enumerate(positional)
+        if params is None or i < len(params)]
+    return slots + [(x.keyword.value, x) for x in call.args if x.keyword is not None and not x.star]
+
+
+def _handed_functions(a: Analysis, other: Analysis, fn: cst.FunctionDef, call: cst.Call,
+                      scope) -> dict[str, cst.FunctionDef]:
+    """The parameters of ``other``'s function ``fn`` that ``call`` (in ``a``) fills with a top-level
+    function of ``a``, where ``fn`` does nothing with them but call them (a callback:
+    ``train_utils.get_model(model_type, create_model, ...)`` calling ``create_model_fn(Net, ...)``)."""
+    fscope = other.scopes[id(fn)]
+    found = {}
+    for param, x in _slots(call, fscope.params):
+        name = x.value.value if isinstance(x.value, cst.Name) else None
+        target = a.top_level_function(name) if name and scope.lookup(name) is a.module_scope \
+            and a.module_scope.bound.get(name) == 1 else None
+        if target is not None and isinstance(param, str) and fscope.bound.get(param) == 1 \
+                and _only_called(fn, param):
+            found[param] = target
+    return found
+
+
+def _only_called(fn: cst.FunctionDef, name: str) -> bool:
+    """Does ``fn`` use its parameter ``name`` only to return what calling it returns
+    (``return create_model_fn(...)``)?  Then what ``fn`` returns of it is the callback's own
+    result, which the caller's file types (``external_return``)."""
+    class Uses(cst.CSTVisitor):
+        def __init__(self) -> None:
+            self.all = self.returned = 0
+
+        def visit_Name(self, node: cst.Name) -> None:
+            self.all += node.value == name
+
+        def visit_Return(self, node: cst.Return) -> None:
+            self.returned += isinstance(node.value, cst.Call) and isinstance(node.value.func, cst.Name) \
+                and node.value.func.value == name
+
+    uses = Uses()
+    fn.body.visit(uses)
+    return uses.all == uses.returned
+
+
+def _handed_seeds(a: Analysis) -> dict[tuple[str, int | str], Ty | None]:
+    """What other files' functions pass to this file's top-level functions that this file hands
+    them as callbacks (``get_model(model_type, create_model, ...)``, which calls
+    ``create_model_fn(transformer.TransformerEncoder, model_kwargs, ...)``): a module class there
+    is a definition chosen at run time here, held by the parameter (no class is named)."""
+    seeds: dict[tuple[str, int | str], Ty | None] = {}
+    for scope, call in a.calls:
+        qual = a.qual(call.func, scope) if isinstance(call.func, (cst.Name, cst.Attribute)) else None
+        module, _, name = (qual or "").rpartition(".")
+        if not module or module == a.facts.module_name or module not in a.index.flax_modules:
+            continue
+        file = module_file(a.path, a.facts.module_name, module)
+        other = external_analysis(file, module, a.index, depth=2) if file is not None else None
+        fn = other.top_level_function(name) if other is not None else None
+        if other is None or fn is None:
+            continue
+        fscope = other.scopes[id(fn)]
+        for param, target in _handed_functions(a, other, fn, call, scope).items():
+            for s, inner in other.calls:
+                if not isinstance(inner.func, cst.Name) or inner.func.value != param or s.lookup(param) is not fscope:
+                    continue
+                for slot, x in _slots(inner):
+                    t = other.ty(x.value, s)
+                    if t is not None and t.kind == DEF and t.ref is not None and not t.ref.choices:
+                        t = Ty(DEF, chosen(t.ref, t.ref))  # held by the parameter: no class is named
+                    key = (target.name.value, slot)
+                    seeds[key] = join(seeds.get(key), _seed(a, other, t))
+    return seeds
 
 
 def external_registry(a: Analysis, qual: str) -> Ty | None:
@@ -161,6 +248,8 @@ def external_seeds(a: Analysis) -> dict[tuple[str, int | str], Ty | None]:
                 slot: int | str = arg.keyword.value if arg.keyword is not None else position
                 position += arg.keyword is None
                 seeds[(name, slot)] = join(seeds.get((name, slot)), _seed(a, other, other.ty(arg.value, scope)))
+    for key, t in _handed_seeds(a).items():
+        seeds[key] = join(seeds.get(key), t)
     return seeds
 
 
@@ -178,8 +267,8 @@ def _seed(a: Analysis, other: Analysis, t: Ty | None, nested: bool = True) -> Ty
         fields = tuple(sorted((k, f) for k, v in other.fields(t).items()
                               if (f := _seed(a, other, v, False)) is not None))
         cls = other.plain_classes.get(t.func[1])
-        if not fields or cls is None:
-            return None
+        if not fields or cls is None:  # a record: no Model, but no Model either where one meets it
+            return Ty(INSTANCE, func=(RECORD, other.class_qual(cls.name.value) if cls is not None else other.path))
         return Ty(INSTANCE, items=fields, func=(FOREIGN, other.class_qual(cls.name.value)))
     if t.kind == DEF and t.ref is not None and t.ref.choices:
         return Ty(DEF, t.ref.without_var())  # a value there: module() wherever it is held, no class named

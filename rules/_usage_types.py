@@ -21,6 +21,14 @@ DEF, MODEL, OPTIM, STATE, TUPLE, FUNC, CONFLICT = "def", "model", "optimizer", "
 # name), items: ((field, Ty), ...) the fields that file gave it)
 TRUNC, CAPTURE, VARIABLES, CLASS, INSTANCE = "truncated", "captured", "variables", "class", "instance"
 FOREIGN = "foreign"
+# the tag (``func[0]``) of a record type that is no class of this file -- ``collections.namedtuple(...)``,
+# ``types.SimpleNamespace(...)``, a plain class of another file -- and of its instances: they hold no
+# legacy value, so a parameter given one at a call and a Model at another is a CONFLICT (``.params``
+# there gets a TODO: on the record it is a field, not the Model's parameters)
+RECORD = "record"
+# the calls making a record type, and making a record
+RECORD_TYPES = frozenset({"collections.namedtuple", "typing.NamedTuple", "dataclasses.make_dataclass"})
+RECORDS = frozenset({"types.SimpleNamespace", "argparse.Namespace"})
 # the qual of a module definition known only at run time (``ModuleRef.choices``): no class has this name,
 # so every path that looks a class up by its qual (signatures, paths, spelling) finds none and leaves a TODO
 RUNTIME = "<module chosen at run time>"

@@ -224,9 +224,18 @@ class _Transformer(SiteCalls):
             made = self.a.type_at(original)
             if made is None or made.kind != DEF or made.ref is None or not made.ref.choices:
                 return updated
+            args = [cst.Arg(value=updated.func.value), *updated.args]  # type: ignore[attr-defined]
+            if any(a.star == "**" for a in updated.args):  # keys known at run time: checked there
+                helper = self.partial_helper()
+                if helper is None:
+                    self.todo(f"a .partial(**...) of a definition chosen at run time: the file binds "
+                              f"{PARTIAL_HELPER} to something else")
+                    return updated
+                self.fixed(f"a .partial(**...) of a definition chosen at run time -> {helper}(...), which checks "
+                           "at run time that every keyword is a Linen attribute")
+                return cst.Call(func=cst.Name(helper), args=args)
             self.fixed("a .partial of a definition chosen at run time -> functools.partial(...)")
-            return cst.Call(func=build_dotted(self.spell_partial()),
-                            args=[cst.Arg(value=updated.func.value), *updated.args])  # type: ignore[attr-defined]
+            return cst.Call(func=build_dotted(self.spell_partial()), args=args)
         spec = self.a.spec(base.ref.qual)
         if spec is None:
             return updated

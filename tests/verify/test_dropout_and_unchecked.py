@@ -161,3 +161,17 @@ def test_batch_of_one_is_not_a_pass(legacy_root, mlp):
     code, out = _cli(legacy, upgraded, "--module", "MLP", "--input", "1,16", "--allow-unchecked")
     assert code == 0 and "module MLP: OK" in out, out
     assert "not checked: gradient is zero on both sides" in out and f"{len(unchecked)} not checked" in out
+
+
+def test_a_gradient_off_by_rounding_of_the_largest_gradient_passes_with_a_note():
+    """A layer before a BatchNorm: its gradient (1e-3) is mostly cancelled, so float32 rounding of a
+    backward pass whose largest gradient is 5 leaves it 1.5e-6 off -- a pass, said in a note; 1e-4
+    off is not rounding."""
+    legacy = np.full((4, 2), 1.5e-3, np.float32)
+    row = modern.compare(legacy, legacy + 1.5e-6, 1e-5, 1e-6)
+    assert not row["ok"]
+    modern.within_gradient_rounding(row, 5.0, 1e-5, 1e-6)
+    assert row["ok"] and "within rounding of the largest gradient" in row["note"]
+    wrong = modern.compare(legacy, legacy + 1e-4, 1e-5, 1e-6)
+    modern.within_gradient_rounding(wrong, 5.0, 1e-5, 1e-6)
+    assert not wrong["ok"] and wrong["note"] == ""
