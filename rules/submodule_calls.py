@@ -105,7 +105,7 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule
 from linen_upgrade.rules._attention import AttentionCalls, attention_result, cache_to_decode
 from linen_upgrade.rules._cells import CellCalls, carry_arg
-from linen_upgrade.rules._cst import add_import, build_dotted, express, kwarg, named_params, spell_partial
+from linen_upgrade.rules._cst import add_import, build_dotted, code, express, kwarg, named_params, spell_partial
 from linen_upgrade.rules._factories import Factories, Returned, spec_of
 from linen_upgrade.rules._factory_branches import (Branches, assignments, read_branches, split_alike,
                                                    union, wrap_plain)
@@ -636,6 +636,10 @@ class _Transformer(AttentionCalls, CellCalls):
         """``block = BLOCKS[depth]`` (every binding of the local in the function), then ``block(x, f)``:
         the module classes of the run in that module-level dict literal (``_registry``), for
         ``_split_alike``; None when the local or the dict is anything else."""
+        if isinstance(func, cst.Subscript) and isinstance(func.value, cst.Name) and self._module is not None \
+                and func.value.value not in self.hidden_names():  # BLOCKS[kind](x, f): the entry called at once
+            found = self._registry(func.value.value)
+            return frozenset((qual, frozenset()) for qual in found) if found is not None else None
         if not (isinstance(func, cst.Name) and self._functions and self._module is not None):
             return None
         fn = self._functions[-1]
@@ -682,16 +686,21 @@ class _Transformer(AttentionCalls, CellCalls):
         return found[0] if len(found) == 1 and isinstance(found[0], cst.Dict) else None
 
     def _holds_modules(self, name: str) -> bool:
-        """Is ``name`` a module-level dict literal with a module class of the run among its values?"""
+        """Is ``name`` a module-level dict literal with a legacy module class (of the run or built in)
+        among its values?"""
         found = self._module_dict(name)
-        return found is not None and any(isinstance(e, cst.DictElement) and self.ctx.index.legacy_module(
-            self.resolve_class(e.value)) for e in found.elements)
+        return found is not None and any(isinstance(e, cst.DictElement) and (
+            self.ctx.index.legacy_module(qual := self.resolve_class(e.value)) or qual in BUILTIN_MODULES)
+            for e in found.elements)
 
     def _untraced_module_call(self, call: cst.Call) -> bool:
         """``norm(x, name='norm')`` in a module body, ``norm`` a local bound to a call or a subscript
         (``get_norm(kind)``, ``NORMS[kind]``) that no rule traced: ``name=`` says it is a module call,
         which stays in the legacy form (its class may well be a Linen one now)."""
         func = call.func
+        if self._in_legacy_module() and isinstance(func, cst.Subscript) and isinstance(func.value, cst.Name) \
+                and self._holds_modules(func.value.value):
+            return True  # NORMS[kind](x): an entry of a dict of module classes that _registry cannot follow
         if not (self._in_legacy_module() and self._functions and isinstance(func, cst.Name)):
             return False
         values = [stmt.value for stmt in self._assignments(func.value)]
@@ -817,15 +826,16 @@ class _Transformer(AttentionCalls, CellCalls):
             # ``block = BLOCKS[depth]``: one of the module classes of a dict literal of the file
             alike = self._split_alike(registry)
             if alike is None:
-                self.todo(f"{func.value} holds an entry of a dict of module classes whose calls split differently: "
-                          f"convert its calls by hand to {func.value}(<attributes>)(<inputs>)")
+                shown = code(func)
+                self.todo(f"{shown} holds an entry of a dict of module classes whose calls split differently: "
+                          f"convert its calls by hand to {shown}(<attributes>)(<inputs>)")
                 return updated
             call_spec, bound = alike
         else:
             if self._untraced_module_call(original):
-                self.todo(f"{_name(func)}(...) calls what {_name(func)} holds, a value this run cannot "
+                self.todo(f"{code(func)}(...) calls what {code(func)} holds, a value this run cannot "
                           f"trace to a module (a registry entry, a factory's result): if it is a legacy module, "
-                          f"write {_name(func)}(<attributes>)(<inputs>) by hand")
+                          f"write {code(func)}(<attributes>)(<inputs>) by hand")
             return updated
         if not call_spec.is_legacy_call(original, bound):
             return updated
