@@ -51,13 +51,15 @@ Left alone (with a TODO)
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import libcst as cst
+import libcst.matchers as m
 
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.tables.optimizers import (HELPERS, OPTIMIZER_DEF, OPTIMIZERS, TRAVERSAL, TRAVERSAL_TARGET,
-                                             ConversionError, optax_expression)
+                                             USER_DEF_HELPER, ConversionError, optax_expression)
 from linen_upgrade.rules._cst import add_import, express
 from linen_upgrade.rules._optim_defs import Scan
 from linen_upgrade.rules._optim_edit import drop_unused_optim_imports, format_expression, insert_helpers
@@ -96,6 +98,10 @@ class OptimConstructors(Rule):
         module.visit(scan)
         plan = plan_definitions(scan, module)
         transformer = _Transformer(self, ctx, plan)
+        defs = user_defs(ctx.facts)
+        if defs:  # the file's OptimizerDef subclasses it names besides defining them
+            named = Counter(n.value for n in m.findall(module, m.Name()) if n.value in defs)
+            transformer.read = {n for n in defs if named[n] > 1}
         module = module.visit(transformer)
         for name in sorted(transformer.imports):
             module = add_import(module, name)
@@ -111,6 +117,7 @@ class _Transformer(RuleTransformer):
         self.imports: set[str] = set()
         self.helpers: list[str] = []
         self._attrs: set[int] = set()  # the .attr Name of every Attribute
+        self.read: set[str] = set()  # user OptimizerDef classes the file names besides their definition
 
     def visit_Import(self, node: cst.Import) -> bool:
         return False
@@ -125,6 +132,11 @@ class _Transformer(RuleTransformer):
             problem = class_problem(original, user_defs(self.ctx.facts), self.resolve) or self._users_left(name)
             if problem is None:
                 self.fixed(f"{name}(OptimizerDef) -> a plain class for optax_from_optimizer_def")
+                if name not in self.read and not self._users(name):
+                    # a library's optimizer: its callers are not in the run, and its .create is gone
+                    self.todo(f"{name} is a plain class now, and no file of this run makes an optimizer of it: "
+                              f"code elsewhere that calls {name}(...).create(...) must use "
+                              f"{USER_DEF_HELPER}({name}(...)) (linen_upgrade/optax_legacy.py) with a TrainState")
                 return convert_class(updated, user_defs(self.ctx.facts), self.resolve)
             self.todo(f"{name}: {problem}; {OPTIMIZERS[OPTIMIZER_DEF].guideline}")
         elif any(b in OPTIMIZERS for b in bases):
@@ -132,18 +144,24 @@ class _Transformer(RuleTransformer):
                       "form here; write an optax.GradientTransformation")
         return updated
 
+    def _users(self, name: str) -> set[str]:
+        """The other files of the run that use the class: also through a package's re-export
+        (``optlib.ClippedSGD``, ``from optlib import ClippedSGD``), but not the files that only
+        name it again to re-export it (``from .clipped import ClippedSGD``)."""
+        module = self.ctx.facts.module_name
+        index = self.ctx.index
+        qual = f"{module}.{name}" if module else name
+        via = {ref for ref in index.referrers if ref != qual and index.canonical(ref) == qual}
+        users = set(index.referrers.get(qual, set())).union(*(index.referrers[ref] for ref in via))
+        return users - {module} - {ref.rpartition(".")[0] for ref in via} \
+            - {ref.rpartition(".")[0] for ref, target in index.reexports.items() if target == qual}
+
     def _users_left(self, name: str) -> str | None:
         """Files of the run that use the class but not flax.optim: no rule runs there to make
         its instances ``optax_from_optimizer_def(...)``, and the plain class has no ``.create``."""
         module = self.ctx.facts.module_name
         index = self.ctx.index
-        qual = f"{module}.{name}" if module else name
-        # also through a package's re-export (``optlib.ClippedSGD``, ``from optlib import ClippedSGD``)
-        # whose own file only names it again (``from .clipped import ClippedSGD``)
-        via = {ref for ref in index.referrers if ref != qual and index.canonical(ref) == qual}
-        users = set(index.referrers.get(qual, set())).union(*(index.referrers[ref] for ref in via))
-        users -= index.optim_creators | {module} | {ref.rpartition(".")[0] for ref in via} \
-            | {ref.rpartition(".")[0] for ref, target in index.reexports.items() if target == qual}
+        users = self._users(name) - index.optim_creators
         if not users:
             return None
         here = os.path.dirname(index.paths.get(module, ""))
