@@ -190,6 +190,13 @@ class SiteCalls(UsageTransformer):
                 self.todo(f"{method}: positional arguments after input specs of unknown length: "
                           "pass them by keyword")
                 return None
+        named = next((a for a in rest if a.keyword is not None and a.keyword.value == "name"), None)
+        if named is not None and isinstance(named.value, (cst.SimpleString, cst.Name)) \
+                and not self.ctx.facts.references(*_NAMED_KEYS):
+            # the root's name changes no parameter (flax 0.3.6: the same params with and without it), only
+            # the '/name/...' keys of state and collections, which this file makes none of; Linen names the root
+            rest = [a for a in rest if a is not named]
+            self.fixed(f"{method}(..., name=...): the root module's name dropped (Linen names it)")
         starred = [a for a in inputs if a.star]
         ctor, call_inputs, problem = self.constructor(ref, original, [a for a in inputs if not a.star] + rest)
         if ctor is None:
@@ -374,6 +381,9 @@ INPUTS_SOURCE = '''def {name}(cls, **inputs):
     WithInputs.__name__ = WithInputs.__qualname__ = cls.__name__  # auto-named cls_<n>, as legacy named it
     return WithInputs
 '''
+
+# what keys legacy state by module paths that a root module's name prefixes ('/name/BatchNorm_0')
+_NAMED_KEYS = ("flax.nn.stateful", "flax.nn.Collection", "flax.nn.capture_module_outputs")
 
 _DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",
                      "uint8", "uint16", "uint32", "uint64", "bool_", "complex64", "complex128"})
