@@ -13,6 +13,7 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rules._cst import code
 from linen_upgrade.rules._usage import (CAPTURE, CLASS, CONFLICT, FUNC, INSTANCE, MODEL, TRUNC, UsageTransformer,
                                         conflict_message, element, external_param, unwrap_func)
+from linen_upgrade.rules._usage_external import followed_callback
 from linen_upgrade.rules._usage_types import RECORD, RECORDS
 
 # methods that put a value into a container (where the rules no longer follow it)
@@ -57,6 +58,7 @@ class Escapes(UsageTransformer):
                           "{'Dense_0': {'__call__': (y,)}}, not flat '/Dense_0' keys: read them by hand")
                 continue
             if not self.a.carries_model(t):
+                self._check_model_function(call, a, t)
                 continue
             scope = self.a.scope_of[id(call)]
             qual = self.a.qual(call.func, scope) if isinstance(call.func, (cst.Name, cst.Attribute)) else None
@@ -64,6 +66,8 @@ class Escapes(UsageTransformer):
             where = None
             if a.star:  # f(*args): which parameter gets it is not followed
                 where = f"{dotted(call.func) or 'a function'} unpacked ({a.star}{code(a.value)})"
+            elif (rest := self._into_rest(call, scope, a)) is not None:
+                where = f"{dotted(call.func) or 'a function'} (its parameter {rest}, which is not followed)"
             elif self._partial_of_external(call, scope, a, t):
                 where = (f"{dotted(call.args[0].value)} through functools.partial (another file, where what a "
                          "partial fixes is not followed)")
@@ -101,6 +105,55 @@ class Escapes(UsageTransformer):
             elif callee is None and isinstance(call.func, cst.Attribute) and call.func.attr.value in _CONTAINER_METHODS:
                 self.todo(f"a Model (now its params) is put into a container (.{call.func.attr.value}): "
                           "apply the Linen module where it is read, with {'params': ...}")
+
+    def _into_rest(self, call: cst.Call, scope, a: cst.Arg) -> str | None:
+        """``first(model)`` where ``def first(*models)`` (or a keyword a ``**kwargs`` takes): the
+        analysis gives only named parameters their arguments, so the callee's ``*models``/``**kw``
+        holding a Model is not followed.  The starred parameter, or None."""
+        target, args, offset = self.a._callee(call, scope)
+        if not isinstance(target, (cst.FunctionDef, cst.Lambda)) or any(x.star for x in call.args):
+            return None
+        params = target.params
+        named = [p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params)]
+        if a.keyword is not None:
+            star = params.star_kwarg
+            return f"**{star.name.value}" if star is not None and a.keyword.value not in named else None
+        position = next((i for i, x in enumerate(x for x in args if x.keyword is None) if x is a), None)
+        star = params.star_arg
+        if position is None or not isinstance(star, cst.Param):
+            return None
+        return f"*{star.name.value}" if position + offset >= len(params.posonly_params) + len(params.params) \
+            else None
+
+    def _check_model_function(self, call: cst.Call, a: cst.Arg, t) -> None:
+        """``registry.build(kind, create_model, ...)``: a function of this file whose result is a Model
+        (now its params) handed to code that calls it where the rules do not follow its result (another
+        file's helper that does more than return its call, a file this run does not read, ``map``):
+        what that code returns of it is the params now, with no finding there."""
+        f = unwrap_func(t)
+        if f is None or f.kind != FUNC or f.func[0] != "plain" or a.star \
+                or not self.a.carries_model(self.a.rets.get(f.func[1])):
+            return
+        fn = self.a.funcs.get(f.func[1])
+        if not isinstance(fn, cst.FunctionDef):
+            return
+        scope = self.a.scope_of[id(call)]
+        qual = self.a.qual(call.func, scope) if isinstance(call.func, (cst.Name, cst.Attribute)) else None
+        callee = unwrap_func(self.a.type_at(call.func))
+        where = None
+        if callee is not None and callee.kind == FUNC and callee.func[0] == "external":
+            if not followed_callback(self.a, callee.func[1], call, scope, a):
+                where = f"{callee.func[1]} (another file, where what it returns of its calls is not followed)"
+        elif callee is None and self._unread_file(qual):
+            where = f"{qual} (another file, which this run does not read: it uses no flax)"
+        elif ((qual or self._builtin(call, scope)) in _FUNCTION_CALLERS or self._builtin(call, scope) in _KEYED) \
+                and not any(self.a.carries_model(self.a.type_at(x.value)) for x in call.args):
+            # (a Model among the other arguments, jax.lax.while_loop(cond, body, (model, ...)), has its TODO)
+            where = f"{qual or dotted(call.func)} (what it makes of its function's results is not followed)"
+        if where:
+            self.todo(f"{fn.name.value} returns a Model (now its params) and is passed to {where}: what comes "
+                      "back of its calls there is the params, not a Model: apply the Linen module with "
+                      "{'params': ...} where it is used")
 
     def _partial_of_external(self, call: cst.Call, scope, a: cst.Arg, t) -> bool:
         """``functools.partial(stats.count, model)``: the other file's seeds (``external_seeds``) come

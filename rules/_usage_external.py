@@ -96,6 +96,9 @@ def external_return(a: Analysis, qual: str, call: cst.Call | None = None, scope=
     fn = other.top_level_function(name)
     if fn is None:  # models.Trainer(...): an instance of a plain class there, with the Models its fields keep
         cls = other.class_nodes.get(name)
+        made = other.env.get((id(other.module_scope), name))
+        if cls is None and made is not None and made.kind == CLASS and made.func[0] == RECORD:
+            return Ty(INSTANCE, func=(RECORD, qual))  # recs.Box(...), Box = collections.namedtuple(...) there
         return _seed(a, other, Ty(INSTANCE, func=(CLASS, id(cls)))) if cls is not None \
             and id(cls) in other.plain_classes else None
     if call is None:
@@ -140,20 +143,50 @@ def _handed_functions(a: Analysis, other: Analysis, fn: cst.FunctionDef, call: c
     return found
 
 
+def followed_callback(a: Analysis, qual: str, call: cst.Call, scope, arg: cst.Arg) -> bool:
+    """Does ``arg`` of ``call`` (``qual``, a function of another file) hand over a function of this
+    file that the other file only calls and returns the result of (``_handed_functions``), so that
+    what ``call`` returns is typed as what that function returns (``external_return``)?"""
+    module, _, name = qual.rpartition(".")
+    if not module or module not in a.index.flax_modules or not a.path or not a.facts.module_name:
+        return False
+    file = module_file(a.path, a.facts.module_name, module)
+    other = external_analysis(file, module, a.index) if file is not None else None
+    fn = other.top_level_function(name) if other is not None else None
+    if other is None or fn is None:
+        return False
+    handed = _handed_functions(a, other, fn, call, scope)
+    return any(x is arg and param in handed for param, x in _slots(call, other.scopes[id(fn)].params))
+
+
 def _only_called(fn: cst.FunctionDef, name: str) -> bool:
     """Does ``fn`` use its parameter ``name`` only to return what calling it returns
     (``return create_model_fn(...)``)?  Then what ``fn`` returns of it is the callback's own
     result, which the caller's file types (``external_return``)."""
     class Uses(cst.CSTVisitor):
         def __init__(self) -> None:
-            self.all = self.returned = 0
+            self.all = self.returned = self.nested = 0
 
         def visit_Name(self, node: cst.Name) -> None:
             self.all += node.value == name
 
+        # a return of a function defined in fn (``def later(): return create_fn(...)``, fn returning
+        # ``later``) is not fn's: what fn returns is then another function
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+            self.nested += 1
+
+        def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+            self.nested -= 1
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> None:
+            self.nested += 1
+
+        def leave_ClassDef(self, node: cst.ClassDef) -> None:
+            self.nested -= 1
+
         def visit_Return(self, node: cst.Return) -> None:
-            self.returned += isinstance(node.value, cst.Call) and isinstance(node.value.func, cst.Name) \
-                and node.value.func.value == name
+            self.returned += not self.nested and isinstance(node.value, cst.Call) \
+                and isinstance(node.value.func, cst.Name) and node.value.func.value == name
 
     uses = Uses()
     fn.body.visit(uses)
@@ -300,4 +333,6 @@ def _portable(t: Ty | None) -> Ty | None:
         if t.ref.portable or t.ref.qual in UNNAMED.values():  # (a Model that file could not name either)
             return Ty(t.kind, t.ref.without_var())
         return unnamed(MODEL, ELSEWHERE) if t.kind == MODEL else conflict(t.kind, ELSEWHERE)
+    if t.kind == INSTANCE and t.func[0] == RECORD:
+        return t  # a record (a namedtuple there): no legacy value, and no Model where one meets it
     return t if t.kind == STATE else None

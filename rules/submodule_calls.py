@@ -113,6 +113,7 @@ from linen_upgrade.rules._fixed_inputs import FunctionScan, append_keywords
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
 from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, inputs_fixable,
                                           is_function_module, rejected, spec_for_qual, split_call)
+from linen_upgrade.rules._usage_external import external_analysis, module_file
 from linen_upgrade.rules._usage_types import DEF
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
@@ -157,6 +158,13 @@ class SubmoduleCalls(Rule):
         for name, obj in sorted(t.imports, key=lambda i: (i[0], i[1] or "")):
             module = add_import(module, name, obj)
         return module
+
+
+def _untraced_partial(node: cst.BaseExpression) -> bool:
+    """``BLOCKS[kind].partial(...)``, ``get_block(kind).partial(...)``: a legacy ``.partial`` (or
+    ``.shared``) of a value no rule traces to a class, which stays in the legacy form."""
+    return isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) \
+        and node.func.attr.value in ("partial", "shared") and isinstance(node.func.value, (cst.Subscript, cst.Call))
 
 
 class _Transformer(AttentionCalls, CellCalls):
@@ -693,6 +701,39 @@ class _Transformer(AttentionCalls, CellCalls):
             self.ctx.index.legacy_module(qual := self.resolve_class(e.value)) or qual in BUILTIN_MODULES)
             for e in found.elements)
 
+    def _imported_holds_modules(self, table: cst.BaseExpression) -> bool:
+        """Is ``table`` (``BLOCKS`` from ``from blocks import BLOCKS``, ``blocks.BLOCKS``) a module-level
+        dict of another file of the run with a legacy module class (of the run or built in) among its
+        values?"""
+        if not isinstance(table, (cst.Name, cst.Attribute)) or dotted(table) is None \
+                or dotted(table).partition(".")[0] in self.hidden_names():
+            return False
+        qual = self.resolve(table)
+        module, _, name = (qual or "").rpartition(".")
+        if not module or module == self.ctx.facts.module_name:
+            return False
+        file = module_file(self.ctx.path, self.ctx.facts.module_name, module)
+        other = external_analysis(file, module, self.ctx.index) if file is not None else None
+        if other is None:
+            return False
+        if other.registry(name) is not None:
+            return True
+        found = [s.value for stmt in other.module_scope.node.body if isinstance(stmt, cst.SimpleStatementLine)
+                 for s in stmt.body if isinstance(s, cst.Assign) and len(s.targets) == 1
+                 and isinstance(s.targets[0].target, cst.Name) and s.targets[0].target.value == name]
+        return any(isinstance(value, cst.Dict) and any(
+            isinstance(e, cst.DictElement) and isinstance(e.value, (cst.Name, cst.Attribute))
+            and other.is_module_class(other.qual(e.value, other.module_scope)) for e in value.elements)
+            for value in found)
+
+    def _table_holds_modules(self, table: cst.BaseExpression) -> bool:
+        """A dict of module classes: this file's module-level literal (``_holds_modules``) or another
+        file's (``_imported_holds_modules``)."""
+        if isinstance(table, cst.Name) and table.value not in self.hidden_names() \
+                and self._holds_modules(table.value):
+            return True
+        return self._imported_holds_modules(table)
+
     def _untraced_module_call(self, call: cst.Call) -> bool:
         """``norm(x, name='norm')`` in a module body, ``norm`` a local bound to a call or a subscript
         (``get_norm(kind)``, ``NORMS[kind]``) that no rule traced: ``name=`` says it is a module call,
@@ -701,12 +742,23 @@ class _Transformer(AttentionCalls, CellCalls):
         if self._in_legacy_module() and isinstance(func, cst.Subscript) and isinstance(func.value, cst.Name) \
                 and self._holds_modules(func.value.value):
             return True  # NORMS[kind](x): an entry of a dict of module classes that _registry cannot follow
+        if self._in_legacy_module() and (
+                isinstance(func, cst.Subscript) and self._imported_holds_modules(func.value)
+                or isinstance(func, cst.Call) and isinstance(func.func, cst.Attribute)
+                and func.func.attr.value == "get" and self._table_holds_modules(func.func.value)):
+            # blocks.BLOCKS[kind](x), BLOCKS.get(kind)(x): an entry of another file's dict of module
+            # classes (which any file of the run may change), or one read with .get
+            return True
+        if self._in_legacy_module() and _untraced_partial(func):
+            return True  # BLOCKS[kind].partial(filters=4)(x): a legacy .partial of an untraced value
         if not (self._in_legacy_module() and self._functions and isinstance(func, cst.Name)):
             return False
         values = [stmt.value for stmt in self._assignments(func.value)]
         if values and all(isinstance(v, cst.Subscript) and isinstance(v.value, cst.Name)
                           and self._holds_modules(v.value.value) for v in values):
             return True  # an entry of a dict of module classes that _registry cannot follow
+        if values and all(_untraced_partial(v) for v in values):
+            return True  # block = BLOCKS[kind].partial(filters=4); block(x)
         if not any(a.keyword is not None and a.keyword.value == "name" for a in call.args):
             return False
         # what a function of this file returns (get_norm(kind)), or a registry entry (NORMS[kind]); not
