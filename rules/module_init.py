@@ -210,6 +210,18 @@ class _Transformer(SiteCalls):
         self.fixed(f"{code(original)} (a function value) -> {helper}({code(ctor)})")
         return cst.Call(func=cst.Name(helper), args=[cst.Arg(ctor)]), None
 
+    def _runtime_initializers(self, quals: list[str], call: cst.Call) -> None:
+        """``M.partial(**model_kwargs)`` -> ``_module_partial(M, **model_kwargs)``: where a parameter of
+        ``M`` reaches a built-in's initializer (``kernel_init``), a legacy ``init(key, shape)`` among the
+        keywords, known only at run time, is not wrapped for Linen's ``init(key, shape, dtype)``."""
+        slots = sorted({p for q in quals if (m := self.ctx.index.legacy_module(q)) is not None for p in m.init_params})
+        given = {a.keyword.value for a in call.args if a.keyword is not None}
+        if set(slots) - given:
+            shown = ", ".join(s for s in slots if s not in given)
+            self.todo(f"the keywords of {code(call.func)}(**...) are known at run time, and {shown} reaches an "
+                      "initializer: Linen calls it init(key, shape, dtype), so a legacy init(key, shape) passed "
+                      "there must be wrapped by hand (lambda key, shape, dtype=None: init(key, shape))")
+
     def _partial(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         """``d = M.partial(**kw)`` -> ``functools.partial(M, **kw)`` (receivers of
         ``.init``/``.call`` and ``nn.Model`` arguments are rebuilt by their rule)."""
@@ -233,6 +245,7 @@ class _Transformer(SiteCalls):
                     return updated
                 self.fixed(f"a .partial(**...) of a definition chosen at run time -> {helper}(...), which checks "
                            "at run time that every keyword is a Linen attribute")
+                self._runtime_initializers([c.qual for c in made.ref.choices], updated)
                 return cst.Call(func=cst.Name(helper), args=args)
             self.fixed("a .partial of a definition chosen at run time -> functools.partial(...)")
             return cst.Call(func=build_dotted(self.spell_partial()), args=args)
@@ -288,6 +301,7 @@ class _Transformer(SiteCalls):
                 return updated
             self.fixed(f"{base.ref.qual}.partial(**...) -> {helper}(...), which checks at run time that every "
                        "keyword is a Linen attribute")
+            self._runtime_initializers([base.ref.qual], updated)
             return cst.Call(func=cst.Name(helper), args=[cst.Arg(value=target), *args])
         fn = build_dotted(self.spell_partial())
         args = self.adapt_initializers(args, base.ref.qual, spec.legacy, original)
