@@ -66,6 +66,10 @@ def _usage(ctx: Context) -> bool:
         return False
     if ctx.facts.imports.imported_modules & legacy_files:
         return True
+    if not ctx.facts.references("flax") and ctx.facts.imports.imported_modules & ctx.index.flax_modules:
+        # a file with flax but no module class may hand out a Model all the same
+        # (``a.default(key)`` returning ``create_model(models.Wide, ...)``)
+        return True
     if ctx.facts.module_name in ctx.index.referenced:
         return True
     return not ctx.facts.references("flax") and bool(ctx.facts.legacy_keys)

@@ -13,7 +13,7 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rules._cst import code
 from linen_upgrade.rules._usage import (CAPTURE, CLASS, CONFLICT, FUNC, INSTANCE, MODEL, TRUNC, UsageTransformer,
                                         conflict_message, element, external_param, unwrap_func)
-from linen_upgrade.rules._usage_external import followed_callback
+from linen_upgrade.rules._usage_external import external_return, followed_callback
 from linen_upgrade.rules._usage_types import RECORD, RECORDS
 
 # methods that put a value into a container (where the rules no longer follow it)
@@ -131,11 +131,18 @@ class Escapes(UsageTransformer):
         file's helper that does more than return its call, a file this run does not read, ``map``):
         what that code returns of it is the params now, with no finding there."""
         f = unwrap_func(t)
-        if f is None or f.kind != FUNC or f.func[0] != "plain" or a.star \
-                or not self.a.carries_model(self.a.rets.get(f.func[1])):
+        if f is None or f.kind != FUNC or a.star:
             return
-        fn = self.a.funcs.get(f.func[1])
-        if not isinstance(fn, cst.FunctionDef):
+        if f.func[0] == "plain":
+            fn = self.a.funcs.get(f.func[1])
+            if not isinstance(fn, cst.FunctionDef) or not self.a.carries_model(self.a.rets.get(f.func[1])):
+                return
+            name = fn.name.value
+        elif f.func[0] == "external":  # a.create_model, a function of another file
+            if not self.a.carries_model(external_return(self.a, f.func[1])):
+                return
+            name = f.func[1]
+        else:
             return
         scope = self.a.scope_of[id(call)]
         qual = self.a.qual(call.func, scope) if isinstance(call.func, (cst.Name, cst.Attribute)) else None
@@ -151,7 +158,7 @@ class Escapes(UsageTransformer):
             # (a Model among the other arguments, jax.lax.while_loop(cond, body, (model, ...)), has its TODO)
             where = f"{qual or dotted(call.func)} (what it makes of its function's results is not followed)"
         if where:
-            self.todo(f"{fn.name.value} returns a Model (now its params) and is passed to {where}: what comes "
+            self.todo(f"{name} returns a Model (now its params) and is passed to {where}: what comes "
                       "back of its calls there is the params, not a Model: apply the Linen module with "
                       "{'params': ...} where it is used")
 

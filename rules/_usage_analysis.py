@@ -818,12 +818,27 @@ class Analysis:
             # whether the callee follows it (``stats.count(model)`` in a file that only hands Models over)
             if any(_known_model(self.ty(a.value, scope)) for a in call.args):
                 return True
+            # a function whose result is a Model handed to a call (registry.build(kind, a.create_model)):
+            # LU202's escape check decides whether what comes back of it is followed
+            if any(isinstance(a.value, (cst.Name, cst.Attribute)) and self.returns_model(self.ty(a.value, scope))
+                   for a in call.args):
+                return True
         for scope, attr in self.model_attributes:
             base = self.ty(attr.value, scope)
             if base is not None and (base.kind in (MODEL, STATE) or (base.kind == CONFLICT and MODEL in base.items)):
                 return True
         return any(t is not None and t.kind == CONFLICT and MODEL in t.items for t in self.env.values())
 
+
+    def returns_model(self, t: Ty | None) -> bool:
+        """Is ``t`` a function (of this file, or another's) whose result carries a Model?"""
+        while t is not None and t.kind == FUNC and t.func[0] == "same":
+            t = t.func[1]
+        if t is None or t.kind != FUNC:
+            return False
+        if t.func[0] == "plain":
+            return self.carries_model(self.rets.get(t.func[1]))
+        return t.func[0] == "external" and self.carries_model(external_return(self, t.func[1]))
 
     def fields(self, t: Ty) -> dict[str, Ty | None]:
         """The attributes the code gives an instance of a plain class (``self.model = ...``)."""

@@ -576,3 +576,41 @@ def test_a_record_made_in_a_third_file_where_a_model_is_too_gets_a_todo(tmp_path
     text, findings = files["lib.py"]
     assert "    return m.params\n" in text and "m.params" in text.split("def count2")[1], text
     assert len(findings) == 2 and all(f.startswith("LU202 .params of a value that holds different") for f in findings)
+
+
+def test_another_files_creation_function_handed_to_a_helper_gets_a_todo(tmp_path):
+    """main.py hands a.create_model (which a.py's own call converts: it returns the params) to
+    registry.build: only this file's functions are followed as callbacks, so made.params stays
+    while the helper hands back the params. Before: no finding, and made.params failed."""
+    a = ("import jax\nimport jax.numpy as jnp\nfrom flax import nn\n\nimport models\n\n\n"
+         "def create_model(flax_module, model_kwargs, key, shape):\n"
+         "    module = flax_module.partial(**model_kwargs)\n"
+         "    _, params = module.init_by_shape(key, [(shape, jnp.float32)])\n"
+         "    return nn.Model(module, params)\n\n\n"
+         "def default(key):\n    return create_model(models.Wide, {'features': 1}, key, (2, 4))\n")
+    helper = ("from flax import nn\n\nimport models\n\n\ndef build(kind, create_fn, kwargs, *args):\n"
+              "    return create_fn(models.Narrow, kwargs, *args)\n\n\n"
+              "def probabilities(x):\n    return nn.softmax(x)\n")
+    main = ("import jax\n\nimport a\nimport registry\n\n"
+            "made = registry.build('n', a.create_model, {'features': 3}, jax.random.PRNGKey(0), (2, 4))\n"
+            "print(sorted(made.params))\n")
+    files = _upgrade_files(tmp_path, {"models.py": _MODELS, "registry.py": helper, "a.py": a, "main.py": main})
+    assert "return initial_params" not in files["a.py"][0] and "nn.Model(" not in files["a.py"][0]
+    text, findings = files["main.py"]
+    assert "print(sorted(made.params))" in text
+    assert [f.partition(" and is passed")[0] for f in findings] == [
+        "LU202 a.create_model returns a Model (now its params)"], findings
+
+
+def test_a_file_without_flax_using_a_model_of_a_file_with_no_module_class_converts(tmp_path):
+    """main.py (no flax) reads .params of what a.default returns, a.py defining no module class (its
+    Model is made of models.Wide): LU202 did not run on main.py (it imports no file defining a module
+    class), so m.params stayed while a.default returns the params now."""
+    a = ("import jax.numpy as jnp\nfrom flax import nn\n\nimport models\n\n\n"
+         "def default(key):\n    _, params = models.Wide.init_by_shape(key, [((2, 4), jnp.float32)])\n"
+         "    return nn.Model(models.Wide, params)\n")
+    main = "import jax\n\nimport a\n\nm = a.default(jax.random.PRNGKey(2))\nprint(sorted(m.params))\n"
+    files = _upgrade_files(tmp_path, {"models.py": _MODELS, "a.py": a, "main.py": main})
+    assert "    return params\n" in files["a.py"][0] or "return initial_params" in files["a.py"][0] \
+        or "nn.Model(" not in files["a.py"][0]
+    assert "print(sorted(m))\n" in files["main.py"][0], files["main.py"][0]
