@@ -112,7 +112,17 @@ def external_return(a: Analysis, qual: str, call: cst.Call | None = None, scope=
                 and s.lookup(e.func.value) is fscope else None
             typed = join(typed, a.rets.get(id(target)) if target is not None else _portable(other.ty(e, s)))
         return typed
-    return a.rebind(other.rets.get(id(fn)), other.scopes[id(fn)], call, scope, 0, _portable)
+    return a.rebind(other.rets.get(id(fn)), other.scopes[id(fn)], call, scope, 0, lambda t: _returned(a, other, t))
+
+
+def _returned(a: Analysis, other: Analysis, t: Ty | None) -> Ty | None:
+    """What ``other``'s function returns, as this file sees it (``_portable``); an instance of a plain
+    class there that keeps no Model is a record here (``recs.snapshot()`` returning a dataclass), which
+    a Model meeting it at a parameter makes a conflict."""
+    if t is not None and t.kind == INSTANCE and t.func and t.func[0] == CLASS:
+        seen = _seed(a, other, t)
+        return seen if seen is not None and seen.func[0] == RECORD else None
+    return _portable(t)
 
 
 def _slots(call: cst.Call, params: list[str] | None = None) -> list[tuple[int | str, cst.Arg]]:

@@ -614,3 +614,22 @@ def test_a_file_without_flax_using_a_model_of_a_file_with_no_module_class_conver
     assert "    return params\n" in files["a.py"][0] or "return initial_params" in files["a.py"][0] \
         or "nn.Model(" not in files["a.py"][0]
     assert "print(sorted(m))\n" in files["main.py"][0], files["main.py"][0]
+
+
+def test_a_plain_instance_a_third_files_function_returns_where_a_model_is_too_gets_a_todo(tmp_path):
+    """lib.count(m) reads m.params; other.py hands it recs.snapshot(), a dataclass instance that
+    function of recs.py returns: a record, so the Model main.py hands over meets a conflict (before:
+    the function's instance was dropped, m.params became m and the instance itself came back)."""
+    lib = ("from flax import nn\n\n\nclass Net(nn.Module):\n    def apply(self, x):\n"
+           "        return nn.Dense(x, 2)\n\n\ndef count(m):\n    return m.params\n")
+    recs = ("import dataclasses\nfrom typing import Any\n\n\n@dataclasses.dataclass\nclass Holder:\n"
+            "    params: Any\n\n\ndef snapshot():\n    return Holder(params=[1.0])\n")
+    other = "import lib\nimport recs\n\n\ndef report():\n    return lib.count(recs.snapshot())\n"
+    main = ("import jax\nimport jax.numpy as jnp\nfrom flax import nn\n\nimport lib\nimport other\n\n"
+            "_, params = lib.Net.init_by_shape(jax.random.PRNGKey(0), [((1, 3), jnp.float32)])\n"
+            "model = nn.Model(lib.Net, params)\nprint(lib.count(model), other.report())\n")
+    files = _upgrade_files(tmp_path, {"lib.py": lib, "recs.py": recs, "other.py": other, "main.py": main})
+    text, findings = files["lib.py"]
+    assert "    return m.params\n" in text, text
+    assert [f.partition(" at different")[0] for f in findings] == [
+        "LU202 .params of a value that holds different legacy models (or a Model and something else)"]
