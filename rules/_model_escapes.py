@@ -11,8 +11,8 @@ import libcst as cst
 from linen_upgrade.analysis import identity
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rules._cst import code
-from linen_upgrade.rules._usage import (CAPTURE, CLASS, CONFLICT, FUNC, INSTANCE, MODEL, TRUNC, UsageTransformer,
-                                        conflict_message, element, external_param, unwrap_func)
+from linen_upgrade.rules._usage import (CAPTURE, CLASS, CONFLICT, FUNC, INSTANCE, MODEL, OPTIM, TRUNC, TUPLE,
+                                        UsageTransformer, conflict_message, element, external_param, unwrap_func)
 from linen_upgrade.rules._usage_external import external_return, followed_callback
 from linen_upgrade.rules._usage_types import RECORD, RECORDS
 
@@ -28,6 +28,10 @@ _FUNCTION_CALLERS = frozenset({"jax.lax.scan", "jax.lax.fori_loop", "jax.lax.whi
 _KEYED = frozenset({"sorted", "max", "min"})
 # built-ins reading a Model's attributes by a name given as a value (getattr(model, 'params'))
 _REFLECTION = frozenset({"getattr", "hasattr", "setattr", "vars"})
+
+
+def _holds_optimizer(t) -> bool:
+    return t is not None and (t.kind == OPTIM or t.kind == TUPLE and any(_holds_optimizer(i) for i in t.items))
 
 
 def _field(owner) -> bool:
@@ -135,15 +139,19 @@ class Escapes(UsageTransformer):
             return
         if f.func[0] == "plain":
             fn = self.a.funcs.get(f.func[1])
-            if not isinstance(fn, cst.FunctionDef) or not self.a.carries_model(self.a.rets.get(f.func[1])):
+            result = self.a.rets.get(f.func[1])
+            if not isinstance(fn, cst.FunctionDef) or not self.a.carries_legacy(result):
                 return
             name = fn.name.value
         elif f.func[0] == "external":  # a.create_model, a function of another file
-            if not self.a.carries_model(external_return(self.a, f.func[1])):
+            result = external_return(self.a, f.func[1])
+            if not self.a.carries_legacy(result):
                 return
             name = f.func[1]
         else:
             return
+        what = "a Model (now its params)" if self.a.carries_model(result) else "an optimizer (now a TrainState)"
+        back = "the params, not a Model" if self.a.carries_model(result) else "a TrainState, not an optimizer"
         scope = self.a.scope_of[id(call)]
         qual = self.a.qual(call.func, scope) if isinstance(call.func, (cst.Name, cst.Attribute)) else None
         callee = unwrap_func(self.a.type_at(call.func))
@@ -151,6 +159,10 @@ class Escapes(UsageTransformer):
         if callee is not None and callee.kind == FUNC and callee.func[0] == "external":
             if not followed_callback(self.a, callee.func[1], call, scope, a):
                 where = f"{callee.func[1]} (another file, where what it returns of its calls is not followed)"
+            elif _holds_optimizer(result):  # LU302 does not follow an optimizer back through the helper
+                what, back = "an optimizer (now a TrainState)", "a TrainState, not an optimizer"
+                where = f"{callee.func[1]} (another file, which hands back what it returns: its optimizer uses here " \
+                        "are not converted)"
         elif callee is None and self._unread_file(qual):
             where = f"{qual} (another file, which this run does not read: it uses no flax)"
         elif ((qual or self._builtin(call, scope)) in _FUNCTION_CALLERS or self._builtin(call, scope) in _KEYED) \
@@ -158,9 +170,8 @@ class Escapes(UsageTransformer):
             # (a Model among the other arguments, jax.lax.while_loop(cond, body, (model, ...)), has its TODO)
             where = f"{qual or dotted(call.func)} (what it makes of its function's results is not followed)"
         if where:
-            self.todo(f"{name} returns a Model (now its params) and is passed to {where}: what comes "
-                      "back of its calls there is the params, not a Model: apply the Linen module with "
-                      "{'params': ...} where it is used")
+            self.todo(f"{name} returns {what} and is passed to {where}: what comes back of its calls there "
+                      f"is {back}: convert its uses by hand (apply the Linen module with {{'params': ...}})")
 
     def _partial_of_external(self, call: cst.Call, scope, a: cst.Arg, t) -> bool:
         """``functools.partial(stats.count, model)``: the other file's seeds (``external_seeds``) come

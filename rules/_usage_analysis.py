@@ -831,14 +831,20 @@ class Analysis:
 
 
     def returns_model(self, t: Ty | None) -> bool:
-        """Is ``t`` a function (of this file, or another's) whose result carries a Model?"""
+        """Is ``t`` a function (of this file, or another's) whose result carries a Model or an optimizer?"""
         while t is not None and t.kind == FUNC and t.func[0] == "same":
             t = t.func[1]
         if t is None or t.kind != FUNC:
             return False
         if t.func[0] == "plain":
-            return self.carries_model(self.rets.get(t.func[1]))
-        return t.func[0] == "external" and self.carries_model(external_return(self, t.func[1]))
+            return self.carries_legacy(self.rets.get(t.func[1]))
+        return t.func[0] == "external" and self.carries_legacy(external_return(self, t.func[1]))
+
+    def carries_legacy(self, t: Ty | None) -> bool:
+        """A Model or an optimizer (now its params, a TrainState), or a tuple holding one."""
+        if t is not None and t.kind == TUPLE:
+            return any(self.carries_legacy(i) for i in t.items)
+        return self.carries_model(t) or t is not None and t.kind == OPTIM
 
     def fields(self, t: Ty) -> dict[str, Ty | None]:
         """The attributes the code gives an instance of a plain class (``self.model = ...``)."""
