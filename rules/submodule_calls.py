@@ -105,7 +105,8 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule
 from linen_upgrade.rules._attention import AttentionCalls, attention_result, cache_to_decode
 from linen_upgrade.rules._cells import CellCalls, carry_arg
-from linen_upgrade.rules._cst import add_import, build_dotted, code, express, kwarg, named_params, spell_partial
+from linen_upgrade.rules._cst import (PARTIALS, add_import, build_dotted, code, express, kwarg, named_params,
+                                      spell_partial)
 from linen_upgrade.rules._factories import Factories, Returned, spec_of
 from linen_upgrade.rules._factory_branches import (Branches, assignments, read_branches, split_alike,
                                                    union, wrap_plain)
@@ -158,6 +159,20 @@ class SubmoduleCalls(Rule):
         for name, obj in sorted(t.imports, key=lambda i: (i[0], i[1] or "")):
             module = add_import(module, name, obj)
         return module
+
+
+def _partial_base(value: cst.BaseExpression, resolve) -> cst.BaseExpression:
+    """What a dict value is a partial of (``Block.partial(f=2)``, ``functools.partial(Block, f=2)``),
+    else the value itself."""
+    while isinstance(value, cst.Call):
+        if isinstance(value.func, cst.Attribute) and value.func.attr.value in ("partial", "shared"):
+            value = value.func.value
+        elif resolve(value.func) in PARTIALS and value.args and value.args[0].keyword is None \
+                and not value.args[0].star:
+            value = value.args[0].value
+        else:
+            break
+    return value
 
 
 def _untraced_partial(node: cst.BaseExpression) -> bool:
@@ -698,8 +713,8 @@ class _Transformer(AttentionCalls, CellCalls):
         among its values?"""
         found = self._module_dict(name)
         return found is not None and any(isinstance(e, cst.DictElement) and (
-            self.ctx.index.legacy_module(qual := self.resolve_class(e.value)) or qual in BUILTIN_MODULES)
-            for e in found.elements)
+            self.ctx.index.legacy_module(qual := self.resolve_class(_partial_base(e.value, self.resolve)))
+            or qual in BUILTIN_MODULES) for e in found.elements)
 
     def _imported_holds_modules(self, table: cst.BaseExpression) -> bool:
         """Is ``table`` (``BLOCKS`` from ``from blocks import BLOCKS``, ``blocks.BLOCKS``) a module-level
@@ -722,9 +737,9 @@ class _Transformer(AttentionCalls, CellCalls):
                  for s in stmt.body if isinstance(s, cst.Assign) and len(s.targets) == 1
                  and isinstance(s.targets[0].target, cst.Name) and s.targets[0].target.value == name]
         return any(isinstance(value, cst.Dict) and any(
-            isinstance(e, cst.DictElement) and isinstance(e.value, (cst.Name, cst.Attribute))
-            and other.is_module_class(other.qual(e.value, other.module_scope)) for e in value.elements)
-            for value in found)
+            isinstance(e, cst.DictElement) and isinstance(base := _partial_base(e.value, other.qual), (
+                cst.Name, cst.Attribute)) and other.is_module_class(other.qual(base, other.module_scope))
+            for e in value.elements) for value in found)
 
     def _table_holds_modules(self, table: cst.BaseExpression) -> bool:
         """A dict of module classes: this file's module-level literal (``_holds_modules``) or another
