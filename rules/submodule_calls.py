@@ -175,6 +175,25 @@ def _partial_base(value: cst.BaseExpression, resolve) -> cst.BaseExpression:
     return value
 
 
+def _named_parts(expr: cst.BaseExpression) -> list[cst.Name | cst.Attribute]:
+    """The names and dotted attribute chains in ``expr`` (``BLOCKS``, ``nn.Dense``; in ``BLOCKS.values()``
+    both ``BLOCKS.values`` and ``BLOCKS``), lambdas' and comprehensions' own names included."""
+    found: list[cst.Name | cst.Attribute] = []
+
+    class _Parts(cst.CSTVisitor):
+        def visit_Attribute(self, node: cst.Attribute) -> bool:
+            if dotted(node) is not None:
+                found.append(node)
+            node.value.visit(self)  # not node.attr: in cfg.Plain, Plain is no name of the file
+            return False
+
+        def visit_Name(self, node: cst.Name) -> None:
+            found.append(node)
+
+    expr.visit(_Parts())
+    return found
+
+
 def _untraced_partial(node: cst.BaseExpression) -> bool:
     """``BLOCKS[kind].partial(...)``, ``get_block(kind).partial(...)``: a legacy ``.partial`` (or
     ``.shared``) of a value no rule traces to a class, which stays in the legacy form."""
@@ -716,10 +735,38 @@ class _Transformer(AttentionCalls, CellCalls):
             self.ctx.index.legacy_module(qual := self.resolve_class(_partial_base(e.value, self.resolve)))
             or qual in BUILTIN_MODULES) for e in found.elements)
 
+    def _module_value(self, name: str) -> cst.BaseExpression | None:
+        """The value of the one module-level ``NAME = ...`` of the file."""
+        found = [s.value for stmt in self._module.body if isinstance(stmt, cst.SimpleStatementLine)  # type: ignore
+                 for s in stmt.body if isinstance(s, cst.Assign) and len(s.targets) == 1
+                 and isinstance(s.targets[0].target, cst.Name) and s.targets[0].target.value == name]
+        return found[0] if len(found) == 1 else None
+
+    def _mentions_modules(self, expr: cst.BaseExpression, depth: int = 0) -> bool:
+        """Does ``expr`` (what a module body indexes, reads with ``.get`` or loops over: ``BLOCKS``,
+        ``(Plain, Wide)``, ``LIST``) name a legacy module class (of the run or built in), itself or
+        through a module-level name of this file (a dict, a list, ``dict(...)``, a comprehension) or
+        of another file of the run?"""
+        hidden = self.hidden_names()
+        for node in _named_parts(expr):
+            head = dotted(node).partition(".")[0]  # type: ignore[union-attr]
+            if head in hidden:
+                continue
+            qual = self.resolve_class(node)
+            if qual and (self.ctx.index.legacy_module(qual) or qual in BUILTIN_MODULES):
+                return True
+            value = self._module_value(node.value) if isinstance(node, cst.Name) else None
+            if value is not None:
+                if depth < 3 and self._mentions_modules(value, depth + 1):
+                    return True
+            elif qual and self._imported_holds_modules(node):
+                return True
+        return False
+
     def _imported_holds_modules(self, table: cst.BaseExpression) -> bool:
         """Is ``table`` (``BLOCKS`` from ``from blocks import BLOCKS``, ``blocks.BLOCKS``) a module-level
-        dict of another file of the run with a legacy module class (of the run or built in) among its
-        values?"""
+        name of another file of the run bound to a value naming a legacy module class (of the run or
+        built in): a dict of them, a list, a partial?"""
         if not isinstance(table, (cst.Name, cst.Attribute)) or dotted(table) is None \
                 or dotted(table).partition(".")[0] in self.hidden_names():
             return False
@@ -736,45 +783,62 @@ class _Transformer(AttentionCalls, CellCalls):
         found = [s.value for stmt in other.module_scope.node.body if isinstance(stmt, cst.SimpleStatementLine)
                  for s in stmt.body if isinstance(s, cst.Assign) and len(s.targets) == 1
                  and isinstance(s.targets[0].target, cst.Name) and s.targets[0].target.value == name]
-        return any(isinstance(value, cst.Dict) and any(
-            isinstance(e, cst.DictElement) and isinstance(base := _partial_base(e.value, other.qual), (
-                cst.Name, cst.Attribute)) and other.is_module_class(other.qual(base, other.module_scope))
-            for e in value.elements) for value in found)
+        return len(found) == 1 and any(other.is_module_class(other.qual(node, other.module_scope))
+                                       for node in _named_parts(found[0]))
 
-    def _table_holds_modules(self, table: cst.BaseExpression) -> bool:
-        """A dict of module classes: this file's module-level literal (``_holds_modules``) or another
-        file's (``_imported_holds_modules``)."""
-        if isinstance(table, cst.Name) and table.value not in self.hidden_names() \
-                and self._holds_modules(table.value):
-            return True
-        return self._imported_holds_modules(table)
+    def _loop_iterables(self, name: str) -> list[cst.BaseExpression]:
+        """What the ``for`` loops of the current function that bind ``name`` iterate over."""
+        found: list[cst.BaseExpression] = []
+
+        class _Loops(cst.CSTVisitor):
+            def visit_For(self, node: cst.For) -> None:
+                targets = [e.value for e in node.target.elements] \
+                    if isinstance(node.target, (cst.Tuple, cst.List)) else [node.target]
+                if any(isinstance(t, cst.Name) and t.value == name for t in targets):
+                    found.append(node.iter)
+
+            def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+                return False
+
+            def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+                return False
+
+            def visit_Lambda(self, node: cst.Lambda) -> bool:
+                return False
+
+        self._functions[-1].body.visit(_Loops())
+        return found
 
     def _untraced_module_call(self, call: cst.Call) -> bool:
         """``norm(x, name='norm')`` in a module body, ``norm`` a local bound to a call or a subscript
         (``get_norm(kind)``, ``NORMS[kind]``) that no rule traced: ``name=`` says it is a module call,
-        which stays in the legacy form (its class may well be a Linen one now)."""
+        which stays in the legacy form (its class may well be a Linen one now).  Also, in a module body
+        or a function one may call, a call of what a container of module classes holds
+        (``NORMS[kind](x)``, ``BLOCKS.get(kind)(x)``, ``LIST[i](x)``, another file's ``blocks.BLOCKS[kind]``,
+        a loop's ``for block in (Plain, Wide): block(x, 3)``) or of a legacy ``.partial`` of an untraced
+        value (``BLOCKS[kind].partial(f=4)(x)``)."""
         func = call.func
-        if self._in_legacy_module() and isinstance(func, cst.Subscript) and isinstance(func.value, cst.Name) \
-                and self._holds_modules(func.value.value):
-            return True  # NORMS[kind](x): an entry of a dict of module classes that _registry cannot follow
-        if self._in_legacy_module() and (
-                isinstance(func, cst.Subscript) and self._imported_holds_modules(func.value)
-                or isinstance(func, cst.Call) and isinstance(func.func, cst.Attribute)
-                and func.func.attr.value == "get" and self._table_holds_modules(func.func.value)):
-            # blocks.BLOCKS[kind](x), BLOCKS.get(kind)(x): an entry of another file's dict of module
-            # classes (which any file of the run may change), or one read with .get
+        if not (self._in_legacy_module() or self._in_plain_function()):
+            return False
+        if isinstance(func, cst.Subscript) and self._mentions_modules(func.value):
+            return True  # an entry of a container of module classes that _registry cannot follow
+        if isinstance(func, cst.Call) and isinstance(func.func, cst.Attribute) and func.func.attr.value == "get" \
+                and self._mentions_modules(func.func.value):
             return True
-        if self._in_legacy_module() and _untraced_partial(func):
-            return True  # BLOCKS[kind].partial(filters=4)(x): a legacy .partial of an untraced value
-        if not (self._in_legacy_module() and self._functions and isinstance(func, cst.Name)):
+        if _untraced_partial(func):
+            return True
+        if not (self._functions and isinstance(func, cst.Name)):
             return False
         values = [stmt.value for stmt in self._assignments(func.value)]
-        if values and all(isinstance(v, cst.Subscript) and isinstance(v.value, cst.Name)
-                          and self._holds_modules(v.value.value) for v in values):
-            return True  # an entry of a dict of module classes that _registry cannot follow
+        if values and all(isinstance(v, cst.Subscript) and self._mentions_modules(v.value) for v in values):
+            return True  # block = BLOCKS[kind]: an entry of a container of module classes
         if values and all(_untraced_partial(v) for v in values):
             return True  # block = BLOCKS[kind].partial(filters=4); block(x)
-        if not any(a.keyword is not None and a.keyword.value == "name" for a in call.args):
+        if func.value not in {p.name.value for p in named_params(self._functions[-1].params)} and any(
+                self._mentions_modules(it) for it in self._loop_iterables(func.value)):
+            return True  # for block in (Plain, Wide): block(x, 3)
+        if not self._in_legacy_module() or not any(a.keyword is not None and a.keyword.value == "name"
+                                                   for a in call.args):
             return False
         # what a function of this file returns (get_norm(kind)), or a registry entry (NORMS[kind]); not
         # a partial of a plain function (conv2d_fixed_padding(x, f, name=...) is a function call)
