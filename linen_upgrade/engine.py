@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from linen_upgrade import notebook, registry
+from linen_upgrade import registry
 from linen_upgrade.applicability import applies
 from linen_upgrade.config import Config
 from linen_upgrade.facts import FileFacts, file_facts
@@ -108,7 +108,11 @@ def facts_for(data: bytes, path: str, module_name: str) -> FileFacts:
 
 
 def _facts_for(data: bytes, path: str, module_name: str) -> FileFacts:
-    nb = notebook.extract(data, path) if path.endswith(".ipynb") else None
+    nb = None
+    if path.endswith(".ipynb"):
+        from linen_upgrade import notebook  # (and its tables: not at start-up)
+
+        nb = notebook.extract(data, path)
     if nb is not None:
         data = nb.code.encode("utf-8")
     text = decode(data, path)
@@ -189,12 +193,17 @@ def rewrite_python(data: bytes, path: str, facts: FileFacts, index: ProjectIndex
         result.error = f"{path}:{exc.raw_line}:{exc.raw_column + 1}: cannot parse: {exc.message}"
         return result
     result.parsed = True
-    for rule in active:
-        try:
-            module = rule.transform(module, ctx)
-        except Exception as exc:  # a rule bug must not cost the user a file
-            result.error = f"{path}: rule {rule.id} ({rule.name}) failed: {type(exc).__name__}: {exc}"
-            return result
+    from linen_upgrade.transformer import forget_children
+
+    try:
+        for rule in active:
+            try:
+                module = rule.transform(module, ctx)
+            except Exception as exc:  # a rule bug must not cost the user a file
+                result.error = f"{path}: rule {rule.id} ({rule.name}) failed: {type(exc).__name__}: {exc}"
+                return result
+    finally:
+        forget_children()  # the walks' cache of this file's nodes
     code, places = _without_fix_marks(module.code)
     new = code.encode(module.encoding)
     # a fix whose statement vanished at the top level, or made for the file as a whole: line 1
@@ -287,6 +296,8 @@ def process(path: str, data: bytes, facts: FileFacts, index: ProjectIndex,
     """Rewrite one file's bytes (a ``.py`` file or a notebook)."""
     if not path.endswith(".ipynb"):
         return rewrite_python(data, path, facts, index, config, rule_ids)
+    from linen_upgrade import notebook
+
     try:
         nb = notebook.extract(data, path)
     except notebook.NotebookError as exc:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from linen_upgrade.analysis import identity, scopes
 from linen_upgrade.analysis.identity import EXTERNAL_PACKAGES
 from linen_upgrade.analysis.initializers import initializers as initializer_functions
-from linen_upgrade.analysis.walk import nodes
+from linen_upgrade.analysis.walk import nodes, subtree
 from linen_upgrade.resolve import ImportMap, canonical, import_map
 from linen_upgrade.rule import SKIP_FILE_MARK, SKIP_MARK
 from linen_upgrade.tables.nn_functions import ATTENTION_PARAMS
@@ -218,16 +218,16 @@ def _wraps_param(node: ast.ClassDef) -> bool:
         return False
     this, name, shape, init = (a.arg for a in args.args)
     if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)) and n is not fn
-           for n in ast.walk(fn)):
+           for n in subtree(fn)):
         return False  # one scope: every name read below is the parameter's
     handed: set[int] = set()
-    for n in ast.walk(fn):
+    for n in subtree(fn):
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "param" \
                 and isinstance(n.func.value, ast.Call) and _dotted(n.func.value.func) == "super":
             if n.keywords or n.func.value.args or [_dotted(a) for a in n.args] != [name, shape, init]:
                 return False
             handed.update(id(a) for a in n.args[1:])
-    reads = [n for n in ast.walk(fn) if isinstance(n, ast.Name) and n.id in (this, shape, init, *INIT_ARGS)]
+    reads = [n for n in subtree(fn) if isinstance(n, ast.Name) and n.id in (this, shape, init, *INIT_ARGS)]
     return bool(handed) and all(id(n) in handed for n in reads)
 
 
@@ -340,7 +340,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         partials: dict[str, tuple[str, frozenset[str]]] = {}
-        for node in ast.walk(fn):
+        for node in subtree(fn):
             if (isinstance(node, ast.Assign) and len(node.targets) == 1
                     and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Call)
                     and isinstance(node.value.func, ast.Attribute) and node.value.func.attr == "partial"):
@@ -353,7 +353,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
         owner = apply_of.get(id(fn))
         held = {a.arg for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]} - {"self"} \
             if owner else set()
-        for node in ast.walk(fn):
+        for node in subtree(fn):
             if isinstance(node, ast.Call):
                 # InceptionA.partial(conv_block=conv_block) hands it to InceptionA's parameter, as a call does
                 func = node.func.value if isinstance(node.func, ast.Attribute) \
@@ -455,18 +455,18 @@ def _untraced_arguments(tree: ast.Module, imports: ImportMap, qualify, local_cla
     # the functions of classes defining apply (module methods, helpers nested in them)
     methods = {id(f) for c in nodes(tree) if isinstance(c, ast.ClassDef) and any(
         isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == "apply" for item in c.body)
-        for f in ast.walk(c)}
+        for f in subtree(c)}
     out: list[PartialArg] = []
     for fn in nodes(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or id(fn) in methods:
             continue
         # its parameters and locals, but for a local partial (``conv = nn.Conv.partial(...)``: file_facts's)
         own = {a.arg for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]} | {
-            t.id for node in ast.walk(fn) if isinstance(node, ast.Assign) and not (
+            t.id for node in subtree(fn) if isinstance(node, ast.Assign) and not (
                 isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Attribute)
                 and node.value.func.attr == "partial")
             for t in node.targets if isinstance(t, ast.Name)}
-        for node in ast.walk(fn):
+        for node in subtree(fn):
             if not (isinstance(node, ast.Call) and node.keywords):
                 continue
             func = node.func.value if isinstance(node.func, ast.Attribute) \
@@ -633,7 +633,7 @@ def _constant_index(node: ast.expr) -> bool:
 def _rebound(fn: ast.FunctionDef | ast.AsyncFunctionDef, names: set[str]) -> dict[str, int]:
     """Parameter name -> the last line of the first statement that binds it again."""
     out: dict[str, int] = {}
-    for node in ast.walk(fn):
+    for node in subtree(fn):
         targets: list[ast.expr] = []
         if isinstance(node, ast.Assign):
             targets = list(node.targets)
@@ -690,7 +690,7 @@ def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
         else:
             use(node, "config")
 
-    for node in ast.walk(fn):
+    for node in subtree(fn):
         if isinstance(node, ast.Name) and node.id in stars and isinstance(node.ctx, ast.Load):
             star_uses[node.id] += 1
         elif isinstance(node, ast.Subscript):
@@ -746,7 +746,7 @@ def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
     only = {s for s in stars if star_uses[s] and star_uses[s] == forwarded[s]}
     # a parameter defaulting to None that is only ever an explicit state collection: BatchNorm's
     # ``batch_stats=``, ``self.state(..., collection=)``, or tested after ``self.is_stateful() or``
-    loads = Counter(n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load))
+    loads = Counter(n.id for n in subtree(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load))
     given = Counter(u.param for u in uses if u.kind == "slot" and u.slot == "batch_stats"
                     and canonical(u.callee) == "flax.nn.BatchNorm")
     given.update(_collection_loads(fn))
@@ -781,10 +781,10 @@ def _rng_functions(tree: ast.Module, imports: ImportMap) -> frozenset[str]:
     for fn in tree.body:
         if not isinstance(fn, ast.FunctionDef):
             continue
-        bound = {n.arg for n in ast.walk(fn) if isinstance(n, ast.arg)} | {
-            n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+        bound = {n.arg for n in subtree(fn) if isinstance(n, ast.arg)} | {
+            n.id for n in subtree(fn) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
         if "make_rng" not in bound:  # a parameter or local of that name would shadow the one LU104 adds
-            if any(draws(n) for n in ast.walk(fn)):
+            if any(draws(n) for n in subtree(fn)):
                 out.add(fn.name)
     return frozenset(out)
 
@@ -829,7 +829,7 @@ def _collection_loads(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
             and node.value.id == "self"
 
     out = []
-    for node in ast.walk(fn):
+    for node in subtree(fn):
         if isinstance(node, ast.Call) and is_self(node.func, "state"):
             out += [k.value.id for k in node.keywords if k.arg == "collection" and isinstance(k.value, ast.Name)]
         elif isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or) and len(node.values) == 2 \

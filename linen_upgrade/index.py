@@ -114,6 +114,9 @@ class ProjectIndex:
     # ``module.function`` -> "function"/"factory": legacy initializers of the run's files
     # that Linen would call differently (``analysis.initializers``)
     initializers: dict[str, str] = field(default_factory=dict)
+    # canonical()'s answers: the rules ask it about the same few names over and over (a tenth of
+    # the usage analysis's time); ``reexports`` does not change once the index is built
+    _canonical: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def rng_helper(self, module: str, function: str) -> bool:
         """Is the top-level ``function`` of the file named ``module`` one of ``rng_helpers``?"""
@@ -123,6 +126,12 @@ class ProjectIndex:
         """Where a name of the run is defined, through re-exports (``pkg.Block`` -> ``pkg.layers.Block``)."""
         if not self.reexports:
             return qualname
+        found = self._canonical.get(qualname)
+        if found is None:
+            found = self._canonical[qualname] = self._follow_reexports(qualname)
+        return found
+
+    def _follow_reexports(self, qualname: str) -> str:
         for _ in range(8):  # re-export chains are short; a cycle stops here
             parts = qualname.split(".")
             for cut in range(len(parts), 0, -1):

@@ -15,6 +15,7 @@ import importlib.util
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,7 @@ _OPTIM_SUBMODULES = frozenset(
 )
 
 
+@lru_cache(maxsize=None)  # the rules ask about the same few names over and over
 def canonical(qualname: str) -> str:
     """Normalise spellings of the same legacy object.
 

@@ -6,6 +6,7 @@ scope-aware name resolution).  Imported only once a file is parsed
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -56,8 +57,22 @@ _LEAVES = frozenset({cst.Name, cst.Integer, cst.Float, cst.Imaginary, cst.Simple
 
 def _own_hook(cls: type, name: str) -> Any:
     """``cls.<name>`` unless it is missing or one of LibCST's typed no-op stubs."""
+    if name not in cls._hook_names:  # type: ignore[attr-defined]
+        return None
     fn = getattr(cls, name, None)
     return None if fn is None or getattr(fn, "__module__", "").startswith("libcst") else fn
+
+
+def _hook_names(cls: type) -> frozenset[str]:
+    """The ``visit_*``/``leave_*`` names a class and its bases other than LibCST's define:
+    read from their own few attributes, where looking up every node type's hooks on the class
+    costs a class made per call (a visitor defined in a function) more than its walk."""
+    return frozenset(name for klass in cls.__mro__ if not klass.__module__.startswith("libcst")
+                     for name in vars(klass) if name.startswith(("visit_", "leave_")))
+
+
+# a visitor with none of these leaves whitespace and punctuation out of its walk
+_TOKEN_HOOKS = frozenset(f"{hook}_{t.__name__}" for t in _TOKENS for hook in ("visit", "leave"))
 
 
 class _Hooks(dict):
@@ -99,17 +114,21 @@ class _FieldOrder(cst.CSTVisitor):
 
 
 class _Fields(dict):
-    """node type -> the fields a walk goes into, in LibCST's visiting order, learnt from
-    the first node of each type.  LibCST skips one field when it is None (an f-string
-    part's ``format_spec``, its last): fields None in that first node come last."""
+    """node type -> a function giving the values of the fields a walk goes into, in LibCST's
+    visiting order (one C call: ``operator.attrgetter``), learnt from the first node of each
+    type.  LibCST skips one field when it is None (an f-string part's ``format_spec``, its
+    last): fields None in that first node come last."""
 
-    def learn(self, node: cst.CSTNode) -> tuple[str, ...]:
+    def learn(self, node: cst.CSTNode) -> Any:
         kind = type(node)
         recorder = _FieldOrder()
         node._visit_and_replace_children(recorder)
         later = [f.name for f in dataclasses.fields(kind)
                  if f.name not in recorder.names and getattr(node, f.name) is None]
-        found = self[kind] = (*recorder.names, *later)
+        names = (*recorder.names, *later)
+        # attrgetter of one name gives the value, not a tuple of it
+        found = self[kind] = (operator.attrgetter(*names) if len(names) > 1
+                              else (lambda n, name=names[0]: (getattr(n, name),)) if names else (lambda n: ()))
         return found
 
 
@@ -131,12 +150,41 @@ _IS_NODE = _IsNode()
 def _children(node: cst.CSTNode) -> list[cst.CSTNode]:
     """The nodes LibCST's walk goes into from ``node``, in its order."""
     found: list[cst.CSTNode] = []
-    for name in _FIELDS.get(type(node)) or _FIELDS.learn(node):
-        value = getattr(node, name)
+    for value in (_FIELDS.get(type(node)) or _FIELDS.learn(node))(node):
         if type(value) in (tuple, list):
             found.extend(value)
         elif _IS_NODE[type(value)]:
             found.append(value)
+    return found
+
+
+# id(node) -> (the node, its children other than whitespace and punctuation, and their indices
+# among all its children): a tree is walked by every rule and by many visitors inside them, and
+# a node is immutable, so a node's children are listed once (the node is held, so its id is not
+# another's).  Emptied after each file's rules (``forget_children``) and when it holds
+# ``_KIDS_KEPT`` nodes (about 30 MB; a legacy file of 10,000 lines has some 63,000 such nodes).
+_KIDS: dict[int, tuple[cst.CSTNode, tuple[cst.CSTNode, ...], tuple[int, ...]]] = {}
+_KIDS_KEPT = 125_000
+
+
+def forget_children() -> None:
+    """Empty the children cache (``_KIDS``): the file whose trees it holds is done."""
+    _KIDS.clear()
+
+
+def _kids(node: cst.CSTNode) -> tuple[cst.CSTNode, tuple[cst.CSTNode, ...], tuple[int, ...]]:
+    """``(node, children, indices)``: the children of ``node`` a walk that leaves whitespace and
+    punctuation out goes into, and their indices in ``_children(node)`` (``_Replay``'s)."""
+    found = _KIDS.get(id(node))
+    if found is None:
+        if len(_KIDS) >= _KIDS_KEPT:
+            _KIDS.clear()
+        children, ks = [], []
+        for k, child in enumerate(_children(node)):
+            if type(child) not in _TOKENS:
+                children.append(child)
+                ks.append(k)
+        found = _KIDS[id(node)] = (node, tuple(children), tuple(ks))
     return found
 
 
@@ -198,6 +246,14 @@ def _root_result(on_leave: Any) -> Any:
     return hook
 
 
+def _ignores_tokens(fn: Any) -> Any:
+    """Marks an ``on_visit``/``on_leave`` that does nothing for a whitespace or punctuation
+    node in a class with no hook for them (``_tokens_plain``): such a class's walk does not
+    go to those nodes at all (over half of all nodes)."""
+    fn.ignores_tokens = True
+    return fn
+
+
 class _Dispatch:
     """LibCST looks ``visit_<Type>``/``leave_<Type>`` up by name for every node,
     and ``visit_<Type>_<attr>`` for every child attribute; a rule walks whole
@@ -215,9 +271,14 @@ class _Dispatch:
     changed, and an unchanged tree comes back as the same object."""
 
     _table: _Hooks
+    _hook_names: frozenset[str]
     _tokens_plain: bool
     _raw_visit: Any  # the class's on_visit and on_leave, as written (no root take-over)
     _raw_leave: Any
+    _skips_tokens: bool  # the walk leaves whitespace and punctuation out (``_ignores_tokens``)
+    # set by a class whose own on_visit/on_leave take whitespace and punctuation into no account
+    # (a counter of the nodes entered that is only compared): its walk leaves them out too
+    tokens_unread = False
     _walking = False
     _root: tuple[cst.CSTNode, Any] | None = None
 
@@ -226,13 +287,15 @@ class _Dispatch:
         cls._table = _Hooks(cls)
         assert not any(re.match(r"(visit|leave)_[A-Z]\w*_[a-z]", n) for n in vars(cls)), \
             f"{cls.__name__}: attribute hooks are not dispatched"
-        cls._tokens_plain = not any(_own_hook(cls, f"{hook}_{t.__name__}")
-                                    for t in _TOKENS for hook in ("visit", "leave"))
+        cls._hook_names = _hook_names(cls)
+        cls._tokens_plain = not any(_own_hook(cls, name) for name in cls._hook_names & _TOKEN_HOOKS)
         for name, take_over in (("on_visit", _walk_from_root), ("on_leave", _root_result)):
             if not hasattr(getattr(cls, name), "raw"):  # written in this class (or a mixin)
                 setattr(cls, name, take_over(getattr(cls, name)))
         cls._raw_visit = cls.on_visit.raw  # type: ignore[attr-defined]
         cls._raw_leave = cls.on_leave.raw  # type: ignore[attr-defined]
+        ignored = getattr(cls._raw_visit, "ignores_tokens", False) and getattr(cls._raw_leave, "ignores_tokens", False)
+        cls._skips_tokens = cls._tokens_plain and (cls.tokens_unread or ignored)
 
     def _walk(self, node: cst.CSTNode) -> Any:
         raise NotImplementedError
@@ -258,20 +321,42 @@ class _Dispatch:
 class FastVisitor(_Dispatch, cst.CSTVisitor):
     """``cst.CSTVisitor`` with cached dispatch and its own walk (see ``_Dispatch``)."""
 
+    @_ignores_tokens
     def on_visit(self, node: cst.CSTNode) -> bool:
         return self._visit(node)
 
     def _walk(self, root: cst.CSTNode) -> None:
-        visit, leave = type(self)._raw_visit, type(self)._raw_leave
+        cls = type(self)
+        if cls._raw_visit is FastVisitor.on_visit.raw and cls._raw_leave is FastVisitor.on_leave.raw \
+                and cls._skips_tokens:
+            self._walk_hooks(root)
+            return
+        visit, leave, skip = cls._raw_visit, cls._raw_leave, cls._skips_tokens
 
         def walk(node: cst.CSTNode) -> None:
             if visit(self, node):
-                for child in _children(node):
+                for child in _kids(node)[1] if skip else _children(node):
                     walk(child)
             leave(self, node)
 
         walk(root)
 
+    def _walk_hooks(self, root: cst.CSTNode) -> None:
+        """The walk of a class whose own ``on_visit``/``on_leave`` are this class's: its hooks are
+        called straight from the table (a few calls fewer per node; visitors walk the most)."""
+        table = type(self)._table
+
+        def walk(node: cst.CSTNode) -> None:
+            visit, leave, _, leaf = table[type(node)]
+            if (visit is None or visit(self, node) is not False) and not leaf:
+                for child in (_KIDS.get(id(node)) or _kids(node))[1]:
+                    walk(child)
+            if leave is not None:
+                leave(self, node)
+
+        walk(root)
+
+    @_ignores_tokens
     def on_leave(self, original_node: cst.CSTNode) -> None:
         leave = self._leave_func(original_node)
         if leave is not None:
@@ -281,20 +366,28 @@ class FastVisitor(_Dispatch, cst.CSTVisitor):
 class FastTransformer(_Dispatch, cst.CSTTransformer):
     """``cst.CSTTransformer`` with cached dispatch (see ``_Dispatch``)."""
 
+    @_ignores_tokens
     def on_visit(self, node: cst.CSTNode) -> bool:
         return self._visit(node)
 
+    @_ignores_tokens
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
         return self._leave(original_node, updated_node)
 
     def _walk(self, root: cst.CSTNode) -> Any:
-        visit, leave = type(self)._raw_visit, type(self)._raw_leave
+        cls = type(self)
+        visit, leave, skip = cls._raw_visit, cls._raw_leave, cls._skips_tokens
 
         def walk(node: cst.CSTNode) -> Any:
             updated = node
             if visit(self, node):
                 changed: dict[int, Any] = {}  # the child's index in LibCST's order (_Replay's) -> result
-                for k, child in enumerate(_children(node)):
+                if skip:  # whitespace and punctuation would come back as they are
+                    _, children, ks = _kids(node)
+                    pairs = zip(ks, children)
+                else:
+                    pairs = enumerate(_children(node))
+                for k, child in pairs:
                     result = walk(child)
                     if result is not child:
                         changed[k] = result
@@ -386,6 +479,7 @@ class RuleTransformer(FastTransformer):
         self._header = {line.comment.value.strip() for line in node.header if line.comment}
         return True
 
+    @_ignores_tokens  # a token is neither a scope nor a statement
     def on_visit(self, node: cst.CSTNode) -> bool:
         if self._shadowable and type(node) in SCOPES:
             self._scopes.append(bound_names(node, self._shadowable))
@@ -397,6 +491,7 @@ class RuleTransformer(FastTransformer):
                 return False
         return self._visit(node)
 
+    @_ignores_tokens
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
         if self._shadowable and type(original_node) in SCOPES:
             self._scopes.pop()

@@ -43,6 +43,8 @@ class FunctionScan(FastVisitor):
     """Where one function binds and reads each name, in source order (``order``: a counter of
     the nodes visited, compared only, never subtracted: whitespace inside punctuation is skipped)."""
 
+    tokens_unread = True  # (the order of whitespace and punctuation is never asked)
+
     def __init__(self, fn: cst.FunctionDef) -> None:
         super().__init__()
         self.fn = fn

@@ -86,9 +86,8 @@ def plan_definitions(scan: Scan, module: cst.Module) -> dict[int, Outcome]:
                 blocked.update(id(c.node) for c in group)
         changed = before != (len(blocked), len(legacy_names), len(legacy_funcs))
     plan: dict[int, Outcome] = {}
-    code = module.code
-    lines = code.splitlines()
-    starts: list[tuple[int, int]] | None = None
+    lines: list[str] = []
+    starts: list[tuple[int, int]] | None = None  # (the module's code is made only for a call converted)
     for c in roots:
         shown = module.code_for_node(c.node.func)
         result = converted[id(c.node)]
@@ -104,6 +103,8 @@ def plan_definitions(scan: Scan, module: cst.Module) -> dict[int, Outcome]:
                 f"...): convert them together; optax form: {' '.join(expr.split())}{extra}"))
         else:
             if starts is None:
+                code = module.code
+                lines = code.splitlines()
                 starts = _call_starts(code, scan.calls)
             line_no, column = starts[c.call_index]
             line = lines[line_no - 1]
@@ -125,8 +126,9 @@ def _names_taken(module: cst.Module, ctx: Context) -> set[str]:
     taken = set(ctx.facts.imports.aliases)
     for stmt in module.body:
         if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
-            code = cst.Module([]).code_for_node(stmt.with_changes(leading_lines=[])).strip()
-            if ours.get(stmt.name.value) != code:
+            # the code of a definition named as none of ours is not needed to know it is not ours
+            if stmt.name.value not in ours or ours[stmt.name.value] != cst.Module([]).code_for_node(
+                    stmt.with_changes(leading_lines=[])).strip():
                 taken.add(stmt.name.value)
         elif isinstance(stmt, cst.SimpleStatementLine):
             for small in stmt.body:

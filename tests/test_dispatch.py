@@ -272,3 +272,91 @@ def test_parents_are_libcsts_parent_node_provider():
     found = parents(module)
     assert {id(k): id(v) for k, v in found.items()} == {id(k): id(v) for k, v in expected.items()}
     assert type(found[shared]) is cst.Call  # the parent left last: the call, after its argument
+
+
+class _Hooked:
+    """Hooks on nodes that are not whitespace or punctuation, recording each call (a mixin)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, int]] = []
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.seen.append(("Name", id(node)))
+
+    def visit_Call(self, node: cst.Call) -> bool:
+        self.seen.append(("Call", id(node)))
+        return not (type(node.func) is cst.Name and node.func.value == "aiter")  # one subtree not entered
+
+    def leave_Call(self, original_node: cst.Call) -> None:
+        self.seen.append(("/Call", id(original_node)))
+
+    def leave_Attribute(self, original_node: cst.Attribute) -> None:
+        self.seen.append(("/Attribute", id(original_node)))
+
+    def visit_FormattedStringExpression(self, node: cst.FormattedStringExpression) -> None:
+        self.seen.append(("FormattedStringExpression", id(node)))
+
+    def visit_Param(self, node: cst.Param) -> None:
+        self.seen.append(("Param", id(node)))
+
+
+class _HookedPlain(_Hooked, cst.CSTVisitor):
+    """Through LibCST's own walk."""
+
+
+class _HookedFast(_Hooked, FastVisitor):
+    """Whitespace and punctuation left out of the walk, hooks called from the table."""
+
+
+def test_a_walk_leaving_whitespace_out_calls_the_hooks_libcsts_walk_calls():
+    from linen_upgrade import transformer
+
+    assert _HookedFast._skips_tokens and not _FastOrder._skips_tokens  # (a class of its own on_visit walks them)
+    module = cst.parse_module(EVERY_KIND)
+    plain = _HookedPlain()
+    module.visit(plain)
+    assert len(plain.seen) > 50
+    for _ in range(2):  # the second time, each node's children come from the cache
+        fast = _HookedFast()
+        module.visit(fast)
+        assert fast.seen == plain.seen
+    assert transformer._KIDS
+    transformer.forget_children()
+    assert not transformer._KIDS
+
+
+def test_a_node_is_walked_the_same_after_its_tree_was_rewritten():
+    """The children cache holds nodes, not trees: a rewrite's new parents list their own
+    children, and the nodes it kept are still walked as before."""
+    module = cst.parse_module(EVERY_KIND)
+    first = module.visit(_Edits())
+    assert module.visit(_Edits()).code == first.code == module.visit(_PlainEdits()).code
+    plain, fast = _HookedPlain(), _HookedFast()
+    first.visit(plain)
+    first.visit(fast)
+    assert fast.seen == plain.seen
+
+
+def test_subtree_is_ast_walk_listed_once_per_node():
+    from linen_upgrade.analysis.walk import subtree
+
+    tree = ast.parse(EVERY_KIND)
+    nodes(tree)
+    fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "f")
+    listed = subtree(fn)
+    assert all(a is b for a, b in zip(listed, ast.walk(fn), strict=True))
+    assert subtree(fn) is listed
+    nodes(ast.parse(SOURCE))  # another file: its functions are listed anew
+    assert subtree(fn) is not listed and subtree(fn) == listed
+
+
+def test_canonical_answers_are_kept_per_index():
+    from linen_upgrade.index import ProjectIndex
+    from linen_upgrade.resolve import canonical
+
+    index = ProjectIndex(reexports={"pkg.Block": "pkg.layers.Block", "pkg.layers.Block": "pkg.deep.Block"})
+    assert index.canonical("pkg.Block.partial") == "pkg.deep.Block.partial"
+    assert index.canonical("pkg.Block.partial") == "pkg.deep.Block.partial"  # (kept)
+    assert ProjectIndex(reexports={"pkg.Block": "pkg.other.Block"}).canonical("pkg.Block") == "pkg.other.Block"
+    assert canonical("flax.nn.linear.Dense") == canonical("flax.nn.linear.Dense") == "flax.nn.Dense"
