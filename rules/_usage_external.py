@@ -78,6 +78,13 @@ def external_analysis(file: Path, module: str, index: ProjectIndex, depth: int =
     return analyses[key]
 
 
+def _reading(a: Analysis, qual: str, depth: int) -> Analysis | None:
+    """The analysis of the file of the run that defines ``qual`` (``models.create_model``), read at ``depth``."""
+    module = qual.rpartition(".")[0]
+    file = module_file(a.path, a.facts.module_name, module) if module else None
+    return external_analysis(file, module, a.index, depth) if file is not None else None
+
+
 def external_return(a: Analysis, qual: str, call: cst.Call | None = None, scope=None) -> Ty | None:
     """The result type of a function defined in another file of the run;
     only what can be written in this file (module definitions with literal
@@ -86,11 +93,8 @@ def external_return(a: Analysis, qual: str, call: cst.Call | None = None, scope=
     what ``call`` passes there (``Analysis.rebind``)."""
     if a.depth >= _MAX_DEPTH or not a.path or not a.facts.module_name:
         return None
-    module, _, name = qual.rpartition(".")
-    file = module_file(a.path, a.facts.module_name, module)
-    if file is None:
-        return None
-    other = external_analysis(file, module, a.index, a.depth + 1)
+    name = qual.rpartition(".")[2]
+    other = _reading(a, qual, a.depth + 1)
     if other is None:
         return None
     fn = other.top_level_function(name)
@@ -160,8 +164,7 @@ def followed_callback(a: Analysis, qual: str, call: cst.Call, scope, arg: cst.Ar
     module, _, name = qual.rpartition(".")
     if not module or module not in a.index.flax_modules or not a.path or not a.facts.module_name:
         return False
-    file = module_file(a.path, a.facts.module_name, module)
-    other = external_analysis(file, module, a.index) if file is not None else None
+    other = _reading(a, qual, 1)
     fn = other.top_level_function(name) if other is not None else None
     if other is None or fn is None:
         return False
@@ -214,8 +217,7 @@ def _handed_seeds(a: Analysis) -> dict[tuple[str, int | str], Ty | None]:
         module, _, name = (qual or "").rpartition(".")
         if not module or module == a.facts.module_name or module not in a.index.flax_modules:
             continue
-        file = module_file(a.path, a.facts.module_name, module)
-        other = external_analysis(file, module, a.index, depth=2) if file is not None else None
+        other = _reading(a, qual, 2)  # type: ignore[arg-type]
         fn = other.top_level_function(name) if other is not None else None
         if other is None or fn is None:
             continue
@@ -238,10 +240,8 @@ def external_registry(a: Analysis, qual: str) -> Ty | None:
     (``models.KNOWN_MODELS[name]``, ``Analysis.registry``), as this file can use it."""
     if a.depth >= _MAX_DEPTH or not a.path or not a.facts.module_name:
         return None
-    module, _, name = qual.rpartition(".")
-    file = module_file(a.path, a.facts.module_name, module)
-    other = external_analysis(file, module, a.index, a.depth + 1) if file is not None else None
-    return _portable(other.registry(name)) if other is not None else None
+    other = _reading(a, qual, a.depth + 1)
+    return _portable(other.registry(qual.rpartition(".")[2])) if other is not None else None
 
 
 def external_param(a: Analysis, qual: str, position: int | None, keyword: str | None) -> Ty | None:
@@ -249,10 +249,8 @@ def external_param(a: Analysis, qual: str, position: int | None, keyword: str | 
     what the files of the run that call it pass (the same seeds that file's own rewrite uses)."""
     if a.depth > 0 or not a.path or not a.facts.module_name:
         return None
-    module, _, name = qual.rpartition(".")
-    file = module_file(a.path, a.facts.module_name, module)
-    other = external_analysis(file, module, a.index) if file is not None else None
-    fn = other.top_level_function(name) if other is not None else None
+    other = _reading(a, qual, 1)
+    fn = other.top_level_function(qual.rpartition(".")[2]) if other is not None else None
     if other is None or fn is None:
         return None
     scope = other.scopes[id(fn)]
