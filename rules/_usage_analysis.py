@@ -56,6 +56,8 @@ _PRESERVING = {
     "jax.lax.pmax": 0, "jax.tree_map": 1, "jax.tree_util.tree_map": 1,
     "jax.tree_multimap": 1, "flax.training.checkpoints.restore_checkpoint": 1,
     "jax.lax.stop_gradient": 0, "flax.serialization.from_bytes": 0, "flax.serialization.from_state_dict": 0,
+    # a copy is of its original's type (a Model's copy is a Model, a record's a record)
+    "copy.copy": 0, "copy.deepcopy": 0, "dataclasses.replace": 0,
 }
 _CONTEXTS = frozenset({"flax.nn.Model", "flax.nn.stateful", "flax.nn.stochastic", "flax.nn.capture_module_outputs"})
 _SAME_SIGNATURE = frozenset({"jax.jit", "jax.pmap", "jax.checkpoint", "jax.remat", "jax.named_call", "jax.vmap"})
