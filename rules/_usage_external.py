@@ -78,11 +78,16 @@ def external_analysis(file: Path, module: str, index: ProjectIndex, depth: int =
     return analyses[key]
 
 
-def _reading(a: Analysis, qual: str, depth: int) -> Analysis | None:
-    """The analysis of the file of the run that defines ``qual`` (``models.create_model``), read at ``depth``."""
+def analysis_of(path: str, own_module: str, index: ProjectIndex, qual: str, depth: int = 1) -> Analysis | None:
+    """The analysis of the file of the run that defines ``qual`` (``models.create_model``), as the
+    file at ``path`` (module ``own_module``) finds it, read at ``depth``."""
     module = qual.rpartition(".")[0]
-    file = module_file(a.path, a.facts.module_name, module) if module else None
-    return external_analysis(file, module, a.index, depth) if file is not None else None
+    file = module_file(path, own_module, module) if module else None
+    return external_analysis(file, module, index, depth) if file is not None else None
+
+
+def _reading(a: Analysis, qual: str, depth: int) -> Analysis | None:
+    return analysis_of(a.path, a.facts.module_name, a.index, qual, depth)
 
 
 def external_return(a: Analysis, qual: str, call: cst.Call | None = None, scope=None) -> Ty | None:

@@ -54,10 +54,9 @@ import os
 from collections import Counter
 
 import libcst as cst
-import libcst.matchers as m
 
 from linen_upgrade.resolve import canonical, dotted
-from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule, RuleTransformer
 from linen_upgrade.tables.optimizers import (HELPERS, OPTIMIZER_DEF, OPTIMIZERS, TRAVERSAL, TRAVERSAL_TARGET,
                                              USER_DEF_HELPER, ConversionError, optax_expression)
 from linen_upgrade.rules._cst import add_import, express
@@ -100,14 +99,27 @@ class OptimConstructors(Rule):
         transformer = _Transformer(self, ctx, plan)
         defs = user_defs(ctx.facts)
         if defs:  # the file's OptimizerDef subclasses it names besides defining them
-            named = Counter(n.value for n in m.findall(module, m.Name()) if n.value in defs)
-            transformer.read = {n for n in defs if named[n] > 1}
+            names = _Names(defs)
+            module.visit(names)
+            transformer.read = {n for n in defs if names.count[n] > 1}
         module = module.visit(transformer)
         for name in sorted(transformer.imports):
             module = add_import(module, name)
         if transformer.helpers:
             module = insert_helpers(module, transformer.helpers)
         return drop_unused_optim_imports(module, ctx)
+
+
+class _Names(FastVisitor):
+    """How often the file names each of ``names``."""
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
+        self.count: Counter = Counter()
+
+    def visit_Name(self, node: cst.Name) -> None:
+        if node.value in self.names:
+            self.count[node.value] += 1
 
 
 class _Transformer(RuleTransformer):

@@ -114,7 +114,7 @@ from linen_upgrade.rules._fixed_inputs import FunctionScan, append_keywords
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
 from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, inputs_fixable,
                                           is_function_module, rejected, spec_for_qual, split_call)
-from linen_upgrade.rules._usage_external import external_analysis, module_file
+from linen_upgrade.rules._usage_external import analysis_of
 from linen_upgrade.rules._usage_types import DEF
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
@@ -192,6 +192,14 @@ def _named_parts(expr: cst.BaseExpression) -> list[cst.Name | cst.Attribute]:
 
     expr.visit(_Parts())
     return found
+
+
+def _module_value(module: cst.Module, name: str) -> cst.BaseExpression | None:
+    """The value of the one module-level ``NAME = ...`` of ``module``."""
+    found = [s.value for stmt in module.body if isinstance(stmt, cst.SimpleStatementLine)
+             for s in stmt.body if isinstance(s, cst.Assign) and len(s.targets) == 1
+             and isinstance(s.targets[0].target, cst.Name) and s.targets[0].target.value == name]
+    return found[0] if len(found) == 1 else None
 
 
 def _untraced_partial(node: cst.BaseExpression) -> bool:
@@ -722,25 +730,8 @@ class _Transformer(AttentionCalls, CellCalls):
 
     def _module_dict(self, name: str) -> cst.Dict | None:
         """The dict literal of the one module-level ``NAME = {...}`` of the file."""
-        found = [s.value for stmt in self._module.body if isinstance(stmt, cst.SimpleStatementLine)  # type: ignore
-                 for s in stmt.body if isinstance(s, cst.Assign) and len(s.targets) == 1
-                 and isinstance(s.targets[0].target, cst.Name) and s.targets[0].target.value == name]
-        return found[0] if len(found) == 1 and isinstance(found[0], cst.Dict) else None
-
-    def _holds_modules(self, name: str) -> bool:
-        """Is ``name`` a module-level dict literal with a legacy module class (of the run or built in)
-        among its values?"""
-        found = self._module_dict(name)
-        return found is not None and any(isinstance(e, cst.DictElement) and (
-            self.ctx.index.legacy_module(qual := self.resolve_class(_partial_base(e.value, self.resolve)))
-            or qual in BUILTIN_MODULES) for e in found.elements)
-
-    def _module_value(self, name: str) -> cst.BaseExpression | None:
-        """The value of the one module-level ``NAME = ...`` of the file."""
-        found = [s.value for stmt in self._module.body if isinstance(stmt, cst.SimpleStatementLine)  # type: ignore
-                 for s in stmt.body if isinstance(s, cst.Assign) and len(s.targets) == 1
-                 and isinstance(s.targets[0].target, cst.Name) and s.targets[0].target.value == name]
-        return found[0] if len(found) == 1 else None
+        found = _module_value(self._module, name)  # type: ignore[arg-type]
+        return found if isinstance(found, cst.Dict) else None
 
     def _mentions_modules(self, expr: cst.BaseExpression, depth: int = 0) -> bool:
         """Does ``expr`` (what a module body indexes, reads with ``.get`` or loops over: ``BLOCKS``,
@@ -755,7 +746,7 @@ class _Transformer(AttentionCalls, CellCalls):
             qual = self.resolve_class(node)
             if qual and (self.ctx.index.legacy_module(qual) or qual in BUILTIN_MODULES):
                 return True
-            value = self._module_value(node.value) if isinstance(node, cst.Name) else None
+            value = _module_value(self._module, node.value) if isinstance(node, cst.Name) else None  # type: ignore
             if value is not None:
                 if depth < 3 and self._mentions_modules(value, depth + 1):
                     return True
@@ -774,17 +765,14 @@ class _Transformer(AttentionCalls, CellCalls):
         module, _, name = (qual or "").rpartition(".")
         if not module or module == self.ctx.facts.module_name:
             return False
-        file = module_file(self.ctx.path, self.ctx.facts.module_name, module)
-        other = external_analysis(file, module, self.ctx.index) if file is not None else None
+        other = analysis_of(self.ctx.path, self.ctx.facts.module_name, self.ctx.index, qual)  # type: ignore
         if other is None:
             return False
         if other.registry(name) is not None:
             return True
-        found = [s.value for stmt in other.module_scope.node.body if isinstance(stmt, cst.SimpleStatementLine)
-                 for s in stmt.body if isinstance(s, cst.Assign) and len(s.targets) == 1
-                 and isinstance(s.targets[0].target, cst.Name) and s.targets[0].target.value == name]
-        return len(found) == 1 and any(other.is_module_class(other.qual(node, other.module_scope))
-                                       for node in _named_parts(found[0]))
+        found = _module_value(other.module_scope.node, name)
+        return found is not None and any(other.is_module_class(other.qual(node, other.module_scope))
+                                         for node in _named_parts(found))
 
     def _loop_iterables(self, name: str) -> list[cst.BaseExpression]:
         """What the ``for`` loops of the current function that bind ``name`` iterate over."""
