@@ -23,6 +23,12 @@ JAX_RENAMES: dict[str, str] = {
     "jax.host_count": "jax.process_count",
     "jax.nn.normalize": "jax.nn.standardize",
     "jax.util.partial": "functools.partial",
+    # jax 0.2's top-level re-export of functools.partial (jax/api.py)
+    "jax.partial": "functools.partial",
+    # jax.profiler's 0.2 names; the new ones take the same arguments
+    "jax.profiler.trace_function": "jax.profiler.annotate_function",
+    "jax.profiler.TraceContext": "jax.profiler.TraceAnnotation",
+    "jax.profiler.StepTraceContext": "jax.profiler.StepTraceAnnotation",
     "jax.experimental.optimizers": "jax.example_libraries.optimizers",
     "jax.experimental.stax": "jax.example_libraries.stax",
     "jax.abstract_arrays.ShapedArray": "jax.core.ShapedArray",
