@@ -31,7 +31,7 @@ from linen_upgrade.rule import Context, FastVisitor
 from linen_upgrade.rules._optim_calls import bind, unwrap
 from linen_upgrade.rules._optim_defs import Scan
 from linen_upgrade.rules._train_state import Plan
-from linen_upgrade.rules._train_state_check import check_uses
+from linen_upgrade.rules._train_state_check import Steps, check_uses, joined, steps_of
 
 _MAX_ROUNDS = 16
 
@@ -45,6 +45,7 @@ class Shared:
     external: dict[str, frozenset[int | None]] = field(default_factory=dict)
     exported: frozenset[str] = frozenset()
     problems: tuple[str, ...] = ()  # of the other files of the group, and across files
+    steps: Steps | None = None  # how the group's optimizers are made and stepped (``check_uses``)
 
 
 NOTHING = Shared()
@@ -178,6 +179,7 @@ class _Group:
         # (``models.create_optimizer(...)``) to the files that call it
         self.returned: set[tuple[str, str, str]] = set()
         self.problems: dict[str, list[str]] = {}
+        self.steps: dict[str, Steps] = {}  # member of a group of several files -> the group's joined steps
         self._load(start)
         for _ in range(_MAX_ROUNDS):
             before = (len(self.files), sum(map(len, self.seeds.values())), dict(self.external))
@@ -235,13 +237,18 @@ class _Group:
         return plan
 
     def _finish(self) -> None:
+        plans = {}
         for module, f in self.files.items():
-            problems = self.problems.setdefault(module, [])
-            if f is None:
-                continue
-            plan = self._plan(module, self._exported(module))
-            assert plan is not None
-            problems += check_uses(plan, f.tree)
+            self.problems.setdefault(module, [])
+            if f is not None:
+                plans[module] = self._plan(module, self._exported(module))
+        own = {module: steps_of(plan, self.files[module].tree) for module, plan in plans.items()}  # type: ignore[union-attr]
+        for members in self._components():
+            if len(members) > 1:
+                group = joined(own[m] for m in members if m in own)
+                self.steps.update(dict.fromkeys(members, group))
+        for module, plan in plans.items():
+            self.problems[module] += check_uses(plan, self.files[module].tree, group=self.steps.get(module))  # type: ignore[union-attr,arg-type]
         for caller, callee, function in sorted(self.edges):
             f = self.files[callee]
             if f is None or function not in f.functions:
@@ -299,13 +306,10 @@ class _Group:
                                         f"{', '.join(missing)} that this rule cannot follow as an optimizer")
 
     def _check_shared(self, members: list[str]) -> None:
-        """Hyper-parameters and gradient averaging are decided where the
-        optimizer is created: neither can travel to another file."""
+        """Gradient averaging is decided where the optimizer is created: it cannot
+        travel to another file."""
         for module in members:
             plan = self.files[module].plan  # type: ignore[union-attr]
-            if plan is not None and plan.inject:
-                self.problems[module].append("apply_gradient with per-step hyper-parameters on an optimizer "
-                                             "shared with other files")
             if plan is not None and _legacy_replicate(plan):
                 self.problems[module].append("optimizer.replicate() (its apply_gradient averages the gradients) "
                                              "on an optimizer shared with other files")
@@ -338,7 +342,7 @@ class _Group:
                       functions=tuple(sorted(by_function)),
                       external={q: v for q, v in self.external.items() if q.rpartition(".")[0] != me},
                       exported=self._exported(me),
-                      problems=tuple(problems))
+                      problems=tuple(problems), steps=self.steps.get(me))
 
     def _name(self, me: str, other: str) -> str:
         """``other``'s file, as seen from ``me``'s folder."""

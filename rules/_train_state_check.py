@@ -3,10 +3,15 @@ of an optimizer value must be a form the rule converts, or nothing in the
 file is converted.  Per-step hyper-parameters (``apply_gradient(g,
 learning_rate=...)``) wrap the optax transforms in
 ``optax.inject_hyperparams``, under the optax names of the table's ``hyper``
-column, and are applied by the ``_apply_gradients_with`` helper.
+column, and are applied by the ``_apply_gradients_with`` helper.  Files that
+share optimizers (``_optim_cross``) decide this together, from their joined
+``Steps``: one file's definitions are wrapped for another file's steps.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import libcst as cst
 
@@ -59,39 +64,74 @@ _STATIC_ARGS = {"optax.adafactor": ("min_dim_size_to_factor",)}
 APPLY_FN_NEEDED = "the module calls written as optimizer.apply_fn(...) need this TrainState"
 
 
-def check_uses(plan: Plan, module: cst.Module, carried: bool = False) -> list[str]:
+@dataclass(frozen=True)
+class Steps:
+    """How the optimizers of a file, or of the files sharing them, are stepped and made."""
+
+    key_sets: frozenset[frozenset[str]] = frozenset()  # the hyper-parameters of each apply_gradient passing some
+    plain: int = 0  # apply_gradient calls passing none
+    applies: int = 0  # apply_gradient / optimize calls
+    txs: tuple[tuple[str, str], ...] = ()  # (legacy definition, optax function) of each transform made
+
+
+def joined(steps: Iterable[Steps]) -> Steps:
+    """The steps of files that share their optimizers: each file's definitions meet every step."""
+    steps = list(steps)
+    return Steps(frozenset().union(*(s.key_sets for s in steps)), sum(s.plain for s in steps),
+                 sum(s.applies for s in steps), tuple(t for s in steps for t in s.txs))
+
+
+def steps_of(plan: Plan, module: cst.Module) -> Steps:
+    """The ``Steps`` of one file (``plan`` is its plan)."""
+    check = _Check(plan, [])
+    module.visit(check)
+    return check.steps()
+
+
+def check_uses(plan: Plan, module: cst.Module, carried: bool = False, group: Steps | None = None) -> list[str]:
     """Why the optimizer code of ``module`` cannot be converted (nothing: it can).  ``carried``:
-    its TrainStates carry the module LU202 applies through ``optimizer.apply_fn``."""
+    its TrainStates carry the module LU202 applies through ``optimizer.apply_fn``; ``group``: the
+    joined ``Steps`` of the files it shares optimizers with (itself included)."""
     problems = list(plan.problems)
     check = _Check(plan, problems, carried)
     module.visit(check)
     check.finish()
-    every_step_lr = not check.plain and all("learning_rate" in keys for keys in check.key_sets)
-    if plan.lr_per_step and (not every_step_lr or not check.applies or plan.explicit or plan.passes
-                             or plan.across_files):
+    own = check.steps()
+    steps = group or own
+    every_step_lr = not steps.plain and all("learning_rate" in keys for keys in steps.key_sets)
+    if plan.lr_per_step and (not every_step_lr or not steps.applies or plan.explicit
+                             or group is None and (plan.passes or plan.across_files)):
         problems.extend(plan.lr_per_step.values())  # the placeholder would be used: legacy failed there
-    if check.hyper:
-        if check.plain:
+    if steps.key_sets:
+        if steps.plain:
             problems.append("apply_gradient with hyper-parameters at some calls and without at others "
                             "(legacy uses the definition's values where none are given)")
-        if len(check.key_sets) > 1:  # the injected value of one call would stay for the next
+        if len(steps.key_sets) > 1:  # the injected value of one call would stay for the next
             problems.append("apply_gradient with different hyper-parameters at different calls "
-                            f"({' / '.join(sorted(', '.join(sorted(k)) for k in check.key_sets))}: legacy uses "
+                            f"({' / '.join(sorted(', '.join(sorted(k)) for k in steps.key_sets))}: legacy uses "
                             "the definition's value where a call gives none)")
-        _inject_all(plan, problems, check.hyper_keys)
+        _inject_all(plan, problems, steps, bool(own.key_sets))
     if check.apply_fn_used or (carried and problems):
         problems.append(APPLY_FN_NEEDED)
     return problems
 
 
-def _inject_all(plan: Plan, problems: list[str], keys: set[str]) -> None:
-    """Every transform in ``optax.inject_hyperparams``, each legacy keyword under its optax name."""
-    txs = [*plan.ctor_expr.values(), *(tx for tx, _ in plan.creates.values() if tx not in plan.defs)]
-    if any(plan.tx_qual.get(tx) == MULTI for tx in txs):
+def _own_txs(plan: Plan) -> list[str]:
+    """The optax expressions of the transforms this file makes."""
+    return [*plan.ctor_expr.values(), *(tx for tx, _ in plan.creates.values() if tx not in plan.defs)]
+
+
+def _inject_all(plan: Plan, problems: list[str], steps: Steps, here: bool) -> None:
+    """Every transform of ``steps`` in ``optax.inject_hyperparams`` (this file wraps its own), each
+    legacy keyword under its optax name; ``here``: this file steps with hyper-parameters (and
+    needs the ``_apply_gradients_with`` helper)."""
+    keys = set().union(*steps.key_sets)
+    txs = list(steps.txs)
+    if any(qual == MULTI for qual, _ in txs):
         problems.append("MultiOptimizer with per-step hyper-parameters (each group would need its own "
                         "optax.inject_hyperparams inside optax.multi_transform)")
-        txs = [tx for tx in txs if plan.tx_qual.get(tx) != MULTI]
-    if any(plan.tx_qual.get(tx) == OPTIMIZER_DEF for tx in txs):
+        txs = [(qual, fn) for qual, fn in txs if qual != MULTI]
+    if any(qual == OPTIMIZER_DEF for qual, _ in txs):
         problems.append("a flax.optim.OptimizerDef subclass with per-step hyper-parameters: "
                         "optax_from_optimizer_def runs its apply_param_gradient with the definition's "
                         "hyper_params (build one definition per value, or make the transform read them "
@@ -101,14 +141,13 @@ def _inject_all(plan: Plan, problems: list[str], keys: set[str]) -> None:
         problems.append("apply_gradient(..., hyper_params=...) replaces every hyper-parameter at once")
         return
     for key in sorted(keys):  # the optax name of each legacy hyper-parameter, the same for every tx
-        names = {hyper_names(plan.tx_qual.get(tx, ""), _function(tx)).get(key) if plan.tx_qual.get(tx)
-                 else None for tx in txs}
+        names = {hyper_names(qual, fn).get(key) if qual else None for qual, fn in txs}
         if len(names) == 1 and None not in names:
             plan.hyper_rename[key] = names.pop()  # type: ignore[assignment]
         else:
             problems.append(f"apply_gradient(..., {key}=...): "
-                            f"{' / '.join(sorted({_function(tx) for tx in txs}))} has no hyper-parameter of "
-                            "that meaning for optax.inject_hyperparams")
+                            f"{' / '.join(sorted({fn for _, fn in txs})) or 'no optimizer definition'} has no "
+                            "hyper-parameter of that meaning for optax.inject_hyperparams")
     for key, expr in list(plan.ctor_expr.items()):
         new = _inject(expr)
         if new is None:
@@ -125,9 +164,10 @@ def _inject_all(plan: Plan, problems: list[str], keys: set[str]) -> None:
                             "hyper-parameters")
         else:
             plan.creates[key] = (new, target)
-    plan.inject = True
-    if APPLY_WITH_SOURCE not in plan.helpers:
-        plan.helpers.append(APPLY_WITH_SOURCE)
+    if here:
+        plan.inject = True
+        if APPLY_WITH_SOURCE not in plan.helpers:
+            plan.helpers.append(APPLY_WITH_SOURCE)
 
 
 def _function(tx: str) -> str:
@@ -154,12 +194,15 @@ class _Check(FastVisitor):
         self.plan, self.problems, self.carried = plan, problems, carried
         self.apply_fn_used = False  # optimizer.apply_fn(...) where LU202 did not write it in this run
         self.ok: set[int] = set()
-        self.hyper = 0  # apply_gradient calls with hyper-parameters
-        self.plain = 0  # and without
-        self.hyper_keys: set[str] = set()
+        self.plain = 0  # apply_gradient calls without hyper-parameters
         self.key_sets: set[frozenset[str]] = set()  # the hyper-parameters each call passes
         self.applies: list[cst.Call] = []  # apply_gradient / optimize on optimizer values
         self.axes: set[str | None] = set()  # of legacy .replicate() calls
+
+    def steps(self) -> Steps:
+        plan = self.plan
+        return Steps(frozenset(self.key_sets), self.plain, len(self.applies),
+                     tuple((plan.tx_qual.get(tx, ""), _function(tx)) for tx in _own_txs(plan)))
 
     def finish(self) -> None:
         """A legacy ``.replicate()`` averages the gradients over its axis inside
@@ -181,9 +224,7 @@ class _Check(FastVisitor):
         if any(a.star or a.keyword is None for a in args):
             self.problems.append("apply_gradient with unusual arguments")
         elif args:
-            self.hyper_keys.update(a.keyword.value for a in args)
             self.key_sets.add(frozenset(a.keyword.value for a in args))
-            self.hyper += 1
         else:
             self.plain += 1
 

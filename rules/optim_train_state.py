@@ -44,10 +44,12 @@ Why
     ``.unreplicate()`` -> ``jax_utils.replicate(opt)`` / ``unreplicate``, with
     the gradient mean its ``apply_gradient`` took (``jax.lax.pmean(g,
     'batch')`` in the pmapped step); per-step hyper-parameters under the
-    optax names of the table's ``hyper`` column (``beta1`` -> ``b1``); a
-    definition made without a learning rate that every step of the file gives
-    one (``apply_gradient(g, learning_rate=lr)``) gets a 0.0 placeholder that
-    each step replaces before the update.
+    optax names of the table's ``hyper`` column (``beta1`` -> ``b1``), also
+    where the definition is in one file and the step in another (the creating
+    file wraps the transform in ``optax.inject_hyperparams``); a definition
+    made without a learning rate that every step of the file (or of the files
+    sharing the optimizer) gives one (``apply_gradient(g, learning_rate=lr)``)
+    gets a 0.0 placeholder that each step replaces before the update.
 Left alone (with a TODO)
     A file where an optimizer value is used through any other API
     (``optimizer_def``, ``state.param_states``, a hyper-parameter optax does
@@ -74,7 +76,7 @@ from linen_upgrade.tables.optimizers import HELPERS
 from linen_upgrade.rules import _optim
 from linen_upgrade.rules._cst import add_import, express
 from linen_upgrade.rules._optim_calls import SAVE_RESTORE_NOTE
-from linen_upgrade.rules._optim_cross import shared
+from linen_upgrade.rules._optim_cross import Shared, shared
 from linen_upgrade.rules._optim_defs import Scan
 from linen_upgrade.rules._optim_plan import FEEDS_OPTIM
 from linen_upgrade.rules._optim_edit import drop_unused_optim_imports, format_expression, insert_helpers
@@ -110,7 +112,7 @@ class OptimTrainState(Rule):
         # plan.names without creates: optimizers another file's function returns here
         if not plan.creates and not plan.explicit and not group.seeds and not plan.names:
             return module
-        t = _Transformer(self, ctx, plan, list(group.problems), group.functions)
+        t = _Transformer(self, ctx, plan, group)
         module = module.visit(t)
         if t.blocked:
             return module
@@ -132,11 +134,9 @@ class OptimTrainState(Rule):
 
 
 class _Transformer(RuleTransformer):
-    def __init__(self, rule: Rule, ctx: Context, plan: Plan, shared_problems: list[str],
-                 functions: tuple[str, ...]) -> None:
+    def __init__(self, rule: Rule, ctx: Context, plan: Plan, group: Shared) -> None:
         super().__init__(rule, ctx)
-        self.plan = plan
-        self._shared_problems, self._functions = shared_problems, functions
+        self.plan, self._group = plan, group
         self.blocked = False
         self._indent: list[str] = []
         self.uses_jax = self.uses_jax_utils = False
@@ -166,7 +166,7 @@ class _Transformer(RuleTransformer):
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
         carried = any(self.ctx.apply_fns.values())  # LU202 applies Models through optimizer.apply_fn
-        problems = check_uses(self.plan, node, carried) + self._shared_problems
+        problems = check_uses(self.plan, node, carried, self._group.steps) + list(self._group.problems)
         self._taken = _optim.names_in(node)
         if problems:
             self.blocked = True
@@ -175,7 +175,7 @@ class _Transformer(RuleTransformer):
 
     def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
         if self.blocked:  # report once, on the first optimizer statement
-            return todo_on_first_create(original, self.plan, self.rule.id, self._problems, self._functions)
+            return todo_on_first_create(original, self.plan, self.rule.id, self._problems, self._group.functions)
         return updated
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:

@@ -232,15 +232,46 @@ def test_reading_calls_and_preserving_calls_stay_converted(tmp_path):
     assert "    print(optimizer)\n    host = jax.device_get(optimizer)\n    return host.params\n" in out
 
 
-def test_per_step_hyper_parameters_cannot_cross_files(tmp_path):
-    steps = STEPS.replace("apply_gradient(grads)", "apply_gradient(grads, learning_rate=0.01)")
+def test_per_step_hyper_parameters_across_files(tmp_path):
+    """The step of one file gives the learning rate, the definition of the other is wrapped in
+    optax.inject_hyperparams (the numbers: fixtures/programs/learning_rate_across_files)."""
+    steps = STEPS.replace("apply_gradient(grads)", "apply_gradient(grads, learning_rate=0.01, beta=0.5)")
     files = _upgrade(tmp_path, {"main.py": MAIN, "steps.py": steps})
+    assert files["main.py"] == (MAIN_OUT.replace("tx=optax.sgd(0.1, momentum=0.9)",
+                                                 "tx=optax.inject_hyperparams(optax.sgd)(0.1, momentum=0.9)"), [])
+    out, findings = files["steps.py"]
+    assert findings == []
+    assert "    return _apply_gradients_with(optimizer, grads, learning_rate=0.01, momentum=0.5)\n" in out
+    assert out.startswith("import jax\n\n\ndef _apply_gradients_with(state, grads, **hyperparams):\n")
+    (tmp_path / "again").mkdir()
+    assert _upgrade(tmp_path / "again", {name: text for name, (text, _) in files.items()}) == files
+
+
+def test_per_step_hyper_parameters_at_some_steps_of_the_files_only_block_both(tmp_path):
+    """Legacy uses the definition's value at the step of main.py that gives none, and the
+    injected one would stay there: neither file converts."""
+    steps = STEPS.replace("apply_gradient(grads)", "apply_gradient(grads, learning_rate=0.01)")
+    main = MAIN.replace("    return optimizer.target", "    optimizer = optimizer.apply_gradient(optimizer.target)\n"
+                        "    return optimizer.target")
+    files = _upgrade(tmp_path, {"main.py": main, "steps.py": steps})
     assert "optim.Momentum" in files["main.py"][0]
     assert "apply_gradient(grads, learning_rate=0.01)" in files["steps.py"][0]
-    assert any("per-step hyper-parameters on an optimizer shared with other files" in f
-               for f in files["steps.py"][1])
-    assert any("per-step hyper-parameters on an optimizer shared with other files" in f
-               for f in files["main.py"][1])
+    for name in ("main.py", "steps.py"):
+        assert any("apply_gradient with hyper-parameters at some calls and without at others" in f
+                   for f in _lu302(files[name][1])), files[name][1]
+
+
+def test_definition_without_learning_rate_needs_one_at_every_step_of_the_files(tmp_path):
+    main = MAIN.replace("optim.Momentum(learning_rate=0.1, beta=0.9)", "optim.Momentum(beta=0.9)")
+    given = _upgrade(tmp_path, {"main.py": main,
+                                "steps.py": STEPS.replace("apply_gradient(grads)",
+                                                          "apply_gradient(grads, learning_rate=0.01)")})
+    assert "tx=optax.inject_hyperparams(optax.sgd)(0.0, momentum=0.9)" in given["main.py"][0]
+    assert given["main.py"][1] == [] and given["steps.py"][1] == []
+    (tmp_path / "none").mkdir()
+    files = _upgrade(tmp_path / "none", {"main.py": main, "steps.py": STEPS})
+    assert "optim.Momentum(beta=0.9)" in files["main.py"][0] and "apply_gradient(grads)" in files["steps.py"][0]
+    assert any("Momentum() without learning_rate" in f for f in _lu302(files["steps.py"][1])), files["steps.py"][1]
 
 
 MAKE = "from flax import optim\n\n\ndef make(params):\n    return optim.Adam(0.1).create(params)\n"
