@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import libcst as cst
 
@@ -214,6 +214,34 @@ def names_in(node: cst.CSTNode, after_dots: bool = True) -> set[str]:
             return False
     node.visit(Find())
     return found
+
+
+class _AttributeUses(FastVisitor):
+    def __init__(self, receiver: str, names: Collection[str]) -> None:
+        self.receiver, self.names = receiver, names
+        self.found: list[cst.Attribute] = []
+        self.called = 0
+
+    def _is_use(self, node: cst.Attribute) -> bool:
+        value = node.value
+        return type(value) is cst.Name and value.value == self.receiver and node.attr.value in self.names
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        if self._is_use(node):
+            self.found.append(node)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if type(node.func) is cst.Attribute and self._is_use(node.func):
+            self.called += 1
+
+
+def attribute_uses(node: cst.CSTNode, receiver: str, names: Collection[str]) -> tuple[list[cst.Attribute], int]:
+    """The attributes ``receiver.<one of names>`` in ``node``, in the order a walk meets them, and
+    how many of them are called (``receiver.name(...)``).  (What ``libcst.matchers.findall``
+    would find; that module alone costs some 0.4 s of start-up.)"""
+    uses = _AttributeUses(receiver, names)
+    node.visit(uses)
+    return uses.found, uses.called
 
 
 def spell_any(imports: ImportMap, shadowed: bool) -> tuple[str, tuple[str, str | None]]:

@@ -14,10 +14,9 @@ is called only from ``apply``, after the store, the value becomes a local of
 from __future__ import annotations
 
 import libcst as cst
-import libcst.matchers as m
 
 from linen_upgrade.rule import FastTransformer, FastVisitor
-from linen_upgrade.rules._cst import comma_list, kwarg, line_comments, names_in
+from linen_upgrade.rules._cst import attribute_uses, comma_list, kwarg, line_comments, names_in
 from linen_upgrade.rules._definitions import reassigned_names, self_stores
 
 
@@ -150,6 +149,5 @@ def thread_stored(body: list, apply_at: int, attrs: set[str]) -> list | None:
 
 def _referenced(apply: cst.FunctionDef, method: str) -> bool:
     """Is ``self.<method>`` used in apply other than called?"""
-    uses = [a for a in m.findall(apply, m.Attribute(value=m.Name("self"), attr=m.Name(method)))]
-    calls = [c for c in m.findall(apply, m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name(method))))]
-    return len(uses) != len(calls)
+    uses, called = attribute_uses(apply, "self", (method,))
+    return len(uses) != called

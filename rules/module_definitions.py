@@ -72,10 +72,9 @@ Not converted (TODO)
 from __future__ import annotations
 
 import libcst as cst
-import libcst.matchers as m
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule
-from linen_upgrade.rules._cst import add_import, is_docstring
+from linen_upgrade.rules._cst import add_import, attribute_uses, is_docstring
 from linen_upgrade.rules._definitions import (ModuleParts, class_level, drop_repeated_arguments, is_field,
                                               method_with_attributes, name_clash, stored_on_self)
 from linen_upgrade.rules._forwarding import Forwarding
@@ -230,12 +229,11 @@ def _class_api_use(method: cst.BaseStatement) -> str | None:
     """``cls.call`` in a ``@classmethod`` of a legacy module (``def loss(cls, params, x): return
     cls.call(params, x)``): the first such use, spelled; None when there is none."""
     if not isinstance(method, cst.FunctionDef) or not method.params.params or not any(
-            m.matches(d.decorator, m.Name("classmethod")) for d in method.decorators):
+            type(d.decorator) is cst.Name and d.decorator.value == "classmethod" for d in method.decorators):
         return None
     receiver = method.params.params[0].name.value
-    uses = m.findall(method.body, m.Attribute(value=m.Name(receiver),
-                                              attr=m.OneOf(*(m.Name(a) for a in _CLASS_API))))
-    return f"{receiver}.{uses[0].attr.value}" if uses else None  # type: ignore[attr-defined]
+    uses, _ = attribute_uses(method.body, receiver, _CLASS_API)
+    return f"{receiver}.{uses[0].attr.value}" if uses else None
 
 
 def _bare_annotations(node: cst.ClassDef) -> list[str]:

@@ -87,7 +87,9 @@ def test_rule_table_is_the_rules_folder_in_run_order():
     # modern Flax: read with ast, no rule may apply (applicability), so LibCST stays unloaded
     "from flax import linen as nn\n\n\nclass M(nn.Module):\n    @nn.compact\n"
     "    def __call__(self, x):\n        return nn.Dense(3)(x)\n",
-], ids=["plain", "modern-flax"])
+    # bytes that pass the prefilter (files.may_need_rewrite: "flax.nn" in a comment), facts that no rule applies to
+    "from flax import linen as nn\n\n# was flax.nn.Dense before the upgrade\nlayer = nn.Dense(3)\n",
+], ids=["plain", "modern-flax", "legacy-name-in-a-comment"])
 def test_a_run_that_parses_nothing_loads_no_libcst_and_no_rule(tmp_path: Path, source: str):
     (tmp_path / "plain.py").write_text(source)
     # LibCST's own modules ('libcst.*'): `import libcst` alone may be a lazy module (resolve.py)
@@ -96,6 +98,14 @@ def test_a_run_that_parses_nothing_loads_no_libcst_and_no_rule(tmp_path: Path, s
     proc = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "plain.py")],
                           capture_output=True, text=True, check=True, cwd=ROOT)
     assert proc.stdout.split("\n")[-2] == "0 []"
+
+
+def test_no_rule_imports_libcst_matchers():
+    # libcst.matchers alone takes some 0.4 s to import: every legacy file's start-up paid it
+    probe = ("import sys\nfrom linen_upgrade.registry import all_rules\nall_rules()\n"
+             "print(sorted(m for m in sys.modules if m.startswith('libcst.matchers')))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert proc.stdout.split("\n")[-2] == "[]"
 
 
 def test_every_rule_says_where_it_applies_without_being_loaded():
