@@ -7,7 +7,6 @@ import fnmatch
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -170,6 +169,8 @@ def atomic_write(path: Path, data: bytes, owner: tuple[int, int] | None = None) 
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
+    import tempfile  # (only a write needs it: not at start-up)
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".lu-tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -194,6 +195,8 @@ def write_in_place(path: Path, data: bytes) -> None:
     backup file beside it, which is removed once the new content is on disk
     (after a crash, the backup holds the original)."""
     original = path.read_bytes()
+    import tempfile
+
     fd, backup = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".lu-backup")
     with os.fdopen(fd, "wb") as handle:
         handle.write(original)

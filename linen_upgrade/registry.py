@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import pkgutil
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -59,6 +58,8 @@ def _load(slug: str) -> type[Rule]:
 
 @lru_cache(maxsize=1)
 def all_rules() -> tuple[type[Rule], ...]:
+    import pkgutil
+
     import linen_upgrade.rules as package
 
     found = [_load(info.name) for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -67,6 +66,8 @@ def emit_text(results: list[FileResult], summary: Summary, out: Callable[[str], 
 
 
 def emit_json(results: list[FileResult], summary: Summary, out: Callable[[str], None]) -> None:
+    import json  # (only this format needs it: not at start-up)
+
     doc = {
         "files": [
             {
