@@ -753,7 +753,51 @@ def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
     for p in params:
         if p.kind in ("pos", "kwonly") and p.default == "None" and given[p.name] == loads[p.name] > 0:
             uses.append(Use(p.name, "collection"))
+    uses.extend(_definition_uses(fn, params, loads))
     return uses, [f for f in forwards if f.param in only]
+
+
+# what apply may do with a module definition it is given and runs itself (``Use`` kind "definition")
+_FUNCTIONAL = frozenset({"init", "call"})
+
+
+def _definition_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param], loads: Counter) -> list[Use]:
+    """A parameter holding a module definition that apply initialises and applies itself, and
+    reads nowhere else: every load is ``_, p = wrapped.init(rng, *args, **kwargs)`` (or
+    ``wrapped.init(...)[1]``) or ``wrapped.call(p, *args, **kwargs)``, passing apply's own
+    ``*args``/``**kwargs`` whole (the masking wrapper of pruning code).  The index makes
+    those stars pass through to the definition's call (``DefinitionForward``)."""
+    named = {p.name for p in params if p.kind in ("pos", "kwonly")}
+    star = next((p.name for p in params if p.kind == "varargs"), None)
+    starstar = next((p.name for p in params if p.kind == "varkw"), None)
+    if not named or (star is None and starstar is None):
+        return []
+    stored = {n.id for n in subtree(fn) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    results: set[int] = set()  # init calls whose params alone are kept
+    for node in subtree(fn):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Tuple):
+            elts = node.targets[0].elts
+            if len(elts) == 2 and all(isinstance(e, ast.Name) for e in elts) and not loads[elts[0].id]:  # type: ignore
+                results.add(id(node.value))
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and node.slice.value == 1:
+            results.add(id(node.value))
+
+    def passes_stars(call: ast.Call) -> bool:
+        rest = call.args[1:]
+        wanted = [star] if star is not None else []
+        return (len(call.args) >= 1 and not isinstance(call.args[0], ast.Starred)
+                and [a.value.id for a in rest if isinstance(a, ast.Starred) and isinstance(a.value, ast.Name)]
+                == wanted and len(rest) == len(wanted)
+                and [k.value.id for k in call.keywords if k.arg is None and isinstance(k.value, ast.Name)]
+                == ([starstar] if starstar is not None else []) and len(call.keywords) == (starstar is not None))
+
+    found: Counter = Counter()
+    for node in subtree(fn):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _FUNCTIONAL
+                and isinstance(node.func.value, ast.Name) and node.func.value.id in named - stored
+                and passes_stars(node) and (node.func.attr == "call" or id(node) in results)):
+            found[node.func.value.id] += 1
+    return [Use(name, "definition") for name, n in found.items() if n == loads[name]]
 
 
 def _rng_functions(tree: ast.Module, imports: ImportMap) -> frozenset[str]:

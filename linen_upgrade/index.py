@@ -42,6 +42,16 @@ class ArgsForward(ForwardSpec):
 
 
 @dataclass(frozen=True)
+class DefinitionForward(ForwardSpec):
+    """``*args``/``**kwargs`` of ``apply`` only passed whole to ``definition.init`` and
+    ``definition.call``, ``definition`` an apply parameter holding a module definition and read
+    nowhere else (``Use`` kind "definition"): the stars stay ``__call__``'s, holding the
+    definition's inputs, and call sites put its attributes into a ``partial`` of it."""
+
+    definition: str = ""
+
+
+@dataclass(frozen=True)
 class _Callee:
     """A module that ``*args``/``**kwargs`` are forwarded into."""
 
@@ -383,6 +393,9 @@ class _Roles:
 
     def _decide(self, qual: str, c: ClassFacts, params: tuple[Param, ...], i: int) -> Param:
         p = params[i]
+        definition = _definition_forward(c, p)
+        if definition is not None:
+            return replace(p, forward=definition)
         if p.kind == "varkw":
             forward = self._forward(qual, c, p)
             return replace(p, forward=forward) if forward else p
@@ -527,6 +540,20 @@ class _Roles:
         return ArgsForward(tuple(dict.fromkeys(f.callee for f in forwards)), frozenset(common), frozenset(),
                            tuple(sorted((k, v) for k, v in renames.items() if k in common and k != v)),
                            positions=tuple(common), rest=rest)
+
+
+def _definition_forward(c: ClassFacts, p: Param) -> DefinitionForward | None:
+    """``p`` (a ``*``/``**`` parameter) only passed whole into ``.init``/``.call`` of one
+    definition parameter (``facts._definition_uses``), else None."""
+    if p.kind not in ("varargs", "varkw"):
+        return None
+    definitions = {u.param for u in c.uses if u.kind == "definition"}
+    forwards = [f for f in c.forwards if f.param == p.name]
+    held = {f.callee.rpartition(".")[0] for f in forwards}
+    if len(definitions) != 1 or held != definitions:
+        return None
+    callees = tuple(sorted({f.callee for f in forwards}))
+    return DefinitionForward(callees, frozenset(), frozenset(), definition=next(iter(definitions)))
 
 
 def _initializer_params(index: ProjectIndex, defining: dict[str, ClassFacts], inherits: dict[str, str]) -> None:

@@ -15,6 +15,7 @@ from linen_upgrade.transformer import comments_in, target_names
 from linen_upgrade.rules._cst import (build_dotted, express, is_docstring, kwarg, line_comments, named_params, names_in,
                                       spell_any)
 from linen_upgrade.rules._modules import SelfAttributes, creates_module, type_of
+from linen_upgrade.rules._wrapped_definitions import DefinitionCalls
 
 
 class ModuleParts(RuleTransformer):
@@ -150,6 +151,8 @@ class ModuleParts(RuleTransformer):
             stmts = list(body.body)  # type: ignore[attr-defined]
             at = 1 if stmts and is_docstring(stmts[0]) else 0
             body = body.with_changes(body=[*stmts[:at], *copies, *stmts[at:]])
+        if split.definition:
+            body = body.visit(DefinitionCalls(split.definition))
         old = apply.params
         keep = [p for p in [*old.posonly_params, *old.params] if p.name.value == "self" or p.name.value in inputs]
         kwonly = [p for p in old.kwonly_params if p.name.value in inputs]
@@ -159,9 +162,11 @@ class ModuleParts(RuleTransformer):
             params=[p if comments_in(p.comma) and i < len(keep) - 1
                     else p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for i, p in enumerate(keep)],
             kwonly_params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in kwonly],
-            star_arg=old.star_arg if kwonly else cst.MaybeSentinel.DEFAULT,
+            # a definition's inputs pass through ``*args``/``**kwargs`` (``_wrapped_definitions``)
+            star_arg=old.star_arg if kwonly or split.definition else cst.MaybeSentinel.DEFAULT,
             # forwarded inputs (``train=``) still arrive as keywords
-            star_kwarg=old.star_kwarg if split.forward is not None and split.forward.forward.inputs else None)
+            star_kwarg=old.star_kwarg if split.definition or (split.forward is not None and split.forward.forward.inputs)
+            else None)
         # through the file's flax.nn alias (LU100 turns it into flax.linen), else directly
         compact, needed = express("flax.nn.compact", self.ctx.facts.imports)
         if needed:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from linen_upgrade.facts import ForwardSpec, Param, is_input
-from linen_upgrade.index import ArgsForward
+from linen_upgrade.index import ArgsForward, DefinitionForward
 from linen_upgrade.rule import FastTransformer, RuleTransformer
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES, CACHE_USAGE, BuiltinModule
 
@@ -29,6 +29,9 @@ class Split:
     forward: Param | None = None
     # a ``*args`` only forwarded into submodules: one more attribute (before ``forward``), a tuple
     star: Param | None = None
+    # the apply parameter holding a module definition that apply inits and calls itself, passing
+    # its ``*args``/``**kwargs`` whole (``DefinitionForward``): those stay ``__call__``'s
+    definition: str | None = None
 
 
 def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
@@ -40,9 +43,11 @@ def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
     inputs: list[Param] = []
     attrs: list[Param] = []
     problem = None
-    forward = star = None
+    forward = star = definition = None
     for i, p in enumerate(params):
-        if p.kind == "varkw" and p.forward is not None:
+        if isinstance(p.forward, DefinitionForward):
+            definition = p.forward.definition
+        elif p.kind == "varkw" and p.forward is not None:
             forward = p
         elif p.kind == "varargs" and p.forward is not None:
             star = p
@@ -64,7 +69,14 @@ def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
             attrs.append(p)
         problem = problem or p.problem
     ordered = [a for a in attrs if a.default is None] + [a for a in attrs if a.default is not None]
-    return Split(tuple(inputs), tuple(ordered), problem, forward, star)
+    return Split(tuple(inputs), tuple(ordered), problem, forward, star, definition if not problem else None)
+
+
+# what the rules other than LU101/LU102 say at a use of a module whose apply runs a definition itself
+DEFINITION_PROBLEM = ("apply runs the module definition given as {0} itself ({0}.init, {0}.call); the Linen "
+                      "module takes that definition with its attributes, {0}=partial(<module>, <attributes>), "
+                      "and its inputs at the call, Wrapper({0}=partial(nn.Dense, features=3))(x): write this use so "
+                      "by hand")
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,8 @@ class CallSpec:
     star_rest: tuple[str, ...] = ()  # legacy names of further ones: packed into ``forward_attr`` by name
     # a user apply without ``**kwargs``: legacy raised TypeError for any other keyword (``rejected``)
     closed: bool = False
+    # ``Split.definition``: LU102 splits the call with the module given there (``_wrapped_definitions.py``)
+    definition: str | None = None
 
     @classmethod
     def builtin(cls, row: BuiltinModule) -> CallSpec:
@@ -125,11 +139,12 @@ class CallSpec:
         return cls(legacy, frozenset(p.name for p in split.inputs), fields,
                    tuple(p.name for p in split.inputs), {}, {}, manual, required=required,
                    forward_attr=split.forward.name if split.forward is not None else None, forward=forward,
-                   problem=split.problem, positional=sum(1 for p in params if p.kind == "pos"),
+                   problem=split.problem or (DEFINITION_PROBLEM.format(split.definition) if split.definition
+                                             else None), positional=sum(1 for p in params if p.kind == "pos"),
                    star_attr=split.star.name if split.star is not None else None,
                    star_positions=star.positions if isinstance(star, ArgsForward) else (),
                    star_rest=star.rest if isinstance(star, ArgsForward) else (),
-                   closed=not any(p.kind == "varkw" for p in params))
+                   closed=not any(p.kind == "varkw" for p in params), definition=split.definition)
 
     def is_legacy_call(self, call: cst.Call, bound: frozenset[str] = frozenset()) -> bool:
         """Does ``call`` (with what a partial ``bound``) bind every required

@@ -69,6 +69,14 @@ What it does
     the returned plain function ``f`` becomes ``partial(partial, f)``, so
     that ``norm(name='bn')(x)`` runs ``f(x, name='bn')``.  A local bound to
     such results in several branches (pre- or post-normalization) splits too.
+    A call of a module whose apply initialises and applies the module
+    definition it is given itself (``_, p = wrapped.init(rng, *args,
+    **kwargs)`` in a ``self.param`` initializer, ``wrapped.call(p, *args,
+    **kwargs)``: pruning code's masking wrapper; LU101 makes the body run an
+    unbound instance, ``self.wrapped(parent=None)``) splits with the module
+    given: ``Masked(x, features=3, wrapped=nn.Dense, mask=m)`` ->
+    ``Masked(wrapped=partial(nn.Dense, features=3))(x, mask=m)``; the
+    parameters keep their paths (``Masked_0/<param>/kernel``).
 Why
     Linen constructors return a module instance; the inputs go to its call.
     A positional argument stays positional only while the legacy and Linen
@@ -91,7 +99,12 @@ Not converted (TODO)
     function wrapped: anywhere, at the top level too), and a module definition
     handed to a function of the run (``features(x, conv)``): their calls
     elsewhere are not followed; an apply parameter given modules whose calls
-    split differently (or a module and a function).
+    split differently (or a module and a function); a module given to a wrapper
+    that runs it itself when this run cannot trace it, or when it draws rngs or
+    keeps state (``nn.dropout``, ``nn.BatchNorm``: legacy took them from
+    ``nn.stochastic``/``nn.stateful``, the inner Linen apply gets neither), and
+    such a wrapper's ``.partial`` handed out by a function (``masked(nn.Dense,
+    m)(x, features=3)``).
 """
 
 from __future__ import annotations
@@ -115,6 +128,7 @@ from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_
 from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, inputs_fixable,
                                           is_function_module, rejected, spec_for_qual, split_call)
 from linen_upgrade.rules._usage_external import analysis_of
+from linen_upgrade.rules._wrapped_definitions import RUNS_WITH_COLLECTIONS, definition_given, split_definition_call
 from linen_upgrade.rules._usage_types import DEF
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
@@ -532,6 +546,12 @@ class _Transformer(AttentionCalls, CellCalls):
             qual = returned.ty.ref.qual.rpartition(".")[2]  # type: ignore[union-attr]
             why = f" ({spec.problem})" if spec is not None and spec.problem else ""
             what = f"{shown} holds" if assigned else f"{shown} calls"
+            if spec is not None and spec.definition:  # the class converts; the factory's partial cannot
+                return (f"{what} the definition of {qual} that {returned.name}(...) returns; {qual} runs the module "
+                        f"given as {spec.definition} itself, so in Linen that module carries its attributes: make "
+                        f"{returned.name} return functools.partial({qual}, {spec.definition}=...) (call inputs "
+                        f"it fixed move to the call) and write {returned.name}(partial(<module>, <attributes>), "
+                        "...)()(<inputs>) here by hand")
             return (f"{what} the definition of {qual} that {returned.name}(...) returns, and {qual} stays "
                     f"legacy{why}: its calls stay legacy while modules passed to {returned.name} are renamed to "
                     "Linen; convert them together by hand")
@@ -991,11 +1011,15 @@ class _Transformer(AttentionCalls, CellCalls):
             if problem:
                 self.todo(f"{_name(func)}: {problem}")
                 return given
-        new, problem = split_call(updated, call_spec, ctor, extra)
+        if call_spec.definition:
+            new, problem = self._definition_call(updated, call_spec, ctor)
+        else:
+            new, problem = split_call(updated, call_spec, ctor, extra)
         if new is None:
             self.todo(f"{_name(func)}: {problem}")
             return given
-        new = self._wrap_two_arg_initializers(new, call_spec, init_qual)
+        if not call_spec.definition:
+            new = self._wrap_two_arg_initializers(new, call_spec, init_qual)
         new = attention_result(new, mask, decode, query)
         self.keep_comments(given, new)
         for key in rejected(updated, call_spec):
@@ -1005,6 +1029,21 @@ class _Transformer(AttentionCalls, CellCalls):
         self.fixed(f"{_name(func)}(x, ...) -> {_name(ctor)}(...)(x)")
         return new
 
+
+    def _definition_call(self, call: cst.Call, spec: CallSpec, ctor: cst.BaseExpression
+                         ) -> tuple[cst.BaseExpression | None, str | None]:
+        """A wrapper that runs the module definition it is given (``_wrapped_definitions``)."""
+        given = definition_given(call, spec)
+        qual = self.resolve_class(given) if given is not None else None
+        row = BUILTIN_MODULES.get(qual or "")
+        if row is not None and row.linen in RUNS_WITH_COLLECTIONS:
+            return None, (f"{code(given)} given as {spec.definition} draws rngs or keeps state, which legacy took "  # type: ignore
+                          f"from nn.stochastic/nn.stateful and Linen's apply of it inside the module does not: pass "
+                          f"rngs=/mutable= to that apply by hand")
+        wrapped = self._spec(given) if given is not None else None
+        return split_definition_call(call, spec, ctor, wrapped,
+                                     lambda inner, s: self._wrap_two_arg_initializers(inner, s, qual),
+                                     self._spell_partial)
 
     def _without_collection(self, call: cst.Call) -> cst.Call:
         """BatchNorm without its explicit ``batch_stats=`` collection when it is None, or the class's

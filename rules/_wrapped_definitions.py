@@ -1,0 +1,140 @@
+"""A legacy module that runs a module definition it is given itself (the masking wrapper of
+pruning code): ``apply(self, *args, wrapped, mask=None, **kwargs)`` makes its parameters with
+``_, p = wrapped.init(rng, *args, **kwargs)`` inside a ``self.param`` initializer and applies
+them with ``wrapped.call(p, *args, **kwargs)``; its call sites mix the wrapped module's
+attributes, its inputs and the wrapper's own arguments, ``Masked(x, features=3,
+wrapped=nn.Dense, mask=m)``.
+
+Linen form, the same parameters under the same paths (``Masked_0/<param name>/kernel``): the
+definition carries its attributes, ``wrapped=partial(nn.Dense, features=3)``, ``*args``/``**kwargs``
+of ``__call__`` carry its inputs, and the body makes an unbound instance,
+``self.wrapped(parent=None).init(rng, *args, **kwargs)['params']`` and
+``self.wrapped(parent=None).apply({'params': p}, *args, **kwargs)``.  ``parent=None`` matters: an
+instance made in a compact method without it is adopted as a child and takes an auto-name of the
+wrapper (the wrapper's own ``nn.Dense`` became ``Dense_1`` instead of legacy's ``Dense_0``).
+
+LU101 writes the class (``DefinitionCalls``); LU102 splits its calls (``split_definition_call``)
+where the definition passed is a built-in or a module of the run; the facts and the index decide
+the pattern (``facts._definition_uses``, ``index.DefinitionForward``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import libcst as cst
+
+from linen_upgrade.rule import FastTransformer
+from linen_upgrade.rules._cst import kwarg
+from linen_upgrade.rules._modules import CallSpec, split_call
+
+
+# built-ins (Linen names) that draw rngs or keep state: the wrapper's functional apply of them gets neither
+RUNS_WITH_COLLECTIONS = frozenset({"BatchNorm", "Dropout", "MultiHeadDotProductAttention"})
+
+
+class DefinitionCalls(FastTransformer):
+    """In the wrapper's ``__call__`` (after ``SelfAttributes``): ``self.wrapped.init(rng, ...)``
+    -> ``self.wrapped(parent=None).init(rng, ...)['params']`` (for the ``_, p = ...`` or ``[1]`` the
+    facts checked), ``self.wrapped.call(p, ...)`` -> ``self.wrapped(parent=None).apply({'params': p}, ...)``."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def _method(self, node: cst.BaseExpression) -> str | None:
+        if (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute)
+                and node.func.attr.value in ("init", "call") and isinstance(node.func.value, cst.Attribute)
+                and isinstance(node.func.value.value, cst.Name) and node.func.value.value.value == "self"
+                and node.func.value.attr.value == self.name):
+            return node.func.attr.value
+        return None
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        method = self._method(original)
+        if method is None:
+            return updated
+        func: cst.Attribute = updated.func  # type: ignore[assignment]
+        instance = cst.Call(func=func.value, args=[kwarg("parent", cst.Name("None"))])
+        if method == "init":
+            return updated.with_changes(func=func.with_changes(value=instance))
+        first, *rest = updated.args
+        variables = cst.Dict([cst.DictElement(cst.SimpleString("'params'"), first.value)])
+        return updated.with_changes(func=func.with_changes(value=instance, attr=cst.Name("apply")),
+                                    args=[first.with_changes(value=variables), *rest])
+
+    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
+        if self._method(original.value) != "init":
+            return updated
+        kept = updated.targets[0].target.elements[1].value  # type: ignore[attr-defined]
+        return updated.with_changes(targets=[cst.AssignTarget(kept)], value=_params_of(updated.value))
+
+    def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript) -> cst.BaseExpression:
+        if self._method(original.value) != "init":
+            return updated
+        return _params_of(updated.value)
+
+
+def _params_of(value: cst.BaseExpression) -> cst.Subscript:
+    return cst.Subscript(value, [cst.SubscriptElement(cst.Index(cst.SimpleString("'params'")))])
+
+
+def _own(call: cst.Call, spec: CallSpec) -> dict[str, cst.Arg]:
+    """The arguments of ``call`` that the wrapper's apply takes itself, by legacy name."""
+    takes = spec.positional or 0
+    mine = dict(zip(spec.legacy[:takes], [a for a in call.args if a.keyword is None]))
+    mine.update((a.keyword.value, a) for a in call.args if a.keyword is not None and a.keyword.value in spec.legacy)
+    return mine
+
+
+def definition_given(call: cst.Call, spec: CallSpec) -> cst.BaseExpression | None:
+    """The module definition ``call`` gives the wrapper (``nn.Dense`` of ``wrapped=nn.Dense``)."""
+    given = _own(call, spec).get(spec.definition or "")
+    return given.value if given is not None else None
+
+
+def split_definition_call(call: cst.Call, spec: CallSpec, ctor: cst.BaseExpression,
+                          wrapped: tuple[CallSpec, cst.BaseExpression] | None,
+                          adapt: Callable[[cst.Call, CallSpec], cst.Call],
+                          partial: Callable[[], str]) -> tuple[cst.BaseExpression | None, str | None]:
+    """``Masked(x, features=3, wrapped=nn.Dense, mask=m, name='a')`` ->
+    ``Masked(wrapped=partial(nn.Dense, features=3), name='a')(x, mask=m)``, or ``(None, why not)``.
+    ``wrapped``: the call spec and Linen constructor of the module given (None: not a module this
+    run knows); ``adapt`` writes the initializers of its split call for Linen; ``partial`` spells
+    ``functools.partial``."""
+    if any(a.star for a in call.args):
+        return None, "the call passes *args/**kwargs: split constructor and call arguments by hand"
+    own = set(spec.legacy)
+    positional = [a for a in call.args if a.keyword is None]
+    takes = spec.positional or 0
+    mine = _own(call, spec)
+    if spec.definition not in mine:
+        return None, f"no module is given as {spec.definition}: pass it explicitly"
+    if wrapped is None or wrapped[0].problem or wrapped[0].definition or wrapped[0].features_from_carry:
+        return None, (f"the module given as {spec.definition} is not one this run can split (a value it cannot "
+                      f"trace, or a module whose call needs a person): pass {spec.definition}=partial(<module>, "
+                      "<attributes>) and its inputs to the call by hand")
+    rest = [a for a in positional[takes:]] + [a for a in call.args if a.keyword is not None
+                                              and a.keyword.value not in own and a.keyword.value != "name"]
+    inner, problem = split_call(cst.Call(func=wrapped[1], args=rest), wrapped[0], wrapped[1])
+    if inner is None:
+        return None, f"{spec.definition}: {problem}"
+    inner = adapt(inner, wrapped[0])  # type: ignore[arg-type]
+    attrs = inner.func.args  # type: ignore[attr-defined]
+    definition = wrapped[1] if not attrs else cst.Call(func=cst.parse_expression(partial()),
+                                                       args=_commas([cst.Arg(wrapped[1]), *attrs]))
+    ctor_args = [kwarg(name, definition if name == spec.definition else a.value)
+                 for name, a in mine.items() if name not in spec.inputs]
+    ctor_args += [kwarg("name", a.value) for a in call.args if a.keyword is not None and a.keyword.value == "name"]
+    # the wrapper's own inputs: positional ones first (``__call__(self, x, *args, ...)``), keywords last
+    inputs = [n for n in spec.legacy if n in mine and n in spec.inputs]
+    first = [cst.Arg(mine[n].value) for n in inputs if n in spec.legacy[:takes]]
+    last = [kwarg(n, mine[n].value) for n in inputs if n not in spec.legacy[:takes]]
+    return cst.Call(func=cst.Call(func=ctor, args=_commas(ctor_args)), args=_commas([*first, *inner.args, *last]),
+                    lpar=call.lpar, rpar=call.rpar), None
+
+
+def _commas(args: list[cst.Arg]) -> list[cst.Arg]:
+    space = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+    return [a.with_changes(comma=space) for a in args[:-1]] + [a.with_changes(comma=cst.MaybeSentinel.DEFAULT)
+                                                               for a in args[-1:]]
