@@ -1011,7 +1011,11 @@ class _Transformer(AttentionCalls, CellCalls):
             if problem:
                 self.todo(f"{_name(func)}: {problem}")
                 return given
-        if call_spec.definition:
+        if call_spec.definition and call_spec.definition in bound:
+            new, problem = None, (f"a partial fixed the module given as {call_spec.definition}, which in Linen "
+                                  f"carries its attributes: write {_name(func)}({call_spec.definition}=partial("
+                                  "<module>, <attributes>))(<inputs>) by hand")
+        elif call_spec.definition:
             new, problem = self._definition_call(updated, call_spec, ctor)
         else:
             new, problem = split_call(updated, call_spec, ctor, extra)
