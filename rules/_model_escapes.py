@@ -218,7 +218,8 @@ class Escapes(UsageTransformer):
 
     def visit_For(self, node: cst.For) -> None:
         """A loop over a tuple/list of Models of one module is followed (``element``); others not."""
-        if self._held([node.iter]) and element(self.a.type_at(node.iter)) is None:
+        each = element(self.a.type_at(node.iter))
+        if self._held([node.iter]) and (each is None or each.kind == CONFLICT):
             self.todo("a loop over Models (now their params) and other values: apply the Linen module to "
                       "each by hand, with {'params': ...}")
 

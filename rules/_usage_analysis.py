@@ -33,6 +33,7 @@ from dataclasses import replace
 
 import libcst as cst
 
+from linen_upgrade.analysis import identity
 from linen_upgrade.facts import FileFacts
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.resolve import dotted
@@ -44,9 +45,10 @@ from linen_upgrade.rules._usage_frames import SiteCounter
 from linen_upgrade.rules._usage_loops import current
 from linen_upgrade.rules._usage_scopes import Collector, Scope
 from linen_upgrade.rules._usage_types import (CAPTURE, CHANGED_REGISTRY, CLASS, CONFLICT, DEF, FOREIGN, FUNC,
-                                              INPUTS_HELPER, INSTANCE, MODEL, OPTIM, PARTIAL_HELPER, RECORD,
+                                              INPUTS_HELPER, INSTANCE, MODEL, OPAQUE, OPTIM, PARTIAL_HELPER, RECORD,
                                               RECORD_TYPES, RECORDS, RUNTIME, STATE, TRUNC, TUPLE, VARIABLES,
                                               ModuleRef, Ty, conflict, element, join)
+from linen_upgrade.tables.libraries import LIBRARIES, OPAQUE_BUILTINS
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 # calls whose result has the type of one argument (a pytree in, the same pytree out)
@@ -81,6 +83,8 @@ def _is_literal(node: cst.BaseExpression) -> bool:
 
 
 _CODE = cst.Module([]).code_for_node
+_OPAQUE = Ty(OPAQUE)
+_STRINGS = (cst.FormattedString, cst.ConcatenatedString)
 
 
 def _decorated(fn: cst.FunctionDef, name: str) -> bool:
@@ -138,6 +142,7 @@ class Analysis:
         self.rets: dict[int, Ty | None] = {}
         self.inline_defs: dict[int, cst.Call] = {}  # ModuleRef.def_expr -> the expression
         self._changed_names: set[str] | None = None  # module-level dicts this file changes (``_changed``)
+        self._tops: frozenset[str] | None = None  # top-level names of the run's modules (``_run_packages``)
         # what other files of the run pass to this file's top-level functions
         self.seeds: dict[tuple[int, str], Ty | None] = {}
         for (name, slot), t in external_seeds(self).items():
@@ -317,6 +322,8 @@ class Analysis:
                     if isinstance(block, cst.With) else set()
                 ref = refs.pop() if len(refs) == 1 else None
                 return Ty(STATE if qual == "flax.nn.stateful" else CAPTURE, ref)
+        if kind == "with" and self.ty(source[1], scope) == _OPAQUE:
+            return _OPAQUE  # ``with open(path) as f``: what a library's value enters is one too
         return None
 
     def sites_in(self, node: cst.CSTNode) -> list[tuple[str, Ty]]:
@@ -632,7 +639,33 @@ class Analysis:
         ft = self.ty(func, scope)
         if ft is not None and ft.kind == CLASS:
             return Ty(INSTANCE, func=ft.func)
-        return self._apply_func(ft, call, scope) if ft is not None and ft.kind == FUNC else None
+        if ft is not None and ft.kind == FUNC:
+            return self._apply_func(ft, call, scope)
+        return _OPAQUE if self._opaque_call(call, qual, scope) else None
+
+    def _opaque_call(self, call: cst.Call, qual: str | None, scope: Scope) -> bool:
+        """Does ``call`` make a value that holds no legacy one: a built-in such as ``str``/``open``,
+        or a library's function (``tables.libraries``, not a file of the run) or a method of what
+        such a call made, given only literals and such values (else it may hand a Model back)?"""
+        func = call.func
+        if isinstance(func, cst.Name) and func.value in OPAQUE_BUILTINS and scope.lookup(func.value) is None \
+                and func.value not in self.facts.imports.aliases:
+            return True
+        if qual is not None:
+            top = qual.partition(".")[0]
+            if top not in LIBRARIES or top in self._run_packages():
+                return False
+        elif not isinstance(func, cst.Attribute) or self.ty(func.value, scope) != _OPAQUE:
+            return False
+        return all(not a.star and (_is_literal(a.value) or isinstance(a.value, _STRINGS)
+                                   or self.ty(a.value, scope) == _OPAQUE) for a in call.args)
+
+    def _run_packages(self) -> frozenset[str]:
+        """The top-level names of the run's modules (a file of the run may share a library's name)."""
+        if self._tops is None:
+            table = identity.current()
+            self._tops = frozenset(name.partition(".")[0] for name in (table.paths if table is not None else ()))
+        return self._tops
 
     def _sequence(self, name: str, call: cst.Call, scope: Scope) -> Ty | None:
         """``enumerate(models)``, ``zip(models, xs)``, ``reversed``/``list``/``tuple`` of a tuple of

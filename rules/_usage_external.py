@@ -16,7 +16,7 @@ from linen_upgrade.analysis import identity
 from linen_upgrade.engine import SourceError, decode, facts_for, tree_of
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.rules._cst import express
-from linen_upgrade.rules._usage_types import (CLASS, CONFLICT, DEF, ELSEWHERE, FOREIGN, FUNC, INSTANCE, MODEL, OPTIM,
+from linen_upgrade.rules._usage_types import (CLASS, CONFLICT, DEF, ELSEWHERE, FOREIGN, FUNC, INSTANCE, MODEL, OPAQUE, OPTIM,
                                               RECORD, STATE, TRUNC, TUPLE, UNNAMED, UNWRITABLE, Ty, chosen, conflict,
                                               join, unnamed, unwrap_func)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
@@ -330,8 +330,8 @@ def _seed(a: Analysis, other: Analysis, t: Ty | None, nested: bool = True) -> Ty
         return unnamed(t.kind, why) if t.kind in (MODEL, OPTIM) else conflict(t.kind, why)  # its params convert
     if t.kind == STATE:
         return Ty(STATE, t.ref.without_var() if t.ref is not None else None)
-    if t.kind == CONFLICT and (MODEL in t.items or TRUNC in t.items):
-        return t
+    if t.kind == CONFLICT and (MODEL in t.items or TRUNC in t.items) or t.kind == OPAQUE:
+        return t  # (a library's value: no legacy value, and no Model where one meets it)
     return None
 
 
@@ -346,6 +346,6 @@ def _portable(t: Ty | None) -> Ty | None:
         if t.ref.portable or t.ref.qual in UNNAMED.values():  # (a Model that file could not name either)
             return Ty(t.kind, t.ref.without_var())
         return unnamed(MODEL, ELSEWHERE) if t.kind == MODEL else conflict(t.kind, ELSEWHERE)
-    if t.kind == INSTANCE and t.func[0] == RECORD:
-        return t  # a record (a namedtuple there): no legacy value, and no Model where one meets it
+    if t.kind == INSTANCE and t.func[0] == RECORD or t.kind == OPAQUE:
+        return t  # a record (a namedtuple there), a library's value: no legacy value, and no Model where one meets it
     return t if t.kind == STATE else None

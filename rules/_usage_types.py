@@ -29,6 +29,12 @@ RECORD = "record"
 # the calls making a record type, and making a record
 RECORD_TYPES = frozenset({"collections.namedtuple", "typing.NamedTuple", "dataclasses.make_dataclass"})
 RECORDS = frozenset({"types.SimpleNamespace", "argparse.Namespace"})
+# what a library made from no legacy value (``tables.libraries``: ``pickle.loads(blob)``,
+# ``np.load(path)``, ``argparse.ArgumentParser().parse_args()``): never a Model, so where it meets
+# a legacy value (``_OPAQUE_CONFLICTS``) at a parameter, that is a CONFLICT; elsewhere it joins as
+# an unknown value does (a function, a class instance, a tuple keep their type)
+OPAQUE = "opaque"
+_OPAQUE_CONFLICTS = frozenset({DEF, MODEL, OPTIM, STATE, TRUNC, CAPTURE})
 # the qual of a module definition known only at run time (``ModuleRef.choices``): no class has this name,
 # so every path that looks a class up by its qual (signatures, paths, spelling) finds none and leaves a TODO
 RUNTIME = "<module chosen at run time>"
@@ -134,11 +140,24 @@ def conflict_message(t: Ty) -> str:
     return "a value that holds different legacy models (or a Model and something else) at different call sites"
 
 
+def _legacy(t: Ty | None) -> bool:
+    """Does ``t`` hold a legacy value that an OPAQUE one joined to it conflicts with?"""
+    if t is None:
+        return False
+    if t.kind == TUPLE:
+        return any(_legacy(i) for i in t.items)
+    return t.kind in _OPAQUE_CONFLICTS or t.kind == CONFLICT and bool(_OPAQUE_CONFLICTS & set(t.items))
+
+
 def join(a: Ty | None, b: Ty | None) -> Ty | None:
     if a is None:
         return b
     if b is None or a == b:
         return a
+    if OPAQUE in (a.kind, b.kind):
+        other = b if a.kind == OPAQUE else a
+        if not _legacy(other):
+            return other
     if a.kind == b.kind == TUPLE and len(a.items) == len(b.items):
         return Ty(TUPLE, items=tuple(join(x, y) for x, y in zip(a.items, b.items)))
     if a.kind == b.kind and a.kind in (MODEL, OPTIM) and (a.ref is None) != (b.ref is None):

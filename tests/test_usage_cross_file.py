@@ -495,6 +495,26 @@ def test_a_record_handed_by_another_file_where_a_model_is_too_gets_a_todo(tmp_pa
         "LU202 a Model (now its params) is passed to lib.count"]
 
 
+def test_a_library_value_handed_by_another_file_where_a_model_is_too_gets_a_todo(tmp_path):
+    """As for a record: other.py hands lib.count what pickle.loads made of a file's bytes (a
+    library's value, made from no legacy one), main.py a Model. On flax 0.3.6 m.params is that
+    value's own field at the second call (before: m.params -> m, no finding anywhere)."""
+    lib = ("from flax import nn\n\n\nclass Net(nn.Module):\n    def apply(self, x):\n"
+           "        return nn.Dense(x, 2)\n\n\ndef count(m):\n    return m.params\n")
+    other = ("import pickle\n\nimport lib\n\n\n"
+             "def report(path):\n    return lib.count(pickle.loads(open('saved.pkl', 'rb').read()))\n")
+    main = ("import jax\nimport jax.numpy as jnp\nfrom flax import nn\n\nimport lib\n\n"
+            "_, params = lib.Net.init_by_shape(jax.random.PRNGKey(0), [((1, 3), jnp.float32)])\n"
+            "model = nn.Model(lib.Net, params)\nprint(sorted(lib.count(model)))\n")
+    files = _upgrade_files(tmp_path, {"lib.py": lib, "other.py": other, "main.py": main})
+    text, findings = files["lib.py"]
+    assert "    return m.params\n" in text
+    assert findings == ["LU202 .params of a value that holds different legacy models (or a Model and something "
+                        "else) at different call sites: convert by hand"]
+    assert [f.partition(" (another file")[0] for f in files["main.py"][1]] == [
+        "LU202 a Model (now its params) is passed to lib.count"]
+
+
 _CREATE = ("import jax\nimport jax.numpy as jnp\nfrom flax import nn\n\nimport models\nimport registry\n\n\n"
            "def create_model(flax_module, model_kwargs, key, shape):\n"
            "    module = flax_module.partial(**model_kwargs)\n"
