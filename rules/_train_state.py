@@ -101,6 +101,10 @@ class Plan(FastVisitor):
                 if wrapped is not None:
                     self.aliases[t.target.value] = wrapped
 
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:  # `opt: optim.Optimizer = make(p)` holds what `opt = make(p)` would
+            self.assigns.append((node.target, node.value))
+
     def visit_Call(self, node: cst.Call) -> None:
         self.calls.append(node)
         self.enclosing[id(node)] = tuple(self._fn)

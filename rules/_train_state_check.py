@@ -146,8 +146,8 @@ def _inject_all(plan: Plan, problems: list[str], steps: Steps, here: bool) -> No
             plan.hyper_rename[key] = names.pop()  # type: ignore[assignment]
         else:
             problems.append(f"apply_gradient(..., {key}=...): "
-                            f"{' / '.join(sorted({fn for _, fn in txs})) or 'no optimizer definition'} has no "
-                            "hyper-parameter of that meaning for optax.inject_hyperparams")
+                            f"{' / '.join(sorted({fn for _, fn in txs}))} has no hyper-parameter of that "
+                            "meaning for optax.inject_hyperparams")
     for key, expr in list(plan.ctor_expr.items()):
         new = _inject(expr)
         if new is None:

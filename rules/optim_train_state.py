@@ -71,7 +71,7 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.resolve import dotted
-from linen_upgrade.rule import Context, Example, Rule, RuleTransformer
+from linen_upgrade.rule import Context, Example, FastTransformer, Rule, RuleTransformer
 from linen_upgrade.tables.optimizers import HELPERS
 from linen_upgrade.rules import _optim
 from linen_upgrade.rules._cst import add_import, express
@@ -82,6 +82,8 @@ from linen_upgrade.rules._optim_plan import FEEDS_OPTIM
 from linen_upgrade.rules._optim_edit import drop_unused_optim_imports, format_expression, insert_helpers
 from linen_upgrade.rules._train_state import Plan, has_converted, todo_on_first_create
 from linen_upgrade.rules._train_state_check import APPLY_WITH, check_uses
+
+OPTIMIZER = "flax.optim.Optimizer"
 
 
 class OptimTrainState(Rule):
@@ -126,7 +128,7 @@ class OptimTrainState(Rule):
         for src in plan.helpers:
             for name in sorted(by_source[src].imports if src in by_source else ()):
                 module = add_import(module, name)
-        if plan.creates:
+        if plan.creates or t.uses_train_state:
             module = add_import(module, "flax.training", "train_state")
         if plan.helpers:
             module = insert_helpers(module, plan.helpers)
@@ -139,7 +141,7 @@ class _Transformer(RuleTransformer):
         self.plan, self._group = plan, group
         self.blocked = False
         self._indent: list[str] = []
-        self.uses_jax = self.uses_jax_utils = False
+        self.uses_jax = self.uses_jax_utils = self.uses_train_state = False
         self._taken: set[str] = set()
         self._around: list[str] = []  # the functions and classes being visited (LU202's apply_fns keys)
 
@@ -149,6 +151,8 @@ class _Transformer(RuleTransformer):
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
         self._around.pop()
+        if isinstance(original, cst.FunctionDef) and self.plan._ret_items(original.name.value):
+            return updated.with_changes(returns=self._as_train_state(updated.returns))
         return updated
 
     visit_ClassDef = visit_FunctionDef  # type: ignore[assignment]
@@ -200,6 +204,10 @@ class _Transformer(RuleTransformer):
             return cst.parse_expression(self.plan.ctor_expr[id(original)]).with_changes(
                 lpar=original.lpar, rpar=original.rpar)
         f = updated.func
+        if isinstance(f, cst.Name) and f.value == "isinstance" and len(updated.args) == 2 \
+                and self.plan.is_opt(original.args[0].value):
+            return updated.with_changes(args=[updated.args[0], updated.args[1].with_changes(
+                value=self._as_train_state(updated.args[1].value))])
         if id(original) in self.plan.explicit and original.func.attr.value == "init_state":  # type: ignore[attr-defined]
             self.fixed("opt_def.init_state(params) -> tx.init(params)")
             return updated.with_changes(func=f.with_changes(attr=cst.Name("init")))  # type: ignore[attr-defined]
@@ -228,6 +236,32 @@ class _Transformer(RuleTransformer):
                     a.with_changes(keyword=cst.Name("params")) if a.keyword and a.keyword.value == "target" else a
                     for a in updated.args])
         return updated
+
+    # the legacy class named where the value is an optimizer of the plan: an annotation of a
+    # parameter, variable or return holding one, or isinstance's class for one (True either way)
+    def leave_Param(self, original: cst.Param, updated: cst.Param) -> cst.Param:
+        if original.name.value in self.plan.names:
+            return updated.with_changes(annotation=self._as_train_state(updated.annotation))
+        return updated
+
+    def leave_AnnAssign(self, original: cst.AnnAssign, updated: cst.AnnAssign) -> cst.AnnAssign:
+        if isinstance(original.target, cst.Name) and original.target.value in self.plan.names:
+            return updated.with_changes(annotation=self._as_train_state(updated.annotation))
+        return updated
+
+    def _as_train_state(self, node: cst.CSTNodeT | None) -> cst.CSTNodeT | None:
+        if node is None or self.blocked:
+            return node
+        qual, transformer = self.plan.qual, self
+
+        class Rename(FastTransformer):
+            def on_leave(self, original, updated):
+                if isinstance(original, (cst.Name, cst.Attribute)) and qual(original) == OPTIMIZER:
+                    transformer.uses_train_state = True
+                    transformer.fixed(f"{dotted(original)} -> train_state.TrainState")
+                    return cst.parse_expression("train_state.TrainState")
+                return updated
+        return node.visit(Rename())  # type: ignore[return-value]
 
     def _jax_utils(self, function: str) -> cst.BaseExpression:
         spelling, missing = express(f"flax.jax_utils.{function}", self.ctx.facts.imports)
