@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from linen_upgrade.analysis import identity
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, FastVisitor, Rule, RuleTransformer
 from linen_upgrade.rules._cst import (add_import, build_dotted, comma_list, express, kwarg, needs_parens,
@@ -101,14 +102,23 @@ class UsageTransformer(RuleTransformer):
             scope = scope.parent
         return self.a.fresh((scope or self.a.module_scope).node, base)
 
-    def spell(self, qual: str) -> cst.BaseExpression:
-        """How this file writes the Linen class of a legacy module."""
+    def spell(self, qual: str) -> cst.BaseExpression | None:
+        """How this file writes the Linen class of a legacy module (None: it cannot import it)."""
         row = BUILTIN_MODULES.get(qual)
         if row is not None:
             qual = f"flax.nn.{row.linen}"
         elif any(qual == self.a.class_qual(c.name) for c in self.ctx.facts.classes):
             return cst.Name(qual.rpartition(".")[2])
         spelled, needed = express(qual, self.ctx.facts.imports)
+        table = identity.current()
+        module, _, name = qual.rpartition(".")
+        if needed and table is not None and table.path(module) is not None:
+            # a module of the run no import here names: imported as this file's imports would
+            # write it, not by its run name (``repo-a.models`` when the run holds several folders)
+            written = table.import_name(self.ctx.path, module)
+            if written is None:
+                return None
+            spelled, needed = f"{written}.{name}", written.partition(".")[0]
         if needed:
             self.imports.add((needed, None))
         return build_dotted(spelled)
@@ -329,6 +339,9 @@ class UsageTransformer(RuleTransformer):
             # literals, or this file's module-level names seen here; through another file's partial
             # alias, that holds its own keywords
             func = self.spell(ref.alias[0] if ref.alias else ref.qual)
+            if func is None:
+                return None, [], f"{ref.qual.rpartition('.')[2]}'s file cannot be imported from here by any name: " \
+                    "apply its Linen module where it can"
             held = ref.alias[1] if ref.alias else frozenset()
             bound = {k: cst.parse_expression(v) for k, v in ref.kwargs if k not in held}
         elif ref.opt_var is not None and scope is not None and _visible(ref.opt_var, scope, self.a) \

@@ -53,8 +53,11 @@ class SiteCalls(UsageTransformer):
             variables.append(cst.DictElement(string(self.ctx.config.state_collection), stateful.state))
         extra: list[cst.Arg] = []
         if method is not None:  # by name where the class is known only at run time
-            extra.append(kwarg("method", string(method) if ref.choices else
-                               cst.Attribute(value=self.spell(ref.qual), attr=cst.Name(method))))
+            owner = None if ref.choices else self.spell(ref.qual)
+            if owner is None and not ref.choices:
+                return None, False, f"{ref.qual.rpartition('.')[2]}'s file cannot be imported from here by any name"
+            extra.append(kwarg("method", string(method) if owner is None else
+                               cst.Attribute(value=owner, attr=cst.Name(method))))
         rngs = self.rngs(None, stochastic)
         if rngs is not None:
             extra.append(kwarg("rngs", rngs))

@@ -463,3 +463,42 @@ def test_an_installed_package_sharing_a_file_name_stays_outside(tmp_path):
     assert "layers.Transformer(x, num_heads=4) + modeling.Transformer(x, num_heads=2)" in text
     assert "blocks.Transformer(x, num_heads=1)" in text
     assert "outside this run" in " ".join(findings)
+
+
+def test_a_class_of_a_folder_with_a_dash_is_imported_as_its_files_import_it(tmp_path):
+    """Run over several folders, a file of ``my-exp/`` is ``my-exp.main``: a class of the module beside
+    it that it does not import (a Model made by an imported function, applied here) is spelled as its
+    imports write that module (``models.Critic``), not by its run name, which is no Python and made
+    LU202 fail on the file (henry-prior/jax-rl's MPO.py, SAC.py, TD3.py in round seven's corpus)."""
+    files = {
+        "models.py": """\
+            import jax.numpy as jnp
+            from flax import nn
+
+
+            class Critic(nn.Module):
+                def apply(self, x):
+                    return nn.Dense(x, 1)
+
+
+            def build_critic(key, dim):
+                _, params = Critic.init_by_shape(key, [((1, dim), jnp.float32)])
+                return nn.Model(Critic, params)
+            """,
+        "main.py": """\
+            import jax
+            import jax.numpy as jnp
+
+            from models import build_critic
+
+            critic = build_critic(jax.random.PRNGKey(0), 3)
+            print(critic(jnp.ones((2, 3))))
+            """,
+    }
+    _write(tmp_path / "alone", files)
+    _write(tmp_path / "tree" / "my-exp", files)
+    _write(tmp_path / "tree" / "other", {"net.py": "from flax import nn\n\nclass Other(nn.Module):\n"
+                                                   "    def apply(self, x):\n        return nn.Dense(x, 2)\n"})
+    alone, tree = _upgrade(tmp_path / "alone"), _upgrade(tmp_path / "tree")
+    assert "models.Critic().apply({'params': critic}" in alone["main.py"][0]
+    assert tree["my-exp/main.py"] == alone["main.py"]

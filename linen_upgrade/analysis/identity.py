@@ -139,6 +139,19 @@ class ModuleTable:
 
         return resolve
 
+    def import_name(self, importer: str, module: str) -> str | None:
+        """How ``importer`` can import the run's ``module`` (its run name ``repo-a.models``): the
+        longest tail of the name that is Python and that ``importer``'s imports resolve to it
+        (``models`` beside it); None where none is (a notebook's twin, a folder name with a dash
+        and the module not beside the importer)."""
+        resolve = self.resolver(importer)
+        parts = module.split(".")
+        for k in range(len(parts), 0, -1):
+            tail = parts[-k:]
+            if all(p.isidentifier() for p in tail) and resolve(".".join(tail)) == module:
+                return ".".join(tail)
+        return None
+
     def _find(self, roots: list[str], module: str) -> str:
         parts = module.split(".")
         for root in roots:
