@@ -162,6 +162,11 @@ class FileFacts:
     rng_functions: frozenset[str] = frozenset()
     name_counts: dict[str, int] = field(default_factory=dict)
     module_calls: dict[str, int] = field(default_factory=dict)
+    # each top-level class and function (qualified) -> the qualified names its body and bases name
+    # (``self.<attr>`` as such), and each class -> the apply parameters it calls: what
+    # ``index.collections`` reads to tell whether running it draws rngs or keeps state
+    named: dict[str, frozenset[str]] = field(default_factory=dict)
+    calls_params: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def references(self, *prefixes: str) -> bool:
         return any(q == p or q.startswith(p + ".") for q in self.qualnames for p in prefixes)
@@ -392,6 +397,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
         rng_functions=_rng_functions(tree, imports),
         name_counts=name_counts,
         module_calls=module_calls,
+        **_named(tree, imports, module_name),
     )
 
 
@@ -864,6 +870,42 @@ def _name_counts(tree: ast.Module, imports: ImportMap, module_name: str, legacy_
                 continue  # not its parts again
         stack.extend((child, in_module) for child in ast.iter_child_nodes(node))
     return dict(names), dict(calls)
+
+
+def _named(tree: ast.Module, imports: ImportMap, module_name: str) -> dict[str, dict[str, frozenset[str]]]:
+    """``FileFacts.named`` and ``FileFacts.calls_params``."""
+    local = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
+    resolved: dict[str, str | None] = {}
+
+    def qual(name: str) -> str | None:
+        if name not in resolved:
+            head = name.partition(".")[0]
+            resolved[name] = (joined(module_name, name) if head in local
+                              else name if head == "self" else imports.resolve_dotted(name))
+        return resolved[name]
+
+    named: dict[str, frozenset[str]] = {}
+    calls_params: dict[str, frozenset[str]] = {}
+    for top in tree.body:
+        if not isinstance(top, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        names = {_dotted(n) for n in subtree(top) if isinstance(n, (ast.Name, ast.Attribute))} - {None}
+        names |= {_dotted(b) for b in getattr(top, "bases", ())} - {None}
+        found = {q for q in map(qual, names) if q}  # type: ignore[arg-type]
+        named[joined(module_name, top.name)] = frozenset(canonical(q) for q in found)
+        apply = next((f for f in top.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                      and f.name == "apply"), None) if isinstance(top, ast.ClassDef) else top
+        if apply is not None:
+            params = {a.arg for a in [*apply.args.posonlyargs, *apply.args.args, *apply.args.kwonlyargs]}
+            called = {(_dotted(n.func) or "").partition(".")[0] for n in subtree(apply) if isinstance(n, ast.Call)}
+            if called & params - {"self"}:
+                calls_params[joined(module_name, top.name)] = frozenset(called & params - {"self"})
+    return {"named": named, "calls_params": calls_params}
+
+
+def joined(module: str, name: str) -> str:
+    """``module.name``, or ``name`` for a lone source (no module name)."""
+    return f"{module}.{name}" if module else name
 
 
 def _collection_loads(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:

@@ -15,10 +15,18 @@ from dataclasses import dataclass, field, replace
 from linen_upgrade.analysis.identity import ModuleTable
 from linen_upgrade.resolve import canonical
 from linen_upgrade.facts import (UNTRACED, CallArg, ClassFacts, FileFacts, ForwardSpec, Param, PartialArg,
-                                 by_position_or_name, is_input)
+                                 by_position_or_name, is_input, joined)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES, SAME_PARAMS
 
 LEGACY_MODULE_BASES = frozenset({"flax.nn.Module"})
+# legacy names whose run draws rngs (legacy took them from ``nn.stochastic``) or keeps state (in
+# ``nn.stateful``'s collection); ``self.<method>`` is a legacy module's own
+RUN_NEEDS: dict[str, str] = {
+    "flax.nn.make_rng": "rngs", "flax.nn.dropout": "rngs", "flax.nn.dot_product_attention": "rngs",
+    "flax.nn.SelfAttention": "rngs", "flax.nn.MultiHeadDotProductAttention": "rngs", "flax.nn.stochastic": "rngs",
+    "flax.nn.BatchNorm": "state", "flax.nn.stateful": "state", "flax.nn.get_state": "state",
+    "flax.nn.is_stateful": "state", "self.state": "state", "self.is_stateful": "state",
+}
 # legacy calls that fix a wrapper's forwarded keywords where no rule packs them into ``kwargs={...}``
 # (the usage rules pack those of init/init_by_shape/create/call: ``split_usage``)
 _UNPACKED = frozenset({"partial", "shared"})
@@ -102,6 +110,10 @@ class ProjectIndex:
     # drew it) that the run only calls from legacy module classes: LU104 gives them the module's rng
     # (``make_rng=lambda: self.make_rng('dropout')``); ``rng_helper`` asks
     rng_helpers: set[str] = field(default_factory=set)
+    # module classes and top-level functions of the run -> what running them needs besides params:
+    # "rngs", "state" (``RUN_NEEDS``, through the modules and functions they name) and "unknown"
+    # (a module held in an apply parameter that no traced value fills); ``needs`` asks
+    collections: dict[str, frozenset[str]] = field(default_factory=dict)
     # modules of the files that use flax.optim and of the run's files whose names they use,
     # transitively: where a legacy optimizer may be handed (LU302 reads the others' code)
     optim_reach: set[str] = field(default_factory=set)
@@ -130,7 +142,13 @@ class ProjectIndex:
 
     def rng_helper(self, module: str, function: str) -> bool:
         """Is the top-level ``function`` of the file named ``module`` one of ``rng_helpers``?"""
-        return self.canonical(_joined(module, function)) in self.rng_helpers
+        return self.canonical(joined(module, function)) in self.rng_helpers
+
+    def needs(self, qualname: str) -> frozenset[str]:
+        """What running the legacy module or function ``qualname`` draws or keeps besides params
+        (``collections``; a built-in's ``RUN_NEEDS``)."""
+        qualname = self.canonical(qualname)
+        return self.collections.get(qualname, frozenset(RUN_NEEDS.get(qualname, "").split()))
 
     def canonical(self, qualname: str) -> str:
         """Where a name of the run is defined, through re-exports (``pkg.Block`` -> ``pkg.layers.Block``)."""
@@ -251,8 +269,9 @@ class ProjectIndex:
                 index.partial_params[key] = next(iter(values))
             else:  # different modules (or a module and something else) at different sites
                 index.ambiguous_params[key] = frozenset(values)
+        index.collections = _collections(index, all_facts, given)
         index._link([f for f in all_facts if f.module_name])
-        helpers = {index.canonical(_joined(f.module_name, n)) for f in all_facts for n in f.rng_functions}
+        helpers = {index.canonical(joined(f.module_name, n)) for f in all_facts for n in f.rng_functions}
         if helpers:
             named: dict[str, int] = {}
             called: dict[str, int] = {}
@@ -288,9 +307,31 @@ class ProjectIndex:
                 stack.extend(uses.get(module, ()))
 
 
-def _joined(module: str, name: str) -> str:
-    """``module.name``, or ``name`` for a lone source (no module name)."""
-    return f"{module}.{name}" if module else name
+def _collections(index: ProjectIndex, all_facts: list[FileFacts],
+                 given: dict[tuple[str, str], set[tuple[str, frozenset[str]]]]) -> dict[str, frozenset[str]]:
+    """``ProjectIndex.collections``: a fixed point over what each class and function names and the
+    modules its called apply parameters are given."""
+    named = {index.canonical(q): names for f in all_facts for q, names in f.named.items()}
+    held = {index.canonical(q): params for f in all_facts for q, params in f.calls_params.items()}
+    edges: dict[str, set[str]] = {}
+    out: dict[str, frozenset[str]] = {}
+    for qual, names in named.items():
+        found = {index.canonical(n) for n in names}
+        found |= {alias[0] for n in found if (alias := index.partial_alias(n)) is not None}
+        for param in held.get(qual, ()):
+            values = {index.canonical(t) for t, _ in given.get((qual, param), ())}
+            found |= values or {UNTRACED}
+        edges[qual] = found & named.keys()
+        out[qual] = frozenset(RUN_NEEDS[n] for n in found if n in RUN_NEEDS) | (
+            {"unknown"} if UNTRACED in found else set())
+    changed = True
+    while changed:
+        changed = False
+        for qual, targets in edges.items():
+            more = out[qual].union(*(out[t] for t in targets))
+            if more != out[qual]:
+                out[qual], changed = more, True
+    return {q: needs for q, needs in out.items() if needs}
 
 
 def _reexports(all_facts: list[FileFacts]) -> dict[str, str]:

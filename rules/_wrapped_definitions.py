@@ -29,8 +29,26 @@ from linen_upgrade.rules._cst import kwarg
 from linen_upgrade.rules._modules import CallSpec, split_call
 
 
-# built-ins (Linen names) that draw rngs or keep state: the wrapper's functional apply of them gets neither
-RUNS_WITH_COLLECTIONS = frozenset({"BatchNorm", "Dropout", "MultiHeadDotProductAttention"})
+# what to write by hand for a module given that needs more than params (``ProjectIndex.needs``)
+_BY_HAND = {
+    "rngs": "draws rngs (nn.dropout, nn.make_rng: itself or in the modules it runs), which legacy took from "
+            "nn.stochastic and Linen's apply of it inside the wrapper does not get: give that apply "
+            "rngs={'dropout': self.make_rng('dropout')} (and its init {'params': rng, 'dropout': rng})",
+    "state": "keeps state (self.state, nn.BatchNorm: itself or in the modules it runs), which legacy kept in "
+             "nn.stateful's collection and Linen's apply of it inside the wrapper does not get: hold the "
+             "batch_stats in a variable of the wrapper, self.variable('batch_stats', ...), pass them to that "
+             "apply with mutable=['batch_stats'] and store what it returns",
+    "unknown": "runs a module held in a parameter that this run does not trace, which may draw rngs or keep "
+               "state that Linen's apply of it inside the wrapper does not get: check it",
+}
+
+
+def runs_with_collections(given: str, spec: CallSpec, needs: frozenset[str]) -> str | None:
+    """Why a call giving ``given`` (which ``needs`` rngs or state) to the wrapper keeps a TODO."""
+    if not needs:
+        return None
+    why = "; it ".join(_BY_HAND[n] for n in sorted(needs))
+    return f"{given} given as {spec.definition} {why}; then split this call by hand"
 
 
 class DefinitionCalls(FastTransformer):

@@ -128,7 +128,7 @@ from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_
 from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, inputs_fixable,
                                           is_function_module, rejected, spec_for_qual, split_call)
 from linen_upgrade.rules._usage_external import analysis_of
-from linen_upgrade.rules._wrapped_definitions import RUNS_WITH_COLLECTIONS, definition_given, split_definition_call
+from linen_upgrade.rules._wrapped_definitions import definition_given, runs_with_collections, split_definition_call
 from linen_upgrade.rules._usage_types import DEF
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
@@ -1039,11 +1039,12 @@ class _Transformer(AttentionCalls, CellCalls):
         """A wrapper that runs the module definition it is given (``_wrapped_definitions``)."""
         given = definition_given(call, spec)
         qual = self.resolve_class(given) if given is not None else None
-        row = BUILTIN_MODULES.get(qual or "")
-        if row is not None and row.linen in RUNS_WITH_COLLECTIONS:
-            return None, (f"{code(given)} given as {spec.definition} draws rngs or keeps state, which legacy took "  # type: ignore
-                          f"from nn.stochastic/nn.stateful and Linen's apply of it inside the module does not: pass "
-                          f"rngs=/mutable= to that apply by hand")
+        # it, and what the call hands it (Masked(x, block=Noisy, wrapped=Holder))
+        quals = [q for q in [qual, *(self.resolve_class(a.value) for a in call.args)] if q]
+        problem = runs_with_collections(code(given), spec, frozenset().union(  # type: ignore[arg-type]
+            *(self.ctx.index.needs(q) for q in quals))) if qual else None
+        if problem:
+            return None, problem
         wrapped = self._spec(given) if given is not None else None
         return split_definition_call(call, spec, ctor, wrapped,
                                      lambda inner, s: self._wrap_two_arg_initializers(inner, s, qual),
