@@ -515,6 +515,27 @@ def test_a_library_value_handed_by_another_file_where_a_model_is_too_gets_a_todo
         "LU202 a Model (now its params) is passed to lib.count"]
 
 
+def test_models_of_two_classes_handed_to_another_files_function_convert_there(tmp_path):
+    """lib.count(m) reads m.params; main.py hands it a Model of models.A, other.py one of models.B,
+    classes lib.py imports: a Model of a definition chosen at run time there, whose params
+    convert, so both callers pass the params with no finding (before: a conflict, a TODO at
+    m.params and at each call)."""
+    models = ("from flax import nn\n\n\nclass A(nn.Module):\n    def apply(self, x):\n"
+              "        return nn.Dense(x, 2)\n\n\nclass B(nn.Module):\n    def apply(self, x):\n"
+              "        return nn.Dense(x, 3)\n")
+    lib = "from flax import nn\n\nimport models\n\n\ndef count(m):\n    return sorted(m.params)\n"
+    make = ("import jax\nimport jax.numpy as jnp\nfrom flax import nn\n\nimport lib\nimport models\n\n"
+            "_, params = models.{0}.init_by_shape(jax.random.PRNGKey(0), [((1, 3), jnp.float32)])\n"
+            "print(lib.count(nn.Model(models.{0}, params)))\n")
+    files = _upgrade_files(tmp_path, {"models.py": models, "lib.py": lib, "main.py": make.format("A"),
+                                      "other.py": make.format("B")})
+    assert files["lib.py"] == (
+        "from flax import linen as nn\n\nimport models\n\n\ndef count(m):\n    return sorted(m)\n", [])
+    for name in ("main.py", "other.py"):
+        text, findings = files[name]
+        assert "print(lib.count(params))" in text and findings == []
+
+
 _CREATE = ("import jax\nimport jax.numpy as jnp\nfrom flax import nn\n\nimport models\nimport registry\n\n\n"
            "def create_model(flax_module, model_kwargs, key, shape):\n"
            "    module = flax_module.partial(**model_kwargs)\n"
