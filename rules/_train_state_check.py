@@ -19,39 +19,91 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import FastVisitor
 from linen_upgrade.rules import _optim
 from linen_upgrade.rules._train_state import Plan
-from linen_upgrade.tables.optimizers import MULTI, OPTIMIZER_DEF, hyper_names
+from linen_upgrade.tables.optimizers import FROZEN_LABEL, MULTI, OPTIMIZER_DEF, hyper_names
 
 APPLY_WITH = "_apply_gradients_with"
 APPLY_WITH_SOURCE = '''def _apply_gradients_with(state, grads, **hyperparams):
     """``state.apply_gradients(grads=grads)`` with this step's hyper-parameters
-    (legacy ``optimizer.apply_gradient(grads, learning_rate=...)``); ``state.tx``
-    is wrapped in ``optax.inject_hyperparams``."""
-    opt_state = state.opt_state
-    values = dict(opt_state.hyperparams)
-    for name, value in hyperparams.items():
-        values[name] = jax.numpy.asarray(value, dtype=values[name].dtype)
-    state = state.replace(opt_state=opt_state._replace(hyperparams=values))
-    return state.apply_gradients(grads=grads)
+    (legacy ``optimizer.apply_gradient(grads, learning_rate=...)``): they replace
+    those of every ``optax.inject_hyperparams`` state in ``state.opt_state`` (one,
+    or one per group of a ``multi_transform`` or link of a ``chain``)."""
+    def injected(opt_state):
+        return hasattr(opt_state, "hyperparams") and hasattr(opt_state, "_replace")
+
+    def inject(opt_state):
+        if not injected(opt_state):
+            return opt_state
+        values = dict(opt_state.hyperparams)
+        for name, value in hyperparams.items():
+            values[name] = jax.numpy.asarray(value, dtype=values[name].dtype)
+        return opt_state._replace(hyperparams=values)
+    opt_state = jax.tree_util.tree_map(inject, state.opt_state, is_leaf=injected)
+    return state.replace(opt_state=opt_state).apply_gradients(grads=grads)
 '''
 
 
-def _inject(expr: str) -> str | None:
-    """``optax.f(args)`` -> ``optax.inject_hyperparams(optax.f)(args)``; None
-    where the expression is not one plain optax call."""
-    node = cst.parse_expression(expr)
-    if not (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute)
-            and dotted(node.func) and dotted(node.func).startswith("optax.")
-            and dotted(node.func).count(".") == 1 and dotted(node.func) != "optax.chain"):
+def _inject(expr: str, keys: set[str]) -> str | None:
+    """``optax.f(args)`` -> ``optax.inject_hyperparams(optax.f)(args)``; for the learning
+    rate alone, also the link of an ``optax.chain`` that takes it and each group of an
+    ``optax.multi_transform`` (a group named by a variable is wrapped where that is bound);
+    None where the hyper-parameters cannot be injected so."""
+    node = _inject_node(cst.parse_expression(expr), keys)
+    return None if node is None else cst.Module([]).code_for_node(node)
+
+
+def _inject_node(node: cst.BaseExpression, keys: set[str]) -> cst.BaseExpression | None:
+    function = dotted(node.func) if isinstance(node, cst.Call) else None
+    if not (function and function.startswith("optax.") and function.count(".") == 1):
         return None
-    if dotted(node.func) == "optax.adafactor" and any(
+    assert isinstance(node, cst.Call)
+    if function in _COMPOSITES:
+        return _COMPOSITES[function](node) if keys == {"learning_rate"} else None
+    if function == "optax.adafactor" and any(
             i > 0 or (a.keyword is not None and a.keyword.value != "learning_rate") for i, a in enumerate(node.args)):
         return None  # injected, its momentum= fails under jit (unhashable array): only the learning rate is safe
     args = [cst.Arg(node.func)]
-    static = _STATIC_ARGS.get(dotted(node.func) or "")
+    static = _STATIC_ARGS.get(function)
     if static:
         args.append(cst.ensure_type(cst.parse_expression(f"f(static_args={static!r})"), cst.Call).args[0])
-    wrapped = node.with_changes(func=cst.Call(func=cst.parse_expression("optax.inject_hyperparams"), args=args))
-    return cst.Module([]).code_for_node(wrapped)
+    return node.with_changes(func=cst.Call(func=cst.parse_expression("optax.inject_hyperparams"), args=args))
+
+
+def _chain(node: cst.Call) -> cst.Call | None:
+    """The one link taking the learning rate (``optax.sgd``, ``optax.scale_by_learning_rate``
+    in the table's chains), injected."""
+    at = [i for i, a in enumerate(node.args) if isinstance(a.value, cst.Call)
+          and dotted(a.value.func) in _LEARNING_RATE_LINKS]
+    if len(at) != 1 or any(a.star for a in node.args):
+        return None
+    new = _inject_node(node.args[at[0]].value, {"learning_rate"})
+    args = list(node.args)
+    args[at[0]] = args[at[0]].with_changes(value=new)
+    return None if new is None else node.with_changes(args=args)
+
+
+def _multi_transform(node: cst.Call) -> cst.Call | None:
+    """Each group of ``optax.multi_transform({...}, labels)`` (legacy MultiOptimizer gave
+    every sub-optimizer the step's values); the frozen group has none."""
+    if not node.args or not isinstance(node.args[0].value, cst.Dict):
+        return None
+    elements = []
+    for e in node.args[0].value.elements:
+        if not isinstance(e, cst.DictElement):
+            return None
+        if isinstance(e.key, cst.SimpleString) and e.key.evaluated_value == FROZEN_LABEL \
+                or isinstance(e.value, cst.Name):
+            elements.append(e)
+            continue
+        new = _inject_node(e.value, {"learning_rate"})
+        if new is None:
+            return None
+        elements.append(e.with_changes(value=new))
+    return node.with_changes(args=[node.args[0].with_changes(value=node.args[0].value.with_changes(
+        elements=elements)), *node.args[1:]])
+
+
+_LEARNING_RATE_LINKS = frozenset({"optax.sgd", "optax.scale_by_learning_rate"})
+_COMPOSITES = {"optax.chain": _chain, "optax.multi_transform": _multi_transform}
 
 
 # integer arguments that steer Python control flow: injected (traced) they fail under jit
@@ -127,10 +179,11 @@ def _inject_all(plan: Plan, problems: list[str], steps: Steps, here: bool) -> No
     needs the ``_apply_gradients_with`` helper)."""
     keys = set().union(*steps.key_sets)
     txs = list(steps.txs)
-    if any(qual == MULTI for qual, _ in txs):
-        problems.append("MultiOptimizer with per-step hyper-parameters (each group would need its own "
-                        "optax.inject_hyperparams inside optax.multi_transform)")
-        txs = [(qual, fn) for qual, fn in txs if qual != MULTI]
+    multi = any(qual == MULTI for qual, _ in txs)
+    if multi and keys != {"learning_rate"}:
+        problems.append("MultiOptimizer with per-step hyper-parameters other than learning_rate (each group "
+                        "would need them under its own optax names)")
+    txs = [(qual, fn) for qual, fn in txs if qual != MULTI]
     if any(qual == OPTIMIZER_DEF for qual, _ in txs):
         problems.append("a flax.optim.OptimizerDef subclass with per-step hyper-parameters: "
                         "optax_from_optimizer_def runs its apply_param_gradient with the definition's "
@@ -142,6 +195,8 @@ def _inject_all(plan: Plan, problems: list[str], steps: Steps, here: bool) -> No
         return
     for key in sorted(keys):  # the optax name of each legacy hyper-parameter, the same for every tx
         names = {hyper_names(qual, fn).get(key) if qual else None for qual, fn in txs}
+        if multi and key == "learning_rate":  # the same name in every group (hyper_names)
+            names.add(key)
         if len(names) == 1 and None not in names:
             plan.hyper_rename[key] = names.pop()  # type: ignore[assignment]
         else:
@@ -149,7 +204,7 @@ def _inject_all(plan: Plan, problems: list[str], steps: Steps, here: bool) -> No
                             f"{' / '.join(sorted({fn for _, fn in txs}))} has no hyper-parameter of that "
                             "meaning for optax.inject_hyperparams")
     for key, expr in list(plan.ctor_expr.items()):
-        new = _inject(expr)
+        new = _inject(expr, keys)
         if new is None:
             problems.append(f"{expr} cannot be wrapped in optax.inject_hyperparams for apply_gradient's "
                             "hyper-parameters")
@@ -158,7 +213,7 @@ def _inject_all(plan: Plan, problems: list[str], steps: Steps, here: bool) -> No
     for key, (tx, target) in list(plan.creates.items()):
         if tx in plan.defs:
             continue
-        new = _inject(tx)
+        new = _inject(tx, keys)
         if new is None:
             problems.append(f"{tx} cannot be wrapped in optax.inject_hyperparams for apply_gradient's "
                             "hyper-parameters")

@@ -46,15 +46,17 @@ Why
     'batch')`` in the pmapped step); per-step hyper-parameters under the
     optax names of the table's ``hyper`` column (``beta1`` -> ``b1``), also
     where the definition is in one file and the step in another (the creating
-    file wraps the transform in ``optax.inject_hyperparams``); a definition
+    file wraps the transform in ``optax.inject_hyperparams``); a learning rate
+    per step also reaches the link of a chain that takes it (Momentum or
+    LAMB with weight decay) and every group of a MultiOptimizer; a definition
     made without a learning rate that every step of the file (or of the files
     sharing the optimizer) gives one (``apply_gradient(g, learning_rate=lr)``)
     gets a 0.0 placeholder that each step replaces before the update.
 Left alone (with a TODO)
     A file where an optimizer value is used through any other API
     (``optimizer_def``, ``state.param_states``, a hyper-parameter optax does
-    not expose with the same meaning, MultiOptimizer per-group
-    hyper-parameters, ``hyper_params=``, the state of ``init_state`` read
+    not expose with the same meaning, per-step hyper-parameters other than the
+    learning rate on a chain or MultiOptimizer, ``hyper_params=``, the state of ``init_state`` read
     through its fields, an update outside a step pmapped over the replicated
     axis, ...), a ``create`` with a ``focus``, a definition the table cannot
     convert, an optimizer turned into a state dict or bytes with
