@@ -1,9 +1,9 @@
 """The run: discover → prefilter → index → rewrite, in a process pool.
 
-Scan (cheap, parallel): read each file; only files whose bytes hold a name some
+Scan (cheap): read each file; only files whose bytes hold a name some
 rule looks for (``files.may_need_rewrite``: a legacy flax name, a JAX name the
-tables rename, a FrozenDict-only call, a TODO of ours) get ``ast`` facts, the
-rest only a regex of their imports.  Such a file is still a candidate when it
+tables rename, a FrozenDict-only call, a TODO of ours) get ``ast`` facts, in a pool
+when they are many, the rest only a regex of their imports.  Such a file is still a candidate when it
 imports a module of the run that uses legacy flax (implicit legacy:
 ``model.params`` on a model built elsewhere), or holds a legacy key
 (``params['Dense_2']``) in a run with legacy flax, or when a file using
@@ -49,18 +49,14 @@ class Scan:
     keys: bool = False  # (a file without flax) it holds a legacy key: facts.LEGACY_KEY
 
 
-def _scan(path: str, with_facts: bool | None = None) -> Scan:
-    """Read a file; ``ast`` facts only when a rule may apply to it by itself (``files.may_need_rewrite``)
-    or ``with_facts`` (the second pass: it imports a file that has facts)."""
+def _scan(path: str) -> Scan:
+    """Read a file and take its ``ast`` facts: a file a rule may apply to by itself
+    (``_may_need_rewrite``), or (the second pass) one that imports a file that has facts."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as exc:
         return Scan(path, "", error=f"{path}: cannot read: {exc.strerror or exc}")
-    if with_facts is None:
-        with_facts = may_need_rewrite(data)
-    if not with_facts:
-        return Scan(path, "")  # the common case in a monorepo: nothing else is computed
     from linen_upgrade import engine
 
     mod = _module(path)
@@ -71,8 +67,15 @@ def _scan(path: str, with_facts: bool | None = None) -> Scan:
                     else f"{path}: cannot scan: {type(exc).__name__}: {exc}")
 
 
-def _scan_facts(path: str) -> Scan:
-    return _scan(path, with_facts=True)
+def _may_need_rewrite(path: str) -> bool:
+    """Could a rule apply to this file by itself (``files.may_need_rewrite`` of its bytes)?  The
+    common case in a monorepo is no: the file is only read.  A file that cannot be read is scanned
+    all the same (the scan reports it)."""
+    try:
+        with open(path, "rb") as handle:
+            return may_need_rewrite(handle.read())
+    except OSError:
+        return True
 
 
 def _scan_imports(path: str) -> Scan:
@@ -199,13 +202,24 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
         progress: Callable[[int, int], None] | None = None) -> RunResult:
     files = [str(p) for p in paths]
     jobs = max(1, jobs)
-    use_pool = jobs > 1 and len(files) >= _POOL_THRESHOLD
     table = identity.ModuleTable.build(files)
     identity.use(table)
-    # _pool imports multiprocessing: not at start-up
-    pool = _pool(jobs, initializer=identity.use, initargs=(table,)) if use_pool else None
+    pool = None
+
+    def scan_map(fn: Callable, items: list) -> Iterator:
+        """The scan passes share a pool, started by the first with enough files for one (``_pool``
+        imports multiprocessing: not at start-up)."""
+        nonlocal pool
+        if pool is None and jobs > 1 and len(items) >= _POOL_THRESHOLD:
+            pool = _pool(jobs, initializer=identity.use, initargs=(table,))
+        return _map(pool, fn, items)
+
     try:
-        scans = list(_map(pool, _scan, files))
+        # the bytes first, here: only the files a rule may apply to get facts, and a pool only when
+        # they are many (a pre-commit hook's files, mostly modern code, never start one)
+        candidates = [path for path in files if _may_need_rewrite(path)]
+        found = dict(zip(candidates, scan_map(_scan, candidates)))
+        scans = [found.get(path) or Scan(path, "") for path in files]
         flax_modules = _with_packages({s.module for s in scans if s.facts is not None})
         # the modules a file may get a legacy value from (a JAX rename or a FrozenDict call stays in its file)
         legacy = _with_packages({s.module for s in scans
@@ -213,7 +227,7 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
         others = [s.path for s in scans if s.facts is None and s.error is None]
         secondary = []
         if legacy and others:
-            imported = [s for s in _map(pool, _scan_imports, others) if s.error is None]
+            imported = [s for s in scan_map(_scan_imports, others) if s.error is None]
             # implicit legacy: a file that imports a module of the run that uses legacy flax
             secondary = [s.path for s in imported if s.imports & legacy]
             # a helper reading params or state by a legacy key (count(params): params['Dense_2']),
@@ -225,7 +239,7 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
             flax_modules |= _with_packages({s.module for s in imported if s.path in set(handed)})
             secondary += _optim_reach(scans, imported, set(secondary))
         if secondary:
-            again = {s.path: s for s in _map(pool, _scan_facts, secondary)}
+            again = {s.path: s for s in scan_map(_scan, secondary)}
             scans = [again.get(s.path, s) for s in scans]
         if all(s.facts is None and s.error is None for s in scans):  # nothing to parse: LibCST is not loaded
             return RunResult(results=[], scanned=len(files))
@@ -238,11 +252,10 @@ def run(paths: Iterable[Path], config: Config, rule_ids: list[str], jobs: int,
         index.paths = {s.module: s.path for s in scans if s.facts is not None and s.module}
         results = [engine.FileResult(path=s.path, error=s.error) for s in scans if s.error]
         jobs_list = [(s.path, s.facts) for s in scans if s.facts is not None]
-        if pool is not None and len(jobs_list) < _POOL_THRESHOLD:
+        if pool is not None:  # the scan passes' (the rewrite's workers hold the index)
             pool.shutdown()
             pool = None
-        if pool is not None:
-            pool.shutdown()
+        if jobs > 1 and len(jobs_list) >= _POOL_THRESHOLD:
             cross = _optim_cross_module(index, rule_ids)
             pool = _pool(jobs, initializer=_init_worker, initargs=(index, config, rule_ids))
             views = _optim_groups(pool, cross, index, config) if cross is not None else None
