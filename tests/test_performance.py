@@ -100,6 +100,19 @@ def test_a_run_that_parses_nothing_loads_no_libcst_and_no_rule(tmp_path: Path, s
     assert proc.stdout.split("\n")[-2] == "0 []"
 
 
+def test_a_batch_of_modern_files_starts_no_process_pool(tmp_path: Path):
+    # a pre-commit hook's batch: -j at every core, files that only need reading
+    paths = []
+    for i in range(10):
+        paths.append(tmp_path / f"plain{i}.py")
+        paths[-1].write_text("from flax import linen as nn\n\nlayer = nn.Dense(3)\n" if i % 2 else "x = 1\n")
+    probe = ("import sys\nfrom linen_upgrade.cli import main\ncode = main(['--check', '-j', '2', *sys.argv[1:]])\n"
+             "print(code, 'concurrent.futures.process' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", probe, *map(str, paths)],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    assert proc.stdout.split("\n")[-2] == "0 False"
+
+
 def test_no_rule_imports_libcst_matchers():
     # libcst.matchers alone takes some 0.4 s to import: every legacy file's start-up paid it
     probe = ("import sys\nfrom linen_upgrade.registry import all_rules\nall_rules()\n"
