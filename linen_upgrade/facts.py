@@ -109,6 +109,19 @@ class ClassFacts:
     wraps_param: bool = False  # only ``param`` overridden, handing shape and init on (``_wraps_param``)
 
 
+@dataclass(frozen=True)
+class DefinitionFactory:
+    """``def masked(module, mask): return Masked.partial(wrapped=module, mask=mask)``: a top-level
+    function whose body only returns a ``.partial`` (keywords only) of ``wrapper``, one keyword of it
+    holding the function's parameter ``param`` (at ``position`` among its plain parameters)."""
+
+    wrapper: str  # qualified
+    keywords: tuple[tuple[str, str], ...]  # (keyword, source)
+    param: str
+    position: int
+    key: str  # the keyword holding it
+
+
 # the module a PartialArg hands over is a value this file cannot name (``_untraced_arguments``)
 UNTRACED = "?"
 
@@ -167,6 +180,9 @@ class FileFacts:
     # ``index.collections`` reads to tell whether running it draws rngs or keeps state
     named: dict[str, frozenset[str]] = field(default_factory=dict)
     calls_params: dict[str, frozenset[str]] = field(default_factory=dict)
+    # top-level functions (by name) returning a wrapper's ``.partial`` that fixes a keyword with one of
+    # their parameters (``index.definition_factory`` keeps those whose wrapper runs that definition itself)
+    factories: dict[str, list[DefinitionFactory]] = field(default_factory=dict)
 
     def references(self, *prefixes: str) -> bool:
         return any(q == p or q.startswith(p + ".") for q in self.qualnames for p in prefixes)
@@ -398,6 +414,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
         name_counts=name_counts,
         module_calls=module_calls,
         **_named(tree, imports, module_name),
+        factories=_factories(tree, qualify),
     )
 
 
@@ -901,6 +918,29 @@ def _named(tree: ast.Module, imports: ImportMap, module_name: str) -> dict[str, 
             if called & params - {"self"}:
                 calls_params[joined(module_name, top.name)] = frozenset(called & params - {"self"})
     return {"named": named, "calls_params": calls_params}
+
+
+def _factories(tree: ast.Module, qualify) -> dict[str, list[DefinitionFactory]]:
+    """``FileFacts.factories``: one candidate per keyword holding a plain parameter."""
+    out: dict[str, list[DefinitionFactory]] = {}
+    for fn in tree.body:
+        if not isinstance(fn, ast.FunctionDef) or fn.decorator_list:
+            continue
+        body = fn.body[1:] if fn.body and isinstance(fn.body[0], ast.Expr) \
+            and isinstance(fn.body[0].value, ast.Constant) else fn.body
+        a = fn.args
+        if len(body) != 1 or not isinstance(body[0], ast.Return) or a.vararg or a.kwarg or a.posonlyargs:
+            continue
+        call = body[0].value
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "partial"
+                and not call.args and all(k.arg for k in call.keywords) and _dotted(call.func.value)):
+            continue
+        plain = [p.arg for p in a.args]
+        keywords = tuple((k.arg, ast.unparse(k.value)) for k in call.keywords)
+        out[fn.name] = [DefinitionFactory(qualify(_dotted(call.func.value)), keywords, k.value.id,
+                                          plain.index(k.value.id), k.arg)  # type: ignore[arg-type]
+                        for k in call.keywords if isinstance(k.value, ast.Name) and k.value.id in plain]
+    return {name: found for name, found in out.items() if found}
 
 
 def joined(module: str, name: str) -> str:

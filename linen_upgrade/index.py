@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 
 from linen_upgrade.analysis.identity import ModuleTable
 from linen_upgrade.resolve import canonical
-from linen_upgrade.facts import (UNTRACED, CallArg, ClassFacts, FileFacts, ForwardSpec, Param, PartialArg,
-                                 by_position_or_name, is_input, joined)
+from linen_upgrade.facts import (UNTRACED, CallArg, ClassFacts, DefinitionFactory, FileFacts, ForwardSpec, Param,
+                                 PartialArg, by_position_or_name, is_input, joined)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES, SAME_PARAMS
 
 LEGACY_MODULE_BASES = frozenset({"flax.nn.Module"})
@@ -114,6 +114,11 @@ class ProjectIndex:
     # "rngs", "state" (``RUN_NEEDS``, through the modules and functions they name) and "unknown"
     # (a module held in an apply parameter that no traced value fills); ``needs`` asks
     collections: dict[str, frozenset[str]] = field(default_factory=dict)
+    # top-level functions of the run returning a ``.partial`` of a wrapper that runs the definition it
+    # is given itself, fixing it with their parameter, and named only as callees in module classes
+    # (``def masked(module, mask): return Masked.partial(wrapped=module, mask=mask)``): LU102 converts
+    # the function and its calls together
+    definition_factories: dict[str, DefinitionFactory] = field(default_factory=dict)
     # modules of the files that use flax.optim and of the run's files whose names they use,
     # transitively: where a legacy optimizer may be handed (LU302 reads the others' code)
     optim_reach: set[str] = field(default_factory=set)
@@ -272,16 +277,13 @@ class ProjectIndex:
         index.collections = _collections(index, all_facts, given)
         index._link([f for f in all_facts if f.module_name])
         helpers = {index.canonical(joined(f.module_name, n)) for f in all_facts for n in f.rng_functions}
-        if helpers:
-            named: dict[str, int] = {}
-            called: dict[str, int] = {}
-            for facts in all_facts:
-                for counts, total in ((facts.name_counts, named), (facts.module_calls, called)):
-                    for qual, n in counts.items():
-                        qual = index.canonical(qual)
-                        if qual in helpers:
-                            total[qual] = total.get(qual, 0) + n
-            index.rng_helpers = {q for q in helpers if named.get(q) and named[q] == called.get(q)}
+        index.rng_helpers = _called_in_modules(index, all_facts, helpers)
+        factories = {index.canonical(joined(f.module_name, name)): found for f in all_facts
+                     for name, found in f.factories.items()}
+        for qual in _called_in_modules(index, all_facts, set(factories)):
+            found = [d for d in factories[qual] if _runs_definition(index, d)]
+            if len(found) == 1:
+                index.definition_factories[qual] = found[0]
         return index
 
     def _link(self, all_facts: list[FileFacts]) -> None:
@@ -305,6 +307,27 @@ class ProjectIndex:
             if module not in self.optim_reach:
                 self.optim_reach.add(module)
                 stack.extend(uses.get(module, ()))
+
+
+def _called_in_modules(index: ProjectIndex, all_facts: list[FileFacts], quals: set[str]) -> set[str]:
+    """Those of the functions ``quals`` that the run names only as the callee of calls in legacy
+    module classes (``FileFacts.name_counts``, ``module_calls``)."""
+    named: dict[str, int] = {}
+    called: dict[str, int] = {}
+    for facts in all_facts if quals else ():
+        for counts, total in ((facts.name_counts, named), (facts.module_calls, called)):
+            for qual, n in counts.items():
+                qual = index.canonical(qual)
+                if qual in quals:
+                    total[qual] = total.get(qual, 0) + n
+    return {q for q in quals if named.get(q) and named[q] == called.get(q)}
+
+
+def _runs_definition(index: ProjectIndex, factory: DefinitionFactory) -> bool:
+    """Does the factory's keyword holding its parameter give the wrapper the definition it runs itself?"""
+    legacy = index.legacy_module(factory.wrapper)
+    return legacy is not None and any(isinstance(p.forward, DefinitionForward) and p.forward.definition == factory.key
+                                      for p in legacy.apply_params or ())
 
 
 def _collections(index: ProjectIndex, all_facts: list[FileFacts],

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import libcst as cst
 
+from linen_upgrade.facts import DefinitionFactory
 from linen_upgrade.rule import FastTransformer
 from linen_upgrade.rules._cst import kwarg
 from linen_upgrade.rules._modules import CallSpec, split_call
@@ -156,3 +157,55 @@ def _commas(args: list[cst.Arg]) -> list[cst.Arg]:
     space = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
     return [a.with_changes(comma=space) for a in args[:-1]] + [a.with_changes(comma=cst.MaybeSentinel.DEFAULT)
                                                                for a in args[-1:]]
+
+
+def factory_return(fn: cst.FunctionDef, spec: CallSpec, partial: Callable[[], str]) -> cst.FunctionDef | None:
+    """``def masked(module, mask): return Masked.partial(wrapped=module, mask=mask)`` ->
+    ``return functools.partial(Masked(wrapped=module), mask=mask)``: the wrapper's attributes go to
+    its constructor and the call inputs it fixed to a partial of the instance (one the calls, all in
+    module bodies, call at once: ``factory_call``), so ``masked(partial(nn.Dense, features=3), m)(x)``
+    runs ``Masked(wrapped=...)(x, mask=m)``, named as legacy named it.  None when a keyword has no
+    Linen place (a positional argument, ``**``)."""
+    body = fn.body.body  # type: ignore[attr-defined]
+    ret = body[-1].body[0] if isinstance(body[-1], cst.SimpleStatementLine) else None
+    call = ret.value if isinstance(ret, cst.Return) else None
+    if not isinstance(call, cst.Call) or not isinstance(call.func, cst.Attribute):
+        return None
+    own = [a for a in call.args if a.keyword is not None and a.keyword.value not in spec.inputs]
+    inputs = [a for a in call.args if a.keyword is not None and a.keyword.value in spec.inputs]
+    if len(own) + len(inputs) != len(call.args):
+        return None
+    made: cst.BaseExpression = cst.Call(func=call.func.value, args=_commas(
+        [a.with_changes(keyword=cst.Name(spec.renames.get(a.keyword.value, a.keyword.value))) for a in own]))
+    if inputs:
+        made = cst.Call(func=cst.parse_expression(partial()), args=_commas([cst.Arg(made), *inputs]))
+    line = body[-1].with_changes(body=[ret.with_changes(value=made)])  # type: ignore[union-attr]
+    return fn.with_changes(body=fn.body.with_changes(body=[*body[:-1], line]))
+
+
+def factory_call(call: cst.Call, made: cst.Call, factory: DefinitionFactory, spec: CallSpec,
+                 split: Callable[[cst.Call], tuple[cst.BaseExpression | None, str | None]]
+                 ) -> tuple[cst.BaseExpression | None, str | None]:
+    """``masked(nn.Dense, m)(x, features=3)`` (``made`` the factory's call, ``factory_return``) ->
+    ``masked(partial(nn.Dense, features=3), m)(x)``; ``split`` splits the wrapper's own call
+    (``Masked(x, features=3, wrapped=nn.Dense)``) as ``split_definition_call`` does, with its checks."""
+    if any(a.star for a in [*made.args, *call.args]):
+        return None, "the calls pass *args/**kwargs: split constructor and call arguments by hand"
+    plain = [a for a in made.args if a.keyword is None]
+    at = next((i for i, a in enumerate(made.args) if a.keyword is not None and a.keyword.value == factory.param),
+              factory.position if factory.position < len(plain) else None)
+    if at is None:
+        return None, f"no module is given as {factory.param}: pass it explicitly"
+    attributes = set(spec.legacy) - spec.inputs | {"name"}
+    given = [a.keyword.value for a in call.args if a.keyword is not None and a.keyword.value in attributes]
+    if given:
+        return None, (f"the call gives the wrapper {given[0]}=, which Linen takes where the factory constructs it: "
+                      "pass it there by hand")
+    new, problem = split(cst.Call(func=cst.Name("_"), args=[*call.args, kwarg(factory.key, made.args[at].value)]))
+    if new is None:
+        return None, problem
+    if len(new.func.args) != 1:  # type: ignore[attr-defined]
+        return None, "the wrapper takes attributes the factory does not give: pass them there by hand"
+    definition = new.func.args[0].value  # type: ignore[attr-defined]
+    args = [a.with_changes(value=definition) if i == at else a for i, a in enumerate(made.args)]
+    return new.with_changes(func=made.with_changes(args=args)), None  # type: ignore[attr-defined]

@@ -76,7 +76,13 @@ What it does
     unbound instance, ``self.wrapped(parent=None)``) splits with the module
     given: ``Masked(x, features=3, wrapped=nn.Dense, mask=m)`` ->
     ``Masked(wrapped=partial(nn.Dense, features=3))(x, mask=m)``; the
-    parameters keep their paths (``Masked_0/<param>/kernel``).
+    parameters keep their paths (``Masked_0/<param>/kernel``).  A function
+    handing out such a wrapper's ``.partial`` with its parameter as the
+    module (``def masked(module, mask): return Masked.partial(wrapped=module,
+    mask=mask)``), which the run names only in calls in module bodies,
+    returns ``partial(Masked(wrapped=module), mask=mask)``, and its calls
+    give the module with its attributes: ``masked(nn.Dense, m)(x,
+    features=3)`` -> ``masked(partial(nn.Dense, features=3), m)(x)``.
 Why
     Linen constructors return a module instance; the inputs go to its call.
     A positional argument stays positional only while the legacy and Linen
@@ -102,9 +108,10 @@ Not converted (TODO)
     split differently (or a module and a function); a module given to a wrapper
     that runs it itself when this run cannot trace it, or when it draws rngs or
     keeps state (``nn.dropout``, ``nn.BatchNorm``: legacy took them from
-    ``nn.stochastic``/``nn.stateful``, the inner Linen apply gets neither), and
-    such a wrapper's ``.partial`` handed out by a function (``masked(nn.Dense,
-    m)(x, features=3)``).
+    ``nn.stochastic``/``nn.stateful``, the inner Linen apply gets neither: also a
+    module of the run doing so itself or through the modules and functions it
+    runs), and such a wrapper's ``.partial`` handed out by a function that the
+    run also names elsewhere (held, passed on), or called with ``name=``.
 """
 
 from __future__ import annotations
@@ -114,6 +121,7 @@ import dataclasses
 import libcst as cst
 
 from linen_upgrade.applicability import classes_or_cells
+from linen_upgrade.facts import DefinitionFactory, joined
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule
 from linen_upgrade.rules._attention import AttentionCalls, attention_result, cache_to_decode
@@ -128,7 +136,8 @@ from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_
 from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, inputs_fixable,
                                           is_function_module, rejected, spec_for_qual, split_call)
 from linen_upgrade.rules._usage_external import analysis_of
-from linen_upgrade.rules._wrapped_definitions import definition_given, runs_with_collections, split_definition_call
+from linen_upgrade.rules._wrapped_definitions import (definition_given, factory_call, factory_return,
+                                                     runs_with_collections, split_definition_call)
 from linen_upgrade.rules._usage_types import DEF
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
@@ -293,7 +302,24 @@ class _Transformer(AttentionCalls, CellCalls):
         self._partials.pop()
         self._functions.pop()
         self._hidden.pop()
+        factory = self._definition_factory(original.name) if not (self._functions or self._legacy_class_depth) \
+            else None
+        if factory is not None:
+            spec = spec_for_qual(factory.wrapper, self.ctx.index)
+            made = factory_return(updated, spec, self._spell_partial) if spec is not None else None
+            if made is not None:
+                self.fixed(f"{original.name.value} returns {factory.wrapper}.partial(...) -> a partial of the "
+                           "Linen instance, its calls give the module with its attributes")
+                return made
         return updated
+
+    def _definition_factory(self, func: cst.BaseExpression) -> DefinitionFactory | None:
+        """The factory of a wrapper running the definition it is given that ``func`` names
+        (``index.definition_factories``)."""
+        qual = self.resolve(func)
+        if qual is None and isinstance(func, cst.Name) and func.value not in self.hidden_names():
+            qual = joined(self.ctx.facts.module_name, func.value)
+        return self.ctx.index.definition_factories.get(self.ctx.index.canonical(qual)) if qual else None
 
     def leave_Return(self, original: cst.Return, updated: cst.Return) -> cst.Return:
         """``return identity`` in a function returning module definitions in other branches:
@@ -896,6 +922,18 @@ class _Transformer(AttentionCalls, CellCalls):
             if made is not None and not made.problem:
                 made_bound = frozenset(k for k, _ in returned.ty.ref.kwargs)  # type: ignore[union-attr]
                 returned = None
+        factory = self._definition_factory(func.func) if returned is not None and made is not None \
+            and made.definition and isinstance(func, cst.Call) else None
+        if factory is not None:
+            new, problem = factory_call(updated, updated.func, factory, made,  # type: ignore[arg-type]
+                                        lambda call: self._definition_call(call, made, cst.Name("_")))  # type: ignore
+            if new is None:
+                self.todo(f"{returned.name}(...)(...): {problem}")  # type: ignore[union-attr]
+                return updated
+            self.keep_comments(updated, new)
+            self.fixed(f"{returned.name}(<module>, ...)(x, <attributes>) -> "  # type: ignore[union-attr]
+                       f"{returned.name}(partial(<module>, <attributes>), ...)(x)")
+            return new
         if returned is not None:
             self.todo(self._factory_todo(_name(func) if isinstance(func, cst.Name) else f"{returned.name}(...)(...)",
                                          returned))
