@@ -141,10 +141,28 @@ class Collections(UsageTransformer):
                 if qual in LEAF_READERS:
                     self.fixed("state.as_dict() -> state (its leaves)")
                     return parens(updated.func.value)  # type: ignore[attr-defined]
+            if base.kind == STATE and self._truth_tested(original, parent):
+                self.fixed("state.as_dict() tested for emptiness -> state (empty exactly when the legacy one was)")
+                return parens(updated.func.value)  # type: ignore[attr-defined]
         self.todo(f"nn.Collection.{func.attr.value}: the state is a Linen variable collection now, "
                   "nested {'Block_0': {'BatchNorm_0': ...}} with per-class numbering, not flat "
                   "'/Block_4/BatchNorm_1' keys (flax.traverse_util.flatten_dict(state, sep='/'))")
         return updated
+
+    def _truth_tested(self, node: cst.BaseExpression, parent: cst.CSTNode | None) -> bool:
+        """Is ``node`` only tested for truth (``if state.as_dict():``, ``not``, ``assert``, ``bool(...)``,
+        an operand of ``and``/``or`` that is)?"""
+        if isinstance(parent, (cst.If, cst.While, cst.IfExp, cst.Assert)):
+            return parent.test is node
+        if isinstance(parent, cst.UnaryOperation):
+            return isinstance(parent.operator, cst.Not)
+        if isinstance(parent, cst.BooleanOperation):
+            return self._truth_tested(parent, self.a.parent.get(id(parent)))
+        if isinstance(parent, cst.Arg):
+            call = self.a.parent.get(id(parent))
+            return isinstance(call, cst.Call) and isinstance(call.func, cst.Name) and call.func.value == "bool" \
+                and len(call.args) == 1 and id(call) in self.a.scope_of and self.a.scope_of[id(call)].lookup("bool") is None
+        return False
 
     def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript) -> cst.BaseExpression:
         """``state['/Block_4/BatchNorm_1']`` (or ``.as_dict()[...]``) -> ``state['Block_0']['BatchNorm_0']``;
