@@ -57,6 +57,8 @@ class DefinitionForward(ForwardSpec):
     definition's inputs, and call sites put its attributes into a ``partial`` of it."""
 
     definition: str = ""
+    # a module the run gives it draws rngs (``ProjectIndex.needs``): apply passes the wrapper's on
+    rngs: bool = False
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,7 @@ class ProjectIndex:
             else:  # different modules (or a module and something else) at different sites
                 index.ambiguous_params[key] = frozenset(values)
         index.collections = _collections(index, all_facts, given)
+        _definition_rngs(index, given)
         index._link([f for f in all_facts if f.module_name])
         helpers = {index.canonical(joined(f.module_name, n)) for f in all_facts for n in f.rng_functions}
         index.rng_helpers = _called_in_modules(index, all_facts, helpers)
@@ -307,6 +310,17 @@ class ProjectIndex:
             if module not in self.optim_reach:
                 self.optim_reach.add(module)
                 stack.extend(uses.get(module, ()))
+
+
+def _definition_rngs(index: ProjectIndex, given: dict[tuple[str, str], set[tuple[str, frozenset[str]]]]) -> None:
+    """``DefinitionForward.rngs`` of the wrappers that the run gives a module drawing rngs."""
+    for qual, legacy in list(index.modules.items()):
+        params = legacy.apply_params or ()
+        forward = next((p.forward for p in params if isinstance(p.forward, DefinitionForward)), None)
+        if forward is not None and any("rngs" in index.needs(t) for t, _ in given.get((qual, forward.definition), ())):
+            index.modules[qual] = replace(legacy, apply_params=tuple(
+                replace(p, forward=replace(p.forward, rngs=True)) if isinstance(p.forward, DefinitionForward) else p
+                for p in params))
 
 
 def _called_in_modules(index: ProjectIndex, all_facts: list[FileFacts], quals: set[str]) -> set[str]:

@@ -152,7 +152,8 @@ class ModuleParts(RuleTransformer):
             at = 1 if stmts and is_docstring(stmts[0]) else 0
             body = body.with_changes(body=[*stmts[:at], *copies, *stmts[at:]])
         if split.definition:
-            body = body.visit(DefinitionCalls(split.definition))
+            body = body.visit(DefinitionCalls(split.definition, self.ctx.config.rng_kind if split.definition_rngs
+                                              else None))
         old = apply.params
         keep = [p for p in [*old.posonly_params, *old.params] if p.name.value == "self" or p.name.value in inputs]
         kwonly = [p for p in old.kwonly_params if p.name.value in inputs]

@@ -32,6 +32,8 @@ class Split:
     # the apply parameter holding a module definition that apply inits and calls itself, passing
     # its ``*args``/``**kwargs`` whole (``DefinitionForward``): those stay ``__call__``'s
     definition: str | None = None
+    # some module given there draws rngs (``DefinitionForward.rngs``): its apply hands the wrapper's rngs on
+    definition_rngs: bool = False
 
 
 def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
@@ -44,9 +46,10 @@ def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
     attrs: list[Param] = []
     problem = None
     forward = star = definition = None
+    rngs = False
     for i, p in enumerate(params):
         if isinstance(p.forward, DefinitionForward):
-            definition = p.forward.definition
+            definition, rngs = p.forward.definition, p.forward.rngs
         elif p.kind == "varkw" and p.forward is not None:
             forward = p
         elif p.kind == "varargs" and p.forward is not None:
@@ -69,7 +72,7 @@ def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
             attrs.append(p)
         problem = problem or p.problem
     ordered = [a for a in attrs if a.default is None] + [a for a in attrs if a.default is not None]
-    return Split(tuple(inputs), tuple(ordered), problem, forward, star, definition if not problem else None)
+    return Split(tuple(inputs), tuple(ordered), problem, forward, star, definition if not problem else None, rngs)
 
 
 # what the rules other than LU101/LU102 say at a use of a module whose apply runs a definition itself
@@ -107,6 +110,7 @@ class CallSpec:
     closed: bool = False
     # ``Split.definition``: LU102 splits the call with the module given there (``_wrapped_definitions.py``)
     definition: str | None = None
+    definition_rngs: bool = False  # ``Split.definition_rngs``
 
     @classmethod
     def builtin(cls, row: BuiltinModule) -> CallSpec:
@@ -144,7 +148,8 @@ class CallSpec:
                    star_attr=split.star.name if split.star is not None else None,
                    star_positions=star.positions if isinstance(star, ArgsForward) else (),
                    star_rest=star.rest if isinstance(star, ArgsForward) else (),
-                   closed=not any(p.kind == "varkw" for p in params), definition=split.definition)
+                   closed=not any(p.kind == "varkw" for p in params), definition=split.definition,
+                   definition_rngs=split.definition_rngs)
 
     def is_legacy_call(self, call: cst.Call, bound: frozenset[str] = frozenset()) -> bool:
         """Does ``call`` (with what a partial ``bound``) bind every required

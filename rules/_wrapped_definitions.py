@@ -8,8 +8,10 @@ wrapped=nn.Dense, mask=m)``.
 Linen form, the same parameters under the same paths (``Masked_0/<param name>/kernel``): the
 definition carries its attributes, ``wrapped=partial(nn.Dense, features=3)``, ``*args``/``**kwargs``
 of ``__call__`` carry its inputs, and the body makes an unbound instance,
-``self.wrapped(parent=None).init(rng, *args, **kwargs)['params']`` and
-``self.wrapped(parent=None).apply({'params': p}, *args, **kwargs)``.  ``parent=None`` matters: an
+``self.wrapped(parent=None).init(rng, *args, **kwargs).get('params', {})`` (a module without
+parameters, nn.Dropout, has no 'params' collection) and
+``self.wrapped(parent=None).apply({'params': p}, *args, **kwargs)``, with ``rngs=`` handing the
+wrapper's rng on where a module the run gives it draws one (``DefinitionForward.rngs``).  ``parent=None`` matters: an
 instance made in a compact method without it is adopted as a child and takes an auto-name of the
 wrapper (the wrapper's own ``nn.Dense`` became ``Dense_1`` instead of legacy's ``Dense_0``).
 
@@ -34,7 +36,7 @@ from linen_upgrade.rules._modules import CallSpec, split_call
 _BY_HAND = {
     "rngs": "draws rngs (nn.dropout, nn.make_rng: itself or in the modules it runs), which legacy took from "
             "nn.stochastic and Linen's apply of it inside the wrapper does not get: give that apply "
-            "rngs={'dropout': self.make_rng('dropout')} (and its init {'params': rng, 'dropout': rng})",
+            "rngs={'dropout': self.make_rng('dropout')} if self.has_rng('dropout') else None",
     "state": "keeps state (self.state, nn.BatchNorm: itself or in the modules it runs), which legacy kept in "
              "nn.stateful's collection and Linen's apply of it inside the wrapper does not get: hold the "
              "batch_stats in a variable of the wrapper, self.variable('batch_stats', ...), pass them to that "
@@ -46,7 +48,7 @@ _BY_HAND = {
 
 def runs_with_collections(given: str, spec: CallSpec, needs: frozenset[str]) -> str | None:
     """Why a call giving ``given`` (which ``needs`` rngs or state) to the wrapper keeps a TODO."""
-    if not needs:
+    if not needs or needs == {"rngs"} and spec.definition_rngs:  # its apply hands the wrapper's rngs on
         return None
     why = "; it ".join(_BY_HAND[n] for n in sorted(needs))
     return f"{given} given as {spec.definition} {why}; then split this call by hand"
@@ -54,12 +56,13 @@ def runs_with_collections(given: str, spec: CallSpec, needs: frozenset[str]) -> 
 
 class DefinitionCalls(FastTransformer):
     """In the wrapper's ``__call__`` (after ``SelfAttributes``): ``self.wrapped.init(rng, ...)``
-    -> ``self.wrapped(parent=None).init(rng, ...)['params']`` (for the ``_, p = ...`` or ``[1]`` the
+    -> ``self.wrapped(parent=None).init(rng, ...).get('params', {})`` (for the ``_, p = ...`` or ``[1]`` the
     facts checked), ``self.wrapped.call(p, ...)`` -> ``self.wrapped(parent=None).apply({'params': p}, ...)``."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, rng_kind: str | None = None) -> None:
         super().__init__()
         self.name = name
+        self.rng_kind = rng_kind  # a module given draws rngs: apply hands the wrapper's on
 
     def _method(self, node: cst.BaseExpression) -> str | None:
         if (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute)
@@ -79,6 +82,14 @@ class DefinitionCalls(FastTransformer):
             return updated.with_changes(func=func.with_changes(value=instance))
         first, *rest = updated.args
         variables = cst.Dict([cst.DictElement(cst.SimpleString("'params'"), first.value)])
+        if self.rng_kind is not None:  # legacy's inner nn.dropout drew from the enclosing nn.stochastic
+            at = next((i for i, a in enumerate(rest) if a.star == "**"), len(rest))
+            kind = repr(self.rng_kind)
+            rngs = kwarg("rngs", cst.parse_expression(
+                f"{{{kind}: self.make_rng({kind})}} if self.has_rng({kind}) else None"))
+            rest = [*rest[:at], rngs.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))),
+                    *rest[at:]] if at < len(rest) else [*rest[:-1], rest[-1].with_changes(
+                        comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))), rngs]
         return updated.with_changes(func=func.with_changes(value=instance, attr=cst.Name("apply")),
                                     args=[first.with_changes(value=variables), *rest])
 
@@ -94,8 +105,9 @@ class DefinitionCalls(FastTransformer):
         return _params_of(updated.value)
 
 
-def _params_of(value: cst.BaseExpression) -> cst.Subscript:
-    return cst.Subscript(value, [cst.SubscriptElement(cst.Index(cst.SimpleString("'params'")))])
+def _params_of(value: cst.BaseExpression) -> cst.Call:
+    return cst.Call(func=cst.Attribute(value, cst.Name("get")),
+                    args=_commas([cst.Arg(cst.SimpleString("'params'")), cst.Arg(cst.Dict([]))]))
 
 
 def _own(call: cst.Call, spec: CallSpec) -> dict[str, cst.Arg]:

@@ -106,11 +106,12 @@ Not converted (TODO)
     handed to a function of the run (``features(x, conv)``): their calls
     elsewhere are not followed; an apply parameter given modules whose calls
     split differently (or a module and a function); a module given to a wrapper
-    that runs it itself when this run cannot trace it, or when it draws rngs or
-    keeps state (``nn.dropout``, ``nn.BatchNorm``: legacy took them from
-    ``nn.stochastic``/``nn.stateful``, the inner Linen apply gets neither: also a
-    module of the run doing so itself or through the modules and functions it
-    runs), and such a wrapper's ``.partial`` handed out by a function that the
+    that runs it itself when this run cannot trace it, or when it keeps state
+    (``nn.BatchNorm``, ``self.state``: legacy kept it in ``nn.stateful``'s
+    collection, the inner Linen apply gets none), itself or through the modules
+    and functions it runs, or draws rngs (``nn.dropout``, ``nn.make_rng``) where
+    the run gives the wrapper no such module in a direct call (there LU101
+    makes its apply hand the wrapper's ``'dropout'`` rng on), and such a wrapper's ``.partial`` handed out by a function that the
     run also names elsewhere (held, passed on), or called with ``name=``.
 """
 
