@@ -175,6 +175,8 @@ class FileFacts:
     rng_functions: frozenset[str] = frozenset()
     name_counts: dict[str, int] = field(default_factory=dict)
     module_calls: dict[str, int] = field(default_factory=dict)
+    # of those, the calls whose result is called at once (``masked(nn.Dense, m)(x)``)
+    called_at_once: dict[str, int] = field(default_factory=dict)
     # each top-level class and function (qualified) -> the qualified names its body and bases name
     # (``self.<attr>`` as such), and each class -> the apply parameters it calls: what
     # ``index.collections`` reads to tell whether running it draws rngs or keeps state
@@ -389,7 +391,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
                             partial_args.append(PartialArg(qualify(callee), kw.arg, target, bound))
     legacy_classes = {c.name for c in classes if any(canonical(b) == "flax.nn.Module" or not _outside(b)
                                                       for b in c.bases)}
-    name_counts, module_calls = _name_counts(tree, imports, module_name, legacy_classes)
+    name_counts, module_calls, called_at_once = _name_counts(tree, imports, module_name, legacy_classes)
     partial_args += _module_arguments(tree, imports, qualify, local_classes)
     partial_args += _untraced_arguments(tree, imports, qualify, local_classes)
     return FileFacts(
@@ -413,6 +415,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
         rng_functions=_rng_functions(tree, imports),
         name_counts=name_counts,
         module_calls=module_calls,
+        called_at_once=called_at_once,
         **_named(tree, imports, module_name),
         factories=_factories(tree, qualify),
     )
@@ -857,13 +860,14 @@ def _rng_functions(tree: ast.Module, imports: ImportMap) -> frozenset[str]:
 
 
 def _name_counts(tree: ast.Module, imports: ImportMap, module_name: str, legacy_classes: set[str]
-                 ) -> tuple[dict[str, int], dict[str, int]]:
+                 ) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     """How often the file names each qualified name (a dotted expression through the imports, or a
-    top-level function of the file), and how many of those are the callee of a call inside a legacy
-    module class."""
+    top-level function of the file), how many of those are the callee of a call inside a legacy
+    module class, and how many of these calls are called at once."""
     functions = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     names: Counter = Counter()
     calls: Counter = Counter()
+    at_once: Counter = Counter()
 
     def qual(node: ast.expr) -> str | None:
         name = _dotted(node)
@@ -880,13 +884,15 @@ def _name_counts(tree: ast.Module, imports: ImportMap, module_name: str, legacy_
             q = qual(node.func)
             if q:
                 calls[q] += 1
+            if isinstance(node.func, ast.Call) and (q := qual(node.func.func)):
+                at_once[q] += 1
         if isinstance(node, ast.Attribute) or isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
             q = qual(node)  # type: ignore[arg-type]
             if q:
                 names[q] += 1
                 continue  # not its parts again
         stack.extend((child, in_module) for child in ast.iter_child_nodes(node))
-    return dict(names), dict(calls)
+    return dict(names), dict(calls), dict(at_once)
 
 
 def _named(tree: ast.Module, imports: ImportMap, module_name: str) -> dict[str, dict[str, frozenset[str]]]:

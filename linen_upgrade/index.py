@@ -283,7 +283,7 @@ class ProjectIndex:
         index.rng_helpers = _called_in_modules(index, all_facts, helpers)
         factories = {index.canonical(joined(f.module_name, name)): found for f in all_facts
                      for name, found in f.factories.items()}
-        for qual in _called_in_modules(index, all_facts, set(factories)):
+        for qual in _called_in_modules(index, all_facts, set(factories), at_once=True):
             found = [d for d in factories[qual] if _runs_definition(index, d)]
             if len(found) == 1:
                 index.definition_factories[qual] = found[0]
@@ -323,13 +323,16 @@ def _definition_rngs(index: ProjectIndex, given: dict[tuple[str, str], set[tuple
                 for p in params))
 
 
-def _called_in_modules(index: ProjectIndex, all_facts: list[FileFacts], quals: set[str]) -> set[str]:
+def _called_in_modules(index: ProjectIndex, all_facts: list[FileFacts], quals: set[str], at_once: bool = False
+                       ) -> set[str]:
     """Those of the functions ``quals`` that the run names only as the callee of calls in legacy
-    module classes (``FileFacts.name_counts``, ``module_calls``)."""
+    module classes (``FileFacts.name_counts``, ``module_calls``; ``at_once``: calls whose result
+    is called there too, ``called_at_once``)."""
     named: dict[str, int] = {}
     called: dict[str, int] = {}
     for facts in all_facts if quals else ():
-        for counts, total in ((facts.name_counts, named), (facts.module_calls, called)):
+        calls = facts.called_at_once if at_once else facts.module_calls
+        for counts, total in ((facts.name_counts, named), (calls, called)):
             for qual, n in counts.items():
                 qual = index.canonical(qual)
                 if qual in quals:

@@ -79,8 +79,8 @@ What it does
     parameters keep their paths (``Masked_0/<param>/kernel``).  A function
     handing out such a wrapper's ``.partial`` with its parameter as the
     module (``def masked(module, mask): return Masked.partial(wrapped=module,
-    mask=mask)``), which the run names only in calls in module bodies,
-    returns ``partial(Masked(wrapped=module), mask=mask)``, and its calls
+    mask=mask)``), which the run names only in calls in module bodies whose
+    result is called at once, returns ``partial(Masked(wrapped=module), mask=mask)``, and its calls
     give the module with its attributes: ``masked(nn.Dense, m)(x,
     features=3)`` -> ``masked(partial(nn.Dense, features=3), m)(x)``.
 Why
