@@ -377,6 +377,8 @@ class Analysis:
                     if found is not None and found.bound.get(holder.value) == 1:
                         ref = replace(ref, opt_var=(id(found), holder.value))
                 return Ty(MODEL, ref)
+            if base is not None and base.kind == CONFLICT and OPTIM in base.items and expr.attr.value == "target":
+                return conflict(MODEL, *base.items)  # the target of one of several optimizers: not followed
             if base is not None and base.kind == INSTANCE and base.func[0] == FOREIGN:
                 return dict(base.items).get(expr.attr.value)
             fn = self.class_functions.get(base.func[1], {}).get(expr.attr.value) \

@@ -121,7 +121,25 @@ def external_return(a: Analysis, qual: str, call: cst.Call | None = None, scope=
                 and s.lookup(e.func.value) is fscope else None
             typed = join(typed, a.rets.get(id(target)) if target is not None else _portable(other.ty(e, s)))
         return typed
-    return a.rebind(other.rets.get(id(fn)), other.scopes[id(fn)], call, scope, 0, lambda t: _returned(a, other, t))
+    fscope = other.scopes[id(fn)]
+
+    def elsewhere(t: Ty | None) -> Ty | None:
+        handed = _handed_back(other, fscope, call, t)
+        return _returned(a, other, t) if handed is None else a.ty(handed, scope)
+    return a.rebind(other.rets.get(id(fn)), fscope, call, scope, 0, elsewhere)
+
+
+def _handed_back(other: Analysis, fscope, call: cst.Call, t: Ty | None) -> cst.BaseExpression | None:
+    """The argument of ``call`` whose optimizer ``other``'s function returns: the one optimizer
+    parameter there has the type the function returns, of classes unnamed there (``opt =
+    train.step(opt, batch)``, ``return optimizer.apply_gradient(g)``): what comes back is what the
+    caller handed over, typed as there."""
+    if t is None or t.kind != OPTIM or t.ref is None or t.ref.qual not in UNNAMED.values():
+        return None
+    params = [p for p in fscope.params if other.env.get((id(fscope), p)) == t]
+    if len(params) != 1:
+        return None
+    return next((x.value for slot, x in _slots(call, fscope.params) if slot == params[0]), None)
 
 
 def _returned(a: Analysis, other: Analysis, t: Ty | None) -> Ty | None:
@@ -348,4 +366,6 @@ def _portable(t: Ty | None) -> Ty | None:
         return unnamed(MODEL, ELSEWHERE) if t.kind == MODEL else conflict(t.kind, ELSEWHERE)
     if t.kind == INSTANCE and t.func[0] == RECORD or t.kind == OPAQUE:
         return t  # a record (a namedtuple there), a library's value: no legacy value, and no Model where one meets it
+    if t.kind == OPTIM:
+        return t  # an optimizer of a Model that file could not type: its target's calls get a TODO here too
     return t if t.kind == STATE else None
