@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from linen_upgrade.config import Config
 from linen_upgrade.pipeline import run
 from linen_upgrade.registry import all_rules
@@ -475,38 +477,27 @@ def test_an_optimizer_handed_to_another_file_types_its_target_there(tmp_path):
     assert findings == [] and files["main.py"][1] == []
 
 
-def test_a_record_handed_by_another_file_where_a_model_is_too_gets_a_todo(tmp_path):
-    """lib.count(m) reads m.params; main.py hands it a Model, other.py a namedtuple with a params
-    field: converting m.params to m would return the record itself there. Both files say so
-    (before: m.params -> m, and main.py passed the params, with no finding)."""
+# what other.py hands lib.count where main.py hands a Model: a namedtuple with a params field, and
+# what pickle.loads made of a file's bytes (a library's value, made from no legacy one)
+_NOT_MODELS = {
+    "record": ("import collections\n\nimport lib\n\nBox = collections.namedtuple('Box', ['params'])\n\n\n"
+               "def report():\n    return lib.count(Box(params=3))\n"),
+    "library value": ("import pickle\n\nimport lib\n\n\n"
+                      "def report():\n    return lib.count(pickle.loads(open('saved.pkl', 'rb').read()))\n"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_NOT_MODELS))
+def test_a_value_no_model_handed_by_another_file_where_a_model_is_too_gets_a_todo(tmp_path, kind):
+    """lib.count(m) reads m.params; main.py hands it a Model, other.py a record or a library's value
+    with a params field of its own: converting m.params to m would return that value itself there.
+    Both files say so (before: m.params -> m, and main.py passed the params, with no finding)."""
     lib = ("from flax import nn\n\n\nclass Net(nn.Module):\n    def apply(self, x):\n"
            "        return nn.Dense(x, 2)\n\n\ndef count(m):\n    return m.params\n")
-    other = ("import collections\n\nimport lib\n\nBox = collections.namedtuple('Box', ['params'])\n\n\n"
-             "def report():\n    return lib.count(Box(params=3))\n")
     main = ("import jax\nimport jax.numpy as jnp\nfrom flax import nn\n\nimport lib\nimport other\n\n"
             "_, params = lib.Net.init_by_shape(jax.random.PRNGKey(0), [((1, 3), jnp.float32)])\n"
             "model = nn.Model(lib.Net, params)\nprint(sorted(lib.count(model)), other.report())\n")
-    files = _upgrade_files(tmp_path, {"lib.py": lib, "other.py": other, "main.py": main})
-    text, findings = files["lib.py"]
-    assert "    return m.params\n" in text
-    assert findings == ["LU202 .params of a value that holds different legacy models (or a Model and something "
-                        "else) at different call sites: convert by hand"]
-    assert [f.partition(" (another file")[0] for f in files["main.py"][1]] == [
-        "LU202 a Model (now its params) is passed to lib.count"]
-
-
-def test_a_library_value_handed_by_another_file_where_a_model_is_too_gets_a_todo(tmp_path):
-    """As for a record: other.py hands lib.count what pickle.loads made of a file's bytes (a
-    library's value, made from no legacy one), main.py a Model. On flax 0.3.6 m.params is that
-    value's own field at the second call (before: m.params -> m, no finding anywhere)."""
-    lib = ("from flax import nn\n\n\nclass Net(nn.Module):\n    def apply(self, x):\n"
-           "        return nn.Dense(x, 2)\n\n\ndef count(m):\n    return m.params\n")
-    other = ("import pickle\n\nimport lib\n\n\n"
-             "def report(path):\n    return lib.count(pickle.loads(open('saved.pkl', 'rb').read()))\n")
-    main = ("import jax\nimport jax.numpy as jnp\nfrom flax import nn\n\nimport lib\n\n"
-            "_, params = lib.Net.init_by_shape(jax.random.PRNGKey(0), [((1, 3), jnp.float32)])\n"
-            "model = nn.Model(lib.Net, params)\nprint(sorted(lib.count(model)))\n")
-    files = _upgrade_files(tmp_path, {"lib.py": lib, "other.py": other, "main.py": main})
+    files = _upgrade_files(tmp_path, {"lib.py": lib, "other.py": _NOT_MODELS[kind], "main.py": main})
     text, findings = files["lib.py"]
     assert "    return m.params\n" in text
     assert findings == ["LU202 .params of a value that holds different legacy models (or a Model and something "
