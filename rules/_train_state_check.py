@@ -35,15 +35,20 @@ APPLY_WITH_SOURCE = '''def _apply_gradients_with(state, grads, **hyperparams):
             return opt_state
         values = dict(opt_state.hyperparams)
         for name, value in hyperparams.items():
-            values[name] = jax.numpy.asarray(value, dtype=values[name].dtype)
+            # never narrower than the value: a state made from learning_rate=1 is int32 (0.1 -> 0)
+            values[name] = jax.numpy.asarray(value, dtype=jax.numpy.result_type(values[name], value))
         return opt_state._replace(hyperparams=values)
+    if not any(map(injected, jax.tree_util.tree_leaves(state.opt_state, is_leaf=injected))):
+        raise ValueError(f"state.tx is not wrapped in optax.inject_hyperparams: {', '.join(hyperparams)} "
+                         "would be ignored")
     opt_state = jax.tree_util.tree_map(inject, state.opt_state, is_leaf=injected)
     return state.replace(opt_state=opt_state).apply_gradients(grads=grads)
 '''
 
 
 def _inject(expr: str, keys: set[str]) -> str | None:
-    """``optax.f(args)`` -> ``optax.inject_hyperparams(optax.f)(args)``; for the learning
+    """``optax.f(args)`` -> ``optax.inject_hyperparams(optax.f)(args)`` (``keys``: the optax names set
+    per step, int literals among them written as floats); for the learning
     rate alone, also the link of an ``optax.chain`` that takes it and each group of an
     ``optax.multi_transform`` (a group named by a variable is wrapped where that is bound);
     None where the hyper-parameters cannot be injected so."""
@@ -65,7 +70,28 @@ def _inject_node(node: cst.BaseExpression, keys: set[str]) -> cst.BaseExpression
     static = _STATIC_ARGS.get(function)
     if static:
         args.append(cst.ensure_type(cst.parse_expression(f"f(static_args={static!r})"), cst.Call).args[0])
-    return node.with_changes(func=cst.Call(func=cst.parse_expression("optax.inject_hyperparams"), args=args))
+    return node.with_changes(func=cst.Call(func=cst.parse_expression("optax.inject_hyperparams"), args=args),
+                             args=[_float_literal(a) if _named(a, i) in keys else a for i, a in enumerate(node.args)])
+
+
+def _named(arg: cst.Arg, position: int) -> str | None:
+    """The optax parameter ``arg`` fills: its keyword, or ``learning_rate`` for the first positional
+    argument (every function of the table's templates takes it first, the rest by keyword)."""
+    if arg.keyword is not None:
+        return arg.keyword.value
+    return "learning_rate" if position == 0 and not arg.star else None
+
+
+def _float_literal(arg: cst.Arg) -> cst.Arg:
+    """``1`` -> ``1.0`` for a hyper-parameter set per step: ``inject_hyperparams`` keeps an int
+    literal as an int32 state, where legacy computed the update in floats with any value given."""
+    value, sign = arg.value, None
+    if isinstance(value, cst.UnaryOperation) and isinstance(value.operator, (cst.Minus, cst.Plus)):
+        value, sign = value.expression, value
+    if not isinstance(value, cst.Integer):
+        return arg
+    new: cst.BaseExpression = cst.Float(repr(float(value.evaluated_value)))
+    return arg.with_changes(value=sign.with_changes(expression=new) if sign else new)
 
 
 def _chain(node: cst.Call) -> cst.Call | None:
@@ -203,6 +229,7 @@ def _inject_all(plan: Plan, problems: list[str], steps: Steps, here: bool) -> No
             problems.append(f"apply_gradient(..., {key}=...): "
                             f"{' / '.join(sorted({fn for _, fn in txs}))} has no hyper-parameter of that "
                             "meaning for optax.inject_hyperparams")
+    keys = {plan.hyper_rename.get(key, key) for key in keys}  # optax's names from here on
     for key, expr in list(plan.ctor_expr.items()):
         new = _inject(expr, keys)
         if new is None:
