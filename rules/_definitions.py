@@ -164,7 +164,9 @@ class ModuleParts(RuleTransformer):
                     else p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for i, p in enumerate(keep)],
             kwonly_params=[p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in kwonly],
             # a definition's inputs pass through ``*args``/``**kwargs`` (``_wrapped_definitions``)
-            star_arg=old.star_arg if kwonly or split.definition else cst.MaybeSentinel.DEFAULT,
+            # (a bare ``*`` only before keyword-only parameters that stay)
+            star_arg=old.star_arg if kwonly or split.definition and isinstance(old.star_arg, cst.Param)
+            else cst.MaybeSentinel.DEFAULT,
             # forwarded inputs (``train=``) still arrive as keywords
             star_kwarg=old.star_kwarg if split.definition or (split.forward is not None and split.forward.forward.inputs)
             else None)
