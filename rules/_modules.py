@@ -71,6 +71,10 @@ def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
         else:
             attrs.append(p)
         problem = problem or p.problem
+    if definition is not None and any(p.name == definition for p in inputs):
+        problem = problem or (f"apply runs the module definition given as {definition} itself, and {definition} "
+                              "stays a call input in Linen (the first positional parameter, or an input by name): "
+                              "split it by hand")
     ordered = [a for a in attrs if a.default is None] + [a for a in attrs if a.default is not None]
     return Split(tuple(inputs), tuple(ordered), problem, forward, star, definition if not problem else None, rngs)
 
