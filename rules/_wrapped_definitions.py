@@ -118,6 +118,13 @@ def _own(call: cst.Call, spec: CallSpec) -> dict[str, cst.Arg]:
     return mine
 
 
+def given_attributes(spec: CallSpec, keywords) -> list[str]:
+    """The ``keywords`` of a ``.partial``/``.shared`` of the wrapper that its apply does not take: the
+    attributes of the module it runs (``Masked.partial(features=3)``), which in Linen that module
+    carries (LU103 leaves such a definition legacy with a TODO, LU102 its calls)."""
+    return [k for k in keywords if spec.definition and k not in spec.legacy and k != "name"]
+
+
 def definition_given(call: cst.Call, spec: CallSpec) -> cst.BaseExpression | None:
     """The module definition ``call`` gives the wrapper (``nn.Dense`` of ``wrapped=nn.Dense``)."""
     given = _own(call, spec).get(spec.definition or "")

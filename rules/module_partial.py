@@ -27,7 +27,10 @@ Not converted (TODO)
     outside loops, a parameter never reassigned), attribute reads of
     ``self`` or of a global and operators over those, or a call that does
     not take them.  A plain function's local that it calls and also passes
-    on or returns: the definition and its calls stay legacy.  Other
+    on or returns: the definition and its calls stay legacy.  A partial of a
+    module that runs the definition it is given itself fixing keywords its
+    apply does not take (that definition's attributes, which Linen puts in
+    ``partial(<module>, ...)``: ``_wrapped_definitions``).  Other
     ``.partial`` outside module bodies belongs to the usage rules (LU2xx).
 """
 
@@ -41,6 +44,7 @@ from linen_upgrade.rules._cst import add_import, build_dotted, kwarg, spell_part
 from linen_upgrade.rules._fixed_inputs import FunctionScan, passes
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
 from linen_upgrade.rules._modules import LegacyBodyTransformer, is_function_module, spec_for_qual, split_params
+from linen_upgrade.rules._wrapped_definitions import given_attributes
 
 
 class ModulePartial(Rule):
@@ -156,6 +160,14 @@ class _Transformer(LegacyBodyTransformer):
         if left is not None:
             self.todo(f"{qual}.{func.attr.value}: {left}: the definition and its calls stay legacy "
                       "(convert them together by hand)")
+            return updated
+        foreign = given_attributes(spec, [a.keyword.value for a in updated.args if a.keyword is not None])
+        if foreign:
+            self.todo(f"{qual}.{func.attr.value} fixes {', '.join(foreign)}: attributes of the module given as "
+                      f"{spec.definition}, which it runs itself and which carries them in Linen: write "
+                      f"{cst.Module([]).code_for_node(func.value)}({spec.definition}=partial(<module>, "
+                      "<attributes>), ...) and pass the inputs at "
+                      "each call by hand")
             return updated
         args = []
         inputs: list[str] = []  # by their Linen names

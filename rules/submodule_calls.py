@@ -137,7 +137,7 @@ from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_
 from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, inputs_fixable,
                                           is_function_module, rejected, spec_for_qual, split_call)
 from linen_upgrade.rules._usage_external import analysis_of
-from linen_upgrade.rules._wrapped_definitions import (definition_given, factory_call, factory_return,
+from linen_upgrade.rules._wrapped_definitions import (definition_given, factory_call, factory_return, given_attributes,
                                                      runs_with_collections, split_definition_call)
 from linen_upgrade.rules._usage_types import DEF
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
@@ -562,7 +562,7 @@ class _Transformer(AttentionCalls, CellCalls):
         instance (called with inputs only, as in legacy), nor a partial fixing call inputs
         that cannot move to its calls (LU103 leaves it legacy with a TODO)."""
         spec, bound, kind, carried = self._partials[-1][name]
-        return kind != "shared" and not (bound & spec.inputs and not carried)
+        return kind != "shared" and not (bound & spec.inputs and not carried or given_attributes(spec, bound))
 
     def _factory_todo(self, shown: str, returned: Returned, assigned: bool = False) -> str:
         spec = spec_of(returned, self.ctx.index)
@@ -595,7 +595,8 @@ class _Transformer(AttentionCalls, CellCalls):
         take them with the same value (``_fixed_inputs.py``); LU103 then drops them."""
         args = node.value.args  # type: ignore[attr-defined]
         fixed = [a for a in args if a.keyword is not None and a.keyword.value in spec.inputs]
-        if not fixed or spec.problem or any(a.keyword is None or a.keyword.value in spec.manual for a in args):
+        if not fixed or spec.problem or any(a.keyword is None or a.keyword.value in spec.manual for a in args) \
+                or given_attributes(spec, [a.keyword.value for a in args]):
             return ()  # LU103 leaves such a definition with its TODO
         name = node.targets[0].target.value  # type: ignore[attr-defined]
         return () if self._scan().problem(node, name, [a.value for a in fixed]) else tuple(fixed)
@@ -979,6 +980,8 @@ class _Transformer(AttentionCalls, CellCalls):
             return updated
         elif isinstance(func, cst.Name) and self._partials and func.value in self._partials[-1]:
             call_spec, bound, kind, carried = self._partials[-1][func.value]
+            if kind == "shared" and given_attributes(call_spec, bound):
+                return updated  # LU103 leaves the instance legacy with its TODO, LU901 says so here
             if kind == "shared":  # an instance already: only inputs may be passed
                 extra = [a for a in updated.args if a.star or (
                     a.keyword is not None and a.keyword.value not in call_spec.inputs)]
