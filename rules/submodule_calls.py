@@ -893,6 +893,9 @@ class _Transformer(AttentionCalls, CellCalls):
         if not (self._in_legacy_module() or self._in_plain_function()):
             self._unfollowed(original)
             return updated
+        shared = self._shared_definition(updated)
+        if shared is not None:
+            return shared
         direct = self._called_at_once(updated)
         if direct is None:
             return self._split_module_call(original, updated)
@@ -901,6 +904,25 @@ class _Transformer(AttentionCalls, CellCalls):
             return updated  # not split (a TODO says why): left as written
         self.keep_comments(updated, new)
         return new
+
+    def _shared_definition(self, call: cst.Call) -> cst.BaseExpression | None:
+        """``Masked.shared(wrapped=nn.Dense, features=4, name='tied')`` ->
+        ``Masked(wrapped=partial(nn.Dense, features=4), name='tied')``: a .shared() of a wrapper running
+        the definition it is given itself (``_wrapped_definitions``) that fixes that definition's
+        attributes, split as its call would be; None where it fixes none (LU103 converts it) or the split
+        fails or leaves call inputs (LU103 keeps its TODO; its calls stay as written either way)."""
+        func = call.func
+        if not (isinstance(func, cst.Attribute) and func.attr.value == "shared" and self._in_legacy_module()):
+            return None
+        spec = self._spec(func.value)
+        if spec is None or not given_attributes(spec[0], [a.keyword.value for a in call.args if a.keyword]):
+            return None
+        new, _ = self._definition_call(call.with_changes(func=func.value), spec[0], func.value)
+        if not isinstance(new, cst.Call) or new.args:
+            return None
+        self.fixed(f"{_name(func.value)}.shared(..., <attributes of {spec[0].definition}>) -> "
+                   f"{_name(func.value)}({spec[0].definition}=partial(<module>, <attributes>), ...)")
+        return new.func
 
     def _split_module_call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         """A call in a module body (or a function it calls), split if it calls a legacy module."""
