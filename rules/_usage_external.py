@@ -366,6 +366,4 @@ def _portable(t: Ty | None) -> Ty | None:
         return unnamed(MODEL, ELSEWHERE) if t.kind == MODEL else conflict(t.kind, ELSEWHERE)
     if t.kind == INSTANCE and t.func[0] == RECORD or t.kind == OPAQUE:
         return t  # a record (a namedtuple there), a library's value: no legacy value, and no Model where one meets it
-    if t.kind == OPTIM:
-        return t  # an optimizer of a Model that file could not type: its target's calls get a TODO here too
     return t if t.kind == STATE else None
