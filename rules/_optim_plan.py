@@ -122,13 +122,13 @@ def _helper_objects(helper_source: str) -> dict[str, str]:
 
 def _names_taken(module: cst.Module, ctx: Context) -> set[str]:
     """Module-level names bound to something other than our helper of that name."""
-    ours = {name: code for h in HELPERS.values() for name, code in _helper_objects(h.source).items()}
     taken = set(ctx.facts.imports.aliases)
     for stmt in module.body:
         if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
             # the code of a definition named as none of ours is not needed to know it is not ours
-            if stmt.name.value not in ours or ours[stmt.name.value] != cst.Module([]).code_for_node(
-                    stmt.with_changes(leading_lines=[])).strip():
+            # (nor are our helpers' sources read: inspect and a parse of each, for every file)
+            if stmt.name.value not in _HELPER_OBJECTS or _our_code().get(stmt.name.value) != cst.Module(
+                    []).code_for_node(stmt.with_changes(leading_lines=[])).strip():
                 taken.add(stmt.name.value)
         elif isinstance(stmt, cst.SimpleStatementLine):
             for small in stmt.body:
@@ -136,6 +136,15 @@ def _names_taken(module: cst.Module, ctx: Context) -> set[str]:
                     if isinstance(target.target, cst.Name):
                         taken.add(target.target.value)
     return taken
+
+
+_HELPER_OBJECTS = frozenset(o for h in HELPERS.values() for o in h.objects)
+
+
+@lru_cache(maxsize=None)
+def _our_code() -> dict[str, str]:
+    """Each helper function/class name -> its code."""
+    return {name: code for h in HELPERS.values() for name, code in _helper_objects(h.source).items()}
 
 
 def _assign_targets(c: Ctor) -> set[str]:

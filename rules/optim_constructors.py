@@ -57,8 +57,8 @@ import libcst as cst
 
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule, RuleTransformer
-from linen_upgrade.tables.optimizers import (HELPERS, OPTIMIZER_DEF, OPTIMIZERS, TRAVERSAL, TRAVERSAL_TARGET,
-                                             USER_DEF_HELPER, ConversionError, optax_expression)
+from linen_upgrade.tables.optimizers import (OPTIMIZER_DEF, OPTIMIZERS, TRAVERSAL, TRAVERSAL_TARGET,
+                                             USER_DEF_HELPER, ConversionError, helper_imports, optax_expression)
 from linen_upgrade.rules._cst import add_import, express
 from linen_upgrade.rules._optim_defs import Scan
 from linen_upgrade.rules._optim_edit import drop_unused_optim_imports, format_expression, insert_helpers
@@ -190,11 +190,10 @@ class _Transformer(RuleTransformer):
             return updated
         assert outcome.expr is not None
         self.imports.add("optax")
-        by_source = {h.source: h for h in HELPERS.values()}
         for src in outcome.helpers:
             if src not in self.helpers:
                 self.helpers.append(src)
-            self.imports.update(by_source[src].imports)
+        self.imports.update(helper_imports(outcome.helpers))
         self.fixed(f"{dotted(original.func)}(...) -> {' '.join(outcome.expr.split())}")
         new = format_expression(cst.parse_expression(outcome.expr), outcome.indent, outcome.column)
         new = new.visit(self)  # renames traversals inside

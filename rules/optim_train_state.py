@@ -74,7 +74,7 @@ import libcst as cst
 
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Example, FastTransformer, Rule, RuleTransformer
-from linen_upgrade.tables.optimizers import HELPERS
+from linen_upgrade.tables.optimizers import helper_imports
 from linen_upgrade.rules import _optim
 from linen_upgrade.rules._cst import add_import, express
 from linen_upgrade.rules._optim_calls import SAVE_RESTORE_NOTE
@@ -126,10 +126,8 @@ class OptimTrainState(Rule):
             module = add_import(module, "jax")
         if t.uses_jax_utils:
             module = add_import(module, "flax", "jax_utils")
-        by_source = {h.source: h for h in HELPERS.values()}
-        for src in plan.helpers:
-            for name in sorted(by_source[src].imports if src in by_source else ()):
-                module = add_import(module, name)
+        for name in sorted(helper_imports(plan.helpers)):
+            module = add_import(module, name)
         if plan.creates or t.uses_train_state:
             module = add_import(module, "flax.training", "train_state")
         if plan.helpers:

@@ -167,3 +167,14 @@ def test_what_a_run_read_of_another_file_is_not_read_back_by_the_next(tmp_path: 
     assert second["train.py"] != first["train.py"]  # train.py reads what models.py now returns
     assert second == _outputs_fresh(tmp_path, 1)
 
+
+def test_a_flax_optim_file_defining_no_helper_name_reads_no_helper_source(tmp_path: Path):
+    # the helpers' sources (inspect.getsource and a LibCST parse of each: about 49 ms a process)
+    # are only needed to tell our copy from a user's definition of the same name
+    (tmp_path / "train.py").write_text("from flax import optim\n\n\ndef weight(p):\n    return p\n\n\n"
+                                       "opt = optim.Adam(0.1).create({'w': 1.0})\n")
+    probe = ("import sys\nfrom linen_upgrade.cli import main\nmain(['--check', sys.argv[1]])\n"
+             "from linen_upgrade.tables.optimizers import _source_of\nprint(_source_of.cache_info().currsize)")
+    proc = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "train.py")],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    assert proc.stdout.split("\n")[-2] == "0"

@@ -31,7 +31,7 @@ import ast
 import inspect
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Mapping
+from typing import Iterable, Mapping
 
 REQUIRED = object()  # a legacy parameter without which the row cannot be converted
 
@@ -93,6 +93,13 @@ HELPERS: dict[str, Helper] = {
                                         "optax_from_optimizer_def"),
                                        imports=("typing",)),
 }
+
+
+def helper_imports(sources: Iterable[str]) -> set[str]:
+    """The modules the helpers of these sources need (no helper's source is read for none)."""
+    wanted = set(sources)
+    return {m for h in HELPERS.values() if h.source in wanted for m in h.imports} if wanted else set()
+
 
 _LR = ("learning_rate", REQUIRED)
 _ADAM_OMIT = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
