@@ -141,7 +141,7 @@ def convert(call: cst.Call, scan: Scan, module: cst.Module,
     """``learning_rate``: the source to use where the definition gives none (or None)."""
     qual = scan.qual(call.func) or ""
     _, row = row_for(qual)
-    if any(a.star for a in call.args):
+    if any(a.star for a in call.args) and qual != OPTIMIZER_DEF:  # a user class's instance is made as written
         raise ConversionError("*args/**kwargs hide its arguments")
     helpers: list[str] = []
     sources: dict[str, str] = {}

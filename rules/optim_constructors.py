@@ -35,7 +35,8 @@ Left alone (with a TODO)
     (optim_train_state) converts it together with the optimizer code around
     it, into a ``TrainState``; where LU302 cannot, the TODO names the optax
     expression.  So does one returned by a function this file never
-    calls (its callers are elsewhere, out of sight).  Also ``*args``/``**kwargs``, unknown arguments, a
+    calls (its callers are elsewhere, out of sight).  Also ``*args``/``**kwargs`` (not on a user
+    subclass's instance, made as written), unknown arguments, a
     missing ``learning_rate`` (given to ``apply_gradient`` instead: LU302
     converts it where every step gives one), a
     definition in a list/tuple/dict literal of a file using the
