@@ -19,7 +19,7 @@ file gets the TODO, naming the other file and function.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import libcst as cst
@@ -27,9 +27,11 @@ import libcst as cst
 from linen_upgrade import engine
 from linen_upgrade.config import Config
 from linen_upgrade.index import ProjectIndex
-from linen_upgrade.rule import Context, FastVisitor
+from linen_upgrade.resolve import dotted
+from linen_upgrade.rule import Context, FastTransformer, FastVisitor, todo_line
 from linen_upgrade.rules._optim_calls import bind, unwrap
-from linen_upgrade.rules._optim_defs import Scan
+from linen_upgrade.rules._optim_defs import LEGACY_ATTRS, Scan
+from linen_upgrade.rules._optim_plan import handovers
 from linen_upgrade.rules._train_state import Plan
 from linen_upgrade.rules._train_state_check import Steps, check_uses, joined, steps_of
 
@@ -46,6 +48,11 @@ class Shared:
     exported: frozenset[str] = frozenset()
     problems: tuple[str, ...] = ()  # of the other files of the group, and across files
     steps: Steps | None = None  # how the group's optimizers are made and stepped (``check_uses``)
+    # flax.optim definitions other files hand this one, which stay legacy (LU301's TODO there):
+    # (function, position or keyword of its parameter, giving module), or ("", the qualified
+    # module-level name this file uses, its module)
+    given: frozenset[tuple[str, int | str, str]] = frozenset()
+    grouped: bool = True  # a member of a group (not only given definitions)
 
 
 NOTHING = Shared()
@@ -79,27 +86,100 @@ def starts(index: ProjectIndex) -> list[str]:
 
 
 def group_views(index: ProjectIndex, config: Config, start: str) -> dict[str, Shared]:
-    """The group found from ``start``: each member -> its view (none: no optimizer crosses files)."""
+    """The group found from ``start``: each member -> its view (none: no optimizer crosses files),
+    and each file its files hand definitions -> those (``grouped`` False where not a member)."""
     group = _Group(index, config, start)
-    return {member: group.view(member) for member in group.files} if group.edges or group.returned else {}
+    views = {member: group.view(member) for member in group.files} if group.edges or group.returned else {}
+    for module, given in group.given.items():
+        views[module] = replace(views.get(module, Shared(grouped=False)), given=frozenset(given))
+    return views
 
 
 def run_views(index: ProjectIndex, config: Config,
               built: dict[str, dict[str, Shared]] | None = None) -> dict[str, Shared]:
     """Every group's views (``built``: ``group_views`` of each start, made elsewhere): a file
-    already in the group of an earlier start starts none, and belongs to the first it is in."""
+    already in the group of an earlier start starts none, and belongs to the first it is in;
+    the definitions it is given are those of every group."""
     views: dict[str, Shared] = {}
+    given: dict[str, frozenset[tuple[str, int | str, str]]] = {}
     for start in starts(index):
         if start not in views:
             found = built[start] if built is not None else group_views(index, config, start)
             for member, view in found.items():
-                views.setdefault(member, view)
+                given[member] = given.get(member, frozenset()) | view.given
+                if view.grouped:
+                    views.setdefault(member, replace(view, given=frozenset()))
+    for member, handed in given.items():
+        if handed:
+            views[member] = replace(views.get(member, Shared(grouped=False)), given=handed)
     return views
 
 
 def adopt(index: ProjectIndex, views: dict[str, Shared]) -> None:
     """This run's views (``run_views``), built in another process: none are built here."""
     _RUN[:] = [index, views]
+
+
+def given_todos(module: cst.Module, ctx: Context, rule_id: str,
+                given: frozenset[tuple[str, int | str, str]]) -> cst.Module:
+    """A TODO on each statement using a definition another file hands this one (``Shared.given``)
+    through the OptimizerDef API: that file keeps it legacy, so the code here stays legacy too."""
+    paths, me = ctx.index.paths, ctx.facts.module_name or ""
+    params: dict[tuple[str, str], str] = {}  # (top-level function, its parameter) -> the giving file
+    names: dict[str, str] = {}  # qualified module-level name of another file -> that file
+    functions = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+    for function, slot, giver in given:
+        where = os.path.relpath(paths[giver], os.path.dirname(paths[me])) if giver in paths and me in paths \
+            else giver
+        if not function:
+            names[str(slot)] = where
+        elif function in functions:
+            p = functions[function].params
+            name = _parameter([q.name.value for q in (*p.posonly_params, *p.params)],
+                              {q.name.value for q in p.kwonly_params}, slot)
+            if name is not None:
+                params[(function, name)] = where
+    resolve = ctx.facts.imports.resolve
+
+    class Mark(FastTransformer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.function: list[str] = []
+            self.found: list[str] = []  # the messages for the statement being visited
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+            self.function.append(node.name.value)
+
+        def leave_FunctionDef(self, original, updated):
+            self.function.pop()
+            return updated
+
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            given = self._given(node.value) if node.attr.value in LEGACY_ATTRS else None
+            if given is not None:
+                self.found.append(f"{given[0]} is a flax.optim definition {given[1]} keeps legacy (LU301's "
+                                  f"TODO there), so its .{node.attr.value}(...) and the optimizer code after it "
+                                  "stay legacy here: convert them together by hand")
+
+        def _given(self, value: cst.BaseExpression) -> tuple[str, str] | None:
+            """(how ``value`` is shown, the file giving it) where it is a definition given here."""
+            if isinstance(value, cst.Name) and self.function and (self.function[0], value.value) in params:
+                return f"{value.value} (parameter of {self.function[0]}())", params[(self.function[0], value.value)]
+            qual = resolve(value) if isinstance(value, (cst.Name, cst.Attribute)) else None
+            return (dotted(value) or qual, names[qual]) if qual in names else None  # type: ignore[return-value]
+
+        def leave_SimpleStatementLine(self, original, updated):
+            found, self.found = self.found, []
+            todos = [cst.EmptyLine(comment=cst.Comment(todo_line(rule_id, m))) for m in dict.fromkeys(found)]
+            return updated.with_changes(leading_lines=[*updated.leading_lines, *todos]) if todos else updated
+    return module.visit(Mark()) if params or names else module
+
+
+def _parameter(positional: list[str], keyword_only: set[str], slot: int | str) -> str | None:
+    """The parameter an argument at ``slot`` (position or keyword) fills."""
+    if isinstance(slot, int):
+        return positional[slot] if slot < len(positional) else None
+    return slot if slot in positional or slot in keyword_only else None
 
 
 class _File:
@@ -123,11 +203,7 @@ class _File:
 
     def param(self, function: str, slot: int | str) -> str | None:
         params = self.functions.get(function)
-        if params is None:
-            return None
-        if isinstance(slot, int):
-            return params[slot] if slot < len(params) else None
-        return slot if slot in params or slot in self.keyword_only[function] else None
+        return None if params is None else _parameter(params, self.keyword_only[function], slot)
 
 
 class _References(FastVisitor):
@@ -180,6 +256,7 @@ class _Group:
         self.returned: set[tuple[str, str, str]] = set()
         self.problems: dict[str, list[str]] = {}
         self.steps: dict[str, Steps] = {}  # member of a group of several files -> the group's joined steps
+        self.given: dict[str, set[tuple[str, int | str, str]]] = {}  # module -> ``Shared.given``
         self._load(start)
         for _ in range(_MAX_ROUNDS):
             before = (len(self.files), sum(map(len, self.seeds.values())), dict(self.external))
@@ -272,6 +349,18 @@ class _Group:
         for members in self._components():
             if len(members) > 1:
                 self._check_shared(members)
+        for module, f in self.files.items():
+            if f is not None:
+                self._hand_definitions(module, f)
+
+    def _hand_definitions(self, module: str, f: _File) -> None:
+        """``given``: the definitions ``module`` hands other files of the run."""
+        for handover in handovers(f.scan).values():
+            if handover.function and handover.slot is not None:
+                callee, _, function = handover.function.rpartition(".")
+                self.given.setdefault(callee, set()).add((function, handover.slot, module))
+            for user in self.index.referrers.get(f"{module}.{handover.name}", ()) if handover.name else ():
+                self.given.setdefault(user, set()).add(("", f"{module}.{handover.name}", module))
 
     def _exported(self, module: str) -> frozenset[str]:
         """The functions of ``module`` whose optimizer results files of the group follow."""

@@ -19,9 +19,9 @@ from linen_upgrade.tables.optimizers import (MULTI, OPTIMIZER_DEF, TRANSFORMS, T
                                              USER_DEF_HELPER, ConversionError, optax_expression, row_for)
 
 # OptimizerDef API: a definition used through it must stay a flax.optim object
-_LEGACY_ATTRS = frozenset({"create", "init_state", "apply_gradient", "apply_param_gradient",
-                           "init_param_state", "update_hyper_params", "hyper_params",
-                           "restore_state", "state_dict"})
+LEGACY_ATTRS = frozenset({"create", "init_state", "apply_gradient", "apply_param_gradient",
+                          "init_param_state", "update_hyper_params", "hyper_params",
+                          "restore_state", "state_dict"})
 WEIGHT_NORM = "flax.optim.WeightNorm"
 
 
@@ -55,6 +55,9 @@ class Scan(FastVisitor):
         # (kind, X, callee, position or keyword) for g(..., X, ...): kind 'name' for a variable X,
         # 'call' for X(...) -- a definition may reach g's parameter through it
         self.passed: list[tuple[str, str, str, int | str]] = []
+        # (kind, X, qualified callee, position or keyword) of those calling a function of another
+        # file of the run
+        self.passed_out: list[tuple[str, str, str, int | str]] = []
 
     def qual(self, node: cst.CSTNode) -> str | None:
         """The canonical name ``node`` resolves to; a user subclass of
@@ -75,7 +78,7 @@ class Scan(FastVisitor):
             if self.qual(node.func) in TRANSFORMS | {MULTI} and not self._converted_already():
                 self.ctors.append(Ctor(node, self.qual(node.func) or "", tuple(self.stack),
                                        self.functions[-1] if self.functions else None, self.calls - 1))
-        elif kind is cst.Attribute and node.attr.value in _LEGACY_ATTRS:
+        elif kind is cst.Attribute and node.attr.value in LEGACY_ATTRS:
             if isinstance(node.value, cst.Call):
                 self.legacy_funcs.add(last_name(node.value.func))
             elif dotted(node.value):
@@ -97,8 +100,17 @@ class Scan(FastVisitor):
         self.stack.append(node)
         return True
 
+    def other_file_function(self, call: cst.Call) -> str | None:
+        """The qualified name of the function of another file of the run ``call`` calls."""
+        qual = self.ctx.facts.imports.resolve(call.func)
+        own = self.ctx.facts.module_name
+        if qual and qual in self.ctx.index.referrers and not (own and qual.startswith(f"{own}.")):
+            return qual
+        return None
+
     def _record_passed(self, call: cst.Call) -> None:
         callee = last_name(call.func)
+        elsewhere = self.other_file_function(call)
         position = 0
         for a in call.args:
             if a.star:
@@ -110,6 +122,10 @@ class Scan(FastVisitor):
                 self.passed.append(("name", a.value.value, callee, where))
             elif isinstance(a.value, cst.Call) and last_name(a.value.func):
                 self.passed.append(("call", last_name(a.value.func), callee, where))
+            else:
+                continue
+            if elsewhere:
+                self.passed_out.append((*self.passed[-1][:2], elsewhere, where))  # type: ignore[arg-type]
 
     def _method_of(self) -> str | None:
         """The class whose body the node being visited sits in directly."""

@@ -59,7 +59,12 @@ def plan_definitions(scan: Scan, module: cst.Module) -> dict[int, Outcome]:
     legacy_names, legacy_funcs = set(scan.legacy_names), set(scan.legacy_funcs)
     # a function no code here calls is called from other files, out of sight
     legacy_funcs |= set(scan.params) - scan.called
+    # what other files of the run are handed (their code is not converted with it: it stays legacy)
+    elsewhere = handovers(scan, roots)
+    for kind, value, _, _ in scan.passed_out:
+        (legacy_names if kind == "name" else legacy_funcs).add(value)
     blocked: set[int] = {id(c.node) for c in roots if not isinstance(converted[id(c.node)], tuple)}
+    blocked |= elsewhere.keys()
     changed = True
     while changed:  # to a fixpoint: each rule below only ever adds
         before = (len(blocked), len(legacy_names), len(legacy_funcs))
@@ -98,9 +103,15 @@ def plan_definitions(scan: Scan, module: cst.Module) -> dict[int, Outcome]:
             expr, helpers = result
             extra = (f" with {', '.join(_helper_names(helpers))} from linen_upgrade/optax_legacy.py"
                      if helpers else "")
-            plan[id(c.node)] = Outcome(withdrawable=True, todo=(
-                f"{shown}(...) feeds flax.optim code that is not converted (.create, apply_gradient, "
-                f"...): convert them together; optax form: {' '.join(expr.split())}{extra}"))
+            form = f"optax form: {' '.join(expr.split())}{extra}"
+            if id(c.node) in elsewhere:  # LU302 does not convert it here: the TODO stays
+                plan[id(c.node)] = Outcome(todo=(
+                    f"{shown}(...) {elsewhere[id(c.node)].text}, whose code (.create, apply_gradient, ...) this rule "
+                    f"does not convert with it: convert them together by hand; {form}"))
+            else:
+                plan[id(c.node)] = Outcome(withdrawable=True, todo=(
+                    f"{shown}(...) feeds flax.optim code that is not converted (.create, apply_gradient, "
+                    f"...): convert them together; {form}"))
         else:
             if starts is None:
                 code = module.code
@@ -192,6 +203,61 @@ def _reaches_legacy(c: Ctor, scan: Scan, legacy_names: set[str], legacy_funcs: s
         if parent in positional and positional.index(parent) < len(params):
             return params[positional.index(parent)] in legacy_names
     return False
+
+
+@dataclass(frozen=True)
+class Handover:
+    """How a definition of the file reaches another file of the run, which keeps it legacy."""
+
+    text: str  # for the TODO
+    function: str = ""  # the qualified function of another file it is an argument of
+    slot: int | str | None = None  # there, its position or keyword (None: not known)
+    name: str = ""  # or: the module-level name of this file other files use
+
+
+def handovers(scan: Scan, roots: list[Ctor] | None = None) -> dict[int, Handover]:
+    """id(call) -> how it reaches another file, for the outermost constructor calls reaching one:
+    an argument of a function there (directly or through a name), or a module-level name other
+    files use (``defs.MOMENTUM.create(p)``)."""
+    if roots is None:
+        ctor_ids = {id(c.node) for c in scan.ctors}
+        roots = [c for c in scan.ctors if not any(id(a) in ctor_ids for a in c.ancestors)]
+    found: dict[int, Handover] = {}
+    for c in roots:
+        parent = c.ancestors[-1] if c.ancestors else None
+        call = c.ancestors[-2] if isinstance(parent, cst.Arg) and len(c.ancestors) >= 2 else None
+        qual = scan.other_file_function(call) if isinstance(call, cst.Call) else None
+        if qual:
+            assert isinstance(call, cst.Call) and isinstance(parent, cst.Arg)
+            found[id(c.node)] = Handover(f"is passed to {qual}() of another file of the run", qual,
+                                         _slot(call, parent))
+            continue
+        for name in sorted(_assign_targets(c)):
+            users = scan.ctx.index.referrers.get(f"{scan.ctx.facts.module_name}.{name}")
+            if c.function is None and users:
+                found[id(c.node)] = Handover(f"is used as {name} by {', '.join(sorted(users))} of the run",
+                                             name=name)
+                break
+            passed = next(((q, where) for kind, value, q, where in scan.passed_out
+                           if kind == "name" and value == name), None)
+            if passed:
+                found[id(c.node)] = Handover(f"is passed as {name} to {passed[0]}() of another file of the run",
+                                             *passed)
+                break
+    return found
+
+
+def _slot(call: cst.Call, arg: cst.Arg) -> int | str | None:
+    """``arg``'s keyword, or its position among the call's arguments (None after a ``*args``)."""
+    if arg.keyword is not None:
+        return arg.keyword.value
+    positional = []
+    for a in call.args:
+        if a.star:
+            break
+        if a.keyword is None:
+            positional.append(a)
+    return next((i for i, a in enumerate(positional) if a is arg), None)
 
 
 def _in_container(c: Ctor) -> bool:

@@ -238,6 +238,10 @@ class Plan(FastVisitor):
         for target, _ in self.assigns:
             for n in _optim.assigned_names(target):
                 bound[n] = bound.get(n, 0) + 1
+        users = self.scan.ctx.index.referrers
+        for name in sorted(self.defs.keys() & _module_level_names(self.module)):
+            if f"{self.scan.ctx.facts.module_name}.{name}" in users:  # not converted there (LU301's TODO)
+                self.problems.append(f"{name} holds an optimizer definition that other files of the run use")
         for name in list(self.defs):
             # bound to definitions only (``if flag: d = optim.Adam(...) else: d = optim.Momentum(...)``):
             # each assignment converts in place, and ``d.create(p)`` takes whichever ran
@@ -466,3 +470,10 @@ def todo_on_first_create(module: cst.Module, plan: Plan, rule_id: str, problems:
                 return add(updated)
             return updated
     return module.visit(AddToFunction())
+
+
+def _module_level_names(module: cst.Module) -> set[str]:
+    """The names the module's top-level assignments bind."""
+    return {t.target.value for stmt in module.body if isinstance(stmt, cst.SimpleStatementLine)
+            for small in stmt.body if isinstance(small, cst.Assign)
+            for t in small.targets if isinstance(t.target, cst.Name)}

@@ -35,8 +35,12 @@ Left alone (with a TODO)
     (optim_train_state) converts it together with the optimizer code around
     it, into a ``TrainState``; where LU302 cannot, the TODO names the optax
     expression.  So does one returned by a function this file never
-    calls (its callers are elsewhere, out of sight).  Also ``*args``/``**kwargs`` (not on a user
-    subclass's instance, made as written), unknown arguments, a
+    calls (its callers are elsewhere, out of sight), and one another file
+    of the run is handed -- an argument of its function
+    (``models.make(optim.Adam(0.1), params)``), or a module-level name it
+    uses (``defs.MOMENTUM.create(p)``): LU302 puts a TODO on that file's
+    ``.create`` too.  Also ``*args``/``**kwargs`` (not on a user subclass's
+    instance, made as written), unknown arguments, a
     missing ``learning_rate`` (given to ``apply_gradient`` instead: LU302
     converts it where every step gives one), a
     definition in a list/tuple/dict literal of a file using the

@@ -78,7 +78,7 @@ from linen_upgrade.tables.optimizers import helper_imports
 from linen_upgrade.rules import _optim
 from linen_upgrade.rules._cst import add_import, express
 from linen_upgrade.rules._optim_calls import SAVE_RESTORE_NOTE
-from linen_upgrade.rules._optim_cross import Shared, shared
+from linen_upgrade.rules._optim_cross import Shared, given_todos, shared
 from linen_upgrade.rules._optim_defs import Scan
 from linen_upgrade.rules._optim_plan import FEEDS_OPTIM
 from linen_upgrade.rules._optim_edit import drop_unused_optim_imports, format_expression, insert_helpers
@@ -113,6 +113,8 @@ class OptimTrainState(Rule):
         group = shared(ctx, plan)
         if group.seeds or group.external or group.exported:
             plan = Plan(module, scan, group.seeds, group.external, group.exported)
+        if group.given:
+            module = given_todos(module, ctx, self.id, group.given)
         # plan.names without creates: optimizers another file's function returns here
         if not plan.creates and not plan.explicit and not group.seeds and not plan.names:
             return module
