@@ -160,8 +160,8 @@ class Collections(UsageTransformer):
             return self._truth_tested(parent, self.a.parent.get(id(parent)))
         if isinstance(parent, cst.Arg):
             call = self.a.parent.get(id(parent))
-            return isinstance(call, cst.Call) and isinstance(call.func, cst.Name) and call.func.value == "bool" \
-                and len(call.args) == 1 and id(call) in self.a.scope_of and self.a.scope_of[id(call)].lookup("bool") is None
+            return isinstance(call, cst.Call) and len(call.args) == 1 and id(call) in self.a.scope_of \
+                and self.a.builtin(call, self.a.scope_of[id(call)]) == "bool"
         return False
 
     def leave_Subscript(self, original: cst.Subscript, updated: cst.Subscript) -> cst.BaseExpression:

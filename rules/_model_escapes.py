@@ -95,10 +95,10 @@ class Escapes(UsageTransformer):
                     and scope.lookup(call.func.value) is not None and not self._import_alias(call.func, scope):
                 # a name of this file the analysis gives no function (a namedtuple, a parameter, a factory's result)
                 where = f"{call.func.value} (a value of this file not followed as a function)"
-            elif (qual or self._builtin(call, scope)) in _FUNCTION_CALLERS and a is not call.args[0] \
-                    or self._builtin(call, scope) in _KEYED:
+            elif (qual or self.a.builtin(call, scope)) in _FUNCTION_CALLERS and a is not call.args[0] \
+                    or self.a.builtin(call, scope) in _KEYED:
                 where = f"{qual or dotted(call.func)} (its function's parameters are not followed)"
-            elif self._builtin(call, scope) in _REFLECTION:
+            elif self.a.builtin(call, scope) in _REFLECTION:
                 self.todo(f"{call.func.value}() of a Model (now its params): its attributes are gone (model.params "
                           "is the params themselves, a method is M().apply(..., method=M.name)): read it by hand")
                 continue
@@ -165,7 +165,7 @@ class Escapes(UsageTransformer):
                         "are not converted)"
         elif callee is None and self._unread_file(qual):
             where = f"{qual} (another file, which this run does not read: it uses no flax)"
-        elif ((qual or self._builtin(call, scope)) in _FUNCTION_CALLERS or self._builtin(call, scope) in _KEYED) \
+        elif ((qual or self.a.builtin(call, scope)) in _FUNCTION_CALLERS or self.a.builtin(call, scope) in _KEYED) \
                 and not any(self.a.carries_model(self.a.type_at(x.value)) for x in call.args):
             # (a Model among the other arguments, jax.lax.while_loop(cond, body, (model, ...)), has its TODO)
             where = f"{qual or dotted(call.func)} (what it makes of its function's results is not followed)"
@@ -186,14 +186,6 @@ class Escapes(UsageTransformer):
         position = next((i for i, p in enumerate(positions) if p is a), None)
         got = external_param(self.a, inner.func[1], position, a.keyword.value if a.keyword is not None else None)
         return got is None or got.kind != t.kind or not self.a.carries_model(got)
-
-    def _builtin(self, call: cst.Call, scope) -> str | None:
-        """The built-in ``call`` calls by its plain name (``getattr``, ``sorted``), if not rebound here."""
-        func = call.func
-        if isinstance(func, cst.Name) and scope.lookup(func.value) is None \
-                and func.value not in self.a.facts.imports.aliases:
-            return func.value
-        return None
 
     def _import_alias(self, name: cst.Name, scope) -> bool:
         """``broadcast = jax_utils.replicate``: a name bound only to imported names (library code,

@@ -551,9 +551,8 @@ class Analysis:
     def _call_ty(self, call: cst.Call, scope: Scope) -> Ty | None:
         func = call.func
         qual = self.qual(func, scope) if isinstance(func, (cst.Name, cst.Attribute)) else None
-        if isinstance(func, cst.Name) and func.value in _SEQUENCES and scope.lookup(func.value) is None \
-                and func.value not in self.facts.imports.aliases:
-            return self._sequence(func.value, call, scope)
+        if self.builtin(call, scope) in _SEQUENCES:
+            return self._sequence(func.value, call, scope)  # type: ignore[union-attr]
         if isinstance(func, cst.Call) and self._is_partial(func, scope) and func.args:
             wrapper = func.args[0].value  # functools.partial(jax.pmap, axis_name='batch')(f): jax.pmap(f, ...)
             if isinstance(wrapper, (cst.Name, cst.Attribute)) and self.qual(wrapper, scope) in _SAME_SIGNATURE:
@@ -645,13 +644,20 @@ class Analysis:
             return self._apply_func(ft, call, scope)
         return _OPAQUE if self._opaque_call(call, qual, scope) else None
 
+    def builtin(self, call: cst.Call, scope: Scope) -> str | None:
+        """The built-in ``call`` calls by its plain name (``getattr``, ``sorted``), if not rebound here."""
+        func = call.func
+        if isinstance(func, cst.Name) and scope.lookup(func.value) is None \
+                and func.value not in self.facts.imports.aliases:
+            return func.value
+        return None
+
     def _opaque_call(self, call: cst.Call, qual: str | None, scope: Scope) -> bool:
         """Does ``call`` make a value that holds no legacy one: a built-in such as ``str``/``open``,
         or a library's function (``tables.libraries``, not a file of the run) or a method of what
         such a call made, given only literals and such values (else it may hand a Model back)?"""
         func = call.func
-        if isinstance(func, cst.Name) and func.value in OPAQUE_BUILTINS and scope.lookup(func.value) is None \
-                and func.value not in self.facts.imports.aliases:
+        if self.builtin(call, scope) in OPAQUE_BUILTINS:
             return True
         if qual is not None:
             top = qual.partition(".")[0]

@@ -16,9 +16,9 @@ from linen_upgrade.analysis import identity
 from linen_upgrade.engine import SourceError, decode, facts_for, tree_of
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.rules._cst import express
-from linen_upgrade.rules._usage_types import (CLASS, CONFLICT, DEF, ELSEWHERE, FOREIGN, FUNC, INSTANCE, MODEL, OPAQUE, OPTIM,
-                                              RECORD, STATE, TRUNC, TUPLE, UNNAMED, UNWRITABLE, Ty, chosen, conflict,
-                                              join, unnamed, unwrap_func)
+from linen_upgrade.rules._usage_types import (CLASS, CONFLICT, DEF, ELSEWHERE, FOREIGN, FUNC, INSTANCE, MODEL, OPAQUE,
+                                              OPTIM, RECORD, STATE, TRUNC, TUPLE, UNNAMED, UNWRITABLE, Ty, chosen,
+                                              conflict, join, unnamed, unwrap_func)
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 if TYPE_CHECKING:

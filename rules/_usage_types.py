@@ -166,13 +166,11 @@ def join(a: Ty | None, b: Ty | None) -> Ty | None:
         return a if a.ref is not None else b
     if a.kind == b.kind and a.ref and b.ref and a.ref.without_var() == b.ref.without_var() and a.items == b.items:
         return Ty(a.kind, a.ref.without_var(), a.items)
-    if a.kind == b.kind == DEF and a.ref and b.ref:
-        return Ty(DEF, chosen(a.ref, b.ref))
-    if a.kind == b.kind == MODEL and a.ref and b.ref and not a.items and not b.items:
-        # Models of different classes (``mask_of(model_a)``, ``mask_of(model_b)``; classes another file
-        # hands in unnamed too): a Model of a definition chosen at run time, whose params convert; an
-        # apply finds no name holding its definition (a TODO)
-        return Ty(MODEL, chosen(a.ref, b.ref))
+    if a.kind == b.kind and a.kind in (DEF, MODEL) and a.ref and b.ref and a.items == b.items == ():
+        # definitions, or Models, of different classes (``mask_of(model_a)``, ``mask_of(model_b)``; classes
+        # another file hands in unnamed too): of a definition chosen at run time; a Model's params convert,
+        # an apply finds no name holding its definition (a TODO)
+        return Ty(a.kind, chosen(a.ref, b.ref))
     if a.kind == b.kind and a.kind in (STATE, CAPTURE, VARIABLES):
         return Ty(a.kind)  # a collection of one of several models: its paths cannot be translated
     return conflict(*(a.items if a.kind == CONFLICT else (a.kind,)), *(b.items if b.kind == CONFLICT else (b.kind,)))
