@@ -127,8 +127,7 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule
 from linen_upgrade.rules._attention import AttentionCalls, attention_result, cache_to_decode
 from linen_upgrade.rules._cells import CellCalls, carry_arg
-from linen_upgrade.rules._cst import (PARTIALS, add_import, build_dotted, code, express, kwarg, named_params,
-                                      spell_partial)
+from linen_upgrade.rules._cst import add_import, build_dotted, code, express, kwarg, named_params, spell_partial
 from linen_upgrade.rules._factories import Factories, Returned, spec_of
 from linen_upgrade.rules._factory_branches import (Branches, assignments, read_branches, split_alike,
                                                    union, wrap_plain)
@@ -183,20 +182,6 @@ class SubmoduleCalls(Rule):
         for name, obj in sorted(t.imports, key=lambda i: (i[0], i[1] or "")):
             module = add_import(module, name, obj)
         return module
-
-
-def _partial_base(value: cst.BaseExpression, resolve) -> cst.BaseExpression:
-    """What a dict value is a partial of (``Block.partial(f=2)``, ``functools.partial(Block, f=2)``),
-    else the value itself."""
-    while isinstance(value, cst.Call):
-        if isinstance(value.func, cst.Attribute) and value.func.attr.value in ("partial", "shared"):
-            value = value.func.value
-        elif resolve(value.func) in PARTIALS and value.args and value.args[0].keyword is None \
-                and not value.args[0].star:
-            value = value.args[0].value
-        else:
-            break
-    return value
 
 
 def _named_parts(expr: cst.BaseExpression) -> list[cst.Name | cst.Attribute]:
