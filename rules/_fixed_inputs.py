@@ -177,6 +177,11 @@ class FunctionScan(FastVisitor):
             if not self._nested and id(node) in self._arg_of:
                 self._passed.setdefault(node.value, {})[self.order] = self._arg_of[id(node)]
 
+    def passed(self, name: str, order: int) -> tuple[cst.Call, cst.Arg] | None:
+        """(the call, its argument) where the read of ``name`` at ``order`` is a whole argument,
+        outside nested scopes; None otherwise."""
+        return self._passed.get(name, {}).get(order)
+
     def calls(self, name: str) -> list[cst.Call]:
         """The calls of the local ``name``: here, and of the parameters it is handed to."""
         here = [c for _, c in self.reads.get(name, []) if c is not None]
@@ -301,6 +306,42 @@ class FunctionScan(FastVisitor):
         # bindings before the definition that no loop can run again: none runs after it
         stable = all(not again and order < before for order, again in binds)
         return None if stable and name not in self.unstable else changing
+
+
+def module_scan(module: cst.Module) -> FunctionScan:
+    """A ``FunctionScan`` of a module's top level (its bindings; functions are nested scopes)."""
+    return FunctionScan(cst.FunctionDef(name=cst.Name("_"), params=cst.Parameters(),
+                                        body=cst.IndentedBlock(body=module.body)))
+
+
+def only_called_on_one(body: cst.CSTNode, name: str) -> bool:
+    """Is every read of ``name`` in ``body`` (nested scopes included) the function of a call
+    with one positional argument, ``name(x)``?  (Its bindings are the caller's to check.)"""
+
+    class Reads(FastVisitor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.skip: set[int] = set()  # attribute names, keywords and the calls' own function names
+            self.ok = True
+
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            self.skip.add(id(node.attr))
+
+        def visit_Arg(self, node: cst.Arg) -> None:
+            self.skip.add(id(node.keyword))
+
+        def visit_Call(self, node: cst.Call) -> None:
+            if isinstance(node.func, cst.Name) and len(node.args) == 1 and node.args[0].keyword is None \
+                    and not node.args[0].star:
+                self.skip.add(id(node.func))
+
+        def visit_Name(self, node: cst.Name) -> None:
+            if node.value == name and id(node) not in self.skip:
+                self.ok = False
+
+    reads = Reads()
+    body.visit(reads)
+    return reads.ok
 
 
 def _names(expr: cst.CSTNode) -> set[str]:

@@ -10,6 +10,12 @@ What it does
     train=train, depth=2, name='enc')`` -> ``enc = Encoder(depth=2,
     name='enc')``, and LU102 passes them at every call, ``enc(x)`` ->
     ``enc(x, mask=m, train=train)`` (``rules/_fixed_inputs.py``).
+    ``functools.partial(nn.dropout, rate=r, deterministic=d)`` in a module body
+    becomes the module ``nn.Dropout(rate=r, deterministic=d)`` (legacy's
+    ``deterministic=False`` when not fixed): it takes the partial's calls,
+    ``f(x)`` or ``f(x, rng=key)``, here or wherever it is handed, and has no
+    parameters, so one instance serves them all (a call overriding what the
+    partial fixed raises in Linen).
     The same for a local of a plain function that calls it (a module call:
     the function runs under an apply, see LU102).  A recurrent cell made once
     with no hidden size (``cell = nn.LSTMCell.shared(name='cell')``: legacy
@@ -20,7 +26,8 @@ Why
     Linen modules are dataclasses: a partial of the class is a constructor
     with some attributes fixed, which is what ``Module.partial`` was.
 Not converted (TODO)
-    Fixed inputs whose value could differ at a call: the local used
+    A ``functools.partial`` of ``nn.dropout`` fixing ``rng=`` or a positional
+    argument, or leaving ``rate`` to its calls.  Fixed inputs whose value could differ at a call: the local used
     otherwise than called after its definition in the same function (passed
     on, called in a nested function or comprehension), a value other than
     constants, names not rebound after the definition (a local assigned once
@@ -40,7 +47,7 @@ import libcst as cst
 
 from linen_upgrade.rule import Context, Example, NoChange, Rule
 from linen_upgrade.rules._cells import carry_size
-from linen_upgrade.rules._cst import add_import, build_dotted, kwarg, spell_partial
+from linen_upgrade.rules._cst import PARTIALS, add_import, build_dotted, kwarg, spell_partial
 from linen_upgrade.rules._fixed_inputs import FunctionScan, passes
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
 from linen_upgrade.rules._modules import LegacyBodyTransformer, is_function_module, spec_for_qual, split_params
@@ -106,6 +113,25 @@ class _Transformer(LegacyBodyTransformer):
             self._assigned[id(node.value)] = node
         return True
 
+    def _dropout_partial(self, call: cst.Call) -> cst.BaseExpression:
+        """``functools.partial(nn.dropout, rate=r, deterministic=d)`` in a module body -> the
+        module ``nn.Dropout(rate=r, deterministic=d)``: called as the partial was, ``f(x)`` or
+        ``f(x, rng=key)``, wherever it is handed (it has no parameters, so one instance is many
+        calls); a call the partial took otherwise (overriding a keyword it fixed) raises in Linen."""
+        target, *rest = call.args
+        keys = [a.keyword.value if a.keyword is not None and not a.star else None for a in rest]
+        if None in keys or not set(keys) <= {"rate", "deterministic"} or "rate" not in keys \
+                or not isinstance(target.value, cst.Attribute):  # (from flax.nn import dropout: rare)
+            self.todo("functools.partial(flax.nn.dropout, ...) fixes more than rate= and deterministic= (or not "
+                      "rate=): write nn.Dropout(rate, deterministic=...) and call it on the inputs by hand")
+            return call
+        args = [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in rest]
+        if "deterministic" not in keys:  # legacy's default; Linen's None asks it of every call
+            args.append(kwarg("deterministic", cst.Name("False")))
+        ctor = target.value.with_changes(attr=cst.Name("Dropout"))
+        self.fixed("functools.partial(flax.nn.dropout, ...) -> nn.Dropout(...), called as the partial was")
+        return cst.Call(func=ctor, args=args)
+
     def _not_moved(self, call: cst.Call, inputs: list[str], values: list[cst.BaseExpression],
                    shared: bool) -> str | None:
         """None when the ``inputs`` (Linen names) this definition fixes are passed
@@ -146,6 +172,9 @@ class _Transformer(LegacyBodyTransformer):
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         func = original.func
+        if self.in_legacy_body and self.resolve(func) in PARTIALS and original.args \
+                and self.resolve(original.args[0].value) == "flax.nn.dropout":
+            return self._dropout_partial(updated)
         if not (isinstance(func, cst.Attribute) and func.attr.value in ("partial", "shared")):
             return updated
         plain, left = self._in_plain_function(original)

@@ -69,6 +69,11 @@ What it does
     the returned plain function ``f`` becomes ``partial(partial, f)``, so
     that ``norm(name='bn')(x)`` runs ``f(x, name='bn')``.  A local bound to
     such results in several branches (pre- or post-normalization) splits too.
+    One bound once and handed, whole, to a module-level function of this file
+    that never rebinds the parameter and only calls it on one positional input
+    (``mlp(dims, norm=norm)``, ``norm(x)`` in a closure it returns: a graph
+    network's update function) is handed ``lambda inputs: norm()(inputs)``:
+    legacy's call in its Linen form, a new submodule per call.
     A call of a module whose apply initialises and applies the module
     definition it is given itself (``_, p = wrapped.init(rng, *args,
     **kwargs)`` in a ``self.param`` initializer, ``wrapped.call(p, *args,
@@ -101,7 +106,7 @@ Not converted (TODO)
     renamed: the TODO says so where it is called), or when its branches split
     the call differently (``use_bias=`` for BatchNorm, none for a plain
     function; ``use_running_average=False`` for BatchNorm only); such a
-    result passed on or returned from a module body (one with a plain
+    result passed on otherwise or returned from a module body (one with a plain
     function wrapped: anywhere, at the top level too), and a module definition
     handed to a function of the run (``features(x, conv)``): their calls
     elsewhere are not followed; an apply parameter given modules whose calls
@@ -131,7 +136,7 @@ from linen_upgrade.rules._cst import add_import, build_dotted, code, express, kw
 from linen_upgrade.rules._factories import Factories, Returned, spec_of
 from linen_upgrade.rules._factory_branches import (Branches, assignments, read_branches, split_alike,
                                                    union, wrap_plain)
-from linen_upgrade.rules._fixed_inputs import FunctionScan, append_keywords
+from linen_upgrade.rules._fixed_inputs import FunctionScan, append_keywords, module_scan, only_called_on_one
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
 from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, inputs_fixable,
                                           is_function_module, rejected, spec_for_qual, split_call)
@@ -248,6 +253,8 @@ class _Transformer(AttentionCalls, CellCalls):
         self._choices: dict[tuple[int, str], tuple[Branches, str | None]] = {}
         # ``return f`` of a plain function in such a function of this file -> its branches
         self._wrapped: dict[int, Branches] = {}
+        self._top: FunctionScan | None = None  # the module's top level (``module_scan``), when asked
+        self._hand_over_adapters: dict[int, dict[int, cst.Lambda]] = {}  # call -> argument index -> adapter
         self._followed: set[int] = set()  # f(...) whose result _choice_result follows to its calls
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
@@ -467,7 +474,7 @@ class _Transformer(AttentionCalls, CellCalls):
         scan = self._scan()
         key = (id(self._functions[-1]), name)
         self._followed.add(id(node.value))
-        if any(c is None for _, c in scan.reads.get(name, [])):
+        if any(c is None for _, c in scan.reads.get(name, [])) and not self._adapt_hand_overs(scan, name, branches):
             self.todo(f"{name} holds what {branches.name}(...) returns (a module definition in some branches, "
                       f"Linen after this run) and is passed on or returned: calls of it elsewhere keep the legacy "
                       f"form {name}(<inputs>, <attributes>); convert them by hand to {name}(<attributes>)(<inputs>)")
@@ -478,6 +485,63 @@ class _Transformer(AttentionCalls, CellCalls):
             self._choices[key] = (branches, f"{name} is also bound to something else")
         else:
             self._choices[key] = (union(found), None)
+
+    def _adapt_hand_overs(self, scan: FunctionScan, name: str, branches: Branches) -> bool:
+        """``mlp(dims, norm=norm)`` with ``norm = get_normalizer(kind, train)`` bound once, ``mlp`` a
+        module-level function of this file (not decorated, its name bound once) whose parameter
+        is never rebound (nor shadowed) and only ever called on one positional input, nested
+        functions included: hand it ``lambda inputs: norm()(inputs)``, the legacy call ``norm(x)``
+        in its Linen form (a new submodule per call, bound to the module whose apply runs it, as
+        legacy's), whatever other callers of ``mlp`` hand it.  True when every read of ``norm``
+        other than its calls is such a hand-over (recorded for ``leave_Call``)."""
+        if name in scan.params or name in scan.unstable or len(scan.bindings.get(name, [])) != 1:
+            return False
+        param_name = "x" if name == "inputs" else "inputs"
+        body, _ = split_alike(cst.Call(func=cst.Name(name), args=[cst.Arg(cst.Name(param_name))]), branches,
+                              self.ctx.index, lambda new, spec, qual: self._adapted(new, spec, qual)[0])
+        if body is None:
+            return False
+        adapter = cst.Lambda(params=cst.Parameters(params=[cst.Param(cst.Name(param_name))]), body=body)
+        found: dict[int, dict[int, cst.Lambda]] = {}
+        for order, call in scan.reads.get(name, []):
+            passed = scan.passed(name, order) if call is None else None
+            if call is not None:
+                continue
+            if passed is None or not self._only_calls_one_input(*passed):
+                return False
+            call, arg = passed
+            found.setdefault(id(call), {})[call.args.index(arg)] = adapter
+        for key, slots in found.items():
+            self._hand_over_adapters[key] = slots
+        self.fixed(f"{name}, handed to functions that call it on one input: handed as lambda inputs: "
+                   f"{name}()(inputs)")
+        return True
+
+    def _only_calls_one_input(self, call: cst.Call, arg: cst.Arg) -> bool:
+        """Does ``call`` call a module-level function of this file that binds ``arg`` to a
+        parameter it only calls on one positional input (``_adapt_hand_overs``)?"""
+        func = call.func
+        if not isinstance(func, cst.Name) or func.value in self.hidden_names() or self._module is None \
+                or any(a.star for a in call.args):
+            return False
+        if self._top is None:
+            self._top = module_scan(self._module)
+        defs = [s for s in self._module.body if isinstance(s, cst.FunctionDef) and s.name.value == func.value]
+        if len(defs) != 1 or defs[0].decorators or len(self._top.bindings.get(func.value, [])) != 1 \
+                or func.value in self._top.unstable:
+            return False
+        fn = defs[0]
+        if arg.keyword is not None:
+            names = {p.name.value for p in named_params(fn.params)}
+            param = arg.keyword.value if arg.keyword.value in names else None
+        else:
+            positional = [*fn.params.posonly_params, *fn.params.params]
+            index = [a for a in call.args if a.keyword is None].index(arg)
+            param = positional[index].name.value if index < len(positional) else None
+        if param is None:
+            return False
+        inner = FunctionScan(fn)
+        return param not in inner.bindings and param not in inner.unstable and only_called_on_one(fn.body, param)
 
     def _unfollowed(self, call: cst.Call) -> None:
         """``f(...)``, or ``f(...)(x)`` outside modules, where ``f`` returns a plain function this
@@ -873,6 +937,10 @@ class _Transformer(AttentionCalls, CellCalls):
             return self._initialize_carry(original, updated)
         if not self._in_legacy_module() and self._outside_modules:
             self._cache_usage(original)
+        adapters = self._hand_over_adapters.get(id(original))
+        if adapters:  # (_adapt_hand_overs)
+            updated = updated.with_changes(args=[a.with_changes(value=adapters[i]) if i in adapters else a
+                                                 for i, a in enumerate(updated.args)])
         if id(original) in self._split:
             return updated  # f(...) of f(...)(x): its outer call is the one converted
         if not (self._in_legacy_module() or self._in_plain_function()):
