@@ -61,7 +61,11 @@ _ATTENTION_MANUAL = {
     "segmentation": "build `mask=nn.make_attention_mask(seg_q, seg_kv, jnp.equal)` by hand",
     "key_segmentation": "build `mask=nn.make_attention_mask(seg_q, seg_kv, jnp.equal)` by hand",
     "cache": "use `decode=True` and the 'cache' collection",
-    "attention_fn": "check the custom attention function's signature against Linen's",
+    # Linen 0.12 calls attention_fn(query, key, value, **kw), kw filtered by the function's signature
+    "attention_fn": "Linen calls it as attention_fn(query, key, value, mask=..., dropout_rng=..., "
+                    "dropout_rate=..., deterministic=..., dtype=..., ...) with only the keywords its signature "
+                    "names (never legacy's bias=, the masks as a -1e10 bias, nor axis=; none through **kwargs): "
+                    "pass a function of that form (nn.dot_product_attention) or wrap this one by hand",
 }
 _ATTENTION_LEGACY = (
     "inputs_q", "inputs_kv", "num_heads", "dtype", "qkv_features", "out_features", "attention_axis",
