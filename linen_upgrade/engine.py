@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import io
+import os
 import re
 import tokenize
 import warnings
@@ -93,17 +94,21 @@ def decode(data: bytes, path: str) -> str:
 
 # ``ast`` facts of the files read in this process, (path, module name) -> (their bytes, facts): a file
 # scanned for the index is not scanned again when a rule reads it beside another (the usage analysis's
-# other files, LU302's optimizer groups); the bytes are compared, so an edited file is scanned again
+# other files, LU302's optimizer groups); the bytes are compared, so an edited file is scanned again.
+# Keyed by absolute path: the run names its files as given (``pkg/a.py``), the readings of other files
+# by where they found them (``/home/me/pkg/a.py``), and the facts do not depend on the spelling
+# (``analysis.identity`` names a file by its absolute path)
 _FACTS: dict[tuple[str, str], tuple[bytes, FileFacts]] = {}
 
 
 def facts_for(data: bytes, path: str, module_name: str) -> FileFacts:
     """``ast`` facts of a ``.py`` source or a notebook's joined code cells (read once per process)."""
-    found = _FACTS.get((path, module_name))
+    key = (os.path.abspath(path), module_name)
+    found = _FACTS.get(key)
     if found is not None and found[0] == data:
         return found[1]
     facts = _facts_for(data, path, module_name)
-    _FACTS[(path, module_name)] = (data, facts)
+    _FACTS[key] = (data, facts)
     return facts
 
 
@@ -134,25 +139,26 @@ def _facts_for(data: bytes, path: str, module_name: str) -> FileFacts:
 
 # LibCST trees of the files that rules read beside the one they rewrite (the usage analysis's
 # other files, LU302's optimizer groups), for the run: a file read that way before its own
-# rewrite is not parsed again.  [the run's index, path -> (its bytes, its tree)]; a tree is
+# rewrite is not parsed again.  [the run's index, absolute path -> (its bytes, its tree)]; a tree is
 # immutable, and the bytes are compared, so an edited file is parsed again
 _TREES: list = [None, {}]
 
 
 def tree_of(path: str, data: bytes, index: ProjectIndex, keep: bool = True) -> cst.Module:
     """LibCST's tree of ``data``, the bytes of the run's file ``path``, parsed once per run and
-    process; ``keep=False`` (the rewrite of the file itself): reuse a tree read before, but keep
-    none (a file's own tree is not read again)."""
+    process; ``keep=False`` (the rewrite of a file no other file of the run imports): reuse a tree
+    read before, but keep none (nothing reads that file's tree again)."""
     import libcst as cst
 
     if _TREES[0] is not index:
         _TREES[:] = [index, {}]
-    found = _TREES[1].get(path)
+    key = os.path.abspath(path)
+    found = _TREES[1].get(key)
     if found is not None and found[0] == data:
         return found[1]
     module = cst.parse_module(data)
     if keep:
-        _TREES[1][path] = (data, module)
+        _TREES[1][key] = (data, module)
     return module
 
 
@@ -188,7 +194,8 @@ def rewrite_python(data: bytes, path: str, facts: FileFacts, index: ProjectIndex
     import libcst as cst
 
     try:
-        module = tree_of(path, data, index, keep=False)
+        # a file another file of the run imports is read again by that file's rules
+        module = tree_of(path, data, index, keep=bool(index.importers.get(facts.module_name)))
     except cst.ParserSyntaxError as exc:
         result.error = f"{path}:{exc.raw_line}:{exc.raw_column + 1}: cannot parse: {exc.message}"
         return result
