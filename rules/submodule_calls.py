@@ -110,7 +110,9 @@ Not converted (TODO)
     function wrapped: anywhere, at the top level too), and a module definition
     handed to a function of the run (``features(x, conv)``): their calls
     elsewhere are not followed; an apply parameter given modules whose calls
-    split differently (or a module and a function); a module given to a wrapper
+    split differently (or a module and a function); a plain function's parameter
+    it rebinds to a module (``if big: norm = nn.BatchNorm``: a call may call what
+    its caller gave); a module given to a wrapper
     that runs it itself when this run cannot trace it, or when it keeps state
     (``nn.BatchNorm``, ``self.state``: legacy kept it in ``nn.stateful``'s
     collection, the inner Linen apply gets none), itself or through the modules
@@ -385,6 +387,8 @@ class _Transformer(AttentionCalls, CellCalls):
         if isinstance(value, cst.Call) and isinstance(value.func, (cst.Name, cst.Attribute)) \
                 and (self._in_legacy_module() or self._in_plain_function()):
             self._factory_result(node)
+        if self._in_plain_function() and node.targets[0].target.value in self._scan().params:
+            return True  # a plain function's parameter rebound (in a branch?): its calls may call what was given
         if isinstance(value, (cst.Name, cst.Attribute)):
             spec = self._spec(value)
             if spec is not None:
