@@ -118,8 +118,9 @@ Not converted (TODO)
     collection, the inner Linen apply gets none), itself or through the modules
     and functions it runs, or draws rngs (``nn.dropout``, ``nn.make_rng``) where
     the run gives the wrapper no such module in a direct call (there LU101
-    makes its apply hand the wrapper's ``'dropout'`` rng on), and such a wrapper's ``.partial`` handed out by a function that the
-    run also names elsewhere (held, passed on), or called with ``name=``.
+    makes its apply hand the wrapper's ``'dropout'`` rng on), and such a
+    wrapper's ``.partial`` handed out by a function that the run also names
+    elsewhere (held, passed on), or called with ``name=``.
 """
 
 from __future__ import annotations
