@@ -499,8 +499,9 @@ class _Transformer(AttentionCalls, CellCalls):
         in its Linen form (a new submodule per call, bound to the module whose apply runs it, as
         legacy's), whatever other callers of ``mlp`` hand it.  True when every read of ``norm``
         other than its calls is such a hand-over (recorded for ``leave_Call``)."""
-        if name in scan.params or name in scan.unstable or len(scan.bindings.get(name, [])) != 1:
-            return False
+        bindings = scan.bindings.get(name, [])
+        if name in scan.params or name in scan.unstable or len(bindings) != 1 or bindings[0][1]:
+            return False  # (bound in a loop: a lambda called later would read a later value)
         param_name = "x" if name == "inputs" else "inputs"
         body, _ = split_alike(cst.Call(func=cst.Name(name), args=[cst.Arg(cst.Name(param_name))]), branches,
                               self.ctx.index, lambda new, spec, qual: self._adapted(new, spec, qual)[0])
