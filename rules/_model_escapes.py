@@ -70,6 +70,8 @@ class Escapes(UsageTransformer):
             where = None
             if a.star:  # f(*args): which parameter gets it is not followed
                 where = f"{dotted(call.func) or 'a function'} unpacked ({a.star}{code(a.value)})"
+            elif (why := self._overridden(call, scope)) is not None:
+                where = f"{dotted(call.func)} ({why}: which one runs is not followed)"
             elif (rest := self._into_rest(call, scope, a)) is not None:
                 where = f"{dotted(call.func) or 'a function'} (its parameter {rest}, which is not followed)"
             elif self._partial_of_external(call, scope, a, t):
@@ -225,20 +227,16 @@ class Escapes(UsageTransformer):
                     self.a.type_at(target.target.value))) for target in original.targets):
             self.todo("a Model (now its params) is stored in an attribute or container: "
                       "apply the Linen module where it is read, with {'params': ...}")
-        elif self.a.carries_model(t) and any(isinstance(target.target, cst.Attribute) and self._inherited(
-                self.a.type_at(target.target.value)) for target in original.targets):
-            self.todo("a Model (now its params) is stored in a field of a class that derives from another class of "
-                      "this file, or that one derives from, whose methods are not followed as this class's: apply "
-                      "the Linen module where it is read, with {'params': ...}")
         return super().leave_Assign(original, updated)
 
-    def _inherited(self, owner) -> bool:
-        """An instance of a plain class of this file that derives from another class of the file, or
-        that one derives from: the methods reading the field may be theirs, whose ``self`` is typed as
-        their own class's (a base from elsewhere, ``absltest.TestCase``, does not read it)."""
-        if not _field(owner) or owner.func[0] != CLASS or owner.func[1] not in self.a.plain_classes:
-            return False
-        cls = self.a.plain_classes[owner.func[1]]
-        names = {c.name.value for c in self.a.plain_classes.values()}
-        return any(dotted(b.value) in names for b in cls.bases) \
-            or any(dotted(b.value) == cls.name.value for other in self.a.plain_classes.values() for b in other.bases)
+    def _overridden(self, call: cst.Call, scope) -> str | None:
+        """Why ``obj.run(model)`` may run one of several methods: several classes of ``obj``'s family
+        define it, or ``obj`` holds instances of different classes (``judge`` given ``Mean()``, ``Peak()``)."""
+        func = call.func
+        owner = self.a.ty(func.value, scope) if isinstance(func, cst.Attribute) else None
+        if owner is not None and owner.kind == CONFLICT and INSTANCE in owner.items:
+            return "a method of a value holding instances of different classes"
+        if owner is not None and owner.kind == INSTANCE and owner.func[0] == CLASS \
+                and self.a.lineage.overrides(owner.func[1], func.attr.value):  # type: ignore[union-attr]
+            return "a method several classes of this file define"
+        return None

@@ -323,13 +323,14 @@ class UsageTransformer(RuleTransformer):
             return None, [], f"{ref.qual}: its apply signature is unknown (a module of another run?)"
         scope = self.a.scope_of.get(id(at))
         bound: dict[str, cst.BaseExpression] = {}
-        if ref.def_var is not None and scope is not None and _visible(ref.def_var, scope, self.a):
-            func: cst.BaseExpression = cst.Name(ref.def_var[1])
+        holder = _holder(ref, scope, self.a)
+        if holder is not None:
+            func: cst.BaseExpression = holder
             # the partial holds its attributes, and the inputs it fixed when LU201 made it a subclass taking them
             fixed_inputs = {k: v for k, v in ref.kwargs if k in spec.inputs}
             positional = any(k == "*" and not v.startswith("**") for k, v in ref.kwargs)  # LU201 leaves it legacy
             if fixed_inputs and (positional or not inputs_fixable(ref.qual, self.ctx.index)):
-                return None, [], f"{ref.def_var[1]} fixes call inputs ({', '.join(fixed_inputs)}): pass them by hand"
+                return None, [], f"{_CODE(holder)} fixes call inputs ({', '.join(fixed_inputs)}): pass them by hand"
         elif not self._class_visible(ref.qual, scope):
             return None, [], (f"{ref.qual.rpartition('.')[2]} is a class defined inside a function or class, "
                               "not visible here: apply its Linen module where it is defined, or move the class to "
@@ -379,7 +380,8 @@ class UsageTransformer(RuleTransformer):
         choice a class or a ``functools.partial`` of one, so the call is the Linen instance; only
         when every choice splits the legacy arguments into the same call inputs (and no attribute)."""
         scope = self.a.scope_of.get(id(at))
-        held = ref.def_var is not None and scope is not None and _visible(ref.def_var, scope, self.a)
+        holder_expr = _holder(ref, scope, self.a)
+        held = holder_expr is not None
         # else the TrainState this Model is the target of, when every one made of such a Model carries its module
         carried = not held and ref.opt_var is not None and scope is not None \
             and _visible(ref.opt_var, scope, self.a) and bool(self.carried_apply_fns())
@@ -388,7 +390,7 @@ class UsageTransformer(RuleTransformer):
             return None, [], ("the module definition is chosen at run time (partials of several classes) and no "
                               "name bound once to it is visible here: hand the Linen module to this function and "
                               "apply it (module.apply), or carry it in the TrainState (apply_fn=module.apply)")
-        holder = ref.def_var[1] if held else threaded or f"{ref.opt_var[1]}.apply_fn"  # type: ignore[index]
+        holder = _CODE(holder_expr) if held else threaded or f"{ref.opt_var[1]}.apply_fn"  # type: ignore[index]
         splits: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
         inputs: list[cst.Arg] = []
         for choice in ref.choices or (ref.without_var(),):
@@ -415,7 +417,7 @@ class UsageTransformer(RuleTransformer):
             return cst.Attribute(cst.Name(ref.opt_var[1]), cst.Name("apply_fn")), inputs, None  # type: ignore
         if threaded:
             return cst.Name(threaded), inputs, None  # type: ignore[return-value]
-        return cst.Call(func=cst.Name(ref.def_var[1])), inputs, None  # type: ignore[index]
+        return cst.Call(func=holder_expr), inputs, None  # type: ignore[arg-type]
 
     def _threaded_param(self, at: cst.CSTNode, scope: Scope | None) -> str | None:
         """The keyword-only parameter of the top-level function around ``at`` that its callers give
@@ -509,11 +511,11 @@ class UsageTransformer(RuleTransformer):
                 optimizers.add(arg.value.value)
                 given[id(c)] = f"{arg.value.value}.apply_fn"
                 continue
-            t = a.ty(arg, s)  # a Model whose definition a name holds here
-            var = t.ref.def_var if t is not None and t.kind == MODEL and t.ref is not None else None
-            if var is None or not _visible(var, s, a):
+            t = a.ty(arg, s)  # a Model whose definition a name (or a field, self.module_def) holds here
+            holder = _holder(t.ref, s, a) if t is not None and t.kind == MODEL and t.ref is not None else None
+            if holder is None:
                 return None
-            given[id(c)] = f"{var[1]}().apply"
+            given[id(c)] = f"{_CODE(holder)}().apply"
             named = True
         sites: dict[int, tuple[str, str]] = {id(c): ("keyword", given[id(c)]) for _, c in direct}
         if wrappers and (len(optimizers) != 1 or named):
@@ -702,6 +704,18 @@ def _references(module: cst.CSTNode, name: str) -> int:
             count += n.value == name
     module.visit(_Names())
     return count
+
+
+def _holder(ref: ModuleRef, scope: Scope | None, a: Analysis) -> cst.BaseExpression | None:
+    """What spells the definition ``ref`` is, seen from ``scope``: the name bound to it, or the field
+    of the name holding it (``self.module_def``); None if neither is visible."""
+    if scope is None:
+        return None
+    if ref.def_var is not None and _visible(ref.def_var, scope, a):
+        return cst.Name(ref.def_var[1])
+    if ref.field_var is not None and _visible(ref.field_var[:2], scope, a):  # type: ignore[arg-type]
+        return cst.Attribute(cst.Name(ref.field_var[1]), cst.Name(ref.field_var[2]))
+    return None
 
 
 def _visible(def_var: tuple[int, str], scope: Scope, a: Analysis) -> bool:

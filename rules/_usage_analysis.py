@@ -40,6 +40,7 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rules._cst import is_property, names_in
 from linen_upgrade.rules._model_carry import plan, undo, useless
 from linen_upgrade.rules._modules import CallSpec, inputs_fixable
+from linen_upgrade.rules._usage_classes import Lineage
 from linen_upgrade.rules._usage_external import external_registry, external_return, external_seeds
 from linen_upgrade.rules._usage_frames import SiteCounter
 from linen_upgrade.rules._usage_loops import current
@@ -103,7 +104,7 @@ def _known_model(t: Ty | None) -> bool:
 def _held(ref: ModuleRef) -> bool:
     """A definition whose Linen module can be named: a class, or a run-time choice held by one
     name (a name rebound to other definitions is a conflict, left to LU901 as before)."""
-    return not ref.choices or ref.def_var is not None
+    return not ref.choices or ref.def_var is not None or ref.field_var is not None
 
 
 class Analysis:
@@ -135,6 +136,7 @@ class Analysis:
         self.module_scope: Scope
         self.funcs: dict[int, cst.FunctionDef | cst.Lambda] = {}
         module.visit(Collector(self, module))
+        self.lineage = Lineage(self.plain_classes, self.methods)
         for scope in self.scopes.values():
             if isinstance(scope.node, (cst.FunctionDef, cst.Lambda)):
                 self.funcs[id(scope.node)] = scope.node
@@ -233,7 +235,7 @@ class Analysis:
                 t = self._source_ty(scope, "", source)
                 for i in path:
                     t = t.items[i] if t is not None and t.kind == TUPLE and i < len(t.items) else None
-                key = (owner.func[1], "." + target_attr.attr.value)
+                key = (self.lineage.root(owner.func[1]), "." + target_attr.attr.value)
                 env[key] = join(env.get(key), t)
             for scope, call in self.calls:
                 passed = self._target_passed(call, scope)
@@ -249,11 +251,11 @@ class Analysis:
                 for i, a in enumerate(positional):
                     if i + offset < len(fscope.params):
                         key = (id(fscope), fscope.params[i + offset])
-                        env[key] = join(env.get(key), self.ty(a.value, scope))
+                        env[key] = join(env.get(key), self._entered(self.ty(a.value, scope), call, scope, fscope))
                 for a in args:
                     if a.keyword is not None and not a.star and a.keyword.value in fscope.bound:
                         key = (id(fscope), a.keyword.value)
-                        env[key] = join(env.get(key), self.ty(a.value, scope))
+                        env[key] = join(env.get(key), self._entered(self.ty(a.value, scope), call, scope, fscope))
             for fid, fn in self.funcs.items():  # a default is what a call leaving the parameter out passes
                 fscope = self.scopes[fid]
                 for p in (*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params):
@@ -349,7 +351,7 @@ class Analysis:
         if t is not None and t.kind == FUNC and t.func[0] in ("plain", "method"):
             return self.funcs.get(t.func[1]), args, shift + int(t.func[0] == "method")
         if t is not None and t.kind == CLASS:  # Trainer(model): its __init__(self, model)
-            init = self.methods.get(t.func[1], {}).get("__init__")
+            init = self.lineage.inherited(t.func[1], "__init__")
             return init, list(call.args), 1
         return None, [], 0
 
@@ -359,9 +361,10 @@ class Analysis:
             found = scope.lookup(expr.value)
             if found is not None:
                 t = self.env.get((id(found), expr.value))
-                if t is not None and t.kind == DEF and t.ref is not None and t.ref.choices \
+                if t is not None and t.kind == DEF and t.ref is not None and t.ref.held \
                         and (found.bound.get(expr.value) == 1 or found.exclusive(expr.value)):
-                    # a definition chosen at run time is known by the one name that holds it
+                    # a definition chosen at run time (or a .partial whose keywords only its maker knows) is
+                    # known by the one name that holds it
                     return Ty(DEF, replace(t.ref, def_var=(id(found), expr.value)))
                 return current(self, t, expr, found)
             return self._global_ty(self.facts.imports.resolve(expr))
@@ -386,12 +389,16 @@ class Analysis:
             if fn is not None:  # Tools.run(model, x), self.run(...): a classmethod is handed its class first
                 return Ty(FUNC, func=("method" if _decorated(fn, "classmethod") else "plain", id(fn)))
             if base is not None and base.kind == INSTANCE:
-                method = self.methods.get(base.func[1], {}).get(expr.attr.value)
+                method = self.lineage.method(base.func[1], expr.attr.value)
                 if method is not None and is_property(method):  # what its getter returns (self.model(x))
                     return self.rets.get(id(method))
-                if method is not None:
-                    return Ty(FUNC, func=("method", id(method)))
-                return current(self, self.env.get((base.func[1], "." + expr.attr.value)), expr)
+                if method is not None:  # with the name it is called on (``family.loss``), if bound once
+                    return Ty(FUNC, func=("method", id(method), self._once(expr.value, scope)))
+                overrides = self.lineage.overrides(base.func[1], expr.attr.value)
+                if overrides and not any(is_property(m) for m in overrides):
+                    return Ty(FUNC, func=("overrides", tuple(id(m) for m in overrides)))
+                t = current(self, self.env.get((self.lineage.root(base.func[1]), "." + expr.attr.value)), expr)
+                return self._through_field(t, expr, scope)
             return None
         if isinstance(expr, cst.Call):
             collection = self._collection_of(expr, scope)
@@ -432,6 +439,41 @@ class Analysis:
                     and isinstance(expr.slice[0].slice, cst.Index):  # (another file's name: any value there)
                 return self._registry(expr.value, scope)
         return None
+
+    def _once(self, expr: cst.BaseExpression, scope: Scope) -> tuple[int, str] | None:
+        """(binding scope, name) of a name bound once for the whole run of its scope (``self``, ``family =
+        Regressor(...)``; not in a loop, whose every iteration binds another value)."""
+        found = scope.lookup(expr.value) if isinstance(expr, cst.Name) else None
+        if found is None or found.bound.get(expr.value) != 1 or None in found.arms.get(expr.value, []):
+            return None
+        return id(found), expr.value  # type: ignore[union-attr]
+
+    def _through_field(self, t: Ty | None, expr: cst.Attribute, scope: Scope) -> Ty | None:
+        """A definition only a name can spell (``ModuleRef.held``) read from the field of an instance
+        held by a name bound once, a field set once in the file (``self.module_def = self.make_module()``):
+        known by that field of that name (``field_var``)."""
+        receiver = self._once(expr.value, scope)
+        if t is None or t.kind != DEF or t.ref is None or not t.ref.held or receiver is None \
+                or sum(target.attr.value == expr.attr.value for _, target, _, _ in self.field_bindings) != 1:
+            return t
+        return Ty(DEF, replace(t.ref, field_var=(*receiver, expr.attr.value)))
+
+    def _entered(self, t: Ty | None, call: cst.Call, scope: Scope, fscope: Scope) -> Ty | None:
+        """An argument of a method called on a name (``family.loss(model)``, through jit/grad/partial) as
+        the method's parameter sees it: a Model of the definition in that name's field is one of the
+        definition in ``self``'s."""
+        ref = t.ref if t is not None else None
+        if ref is None or ref.field_var is None or not fscope.params:
+            return t
+        if self._is_partial(call, scope):
+            f = self.ty(call.args[0].value, scope) if call.args else None
+        else:
+            f = self.ty(call.func, scope)
+        while f is not None and f.kind == FUNC and f.func[0] in ("same", "grad", "vgrad", "partial"):
+            f = f.func[1]
+        if f is None or f.kind != FUNC or f.func[0] != "method" or f.func[2] != ref.field_var[:2]:
+            return t
+        return replace(t, ref=replace(ref, field_var=(id(fscope), fscope.params[0], ref.field_var[2])))
 
     def _registry(self, table: cst.BaseExpression, scope: Scope) -> Ty | None:
         """``MODELS[name]``, ``models.KNOWN[name]``: an entry of a module-level registry of module
@@ -716,6 +758,9 @@ class Analysis:
             return self.rebind(self.rets.get(fid), self.scopes[fid], call, scope, int(kind == "method"))
         if kind == "same":
             return self._apply_func(ft.func[1], call, scope)
+        if kind == "overrides":  # what any of them returns
+            return functools.reduce(join, (self.rebind(self.rets.get(fid), self.scopes[fid], call, scope, 1)
+                                           for fid in ft.func[1]), None)
         if kind == "partial":  # what the partial fixed is not this call's: rebind sees only the rest
             inner = ft.func[1]
             while inner.kind == FUNC and inner.func[0] == "same":
@@ -754,7 +799,7 @@ class Analysis:
         carried = self.carried.get(id(call))
         if carried is not None and ref is not None and ref.def_var is not None and ref.def_var[0] == id(fscope):
             return replace(t, ref=replace(ref, def_var=carried))  # the caller holds it by its own name
-        if ref is None or not ref.choices or ref.def_var is None or ref.def_var[0] != id(fscope):
+        if ref is None or not ref.held or ref.def_var is None or ref.def_var[0] != id(fscope):
             return elsewhere(t)
         name = ref.def_var[1]
         slot = fscope.params.index(name) - offset if name in fscope.params[offset:] else -1
@@ -893,7 +938,8 @@ class Analysis:
         """The attributes the code gives an instance of a plain class (``self.model = ...``)."""
         if t.func[0] == FOREIGN:
             return dict(t.items)
-        return {name[1:]: v for (owner, name), v in self.env.items() if owner == t.func[1] and name.startswith(".")}
+        root = self.lineage.root(t.func[1])
+        return {name[1:]: v for (owner, name), v in self.env.items() if owner == root and name.startswith(".")}
 
     def carries_model(self, t: Ty | None, nested: bool = True) -> bool:
         """A Model (now its params) or a value holding one: a tuple, an instance keeping it in a field."""

@@ -90,6 +90,10 @@ class ModuleRef:
     # (``VAE.partial(latents=FLAGS.latents)``): the constructor can be written wherever they are
     # not shadowed; None when a value reads anything else (a local, a call)
     file_names: frozenset[str] | None = frozenset()
+    # (binding scope, receiver name, field) of the instance field holding such a definition (``family.module_def``,
+    # ``self.module_def`` in its methods; a field set once): a Model made of it is applied through the field
+    # where the same receiver is visible (a method called on that name sees it as its ``self``)
+    field_var: tuple[int, str, str] | None = None
 
     @property
     def held(self) -> bool:
@@ -98,7 +102,7 @@ class ModuleRef:
         return bool(self.choices) or not self.portable
 
     def without_var(self) -> ModuleRef:
-        return replace(self, def_var=None, opt_var=None, def_expr=None)
+        return replace(self, def_var=None, opt_var=None, def_expr=None, field_var=None)
 
 
 def chosen(a: ModuleRef, b: ModuleRef) -> ModuleRef:
