@@ -471,7 +471,7 @@ class Analysis:
             f = self.ty(call.func, scope)
         while f is not None and f.kind == FUNC and f.func[0] in ("same", "grad", "vgrad", "partial"):
             f = f.func[1]
-        if f is None or f.kind != FUNC or f.func[0] != "method" or f.func[2] != ref.field_var[:2]:
+        if f is None or f.kind != FUNC or f.func[0] != "method" or f.func[2:] != (ref.field_var[:2],):
             return t
         return replace(t, ref=replace(ref, field_var=(id(fscope), fscope.params[0], ref.field_var[2])))
 
