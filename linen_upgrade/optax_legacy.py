@@ -283,13 +283,42 @@ def from_apply_gradient(init_param_state, apply_gradient, hyper_params):
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def optax_from_optimizer_def(optimizer_def):
+class PerStepState(typing.NamedTuple):
+    """State of ``optax_from_optimizer_def(d, per_step=...)``: the hyper-parameters each step gives
+    (``hyperparams``, which ``_apply_gradients_with`` sets, as for ``optax.inject_hyperparams``) and
+    the state of the transform run with them."""
+
+    hyperparams: typing.Any
+    inner: typing.Any
+
+
+def optax_from_optimizer_def(optimizer_def, per_step=()):
     """The optax transform of an instance of a former ``flax.optim.OptimizerDef``
     subclass: its own ``init_param_state`` and ``apply_gradient`` (when it
     overrode it) or ``apply_param_gradient``, with its ``hyper_params``, as
-    ``Optimizer.apply_gradient(grads)`` ran them."""
-    if hasattr(optimizer_def, "apply_gradient"):
-        return from_apply_gradient(optimizer_def.init_param_state, optimizer_def.apply_gradient,
-                                   optimizer_def.hyper_params)
-    return from_param_update(optimizer_def.init_param_state, optimizer_def.apply_param_gradient,
-                             optimizer_def.hyper_params)
+    ``Optimizer.apply_gradient(grads)`` ran them.  ``per_step``: the
+    hyper-parameters each step gives (legacy ``apply_gradient(g,
+    learning_rate=lr)``), kept in the state and put into ``hyper_params`` with
+    ``.replace`` for the update, as legacy ``update_hyper_params`` did."""
+    import jax.numpy as jnp
+    import optax
+
+    def transform(hyper_params):
+        if hasattr(optimizer_def, "apply_gradient"):
+            return from_apply_gradient(optimizer_def.init_param_state, optimizer_def.apply_gradient, hyper_params)
+        return from_param_update(optimizer_def.init_param_state, optimizer_def.apply_param_gradient, hyper_params)
+    if not per_step:
+        return transform(optimizer_def.hyper_params)
+
+    def init_fn(params):
+        # a value the definition left unset (None) is a placeholder every step replaces
+        values = {name: jnp.asarray(0.0 if getattr(optimizer_def.hyper_params, name) is None
+                                    else getattr(optimizer_def.hyper_params, name)) for name in per_step}
+        return PerStepState(values, transform(optimizer_def.hyper_params).init(params))
+
+    def update_fn(updates, state, params):
+        inner = transform(optimizer_def.hyper_params.replace(**state.hyperparams))
+        updates, new_inner = inner.update(updates, state.inner, params)
+        return updates, PerStepState(state.hyperparams, new_inner)
+
+    return optax.GradientTransformation(init_fn, update_fn)

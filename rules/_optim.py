@@ -23,6 +23,7 @@ import libcst as cst
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import FastVisitor
 from linen_upgrade.rules._cst import code, names_in  # noqa: F401 - the optimizer rules' spelling
+from linen_upgrade.rules._optim_calls import PARTIAL, current
 
 # legacy Optimizer methods converted here, by the statement they are in
 GRADIENT_METHODS = frozenset({"compute_gradient", "compute_gradients", "optimize"})
@@ -208,7 +209,7 @@ def pmap_axes(module: cst.Module, qual: Callable[[cst.BaseExpression], str | Non
                     out[node.name.value] = None
                 elif isinstance(dec, cst.Call) and qual(dec.func) == "jax.pmap":
                     out[node.name.value] = axis(dec)
-                elif isinstance(dec, cst.Call) and qual(dec.func) == "functools.partial" and dec.args \
+                elif isinstance(dec, cst.Call) and current(qual(dec.func)) == PARTIAL and dec.args \
                         and qual(dec.args[0].value) == "jax.pmap":
                     out[node.name.value] = axis(dec)
 
@@ -216,7 +217,7 @@ def pmap_axes(module: cst.Module, qual: Callable[[cst.BaseExpression], str | Non
             if qual(node.func) != "jax.pmap" or not node.args:
                 return
             fn = node.args[0].value
-            if isinstance(fn, cst.Call) and qual(fn.func) == "functools.partial" and fn.args:
+            if isinstance(fn, cst.Call) and current(qual(fn.func)) == PARTIAL and fn.args:
                 fn = fn.args[0].value  # jax.pmap(functools.partial(step, lr=...), axis_name='batch')
             if isinstance(fn, cst.Name):
                 out[fn.value] = axis(node)

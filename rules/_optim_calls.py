@@ -14,8 +14,17 @@ from typing import Callable
 
 import libcst as cst
 
+from linen_upgrade.tables.jax_renames import JAX_RENAMES
+
 WRAPPERS = frozenset({"jax.jit", "jax.pmap"})
 PARTIAL = "functools.partial"
+
+
+def current(qual: str | None) -> str | None:
+    """A removed JAX name's current one (``jax.util.partial`` -> ``functools.partial``, ``jax.tree_multimap``
+    -> ``jax.tree_util.tree_map``: the same function), as LU401 writes it; any other name as it is."""
+    return JAX_RENAMES.get(qual, qual) if qual is not None else None
+
 # calls whose result is the optimizer passed at this position, converted or not
 PRESERVING = {
     "flax.jax_utils.replicate": 0,
@@ -55,8 +64,8 @@ def unwrap(call: cst.Call, qual: Callable[[cst.BaseExpression], str | None]
     ...)(f)`` / ``functools.partial(f, a, k=v)`` -> (``f``, how many
     positional arguments the wrapper binds); None for any other call or
     unusual arguments."""
-    q = qual(call.func)
-    if isinstance(call.func, cst.Call) and qual(call.func.func) == PARTIAL and call.func.args \
+    q = current(qual(call.func))
+    if isinstance(call.func, cst.Call) and current(qual(call.func.func)) == PARTIAL and call.func.args \
             and qual(call.func.args[0].value) in WRAPPERS:
         q = qual(call.func.args[0].value)
     if q not in WRAPPERS and q != PARTIAL or not call.args or call.args[0].star or call.args[0].keyword:

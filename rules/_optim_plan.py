@@ -159,12 +159,15 @@ def _our_code() -> dict[str, str]:
 
 
 def _assign_targets(c: Ctor) -> set[str]:
-    parent = c.ancestors[-1] if c.ancestors else None
-    if isinstance(parent, cst.Assign) and parent.value is c.node:
+    node, at = c.node, len(c.ancestors) - 1
+    while at >= 0 and isinstance(c.ancestors[at], cst.IfExp) and c.ancestors[at].test is not node:
+        node, at = c.ancestors[at], at - 1  # d = optim.Adam(0.1) if flag else ...: a value of d
+    parent = c.ancestors[at] if at >= 0 else None
+    if isinstance(parent, cst.Assign) and parent.value is node:
         return {last_name(t.target) for t in parent.targets} - {""}
-    if isinstance(parent, cst.AnnAssign) and parent.value is c.node:
+    if isinstance(parent, cst.AnnAssign) and parent.value is node:
         return {last_name(parent.target)} - {""}
-    if isinstance(parent, cst.Param) and parent.default is c.node:  # def fit(model, opt_def=optim.Adam(0.1))
+    if isinstance(parent, cst.Param) and parent.default is node:  # def fit(model, opt_def=optim.Adam(0.1))
         return {parent.name.value}
     return set()
 

@@ -16,7 +16,8 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import FastTransformer, FastVisitor, quote, todo_line
 from linen_upgrade.rules import _optim
 from linen_upgrade.rules._cst import is_property
-from linen_upgrade.rules._optim_calls import CHECKPOINT_HINT, CHECKPOINTS, PRESERVING, READERS, SAVE_RESTORE, unwrap
+from linen_upgrade.rules._optim_calls import (CHECKPOINT_HINT, CHECKPOINTS, PRESERVING, READERS, SAVE_RESTORE, current,
+                                              unwrap)
 from linen_upgrade.rules._optim_attributes import Attributes
 from linen_upgrade.rules._optim_defs import Scan, convert
 from linen_upgrade.tables.optimizers import (MULTI, PER_STEP_LEARNING_RATE, TRANSFORMS, ConversionError,
@@ -42,6 +43,7 @@ class Plan(FastVisitor):
         self.module = module
         self.scan = scan
         self.defs: dict[str, list[cst.Call]] = {}  # name -> constructor calls assigned to it
+        self.def_binds: dict[str, int] = {}  # name -> assignments of definitions to it
         self.def_names: set[str] = set()  # names bound to definitions
         self.creates: dict[int, tuple[str, cst.BaseExpression]] = {}  # id(create call) -> (tx source, target)
         self.ctor_expr: dict[int, str] = {}  # id(ctor call) -> optax source, for `d = optim.X(...)`
@@ -68,19 +70,37 @@ class Plan(FastVisitor):
         self.pmapped = _optim.pmap_axes(module, self.qual)
         self.statements: dict[int, str] = {}  # id(call) -> method, rewritten with its statement (_train_state_check)
         self.pmean: dict[int, str] = {}  # id(apply call) -> axis its gradients are averaged over (_train_state_check)
+        self.sub_state_steps: set[int] = set()  # id(``opt.state[0].step``) written ``opt.step`` (_train_state_check)
         self.names: set[str] = set(seeds)
         self.opt_funcs: set[str] = set()
         self.attributes = Attributes()  # `self.optimizer` of a class of the file (_optim_attributes)
         self.attr_opts: set[tuple[str, str]] = set()  # (class, attribute) holding an optimizer
         self.factory_creates: list[cst.Call] = []  # f(...).create(p) of a function of the file
+        # names whose call returns one positional argument's value (its position): PRESERVING's
+        # functions bound to a name of the file, and functions of the file returning a parameter
+        # through them (``_find_preserving``)
+        self.preserving: dict[str, int] = {}
+        self._dup_funcs: set[str] = set()  # function names defined more than once in the file
         module.visit(self)
         module.visit(self.attributes)
         self._solve(frozenset(seeds))
+
+    def created(self) -> set[str | None]:
+        """The legacy definitions (qualified) of the optimizers this file makes; None among them for one
+        it cannot name, or where optimizers come from other files."""
+        if self.across_files or self.explicit:
+            return {None}
+        out: set[str | None] = set()
+        for tx, _ in self.creates.values():
+            out.update({self.qual(c.func) for c in self.defs[tx]} if tx in self.defs else {self.tx_qual.get(tx)})
+        return out
 
     def qual(self, node: cst.BaseExpression) -> str | None:
         return self.scan.qual(node)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        if node.name.value in self.funcs:
+            self._dup_funcs.add(node.name.value)
         self.funcs[node.name.value] = node
         self._fn.append(node.name.value)
 
@@ -94,12 +114,21 @@ class Plan(FastVisitor):
     def visit_Assign(self, node: cst.Assign) -> None:
         for t in node.targets:
             self.assigns.append((t.target, node.value))
+            if isinstance(t.target, cst.Name) and (ctors := self._alternatives(node.value)):
+                self.defs.setdefault(t.target.value, []).extend(ctors)
+                self.def_binds[t.target.value] = self.def_binds.get(t.target.value, 0) + 1
             if isinstance(t.target, cst.Name) and isinstance(node.value, cst.Call):
-                if self.qual(node.value.func) in TRANSFORMS | {MULTI}:
-                    self.defs.setdefault(t.target.value, []).append(node.value)
                 wrapped = unwrap(node.value, self.qual)
                 if wrapped is not None:
                     self.aliases[t.target.value] = wrapped
+
+    def _alternatives(self, value: cst.BaseExpression) -> list[cst.Call]:
+        """The definitions ``value`` is one of (``optim.Adam(0.1) if flag else optim.Momentum(0.1)``,
+        nested too); none where any of its values is something else."""
+        if isinstance(value, cst.IfExp):
+            body, orelse = self._alternatives(value.body), self._alternatives(value.orelse)
+            return body + orelse if body and orelse else []
+        return [value] if isinstance(value, cst.Call) and self.qual(value.func) in TRANSFORMS | {MULTI} else []
 
     def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
         if node.value is not None:  # `opt: optim.Optimizer = make(p)` holds what `opt = make(p)` would
@@ -188,16 +217,63 @@ class Plan(FastVisitor):
         if isinstance(e, cst.Call):
             if id(e) in self.creates:
                 return True
-            q = self.qual(e.func)
-            if q in PRESERVING:
-                at = PRESERVING[q]
-                return len(e.args) > at and not e.args[at].star and self.is_opt(e.args[at].value)
+            kept = self.preserved(e)
+            if kept is not None:
+                return self.is_opt(kept)
             if isinstance(e.func, cst.Attribute) and e.func.attr.value in (
                     "apply_gradient", "replace", *_optim.REPLICATE_METHODS):
                 return self.is_opt(e.func.value)
             local, qual, _ = self.callee(e.func)
             return local in self.opt_funcs or None in self.external.get(qual or "", ())
         return False
+
+    def preserved(self, call: cst.Call) -> cst.BaseExpression | None:
+        """The argument whose value ``call`` returns, leaf-wise the same on a legacy Optimizer and on a
+        TrainState (``jax_utils.replicate(x)``, ``jax.tree_map(f, x)``, a name or function of the file
+        doing that: ``self.preserving``); None for any other call."""
+        q = current(self.qual(call.func))
+        if q in PRESERVING:
+            at: int | None = PRESERVING[q]
+        else:
+            local, _, shift = self.callee(call.func)
+            name = local or (call.func.value if isinstance(call.func, cst.Name) else None)
+            at = self.preserving[name] - shift if name in self.preserving else None
+        if at is None or at < 0 or len(call.args) <= at or any(a.star or a.keyword for a in call.args[:at + 1]):
+            return None
+        return call.args[at].value
+
+    def _find_preserving(self, bound: Mapping[str, int]) -> None:
+        """``broadcast = jax_utils.replicate`` (bound once) and ``def unbroadcast(tree): return
+        jax.tree_map(f, tree)`` (a body of one ``return`` of a parameter through such calls): an
+        optimizer passed in comes back, and only there -- the parameter holds whatever each call
+        passes, so it is not an optimizer's name, nor is every call's result an optimizer."""
+        for target, value in self.assigns:
+            if isinstance(target, cst.Name) and bound.get(target.value) == 1 and target.value not in self.funcs \
+                    and isinstance(value, (cst.Name, cst.Attribute)) and current(self.qual(value)) in PRESERVING:
+                self.preserving[target.value] = PRESERVING[current(self.qual(value))]  # type: ignore[index]
+        while True:
+            found = {name: at for name, fn in self.funcs.items()
+                     if name not in self.preserving and name not in self._dup_funcs and name not in bound
+                     and (at := self._returned_parameter(fn)) is not None}
+            if not found:
+                return
+            self.preserving.update(found)
+
+    def _returned_parameter(self, fn: cst.FunctionDef) -> int | None:
+        """The position of the parameter ``fn`` returns through preserving calls, where its body is
+        that ``return`` (after a docstring) and nothing else."""
+        body = list(fn.body.body) if isinstance(fn.body, cst.IndentedBlock) else []
+        if body and isinstance(body[0], cst.SimpleStatementLine) and isinstance(body[0].body[0], cst.Expr) \
+                and isinstance(body[0].body[0].value, (cst.SimpleString, cst.ConcatenatedString)):
+            body = body[1:]
+        if fn.decorators or len(body) != 1 or not isinstance(body[0], cst.SimpleStatementLine) \
+                or len(body[0].body) != 1 or not isinstance(ret := body[0].body[0], cst.Return):
+            return None
+        params = [p.name.value for p in (*fn.params.posonly_params, *fn.params.params)]
+        value = ret.value
+        while isinstance(value, cst.Call):
+            value = self.preserved(value)
+        return params.index(value.value) if isinstance(value, cst.Name) and value.value in params else None
 
     def callee(self, func: cst.BaseExpression) -> tuple[str | None, str | None, int]:
         """(function of this file, qualified name, positional arguments bound by
@@ -224,6 +300,8 @@ class Plan(FastVisitor):
     def _ret_items(self, name: str) -> set[int | None]:
         """Positions (None: the whole value) at which function ``name`` returns an optimizer."""
         out: set[int | None] = set()
+        if name in self.preserving:  # what the call is passed (is_opt)
+            return out
         for r in self.returns.get(name, []):
             if self.is_opt(r):
                 out.add(None)
@@ -245,11 +323,12 @@ class Plan(FastVisitor):
         for name in list(self.defs):
             # bound to definitions only (``if flag: d = optim.Adam(...) else: d = optim.Momentum(...)``):
             # each assignment converts in place, and ``d.create(p)`` takes whichever ran
-            if name in params or bound.get(name, 0) != len(self.defs[name]):
+            if name in params or bound.get(name, 0) != self.def_binds.get(name, 0):
                 self.problems.append(f"{name} holds an optimizer definition in one place and other values "
                                      "in others")
                 del self.defs[name]
         self._factories()
+        self._find_preserving(bound)
         for call_id, (tx, _) in self.creates.items():
             if tx in bound and tx not in self.defs:
                 self.problems.append(f"{tx}.create(...): the definition is not bound once in this file")
@@ -309,7 +388,7 @@ class Plan(FastVisitor):
             for call in self.calls:
                 local, _, shift = self.callee(call.func)
                 fn = self.funcs.get(local) if local else None
-                if fn is None:
+                if fn is None or local in self.preserving:
                     continue
                 params = [p.name.value for p in (*fn.params.posonly_params, *fn.params.params)]
                 for i, a in enumerate(call.args):
@@ -355,10 +434,12 @@ class Plan(FastVisitor):
         (``.apply_gradient``).  Otherwise ``def report(optimizer): return
         optimizer.target`` called with another object would get ``.params``."""
         for name, fn in self.funcs.items():
+            if name in self.preserving:
+                continue
             for p in (*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params):
                 param = p.name.value
                 if param in self.names and param not in seeds and (name, param) not in received \
-                        and not _steps(fn, param):
+                        and not _steps(fn, param) and _reads(fn, param):
                     self.problems.append(f"{param} (parameter of {name}()) is named like an optimizer of this "
                                          "file, but no call here passes it one")
 
@@ -371,7 +452,12 @@ class Plan(FastVisitor):
         for call in self.calls:
             local, qual, shift = self.callee(call.func)
             opts = [(i, a) for i, a in enumerate(call.args) if self.is_opt(a.value)]
-            if local is not None or not opts or id(call) in self.creates:
+            if not opts or id(call) in self.creates:
+                continue
+            if local is not None:  # followed (_solve), unless the function only hands back another argument
+                if local in self.preserving and any(a.value is not self.preserved(call) for _, a in opts):
+                    self.problems.append(f"the optimizer is passed to {local}(...) other than as the argument "
+                                         "it hands back")
                 continue
             shown = qual or dotted(call.func) or quote(_optim.code(call.func))
             for i, a in opts:
@@ -384,7 +470,7 @@ class Plan(FastVisitor):
                     self.saved[id(call)] = qual.endswith("restore_checkpoint")
                 elif qual in CHECKPOINTS or qual in SAVE_RESTORE:
                     self.problems += [f"{shown}(...) of the optimizer", CHECKPOINT_HINT]
-                elif not (qual in PRESERVING and i == PRESERVING[qual] and a.keyword is None) and not (
+                elif a.value is not self.preserved(call) and not (
                         qual is None and isinstance(call.func, cst.Name) and call.func.value in READERS):
                     self.problems.append(f"the optimizer is passed to {shown}(...), which this rule cannot "
                                          "follow")
@@ -398,6 +484,19 @@ def _steps(fn: cst.FunctionDef, name: str) -> bool:
     return any(isinstance(c.func, cst.Attribute) and c.func.attr.value in _STEPS
                and isinstance(c.func.value, cst.Name) and c.func.value.value == name
                for c in _calls(fn))
+
+
+def _reads(fn: cst.FunctionDef, name: str) -> bool:
+    """Does the body of ``fn`` mention ``name`` (``def keep(path, _): return 'bias' in path`` does not:
+    nothing of its parameter ``_`` is rewritten, whatever holds that name elsewhere)?"""
+    found = False
+
+    class _Names(FastVisitor):
+        def visit_Name(self, node: cst.Name) -> None:
+            nonlocal found
+            found = found or node.value == name
+    fn.body.visit(_Names())
+    return found
 
 
 def _calls(node: cst.CSTNode) -> list[cst.Call]:

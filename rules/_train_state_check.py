@@ -22,6 +22,7 @@ from linen_upgrade.rules._train_state import Plan
 from linen_upgrade.tables.optimizers import FROZEN_LABEL, MULTI, OPTIMIZER_DEF, hyper_names
 
 APPLY_WITH = "_apply_gradients_with"
+FROM_DEF = "optax_from_optimizer_def"  # the helper running a former OptimizerDef (linen_upgrade/optax_legacy.py)
 APPLY_WITH_SOURCE = '''def _apply_gradients_with(state, grads, **hyperparams):
     """``state.apply_gradients(grads=grads)`` with this step's hyper-parameters
     (legacy ``optimizer.apply_gradient(grads, learning_rate=...)``): they replace
@@ -58,6 +59,10 @@ def _inject(expr: str, keys: set[str]) -> str | None:
 
 def _inject_node(node: cst.BaseExpression, keys: set[str]) -> cst.BaseExpression | None:
     function = dotted(node.func) if isinstance(node, cst.Call) else None
+    if function == FROM_DEF:  # a former OptimizerDef: the helper puts the step's values into its hyper_params
+        assert isinstance(node, cst.Call)
+        per_step = cst.ensure_type(cst.parse_expression(f"f(per_step={tuple(sorted(keys))!r})"), cst.Call).args[0]
+        return node.with_changes(args=[*node.args, per_step])
     if not (function and function.startswith("optax.") and function.count(".") == 1):
         return None
     assert isinstance(node, cst.Call)
@@ -210,17 +215,13 @@ def _inject_all(plan: Plan, problems: list[str], steps: Steps, here: bool) -> No
         problems.append("MultiOptimizer with per-step hyper-parameters other than learning_rate (each group "
                         "would need them under its own optax names)")
     txs = [(qual, fn) for qual, fn in txs if qual != MULTI]
-    if any(qual == OPTIMIZER_DEF for qual, _ in txs):
-        problems.append("a flax.optim.OptimizerDef subclass with per-step hyper-parameters: "
-                        "optax_from_optimizer_def runs its apply_param_gradient with the definition's "
-                        "hyper_params (build one definition per value, or make the transform read them "
-                        "from its state)")
-        return
     if "hyper_params" in keys:
         problems.append("apply_gradient(..., hyper_params=...) replaces every hyper-parameter at once")
         return
     for key in sorted(keys):  # the optax name of each legacy hyper-parameter, the same for every tx
-        names = {hyper_names(qual, fn).get(key) if qual else None for qual, fn in txs}
+        # a former OptimizerDef takes the legacy name (its hyper_params.replace(**values), as legacy)
+        names = {key if qual == OPTIMIZER_DEF else hyper_names(qual, fn).get(key) if qual else None
+                 for qual, fn in txs}
         if multi and key == "learning_rate":  # the same name in every group (hyper_names)
             names.add(key)
         if len(names) == 1 and None not in names:
@@ -263,6 +264,23 @@ def _function(tx: str) -> str:
 # where an optimizer is put that the plan does not follow
 _CONTAINER = "the optimizer is put in a list, set or dict, whose uses this rule cannot follow"
 _TUPLE = "the optimizer is put in a tuple this rule does not follow (bound to a name or looped over)"
+
+# `opt.state[0].step`: code written for the flax releases where a MultiOptimizer's state was a tuple of its
+# sub-optimizers' states (flax 0.3.6 raises TypeError there: its state is one OptimizerState)
+SUB_STATE_STEP = ("optimizer.state[i].step -> optimizer.step: a MultiOptimizer's state was a tuple of its "
+                  "sub-optimizers' states in older flax releases (flax 0.3.6 raises TypeError here), each "
+                  "counting every apply_gradient as TrainState.step counts apply_gradients: check against "
+                  "the release this code ran on")
+
+
+def _sub_state(node: cst.BaseExpression) -> cst.Attribute | None:
+    """``x.state`` of ``x.state[0]`` (one integer literal index), else None."""
+    if isinstance(node, cst.Subscript) and len(node.slice) == 1 and isinstance(node.slice[0].slice, cst.Index) \
+            and isinstance(node.slice[0].slice.value, cst.Integer) and isinstance(node.value, cst.Attribute) \
+            and node.value.attr.value == "state":
+        return node.value
+    return None
+
 
 # what a legacy nn.Model has that a params pytree does not
 _MODEL_ATTRIBUTES = frozenset({"params", "module", "truncate_at"})
@@ -412,6 +430,10 @@ class _Check(FastVisitor):
     def visit_Attribute(self, node: cst.Attribute) -> None:
         if id(node) in self.ok:
             return
+        if node.attr.value == "step" and (state := _sub_state(node.value)) is not None \
+                and self.plan.is_opt(state.value) and self.plan.created() == {MULTI}:
+            self.ok.add(id(state))
+            self.plan.sub_state_steps.add(id(node))
         if isinstance(node.value, cst.Attribute) and node.value.attr.value == "state" \
                 and self.plan.is_opt(node.value.value):
             if node.attr.value == "step":

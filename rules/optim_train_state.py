@@ -3,7 +3,7 @@
 What it does
     ``optimizer = optim.X(...).create(params)`` (also through a variable
     bound to the definition -- or only to definitions, chosen by ``if``/``elif``
-    (each branch gets its transform) -- and inside a helper function that
+    or a conditional expression (each branch gets its transform) -- and inside a helper function that
     returns the optimizer) becomes ``optimizer = train_state.TrainState.create(
     apply_fn=None, params=params, tx=<optax expression>)`` (the expression of
     ``linen_upgrade/tables/optimizers.py``, as LU301 writes it; ``apply_fn=
@@ -15,7 +15,11 @@ What it does
     assignments, function parameters, return values, tuple results,
     ``jax.jit``/``pmap`` and ``replicate``/``unreplicate``):
     ``.target`` -> ``.params``; ``.apply_gradient(g)`` ->
-    ``.apply_gradients(grads=g)``; ``.state.step`` -> ``.step``;
+    ``.apply_gradients(grads=g)``; ``.state.step`` -> ``.step`` (and, in a
+    file making MultiOptimizers only, ``.state[0].step`` -- code for older
+    flax releases, where a MultiOptimizer's state was a tuple of its
+    sub-optimizers' states, each counting every update -- with a TODO to check
+    that release);
     ``.replace(target=p)`` -> ``.replace(params=p)``.  An optimizer passed to
     a function of another file of the run (``steps.train_step(optimizer,
     batch)``, also through ``jit``/``pmap``/``functools.partial``; that file
@@ -48,7 +52,9 @@ Why
     where the definition is in one file and the step in another (the creating
     file wraps the transform in ``optax.inject_hyperparams``); a learning rate
     per step also reaches the link of a chain that takes it (Momentum or
-    LAMB with weight decay) and every group of a MultiOptimizer; a definition
+    LAMB with weight decay) and every group of a MultiOptimizer, and a former
+    ``OptimizerDef`` keeps them in its state for its ``hyper_params.replace``
+    (``optax_from_optimizer_def(d, per_step=('learning_rate',))``); a definition
     made without a learning rate that every step of the file (or of the files
     sharing the optimizer) gives one (``apply_gradient(g, learning_rate=lr)``)
     gets a 0.0 placeholder that each step replaces before the update.
@@ -63,7 +69,10 @@ Left alone (with a TODO)
     ``flax.serialization`` (code reads the layout, which changes: ``linen-upgrade
     convert-checkpoint``) or passed to a callee outside the run that is not
     a known wrapper (``jit``, ``pmap``, ``replicate``, ``device_get``,
-    ``tree_map``, ``print``), or read through a ``@property``: nothing in it is converted, so no
+    ``tree_map``, ``print``; a name of the file bound once to one of them or a
+    function whose body returns its parameter through them, ``def
+    unbroadcast(tree): return jax.tree_map(f, tree)``, hands back the
+    optimizer only where it is given one), or read through a ``@property``: nothing in it is converted, so no
     half-converted optimizer is left behind -- nor in the files it shares
     the optimizer with.
 """
@@ -83,7 +92,7 @@ from linen_upgrade.rules._optim_defs import Scan
 from linen_upgrade.rules._optim_plan import FEEDS_OPTIM
 from linen_upgrade.rules._optim_edit import drop_unused_optim_imports, format_expression, insert_helpers
 from linen_upgrade.rules._train_state import Plan, has_converted, todo_on_first_create
-from linen_upgrade.rules._train_state_check import APPLY_WITH, check_uses
+from linen_upgrade.rules._train_state_check import APPLY_WITH, SUB_STATE_STEP, check_uses
 
 OPTIMIZER = "flax.optim.Optimizer"
 
@@ -310,6 +319,10 @@ class _Transformer(RuleTransformer):
             return updated
         if original.attr.value == "target" and self.plan.is_opt(original.value):
             return updated.with_changes(attr=cst.Name("params"))
+        if id(original) in self.plan.sub_state_steps:
+            self.todo(SUB_STATE_STEP)
+            self.fixed("optimizer.state[i].step -> optimizer.step")
+            return updated.with_changes(value=updated.value.value.value)  # type: ignore[attr-defined]
         if original.attr.value == "step" and isinstance(original.value, cst.Attribute) \
                 and original.value.attr.value == "state" and self.plan.is_opt(original.value.value):
             assert isinstance(updated.value, cst.Attribute)

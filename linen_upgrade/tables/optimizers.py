@@ -90,7 +90,7 @@ HELPERS: dict[str, Helper] = {
     "weight_norm": Helper(("WeightNormState", "weight_norm"), imports=("typing",)),
     "traversal_labels": Helper(("traversal_labels",)),
     "optax_from_optimizer_def": Helper(("ParamUpdateState", "from_param_update", "from_apply_gradient",
-                                        "optax_from_optimizer_def"),
+                                        "PerStepState", "optax_from_optimizer_def"),
                                        imports=("typing",)),
 }
 
