@@ -394,6 +394,9 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
     name_counts, module_calls, called_at_once = _name_counts(tree, imports, module_name, legacy_classes)
     partial_args += _module_arguments(tree, imports, qualify, local_classes)
     partial_args += _untraced_arguments(tree, imports, qualify, local_classes)
+    rebound = scopes.shadowed_imports(tree, imports.aliases.keys() | scopes.WRITTEN_NAMES)
+    shadowed = rebound & imports.aliases.keys()
+    imports.bound_here = rebound & scopes.WRITTEN_NAMES
     return FileFacts(
         call_args=_call_args(tree, imports, qualify, {
             c.name for c in classes if any(b == "flax.nn.Module" or not _outside(b) for b in c.bases)})
@@ -402,7 +405,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
         imports=imports,
         qualnames=qualnames,
         attributes=frozenset(attributes),
-        shadowed_imports=scopes.shadowed_imports(tree, imports.aliases),
+        shadowed_imports=shadowed,
         exports=_exports(tree, imports),
         initializers=initializer_functions(tree),
         classes=classes,

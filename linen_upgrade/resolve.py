@@ -94,6 +94,9 @@ class ImportMap:
     imported_modules: set[str] = field(default_factory=set)
     # modules imported with ``from m import *`` (their names are re-exported: the index follows them)
     stars: list[str] = field(default_factory=list)
+    # names the rewrite writes (``WRITTEN_NAMES``) that the file binds itself, in any scope and
+    # not by importing them (``partial = Net.partial()`` in a function): spelled through their module
+    bound_here: frozenset[str] = frozenset()
 
     def resolve_dotted(self, name: str) -> str | None:
         head, _, rest = name.partition(".")

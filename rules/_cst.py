@@ -307,9 +307,13 @@ def _targets(stmt: cst.Assign | cst.AnnAssign | cst.AugAssign) -> list[cst.BaseE
 
 def spell_partial(imports: ImportMap, module: cst.Module) -> tuple[str, tuple[str, str | None] | None]:
     """How a file writes ``functools.partial``, and the import it needs for that: ``partial``
-    (``from functools import partial``) unless the file binds that name to something else,
+    (``from functools import partial``) unless the file binds that name to something else
+    (at its top or in any function: ``imports.bound_here``),
     then through its ``functools`` import, or ``functools.partial`` (``import functools``)."""
     imported = imports.aliases.get("partial")
+    if "partial" in imports.bound_here:  # a name of the file (a local of some function) is not ours to take
+        spelled, needed = express("functools", imports)
+        return f"{spelled}.partial", (needed, None) if needed else None
     if imported in PARTIALS - {"functools.partial"}:
         return "partial", None  # ``from jax.util import partial``: LU401 makes that import functools'
     added = any(isinstance(stmt, cst.SimpleStatementLine) and any(_binds(s, "functools", "partial") for s in stmt.body)

@@ -16,6 +16,10 @@ from collections.abc import Iterable
 
 from linen_upgrade.analysis.walk import nodes
 
+# names the rewrite writes into files: a file binding one itself (``partial = Net.partial()``)
+# makes it spell that name through its module instead (``functools.partial``)
+WRITTEN_NAMES = frozenset({"partial", "train_state"})
+
 
 def shadowed_imports(tree: ast.AST, imported: Iterable[str]) -> frozenset[str]:
     """Imported names that are bound again below module level (parameters,
