@@ -269,11 +269,15 @@ class Plan(FastVisitor):
         if fn.decorators or len(body) != 1 or not isinstance(body[0], cst.SimpleStatementLine) \
                 or len(body[0].body) != 1 or not isinstance(ret := body[0].body[0], cst.Return):
             return None
-        params = [p.name.value for p in (*fn.params.posonly_params, *fn.params.params)]
+        params = [*fn.params.posonly_params, *fn.params.params]
+        names = [p.name.value for p in params]
         value = ret.value
         while isinstance(value, cst.Call):
             value = self.preserved(value)
-        return params.index(value.value) if isinstance(value, cst.Name) and value.value in params else None
+        at = names.index(value.value) if isinstance(value, cst.Name) and value.value in names else None
+        # annotated (``tree: optim.Optimizer``), it is an optimizer's helper: followed as one, its annotations
+        # converted
+        return None if at is None or fn.returns is not None or params[at].annotation is not None else at
 
     def callee(self, func: cst.BaseExpression) -> tuple[str | None, str | None, int]:
         """(function of this file, qualified name, positional arguments bound by
