@@ -158,12 +158,12 @@ def _children(node: cst.CSTNode) -> list[cst.CSTNode]:
     return found
 
 
-# id(node) -> (the node, its children other than whitespace and punctuation, and their indices
-# among all its children): a tree is walked by every rule and by many visitors inside them, and
-# a node is immutable, so a node's children are listed once (the node is held, so its id is not
-# another's).  Emptied after each file's rules (``forget_children``) and when it holds
+# id(node) -> (the node, its children other than whitespace and punctuation, their indices among
+# all its children, and all its children): a tree is walked by every rule and by many visitors
+# inside them, and a node is immutable, so a node's children are listed once (the node is held, so
+# its id is not another's).  Emptied after each file's rules (``forget_children``) and when it holds
 # ``_KIDS_KEPT`` nodes (about 30 MB; a legacy file of 10,000 lines has some 63,000 such nodes).
-_KIDS: dict[int, tuple[cst.CSTNode, tuple[cst.CSTNode, ...], tuple[int, ...]]] = {}
+_KIDS: dict[int, tuple[cst.CSTNode, tuple[cst.CSTNode, ...], tuple[int, ...], tuple[cst.CSTNode, ...]]] = {}
 _KIDS_KEPT = 125_000
 
 
@@ -172,19 +172,21 @@ def forget_children() -> None:
     _KIDS.clear()
 
 
-def _kids(node: cst.CSTNode) -> tuple[cst.CSTNode, tuple[cst.CSTNode, ...], tuple[int, ...]]:
-    """``(node, children, indices)``: the children of ``node`` a walk that leaves whitespace and
-    punctuation out goes into, and their indices in ``_children(node)`` (``_Replay``'s)."""
+def _kids(node: cst.CSTNode) -> tuple[cst.CSTNode, tuple[cst.CSTNode, ...], tuple[int, ...], tuple[cst.CSTNode, ...]]:
+    """``(node, children, indices, all)``: the children of ``node`` a walk that leaves whitespace and
+    punctuation out goes into, their indices in ``_children(node)`` (``_Replay``'s), and all of them
+    (a walk that goes into whitespace and punctuation)."""
     found = _KIDS.get(id(node))
     if found is None:
         if len(_KIDS) >= _KIDS_KEPT:
             _KIDS.clear()
         children, ks = [], []
-        for k, child in enumerate(_children(node)):
+        every = _children(node)
+        for k, child in enumerate(every):
             if type(child) not in _TOKENS:
                 children.append(child)
                 ks.append(k)
-        found = _KIDS[id(node)] = (node, tuple(children), tuple(ks))
+        found = _KIDS[id(node)] = (node, tuple(children), tuple(ks), tuple(every))
     return found
 
 
@@ -335,7 +337,9 @@ class FastVisitor(_Dispatch, cst.CSTVisitor):
 
         def walk(node: cst.CSTNode) -> None:
             if visit(self, node):
-                for child in _kids(node)[1] if skip else _children(node):
+                # all children of a whitespace or punctuation node are listed again (it is not kept)
+                for child in _kids(node)[1] if skip else _children(node) if type(node) in _TOKENS \
+                        else (_KIDS.get(id(node)) or _kids(node))[3]:
                     walk(child)
             leave(self, node)
 
@@ -383,7 +387,7 @@ class FastTransformer(_Dispatch, cst.CSTTransformer):
             if visit(self, node):
                 changed: dict[int, Any] = {}  # the child's index in LibCST's order (_Replay's) -> result
                 if skip:  # whitespace and punctuation would come back as they are
-                    _, children, ks = _kids(node)
+                    _, children, ks, _ = _kids(node)
                     pairs = zip(ks, children)
                 else:
                     pairs = enumerate(_children(node))
