@@ -26,11 +26,13 @@ import libcst as cst
 
 from linen_upgrade.rule import FastTransformer, FastVisitor
 from linen_upgrade.rules._cst import build_dotted, code, spell_any
-from linen_upgrade.rules._usage import MODEL, STATE, UsageTransformer
+from linen_upgrade.rules._usage import MODEL, OPTIM, STATE, UsageTransformer
 from linen_upgrade.rules._usage_analysis import Analysis
 
 # legacy types with no current counterpart of the same meaning
 LEGACY_TYPES = frozenset({"flax.nn.Model", "flax.nn.Collection", "flax.nn.base.Model", "flax.nn.base.Collection"})
+# the legacy optimizer's type, as an annotation names it (LU302 rewrites the annotation)
+OPTIMIZER_TYPES = frozenset({"flax.optim.Optimizer", "flax.optim.base.Optimizer"})
 
 
 class Annotations(UsageTransformer):
@@ -44,11 +46,17 @@ class Annotations(UsageTransformer):
             def leave_Name(self, node: cst.Name, new: cst.Name) -> cst.BaseExpression:
                 return outer._any(node) or new
 
+        param = self.a.parent.get(id(original))
+        if isinstance(param, cst.Param) and self.resolve(original.annotation) in OPTIMIZER_TYPES \
+                and not self._followed(param, (OPTIM,)) and _calls_target_model(self._function_of(param), param):
+            self.todo(f"{param.name.value} is annotated {code(original.annotation)}, but this run follows no "
+                      "optimizer into it (no call it reads hands one): a call of the Model its .target holds "
+                      "(directly or in a function it is handed to) stays as written; "
+                      "convert it by hand (the Model is its params now: apply the Linen module to them)")
         new = original.annotation.visit(Replace())
         if new.deep_equals(original.annotation):
             return updated
         spelled = code(original.annotation)
-        param = self.a.parent.get(id(original))
         if isinstance(param, cst.Param) and not self._followed(param):
             self.todo(f"{param.name.value} is annotated {spelled}, but this run follows no Model or state into it "
                       "(no call it reads hands one, or calls hand different ones): its uses are converted only "
@@ -72,12 +80,16 @@ class Annotations(UsageTransformer):
         self.fixed(f"type alias {code(updated.value)}: legacy types -> Any")
         return updated.with_changes(value=new)
 
-    def _followed(self, param: cst.Param) -> bool:
-        """Does the analysis give this parameter one Model's or state's type (what its uses convert by)?"""
-        fn = self.a.parent.get(id(self.a.parent.get(id(param))))
-        scope = self.a.scopes.get(id(fn)) if isinstance(fn, cst.FunctionDef) else None
+    def _followed(self, param: cst.Param, kinds: tuple[str, ...] = (MODEL, STATE)) -> bool:
+        """Does the analysis give this parameter one type of ``kinds`` (what its uses convert by)?"""
+        fn = self._function_of(param)
+        scope = self.a.scopes.get(id(fn)) if fn is not None else None
         t = self.a.env.get((id(scope), param.name.value)) if scope is not None else None
-        return t is not None and t.kind in (MODEL, STATE)
+        return t is not None and t.kind in kinds
+
+    def _function_of(self, param: cst.Param) -> cst.FunctionDef | None:
+        fn = self.a.parent.get(id(self.a.parent.get(id(param))))
+        return fn if isinstance(fn, cst.FunctionDef) else None
 
     def _any(self, node: cst.Name | cst.Attribute) -> cst.BaseExpression | None:
         """``Any`` (as this file can write it) for a node naming a legacy type, else None."""
@@ -88,6 +100,56 @@ class Annotations(UsageTransformer):
         spelled, needed = spell_any(imports, "Any" in self.a.module_scope.bound and "Any" not in imports.aliases)
         self.imports.add(needed)
         return build_dotted(spelled)
+
+
+def _calls_target_model(fn: cst.FunctionDef | None, param: cst.Param) -> bool:
+    """Does ``fn`` call the Model ``param``'s ``.target`` holds: ``param.target(x)``, or, where
+    ``param.target`` is read, a call of a parameter of a function or lambda defined in ``fn``
+    (``def loss_fn(model): model(x)``, handed ``param.target`` by ``jax.grad(loss_fn)``)?"""
+    if fn is None:
+        return False
+    name = param.name.value
+    reads, direct, inner = False, False, False
+
+    def target(node: cst.BaseExpression) -> bool:
+        return isinstance(node, cst.Attribute) and node.attr.value == "target" \
+            and isinstance(node.value, cst.Name) and node.value.value == name
+
+    class _Calls(FastVisitor):
+        def __init__(self) -> None:
+            self.params: list[frozenset[str]] = []
+
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            nonlocal reads
+            reads = reads or target(node)
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+            self.params.append(_names(node.params))
+
+        def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+            self.params.pop()
+
+        def visit_Lambda(self, node: cst.Lambda) -> None:
+            self.params.append(_names(node.params))
+
+        def leave_Lambda(self, node: cst.Lambda) -> None:
+            self.params.pop()
+
+        def visit_Call(self, node: cst.Call) -> None:
+            nonlocal direct, inner
+            direct = direct or target(node.func)
+            inner = inner or isinstance(node.func, cst.Name) and any(node.func.value in p for p in self.params)
+
+    fn.body.visit(_Calls())
+    return direct or reads and inner
+
+
+def _params(params: cst.Parameters) -> tuple[cst.Param, ...]:
+    return (*params.posonly_params, *params.params, *params.kwonly_params)
+
+
+def _names(params: cst.Parameters) -> frozenset[str]:
+    return frozenset(p.name.value for p in _params(params))
 
 
 def typed(expr: cst.BaseExpression, resolve: Callable[[cst.CSTNode], str | None],
@@ -130,8 +192,8 @@ def _alias_typed(value: cst.BaseExpression, resolve: Callable[[cst.CSTNode], str
 
 def names_legacy_type(module: cst.Module, a: Analysis) -> bool:
     """Does ``module`` name a legacy type in an annotation or a type alias (what ``Annotations``
-    rewrites), where nothing else may be there for LU202 (a library function ``f(model: nn.Model)``)?"""
-    if not LEGACY_TYPES & a.facts.qualnames:
+    rewrites, or where it may say an optimizer's Model is not followed), where nothing else may be there for LU202 (a library function ``f(model: nn.Model)``)?"""
+    if not (LEGACY_TYPES | OPTIMIZER_TYPES) & a.facts.qualnames:
         return False
     resolve = a.facts.imports.resolve
     found = False
@@ -154,6 +216,11 @@ def names_legacy_type(module: cst.Module, a: Analysis) -> bool:
         def _name(self, node: cst.Name | cst.Attribute) -> None:
             nonlocal found
             found = found or self.annotation > 0 and resolve(node) in LEGACY_TYPES
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+            nonlocal found
+            found = found or any(p.annotation is not None and resolve(p.annotation.annotation) in OPTIMIZER_TYPES
+                                 and _calls_target_model(node, p) for p in _params(node.params))
 
         def visit_Assign(self, node: cst.Assign) -> None:
             self._alias(node.value)

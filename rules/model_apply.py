@@ -56,7 +56,10 @@ What it does
     nn.Collection]``) and type aliases naming them (``MaskFn =
     Callable[[nn.Model], Mask]``) become ``Any``, also in a file with nothing
     else for this rule; a parameter so annotated that the rules follow no
-    Model into gets a TODO (``_model_annotations.py``).  Keywords a
+    Model into gets a TODO (``_model_annotations.py``), and so does one
+    annotated ``flax.optim.Optimizer`` that the rules follow no optimizer
+    into, where its function calls the Model of its ``.target`` (directly, or
+    in a function it defines and hands ``.target`` to).  Keywords a
     wrapper forwards through ``**kwargs`` are packed as the module rules pack
     them (``W().apply(..., train=t)`` with ``W(kwargs={'features': 3})``).
     A module definition chosen at run time (a factory returning partials of
