@@ -241,6 +241,7 @@ class _Transformer(AttentionCalls, CellCalls):
         self._functions: list[cst.FunctionDef] = []
         self._scans: dict[int, FunctionScan] = {}
         self._assigned: dict[int, dict[str, list[cst.Assign]]] = {}  # per function: name -> its ``name = ...``
+        self._loops: dict[int, dict[str, list[cst.BaseExpression]]] = {}  # per function: loop target -> iterables
         self._split: set[int] = set()
         self._class_quals: list[str | None] = []
         self._initializers: Initializers | None = None
@@ -878,27 +879,15 @@ class _Transformer(AttentionCalls, CellCalls):
                                          for node in _named_parts(found))
 
     def _loop_iterables(self, name: str) -> list[cst.BaseExpression]:
-        """What the ``for`` loops of the current function that bind ``name`` iterate over."""
-        found: list[cst.BaseExpression] = []
-
-        class _Loops(cst.CSTVisitor):
-            def visit_For(self, node: cst.For) -> None:
-                targets = [e.value for e in node.target.elements] \
-                    if isinstance(node.target, (cst.Tuple, cst.List)) else [node.target]
-                if any(isinstance(t, cst.Name) and t.value == name for t in targets):
-                    found.append(node.iter)
-
-            def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-                return False
-
-            def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-                return False
-
-            def visit_Lambda(self, node: cst.Lambda) -> bool:
-                return False
-
-        self._functions[-1].body.visit(_Loops())
-        return found
+        """What the ``for`` loops of the current function that bind ``name`` iterate over (one walk
+        per function, kept for its other calls)."""
+        fn = self._functions[-1]
+        loops = self._loops.get(id(fn))
+        if loops is None:
+            walk = _Loops()
+            fn.body.visit(walk)
+            loops = self._loops[id(fn)] = walk.found
+        return loops.get(name, [])
 
     def _untraced_module_call(self, call: cst.Call) -> bool:
         """``norm(x, name='norm')`` in a module body, ``norm`` a local bound to a call or a subscript
@@ -1187,6 +1176,29 @@ class _Transformer(AttentionCalls, CellCalls):
             return call
         self.fixed("BatchNorm(batch_stats=None) -> the 'batch_stats' collection")
         return call.with_changes(args=[*args[:-1], args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)])
+
+
+class _Loops(FastVisitor):
+    """The iterables of a function body's own ``for`` loops, by the plain names they bind."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, list[cst.BaseExpression]] = {}
+
+    def visit_For(self, node: cst.For) -> None:
+        targets = [e.value for e in node.target.elements] \
+            if isinstance(node.target, (cst.Tuple, cst.List)) else [node.target]
+        for t in targets:
+            if isinstance(t, cst.Name):
+                self.found.setdefault(t.value, []).append(node.iter)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return False
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
 
 
 class _Reads(FastVisitor):
