@@ -32,7 +32,7 @@ from linen_upgrade.rule import Context, FastTransformer, FastVisitor, todo_line
 from linen_upgrade.rules._optim_calls import bind, unwrap
 from linen_upgrade.rules._optim_defs import LEGACY_ATTRS, Scan
 from linen_upgrade.rules._optim_plan import handovers
-from linen_upgrade.rules._train_state import Plan
+from linen_upgrade.rules._train_state import TRAIN_STATE_BOUND, Plan, train_state_module
 from linen_upgrade.rules._train_state_check import Steps, check_uses, joined, steps_of
 
 _MAX_ROUNDS = 16
@@ -326,6 +326,8 @@ class _Group:
                 self.steps.update(dict.fromkeys(members, group))
         for module, plan in plans.items():
             self.problems[module] += check_uses(plan, self.files[module].tree, group=self.steps.get(module))  # type: ignore[union-attr,arg-type]
+            if train_state_module(self.files[module].tree, self.files[module].ctx) is None:  # type: ignore[union-attr]
+                self.problems[module].append(TRAIN_STATE_BOUND)
         for caller, callee, function in sorted(self.edges):
             f = self.files[callee]
             if f is None or function not in f.functions:

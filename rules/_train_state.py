@@ -8,12 +8,14 @@ leaves alone.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterable, Mapping
 
 import libcst as cst
 
+from linen_upgrade.analysis.scopes import shadowed_imports
 from linen_upgrade.resolve import dotted
-from linen_upgrade.rule import FastTransformer, FastVisitor, quote, todo_line
+from linen_upgrade.rule import Context, FastTransformer, FastVisitor, quote, todo_line
 from linen_upgrade.rules import _optim
 from linen_upgrade.rules._cst import is_property
 from linen_upgrade.rules._optim_calls import (CHECKPOINT_HINT, CHECKPOINTS, PRESERVING, READERS, SAVE_RESTORE, current,
@@ -22,6 +24,22 @@ from linen_upgrade.rules._optim_attributes import Attributes
 from linen_upgrade.rules._optim_defs import Scan, convert
 from linen_upgrade.tables.optimizers import (MULTI, PER_STEP_LEARNING_RATE, TRANSFORMS, ConversionError,
                                              MissingLearningRate)
+
+
+TRAIN_STATE_BOUND = "the file binds the names 'train_state' and 'flax' itself: spell flax.training.train_state by hand"
+
+
+def train_state_module(module: cst.Module, ctx: Context) -> tuple[str, tuple[str, str | None]] | None:
+    """How the file spells the module ``flax.training.train_state``, and the import that binds it:
+    ``train_state`` (``from flax.training import train_state``) unless the file binds that name itself
+    (``train_state = {...}``, in any scope: a local shadows the import), then the dotted name
+    (``import flax.training.train_state``) -- None where ``flax`` is the file's own name too."""
+    imports = ctx.facts.imports
+    if "train_state" not in imports.bound_here:
+        return "train_state", ("flax.training", "train_state")
+    if imports.aliases.get("flax", "flax") != "flax" or shadowed_imports(ast.parse(module.code), {"flax"}):
+        return None
+    return "flax.training.train_state", ("flax.training.train_state", None)
 
 
 class Plan(FastVisitor):

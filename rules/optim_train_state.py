@@ -5,7 +5,9 @@ What it does
     bound to the definition -- or only to definitions, chosen by ``if``/``elif``
     or a conditional expression (each branch gets its transform) -- and inside a helper function that
     returns the optimizer) becomes ``optimizer = train_state.TrainState.create(
-    apply_fn=None, params=params, tx=<optax expression>)`` (the expression of
+    apply_fn=None, params=params, tx=<optax expression>)`` (spelled
+    ``flax.training.train_state.TrainState`` in a file that binds the name
+    ``train_state`` itself, in any scope) (the expression of
     ``linen_upgrade/tables/optimizers.py``, as LU301 writes it; ``apply_fn=
     module().apply`` where LU202 applies the Model through it: a definition
     chosen at run time, held by ``module`` there).  The variable
@@ -72,7 +74,9 @@ Left alone (with a TODO)
     ``tree_map``, ``print``; a name of the file bound once to one of them or a
     function whose body returns its parameter through them, ``def
     unbroadcast(tree): return jax.tree_map(f, tree)``, hands back the
-    optimizer only where it is given one), or read through a ``@property``: nothing in it is converted, so no
+    optimizer only where it is given one), or read through a ``@property``,
+    or a file that binds both ``train_state`` and ``flax`` itself: nothing
+    in it is converted, so no
     half-converted optimizer is left behind -- nor in the files it shares
     the optimizer with.
 """
@@ -91,7 +95,8 @@ from linen_upgrade.rules._optim_cross import Shared, given_todos, shared
 from linen_upgrade.rules._optim_defs import Scan
 from linen_upgrade.rules._optim_plan import FEEDS_OPTIM
 from linen_upgrade.rules._optim_edit import drop_unused_optim_imports, format_expression, insert_helpers
-from linen_upgrade.rules._train_state import Plan, has_converted, todo_on_first_create
+from linen_upgrade.rules._train_state import (TRAIN_STATE_BOUND, Plan, has_converted, todo_on_first_create,
+                                             train_state_module)
 from linen_upgrade.rules._train_state_check import APPLY_WITH, SUB_STATE_STEP, check_uses
 
 OPTIMIZER = "flax.optim.Optimizer"
@@ -127,7 +132,7 @@ class OptimTrainState(Rule):
         # plan.names without creates: optimizers another file's function returns here
         if not plan.creates and not plan.explicit and not group.seeds and not plan.names:
             return module
-        t = _Transformer(self, ctx, plan, group)
+        t = _Transformer(self, ctx, plan, group, train_state_module(module, ctx))
         module = module.visit(t)
         if t.blocked:
             return module
@@ -140,16 +145,18 @@ class OptimTrainState(Rule):
         for name in sorted(helper_imports(plan.helpers)):
             module = add_import(module, name)
         if plan.creates or t.uses_train_state:
-            module = add_import(module, "flax.training", "train_state")
+            module = add_import(module, *t.train_state[1])  # type: ignore[index]
         if plan.helpers:
             module = insert_helpers(module, plan.helpers)
         return drop_unused_optim_imports(module, ctx)
 
 
 class _Transformer(RuleTransformer):
-    def __init__(self, rule: Rule, ctx: Context, plan: Plan, group: Shared) -> None:
+    def __init__(self, rule: Rule, ctx: Context, plan: Plan, group: Shared,
+                 train_state: tuple[str, tuple[str, str | None]] | None) -> None:
         super().__init__(rule, ctx)
         self.plan, self._group = plan, group
+        self.train_state = train_state
         self.blocked = False
         self._indent: list[str] = []
         self.uses_jax = self.uses_jax_utils = self.uses_train_state = False
@@ -182,6 +189,8 @@ class _Transformer(RuleTransformer):
         super().visit_Module(node)
         carried = any(self.ctx.apply_fns.values())  # LU202 applies Models through optimizer.apply_fn
         problems = check_uses(self.plan, node, carried, self._group.steps) + list(self._group.problems)
+        if self.train_state is None:
+            problems.append(TRAIN_STATE_BOUND)
         self._taken = _optim.names_in(node)
         if problems:
             self.blocked = True
@@ -202,7 +211,7 @@ class _Transformer(RuleTransformer):
             # the module of a target made from a definition chosen at run time, as LU202 found it
             apply_fn = self.ctx.apply_fns.get((tuple(self._around), self._module.code_for_node(target))) \
                 if isinstance(target, cst.Name) else None
-            new = cst.parse_expression(f"train_state.TrainState.create(apply_fn={apply_fn}, "
+            new = cst.parse_expression(f"{self.train_state[0]}.TrainState.create(apply_fn={apply_fn}, "  # type: ignore[index]
                                        f"params={self._module.code_for_node(target)}, tx={tx})")
             self.fixed(f"{dotted(original.func) or '.create'}(...) -> train_state.TrainState.create(...)")
             indent = "".join(self._indent)
@@ -270,7 +279,7 @@ class _Transformer(RuleTransformer):
                 if isinstance(original, (cst.Name, cst.Attribute)) and qual(original) == OPTIMIZER:
                     transformer.uses_train_state = True
                     transformer.fixed(f"{dotted(original)} -> train_state.TrainState")
-                    return cst.parse_expression("train_state.TrainState")
+                    return cst.parse_expression(f"{transformer.train_state[0]}.TrainState")  # type: ignore[index]
                 return updated
         return node.visit(Rename())  # type: ignore[return-value]
 
