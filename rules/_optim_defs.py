@@ -51,6 +51,7 @@ class Scan(FastVisitor):
         self.call_assigns: list[tuple[set[str], str]] = []  # X = f(...)
         self.returns: list[tuple[str, str]] = []  # (function, name) for `return name`
         self.params: dict[str, list[str]] = {}  # function -> positional parameter names
+        self.constructors: set[str] = set()  # classes of the file with an ``__init__`` (in ``params``)
         self.called: set[str] = set()  # last component of every callee
         # (kind, X, callee, position or keyword) for g(..., X, ...): kind 'name' for a variable X,
         # 'call' for X(...) -- a definition may reach g's parameter through it
@@ -97,6 +98,7 @@ class Scan(FastVisitor):
             if node.name.value == "__init__" and self._method_of() is not None:
                 # `Trainer(params, optim.Adam(...))` hands the definition to __init__ (issue 16)
                 self.params[self._method_of()] = params
+                self.constructors.add(self._method_of())  # type: ignore[arg-type]
         self.stack.append(node)
         return True
 

@@ -159,17 +159,36 @@ def _our_code() -> dict[str, str]:
 
 
 def _assign_targets(c: Ctor) -> set[str]:
+    return {last_name(t) for t in _targets(c)} - {""}
+
+
+def _targets(c: Ctor) -> list[cst.CSTNode]:
+    """What the definition is assigned to: targets of an assignment, or the parameter it is the default of."""
     node, at = c.node, len(c.ancestors) - 1
     while at >= 0 and isinstance(c.ancestors[at], cst.IfExp) and c.ancestors[at].test is not node:
         node, at = c.ancestors[at], at - 1  # d = optim.Adam(0.1) if flag else ...: a value of d
     parent = c.ancestors[at] if at >= 0 else None
     if isinstance(parent, cst.Assign) and parent.value is node:
-        return {last_name(t.target) for t in parent.targets} - {""}
+        return [t.target for t in parent.targets]
     if isinstance(parent, cst.AnnAssign) and parent.value is node:
-        return {last_name(parent.target)} - {""}
+        return [parent.target]
     if isinstance(parent, cst.Param) and parent.default is node:  # def fit(model, opt_def=optim.Adam(0.1))
-        return {parent.name.value}
-    return set()
+        return [parent.name]
+    return []
+
+
+def _stored_out_of_sight(c: Ctor, scan: Scan) -> bool:
+    """Is the definition kept where this plan does not follow it: in an object's attribute or item
+    (``defs.actor = optim.Adam(0.1)``), or as an argument of a call to no function of this file
+    (a ``@dataclass``'s or library's constructor: ``Definitions(actor=optim.Adam(0.1))``), or of a
+    class of the file, whose ``__init__`` may keep it under any attribute name (``self.tx = d``)?"""
+    if any(not isinstance(t, cst.Name) for t in _targets(c)):
+        return True
+    parent = c.ancestors[-1] if c.ancestors else None
+    if not (isinstance(parent, cst.Arg) and len(c.ancestors) >= 2 and isinstance(c.ancestors[-2], cst.Call)):
+        return False
+    callee = last_name(c.ancestors[-2].func)
+    return callee not in scan.params or callee in scan.constructors
 
 
 def _call_starts(code: str, expected: int) -> list[tuple[int, int]]:
@@ -191,7 +210,7 @@ def _reaches_legacy(c: Ctor, scan: Scan, legacy_names: set[str], legacy_funcs: s
     parent = c.ancestors[-1] if c.ancestors else None
     if isinstance(parent, cst.Attribute):
         return True
-    if (scan.legacy_names or scan.legacy_funcs) and _in_container(c):
+    if (scan.legacy_names or scan.legacy_funcs) and (_in_container(c) or _stored_out_of_sight(c, scan)):
         return True  # `for d in [optim.Adam(0.1), ...]: d.create(p)` is not followed: keep it legacy
     if _assign_targets(c) & legacy_names:
         return True

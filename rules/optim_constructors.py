@@ -44,7 +44,10 @@ Left alone (with a TODO)
     missing ``learning_rate`` (given to ``apply_gradient`` instead: LU302
     converts it where every step gives one), a
     definition in a list/tuple/dict literal of a file using the
-    ``OptimizerDef`` API, subclasses of other ``flax.optim`` optimizers, and
+    ``OptimizerDef`` API, or kept where the plan does not follow it there: in
+    an attribute or item (``defs.actor = optim.Adam(0.1)``), or an argument of
+    a ``@dataclass``'s or library's constructor, or of a class of the file
+    (its ``__init__`` may keep it under another name), subclasses of other ``flax.optim`` optimizers, and
     ``OptimizerDef`` subclasses that override or call more of the base
     (``init_state``, ``super().apply_gradient``, ``update_hyper_params``,
     ``state_dict``, ...) or set ``hyper_params`` other than through one
