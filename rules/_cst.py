@@ -126,6 +126,16 @@ def is_docstring(stmt: cst.CSTNode) -> bool:
             and isinstance(stmt.body[0], cst.Expr) and isinstance(stmt.body[0].value, cst.SimpleString))
 
 
+def statements(fn: cst.FunctionDef) -> list[cst.BaseStatement]:
+    """The statements of ``fn``'s block after its docstring (a string, concatenated too); none for a
+    body on the ``def`` line."""
+    body = list(fn.body.body) if isinstance(fn.body, cst.IndentedBlock) else []
+    if body and isinstance(body[0], cst.SimpleStatementLine) and isinstance(body[0].body[0], cst.Expr) \
+            and isinstance(body[0].body[0].value, (cst.SimpleString, cst.ConcatenatedString)):
+        return body[1:]
+    return body
+
+
 def is_property(fn: cst.FunctionDef) -> bool:
     """``@property`` (or ``functools.cached_property``): reading the attribute runs the getter."""
     return any(dotted(d.decorator) in ("property", "cached_property", "functools.cached_property")

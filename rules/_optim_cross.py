@@ -326,7 +326,7 @@ class _Group:
                 self.steps.update(dict.fromkeys(members, group))
         for module, plan in plans.items():
             self.problems[module] += check_uses(plan, self.files[module].tree, group=self.steps.get(module))  # type: ignore[union-attr,arg-type]
-            if train_state_module(self.files[module].tree, self.files[module].ctx) is None:  # type: ignore[union-attr]
+            if train_state_module(self.files[module].ctx) is None:  # type: ignore[union-attr]
                 self.problems[module].append(TRAIN_STATE_BOUND)
         for caller, callee, function in sorted(self.edges):
             f = self.files[callee]

@@ -8,16 +8,14 @@ leaves alone.
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Iterable, Mapping
 
 import libcst as cst
 
-from linen_upgrade.analysis.scopes import shadowed_imports
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, FastTransformer, FastVisitor, quote, todo_line
 from linen_upgrade.rules import _optim
-from linen_upgrade.rules._cst import is_property
+from linen_upgrade.rules._cst import is_property, statements
 from linen_upgrade.rules._optim_calls import (CHECKPOINT_HINT, CHECKPOINTS, PRESERVING, READERS, SAVE_RESTORE, current,
                                               unwrap)
 from linen_upgrade.rules._optim_attributes import Attributes
@@ -29,15 +27,16 @@ from linen_upgrade.tables.optimizers import (MULTI, PER_STEP_LEARNING_RATE, TRAN
 TRAIN_STATE_BOUND = "the file binds the names 'train_state' and 'flax' itself: spell flax.training.train_state by hand"
 
 
-def train_state_module(module: cst.Module, ctx: Context) -> tuple[str, tuple[str, str | None]] | None:
+def train_state_module(ctx: Context) -> tuple[str, tuple[str, str | None]] | None:
     """How the file spells the module ``flax.training.train_state``, and the import that binds it:
     ``train_state`` (``from flax.training import train_state``) unless the file binds that name itself
-    (``train_state = {...}``, in any scope: a local shadows the import), then the dotted name
-    (``import flax.training.train_state``) -- None where ``flax`` is the file's own name too."""
+    (``train_state = {...}``, in any scope: a local shadows the import; ``imports.bound_here``), then
+    the dotted name (``import flax.training.train_state``) -- None where ``flax`` is the file's own
+    name too."""
     imports = ctx.facts.imports
     if "train_state" not in imports.bound_here:
         return "train_state", ("flax.training", "train_state")
-    if imports.aliases.get("flax", "flax") != "flax" or shadowed_imports(ast.parse(module.code), {"flax"}):
+    if imports.aliases.get("flax", "flax") != "flax" or "flax" in imports.bound_here:
         return None
     return "flax.training.train_state", ("flax.training.train_state", None)
 
@@ -280,10 +279,7 @@ class Plan(FastVisitor):
     def _returned_parameter(self, fn: cst.FunctionDef) -> int | None:
         """The position of the parameter ``fn`` returns through preserving calls, where its body is
         that ``return`` (after a docstring) and nothing else."""
-        body = list(fn.body.body) if isinstance(fn.body, cst.IndentedBlock) else []
-        if body and isinstance(body[0], cst.SimpleStatementLine) and isinstance(body[0].body[0], cst.Expr) \
-                and isinstance(body[0].body[0].value, (cst.SimpleString, cst.ConcatenatedString)):
-            body = body[1:]
+        body = statements(fn)
         if fn.decorators or len(body) != 1 or not isinstance(body[0], cst.SimpleStatementLine) \
                 or len(body[0].body) != 1 or not isinstance(ret := body[0].body[0], cst.Return):
             return None

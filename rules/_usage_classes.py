@@ -19,14 +19,12 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.resolve import dotted
+from linen_upgrade.rules._cst import statements
 
 
 def _abstract(fn: cst.FunctionDef) -> bool:
     """A body that only raises (after a docstring): it hands nothing back and binds nothing."""
-    body = list(fn.body.body) if isinstance(fn.body, cst.IndentedBlock) else []
-    if body and isinstance(body[0], cst.SimpleStatementLine) and isinstance(body[0].body[0], cst.Expr) \
-            and isinstance(body[0].body[0].value, (cst.SimpleString, cst.ConcatenatedString)):
-        body = body[1:]
+    body = statements(fn)
     return len(body) == 1 and isinstance(body[0], cst.SimpleStatementLine) \
         and all(isinstance(s, cst.Raise) for s in body[0].body)
 

@@ -132,7 +132,7 @@ class OptimTrainState(Rule):
         # plan.names without creates: optimizers another file's function returns here
         if not plan.creates and not plan.explicit and not group.seeds and not plan.names:
             return module
-        t = _Transformer(self, ctx, plan, group, train_state_module(module, ctx))
+        t = _Transformer(self, ctx, plan, group, train_state_module(ctx))
         module = module.visit(t)
         if t.blocked:
             return module

@@ -17,8 +17,9 @@ from collections.abc import Iterable
 from linen_upgrade.analysis.walk import nodes
 
 # names the rewrite writes into files: a file binding one itself (``partial = Net.partial()``)
-# makes it spell that name through its module instead (``functools.partial``)
-WRITTEN_NAMES = frozenset({"partial", "train_state"})
+# makes it spell that name through its module instead (``functools.partial``), or, where that
+# module's own name is bound too (``flax``), leave the code with a TODO
+WRITTEN_NAMES = frozenset({"partial", "train_state", "flax"})
 
 
 def shadowed_imports(tree: ast.AST, imported: Iterable[str]) -> frozenset[str]:
