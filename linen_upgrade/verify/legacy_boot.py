@@ -16,7 +16,7 @@ How the compatibility layer works
   whose ``__import__`` hands out *proxy modules* for ``jax`` and its
   submodules. A proxy forwards every attribute to the real jax module and adds
   only the names current jax moved or removed (``jax.tree_multimap``,
-  ``lax.tie_in``, ``jax.xla.DeviceArray``, ``jax.linear_util``, a
+  ``lax.tie_in``, ``jax.xla.DeviceArray``, ``jax.linear_util``, ``jax.util``, a
   ``jax.config`` module, ...; table ``_EXTRAS``/``_VIRTUAL`` below).
   The real jax modules are **not** modified, so nothing outside legacy code
   and user code sees a difference.
@@ -116,6 +116,13 @@ class _null_context(object):
         return False
 
 
+def _prod(xs):
+    out = 1
+    for x in xs:
+        out *= x
+    return out
+
+
 def _extras_table():
     import functools
     import jax
@@ -156,6 +163,8 @@ def _extras_table():
         "jax.ops": _ops_extras(),
         "jax.config": {"config": jax.config},
         "jax.lib.xla_bridge": {},
+        # jax.util was public until jax 0.4; legacy repos import partial, prod, safe_map from it
+        "jax.util": {"partial": functools.partial, "prod": _prod},
     }
     return ex
 
@@ -175,6 +184,7 @@ def _virtual_table():
         "jax.xla": mod("jax.interpreters.xla"),
         "jax.pxla": mod("jax.interpreters.pxla"),
         "jax.api": mod("jax"),
+        "jax.util": mod("jax._src.util"),
         "jax.experimental.optimizers": mod("jax.example_libraries.optimizers"),
         "jax.experimental.stax": mod("jax.example_libraries.stax"),
     }

@@ -49,6 +49,17 @@ def test_importing_a_flax_nn_submodule_keeps_the_functions_of_flax_nn(legacy_roo
     assert res.stdout.split()[-1] == "(2,)"
 
 
+def test_jax_util_of_old_jax_is_there_for_legacy_code(legacy_root, tmp_path):
+    """`from jax.util import partial` (mlcommons' SSD, many 2020 repos): jax.util left jax in 0.4."""
+    script = tmp_path / "ju.py"
+    script.write_text(
+        "import jax\nimport jax.util\nfrom jax.util import partial, prod, safe_zip\n"
+        "print(partial(max, 3)(4), prod((2, 3)), list(safe_zip([1], [2])), jax.util.partial(min, 3)(4))\n")
+    res = runner.run_legacy(str(script), timeout=120)
+    assert res.ok, res.stderr
+    assert res.stdout.split() == ["4", "6", "[(1,", "2)]", "3"]
+
+
 def test_import_error_and_timeout_are_structured(legacy_root, tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import flax\nimport not_a_real_module_xyz\n")
