@@ -28,9 +28,10 @@ from linen_upgrade.rule import FastTransformer, FastVisitor
 from linen_upgrade.rules._cst import build_dotted, code, spell_any
 from linen_upgrade.rules._usage import MODEL, OPTIM, STATE, UsageTransformer
 from linen_upgrade.rules._usage_analysis import Analysis
+from linen_upgrade.rules._usage_types import MODEL_TYPES
 
 # legacy types with no current counterpart of the same meaning
-LEGACY_TYPES = frozenset({"flax.nn.Model", "flax.nn.Collection", "flax.nn.base.Model", "flax.nn.base.Collection"})
+LEGACY_TYPES = MODEL_TYPES | {"flax.nn.Collection", "flax.nn.base.Collection"}
 # the legacy optimizer's type, as an annotation names it (LU302 rewrites the annotation)
 OPTIMIZER_TYPES = frozenset({"flax.optim.Optimizer", "flax.optim.base.Optimizer"})
 

@@ -46,9 +46,9 @@ from linen_upgrade.rules._usage_frames import SiteCounter
 from linen_upgrade.rules._usage_loops import current
 from linen_upgrade.rules._usage_scopes import Collector, Scope
 from linen_upgrade.rules._usage_types import (CAPTURE, CHANGED_REGISTRY, CLASS, CONFLICT, DEF, FOREIGN, FUNC,
-                                              INPUTS_HELPER, INSTANCE, MODEL, OPAQUE, OPTIM, PARTIAL_HELPER, RECORD,
-                                              RECORD_TYPES, RECORDS, RUNTIME, STATE, TRUNC, TUPLE, VARIABLES,
-                                              ModuleRef, Ty, conflict, element, join)
+                                              INPUTS_HELPER, INSTANCE, MODEL, MODEL_TYPES, OPAQUE, OPTIM, PARTIAL_HELPER,
+                                              RECORD, RECORD_TYPES, RECORDS, RUNTIME, STATE, TRUNC, TUPLE, UNWRITABLE,
+                                              VARIABLES, ModuleRef, Ty, conflict, element, join)
 from linen_upgrade.tables.libraries import LIBRARIES, OPAQUE_BUILTINS
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
@@ -169,6 +169,26 @@ class Analysis:
                 undo(self, self.carries, unused)
                 self.env, self.rets = {}, {}
                 self._solve()
+        if depth > 1 and self._annotated_models():
+            self.env, self.rets = {}, {}
+            self._solve()
+
+    def _annotated_models(self) -> bool:
+        """A reading of a file for what it hands on (depth 2, ``external_seeds``) follows nothing the run
+        passes into its functions; a parameter annotated as a legacy Model that nothing here types may
+        hold one no reading follows (``def get_experience(model: nn.Model)``, handed an optimizer's
+        target elsewhere).  It is seeded as a Model no file can name: a function of another file it is
+        handed to gets a TODO at its applies, not the call left as written.  Any seeded?"""
+        found = False
+        for fid, fn in self.funcs.items():
+            params = fn.params if isinstance(fn, cst.FunctionDef) else None
+            for p in (*params.posonly_params, *params.params, *params.kwonly_params) if params else ():
+                key = (id(self.scopes[fid]), p.name.value)
+                if p.annotation is not None and self.env.get(key) is None \
+                        and self.facts.imports.resolve(p.annotation.annotation) in MODEL_TYPES:
+                    self.seeds[key] = conflict(MODEL, UNWRITABLE)
+                    found = True
+        return found
 
     def fresh(self, node: cst.CSTNode, base: str) -> str:
         """A name unused in ``node`` (a function, or the module), at module level, and not given out

@@ -48,6 +48,10 @@ UNNAMED = {ELSEWHERE: "<a module class configured in another file>",
            UNWRITABLE: "<a module class this file does not import>"}
 
 
+# the legacy Model's type as an annotation names it (``model: nn.Model``)
+MODEL_TYPES = frozenset({"flax.nn.Model", "flax.nn.base.Model"})
+
+
 def unnamed(kind: str, why: str) -> Ty:
     return Ty(kind, ModuleRef(UNNAMED[why], portable=False, file_names=None))
 

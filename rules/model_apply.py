@@ -47,7 +47,9 @@ What it does
     that file cannot name the module (no import of the class, or a ``.partial``
     whose keywords only the caller knows), the Model's params, ``.replace(params=...)``
     and keys still convert there (a helper reading ``model.params``); only an
-    apply of it is left (a TODO).
+    apply of it is left (a TODO), as where the caller hands over a parameter
+    annotated ``nn.Model`` that the run follows no Model into (``def
+    get_experience(model: nn.Model)`` calling ``agent.policy_action(model, x)``).
     Loops over a tuple/list of Models of one module are followed (also
     through ``enumerate``, ``zip``, ``reversed``, ``list``, ``tuple``), and so
     is one of them picked by ``models[-1]``, ``models[i]``, ``b if flag else a``
