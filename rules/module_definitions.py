@@ -60,7 +60,9 @@ Not converted (TODO)
     ``name`` (legacy gave ``name=`` to the module: apply always saw its
     default; Linen's ``name`` is the module's); ``@nn.module_method``
     methods that LU105 (shared_setup) leaves (they still create submodules,
-    or build a shared one differently from ``apply``); a class whose methods assign ``self.<name>``
+    or build a shared one differently from ``apply``): the decorator goes
+    (Linen has none: kept, it would break the import of the whole file)
+    and the TODO sits on the method, which raises when called; a class whose methods assign ``self.<name>``
     otherwise (in a branch or loop, in another method, read by a method another method calls, or
     before the store): legacy ran apply on a fresh
     instance, a Linen module raises at the assignment; a classmethod applying
@@ -73,7 +75,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from linen_upgrade.rule import Context, Example, NoChange, Rule
+from linen_upgrade.rule import Context, Example, NoChange, Rule, todo_line
 from linen_upgrade.rules._cst import add_import, attribute_uses, is_docstring
 from linen_upgrade.rules._definitions import (ModuleParts, class_level, drop_repeated_arguments, is_field,
                                               method_with_attributes, name_clash, stored_on_self)
@@ -188,11 +190,10 @@ class _Transformer(ModuleParts):
                 self.todo(f"{' and '.join(stars)} forwarded into a call that cannot be split: "
                           f"{forwarding.problem}")
                 return updated
-        for s in body:
+        for i, s in enumerate(body):
             if isinstance(s, cst.FunctionDef) and any(
                     (self.resolve(d.decorator) or "").endswith("module_method") for d in s.decorators):
-                self.todo(f"@nn.module_method {s.name.value}: move shared submodules to setup() and "
-                          "call it with apply(..., method=...)")
+                body[i] = self._unconverted_module_method(s)
         bare = _bare_annotations(original)
         if bare:  # features: Sequence[int] in a legacy class: inert there, a required dataclass field in Linen
             self.todo(f"class-level annotation without a value ({', '.join(bare)}): inert in legacy, a required "
@@ -223,6 +224,19 @@ class _Transformer(ModuleParts):
         body[insert_at:insert_at] = fields
         self.fixed(f"class {original.name.value}: apply -> __call__")
         return updated.with_changes(body=updated.body.with_changes(body=body))
+
+
+    def _unconverted_module_method(self, fn: cst.FunctionDef) -> cst.FunctionDef:
+        """A module method LU105 left, without its decorator: Linen has none, and a kept one would
+        break the import of the whole file (every class in it); a plain method that builds
+        submodules raises when called instead, and the TODO on it says what to do."""
+        message = (f"@nn.module_method {fn.name.value} is a plain method now (Linen has none): move the "
+                   "submodules it builds to setup() (Linen builds them only there and in the @compact method, "
+                   "and raises when this method is called) and call it with apply(..., method=...)")
+        todo = cst.EmptyLine(comment=cst.Comment(todo_line(self.rule.id, message)))
+        return fn.with_changes(
+            decorators=[d for d in fn.decorators if not (self.resolve(d.decorator) or "").endswith("module_method")],
+            leading_lines=[*fn.leading_lines, todo])
 
 
 def _class_api_use(method: cst.BaseStatement) -> str | None:

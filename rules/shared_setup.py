@@ -46,7 +46,7 @@ Not converted (TODO)
     the hyper-parameters (or different ones), that is used other than
     called, or that makes a submodule without ``name=`` (legacy names would
     change); a module method that still creates submodules (a plain Linen
-    method may not: it keeps its decorator and gets LU101's TODO).
+    method may not: LU101 drops its decorator and puts its TODO on it).
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ class _Transformer(RuleTransformer):
                 stmt = stmt.visit(rewrite)
             body.append(stmt)
         # a plain Linen method may not create submodules (only setup() and the @compact one may):
-        # a module method still creating some keeps its decorator, and LU101's TODO
+        # a module method still creating some keeps its decorator here; LU101 drops it and leaves its TODO
         creators = self._creators(body)
         body = [self._plain_method(s) if isinstance(s, cst.FunctionDef) and s.name.value in module_methods
                 and s.name.value not in creators else s for s in body]
