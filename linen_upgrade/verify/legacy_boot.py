@@ -108,12 +108,31 @@ def _device_put_sharded(shards, devices):
     return jax.tree_util.tree_map(lambda *xs: jax.device_put(jnp.stack(xs), sharding), *shards)
 
 
-class _null_context(object):
+class _eval_context_when_concrete(object):
+    """``jax.core.eval_context()`` as legacy flax.nn relied on it (old jax, before stackless tracing).
+
+    flax.nn derives a parameter's key and value under ``eval_context()`` (``Module.param``,
+    ``Module.__new__``, ``Module.state``). On old jax that made ops on *concrete* values eager --
+    a parameter created inside a ``lax.scan`` body at init (a recurrent cell in
+    ``jax_utils.scan_in_dim``) was a concrete array, not a tracer of the scan -- while ops on an outer
+    transform's tracers (a jitted ``init``) were still staged. Current jax evaluates everything
+    under it and rejects tracers. So: the real context when the frames the caller holds have
+    concrete rngs, none at all when one of them is a tracer.
+    """
+
     def __enter__(self):
+        import jax
+        caller = sys._getframe(1).f_locals
+        rngs = [getattr(v, "rng", None) for v in caller.values()]
+        if any(isinstance(r, jax.core.Tracer) for r in rngs):
+            self._ctx = None
+        else:
+            self._ctx = jax.core.eval_context()
+            self._ctx.__enter__()
         return None
 
     def __exit__(self, *exc):
-        return False
+        return self._ctx.__exit__(*exc) if self._ctx is not None else False
 
 
 def _prod(xs):
@@ -148,12 +167,8 @@ def _extras_table():
         "jax.nn": {"normalize": jax.nn.standardize},
         # jax has no trace levels any more; legacy flax.core.tracers compares
         # levels of find_top_trace() -- None gives -inf on both sides.
-        # legacy flax.nn derives rngs under `jax.core.eval_context()`: on old jax that
-        # only made *constant* ops eager (ops on an outer jit's tracers were still
-        # staged); current jax evaluates everything there, so a jitted legacy `init`
-        # fails with UnexpectedTracerError. A no-op context keeps the old meaning
-        # (the same values; staged rather than eager when under a transform).
-        "jax.core": {"find_top_trace": lambda *a, **k: None, "eval_context": _null_context},
+        "jax.core": {"find_top_trace": lambda *a, **k: None,
+                     "eval_context": _eval_context_when_concrete},
         "jax.interpreters.xla": {"DeviceArray": jax.Array},
         "jax.xla": {"DeviceArray": jax.Array},
         "jax.pxla": {"ShardedDeviceArray": jax.Array},

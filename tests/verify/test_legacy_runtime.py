@@ -60,6 +60,47 @@ def test_jax_util_of_old_jax_is_there_for_legacy_code(legacy_root, tmp_path):
     assert res.stdout.split() == ["4", "6", "[(1,", "2)]", "3"]
 
 
+SCAN_INIT = """
+import jax, jax.numpy as jnp, flax
+from flax import nn
+
+class Seq(nn.Module):
+  def apply(self, xs):
+    cell = nn.LSTMCell.shared(name='cell')
+    carry = nn.LSTMCell.initialize_carry(jax.random.PRNGKey(0), (xs.shape[0],), 4)
+    return flax.jax_utils.scan_in_dim(cell, carry, xs, axis=1)[1]
+
+class Net(nn.Module):
+  def apply(self, x):
+    self.state('count', (), nn.initializers.zeros)
+    return nn.BatchNorm(nn.Dense(x, 4))
+
+_, params = Seq.init(jax.random.PRNGKey(1), jnp.ones((2, 5, 3)))
+print(type(params['cell']['ii']['kernel']).__name__, params['cell']['ii']['kernel'].shape)
+
+@jax.jit
+def init(key):
+  with nn.stateful() as state:
+    _, p = Net.init(key, jnp.ones((2, 3)))
+  return p, state.as_dict()
+
+p, state = init(jax.random.PRNGKey(0))
+print(sorted(p), sorted(state))
+"""
+
+
+def test_params_made_in_a_scan_body_at_init_and_a_jitted_init(legacy_root, tmp_path):
+    """flax.nn makes params under `jax.core.eval_context()`: eager for concrete rngs (a cell's
+    params created inside `scan_in_dim` at init are arrays, not leaked scan tracers), staged for a
+    jitted init's traced rng."""
+    script = tmp_path / "scan_init.py"
+    script.write_text(SCAN_INIT)
+    res = runner.run_legacy(str(script), timeout=180)
+    assert res.ok, res.stderr[-3000:]
+    assert res.stdout.splitlines()[-2:] == [
+        "ArrayImpl (3, 4)", "['BatchNorm_1', 'Dense_0'] ['/', '/BatchNorm_1']"]
+
+
 def test_import_error_and_timeout_are_structured(legacy_root, tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import flax\nimport not_a_real_module_xyz\n")
