@@ -11,7 +11,8 @@ body*, has no annotations, and refers to nothing else in this module --
 ``optax_from_optimizer_def`` (with ``from_param_update``,
 ``from_apply_gradient`` and ``ParamUpdateState``) is the transform of a user subclass of
 ``flax.optim.OptimizerDef``: LU301 turns the class into a plain class and
-copies these three into the file.
+copies these three into the file.  ``LegacyLAMB`` (with its two state
+classes) is the base it copies in for a subclass of ``flax.optim.LAMB``.
 """
 
 from __future__ import annotations
@@ -281,6 +282,41 @@ def from_apply_gradient(init_param_state, apply_gradient, hyper_params):
         return jax.tree_util.tree_map(lambda new, p: new - p, new_params, params), new_state
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+class LegacyLAMBHyperParams(typing.NamedTuple):
+    """``flax.optim.LAMB``'s hyper-parameters, the same fields in the same order."""
+
+    learning_rate: typing.Any
+    beta1: typing.Any
+    beta2: typing.Any
+    weight_decay: typing.Any
+    eps: typing.Any
+
+    def replace(self, **fields):
+        return self._replace(**fields)
+
+
+class LegacyLAMBParamState(typing.NamedTuple):
+    """``flax.optim.LAMB``'s per-parameter state, the same fields in the same order."""
+
+    grad_ema: typing.Any
+    grad_sq_ema: typing.Any
+
+
+class LegacyLAMB:
+    """What a subclass of ``flax.optim.LAMB`` that has its own
+    ``apply_param_gradient`` (or ``apply_gradient``) takes from it: ``__init__``
+    (the same signature and defaults) and ``init_param_state``.  The subclass
+    derives from this plain class instead and runs in
+    ``optax_from_optimizer_def``."""
+
+    def __init__(self, learning_rate=None, beta1=0.9, beta2=0.999, weight_decay=0, eps=1e-6):
+        self.hyper_params = LegacyLAMBHyperParams(learning_rate, beta1, beta2, weight_decay, eps)
+
+    def init_param_state(self, param):
+        import jax.numpy as jnp
+        return LegacyLAMBParamState(jnp.zeros_like(param), jnp.zeros_like(param))
 
 
 class PerStepState(typing.NamedTuple):

@@ -17,6 +17,13 @@ Anything else the class takes from the base (overriding ``init_state``,
 calling ``super().apply_gradient``, ``self.update_hyper_params``,
 ``state_dict``, ...) is not what the transform runs: the class and its
 instances keep a TODO.
+
+A subclass of a built-in definition of ``BASES`` (``flax.optim.LAMB``) with
+its own ``apply_param_gradient`` (or ``apply_gradient``) takes only
+``__init__`` and ``init_param_state`` from it: it derives from the plain
+class of the table instead (copied into the file), which has both, with the
+same signature; its ``super().__init__(...)`` stays, and the legacy module's
+classes it names (``lamb._LAMBParamState``) become the copied ones.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from linen_upgrade.facts import FileFacts
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, FastTransformer, FastVisitor
 from linen_upgrade.rules._cst import kwarg
-from linen_upgrade.tables.optimizers import OPTIMIZER_DEF
+from linen_upgrade.tables.optimizers import BASES, OPTIMIZER_DEF, BaseClass
 from linen_upgrade.transformer import bound_names
 
 # OptimizerDef API that optax_from_optimizer_def does not run: overriding or calling it changes the update
@@ -42,6 +49,8 @@ _OWN = ("init_param_state", "apply_param_gradient")
 _WHOLE_TREE = "apply_gradient"
 _STATE = "flax.optim.OptimizerState"
 _STATE_FIELDS = ("step", "param_states")
+# a file without one of these words defines no subclass of OptimizerDef or of a BASES class
+_BASE_NAMES = ("OptimizerDef", *(q.rpartition(".")[2] for q in BASES))
 
 
 def _plain_signature(fn: cst.FunctionDef, count: int) -> bool:
@@ -65,7 +74,8 @@ def user_defs(facts: FileFacts) -> frozenset[str]:
     while changed:
         changed = False
         for c in facts.classes:
-            if c.name not in found and any(canonical(b) == OPTIMIZER_DEF or b in found for b in c.bases):
+            if c.name not in found and any(canonical(b) in (OPTIMIZER_DEF, *BASES) or b in found
+                                           for b in c.bases):
                 found.add(c.name)
                 changed = True
     _LOCAL[id(facts)] = facts, frozenset(found)
@@ -86,7 +96,7 @@ def _other_file(ctx: Context, module: str) -> tuple[frozenset[str], cst.Module, 
         path = ctx.index.paths.get(module)
         try:
             data = Path(path).read_bytes() if path and path.endswith(".py") else None
-            if data is None or b"OptimizerDef" not in data:
+            if data is None or not any(n.encode() in data for n in _BASE_NAMES):
                 read[module] = None
             else:
                 facts = engine.facts_for(data, path, module)  # type: ignore[arg-type]
@@ -141,9 +151,18 @@ def _chain_problem(name: str, defs: frozenset[str], tree: cst.Module, resolve) -
 
 
 def _is_base(node: cst.BaseExpression, resolve: Callable) -> bool:
-    """Does the base ``node`` name flax.optim.OptimizerDef?"""
+    """Does the base ``node`` name flax.optim.OptimizerDef (or a class of ``BASES``)?"""
     qual = resolve(node)
-    return qual is not None and canonical(qual) == OPTIMIZER_DEF
+    return qual is not None and (canonical(qual) == OPTIMIZER_DEF or canonical(qual) in BASES)
+
+
+def builtin_base(node: cst.ClassDef, resolve: Callable) -> BaseClass | None:
+    """The row of ``BASES`` the class derives from directly, else None."""
+    for b in node.bases:
+        qual = resolve(b.value)
+        if qual is not None and canonical(qual) in BASES:
+            return BASES[canonical(qual)]
+    return None
 
 
 def class_problem(node: cst.ClassDef, defs: frozenset[str], resolve) -> str | None:
@@ -161,7 +180,13 @@ def class_problem(node: cst.ClassDef, defs: frozenset[str], resolve) -> str | No
     whole_tree = methods.get(_WHOLE_TREE)
     if whole_tree is not None and not _plain_signature(whole_tree, 5):
         return f"its {_WHOLE_TREE} does not take (self, hyper_params, params, state, grads)"
-    if direct and not all(m in methods for m in (_OWN[:1] if whole_tree is not None else _OWN)):
+    builtin = builtin_base(node, resolve)
+    if len(direct) > 1:
+        return "derives from two flax.optim definitions"
+    if builtin is not None and whole_tree is None and _OWN[1] not in methods:
+        return f"does not define {_OWN[1]} (only {builtin.base}'s __init__ and {_OWN[0]} are copied in)"
+    if direct and builtin is None and not all(m in methods for m in (_OWN[:1] if whole_tree is not None
+                                                                      else _OWN)):
         return ("does not define init_param_state" if whole_tree is not None
                 else "does not define init_param_state and apply_param_gradient")
     states = _StateUses(resolve, whole_tree)
@@ -175,6 +200,8 @@ def class_problem(node: cst.ClassDef, defs: frozenset[str], resolve) -> str | No
         return f"uses OptimizerDef.{', '.join(sorted(uses.api))}, which the optax transform does not have"
     if not direct:
         return None
+    if builtin is not None:  # its base keeps __init__: only super().__init__(...) reaches it
+        return "super() used beyond super().__init__(...)" if uses.supers - {"__init__"} else None
     init = methods.get("__init__")
     if init is None:
         return None  # OptimizerDef.__init__(self, hyper_params) is copied in
@@ -317,7 +344,11 @@ def _is_docstring(stmt: cst.BaseStatement) -> bool:
 
 def convert_class(node: cst.ClassDef, defs: frozenset[str], resolve) -> cst.ClassDef:
     """Drop the OptimizerDef base; ``super().__init__(hp)`` -> ``self.hyper_params = hp``
-    (no ``__init__``: the base's, copied in)."""
+    (no ``__init__``: the base's, copied in).  A subclass of a ``BASES`` class derives
+    from its plain class instead (see ``_derive_from_plain``)."""
+    builtin = builtin_base(node, resolve)
+    if builtin is not None:
+        return _derive_from_plain(node, builtin, resolve)
     if not any(isinstance(s, cst.FunctionDef) and s.name.value == "__init__" for s in node.body.body):
         body = list(node.body.body)
         at = 1 if body and _is_docstring(body[0]) else 0
@@ -367,3 +398,27 @@ def convert_class(node: cst.ClassDef, defs: frozenset[str], resolve) -> cst.Clas
             new = cst.parse_statement(f"{Rewrite.this}.hyper_params = {code}\n")
             return updated.with_changes(body=new.body)  # type: ignore[attr-defined]
     return node.visit(Rewrite())
+
+
+def _derive_from_plain(node: cst.ClassDef, builtin: BaseClass, resolve) -> cst.ClassDef:
+    """The legacy base (and the legacy classes named in the body) -> the plain classes
+    copied in: the same ``__init__`` and ``init_param_state``; the rest is the class's own."""
+    names = {q: builtin.base for q in BASES if BASES[q] is builtin} | dict(builtin.names)
+
+    attrs: set[int] = set()  # the .attr Name of every Attribute: not a name of its own
+
+    class Rename(FastTransformer):
+        def visit_Attribute(self, node: cst.Attribute) -> bool:
+            attrs.add(id(node.attr))
+            return canonical(resolve(node) or "") not in names
+
+        def leave_Attribute(self, original, updated):
+            return self._renamed(original, updated)
+
+        def leave_Name(self, original, updated):
+            return updated if id(original) in attrs else self._renamed(original, updated)
+
+        def _renamed(self, original, updated):
+            new = names.get(canonical(resolve(original) or ""))
+            return updated if new is None else cst.Name(new, lpar=original.lpar, rpar=original.rpar)
+    return node.visit(Rename())

@@ -16,7 +16,10 @@ What it does
     ``init_param_state``/``apply_param_gradient``, or the whole-tree
     ``apply_gradient(hyper_params, params, state, grads)`` it overrides (gradient
     clipping, Shampoo; the ``OptimizerState`` it builds -> ``ParamUpdateState``,
-    the transform's state) (``rules/_optim_user.py``).
+    the transform's state) (``rules/_optim_user.py``).  A subclass of
+    ``optim.LAMB`` with its own ``apply_param_gradient`` derives from
+    ``LegacyLAMB`` instead, a plain class copied in with LAMB's ``__init__`` and
+    ``init_param_state`` (``lamb._LAMBParamState`` -> ``LegacyLAMBParamState``).
     ``optim.DynamicScale`` -> ``flax.training.dynamic_scale.DynamicScale``;
     ``optim.ModelParamTraversal`` -> ``flax.traverse_util.ModelParamTraversal``.
     A ``flax.optim`` import nothing uses any more is removed, unless the file
@@ -47,7 +50,7 @@ Left alone (with a TODO)
     ``OptimizerDef`` API, or kept where the plan does not follow it there: in
     an attribute or item (``defs.actor = optim.Adam(0.1)``), or an argument of
     a ``@dataclass``'s or library's constructor, or of a class of the file
-    (its ``__init__`` may keep it under another name), subclasses of other ``flax.optim`` optimizers, and
+    (its ``__init__`` may keep it under another name), other subclasses of ``flax.optim`` optimizers, and
     ``OptimizerDef`` subclasses that override or call more of the base
     (``init_state``, ``super().apply_gradient``, ``update_hyper_params``,
     ``state_dict``, ...) or set ``hyper_params`` other than through one
@@ -65,13 +68,14 @@ import libcst as cst
 
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule, RuleTransformer
-from linen_upgrade.tables.optimizers import (OPTIMIZER_DEF, OPTIMIZERS, TRAVERSAL, TRAVERSAL_TARGET,
-                                             USER_DEF_HELPER, ConversionError, helper_imports, optax_expression)
+from linen_upgrade.tables.optimizers import (BASES, HELPERS, OPTIMIZER_DEF, OPTIMIZERS, TRAVERSAL,
+                                             TRAVERSAL_TARGET, USER_DEF_HELPER, ConversionError, helper_imports,
+                                             optax_expression)
 from linen_upgrade.rules._cst import add_import, express
 from linen_upgrade.rules._optim_defs import Scan
 from linen_upgrade.rules._optim_edit import drop_unused_optim_imports, format_expression, insert_helpers
 from linen_upgrade.rules._optim_plan import FEEDS_OPTIM, Outcome, plan_definitions
-from linen_upgrade.rules._optim_user import class_problem, convert_class, user_defs
+from linen_upgrade.rules._optim_user import builtin_base, class_problem, convert_class, user_defs
 
 _DYNAMIC_SCALE = "flax.optim.DynamicScale"
 
@@ -148,7 +152,7 @@ class _Transformer(RuleTransformer):
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         bases = [canonical(self.resolve(b.value) or "") for b in original.bases]
         name = original.name.value
-        if OPTIMIZER_DEF in bases and name in user_defs(self.ctx.facts):
+        if (OPTIMIZER_DEF in bases or any(b in BASES for b in bases)) and name in user_defs(self.ctx.facts):
             problem = class_problem(original, user_defs(self.ctx.facts), self.resolve) or self._users_left(name)
             if problem is None:
                 self.fixed(f"{name}(OptimizerDef) -> a plain class for optax_from_optimizer_def")
@@ -157,12 +161,20 @@ class _Transformer(RuleTransformer):
                     self.todo(f"{name} is a plain class now, and no file of this run makes an optimizer of it: "
                               f"code elsewhere that calls {name}(...).create(...) must use "
                               f"{USER_DEF_HELPER}({name}(...)) (linen_upgrade/optax_legacy.py) with a TrainState")
+                builtin = builtin_base(original, self.resolve)
+                if builtin is not None:  # its plain base, copied in
+                    self._helper(HELPERS[builtin.base].source)
                 return convert_class(updated, user_defs(self.ctx.facts), self.resolve)
             self.todo(f"{name}: {problem}; {OPTIMIZERS[OPTIMIZER_DEF].guideline}")
         elif any(b in OPTIMIZERS for b in bases):
             self.todo(f"{name}: a subclass of a flax.optim optimizer other than OptimizerDef has no optax "
                       "form here; write an optax.GradientTransformation")
         return updated
+
+    def _helper(self, src: str) -> None:
+        if src not in self.helpers:
+            self.helpers.append(src)
+            self.imports.update(helper_imports([src]))
 
     def _users(self, name: str) -> set[str]:
         """The other files of the run that use the class: also through a package's re-export
@@ -199,9 +211,7 @@ class _Transformer(RuleTransformer):
         assert outcome.expr is not None
         self.imports.add("optax")
         for src in outcome.helpers:
-            if src not in self.helpers:
-                self.helpers.append(src)
-        self.imports.update(helper_imports(outcome.helpers))
+            self._helper(src)
         self.fixed(f"{dotted(original.func)}(...) -> {' '.join(outcome.expr.split())}")
         new = format_expression(cst.parse_expression(outcome.expr), outcome.indent, outcome.column)
         new = new.visit(self)  # renames traversals inside

@@ -92,6 +92,24 @@ HELPERS: dict[str, Helper] = {
     "optax_from_optimizer_def": Helper(("ParamUpdateState", "from_param_update", "from_apply_gradient",
                                         "PerStepState", "optax_from_optimizer_def"),
                                        imports=("typing",)),
+    "LegacyLAMB": Helper(("LegacyLAMBHyperParams", "LegacyLAMBParamState", "LegacyLAMB"), imports=("typing",)),
+}
+
+
+@dataclass(frozen=True)
+class BaseClass:
+    """A ``flax.optim`` definition a user class may derive from when it has its own update:
+    the plain class (``base``, a helper) it derives from instead, which gives the same
+    ``__init__`` and ``init_param_state``, and the classes of the legacy module it may name
+    (canonical legacy name -> the class copied in with it)."""
+
+    base: str
+    names: Mapping[str, str] = field(default_factory=dict)
+
+
+BASES: dict[str, BaseClass] = {
+    "flax.optim.LAMB": BaseClass("LegacyLAMB", {"flax.optim._LAMBHyperParams": "LegacyLAMBHyperParams",
+                                                 "flax.optim._LAMBParamState": "LegacyLAMBParamState"}),
 }
 
 
