@@ -13,8 +13,8 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rules._cst import code
 from linen_upgrade.rules._usage import (CAPTURE, CLASS, CONFLICT, FUNC, INSTANCE, MODEL, OPTIM, TRUNC, TUPLE,
                                         UsageTransformer, conflict_message, element, external_param, unwrap_func)
-from linen_upgrade.rules._usage_external import external_return, followed_callback
-from linen_upgrade.rules._usage_types import RECORD, RECORDS
+from linen_upgrade.rules._usage_external import external_analysis, external_return, followed_callback, module_file
+from linen_upgrade.rules._usage_types import FOREIGN, RECORD, RECORDS
 
 # methods that put a value into a container (where the rules no longer follow it)
 _CONTAINER_METHODS = frozenset({"append", "extend", "insert", "add", "update", "setdefault", "put"})
@@ -28,6 +28,12 @@ _FUNCTION_CALLERS = frozenset({"jax.lax.scan", "jax.lax.fori_loop", "jax.lax.whi
 _KEYED = frozenset({"sorted", "max", "min"})
 # built-ins reading a Model's attributes by a name given as a value (getattr(model, 'params'))
 _REFLECTION = frozenset({"getattr", "hasattr", "setattr", "vars"})
+
+
+def _defining(a, name: str) -> str | None:
+    """``Class.name`` of the first plain class of ``a``'s file defining the method ``name``, or None."""
+    return next((f"{a.plain_classes[c].name.value}.{name}" for c, methods in a.methods.items()
+                 if name in methods and c in a.plain_classes), None)
 
 
 def _holds_optimizer(t) -> bool:
@@ -72,6 +78,8 @@ class Escapes(UsageTransformer):
                 where = f"{dotted(call.func) or 'a function'} unpacked ({a.star}{code(a.value)})"
             elif (why := self._overridden(call, scope)) is not None:
                 where = f"{dotted(call.func)} ({why}: which one runs is not followed)"
+            elif (why := self._untyped_method(call, scope, t)) is not None:
+                where = f"{dotted(call.func) or code(call.func)} ({why})"
             elif (rest := self._into_rest(call, scope, a)) is not None:
                 where = f"{dotted(call.func) or 'a function'} (its parameter {rest}, which is not followed)"
             elif self._partial_of_external(call, scope, a, t):
@@ -228,6 +236,46 @@ class Escapes(UsageTransformer):
             self.todo("a Model (now its params) is stored in an attribute or container: "
                       "apply the Linen module where it is read, with {'params': ...}")
         return super().leave_Assign(original, updated)
+
+    def _untyped_method(self, call: cst.Call, scope, t) -> str | None:
+        """``actor.act(model, x)`` where ``actor`` is an instance of another file's class (or a record),
+        or a value the analysis gives no type (a registry's or a factory's result, a parameter) while a
+        plain class of this file defines ``act``: the method that runs is not followed, nor the Model
+        ``t`` it is handed (``def act(self, model, x): model(x)`` would call the params).  Why, or None
+        (an import's function, a library's value; an instance keeping Models in its fields, which has
+        its TODO where the Models went in; ``.create(model)``, an optimizer the analysis follows)."""
+        func = call.func
+        if not isinstance(func, cst.Attribute) or self.a.qual(func, scope) is not None or t.kind == INSTANCE:
+            return None
+        made = self.a.ty(call, scope)
+        if made is not None and made.kind == OPTIM:  # optimizer_def.create(model): followed as an optimizer
+            return None
+        owner = self.a.ty(func.value, scope)
+        if owner is not None and owner.kind == INSTANCE and owner.func[0] in (FOREIGN, RECORD):
+            return "a method of a record or of an instance of another file's class, where the Model is not followed"
+        if owner is not None:
+            return None
+        mine = _defining(self.a, func.attr.value)
+        if mine is not None:
+            return f"a method of a value the rules do not follow; {mine} of this file may be the one called"
+        theirs = self._imported_method(func.attr.value)
+        if theirs is not None:
+            return f"a method of a value the rules do not follow; {theirs} of the run may be the one called"
+        return None
+
+    def _imported_method(self, name: str) -> str | None:
+        """``module.Class.name`` of a plain class defining method ``name`` in a file of the run this
+        file imports (an instance from its registry or factory may be of that class), or None."""
+        if not self.a.path or not self.a.facts.module_name:
+            return None
+        for target in sorted(set(self.ctx.facts.imports.aliases.values())):
+            for module in (target, target.rpartition(".")[0]):
+                file = module_file(self.a.path, self.a.facts.module_name, module) if module else None
+                other = external_analysis(file, module, self.ctx.index) if file is not None else None
+                found = _defining(other, name) if other is not None else None
+                if found is not None:
+                    return f"{module}.{found}"
+        return None
 
     def _overridden(self, call: cst.Call, scope) -> str | None:
         """Why ``obj.run(model)`` may run one of several methods: several classes of ``obj``'s family

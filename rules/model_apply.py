@@ -129,7 +129,10 @@ Not converted (TODO)
     class, or a ``.partial`` with keywords known only in the caller); a Model put into a dict, set or list (``.append``), or read by
     ``getattr``/``hasattr``, or handed to JAX control flow (a ``lax.scan``
     carry, ``sorted(models, key=f)``, ``map``, ``functools.reduce``), a
-    namedtuple or a function the analysis does not follow, or
+    namedtuple or a function the analysis does not follow, a method of an
+    instance of another file's class, or of a value the analysis gives no
+    type where a class of this file or of a file it imports defines that
+    method (``actor.act(model, x)``: the method that runs is not followed), or
     unpacked into a call (``f(*args)``), or a loop
     over Models mixed with other values; a Model's state dict read by key
     (``to_state_dict(model)``, ``msgpack_restore(to_bytes(model))``: it held ``{'params': ...}``),
