@@ -191,9 +191,10 @@ class UsageTransformer(RuleTransformer):
                               "which this rule does not follow: pass batch_stats/mutable=/rngs= to the apply "
                               "there and return the updated state")
                 elif values:
-                    self.todo(f"{', '.join(values)}(...) calls a value this rule cannot trace to an nn.Model or a "
-                              "module definition (a parameter, a field, a factory's result): pass "
-                              "batch_stats/mutable=/rngs= to its apply by hand")
+                    what = "a value" if len(values) == 1 else "values"
+                    self.todo(f"this block calls {', '.join(f'{v}(...)' for v in values)}: {what} this rule cannot "
+                              "trace to an nn.Model or a module definition (a parameter, a field, a factory's "
+                              "result): pass batch_stats/mutable=/rngs= to the apply by hand")
                 else:
                     self.todo("no module call inside this block: the state/rng it sets reaches an init/apply "
                               "elsewhere; pass batch_stats/mutable=/rngs= to that call")
