@@ -245,7 +245,8 @@ class Escapes(UsageTransformer):
         (an import's function, a library's value; an instance keeping Models in its fields, which has
         its TODO where the Models went in; ``.create(model)``, an optimizer the analysis follows)."""
         func = call.func
-        if not isinstance(func, cst.Attribute) or self.a.qual(func, scope) is not None or t.kind == INSTANCE:
+        if not isinstance(func, cst.Attribute) or self.a.qual(func, scope) is not None or t.kind == INSTANCE \
+                or self.a.ty(func, scope) is not None:  # (a function the analysis follows the Model into)
             return None
         made = self.a.ty(call, scope)
         if made is not None and made.kind == OPTIM:  # optimizer_def.create(model): followed as an optimizer
@@ -253,6 +254,10 @@ class Escapes(UsageTransformer):
         owner = self.a.ty(func.value, scope)
         if owner is not None and owner.kind == INSTANCE and owner.func[0] in (FOREIGN, RECORD):
             return "a method of a record or of an instance of another file's class, where the Model is not followed"
+        if owner is not None and owner.kind == INSTANCE and owner.func[0] == CLASS \
+                and self.a.lineage.method(owner.func[1], func.attr.value) is None \
+                and func.attr.value in self.a.fields(owner):  # self.policy_fn = fns[name]
+            return f"the function its field {func.attr.value} holds, which the rules do not follow"
         if owner is not None:
             return None
         mine = _defining(self.a, func.attr.value)

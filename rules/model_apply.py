@@ -132,7 +132,8 @@ Not converted (TODO)
     namedtuple or a function the analysis does not follow, a method of an
     instance of another file's class, or of a value the analysis gives no
     type where a class of this file or of a file it imports defines that
-    method (``actor.act(model, x)``: the method that runs is not followed), or
+    method (``actor.act(model, x)``: the method that runs is not followed),
+    or a function kept in a field that it gives no type (``self.policy_fn(model, x)``), or
     unpacked into a call (``f(*args)``), or a loop
     over Models mixed with other values; a Model's state dict read by key
     (``to_state_dict(model)``, ``msgpack_restore(to_bytes(model))``: it held ``{'params': ...}``),
