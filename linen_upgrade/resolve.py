@@ -97,6 +97,13 @@ class ImportMap:
     # names the rewrite writes (``WRITTEN_NAMES``) that the file binds itself, in any scope and
     # not by importing them (``partial = Net.partial()`` in a function): spelled through their module
     bound_here: frozenset[str] = frozenset()
+    # names only imports inside a function or class bind (``import jax.numpy as jnp`` in one
+    # function): they resolve there, but the rewrite cannot write them anywhere else
+    nested: frozenset[str] = frozenset()
+
+    def spellable(self) -> dict[str, str]:
+        """The aliases the rewrite may write anywhere in the file: those bound at its top."""
+        return {k: v for k, v in self.aliases.items() if k not in self.nested}
 
     def resolve_dotted(self, name: str) -> str | None:
         head, _, rest = name.partition(".")
@@ -137,7 +144,14 @@ def import_map(tree: ast.AST, package: str = "", absolute: Callable[[str], str] 
     name = absolute or (lambda module: module)
     result = ImportMap()
     shadowed: set[str] = set()
+    top = {id(s) for s in _top_statements(tree)}
+    at_top: set[str] = set()
+    inside: set[str] = set()
     for node in nodes(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            (at_top if id(node) in top else inside).update(
+                (a.asname or a.name.split(".")[0]) if isinstance(node, ast.Import) else (a.asname or a.name)
+                for a in node.names)
         if isinstance(node, ast.Import):
             for alias in node.names:
                 result.imported_modules.add(name(alias.name))
@@ -173,4 +187,24 @@ def import_map(tree: ast.AST, package: str = "", absolute: Callable[[str], str] 
                         shadowed.add(n.id)
     for name in shadowed:
         result.aliases.pop(name, None)
+    result.nested = frozenset(inside - at_top) if isinstance(tree, ast.Module) else frozenset()
     return result
+
+
+def _top_statements(tree: ast.AST) -> list[ast.stmt]:
+    """The statements of a module's own scope: its body, and the blocks of its ``if``/``try``/
+    ``with``/loops (not the bodies of functions and classes)."""
+    found: list[ast.stmt] = []
+    stack = list(getattr(tree, "body", ())) if isinstance(tree, ast.Module) else []
+    while stack:
+        stmt = stack.pop()
+        found.append(stmt)
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for part in ("body", "orelse", "finalbody"):
+            stack.extend(getattr(stmt, part, ()))
+        for handler in getattr(stmt, "handlers", ()):
+            stack.extend(handler.body)
+        for case in getattr(stmt, "cases", ()):
+            stack.extend(case.body)
+    return found

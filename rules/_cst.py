@@ -66,9 +66,10 @@ def express(qualname: str, imports: ImportMap) -> tuple[str, str | None]:
     name and the top-level module that must be imported for it.
     """
     parts = qualname.split(".")
+    spellable = imports.spellable()
     for cut in range(len(parts), 0, -1):
         prefix = ".".join(parts[:cut])
-        for local, target in sorted(imports.aliases.items()):
+        for local, target in sorted(spellable.items()):
             if canonical(target) == prefix:
                 return ".".join([local, *parts[cut:]]), None
     return qualname, parts[0]
@@ -257,7 +258,7 @@ def attribute_uses(node: cst.CSTNode, receiver: str, names: Collection[str]) -> 
 def spell_any(imports: ImportMap, shadowed: bool) -> tuple[str, tuple[str, str | None]]:
     """How a file writes ``typing.Any``, and the import that takes: ``Any``, unless an import of the
     file or (``shadowed``) one of its own top-level names gives ``Any`` another meaning."""
-    if imports.aliases.get("Any") in (None, "typing.Any") and not shadowed:
+    if imports.spellable().get("Any") in (None, "typing.Any") and not shadowed:
         return "Any", ("typing", "Any")
     return "typing.Any", ("typing", None)
 
@@ -320,7 +321,7 @@ def spell_partial(imports: ImportMap, module: cst.Module) -> tuple[str, tuple[st
     (``from functools import partial``) unless the file binds that name to something else
     (at its top or in any function: ``imports.bound_here``),
     then through its ``functools`` import, or ``functools.partial`` (``import functools``)."""
-    imported = imports.aliases.get("partial")
+    imported = imports.spellable().get("partial")
     if "partial" in imports.bound_here:  # a name of the file (a local of some function) is not ours to take
         spelled, needed = express("functools", imports)
         return f"{spelled}.partial", (needed, None) if needed else None

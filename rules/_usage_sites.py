@@ -126,12 +126,9 @@ class SiteCalls(UsageTransformer):
         def source() -> str:
             zeros, needed = express("jax.numpy.zeros", self.ctx.facts.imports)
             f32, _ = express("jax.numpy.float32", self.ctx.facts.imports)
-            iterable, needed_abc = express("collections.abc.Iterable", self.ctx.facts.imports)
             if needed:
                 self.imports.add((needed, None))
-            if needed_abc:
-                self.imports.add(("collections.abc", None))
-            return _SPEC_SOURCE.format(name=SPEC_HELPER, zeros=zeros, f32=f32, iterable=iterable)
+            return _SPEC_SOURCE.format(name=SPEC_HELPER, zeros=zeros, f32=f32)
         return self._helper(SPEC_HELPER, source)
 
     def partial_helper(self) -> str | None:
@@ -343,10 +340,12 @@ def _spec_form(spec: cst.BaseExpression, is_dtype) -> str | None:
 
 # emitted once into a file whose init_by_shape specs are known only at run time
 SPEC_HELPER = "_input_from_spec"
+# legacy _parse_spec tested isinstance(spec[0], collections.abc.Iterable): the same as asking for
+# __iter__, with no name a file may bind to something else (``collections = [...]``)
 _SPEC_SOURCE = '''def {name}(spec):
     """A zero input for a legacy init_by_shape spec: (shape, dtype), or a bare shape (float32)."""
     spec = tuple(spec)
-    if len(spec) == 2 and isinstance(spec[0], {iterable}):
+    if len(spec) == 2 and hasattr(spec[0], "__iter__"):
         return {zeros}(tuple(spec[0]), spec[1])
     return {zeros}(spec, {f32})
 '''
