@@ -52,6 +52,8 @@ class Scan(FastVisitor):
         self.returns: list[tuple[str, str]] = []  # (function, name) for `return name`
         self.params: dict[str, list[str]] = {}  # function -> positional parameter names
         self.constructors: set[str] = set()  # classes of the file with an ``__init__`` (in ``params``)
+        # X in ``obj.field = X`` / ``table[k] = X``: kept under another name, where no name follows it
+        self.stored: set[str] = set()
         self.called: set[str] = set()  # last component of every callee
         # (kind, X, callee, position or keyword) for g(..., X, ...): kind 'name' for a variable X,
         # 'call' for X(...) -- a definition may reach g's parameter through it
@@ -86,6 +88,9 @@ class Scan(FastVisitor):
                 self.legacy_names.add(last_name(node.value))
         elif kind is cst.Assign and isinstance(node.value, cst.Call):
             self.call_assigns.append(({last_name(t.target) for t in node.targets}, last_name(node.value.func)))
+        elif kind is cst.Assign and isinstance(node.value, cst.Name) \
+                and any(not isinstance(t.target, cst.Name) for t in node.targets):
+            self.stored.add(node.value.value)
         elif kind is cst.Return and isinstance(node.value, cst.Name) and self.functions:
             self.returns.append((self.functions[-1], node.value.value))
         elif kind is cst.FunctionDef:

@@ -57,6 +57,8 @@ def plan_definitions(scan: Scan, module: cst.Module) -> dict[int, Outcome]:
         for name in _assign_targets(c):
             assigned.setdefault(name, []).append(c)
     legacy_names, legacy_funcs = set(scan.legacy_names), set(scan.legacy_funcs)
+    if legacy_names or legacy_funcs:  # `def keep(d): holder.opt_def = d`: its .create is not followed to d
+        legacy_names |= scan.stored
     # a function no code here calls is called from other files, out of sight
     legacy_funcs |= set(scan.params) - scan.called
     # what other files of the run are handed (their code is not converted with it: it stays legacy)
