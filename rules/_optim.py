@@ -225,6 +225,86 @@ def pmap_axes(module: cst.Module, qual: Callable[[cst.BaseExpression], str | Non
     return out
 
 
+def pmap_aliases(module: cst.Module, qual: Callable[[cst.BaseExpression], str | None]) -> frozenset[str]:
+    """Names the file binds only by ``=`` to ``jax.pmap`` or to a ``functools.partial`` of it
+    (or of such a name) with keywords (``pmap_fn = jax.pmap``, then ``if donate: pmap_fn =
+    functools.partial(pmap_fn, donate_argnums=(0,))``): calling one pmaps its first argument,
+    as ``jax.pmap(f, ...)`` does, whichever binding ran."""
+    values: dict[str, list[cst.BaseExpression]] = {}
+    other: set[str] = set()  # bound otherwise somewhere: never an alias
+
+    class Find(FastVisitor):
+        def visit_Assign(self, node: cst.Assign) -> None:
+            for t in node.targets:
+                if isinstance(t.target, cst.Name):
+                    values.setdefault(t.target.value, []).append(node.value)
+                else:
+                    other.update(assigned_names(t.target))
+
+        def visit_AugAssign(self, node: cst.AugAssign) -> None:
+            other.update(assigned_names(node.target))
+
+        def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+            other.update(assigned_names(node.target))
+
+        def visit_For(self, node: cst.For) -> None:
+            other.update(assigned_names(node.target))
+
+        def visit_CompFor(self, node: cst.CompFor) -> None:
+            other.update(assigned_names(node.target))
+
+        def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+            other.update(assigned_names(node.target))
+
+        def visit_AsName(self, node: cst.AsName) -> None:
+            other.update(assigned_names(node.name))  # with/except/import ... as
+
+        def visit_ImportAlias(self, node: cst.ImportAlias) -> None:
+            other.add((dotted(node.name) or "").split(".")[0])
+
+        def visit_Param(self, node: cst.Param) -> None:
+            other.add(node.name.value)
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+            other.add(node.name.value)
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> None:
+            other.add(node.name.value)
+    module.visit(Find())
+
+    def wrapped(value: cst.BaseExpression) -> cst.BaseExpression | None:
+        """What ``value`` wraps: itself for a reference, the partial's function; None otherwise."""
+        if isinstance(value, (cst.Name, cst.Attribute)):
+            return value
+        if not (isinstance(value, cst.Call) and current(qual(value.func)) == PARTIAL and value.args):
+            return None
+        first, rest = value.args[0], value.args[1:]
+        if first.star or first.keyword is not None or any(a.star or a.keyword is None for a in rest):
+            return None
+        return first.value
+
+    def pmap(node: cst.BaseExpression | None, names: set[str], exclude: str | None = None) -> bool:
+        return node is not None and (qual(node) == "jax.pmap" or isinstance(node, cst.Name)
+                                     and node.value in names and node.value != exclude)
+    names = {n for n in values if n not in other}
+    changed = True
+    while changed:  # every binding a pmap, names assumed aliases until one is not
+        changed = False
+        for n in sorted(names):
+            if not all(pmap(wrapped(v), names) for v in values[n]):
+                names.discard(n)
+                changed = True
+    grounded: set[str] = set()
+    changed = True
+    while changed:  # ... and some binding of each reaches jax.pmap itself
+        changed = False
+        for n in sorted(names - grounded):
+            if any(pmap(wrapped(v), grounded, n) for v in values[n]):
+                grounded.add(n)
+                changed = True
+    return frozenset(grounded)
+
+
 def replicate_axis(call: cst.Call) -> tuple[str | None, list[cst.Arg]] | None:
     """``opt.replicate(devices=None, axis_name='batch')``: the axis and the
     arguments ``jax_utils.replicate`` takes; None where unusual."""

@@ -84,6 +84,7 @@ class Plan(FastVisitor):
         self.explicit: dict[int, str] = {}
         self.state_names: set[str] = set()  # names bound to a legacy OptimizerState of d.init_state
         self.enclosing: dict[int, tuple[str, ...]] = {}  # id(call) -> enclosing functions
+        self.pmap_names = _optim.pmap_aliases(module, scan.qual)
         self.pmapped = _optim.pmap_axes(module, self.qual)
         self.statements: dict[int, str] = {}  # id(call) -> method, rewritten with its statement (_train_state_check)
         self.pmean: dict[int, str] = {}  # id(apply call) -> axis its gradients are averaged over (_train_state_check)
@@ -113,6 +114,8 @@ class Plan(FastVisitor):
         return out
 
     def qual(self, node: cst.BaseExpression) -> str | None:
+        if type(node) is cst.Name and node.value in self.pmap_names:
+            return "jax.pmap"
         return self.scan.qual(node)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
@@ -229,6 +232,8 @@ class Plan(FastVisitor):
     def is_opt(self, e: cst.BaseExpression) -> bool:
         if isinstance(e, cst.Name):
             return e.value in self.names
+        if isinstance(e, cst.IfExp):  # either branch's optimizer (another value: _Check's problem)
+            return self.is_opt(e.body) and self.is_opt(e.orelse)
         if isinstance(e, cst.Attribute):
             return self.attributes.holds(e, self.attr_opts)
         if isinstance(e, cst.Call):

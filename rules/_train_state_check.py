@@ -264,6 +264,8 @@ def _function(tx: str) -> str:
 # where an optimizer is put that the plan does not follow
 _CONTAINER = "the optimizer is put in a list, set or dict, whose uses this rule cannot follow"
 _TUPLE = "the optimizer is put in a tuple this rule does not follow (bound to a name or looped over)"
+_CHOSEN = ("the optimizer is one value of `x if c else y` or `x or y` whose other value is not one: this rule "
+           "cannot follow the result")
 
 # `opt.state[0].step`: code written for the flax releases where a MultiOptimizer's state was a tuple of its
 # sub-optimizers' states (flax 0.3.6 raises TypeError there: its state is one OptimizerState)
@@ -416,6 +418,14 @@ class _Check(FastVisitor):
     def visit_For(self, node: cst.For) -> None:
         if isinstance(node.iter, cst.Tuple):
             self._contained(node.iter, _TUPLE)
+
+    def visit_IfExp(self, node: cst.IfExp) -> None:
+        if self.plan.is_opt(node.body) != self.plan.is_opt(node.orelse):
+            self.problems.append(_CHOSEN)
+
+    def visit_BooleanOperation(self, node: cst.BooleanOperation) -> None:
+        self._contained(node.left, _CHOSEN)
+        self._contained(node.right, _CHOSEN)
 
     def _contained(self, value: cst.BaseExpression, problem: str) -> None:
         if self._holds_opt(value):

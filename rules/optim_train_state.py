@@ -15,7 +15,9 @@ What it does
     ``jax_utils.replicate``/``unreplicate`` keep working: a ``TrainState`` is a
     pytree.  On the values that hold the optimizer (followed by name through
     assignments, function parameters, return values, tuple results,
-    ``jax.jit``/``pmap`` and ``replicate``/``unreplicate``):
+    ``jax.jit``/``pmap`` -- also a local name bound only to ``jax.pmap`` or a
+    ``functools.partial`` of it with keywords -- ``replicate``/``unreplicate``,
+    and ``a if c else b`` where both are optimizers):
     ``.target`` -> ``.params``; ``.apply_gradient(g)`` ->
     ``.apply_gradients(grads=g)``; ``.state.step`` -> ``.step`` (and, in a
     file making MultiOptimizers only, ``.state[0].step`` -- code for older
