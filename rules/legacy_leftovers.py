@@ -2,7 +2,8 @@
 
 What it does
     After the converting rules, marks each statement that still uses a
-    ``flax.nn`` symbol with no Linen name (``nn.Model``, ``nn.stateful``, ...),
+    ``flax.nn`` symbol with no Linen name (``nn.Model``, ``nn.stateful``, ...,
+    or a legacy internal such as ``nn.base._ModuleFrame``),
     any ``flax.optim`` name, a legacy module class that still defines
     ``apply``, or ``.partial``/``.shared``/``.init_by_shape``/... on a legacy
     module, with ``# TODO(linen-upgrade): LU901 ...`` and a report finding.
@@ -159,7 +160,7 @@ class _Transformer(RuleTransformer):
             return True
         qual = self.resolve(node)
         if qual:
-            self._check(qual)
+            self._check(qual, dotted(node))
         if node.attr.value in _MODULE_CLASS_METHODS and (
                 self._legacy_module_or_alias(self.resolve_class(node.value))):
             self.todo(f"{dotted(node)}: legacy Module.{node.attr.value} "
@@ -215,7 +216,9 @@ class _Transformer(RuleTransformer):
                       "convert this call as well")
         return True
 
-    def _check(self, qual: str) -> None:
+    def _check(self, qual: str, spelled: str | None = None) -> None:
+        """``spelled``: the attribute chain naming it (``nn.linear._conv_dimension_numbers``),
+        which LU100 rewrites only through a row of the table (an imported name gets LU100's TODO)."""
         if qual.startswith("flax.optim"):
             self.todo(f"{qual} is not converted: flax.optim is gone, use optax")
             return
@@ -243,3 +246,5 @@ class _Transformer(RuleTransformer):
         row = NN_SYMBOLS.get(".".join(parts[:3]))
         if row is not None and row.linen is None:
             self.todo(f"{'.'.join(parts[:3])} is not converted: {row.guideline}")
+        elif row is None and spelled is not None:  # a legacy internal: flax.linen has no such name
+            self.todo(f"{spelled} ({qual}) is not part of flax.linen: rewrite it by hand")

@@ -124,7 +124,7 @@ class _Transformer(RuleTransformer):
         cmodule = canonical(module)
         keep: list[cst.ImportAlias] = []
         to_linen: list[cst.ImportAlias] = []  # from flax.linen import ...
-        to_inits: list[cst.ImportAlias] = []  # from flax.linen.initializers import ...
+        to_sub: dict[str, list[cst.ImportAlias]] = {}  # from flax.linen.<submodule> import ...
         as_linen: list[str] = []  # from flax import linen as <name>
         for alias in stmt.names:
             name = alias.name.value if isinstance(alias.name, cst.Name) else ""
@@ -135,17 +135,23 @@ class _Transformer(RuleTransformer):
             elif not _is_legacy_nn(cmodule):
                 keep.append(alias)
             elif cmodule == "flax.nn.initializers":
-                to_inits.append(alias)
+                to_sub.setdefault("flax.linen.initializers", []).append(alias)
             elif qual in NN_NAMESPACE_MODULES:
                 as_linen.append(local)
             elif (row := NN_SYMBOLS.get(qual)) is not None and row.linen is not None:
-                asname = None if local == row.linen else cst.AsName(name=cst.Name(local))
-                to_linen.append(cst.ImportAlias(name=cst.Name(row.linen), asname=asname))
+                # a name of a flax.linen submodule (``linear.default_kernel_init``) is imported from it
+                sub, _, short = row.linen.rpartition(".")
+                asname = None if local == short else cst.AsName(name=cst.Name(local))
+                new = cst.ImportAlias(name=cst.Name(short), asname=asname)
+                if sub:
+                    to_sub.setdefault(f"flax.linen.{sub}", []).append(new)
+                else:
+                    to_linen.append(new)
             else:
                 keep.append(alias)
                 guideline = row.guideline if row else "not part of flax.linen"
                 self.todo(f"{qual} has no flax.linen equivalent: {guideline}")
-        if not (to_linen or to_inits or as_linen):
+        if not (to_linen or to_sub or as_linen):
             return updated
         self.fixed(f"from {module} import ... -> flax.linen")
         new_stmts: list[cst.BaseSmallStatement] = []
@@ -162,9 +168,8 @@ class _Transformer(RuleTransformer):
                 name=cst.Name("linen"), asname=cst.AsName(name=cst.Name(local)))]))
         if to_linen:
             new_stmts.append(cst.ImportFrom(module=build_dotted("flax.linen"), names=_commas(to_linen)))
-        if to_inits:
-            new_stmts.append(cst.ImportFrom(module=build_dotted("flax.linen.initializers"),
-                                            names=_commas(to_inits)))
+        for sub, aliases in to_sub.items():
+            new_stmts.append(cst.ImportFrom(module=build_dotted(sub), names=_commas(aliases)))
         lines = [cst.SimpleStatementLine(body=[s]) for s in new_stmts]
         lines[0] = lines[0].with_changes(leading_lines=updated.leading_lines,
                                          trailing_whitespace=updated.trailing_whitespace)

@@ -41,6 +41,12 @@ _COPIES = "linen_upgrade/tables/nn_functions.py"
 NN_SYMBOLS: dict[str, NnSymbol] = {
     **{f"flax.nn.{name}": _SAME(name) for name in _LAYERS + _ACTIVATIONS + _FUNCTION_NAMESPACES},
     "flax.nn.ConvLSTM": NnSymbol("ConvLSTMCell", "renamed; `features` is an attribute"),
+    # module-level initializers of flax.nn.linear that flax.nn does not re-export: the same
+    # jax initializers (lecun_normal; variance_scaling(1.0, 'fan_in', 'normal', out_axis=0))
+    "flax.nn.default_kernel_init": NnSymbol("linear.default_kernel_init"),
+    "flax.nn.default_embed_init": NnSymbol("linear.default_embed_init"),
+    # private in both, the same code (lax dimension numbers for channels-last inputs, HWIO kernels)
+    "flax.nn._conv_dimension_numbers": NnSymbol("linear._conv_dimension_numbers"),
     "flax.nn.dropout": NnSymbol(None, "the function became the module `nn.Dropout(rate, deterministic=...)(x)`"),
     "flax.nn.module": NnSymbol(None, "write a class with `@nn.compact def __call__`"),
     "flax.nn.module_method": NnSymbol(None, "a plain method, called with `apply(..., method=M.f)`"),
