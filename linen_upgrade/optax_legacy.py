@@ -306,7 +306,7 @@ class LegacyLAMBParamState(typing.NamedTuple):
 
 class LegacyLAMB:
     """What a subclass of ``flax.optim.LAMB`` that has its own
-    ``apply_param_gradient`` (or ``apply_gradient``) takes from it: ``__init__``
+    ``apply_param_gradient`` takes from it: ``__init__``
     (the same signature and defaults) and ``init_param_state``.  The subclass
     derives from this plain class instead and runs in
     ``optax_from_optimizer_def``."""

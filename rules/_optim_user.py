@@ -19,7 +19,7 @@ calling ``super().apply_gradient``, ``self.update_hyper_params``,
 instances keep a TODO.
 
 A subclass of a built-in definition of ``BASES`` (``flax.optim.LAMB``) with
-its own ``apply_param_gradient`` (or ``apply_gradient``) takes only
+its own ``apply_param_gradient`` (not ``apply_gradient``) takes only
 ``__init__`` and ``init_param_state`` from it: it derives from the plain
 class of the table instead (copied into the file), which has both, with the
 same signature; its ``super().__init__(...)`` stays, and the legacy module's
@@ -183,8 +183,9 @@ def class_problem(node: cst.ClassDef, defs: frozenset[str], resolve) -> str | No
     builtin = builtin_base(node, resolve)
     if len(direct) > 1:
         return "derives from two flax.optim definitions"
-    if builtin is not None and whole_tree is None and _OWN[1] not in methods:
-        return f"does not define {_OWN[1]} (only {builtin.base}'s __init__ and {_OWN[0]} are copied in)"
+    if builtin is not None and (whole_tree is not None or _OWN[1] not in methods):
+        return (f"overrides {_WHOLE_TREE}" if whole_tree is not None else f"does not define {_OWN[1]}") \
+            + f" (only {builtin.base}'s __init__ and {_OWN[0]} are copied in, for its own {_OWN[1]})"
     if direct and builtin is None and not all(m in methods for m in (_OWN[:1] if whole_tree is not None
                                                                       else _OWN)):
         return ("does not define init_param_state" if whole_tree is not None
