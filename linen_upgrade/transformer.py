@@ -5,6 +5,7 @@ scope-aware name resolution).  Imported only once a file is parsed
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import operator
 import re
@@ -17,6 +18,32 @@ from linen_upgrade.rule import FIX_MARK, SKIP_MARK, todo_line
 
 if TYPE_CHECKING:
     from linen_upgrade.rule import Context, Rule
+
+
+class _NodeMeta(abc.ABCMeta):
+    """The metaclass LibCST's node classes are given (``_plain_node_checks``): ``isinstance`` and
+    ``issubclass`` by the class hierarchy alone, in C, as for any class.  ``ABCMeta``'s own go
+    through a Python frame and its registry of virtual subclasses, which LibCST never fills."""
+
+    __instancecheck__ = type.__instancecheck__
+    __subclasscheck__ = type.__subclasscheck__
+
+
+def _plain_node_checks() -> None:
+    """``isinstance(node, cst.Name)`` where ``node`` is another node type (most checks of the rules
+    and of the usage analysis, about 12 million on the corpus) costs an ``ABCMeta.__instancecheck__``
+    call: LibCST's nodes derive from ``abc.ABC``.  Their classes become ``_NodeMeta``'s, which answer
+    the same (no node class has a virtual subclass or a ``__subclasshook__``: ``test_node_checks``)
+    without it; abstract classes still refuse to be instantiated.  Classes defined later inherit it."""
+    todo = [cst.CSTNode]
+    while todo:
+        kind = todo.pop()
+        todo.extend(kind.__subclasses__())
+        if type(kind) is abc.ABCMeta:
+            kind.__class__ = _NodeMeta
+
+
+_plain_node_checks()
 
 # the CST nodes that open a function scope (class bodies do not reach into their methods)
 # (a set: node types are matched exactly, ``type(node) in``, where a failed ``isinstance`` against
