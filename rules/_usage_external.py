@@ -46,16 +46,17 @@ def module_file(path: str, own_module: str, module: str) -> Path | None:
 
 
 # this run's readings of other files, per worker: (the run's index, (path, module) -> its tree and
-# facts, (path, module, depth) -> its analysis).  A run reads its files before any is written; a new
-# index (held here, so its id is never reused) is a new run, and everything read before is dropped
-_RUN: list = [None, {}, {}]
+# facts, (path, module, depth) -> its analysis, id(analysis) -> it and its calls of other files' functions
+# (``_calls_out``)).  A run reads its files before any is written; a new index (held here, so its id
+# is never reused) is a new run, and everything read before is dropped
+_RUN: list = [None, {}, {}, {}]
 
 
 def external_analysis(file: Path, module: str, index: ProjectIndex, depth: int = 1) -> Analysis | None:
     from linen_upgrade.rules._usage_analysis import Analysis  # which reads other files through this module
 
     if _RUN[0] is not index:
-        _RUN[:] = [index, {}, {}]
+        _RUN[:] = [index, {}, {}, {}]
     parsed, analyses = _RUN[1], _RUN[2]
     key = (str(file), module, depth)
     if key not in analyses:
@@ -300,12 +301,8 @@ def external_seeds(a: Analysis) -> dict[tuple[str, int | str], Ty | None]:
         other = external_analysis(file, caller, a.index, depth=2) if file is not None else None
         if other is None:
             continue
-        for scope, call in other.calls:
-            t = unwrap_func(other.ty(call.func, scope))
-            if t is None or t.kind != FUNC or t.func[0] != "external":
-                continue
-            owner, _, name = t.func[1].rpartition(".")
-            if owner != module or name not in names or any(arg.star for arg in call.args):
+        for scope, call, name in _calls_out(other).get(module, ()):
+            if name not in names:
                 continue
             position = 0
             for arg in call.args:
@@ -315,6 +312,24 @@ def external_seeds(a: Analysis) -> dict[tuple[str, int | str], Ty | None]:
     for key, t in _handed_seeds(a).items():
         seeds[key] = join(seeds.get(key), t)
     return seeds
+
+
+def _calls_out(other: Analysis) -> dict[str, list[tuple[object, cst.Call, str]]]:
+    """The calls in ``other`` (a reading of a caller, kept for the run: ``external_analysis``) of
+    functions of other files, without an unpacked argument: their module -> (scope, call, function
+    name).  Listed once per reading, not again for each analysis of each file it calls."""
+    kept = _RUN[3].get(id(other))
+    if kept is not None and kept[0] is other:
+        return kept[1]
+    found: dict[str, list[tuple[object, cst.Call, str]]] = {}
+    for scope, call in other.calls:
+        t = unwrap_func(other.ty(call.func, scope))
+        if t is None or t.kind != FUNC or t.func[0] != "external" or any(arg.star for arg in call.args):
+            continue
+        owner, _, name = t.func[1].rpartition(".")
+        found.setdefault(owner, []).append((scope, call, name))
+    _RUN[3][id(other)] = (other, found)  # (held: its id is no other's while the run lasts)
+    return found
 
 
 def _seed(a: Analysis, other: Analysis, t: Ty | None, nested: bool = True) -> Ty | None:
