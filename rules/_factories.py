@@ -118,11 +118,10 @@ class Factories:
         return module in self.ctx.index.flax_modules and not self.ctx.index.is_legacy_module(qual)
 
     def _analysis(self):
-        if self._own is None:
-            from linen_upgrade.rules._usage_analysis import Analysis
+        if self._own is None:  # the usage rules' own (``_usage.analysis_of``): theirs when the tree is the same
+            from linen_upgrade.rules._usage import analysis_of
 
-            self._own = Analysis(self.module, self.ctx.facts, self.ctx.index, self.ctx.path,
-                                 state_collection=self.ctx.config.state_collection)
+            self._own = analysis_of(self.module, self.ctx)
         return self._own
 
 
