@@ -17,6 +17,7 @@ import libcst as cst
 from linen_upgrade.facts import ForwardSpec, Param, is_input
 from linen_upgrade.index import ArgsForward, DefinitionForward
 from linen_upgrade.rule import FastTransformer, RuleTransformer
+from linen_upgrade.rules._member_names import member_clash
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES, CACHE_USAGE, BuiltinModule
 
 
@@ -76,6 +77,8 @@ def split_params(params: tuple[Param, ...] | list[Param]) -> Split:
                               "stays a call input in Linen (the first positional parameter, or an input by name): "
                               "split it by hand")
     ordered = [a for a in attrs if a.default is None] + [a for a in attrs if a.default is not None]
+    fields = [*ordered, *(p for p in (star, forward) if p is not None)]
+    problem = problem or next(filter(None, (member_clash(p.name) for p in fields)), None)
     return Split(tuple(inputs), tuple(ordered), problem, forward, star, definition if not problem else None, rngs)
 
 
