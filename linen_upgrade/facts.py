@@ -93,6 +93,7 @@ class CallArg:
     slot: int | str
     kind: str  # "array", "literal", or "other" (recorded for keywords of ``via`` calls only)
     via: str = ""  # "partial", "shared", "init", ... for ``M.partial(...)``; "" for ``M(...)``
+    container: str = ""  # "list" or "dict": a display of one, which a Linen field freezes (LU101)
 
 
 @dataclass
@@ -587,6 +588,16 @@ _INIT_METHODS = {"init": 1, "call": 1}  # M.init(rng, x, ...): legacy apply posi
 _KEYWORD_METHODS = frozenset({"partial", "shared", "init_by_shape", "create", "create_by_shape"})
 
 
+def _container(node: ast.expr) -> str:
+    """"list" or "dict" for a display, comprehension or ``list(...)``/``dict(...)`` call of one."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("list", "dict"):
+        return node.func.id
+    return _CONTAINERS.get(type(node), "")
+
+
+_CONTAINERS = {ast.List: "list", ast.ListComp: "list", ast.Dict: "dict", ast.DictComp: "dict"}
+
+
 def _is_literal(node: ast.expr) -> bool:
     if isinstance(node, ast.Constant):
         return node.value is not None and node.value is not Ellipsis
@@ -1033,10 +1044,12 @@ def _call_args(tree: ast.Module, imports: ImportMap, qualify, local_classes: set
             if not keywords_only:
                 for i, a in enumerate(node.args):
                     k = kind(a) if i >= shift and not isinstance(a, ast.Starred) else None
-                    if k:
-                        out.append(CallArg(callee, i - shift, k, via))
+                    c = _container(a) if i >= shift else ""
+                    if k or c:
+                        out.append(CallArg(callee, i - shift, k or "other", via, c))
             for kw in node.keywords:
                 k = kind(kw.value) if kw.arg else None
-                if k or (via and kw.arg):
-                    out.append(CallArg(callee, kw.arg, k or "other", via))  # type: ignore[arg-type]
+                c = _container(kw.value) if kw.arg else ""
+                if k or c or (via and kw.arg):
+                    out.append(CallArg(callee, kw.arg, k or "other", via, c))  # type: ignore[arg-type]
     return out

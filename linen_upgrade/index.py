@@ -98,6 +98,9 @@ class ProjectIndex:
     # (module class, apply parameter) that call sites fill only with a function's own parameter
     # (``def masked(module): return Masked.partial(wrapped_module=module)``) or with functions
     untraced_params: set[tuple[str, str]] = field(default_factory=set)
+    # module class -> (legacy apply slot, "list"/"dict") of the list and dict displays call sites give it
+    # (``M.partial(hidden=[5, 4])``): a Linen field freezes them (LU101, ``rules/_frozen_attributes.py``)
+    containers: dict[str, set[tuple[int | str, str]]] = field(default_factory=dict)
     # ``models.ResNet50`` -> (the module it partials, (keyword, source) fixed, all literal): module-level
     # ``ResNet50 = ResNet.partial(...)`` of a file of the run, for the files that import it
     partial_aliases: dict[str, tuple[str, tuple[tuple[str, str], ...], bool]] = field(default_factory=dict)
@@ -250,6 +253,8 @@ class ProjectIndex:
         for facts in all_facts:
             for ca in facts.call_args:
                 calls.setdefault(index.canonical(ca.callee), []).append(ca)
+                if ca.container:
+                    index.containers.setdefault(index.canonical(ca.callee), set()).add((ca.slot, ca.container))
         _Roles(index, defining, inherits, calls).decide()
         _initializer_params(index, defining, inherits)
         given: dict[tuple[str, str], set[tuple[str, frozenset[str]]]] = {}

@@ -14,6 +14,7 @@ from linen_upgrade.rule import Context, FastTransformer, FastVisitor, Rule, Rule
 from linen_upgrade.transformer import comments_in, target_names
 from linen_upgrade.rules._cst import (build_dotted, express, is_docstring, kwarg, line_comments, named_params, names_in,
                                       spell_any)
+from linen_upgrade.rules._frozen_attributes import given_container, reads_sequences
 from linen_upgrade.rules._modules import SelfAttributes, creates_module, type_of
 from linen_upgrade.rules._wrapped_definitions import DefinitionCalls
 
@@ -33,15 +34,24 @@ class ModuleParts(RuleTransformer):
             s.name.value for s in node.body if isinstance(s, (cst.ClassDef, cst.FunctionDef))}
         return True
 
-    def default_problem(self, apply: cst.FunctionDef, attrs, body: list) -> str | None:
+    def default_problem(self, apply: cst.FunctionDef, attrs, body: list, qual: str | None = None,
+                        params: tuple = ()) -> str | None:
         """A mutable default (list, dict, set) becomes ``field(default_factory=lambda: ...)``;
         the lambda cannot see names of the class body, which the legacy default could.
         Linen hands list attributes to the methods as tuples and dicts as FrozenDicts:
-        a body that does more than read one (``widths + [2]``, ``append``, ``==``) is left."""
+        a body that does more than read one (``widths + [2]``, ``append``, ``==``) is left,
+        also where the list or dict comes from a call site of the run (``given_container``)."""
         class_values = _assigned_values(body)
         methods = [s for s in body if isinstance(s, cst.FunctionDef)]
         for param in named_params(apply.params):
             name = param.name.value
+            given = given_container(self.ctx.index, qual, params, name)
+            if given and name in {a.name for a in attrs} and not all(
+                    _only_read(m, name, lambda f: creates_module(self, f) or reads_sequences(self.resolve(f)))
+                    for m in methods):
+                return (f"a call site gives {name} a {given}, which a Linen module sees as a "
+                        f"{'tuple' if given == 'list' else 'FrozenDict'}, and the body does more than read it: "
+                        "convert by hand")
             if param.default is None or name not in {a.name for a in attrs}:
                 continue
             kind = _mutable_kind(param.default, {**self._globals, **class_values})

@@ -174,7 +174,8 @@ class _Transformer(ModuleParts):
         params = self._apply_params(original)
         split = split_params(params)
         attr_names = {a.name for a in split.attrs}
-        problem = split.problem or self.default_problem(body[apply_at], split.attrs, body) or name_clash(
+        problem = split.problem or self.default_problem(
+            body[apply_at], split.attrs, body, self.resolve_class(original.name), params) or name_clash(
             body, attr_names | {p.name for p in (split.star, split.forward) if p is not None})
         if not problem:
             body, problem = drop_repeated_arguments(body, attr_names)
