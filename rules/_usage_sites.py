@@ -8,8 +8,9 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.rules._cst import build_dotted, comma_list, express, kwarg, spell_partial
+from linen_upgrade.rules._parameterless import params_of
 from linen_upgrade.rules._usage import UsageTransformer
-from linen_upgrade.rules._usage_calls import string, subscript
+from linen_upgrade.rules._usage_calls import string
 from linen_upgrade.rules._usage_frames import Frame
 from linen_upgrade.rules._usage_types import CALL_HELPER, INPUTS_HELPER, PARTIAL_HELPER, ModuleRef
 
@@ -205,6 +206,7 @@ class SiteCalls(UsageTransformer):
         call_inputs = [*starred, *call_inputs]
         rngs = self.rngs(rng, stochastic)
         state = stateful.state_name if stateful is not None else None
+        quals = [c.qual for c in ref.choices] or [ref.qual]
 
         def build(name: str) -> cst.Call:
             return cst.Call(func=cst.Attribute(value=ctor, attr=cst.Name(name)), args=[
@@ -219,7 +221,7 @@ class SiteCalls(UsageTransformer):
             if isinstance(index, cst.Integer) and index.value in ("0", "1"):
                 self.fixed(f"{method} -> Linen init")
                 if index.value == "1":
-                    self.subscripts[id(parent)] = subscript(build("init"), "params")
+                    self.subscripts[id(parent)] = params_of(build("init"), quals, self.ctx)
                     return build("init")
                 self.subscripts[id(parent)] = cst.Subscript(build("init_with_output"), [
                     cst.SubscriptElement(cst.Index(cst.Integer("0")))])
@@ -244,11 +246,11 @@ class SiteCalls(UsageTransformer):
         if discard and state is None:
             self.retarget[id(assign)] = params
             self.fixed(f"{method} -> Linen init")
-            return subscript(build("init"), "params")
+            return params_of(build("init"), quals, self.ctx)
         holder = cst.Name(self.fresh("variables", original)) if state is not None else params
         self.retarget[id(assign)] = holder if discard else cst.Tuple(
             [cst.Element(y), cst.Element(holder)], lpar=[], rpar=[])
-        self.add_post(original, f"{code(params)} = {code(holder)}['params']")
+        self.add_post(original, f"{code(params)} = {code(params_of(holder, quals, self.ctx))}")
         if state is not None:
             # a model without state has no such collection in Linen (legacy gave an empty one)
             self.add_post(original, f"{code(state)} = {code(holder)}.get({coll!r}, {{}})")
