@@ -7,6 +7,7 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.rules._cst import kwarg
+from linen_upgrade.rules._linen_named import linen_named
 from linen_upgrade.rules._modules import CallSpec, split_call
 
 
@@ -48,6 +49,9 @@ def split_usage(args: list[cst.Arg], spec: CallSpec, bound: dict[str, cst.BaseEx
         if key in spec.manual:
             return [], [], f"{key}: {spec.manual[key]}"
     merged = {**{k: (v, False) for k, v in bound.items() if k not in named}, **named}
+    already, problem = linen_named(bound, spec, {spec.renames.get(n, n) for n in merged if n in spec.legacy})
+    if problem:
+        return [], [], problem
     ctor: list[cst.Arg] = []
     inputs: list[cst.Arg] = []
     in_order = True
@@ -65,6 +69,7 @@ def split_usage(args: list[cst.Arg], spec: CallSpec, bound: dict[str, cst.BaseEx
                 inputs.append(kwarg(new, value))
         else:
             ctor.append(kwarg(new, value))
+    ctor.extend(already)
     given = {spec.renames.get(n, n) for n in [*merged, *fixed]}
     for attr, source in spec.explicit.items():
         if attr not in given:
