@@ -244,7 +244,9 @@ class _Gen:
             name = self.hparam(spec, ("dims", "hidden_sizes", "stages"),
                                r.choice(("(4, 3)", "(5,)", "(6, 4)")), "tuple", may_require=False)
             return [f"for i, w in enumerate({name}):",
-                    f"    x = nn.Dense(x, w{self.kinit(spec)}, name='layer_%d' % i)"]
+                    # named after the hyper-parameter: two such loops in one module must not
+                    # both make 'layer_0' (legacy: "A module with named ... already exists")
+                    f"    x = nn.Dense(x, w{self.kinit(spec)}, name='{name}_%d' % i)"]
         if kind == "dict_default":
             name = self.hparam(spec, ("cfg", "config", "opts"),
                                r.choice(("{'hidden': 5, 'scale': 0.5}", "{'scale': 2.0, 'hidden': 3}")),
