@@ -14,7 +14,7 @@ from linen_upgrade.rules._cst import code
 from linen_upgrade.rules._usage import (CAPTURE, CLASS, CONFLICT, FUNC, INSTANCE, MODEL, OPTIM, TRUNC, TUPLE,
                                         UsageTransformer, conflict_message, element, external_param, unwrap_func)
 from linen_upgrade.rules._usage_external import external_analysis, external_return, followed_callback, module_file
-from linen_upgrade.rules._usage_types import FOREIGN, RECORD, RECORDS
+from linen_upgrade.rules._usage_types import FOREIGN, RECORD, RECORDS, UNKNOWN
 
 # methods that put a value into a container (where the rules no longer follow it)
 _CONTAINER_METHODS = frozenset({"append", "extend", "insert", "add", "update", "setdefault", "put"})
@@ -85,6 +85,9 @@ class Escapes(UsageTransformer):
             elif self._partial_of_external(call, scope, a, t):
                 where = (f"{dotted(call.args[0].value)} through functools.partial (another file, where what a "
                          "partial fixes is not followed)")
+            elif callee is not None and callee.kind == CONFLICT and FUNC in callee.items:
+                which = f"{conflict_message(callee)}: which one runs is not followed"
+                where = f"{dotted(call.func) or code(call.func)} ({which})"
             elif callee is not None and callee.kind == FUNC and callee.func[0] == "external":
                 position = next((i for i, p in enumerate(positions) if p is a), None)
                 got = external_param(self.a, callee.func[1], position,
@@ -101,7 +104,8 @@ class Escapes(UsageTransformer):
                     and not (callee is not None and callee.kind == CLASS
                              and "__init__" in self.a.methods.get(callee.func[1], {})):
                 where = f"the class {qual.rpartition('.')[2]}"
-            elif callee is None and qual is None and isinstance(call.func, cst.Name) and t.kind != CONFLICT \
+            elif callee is None and qual is None and isinstance(call.func, cst.Name) \
+                    and (t.kind != CONFLICT or UNKNOWN in t.items) \
                     and scope.lookup(call.func.value) is not None and not self._import_alias(call.func, scope):
                 # a name of this file the analysis gives no function (a namedtuple, a parameter, a factory's result)
                 where = f"{call.func.value} (a value of this file not followed as a function)"

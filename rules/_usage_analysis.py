@@ -48,7 +48,7 @@ from linen_upgrade.rules._usage_scopes import Collector, Scope
 from linen_upgrade.rules._usage_types import (CAPTURE, CHANGED_REGISTRY, CLASS, CONFLICT, DEF, FOREIGN, FUNC,
                                               INPUTS_HELPER, INSTANCE, MODEL, MODEL_TYPES, OPAQUE, OPTIM, PARTIAL_HELPER,
                                               RECORD, RECORD_TYPES, RECORDS, RUNTIME, STATE, TRUNC, TUPLE, UNWRITABLE,
-                                              VARIABLES, ModuleRef, Ty, conflict, element, join)
+                                              UNKNOWN, VARIABLES, ModuleRef, Ty, conflict, element, join, untraced)
 from linen_upgrade.tables.libraries import LIBRARIES, OPAQUE_BUILTINS
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
@@ -147,6 +147,7 @@ class Analysis:
         self._tops: frozenset[str] | None = None  # top-level names of the run's modules (``_run_packages``)
         # what other files of the run pass to this file's top-level functions
         self.seeds: dict[tuple[int, str], Ty | None] = {}
+        self.untraced: set[tuple[int, str]] = set()  # seeded as a conflict with ``unknown`` (``_solve``)
         for (name, slot), t in external_seeds(self).items():
             fn = self.top_level_function(name)
             fscope = self.scopes[id(fn)] if fn is not None else None
@@ -240,7 +241,35 @@ class Analysis:
 
     # -- solving ---------------------------------------------------------------
     def _solve(self) -> None:
+        """The fixed point, where a value the analysis cannot type (``None``) joins as nothing; then each
+        field or parameter that some site gives such a value while others give a legacy value or a
+        function (``untraced``) is seeded as a conflict with ``unknown`` -- the value may be either,
+        its uses get a TODO -- and solved again, until no more are found.  (A name rebound in its own
+        scope, ``optimizer = lax.while_loop(...)``, mostly holds the same value transformed in ways the
+        analysis does not model: it joins as before.)"""
+        untyped = self._fixed_point()
+        while self.depth == 0:  # not another file's reading, which the run's values are not passed to
+            mixed = {key for key in untyped if untraced(self.env.get(key)) and key not in self.untraced}
+            if not mixed:
+                return
+            self.untraced |= mixed
+            for key in mixed:
+                self.seeds[key] = join(self.seeds.get(key), conflict(UNKNOWN))
+            self.env, self.rets = {}, {}
+            untyped = self._fixed_point()
+
+    def _fixed_point(self) -> set[tuple[int, str]]:
+        """Solve from the seeds; the fields and parameters some site gave a value of no type (not the
+        literal None)."""
+        untyped: set[tuple[int, str]] = set()
+
+        def add(env: dict, key: tuple[int, str], t: Ty | None, source: cst.BaseExpression | None) -> None:
+            if t is None and not (isinstance(source, cst.Name) and source.value == "None"):
+                untyped.add(key)
+            env[key] = join(env.get(key), t)
+
         for _ in range(20):
+            untyped.clear()
             env: dict[tuple[int, str], Ty | None] = dict(self.seeds)
             for scope, name, source, path in self.bindings:
                 t = self._source_ty(scope, name, source)
@@ -255,8 +284,8 @@ class Analysis:
                 t = self._source_ty(scope, "", source)
                 for i in path:
                     t = t.items[i] if t is not None and t.kind == TUPLE and i < len(t.items) else None
-                key = (self.lineage.root(owner.func[1]), "." + target_attr.attr.value)
-                env[key] = join(env.get(key), t)
+                add(env, (self.lineage.root(owner.func[1]), "." + target_attr.attr.value), t,
+                    source[1] if source[0] == "expr" else None)
             for scope, call in self.calls:
                 passed = self._target_passed(call, scope)
                 if passed is not None:  # opt.optimize(loss_fn): loss_fn(opt.target)
@@ -270,23 +299,23 @@ class Analysis:
                 positional = [a for a in args[:unpacked] if a.keyword is None]
                 for i, a in enumerate(positional):
                     if i + offset < len(fscope.params):
-                        key = (id(fscope), fscope.params[i + offset])
-                        env[key] = join(env.get(key), self._entered(self.ty(a.value, scope), call, scope, fscope))
+                        add(env, (id(fscope), fscope.params[i + offset]),
+                            self._entered(self.ty(a.value, scope), call, scope, fscope), a.value)
                 for a in args:
                     if a.keyword is not None and not a.star and a.keyword.value in fscope.bound:
-                        key = (id(fscope), a.keyword.value)
-                        env[key] = join(env.get(key), self._entered(self.ty(a.value, scope), call, scope, fscope))
+                        add(env, (id(fscope), a.keyword.value),
+                            self._entered(self.ty(a.value, scope), call, scope, fscope), a.value)
             for fid, fn in self.funcs.items():  # a default is what a call leaving the parameter out passes
                 fscope = self.scopes[fid]
                 for p in (*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params):
                     if p.default is not None and fscope.parent is not None:
-                        key = (id(fscope), p.name.value)
-                        env[key] = join(env.get(key), self.ty(p.default, fscope.parent))
+                        add(env, (id(fscope), p.name.value), self.ty(p.default, fscope.parent), p.default)
             rets = {fid: functools.reduce(join, (self.ty(e, s) for s, e in values), None)
                     for fid, values in self.returns.items()}
             if env == self.env and rets == self.rets:
                 break
             self.env, self.rets = env, rets
+        return untyped
 
     def _target_passed(self, call: cst.Call, scope: Scope) -> tuple[tuple[int, str], Ty] | None:
         """``opt.optimize(f)`` / ``opt.compute_gradient(f)`` call ``f`` with the optimizer's
@@ -571,7 +600,7 @@ class Analysis:
             return None
         if all(t is not None for t in typed):
             return functools.reduce(join, typed)
-        return conflict(*(t.kind for t in typed if t is not None), "unknown")
+        return conflict(*(t.kind for t in typed if t is not None), UNKNOWN)
 
     def _global_ty(self, qual: str | None) -> Ty | None:
         if not qual:

@@ -15,6 +15,8 @@ ELSEWHERE = "elsewhere"
 # a Model handed in by another file, of a module class this file cannot name (no import of it)
 UNWRITABLE = "unwritable"
 DEF, MODEL, OPTIM, STATE, TUPLE, FUNC, CONFLICT = "def", "model", "optimizer", "state", "tuple", "func", "conflict"
+# a value the analysis cannot type, met where another site gives a legacy value: a conflict holding it
+UNKNOWN = "unknown"
 # a Model's truncate_at(path) (items: (the literal path or None,)); the Collection of
 # nn.capture_module_outputs(); what a Linen init returned; a plain class and its instances
 # (func: ("class", id(ClassDef)); an instance of a class of another file: ("foreign", its qualified
@@ -145,6 +147,9 @@ def conflict_message(t: Ty) -> str:
     if UNWRITABLE in t.items:
         return ("a Model another file hands over, of a module class this file does not import or cannot tell: "
                 "apply the Linen module where the class is known, or import it here")
+    if UNKNOWN in t.items:
+        return ("a value that some sites give a legacy Model (or definition, or a function this rule follows) "
+                "and others a value this rule cannot trace")
     return "a value that holds different legacy models (or a Model and something else) at different call sites"
 
 
@@ -155,6 +160,21 @@ def _legacy(t: Ty | None) -> bool:
     if t.kind == TUPLE:
         return any(_legacy(i) for i in t.items)
     return t.kind in _OPAQUE_CONFLICTS or t.kind == CONFLICT and bool(_OPAQUE_CONFLICTS & set(t.items))
+
+
+# what a value of no type met at another site makes unknown (``Analysis._solve``): a value a rewrite is made
+# for (a Model, its definition or optimizer, a function followed into) must not reach the other value.
+# Not collection state, whose uses get a TODO of their own as long as it is typed.
+_REWRITTEN = frozenset({DEF, MODEL, OPTIM, TRUNC, FUNC})
+
+
+def untraced(t: Ty | None) -> bool:
+    """Is ``t`` of a kind that a value of no type joined to it makes unknown?"""
+    if t is None:
+        return False
+    if t.kind == TUPLE:
+        return any(untraced(i) for i in t.items)
+    return t.kind in _REWRITTEN
 
 
 def join(a: Ty | None, b: Ty | None) -> Ty | None:
