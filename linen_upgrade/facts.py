@@ -588,11 +588,41 @@ _INIT_METHODS = {"init": 1, "call": 1}  # M.init(rng, x, ...): legacy apply posi
 _KEYWORD_METHODS = frozenset({"partial", "shared", "init_by_shape", "create", "create_by_shape"})
 
 
-def _container(node: ast.expr) -> str:
-    """"list" or "dict" for a display, comprehension or ``list(...)``/``dict(...)`` call of one."""
+def _container(node: ast.expr, names: dict[str, str] | None = None) -> str:
+    """"list" or "dict" for a display, comprehension or ``list(...)``/``dict(...)`` call of one, or a
+    name ``names`` says is bound to one."""
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("list", "dict"):
         return node.func.id
+    if isinstance(node, ast.Name) and names:
+        return names.get(node.id, "")
     return _CONTAINERS.get(type(node), "")
+
+
+def _container_names(scope: ast.AST, outer: dict[str, str]) -> dict[str, str]:
+    """The names a scope binds to a list or dict (``hidden = [5, 4]``; any of its bindings is one),
+    with ``outer``'s (module-level) for names the scope does not bind itself."""
+    bound: set[str] = set()
+    found: dict[str, str] = {}
+    if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        a = scope.args
+        bound |= {x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if x is not None}
+    stack = list(scope.body)  # type: ignore[attr-defined]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+            continue
+        if isinstance(node, ast.Lambda):
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            kind = _container(node.value)
+            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                if kind and isinstance(t, ast.Name):
+                    found[t.id] = kind
+    return {**{n: k for n, k in outer.items() if n not in bound}, **found}
 
 
 _CONTAINERS = {ast.List: "list", ast.ListComp: "list", ast.Dict: "dict", ast.DictComp: "dict"}
@@ -1009,6 +1039,7 @@ def _call_args(tree: ast.Module, imports: ImportMap, qualify, local_classes: set
                 rest = [a.arg for a in args[1:]]
                 seeds = {*rest[:1], *(n for n in rest if n in CALL_ARGUMENT_NAMES)}
             scopes.append((node, seeds))
+    module_containers = _container_names(tree, {})
     for scope, seeds in scopes:
         sites: list[tuple[ast.Call, str, int, bool, str]] = []
         stack = list(scope.body)  # type: ignore[attr-defined]
@@ -1035,6 +1066,8 @@ def _call_args(tree: ast.Module, imports: ImportMap, qualify, local_classes: set
         arrays = _Arrays(imports, seeds)
         arrays.bind(scope.body)  # type: ignore[attr-defined]
 
+        containers = module_containers if scope is tree else _container_names(scope, module_containers)
+
         def kind(value: ast.expr) -> str | None:
             if _is_literal(value):
                 return "literal"
@@ -1044,12 +1077,12 @@ def _call_args(tree: ast.Module, imports: ImportMap, qualify, local_classes: set
             if not keywords_only:
                 for i, a in enumerate(node.args):
                     k = kind(a) if i >= shift and not isinstance(a, ast.Starred) else None
-                    c = _container(a) if i >= shift else ""
+                    c = _container(a, containers) if i >= shift else ""
                     if k or c:
                         out.append(CallArg(callee, i - shift, k or "other", via, c))
             for kw in node.keywords:
                 k = kind(kw.value) if kw.arg else None
-                c = _container(kw.value) if kw.arg else ""
+                c = _container(kw.value, containers) if kw.arg else ""
                 if k or c or (via and kw.arg):
                     out.append(CallArg(callee, kw.arg, k or "other", via, c))  # type: ignore[arg-type]
     return out
