@@ -3,7 +3,7 @@
 
     python bench/real_models.py                       # every case, CPU
     python bench/real_models.py --folder google__flax --case ResNet
-    python bench/real_models.py --platform gpu --markdown
+    python bench/real_models.py --platform gpu         # on the accelerator (the table is always printed)
 
 For each corpus folder named by a case (``bench/real_models_cases.py``):
 copy ``../shared/corpus/<folder>`` twice into a temporary folder (made
