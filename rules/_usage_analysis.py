@@ -52,6 +52,8 @@ from linen_upgrade.rules._usage_types import (CAPTURE, CHANGED_REGISTRY, CLASS, 
 from linen_upgrade.tables.libraries import LIBRARIES, OPAQUE_BUILTINS
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
+# the key of a function's result among the seeds: (id(function), _RETURN), no parameter's name
+_RETURN = "<return>"
 # calls whose result has the type of one argument (a pytree in, the same pytree out)
 _PRESERVING = {
     "flax.jax_utils.replicate": 0, "flax.jax_utils.unreplicate": 0,
@@ -147,7 +149,8 @@ class Analysis:
         self._tops: frozenset[str] | None = None  # top-level names of the run's modules (``_run_packages``)
         # what other files of the run pass to this file's top-level functions
         self.seeds: dict[tuple[int, str], Ty | None] = {}
-        self.untraced: set[tuple[int, str]] = set()  # seeded as a conflict with ``unknown`` (``_solve``)
+        self.untraced: set = set()  # seeded as a conflict with ``unknown`` (``_solve``)
+        self._read_names: dict[int, set[str]] = {}  # ``_reads``
         for (name, slot), t in external_seeds(self).items():
             fn = self.top_level_function(name)
             fscope = self.scopes[id(fn)] if fn is not None else None
@@ -242,41 +245,47 @@ class Analysis:
     # -- solving ---------------------------------------------------------------
     def _solve(self) -> None:
         """The fixed point, where a value the analysis cannot type (``None``) joins as nothing; then each
-        field or parameter that some site gives such a value while others give a legacy value or a
-        function (``untraced``) is seeded as a conflict with ``unknown`` -- the value may be either,
-        its uses get a TODO -- and solved again, until no more are found.  (A name rebound in its own
-        scope, ``optimizer = lax.while_loop(...)``, mostly holds the same value transformed in ways the
-        analysis does not model: it joins as before.)"""
+        name, field, parameter or result that some site gives such a value while others give a legacy
+        value or a function (``untraced``) is seeded as a conflict with ``unknown`` -- the value may be
+        either, its uses get a TODO -- and solved again, until no more are found (``_fixed_point`` says
+        which sites count)."""
         untyped = self._fixed_point()
         while self.depth == 0:  # not another file's reading, which the run's values are not passed to
-            mixed = {key for key in untyped if untraced(self.env.get(key)) and key not in self.untraced}
+            mixed = {key for key in untyped if key not in self.untraced
+                     and untraced(self.rets.get(key) if isinstance(key, int) else self.env.get(key))}
             if not mixed:
                 return
             self.untraced |= mixed
             for key in mixed:
-                self.seeds[key] = join(self.seeds.get(key), conflict(UNKNOWN))
+                seed = (key, _RETURN) if isinstance(key, int) else key
+                self.seeds[seed] = join(self.seeds.get(seed), conflict(UNKNOWN))
             self.env, self.rets = {}, {}
             untyped = self._fixed_point()
 
-    def _fixed_point(self) -> set[tuple[int, str]]:
-        """Solve from the seeds; the fields and parameters some site gave a value of no type (not the
-        literal None)."""
-        untyped: set[tuple[int, str]] = set()
+    def _fixed_point(self) -> set:
+        """Solve from the seeds; the fields, parameters and functions' results (``id(function)``) some
+        site gave a value of no type (not the literal None), and the names bound to one that does not
+        read the name itself (``model = other.load()``, not ``optimizer = optimizer.replicate()``,
+        which mostly holds the same value transformed in ways the analysis does not model)."""
+        untyped: set = set()
 
-        def add(env: dict, key: tuple[int, str], t: Ty | None, source: cst.BaseExpression | None) -> None:
+        def add(env: dict, key, t: Ty | None, source: cst.BaseExpression | None) -> None:
             if t is None and not (isinstance(source, cst.Name) and source.value == "None"):
                 untyped.add(key)
             env[key] = join(env.get(key), t)
 
         for _ in range(20):
             untyped.clear()
-            env: dict[tuple[int, str], Ty | None] = dict(self.seeds)
+            env: dict[tuple[int, str], Ty | None] = {k: t for k, t in self.seeds.items() if k[1] != _RETURN}
             for scope, name, source, path in self.bindings:
                 t = self._source_ty(scope, name, source)
                 for i in path:
                     t = t.items[i] if t is not None and t.kind == TUPLE and i < len(t.items) else None
                 key = (id(scope), name)
-                env[key] = join(env.get(key), t)
+                if source[0] in ("expr", "iter") and not (t is None and self._reads(source[1], name)):
+                    add(env, key, t, source[1])
+                else:
+                    env[key] = join(env.get(key), t)
             for scope, target_attr, source, path in self.field_bindings:
                 owner = self.ty(target_attr.value, scope)
                 if owner is None or owner.kind != INSTANCE:
@@ -310,12 +319,22 @@ class Analysis:
                 for p in (*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params):
                     if p.default is not None and fscope.parent is not None:
                         add(env, (id(fscope), p.name.value), self.ty(p.default, fscope.parent), p.default)
-            rets = {fid: functools.reduce(join, (self.ty(e, s) for s, e in values), None)
-                    for fid, values in self.returns.items()}
+            rets: dict[int, Ty | None] = {}
+            for fid, values in self.returns.items():
+                rets[fid] = self.seeds.get((fid, _RETURN))
+                for s, e in values:
+                    add(rets, fid, self.ty(e, s), e)  # type: ignore[arg-type]
             if env == self.env and rets == self.rets:
                 break
             self.env, self.rets = env, rets
         return untyped
+
+    def _reads(self, source: cst.CSTNode, name: str) -> bool:
+        """Does the expression a name is bound to read that name (``x = f(x)``)?"""
+        found = self._read_names.get(id(source))
+        if found is None:
+            found = self._read_names[id(source)] = names_in(source, after_dots=False)
+        return name in found
 
     def _target_passed(self, call: cst.Call, scope: Scope) -> tuple[tuple[int, str], Ty] | None:
         """``opt.optimize(f)`` / ``opt.compute_gradient(f)`` call ``f`` with the optimizer's
