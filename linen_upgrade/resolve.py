@@ -102,7 +102,10 @@ class ImportMap:
     nested: frozenset[str] = frozenset()
 
     def spellable(self) -> dict[str, str]:
-        """The aliases the rewrite may write anywhere in the file: those bound at its top."""
+        """The aliases the rewrite may write anywhere in the file: those bound at its top (all of
+        them in most files, which import nothing inside a function: no copy then)."""
+        if not self.nested:
+            return self.aliases
         return {k: v for k, v in self.aliases.items() if k not in self.nested}
 
     def resolve_dotted(self, name: str) -> str | None:

@@ -136,6 +136,7 @@ class _eval_context_when_concrete(object):
 
 
 def _prod(xs):
+    """Old ``jax.util.prod`` (``math.prod`` is Python 3.8+; this file keeps to 3.7)."""
     out = 1
     for x in xs:
         out *= x
