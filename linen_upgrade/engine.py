@@ -185,6 +185,7 @@ def rewrite_python(data: bytes, path: str, facts: FileFacts, index: ProjectIndex
     result = FileResult(path=path, original=data)
     if facts.skip_file:
         return result
+    index.x64 = facts.module_name in index.x64_modules
     ctx = Context(path=path, facts=facts, index=index, config=config)
     # which rules may have work is decided before a rule module or LibCST is loaded
     active = [registry.rule(i) for i in rule_ids if applies(i, ctx)]

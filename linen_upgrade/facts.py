@@ -19,6 +19,7 @@ from linen_upgrade.analysis.initializers import initializers as initializer_func
 from linen_upgrade.analysis.walk import nodes, subtree
 from linen_upgrade.resolve import ImportMap, canonical, import_map
 from linen_upgrade.rule import SKIP_FILE_MARK, SKIP_MARK
+from linen_upgrade.tables import x64
 from linen_upgrade.tables.nn_functions import ATTENTION_PARAMS
 from linen_upgrade.tables.nn_modules import CALL_ARGUMENT_NAMES
 
@@ -169,6 +170,8 @@ class FileFacts:
     initializers: dict[str, str] = field(default_factory=dict)
     # the source holds a LEGACY_KEY
     legacy_keys: bool = False
+    # the file turns jax's 64-bit floats on (``tables.x64``)
+    x64: bool = False
     # top-level functions drawing ``nn.make_rng()`` themselves (``def shake(x, rng=None)``) or through
     # ``nn.dot_product_attention`` with dropout and maybe no ``dropout_rng``; how many
     # times the file names each qualified name, and how many of those are calls in legacy module
@@ -413,6 +416,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
         has_skip_marks=SKIP_MARK in text,
         skip_file=SKIP_FILE_MARK in text,
         legacy_keys=LEGACY_KEY.search(text) is not None,
+        x64="x64" in text.lower() and _switches_x64(tree, qualnames),
         partial_args=partial_args,
         partial_aliases=_partial_aliases(tree, qualify, module_name),
         frozendict_calls=frozendict_calls,
@@ -425,6 +429,12 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
     )
 
 
+
+
+def _switches_x64(tree: ast.Module, qualnames: set[str]) -> bool:
+    """Does the file turn jax's 64-bit floats on (``tables.x64``)?"""
+    return bool(qualnames & x64.SWITCH_FUNCTIONS) or any(
+        isinstance(n, ast.Constant) and n.value in x64.SWITCH_STRINGS for n in ast.walk(tree))
 
 
 def _known_callee(name: str | None, imports: ImportMap, qualify, local_classes: set[str]) -> bool:

@@ -89,6 +89,11 @@ class ProjectIndex:
     modules: dict[str, LegacyModule] = field(default_factory=dict)
     # module names of the run's files that reference flax (prefilter)
     flax_modules: set[str] = field(default_factory=set)
+    # the run's files that turn jax's 64-bit floats on and every file of the run they import, directly or not
+    # (``tables.x64``): there converted layers keep legacy's dtypes.  ``x64``: the file being rewritten is
+    # one (the engine sets it per file: the run-wide call specs read it)
+    x64_modules: set[str] = field(default_factory=set)
+    x64: bool = False
     # (module class, apply parameter) -> (module the partial was made of, keywords it fixed),
     # from call sites that pass ``param=<a Module.partial(...)>`` (the ResNet pattern)
     partial_params: dict[tuple[str, str], tuple[str, frozenset[str]]] = field(default_factory=dict)
@@ -284,6 +289,7 @@ class ProjectIndex:
         index.collections = _collections(index, all_facts, given)
         _definition_rngs(index, given)
         index._link([f for f in all_facts if f.module_name])
+        index.x64_modules.update(f.module_name for f in all_facts if f.x64 and not f.module_name)  # (stdin)
         helpers = {index.canonical(joined(f.module_name, n)) for f in all_facts for n in f.rng_functions}
         index.rng_helpers = _called_in_modules(index, all_facts, helpers)
         factories = {index.canonical(joined(f.module_name, name)): found for f in all_facts
@@ -308,6 +314,13 @@ class ProjectIndex:
                     self.referrers.setdefault(qual, set()).add(me)
                     self.referenced.add(module)
                     uses.setdefault(me, set()).add(module)
+        imported = {f.module_name: f.imports.imported_modules & run for f in all_facts}
+        stack = [f.module_name for f in all_facts if f.x64]
+        while stack:
+            module = stack.pop()
+            if module not in self.x64_modules:
+                self.x64_modules.add(module)
+                stack.extend(imported.get(module, set()) | uses.get(module, set()))
         stack = [f.module_name for f in all_facts if f.references("flax.optim")]
         self.optim_creators = set(stack)
         while stack:

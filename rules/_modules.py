@@ -19,6 +19,7 @@ from linen_upgrade.index import ArgsForward, DefinitionForward
 from linen_upgrade.rule import FastTransformer, RuleTransformer
 from linen_upgrade.rules._member_names import member_clash
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES, CACHE_USAGE, BuiltinModule
+from linen_upgrade.tables.x64 import EXPLICIT as X64_EXPLICIT
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,11 @@ class CallSpec:
     definition_rngs: bool = False  # ``Split.definition_rngs``
 
     @classmethod
-    def builtin(cls, row: BuiltinModule) -> CallSpec:
+    def builtin(cls, row: BuiltinModule, x64: bool = False) -> CallSpec:
+        """``x64``: the run turns jax's 64-bit floats on (``tables.x64``)."""
+        explicit = {**row.explicit, **X64_EXPLICIT.get(row.linen, {})} if x64 else row.explicit
         return cls(row.legacy, frozenset(row.inputs), row.linen_fields, row.linen_call,
-                   row.renames, row.explicit, row.manual, row.features_from_carry, row.required)
+                   row.renames, explicit, row.manual, row.features_from_carry, row.required)
 
     @classmethod
     def user(cls, params: tuple[Param, ...]) -> CallSpec:
@@ -394,7 +397,7 @@ def spec_for_qual(qual: str | None, index) -> CallSpec | None:
     if row is None and qual in index.linen_subclasses:
         row = BUILTIN_MODULES[index.builtin_subclasses[qual]]
     if row is not None:
-        return CallSpec.builtin(row)
+        return CallSpec.builtin(row, index.x64)
     legacy = index.legacy_module(qual)
     if legacy is not None and legacy.apply_params is not None:
         return CallSpec.user(legacy.apply_params)

@@ -5,7 +5,9 @@ What it does
     construction (attributes) and call (inputs): built-ins by the table
     ``linen_upgrade/tables/nn_modules.py`` (renamed arguments such as
     ``bias`` -> ``use_bias``, ``nn.dropout`` -> ``nn.Dropout``, legacy
-    defaults that became ``None`` in Linen passed explicitly), user modules
+    defaults that became ``None`` in Linen passed explicitly; in the files of a
+    program that turns jax's x64 on, ``param_dtype=float`` and legacy's float32
+    ``dtype``, ``linen_upgrade/tables/x64.py``), user modules
     of the run by their own ``apply`` signatures (the same split LU101 makes),
     calls through an apply parameter that call sites give a module class
     (``block_cls(x, filters)``; also several classes, ResNet18's and
@@ -734,7 +736,7 @@ class _Transformer(AttentionCalls, CellCalls):
                 return None
             row = target
         if row is not None:
-            return CallSpec.builtin(row), self._linen_ctor(func, qual, row.linen)  # type: ignore[arg-type]
+            return CallSpec.builtin(row, self.ctx.index.x64), self._linen_ctor(func, qual, row.linen)  # type: ignore[arg-type]
         spec = spec_for_qual(qual, self.ctx.index)  # a module of the run, StdConv(nn.Conv) wrapping param
         return (spec, func) if spec is not None else None
 
