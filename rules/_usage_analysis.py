@@ -34,6 +34,7 @@ from dataclasses import replace
 import libcst as cst
 
 from linen_upgrade.analysis import identity
+from linen_upgrade.analysis.watched import Watched, changed
 from linen_upgrade.facts import FileFacts
 from linen_upgrade.index import ProjectIndex
 from linen_upgrade.resolve import dotted
@@ -266,67 +267,112 @@ class Analysis:
         """Solve from the seeds; the fields, parameters and functions' results (``id(function)``) some
         site gave a value of no type (not the literal None), and the names bound to one that does not
         read the name itself (``model = other.load()``, not ``optimizer = optimizer.replicate()``,
-        which mostly holds the same value transformed in ways the analysis does not model)."""
+        which mostly holds the same value transformed in ways the analysis does not model).
+
+        Each round types every site (a binding, a field's, a call's arguments, a default, a return)
+        against the previous round's ``env`` and ``rets``, and joins what they give in site order,
+        until a round changes nothing.  A site is typed again only when a key it read last time
+        changed in the last round (``Watched`` notes the reads): the same rounds and the same joins as
+        typing every site each round, since a site's type depends on nothing else that changes here."""
+        unread = frozenset(("expr", "iter"))
+
+        def _untyped(t: Ty | None, source: cst.BaseExpression | None) -> bool:  # (not the literal None)
+            return t is None and not (isinstance(source, cst.Name) and source.value == "None")
+
+        def bound(site) -> tuple:
+            scope, name, source, path = site
+            t = self._source_ty(scope, name, source)
+            for i in path:
+                t = t.items[i] if t is not None and t.kind == TUPLE and i < len(t.items) else None
+            flagged = source[0] in unread and not (t is None and self._reads(source[1], name))
+            return (((id(scope), name), t, flagged and _untyped(t, source[1])),)
+
+        def field(site) -> tuple:
+            scope, target_attr, source, path = site
+            owner = self.ty(target_attr.value, scope)
+            if owner is None or owner.kind != INSTANCE:
+                return ()
+            t = self._source_ty(scope, "", source)
+            for i in path:
+                t = t.items[i] if t is not None and t.kind == TUPLE and i < len(t.items) else None
+            return (((self.lineage.root(owner.func[1]), "." + target_attr.attr.value), t,
+                     _untyped(t, source[1] if source[0] == "expr" else None)),)
+
+        def called(site) -> tuple:
+            scope, call = site
+            out = []
+            passed = self._target_passed(call, scope)
+            if passed is not None:  # opt.optimize(loss_fn): loss_fn(opt.target)
+                out.append((passed[0], passed[1], False))
+            target, args, offset = self._callee(call, scope)
+            if target is None:
+                return tuple(out)
+            fscope = self.scopes[id(target)]
+            # an unpacked *args fills the parameters after the arguments before it (not followed)
+            unpacked = next((i for i, a in enumerate(args) if a.star), len(args))
+            positional = [a for a in args[:unpacked] if a.keyword is None]
+            for i, a in enumerate(positional):
+                if i + offset < len(fscope.params):
+                    t = self._entered(self.ty(a.value, scope), call, scope, fscope)
+                    out.append(((id(fscope), fscope.params[i + offset]), t, _untyped(t, a.value)))
+            for a in args:
+                if a.keyword is not None and not a.star and a.keyword.value in fscope.bound:
+                    t = self._entered(self.ty(a.value, scope), call, scope, fscope)
+                    out.append(((id(fscope), a.keyword.value), t, _untyped(t, a.value)))
+            return tuple(out)
+
+        def default(site) -> tuple:  # a default is what a call leaving the parameter out passes
+            fscope, p = site
+            t = self.ty(p.default, fscope.parent)
+            return (((id(fscope), p.name.value), t, _untyped(t, p.default)),)
+
+        def returned(site) -> tuple:
+            fid, s, e = site
+            t = self.ty(e, s)
+            return ((fid, t, _untyped(t, e)),)
+
+        sites = [(bound, b) for b in self.bindings] + [(field, f) for f in self.field_bindings] \
+            + [(called, c) for c in self.calls]
+        for fid, fn in self.funcs.items():
+            fscope = self.scopes[fid]
+            sites += [(default, (fscope, p)) for p in (*fn.params.posonly_params, *fn.params.params,
+                                                       *fn.params.kwonly_params)
+                      if p.default is not None and fscope.parent is not None]
+        first_return = len(sites)
+        sites += [(returned, (fid, s, e)) for fid, values in self.returns.items() for s, e in values]
+        typed: list[tuple] = [()] * len(sites)
+        reads: list[set] = [set()] * len(sites)
         untyped: set = set()
-
-        def add(env: dict, key, t: Ty | None, source: cst.BaseExpression | None) -> None:
-            if t is None and not (isinstance(source, cst.Name) and source.value == "None"):
-                untyped.add(key)
-            env[key] = join(env.get(key), t)
-
+        since: set | None = None  # the keys the last round changed (None: type every site)
+        self.env, self.rets = Watched(self.env), Watched(self.rets)
         for _ in range(20):
+            for i, (type_of, site) in enumerate(sites):
+                if since is None or not reads[i].isdisjoint(since):
+                    self.env.seen = self.rets.seen = reads[i] = set()
+                    typed[i] = type_of(site)
+            self.env.seen = self.rets.seen = set()
             untyped.clear()
-            env: dict[tuple[int, str], Ty | None] = {k: t for k, t in self.seeds.items() if k[1] != _RETURN}
-            for scope, name, source, path in self.bindings:
-                t = self._source_ty(scope, name, source)
-                for i in path:
-                    t = t.items[i] if t is not None and t.kind == TUPLE and i < len(t.items) else None
-                key = (id(scope), name)
-                if source[0] in ("expr", "iter") and not (t is None and self._reads(source[1], name)):
-                    add(env, key, t, source[1])
-                else:
-                    env[key] = join(env.get(key), t)
-            for scope, target_attr, source, path in self.field_bindings:
-                owner = self.ty(target_attr.value, scope)
-                if owner is None or owner.kind != INSTANCE:
-                    continue
-                t = self._source_ty(scope, "", source)
-                for i in path:
-                    t = t.items[i] if t is not None and t.kind == TUPLE and i < len(t.items) else None
-                add(env, (self.lineage.root(owner.func[1]), "." + target_attr.attr.value), t,
-                    source[1] if source[0] == "expr" else None)
-            for scope, call in self.calls:
-                passed = self._target_passed(call, scope)
-                if passed is not None:  # opt.optimize(loss_fn): loss_fn(opt.target)
-                    env[passed[0]] = join(env.get(passed[0]), passed[1])
-                target, args, offset = self._callee(call, scope)
-                if target is None:
-                    continue
-                fscope = self.scopes[id(target)]
-                # an unpacked *args fills the parameters after the arguments before it (not followed)
-                unpacked = next((i for i, a in enumerate(args) if a.star), len(args))
-                positional = [a for a in args[:unpacked] if a.keyword is None]
-                for i, a in enumerate(positional):
-                    if i + offset < len(fscope.params):
-                        add(env, (id(fscope), fscope.params[i + offset]),
-                            self._entered(self.ty(a.value, scope), call, scope, fscope), a.value)
-                for a in args:
-                    if a.keyword is not None and not a.star and a.keyword.value in fscope.bound:
-                        add(env, (id(fscope), a.keyword.value),
-                            self._entered(self.ty(a.value, scope), call, scope, fscope), a.value)
-            for fid, fn in self.funcs.items():  # a default is what a call leaving the parameter out passes
-                fscope = self.scopes[fid]
-                for p in (*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params):
-                    if p.default is not None and fscope.parent is not None:
-                        add(env, (id(fscope), p.name.value), self.ty(p.default, fscope.parent), p.default)
-            rets: dict[int, Ty | None] = {}
+            env = Watched({k: t for k, t in self.seeds.items() if k[1] != _RETURN})
+            for out in typed[:first_return]:
+                for key, t, flagged in out:
+                    env[key] = join(dict.get(env, key), t)
+                    if flagged:
+                        untyped.add(key)
+            rets = Watched()
+            i = first_return
             for fid, values in self.returns.items():
                 rets[fid] = self.seeds.get((fid, _RETURN))
-                for s, e in values:
-                    add(rets, fid, self.ty(e, s), e)  # type: ignore[arg-type]
-            if env == self.env and rets == self.rets:
+                for out in typed[i:i + len(values)]:
+                    for key, t, flagged in out:
+                        rets[key] = join(dict.get(rets, key), t)
+                        if flagged:
+                            untyped.add(key)
+                i += len(values)
+            since = changed(self.env, env) | changed(self.rets, rets)
+            if not since:
                 break
             self.env, self.rets = env, rets
+        self.env, self.rets = dict(dict.items(self.env)), dict(dict.items(self.rets))
         return untyped
 
     def _reads(self, source: cst.CSTNode, name: str) -> bool:
