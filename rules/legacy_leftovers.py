@@ -28,6 +28,7 @@ from linen_upgrade.applicability import LEGACY_ONLY_METHODS
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
 from linen_upgrade.rules._cst import PARTIALS
+from linen_upgrade.rules.nn_imports import shadowed_by_params
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 from linen_upgrade.tables.nn_symbols import NN_SYMBOLS
 
@@ -73,6 +74,8 @@ class _Transformer(RuleTransformer):
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
+        # a parameter, and what reads it, is no import: also one a rule added (LU104's make_rng)
+        self._shadowed = shadowed_by_params(node)
         # modules the converting rules imported (``import functools`` for the partials they
         # write): the file's facts predate them, and their attributes are no legacy modules
         self._added_imports = {
@@ -158,10 +161,14 @@ class _Transformer(RuleTransformer):
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         if dotted(node) is None:
             return True
-        qual = self.resolve(node)
+        head: cst.BaseExpression = node
+        while isinstance(head, cst.Attribute):
+            head = head.value
+        shadowed = id(head) in self._shadowed  # a parameter: no import, only what a value it may hold calls
+        qual = self.resolve(node) if not shadowed else None
         if qual:
             self._check(qual, dotted(node))
-        if node.attr.value in _MODULE_CLASS_METHODS and (
+        if not shadowed and node.attr.value in _MODULE_CLASS_METHODS and (
                 self._legacy_module_or_alias(self.resolve_class(node.value))):
             self.todo(f"{dotted(node)}: legacy Module.{node.attr.value} "
                       "is not converted")
@@ -185,7 +192,7 @@ class _Transformer(RuleTransformer):
         return True
 
     def visit_Name(self, node: cst.Name) -> bool:
-        qual = self.resolve(node) if id(node) not in self._keywords else None
+        qual = self.resolve(node) if id(node) not in self._keywords and id(node) not in self._shadowed else None
         if qual:
             self._check(qual)
         return False

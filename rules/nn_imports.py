@@ -14,7 +14,11 @@ Runs last
     Every other rule recognises legacy code by these imports, so they change
     after all rules have run.  A symbol with no Linen name (``nn.Model``,
     ``nn.stateful``, ...) that no rule removed stays imported from the old
-    place with a TODO.
+    place with a TODO; one the file used and whose every use the rules
+    converted goes (``from flax.nn.stochastic import make_rng``, where LU104
+    gave the helpers drawing ``make_rng()`` a ``make_rng`` parameter: a
+    parameter is not the import), unless another file of the run imports
+    it from this one or ``__all__`` names it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import libcst as cst
 
 from linen_upgrade.resolve import canonical, dotted
-from linen_upgrade.rule import Context, Example, NoChange, Rule, RuleTransformer
+from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule, RuleTransformer
 from linen_upgrade.tables.nn_symbols import NN_NAMESPACE_MODULES, NN_SYMBOLS
 from linen_upgrade.rules._cst import build_dotted, rename_imported_modules
 
@@ -61,6 +65,18 @@ class NnImports(Rule):
 
 
 class _Transformer(RuleTransformer):
+    def visit_Module(self, node: cst.Module) -> bool:
+        shadowed = shadowed_by_params(node)
+        names = _Uses(shadowed)
+        node.visit(names)
+        self._used = names.found | _listed_in_all(node)
+        return super().visit_Module(node)
+
+    def _still_needed(self, local: str) -> bool:
+        """Does the file still name its import ``local``, or another file of the run import it from here?"""
+        return local in self._used or bool(
+            self.ctx.index.referrers.get(f"{self.ctx.facts.module_name}.{local}"))
+
     # -- dotted uses -----------------------------------------------------------
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         # a whole Name/Attribute chain is handled at its top (leave_Attribute)
@@ -126,6 +142,7 @@ class _Transformer(RuleTransformer):
         to_linen: list[cst.ImportAlias] = []  # from flax.linen import ...
         to_sub: dict[str, list[cst.ImportAlias]] = {}  # from flax.linen.<submodule> import ...
         as_linen: list[str] = []  # from flax import linen as <name>
+        dropped: list[str] = []  # legacy names nothing names any more
         for alias in stmt.names:
             name = alias.name.value if isinstance(alias.name, cst.Name) else ""
             local = alias.asname.name.value if alias.asname else name  # type: ignore[union-attr]
@@ -147,12 +164,18 @@ class _Transformer(RuleTransformer):
                     to_sub.setdefault(f"flax.linen.{sub}", []).append(new)
                 else:
                     to_linen.append(new)
+            elif self.ctx.facts.name_counts.get(qual) and not self._still_needed(local):
+                dropped.append(local)
             else:
                 keep.append(alias)
                 guideline = row.guideline if row else "not part of flax.linen"
                 self.todo(f"{qual} has no flax.linen equivalent: {guideline}")
+        if dropped:
+            self.fixed(f"from {module} import {', '.join(dropped)}: nothing names it any more")
+            if not (keep or to_linen or to_sub or as_linen):
+                return cst.RemoveFromParent()
         if not (to_linen or to_sub or as_linen):
-            return updated
+            return updated.with_changes(body=[stmt.with_changes(names=_commas(keep))]) if dropped else updated
         self.fixed(f"from {module} import ... -> flax.linen")
         new_stmts: list[cst.BaseSmallStatement] = []
         if as_linen and cmodule == "flax":
@@ -179,3 +202,101 @@ class _Transformer(RuleTransformer):
 def _commas(aliases: list[cst.ImportAlias]) -> list[cst.ImportAlias]:
     """Separators rebuilt: the last alias of a moved list must not keep its comma."""
     return [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in aliases]
+
+
+def _listed_in_all(module: cst.Module) -> set[str]:
+    """The strings of a top-level ``__all__ = [...]``: a star import reads those names."""
+    found: set[str] = set()
+    for stmt in module.body:
+        for small in stmt.body if isinstance(stmt, cst.SimpleStatementLine) else ():
+            if isinstance(small, (cst.Assign, cst.AugAssign)) and isinstance(small.value, (cst.List, cst.Tuple)) \
+                    and any(isinstance(t, cst.Name) and t.value == "__all__" for t in (
+                        [t.target for t in small.targets] if isinstance(small, cst.Assign) else [small.target])):
+                found |= {e.value.evaluated_value for e in small.value.elements
+                          if isinstance(e.value, cst.SimpleString)}  # type: ignore[misc]
+    return found
+
+
+def _params(params: cst.Parameters) -> list[cst.Param]:
+    star = [p for p in (params.star_arg, params.star_kwarg) if isinstance(p, cst.Param)]
+    return [*params.posonly_params, *params.params, *star, *params.kwonly_params]
+
+
+class _ParamShadows(FastVisitor):
+    """``shadowed_by_params``: defaults, annotations and decorators are read in the enclosing scope."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: set[int] = set()
+        self._bound: list[set[str]] = []
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        for d in node.decorators:
+            d.visit(self)
+        if node.returns is not None:
+            node.returns.visit(self)
+        return self._scope(node.params, node.body)
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return self._scope(node.params, node.body)
+
+    def _scope(self, params: cst.Parameters, body: cst.CSTNode) -> bool:
+        for p in _params(params):
+            for part in (p.default, p.annotation):
+                if part is not None:
+                    part.visit(self)
+            self.found.add(id(p.name))
+        self._bound.append({p.name.value for p in _params(params)})
+        body.visit(self)
+        self._bound.pop()
+        return False
+
+    def visit_Name(self, node: cst.Name) -> None:
+        if any(node.value in bound for bound in self._bound):
+            self.found.add(id(node))
+
+
+def shadowed_by_params(node: cst.CSTNode) -> set[int]:
+    """The ``Name`` nodes in ``node`` that a parameter of a function or lambda binds: the
+    parameter's own name and the names in its body that read it (they are not an import)."""
+    shadows = _ParamShadows()
+    node.visit(shadows)
+    return shadows.found
+
+
+class _Uses(FastVisitor):
+    """The names a module reads or writes outside import statements, keywords, attribute names
+    and ``def``/``class`` names, less those a parameter binds (``shadowed_by_params``)."""
+
+    def __init__(self, shadowed: set[int]) -> None:
+        super().__init__()
+        self.shadowed = shadowed
+        self.found: set[str] = set()
+
+    def visit_Import(self, node: cst.Import) -> bool:
+        return False
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        return False
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        node.value.visit(self)
+        return False
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)
+        return False
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        for part in (*node.decorators, node.params, node.body, *([node.returns] if node.returns else [])):
+            part.visit(self)
+        return False
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        for part in (*node.decorators, *node.bases, *node.keywords, node.body):
+            part.visit(self)
+        return False
+
+    def visit_Name(self, node: cst.Name) -> None:
+        if id(node) not in self.shadowed:
+            self.found.add(node.value)
