@@ -28,6 +28,7 @@ Definitions chosen at run time
 
 from __future__ import annotations
 
+import builtins
 import functools
 from dataclasses import replace
 
@@ -41,6 +42,7 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rules._cst import is_property, names_in
 from linen_upgrade.rules._model_carry import plan, undo, useless
 from linen_upgrade.rules._modules import CallSpec, inputs_fixable
+from linen_upgrade.rules._optim import pmap_aliases
 from linen_upgrade.rules._usage_classes import Lineage
 from linen_upgrade.rules._usage_external import external_registry, external_return, external_seeds
 from linen_upgrade.rules._usage_frames import SiteCounter
@@ -66,6 +68,7 @@ _PRESERVING = {
     "copy.copy": 0, "copy.deepcopy": 0, "dataclasses.replace": 0,
 }
 _CONTEXTS = frozenset({"flax.nn.Model", "flax.nn.stateful", "flax.nn.stochastic", "flax.nn.capture_module_outputs"})
+_BUILTINS = frozenset(dir(builtins))
 _SAME_SIGNATURE = frozenset({"jax.jit", "jax.pmap", "jax.checkpoint", "jax.remat", "jax.named_call", "jax.vmap"})
 # built-ins whose result a loop walks like the tuple they are given (Analysis._sequence)
 _SEQUENCES = frozenset({"enumerate", "zip", "reversed", "list", "tuple"})
@@ -118,6 +121,11 @@ class Analysis:
         self.state_collection = state_collection
         self.facts = facts
         self.index = index
+        # names bound only to jax.pmap or a functools.partial of it (LU302's pmap_aliases; not a
+        # builtin, nor in a file whose star import may bind one): calling one pmaps, as jax.pmap does
+        self.pmap_names: frozenset[str] = frozenset()
+        if not facts.imports.stars:
+            self.pmap_names = pmap_aliases(module, self.qual) - _BUILTINS
         self.path = path
         self.depth = depth
         self.scopes: dict[int, Scope] = {}
@@ -218,6 +226,8 @@ class Analysis:
         name = dotted(node)
         if name is None:
             return None
+        if name in self.pmap_names:
+            return "jax.pmap"
         if scope is not None:
             found = scope.lookup(name.split(".")[0])
             if found is not None and found is not self.module_scope:
