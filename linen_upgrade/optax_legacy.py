@@ -265,7 +265,7 @@ def from_param_update(init_param_state, apply_param_gradient, hyper_params):
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def from_apply_gradient(init_param_state, apply_gradient, hyper_params):
+def from_apply_gradient(init_param_state, whole_tree_update, hyper_params):
     """An optax transform running a user ``flax.optim.OptimizerDef``'s own
     ``apply_gradient(hyper_params, params, state, grads)`` (the whole-tree update
     it overrode: gradient clipping, Shampoo) on the legacy state fields."""
@@ -278,7 +278,7 @@ def from_apply_gradient(init_param_state, apply_gradient, hyper_params):
                                 jax.tree_util.tree_map(init_param_state, params))
 
     def update_fn(updates, state, params):
-        new_params, new_state = apply_gradient(hyper_params, params, state, updates)
+        new_params, new_state = whole_tree_update(hyper_params, params, state, updates)
         return jax.tree_util.tree_map(lambda new, p: new - p, new_params, params), new_state
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -358,3 +358,22 @@ def optax_from_optimizer_def(optimizer_def, per_step=()):
         return updates, PerStepState(state.hyperparams, new_inner)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def legacy_compute_gradient(loss_fn, params):
+    """``optimizer.compute_gradient(loss_fn)`` of a legacy ``flax.optim.Optimizer``
+    whose target is ``params``, for code that keeps its result whole: ``(loss,
+    grad)`` where ``loss_fn`` returns an array, ``(loss, aux, grad)`` where it
+    returns a ``(loss, aux)`` pair (flax 0.3.6 chose by the returned value's type)."""
+    import jax
+    import numpy as np
+
+    returned_array = []
+
+    def loss_and_aux(p):
+        out = loss_fn(p)
+        returned_array.append(isinstance(out, (jax.Array, np.ndarray, np.generic)))
+        return (out, None) if returned_array[-1] else out
+
+    (loss, aux), grad = jax.value_and_grad(loss_and_aux, has_aux=True)(params)
+    return (loss, grad) if returned_array[-1] else (loss, aux, grad)

@@ -110,16 +110,18 @@ def fresh_name(taken: set[str], base: str) -> str:
     return name
 
 
-def gradient_form(call: cst.Call, targets: list[str] | None) -> str | None:
+def gradient_form(call: cst.Call, targets: list[str] | None, whole: bool = False) -> str | None:
     """Why ``targets = opt.compute_gradient(f)`` / ``opt.optimize(f)`` cannot
-    be converted, or None."""
+    be converted, or None; ``whole``: the result is assigned to one name."""
     method = call.func.attr.value  # type: ignore[attr-defined]
-    if targets is None:
+    if targets is None and not whole:
         return f"{method}(...) whose result is not unpacked into names"
     if not call.args or call.args[0].star or call.args[0].keyword is not None:
         return f"{method}(...) without a positional loss function"
     if method != "optimize" and len(call.args) != 1:
         return f"{method}(...) with unusual arguments"
+    if whole:  # ``result = opt.compute_gradient(f)``: legacy_compute_gradient
+        return None if method == "compute_gradient" else f"{method}(...) whose result is not unpacked into names"
     if len(targets) not in (2, 3):  # (loss, grad) / (loss, aux, grad); optimize: (new, loss[, aux])
         return f"{method}(...) unpacked into {len(targets)} names"
     if method == "optimize" and not isinstance(call.func.value, cst.Name):  # type: ignore[attr-defined]
@@ -135,11 +137,15 @@ def gradient_statements(stmt: cst.SimpleStatementLine, assign: cst.Assign, call:
                         taken: set[str], apply: Callable[[str, str, list[cst.Arg]], str]
                         ) -> list[cst.SimpleStatementLine]:
     """``loss, grad = opt.compute_gradient(f)`` -> ``loss, grad =
-    jax.value_and_grad(f)(opt.params)``; three names -> ``has_aux=True``;
+    jax.value_and_grad(f)(opt.params)``; three names -> ``has_aux=True``; one
+    name -> ``legacy_compute_gradient(f, opt.params)`` (which the caller copies in);
     ``new, loss[, aux] = opt.optimize(f, **hp)`` -> the gradient, then
     ``new = <apply(receiver, grads, hp)>``.  ``call`` is the updated node."""
     method = call.func.attr.value  # type: ignore[attr-defined]
     receiver = code(call.func.value)  # type: ignore[attr-defined]
+    if isinstance(assign.targets[0].target, cst.Name):  # ``result = opt.compute_gradient(f)``: either length
+        whole = f"legacy_compute_gradient({code(call.args[0].value)}, {receiver}.params)"
+        return [stmt.with_changes(body=[assign.with_changes(value=cst.parse_expression(whole))])]
     targets = tuple_targets(assign.targets[0].target) or []
     if method == "optimize":
         new, outputs, grads = targets[0], targets[1:], fresh_name(taken, "grads")

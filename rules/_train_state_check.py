@@ -19,9 +19,10 @@ from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import FastVisitor
 from linen_upgrade.rules import _optim
 from linen_upgrade.rules._train_state import Plan
-from linen_upgrade.tables.optimizers import FROZEN_LABEL, MULTI, OPTIMIZER_DEF, hyper_names
+from linen_upgrade.tables.optimizers import FROZEN_LABEL, HELPERS, MULTI, OPTIMIZER_DEF, hyper_names
 
 APPLY_WITH = "_apply_gradients_with"
+WHOLE_GRADIENT = HELPERS["legacy_compute_gradient"].source  # ``r = opt.compute_gradient(f)``
 FROM_DEF = "optax_from_optimizer_def"  # the helper running a former OptimizerDef (linen_upgrade/optax_legacy.py)
 APPLY_WITH_SOURCE = '''def _apply_gradients_with(state, grads, **hyperparams):
     """``state.apply_gradients(grads=grads)`` with this step's hyper-parameters
@@ -340,8 +341,11 @@ class _Check(FastVisitor):
         targets = _optim.tuple_names(node.targets[0].target) if len(node.targets) == 1 else None
         if method in _optim.GRADIENT_METHODS and self.plan.is_opt(receiver):
             unpacked = _optim.tuple_targets(node.targets[0].target) if len(node.targets) == 1 else None
-            problem = _optim.gradient_form(call, unpacked)
+            whole = len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name)
+            problem = _optim.gradient_form(call, unpacked, whole)
             if problem is None:
+                if whole and WHOLE_GRADIENT not in self.plan.helpers:
+                    self.plan.helpers.append(WHOLE_GRADIENT)
                 self.plan.statements[id(call)] = method
                 if method == "optimize":
                     self._hyper_args(call.args[1:])

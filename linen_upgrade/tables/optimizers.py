@@ -93,6 +93,7 @@ HELPERS: dict[str, Helper] = {
                                         "PerStepState", "optax_from_optimizer_def"),
                                        imports=("typing",)),
     "LegacyLAMB": Helper(("LegacyLAMBHyperParams", "LegacyLAMBParamState", "LegacyLAMB"), imports=("typing",)),
+    "legacy_compute_gradient": Helper(("legacy_compute_gradient",)),
 }
 
 
