@@ -180,7 +180,7 @@ def convert(call: cst.Call, scan: Scan, module: cst.Module,
             if (a.keyword is not None or not isinstance(pair, (cst.Tuple, cst.List))
                     or len(pair.elements) != 2 or any(isinstance(e, cst.StarredElement) for e in pair.elements)):
                 raise ConversionError("each argument must be a literal (traversal, optimizer) pair")
-            sources[f"traversal_{i}"] = _traversal_source(pair.elements[0].value, scan, module)
+            sources[f"traversal_{i}"] = traversal_source(pair.elements[0].value, scan, module)
             sources[f"optimizer_{i}"], hs = _slot_source(pair.elements[1].value, scan, module)
             helpers += hs
     else:
@@ -216,7 +216,7 @@ def _slot_source(node: cst.BaseExpression, scan: Scan, module: cst.Module) -> tu
     raise ConversionError("the wrapped optimizer must be a flax.optim definition or a variable bound to one")
 
 
-def _traversal_source(node: cst.BaseExpression, scan: Scan, module: cst.Module) -> str:
+def traversal_source(node: cst.BaseExpression, scan: Scan, module: cst.Module) -> str:
     """An inline ``ModelParamTraversal(filter)`` is passed as its filter (the
     class is deprecated in current Flax); anything else as it is."""
     _no_definitions_inside(node, scan)

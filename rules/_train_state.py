@@ -19,9 +19,10 @@ from linen_upgrade.rules._cst import is_property, statements
 from linen_upgrade.rules._optim_calls import (CHECKPOINT_HINT, CHECKPOINTS, PRESERVING, READERS, SAVE_RESTORE, current,
                                               unwrap)
 from linen_upgrade.rules._optim_attributes import Attributes
-from linen_upgrade.rules._optim_defs import Scan, convert
+from linen_upgrade.rules._optim_defs import Scan, convert, traversal_source
+from linen_upgrade.rules._optim_focus import focus_argument, traversal_problem
 from linen_upgrade.tables.optimizers import (MULTI, PER_STEP_LEARNING_RATE, TRANSFORMS, ConversionError,
-                                             MissingLearningRate)
+                                             MissingLearningRate, multi_transform_expression)
 
 
 TRAIN_STATE_BOUND = "the file binds the names 'train_state' and 'flax' itself: spell flax.training.train_state by hand"
@@ -99,8 +100,11 @@ class Plan(FastVisitor):
         # through them (``_find_preserving``)
         self.preserving: dict[str, int] = {}
         self._dup_funcs: set[str] = set()  # function names defined more than once in the file
+        # d.create(target, focus=f) of an inline definition d: (create, d, target, f)
+        self.focused: list[tuple[cst.Call, cst.Call, cst.BaseExpression, cst.BaseExpression]] = []
         module.visit(self)
         module.visit(self.attributes)
+        self._focus_creates()
         self._solve(frozenset(seeds))
 
     def created(self) -> set[str | None]:
@@ -172,6 +176,9 @@ class Plan(FastVisitor):
                     self.factory_creates.append(node)  # make_optimizer(...).create(p): decided in _solve
                 return
             target = _create_target(node)
+            if target is None and ctor is not None and (focused := focus_argument(node)) is not None:
+                self.focused.append((node, ctor, *focused))  # decided once the file is read (_focus_creates)
+                return
             if target is None:
                 self.problems.append(f"{dotted(f) or 'create'}(...) with a focus or unusual arguments")
                 return
@@ -208,6 +215,32 @@ class Plan(FastVisitor):
                 tx = _optim.code(create.func.value)  # type: ignore[attr-defined]
                 self.defs[tx] = returns  # type: ignore[assignment]
                 self.creates[id(create)] = (tx, target)
+
+    def _focus_creates(self) -> None:
+        """``d.create(target, focus=f)`` as legacy made it, ``MultiOptimizer((f, d)).create(target)``
+        (``_optim_focus``)."""
+        values: dict[str, list[cst.BaseExpression]] = {}
+        for assigned, value in self.assigns:
+            for n in _optim.assigned_names(assigned):
+                values.setdefault(n, []).append(value)
+        for create, ctor, target, focus in self.focused:
+            problem = traversal_problem(focus, self.enclosing[id(create)], self.module,
+                                        lambda n: values.get(n, []), self.scan)
+            inner = self._tx(ctor) if problem is None else None
+            if inner in self.lr_per_step:
+                problem = f"create(..., focus=...) of {self.lr_per_step.pop(inner)}"  # type: ignore[arg-type]
+            if problem is not None:
+                self.problems.append(problem)
+            if problem is not None or inner is None:
+                continue
+            try:
+                expr, helpers = multi_transform_expression([(traversal_source(focus, self.scan, self.module), inner)])
+            except ConversionError as e:
+                self.problems.append(f"create(..., focus=...): {e}")
+                continue
+            self.helpers.extend(h for h in helpers if h not in self.helpers)
+            self.tx_qual[expr] = MULTI
+            self.creates[id(create)] = (expr, target)
 
     def _tx(self, ctor: cst.Call) -> str | None:
         try:

@@ -48,7 +48,13 @@ Why
     d.update(g, s, p)`` + ``p2 = optax.apply_updates(p, updates)`` (seed 000);
     ``loss[, aux], grad = opt.compute_gradient(f)`` and ``opt, loss[, aux] =
     opt.optimize(f, **hp)`` -> ``jax.value_and_grad(f[, has_aux=True])(
-    opt.params)`` (+ ``apply_gradients``); legacy ``opt.replicate()`` /
+    opt.params)`` (+ ``apply_gradients``); ``result = opt.compute_gradient(f)``
+    kept whole -> ``legacy_compute_gradient(f, opt.params)``, a copied-in helper
+    returning legacy's ``(loss, grad)`` or ``(loss, aux, grad)`` by what ``f``
+    returns; ``d.create(p, focus=t)`` -> the
+    ``MultiOptimizer((t, d))`` legacy made of it (``optax.multi_transform``,
+    the parameters ``t`` does not select frozen) where ``t`` is surely a
+    traversal (``rules/_optim_focus.py``); legacy ``opt.replicate()`` /
     ``.unreplicate()`` -> ``jax_utils.replicate(opt)`` / ``unreplicate``, with
     the gradient mean its ``apply_gradient`` took (``jax.lax.pmean(g,
     'batch')`` in the pmapped step); per-step hyper-parameters under the
@@ -68,7 +74,8 @@ Left alone (with a TODO)
     not expose with the same meaning, per-step hyper-parameters other than the
     learning rate on a chain or MultiOptimizer, ``hyper_params=``, the state of ``init_state`` read
     through its fields, an update outside a step pmapped over the replicated
-    axis, ...), a ``create`` with a ``focus``, a definition the table cannot
+    axis, ...), a ``create`` with a ``focus`` that may be None (a parameter, a
+    name bound more than once), a definition the table cannot
     convert, an optimizer turned into a state dict or bytes with
     ``flax.serialization`` (code reads the layout, which changes: ``linen-upgrade
     convert-checkpoint``) or passed to a callee outside the run that is not
