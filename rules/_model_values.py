@@ -55,7 +55,7 @@ class Values(UsageTransformer):
                 or self.capture():  # type: ignore[attr-defined]
             return None
         new, mutable, _ = self.apply_call(t.ref, call, params, [])  # type: ignore[attr-defined]
-        if new is None or mutable:
+        if not isinstance(new, cst.Call) or mutable:
             return None
         return cst.Call(cst.parse_expression(self.spell_partial()),  # type: ignore[attr-defined]
                         comma_list([cst.Arg(new.func), *new.args]))

@@ -22,9 +22,10 @@ class SiteCalls(UsageTransformer):
     """Linen init/apply calls at the sites of a rule, in the contexts of their with-frames."""
 
     def apply_call(self, ref: ModuleRef, at: cst.Call, params: cst.BaseExpression, args: list[cst.Arg],
-                   method: str | None = None, truncated: bool = False) -> tuple[cst.Call | None, bool, str | None]:
+                   method: str | None = None, truncated: bool = False
+                   ) -> tuple[cst.Call | cst.Subscript | None, bool, str | None]:
         """``Ctor(attrs).apply(variables, inputs, ...)`` with the contexts of the
-        site; (call, whether it returns updates, problem).  Inside
+        site (``...[0]`` where the updates are dropped); (call, whether it returns updates, problem).  Inside
         nn.capture_module_outputs, or for a truncated model, the intermediates
         are captured too."""
         stateful, stochastic, problem = self.context()
@@ -62,7 +63,11 @@ class SiteCalls(UsageTransformer):
         rngs = self.rngs(None, stochastic)
         if rngs is not None:
             extra.append(kwarg("rngs", rngs))
-        collections = [self.ctx.config.state_collection] if stateful is not None and stateful.mutable else []
+        # legacy kept no state outside nn.stateful (BatchNorm normalised with the batch's statistics and
+        # wrote nothing; reading it raised): Linen's apply needs the collection mutable, and its updates go
+        discard = stateful is None and not capture and any(
+            "state" in self.ctx.index.needs(c.qual) for c in ref.choices or (ref,))
+        collections = [self.ctx.config.state_collection] if discard or stateful is not None and stateful.mutable else []
         if capture:
             extra.append(kwarg("capture_intermediates", cst.Name("True")))
             collections.append("intermediates")
@@ -72,6 +77,8 @@ class SiteCalls(UsageTransformer):
         # (or the apply_fn parameter its callers give the function)
         apply = ctor if isinstance(ctor, (cst.Attribute, cst.Name)) else cst.Attribute(value=ctor, attr=cst.Name("apply"))
         call = cst.Call(func=apply, args=comma_list([cst.Arg(cst.Dict(variables)), *inputs, *extra]))
+        if discard:
+            return cst.Subscript(call, [cst.SubscriptElement(cst.Index(cst.Integer("0")))]), False, None
         return call, bool(collections), None
 
     def _inputs_by_shape(self, specs: cst.BaseExpression) -> list[cst.Arg] | None:

@@ -15,7 +15,10 @@ What it does
     nn.stateful(state) as new_state:`` -> ``{'params': ..., 'batch_stats':
     state}`` with ``mutable=['batch_stats']`` and ``new_state =
     new_state['batch_stats']``; ``nn.stateful(state, mutable=False)`` -> the
-    state passed read-only; ``with nn.stochastic(rng):`` -> ``rngs={'dropout':
+    state passed read-only; a module that keeps state applied with no
+    ``nn.stateful`` around (legacy BatchNorm then normalised with the batch's
+    statistics and kept nothing) -> ``M().apply({'params': model}, x,
+    mutable=['batch_stats'])[0]``; ``with nn.stochastic(rng):`` -> ``rngs={'dropout':
     rng}`` (``rng-kind``).  A ``with nn.stochastic(key):`` outside modules whose
     simple statements only draw keys (``rng = nn.make_rng()``, beside jax and
     numpy calls) -> its body, the n-th draw ``jax.random.fold_in(key, n)``, as
