@@ -2,16 +2,17 @@
 
 Legacy built-in layers made their parameters with the initializers' default dtype, jax's default
 float (``jnp.float_``): float64 under x64, float32 without it.  Linen's make them as ``param_dtype``,
-float32 unless told, so under x64 the upgrade silently stored float32 weights (and recurrent carries)
-where the legacy program had float64 ones.  Python's ``float`` given as ``param_dtype`` is jax's
+float32 unless told: without more, an upgraded x64 program stores float32 weights (and recurrent
+carries) where the legacy program had float64 ones.  Python's ``float`` given as ``param_dtype`` is jax's
 default float again (jax canonicalizes it when the parameter is made): float64 under x64, float32
 without it, with no warning either way.  So in a run where some file turns x64 on, each converted
 layer named here gets ``param_dtype=float`` (and legacy's float32 ``dtype``); runs without x64 are
 written as before.
 
-Measured on flax 0.3.6 under x64 (``fixtures/programs/x64_default_float``): every layer below made
-float64 parameters; legacy attention made float32 ones (its ``dtype`` is float32), which Linen's
-default keeps.  Not matched: Linen's BatchNorm starts its running averages as float32 zeros (legacy:
+Measured on flax 0.3.6 under x64 (``fixtures/programs/x64_default_float``: Dense, Conv, Embed,
+LayerNorm, GroupNorm, BatchNorm, LSTMCell and attention; GRUCell by hand; the other layers below take
+the same initializers' default): float64 parameters; legacy attention made float32 ones (its
+``dtype`` is float32), which Linen's default keeps.  Not matched: Linen's BatchNorm starts its running averages as float32 zeros (legacy:
 float64); the first update makes them float64 again, so the numbers agree.
 """
 
