@@ -13,7 +13,8 @@ Measured on flax 0.3.6 under x64 (``fixtures/programs/x64_default_float``: Dense
 LayerNorm, GroupNorm, BatchNorm, LSTMCell and attention; GRUCell by hand; the other layers below take
 the same initializers' default): float64 parameters; legacy attention made float32 ones (its
 ``dtype`` is float32), which Linen's default keeps.  Not matched: Linen's BatchNorm starts its running averages as float32 zeros (legacy:
-float64); the first update makes them float64 again, so the numbers agree.
+float64); the first update makes them float64 again, so the numbers agree.  Not seen: x64 turned on
+outside the run's code (``JAX_ENABLE_X64=1`` in the shell), or by a file the run does not hold.
 """
 
 from __future__ import annotations
