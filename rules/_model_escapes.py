@@ -94,6 +94,8 @@ class Escapes(UsageTransformer):
                                      a.keyword.value if a.keyword is not None else None)
                 if got is not None and got.kind == CONFLICT:
                     where = f"{callee.func[1]} (another file, where that parameter is {conflict_message(got)})"
+                elif not self.ctx.index.modules:  # the usage rules rewrite it only for its own legacy names
+                    where = f"{callee.func[1]} (another file, which a run with no legacy module class may not rewrite)"
                 elif got is None or got.kind != t.kind or not self.a.carries_model(got):
                     where = f"{callee.func[1]} (another file, where it is not followed as a Model)"
             elif callee is None and self._unread_file(qual):

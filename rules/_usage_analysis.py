@@ -49,9 +49,11 @@ from linen_upgrade.rules._usage_frames import SiteCounter
 from linen_upgrade.rules._usage_loops import current
 from linen_upgrade.rules._usage_scopes import Collector, Scope
 from linen_upgrade.rules._usage_types import (CAPTURE, CHANGED_REGISTRY, CLASS, CONFLICT, DEF, FOREIGN, FUNC,
-                                              INPUTS_HELPER, INSTANCE, MODEL, MODEL_TYPES, OPAQUE, OPTIM, PARTIAL_HELPER,
+                                              INPUTS_HELPER, INSTANCE, MODEL, MODEL_TYPES, NOMODULE, OPAQUE, OPTIM,
+                                              PARTIAL_HELPER,
                                               RECORD, RECORD_TYPES, RECORDS, RUNTIME, STATE, TRUNC, TUPLE, UNWRITABLE,
-                                              UNKNOWN, VARIABLES, ModuleRef, Ty, conflict, element, join, untraced)
+                                              UNKNOWN, VARIABLES, ModuleRef, Ty, conflict, element, join, unnamed,
+                                              untraced)
 from linen_upgrade.tables.libraries import LIBRARIES, OPAQUE_BUILTINS
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
@@ -729,6 +731,8 @@ class Analysis:
             return Ty(INSTANCE, func=(RECORD, id(call)))
         if qual == "flax.nn.Model":
             arg = self.arg(call, 0, "module")
+            if isinstance(arg, cst.Name) and arg.value == "None" and self.arg(call, 1, "params") is not None:
+                return unnamed(MODEL, NOMODULE)  # a holder of params: they convert, an apply gets a TODO
             d = self.ty(arg, scope) if arg is not None else None
             return Ty(MODEL, d.ref) if d is not None and d.kind == DEF and _held(d.ref) else None
         if qual in _PRESERVING:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 ELSEWHERE = "elsewhere"
 # a Model handed in by another file, of a module class this file cannot name (no import of it)
 UNWRITABLE = "unwritable"
+# a Model made with no module, ``nn.Model(None, params)``: a holder of params (an optimizer's target)
+NOMODULE = "nomodule"
 DEF, MODEL, OPTIM, STATE, TUPLE, FUNC, CONFLICT = "def", "model", "optimizer", "state", "tuple", "func", "conflict"
 # a value the analysis cannot type, met where another site gives a legacy value: a conflict holding it
 UNKNOWN = "unknown"
@@ -45,9 +47,10 @@ RUNTIME = "<module chosen at run time>"
 # the class of a Model another file hands in or returns that this file cannot construct (it does not
 # import the class, or only that file knows the keywords of its ``.partial``): its params convert as any
 # Model's; an apply of it finds no signature for this name (``Usage.constructor``) and leaves a TODO
-# (by why: ELSEWHERE or UNWRITABLE, whose ``conflict_message`` the TODO says)
+# (by why: ELSEWHERE, UNWRITABLE or NOMODULE, whose ``conflict_message`` the TODO says)
 UNNAMED = {ELSEWHERE: "<a module class configured in another file>",
-           UNWRITABLE: "<a module class this file does not import>"}
+           UNWRITABLE: "<a module class this file does not import>",
+           NOMODULE: "<no module: nn.Model(None, params)>"}
 
 
 # the legacy Model's type as an annotation names it (``model: nn.Model``)
@@ -147,6 +150,8 @@ def conflict_message(t: Ty) -> str:
     if UNWRITABLE in t.items:
         return ("a Model another file hands over, of a module class this file does not import or cannot tell: "
                 "apply the Linen module where the class is known, or import it here")
+    if NOMODULE in t.items:
+        return "a Model made with no module (nn.Model(None, params)): there is nothing to apply"
     if UNKNOWN in t.items:
         return ("a value that some sites give a legacy Model (or definition, or a function this rule follows) "
                 "and others a value this rule cannot trace")
