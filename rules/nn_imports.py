@@ -19,11 +19,20 @@ Runs last
     gave the helpers drawing ``make_rng()`` a ``make_rng`` parameter: a
     parameter is not the import), unless another file of the run imports
     it from this one or ``__all__`` names it.
+Star imports
+    ``from flax.nn import *`` (or of ``flax.optim``, or a submodule) is left
+    with a TODO: the names it brings are not converted.  Every name the file
+    reads that nothing in it binds (it may come from there: ``Dense(x, 3)``,
+    ``relu``, ``initializers.ones``) gets a TODO at its statement, since the
+    class around it may be Linen now.  Only in a file this rule reads (one
+    that also names ``flax.nn``); a file whose only legacy import is a star
+    import is left as it is, with no finding.
 """
 
 from __future__ import annotations
 
 import libcst as cst
+from libcst.metadata import MetadataWrapper, ScopeProvider
 
 from linen_upgrade.resolve import canonical, dotted
 from linen_upgrade.rule import Context, Example, FastVisitor, NoChange, Rule, RuleTransformer
@@ -31,6 +40,12 @@ from linen_upgrade.tables.nn_symbols import NN_NAMESPACE_MODULES, NN_SYMBOLS
 from linen_upgrade.rules._cst import build_dotted, rename_imported_modules
 
 _LEGACY_ROOTS = ("flax.nn", "flax.deprecated.nn")
+# the legacy packages whose names a star import brings unconverted
+_STAR_ROOTS = ("flax.nn", "flax.optim")
+_STAR = ("the names it brings are not converted (a legacy class's body may be Linen now around them): "
+         "write `from flax import nn` (or optim) and `nn.<name>`, then run again")
+_FREE = ("{name} is bound nowhere in this file: it may come from {stars}, whose names are not "
+         "converted: write `{pkg}.{name}` with `from flax import {pkg}`, then run again")
 
 
 def _is_legacy_nn(qual: str) -> bool:
@@ -70,7 +85,15 @@ class _Transformer(RuleTransformer):
         names = _Uses(shadowed)
         node.visit(names)
         self._used = names.found | _listed_in_all(node)
+        self._stars = _legacy_stars(node)
+        self._free = _free_names(node) if self._stars else set()
         return super().visit_Module(node)
+
+    def visit_Name(self, node: cst.Name) -> None:
+        if id(node) in self._free:
+            pkg = "optim" if canonical(self._stars[0]).startswith("flax.optim") else "nn"
+            stars = " or ".join(f"`from {star} import *`" for star in self._stars)
+            self.todo(_FREE.format(name=node.value, stars=stars, pkg=pkg))
 
     def _still_needed(self, local: str) -> bool:
         """Does the file still name its import ``local``, or another file of the run import it from here?"""
@@ -84,6 +107,11 @@ class _Transformer(RuleTransformer):
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
         name = dotted(original)
+        if name is not None:
+            head: cst.BaseExpression = original
+            while isinstance(head, cst.Attribute):
+                head = head.value
+            self.visit_Name(head)  # type: ignore[arg-type]
         qual = self.resolve(original) if name else None
         if not qual or not _is_legacy_nn(qual) or qual == "flax.nn":
             if qual == "flax.nn" and name and self._root_target(name) == "flax":
@@ -134,6 +162,9 @@ class _Transformer(RuleTransformer):
         if len(updated.body) != 1 or not isinstance(updated.body[0], cst.ImportFrom):
             return updated
         stmt = updated.body[0]
+        if isinstance(stmt.names, cst.ImportStar) and not stmt.relative and stmt.module is not None \
+                and _star_root(stmt.module):
+            self.todo(f"from {dotted(stmt.module)} import *: {_STAR}")
         if isinstance(stmt.names, cst.ImportStar) or stmt.relative or stmt.module is None:
             return updated
         module = cst.helpers.get_full_name_for_node(stmt.module) or ""
@@ -197,6 +228,43 @@ class _Transformer(RuleTransformer):
         lines[0] = lines[0].with_changes(leading_lines=updated.leading_lines,
                                          trailing_whitespace=updated.trailing_whitespace)
         return cst.FlattenSentinel(lines)
+
+
+def _star_root(module: cst.BaseExpression) -> bool:
+    qual = canonical(dotted(module) or "")
+    return any(qual == r or qual.startswith(r + ".") for r in _STAR_ROOTS)
+
+
+class _Stars(FastVisitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        if isinstance(node.names, cst.ImportStar) and not node.relative and node.module is not None \
+                and _star_root(node.module):
+            self.found.append(dotted(node.module) or "")
+        return False
+
+
+def _legacy_stars(module: cst.Module) -> list[str]:
+    """The legacy packages this file star-imports, as written (``flax.nn``)."""
+    stars = _Stars()
+    module.visit(stars)
+    return stars.found
+
+
+def _free_names(module: cst.Module) -> set[int]:
+    """The ``Name`` nodes read in ``module`` that nothing in it binds (nor a builtin, nor a module
+    attribute such as ``__file__``)."""
+    scopes = MetadataWrapper(module, unsafe_skip_copy=True).resolve(ScopeProvider)
+    free: set[int] = set()
+    for scope in {s for s in scopes.values() if s is not None}:
+        for access in scope.accesses:
+            if not access.referents and isinstance(access.node, cst.Name) \
+                    and not (access.node.value.startswith("__") and access.node.value.endswith("__")):  # __file__
+                free.add(id(access.node))
+    return free
 
 
 def _commas(aliases: list[cst.ImportAlias]) -> list[cst.ImportAlias]:
