@@ -190,6 +190,26 @@ USER_COLLECTION = ("an explicit nn.Collection for the module's state has no Line
                    "'batch_stats' collection (apply(..., mutable=['batch_stats'])); drop it here")
 
 
+def dropped_collection(value: cst.BaseExpression, enclosing: str | None, index) -> bool:
+    """Is ``value`` None, or the parameter of the enclosing legacy class ``enclosing`` that only ever
+    was an explicit state collection (LU101 drops it)?  Legacy then kept the state in the
+    ``nn.stateful`` collection, as Linen keeps it in ``'batch_stats'``: ``batch_stats=value`` goes."""
+    if not isinstance(value, cst.Name):
+        return False
+    legacy = index.legacy_module(enclosing) if enclosing else None
+    return value.value == "None" or legacy is not None and any(
+        p.name == value.value and p.role == "collection" for p in legacy.apply_params or ())
+
+
+def drops_collection(arg: cst.Arg, spec: CallSpec, qual: str | None, enclosing: str | None, index) -> bool:
+    """Is ``arg`` (of a ``.partial`` of the module ``qual``) its explicit state collection given a value
+    that goes (``dropped_collection``): LU103 drops it, LU102 splits the partial's calls without it."""
+    key = arg.keyword.value if arg.keyword is not None and not arg.star else None
+    return key is not None and key in spec.manual and (
+        spec.manual[key] == USER_COLLECTION or key == "batch_stats" and qual == "flax.nn.BatchNorm") \
+        and dropped_collection(arg.value, enclosing, index)
+
+
 def forwarded_by_definition(call: cst.Call, params: tuple[Param, ...] | None) -> bool:
     """Does ``call`` (in the ``apply`` whose parameters are ``params``) pass only
     ``*args``/``**kwargs`` that the project index found only forwarded?  LU101

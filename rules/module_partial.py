@@ -21,7 +21,11 @@ What it does
     with no hidden size (``cell = nn.LSTMCell.shared(name='cell')``: legacy
     read it off the carry) gets ``features=`` from the one
     ``initialize_carry(rng, batch_dims, size)`` of its function, when
-    ``size`` is a number or a name the function never rebinds.
+    ``size`` is a number or a name the function never rebinds.  An explicit
+    state collection it fixes (``VirtualBatchNorm.partial(batch_stats=p)``) goes
+    when it is None or the class's apply parameter that is only ever such a
+    collection (LU104 drops that parameter): legacy then kept the state in the
+    ``nn.stateful`` collection, as Linen keeps it in ``'batch_stats'``.
 Why
     Linen modules are dataclasses: a partial of the class is a constructor
     with some attributes fixed, which is what ``Module.partial`` was.
@@ -50,7 +54,8 @@ from linen_upgrade.rules._cells import carry_size
 from linen_upgrade.rules._cst import PARTIALS, add_import, build_dotted, kwarg, spell_partial
 from linen_upgrade.rules._fixed_inputs import FunctionScan, passes
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
-from linen_upgrade.rules._modules import LegacyBodyTransformer, is_function_module, spec_for_qual, split_params
+from linen_upgrade.rules._modules import (LegacyBodyTransformer, drops_collection, is_function_module,
+                                          spec_for_qual, split_params)
 from linen_upgrade.rules._wrapped_definitions import given_attributes
 from linen_upgrade.tables.x64 import ATTRIBUTES as X64_ATTRIBUTES
 
@@ -200,6 +205,7 @@ class _Transformer(LegacyBodyTransformer):
                       "each call by hand")
             return updated
         args = []
+        dropped = False  # an explicit state collection that goes
         inputs: list[str] = []  # by their Linen names
         values: list[cst.BaseExpression] = []
         for a in updated.args:
@@ -211,6 +217,10 @@ class _Transformer(LegacyBodyTransformer):
                           "inputs at call time")
                 return updated
             if key is not None and key in spec.manual and not a.star:
+                if drops_collection(a, spec, qual, self.legacy_class, self.ctx.index):
+                    self.fixed(f"{qual}.{func.attr.value}({key}=...) -> the 'batch_stats' collection")
+                    dropped = True
+                    continue  # legacy kept the state in the nn.stateful collection, Linen in 'batch_stats'
                 self.todo(f"{qual}.{func.attr.value} fixes {key}: {spec.manual[key]}")
                 return updated
             if a.star or key is None:
@@ -222,6 +232,8 @@ class _Transformer(LegacyBodyTransformer):
                 values.append(a.value)
             else:
                 args.append(a.with_changes(keyword=cst.Name(spec.renames.get(key, key))))
+        if dropped and args:
+            args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
         why = self._not_moved(original, inputs, values, shared) if inputs else None
         if why is not None:
             self.todo(f"{qual}.{func.attr.value} fixes the call inputs {', '.join(inputs)}, which Linen takes at "

@@ -143,7 +143,8 @@ from linen_upgrade.rules._factory_branches import (Branches, assignments, read_b
                                                    union, wrap_plain)
 from linen_upgrade.rules._fixed_inputs import FunctionScan, append_keywords, module_scan, only_called_on_one
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
-from linen_upgrade.rules._modules import (CallSpec, defines_apply, forwarded_by_definition, inputs_fixable,
+from linen_upgrade.rules._modules import (CallSpec, defines_apply, dropped_collection, drops_collection,
+                                          forwarded_by_definition, inputs_fixable,
                                           is_function_module, rejected, spec_for_qual, split_call)
 from linen_upgrade.rules._usage_external import analysis_of
 from linen_upgrade.rules._wrapped_definitions import (definition_given, factory_call, factory_return, given_attributes,
@@ -414,8 +415,15 @@ class _Transformer(AttentionCalls, CellCalls):
         if spec is None or self._in_plain_function() and self._scan().only_called(
                 node, node.targets[0].target.value):  # type: ignore[attr-defined]
             return None  # passed on or returned: LU103 leaves it legacy, LU201/LU901 see to its uses
-        bound = frozenset(a.keyword.value for a in value.args if a.keyword is not None)
+        kept = self._kept(value, spec[0])
+        bound = frozenset(a.keyword.value for a in kept if a.keyword is not None)
         return spec[0], bound, value.func.attr.value, self._carried(node, spec[0])
+
+    def _kept(self, value: cst.Call, spec: CallSpec) -> list[cst.Arg]:
+        """The arguments of ``M.partial(...)`` that stay: an explicit state collection LU103 drops goes."""
+        enclosing = self._class_quals[-1] if self._class_quals else None
+        qual = self.resolve_class(value.func.value)  # type: ignore[attr-defined]
+        return [a for a in value.args if not drops_collection(a, spec, qual, enclosing, self.ctx.index)]
 
     def _handed_partials(self, fn: cst.FunctionDef) -> dict:
         """``def stack(y, block): ... block(y, 4)`` defined in a function whose local
@@ -651,7 +659,7 @@ class _Transformer(AttentionCalls, CellCalls):
     def _carried(self, node: cst.Assign, spec: CallSpec) -> tuple[cst.Arg, ...]:
         """The call inputs ``x = M.shared(mask=m, ...)`` fixes, when each call of ``x`` can
         take them with the same value (``_fixed_inputs.py``); LU103 then drops them."""
-        args = node.value.args  # type: ignore[attr-defined]
+        args = self._kept(node.value, spec)  # type: ignore[arg-type]
         fixed = [a for a in args if a.keyword is not None and a.keyword.value in spec.inputs]
         if not fixed or spec.problem or any(a.keyword is None or a.keyword.value in spec.manual for a in args) \
                 or given_attributes(spec, [a.keyword.value for a in args]):
@@ -1169,11 +1177,9 @@ class _Transformer(AttentionCalls, CellCalls):
         parameter that defaults to None and only ever goes there, which no call site gives (else LU201/LU202
         leave a TODO there, ``USER_COLLECTION``): legacy then kept the statistics in the ``nn.stateful``
         collection, as Linen keeps them in ``'batch_stats'``."""
-        legacy = self.ctx.index.legacy_module(self._class_quals[-1]) if self._class_quals else None
-        dropped = {p.name for p in (legacy.apply_params or ()) if p.role == "collection"} if legacy else set()
-        args = [a for a in call.args if not (
-            a.keyword is not None and a.keyword.value == "batch_stats" and isinstance(a.value, cst.Name)
-            and (a.value.value == "None" or a.value.value in dropped))]
+        enclosing = self._class_quals[-1] if self._class_quals else None
+        args = [a for a in call.args if not (a.keyword is not None and a.keyword.value == "batch_stats"
+                                             and dropped_collection(a.value, enclosing, self.ctx.index))]
         if len(args) == len(call.args):
             return call
         self.fixed("BatchNorm(batch_stats=None) -> the 'batch_stats' collection")
