@@ -22,7 +22,7 @@ from linen_upgrade.rules._train_state import Plan
 from linen_upgrade.tables.optimizers import FROZEN_LABEL, HELPERS, MULTI, OPTIMIZER_DEF, hyper_names
 
 APPLY_WITH = "_apply_gradients_with"
-WHOLE_GRADIENT = HELPERS["legacy_compute_gradient"].source  # ``r = opt.compute_gradient(f)``
+WHOLE_GRADIENT = "legacy_compute_gradient"  # the helper for ``r = opt.compute_gradient(f)`` (its source read when used)
 FROM_DEF = "optax_from_optimizer_def"  # the helper running a former OptimizerDef (linen_upgrade/optax_legacy.py)
 APPLY_WITH_SOURCE = '''def _apply_gradients_with(state, grads, **hyperparams):
     """``state.apply_gradients(grads=grads)`` with this step's hyper-parameters
@@ -344,8 +344,8 @@ class _Check(FastVisitor):
             whole = len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name)
             problem = _optim.gradient_form(call, unpacked, whole)
             if problem is None:
-                if whole and WHOLE_GRADIENT not in self.plan.helpers:
-                    self.plan.helpers.append(WHOLE_GRADIENT)
+                if whole and HELPERS[WHOLE_GRADIENT].source not in self.plan.helpers:
+                    self.plan.helpers.append(HELPERS[WHOLE_GRADIENT].source)
                 self.plan.statements[id(call)] = method
                 if method == "optimize":
                     self._hyper_args(call.args[1:])
