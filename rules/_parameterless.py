@@ -4,7 +4,8 @@ gave a module without parameters (only pooling, activations) an empty dict, Line
 
 ``.get('params', {})`` is right for every module; LU201 writes it only where the
 class (of this file) names nothing that can make a parameter, and keeps the usual
-``['params']`` elsewhere.
+``['params']`` elsewhere.  What makes one: ``param``, a built-in layer (``dropout`` makes
+none), a module of another file of the run, and a module class of this file that names one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import libcst as cst
 
 from linen_upgrade.index import LEGACY_MODULE_BASES
 from linen_upgrade.rules._modules import spec_for_qual
+
+# built-in legacy layers that make no parameter, whatever their arguments
+NO_PARAMS = frozenset({"flax.nn.dropout"})
 
 
 def params_of(variables: cst.BaseExpression, quals: list[str], ctx) -> cst.BaseExpression:
@@ -29,12 +33,20 @@ def _may_make_none(qual: str, ctx) -> bool:
     """Does the class ``qual`` of this file name nothing that makes a parameter: no built-in
     layer, no module of the run, no ``param``? (A helper function that makes some is
     still served right by ``.get``.)"""
-    names = ctx.facts.named.get(qual)
-    return names is not None and not any(_makes_params(n, ctx.index) for n in names)
+    return qual in ctx.facts.named and not _makes_params(qual, ctx, set())
 
 
-def _makes_params(name: str, index) -> bool:
-    if name in LEGACY_MODULE_BASES:
-        return False  # the class's own base
-    return name.rpartition(".")[2] == "param" or spec_for_qual(name, index) is not None \
-        or index.is_legacy_module(name)
+def _makes_params(qual: str, ctx, seen: set[str]) -> bool:
+    """Does running the module class ``qual`` of this file make a parameter (through the
+    module classes of this file it names)?"""
+    seen.add(qual)
+    for name in ctx.facts.named[qual]:
+        if name in LEGACY_MODULE_BASES or name in NO_PARAMS or name in seen:
+            continue  # the class's own base, a layer without parameters, a class already asked
+        if name in ctx.facts.named and ctx.index.is_legacy_module(name):
+            if _makes_params(name, ctx, seen):  # a module class of this file
+                return True
+        elif name.rpartition(".")[2] == "param" or spec_for_qual(name, ctx.index) is not None \
+                or ctx.index.is_legacy_module(name):
+            return True
+    return False
