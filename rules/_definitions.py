@@ -15,6 +15,7 @@ from linen_upgrade.transformer import comments_in, target_names
 from linen_upgrade.rules._cst import (build_dotted, express, is_docstring, kwarg, line_comments, named_params, names_in,
                                       spell_any)
 from linen_upgrade.rules._frozen_attributes import given_container, reads_sequences
+from linen_upgrade.rules._initializers import Initializers, adapter, initializer_slots
 from linen_upgrade.rules._modules import SelfAttributes, creates_module, type_of
 from linen_upgrade.rules._wrapped_definitions import DefinitionCalls
 
@@ -26,13 +27,52 @@ class ModuleParts(RuleTransformer):
     def __init__(self, rule: Rule, ctx: Context) -> None:
         super().__init__(rule, ctx)
         self.imports: set[tuple[str, str | None]] = set()
+        # the apply parameters of the class being converted that reach a built-in's initializer
+        # (``default_problem`` sets them for ``_field``): their defaults get the dtype adapter
+        self._init_slots: frozenset[str] = frozenset()
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
         self._globals = _assigned_values(node.body)
         self._local_names = set(self._globals) | {
             s.name.value for s in node.body if isinstance(s, (cst.ClassDef, cst.FunctionDef))}
+        self._classes = {s.name.value: s for s in node.body if isinstance(s, cst.ClassDef)}
         return True
+
+    def _unhashable(self, expr: cst.BaseExpression) -> tuple[str, bool] | None:
+        """What a default is that a dataclass refuses (its class has no ``__hash__``: an array, an
+        instance of a mutable dataclass or of a class defining ``__eq__`` only), and whether
+        ``default_factory=lambda: <it>`` gives the same value: a name bound once at the top level
+        (the very object), an array made from literals (an equal one; numpy's and jax's arrays,
+        which legacy made once, are not written to in place by jitted code)."""
+        if isinstance(expr, cst.Name) and len(self._globals.get(expr.value, ())) == 1:
+            found = self._unhashable(self._globals[expr.value][0])
+            return (found[0], True) if found else None
+        if not isinstance(expr, cst.Call):
+            return None
+        qual = self.resolve(expr.func) or ""
+        if qual.rpartition(".")[0] in _ARRAY_MODULES and qual.rpartition(".")[2] in ARRAY_MAKERS \
+                or qual.startswith("jax.random."):
+            return "an array", all(self._literal(a.value) and not a.star for a in expr.args)
+        cls = self._classes.get(expr.func.value) if isinstance(expr.func, cst.Name) and qual == "" else None
+        if cls is not None and _instances_unhashable(cls, self.resolve):
+            return f"an instance of {cls.name.value}", False
+        return None
+
+    def _literal(self, expr: cst.BaseExpression) -> bool:
+        """A constant, a display of constants, a dtype or an array made of them."""
+        if isinstance(expr, (cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString)):
+            return True
+        if isinstance(expr, cst.Name) and expr.value in ("True", "False", "None"):
+            return True
+        if isinstance(expr, cst.UnaryOperation):
+            return self._literal(expr.expression)
+        if isinstance(expr, (cst.List, cst.Tuple)):
+            return all(not isinstance(e, cst.StarredElement) and self._literal(e.value) for e in expr.elements)
+        if isinstance(expr, cst.Call):
+            found = self._unhashable(expr)
+            return bool(found and found[0] == "an array" and found[1])
+        return (self.resolve(expr) or "").rpartition(".")[0] in _ARRAY_MODULES  # jnp.float32
 
     def default_problem(self, apply: cst.FunctionDef, attrs, body: list, qual: str | None = None,
                         params: tuple = ()) -> str | None:
@@ -43,6 +83,7 @@ class ModuleParts(RuleTransformer):
         also where the list or dict comes from a call site of the run (``given_container``)."""
         class_values = _assigned_values(body)
         methods = [s for s in body if isinstance(s, cst.FunctionDef)]
+        self._init_slots = initializer_slots((), self.ctx.index.legacy_module(qual)) if qual else frozenset()
         for param in named_params(apply.params):
             name = param.name.value
             given = given_container(self.ctx.index, qual, params, name)
@@ -54,7 +95,13 @@ class ModuleParts(RuleTransformer):
                         "convert by hand")
             if param.default is None or name not in {a.name for a in attrs}:
                 continue
-            kind = _mutable_kind(param.default, {**self._globals, **class_values})
+            unhashable = self._unhashable(param.default)
+            if unhashable and not unhashable[1]:
+                return (f"the default of {name} is {unhashable[0]}, which a Linen module's dataclass field "
+                        "refuses as its default (ValueError: mutable default): make it a field with "
+                        "default_factory by hand, keeping one value for all calls as legacy did")
+            kind = _mutable_kind(param.default, {**self._globals, **class_values}) or (
+                unhashable[0] if unhashable else None)
             if kind and names_in(param.default) & set(class_values):
                 return (f"the default of {name} is a {kind} that reads names of the class body: make it "
                         "a field with default_factory by hand")
@@ -107,7 +154,9 @@ class ModuleParts(RuleTransformer):
         param = next((p for p in named_params(apply.params) if p.name.value == attr.name), None) \
             if apply is not None else None
         value = param.default if param is not None else None
-        if value is not None and _mutable_kind(value, self._globals):
+        if value is not None and attr.name in self._init_slots and Initializers(self.ctx).needs_adapter(value):
+            value = adapter(value)  # Linen calls a field's initializer with a dtype too
+        elif value is not None and (_mutable_kind(value, self._globals) or self._unhashable(value)):
             # a dataclass refuses a mutable default; the factory keeps its type (code may
             # append to it or add lists), evaluated when the module is made
             field, needed = express("dataclasses.field", self.ctx.facts.imports)
@@ -250,6 +299,28 @@ def _mutable_kind(expr: cst.BaseExpression, bound: dict[str, list[cst.BaseExpres
     if isinstance(expr, cst.Name):
         return next((k for v in bound.get(expr.value, ()) if (k := _mutable_kind(v, {}))), None)
     return None
+
+
+# calls of these (numpy's, jax.numpy's; and all of jax.random) give arrays, which a dataclass refuses
+# as a field default
+_ARRAY_MODULES = frozenset({"numpy", "jax.numpy"})
+ARRAY_MAKERS = frozenset({"array", "asarray", "ones", "zeros", "full", "empty", "eye", "identity", "arange",
+                          "linspace", "ones_like", "zeros_like", "full_like", "stack", "concatenate", "diag"})
+
+
+def _instances_unhashable(cls: cst.ClassDef, resolve) -> bool:
+    """Is an instance of ``cls`` (no base class) surely unhashable: a ``@dataclasses.dataclass``
+    neither frozen nor eq=False nor unsafe_hash, or ``__eq__`` without ``__hash__``?"""
+    methods = {s.name.value for s in cls.body.body if isinstance(s, cst.FunctionDef)}
+    if "__hash__" in methods or cls.bases:
+        return False
+    for d in cls.decorators:
+        call = d.decorator if isinstance(d.decorator, cst.Call) else None
+        if resolve(call.func if call else d.decorator) == "dataclasses.dataclass":
+            flags = {a.keyword.value: a.value for a in (call.args if call else ()) if a.keyword is not None}
+            return all(isinstance(v, cst.Name) and v.value == want for k, want in
+                       (("frozen", "False"), ("eq", "True"), ("unsafe_hash", "False")) if (v := flags.get(k)))
+    return "__eq__" in methods
 
 
 # what a tuple does as a list does (and a FrozenDict as a dict): read it

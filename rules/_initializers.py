@@ -7,8 +7,10 @@ never by names: a lambda or a function of this file or of another file of the ru
 cannot take the dtype third, or a call of a function returning one
 (``linen_upgrade.analysis.initializers``, through the file's facts and the
 project index), reached directly, through the module path it is imported
-by, or through a local name assigned once; and ``functools.partial(init,
-dtype=...)``, which fixes the parameter Linen passes by position.
+by, or through a local name assigned once; ``functools.partial(init,
+dtype=...)``, which fixes the parameter Linen passes by position, and a partial
+of such a function; and an instance of a class of this file (its ``__call__``
+may not take the dtype: the adapter is exact whatever it takes).
 (``self.param(name, init, shape)`` needs nothing: Linen calls that
 ``init(key, shape)``, as legacy did.)
 """
@@ -154,9 +156,15 @@ class Initializers:
             if self._kind(value.func, hidden, depth) == FACTORY:
                 return f"{func}(...)"
             if (func is not None and func.partition(".")[0] not in hidden
-                    and self.ctx.facts.imports.resolve_dotted(func) == "functools.partial"
-                    and any(a.keyword is not None and a.keyword.value == "dtype" for a in value.args)):
-                return "functools.partial(..., dtype=...)"
+                    and self.ctx.facts.imports.resolve_dotted(func) == "functools.partial" and value.args):
+                if any(a.keyword is not None and a.keyword.value == "dtype" for a in value.args):
+                    return "functools.partial(..., dtype=...)"
+                wrapped = value.args[0]
+                if wrapped.keyword is None and not wrapped.star and self.needs_adapter(wrapped.value, hidden, depth + 1):
+                    return f"functools.partial({code(wrapped.value)}, ...)"
+            if isinstance(value.func, cst.Name) and value.func.value not in hidden and any(
+                    c.name == value.func.value and c.apply_params is None for c in self.ctx.facts.classes):
+                return f"{func}(...)"  # an instance of a class of this file: its __call__ may not take the dtype
         return None
 
     def adapt(self, args: Sequence[cst.Arg], slots: frozenset[str],
