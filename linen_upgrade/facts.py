@@ -301,6 +301,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
     frozendict_calls: set[str] = set()
     attributes: set[str] = set()
     top_level = {id(n) for n in tree.body if isinstance(n, ast.FunctionDef)}
+    registries = _class_registries(tree)
     for node in nodes(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             attr = node.func.attr
@@ -335,7 +336,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
                 if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     if item.name == "apply" and not item.decorator_list:  # (decorated: LU101 leaves it legacy)
                         apply_params = _params(item, method=True)
-                        uses, forwards = _apply_uses(item, apply_params, imports)
+                        uses, forwards = _apply_uses(item, apply_params, imports, registries)
                     for dec in item.decorator_list:
                         dname = _dotted(dec)
                         if dname and (imports.resolve_dotted(dname) or "").endswith("module_method"):
@@ -346,7 +347,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
             # ``@nn.module def F(x, features)``: legacy's own shortcut for ``class F(nn.Module): def
             # apply(self, x, features)`` (LU107 writes that class before the module rules run)
             apply_params = _params(node)
-            uses, forwards = _apply_uses(node, apply_params, imports)
+            uses, forwards = _apply_uses(node, apply_params, imports, registries)
             classes.append(ClassFacts(node.name, ["flax.nn.Module"], apply_params, [], node.lineno, uses, forwards,
                                       function=True))
     local_classes = {c.name for c in classes}
@@ -733,7 +734,8 @@ def _rebound(fn: ast.FunctionDef | ast.AsyncFunctionDef, names: set[str]) -> dic
 
 
 def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
-                imports: ImportMap) -> tuple[list[Use], list[Forward]]:
+                imports: ImportMap, registries: dict[str, list[str]] | None = None
+                ) -> tuple[list[Use], list[Forward]]:
     """The evidence ``apply``'s body gives about each parameter, and its
     ``*args``/``**kwargs`` that are only forwarded into calls."""
     names = {p.name for p in params if p.kind in ("pos", "kwonly")}
@@ -833,8 +835,83 @@ def _apply_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Param],
     for p in params:
         if p.kind in ("pos", "kwonly") and p.default == "None" and given[p.name] == loads[p.name] > 0:
             uses.append(Use(p.name, "collection"))
+    collections = {u.param for u in uses if u.kind == "collection"}
+    candidates = {p.name for p in params if p.kind in ("pos", "kwonly") and p.default == "None"
+                  and p.name not in collections and p.name not in rebound}
+    for name, handed in _handed(fn, candidates, loads, registries or {}).items():
+        uses.extend(Use(name, "handed", callee, key) for callee, key in handed)
     uses.extend(_definition_uses(fn, params, loads))
     return uses, [f for f in forwards if f.param in only]
+
+
+def _handed(fn: ast.FunctionDef | ast.AsyncFunctionDef, names: set[str], loads: Counter,
+            registries: dict[str, list[str]]) -> dict[str, list[tuple[str, str]]]:
+    """Those of ``names`` (parameters defaulting to None) that ``apply`` only hands on by keyword
+    (``M(x, batch_stats=p)``, ``M.partial(batch_stats=p)``, ``block(x, batch_stats=p)`` with a local
+    ``block`` bound only to names of classes, or to an entry of a registry, ``_class_registries``), each with the (callee, keyword) pairs it is handed to
+    (``Use`` kind "handed"): the index makes it an explicit state collection where every callee's
+    parameter of that keyword is one (init2winit's ResNet handing its ``batch_stats`` to
+    VirtualBatchNorm)."""
+    bound: dict[str, list[str] | None] = {}  # local -> the dotted names bound to it (None: anything else)
+    plain: set[int] = set()  # the Names ``name = <dotted>`` binds
+    for node in subtree(fn):
+        if isinstance(node, ast.Assign):
+            v = node.value
+            values = [_dotted(v)] if isinstance(v, (ast.Name, ast.Attribute)) else registries.get(
+                v.value.id) if isinstance(v, ast.Subscript) and isinstance(v.value, ast.Name) else None
+            for t in node.targets:
+                if isinstance(t, ast.Name) and values and all(values):
+                    plain.add(id(t))
+                    before = bound.get(t.id, [])
+                    bound[t.id] = None if before is None else [*before, *values]  # type: ignore[list-item]
+    for node in subtree(fn):  # any other binding: a parameter, a loop or with target, a tuple target, ...
+        if isinstance(node, ast.arg):
+            bound[node.arg] = None
+        elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load) and id(node) not in plain:
+            bound[node.id] = None
+    found: dict[str, list[tuple[str, str]]] = {n: [] for n in names}
+    counted: Counter = Counter()
+    lost: set[str] = set()
+    for node in subtree(fn):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr == "partial":
+            func = func.value
+        callee = _dotted(func)
+        targets = bound.get(callee, [callee]) if callee else None
+        for k in node.keywords:
+            if k.arg and isinstance(k.value, ast.Name) and k.value.id in names:
+                counted[k.value.id] += 1
+                if targets:
+                    found[k.value.id] += [(t, k.arg) for t in targets]
+                else:
+                    lost.add(k.value.id)
+    return {n: found[n] for n in names if n not in lost and counted[n] and counted[n] == loads[n]}
+
+
+def _class_registries(tree: ast.Module) -> dict[str, list[str]]:
+    """Module-level dicts of names (``block_type_options = {18: BasicBlock, 50: Bottleneck}``) bound
+    once and never changed (no item assignment, ``del``, or method call on them) -> their values."""
+    found: dict[str, list[str]] = {}
+    bindings: Counter = Counter()
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) \
+                and isinstance(stmt.value, ast.Dict) and stmt.value.values \
+                and all(isinstance(v, (ast.Name, ast.Attribute)) and _dotted(v) for v in stmt.value.values):
+            found[stmt.targets[0].id] = [_dotted(v) for v in stmt.value.values]  # type: ignore[misc]
+    for node in nodes(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            bindings[node.id] += 1
+        elif isinstance(node, ast.Subscript) and not isinstance(node.ctx, ast.Load) \
+                and isinstance(node.value, ast.Name):
+            bindings[node.value.id] += 2  # an item assigned or deleted
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            bindings[node.value.id] += 2  # registry.update(...), .pop(...), ...
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            for name in node.names:
+                bindings[name] += 2
+    return {k: v for k, v in found.items() if bindings[k] == 1}
 
 
 # what apply may do with a module definition it is given and runs itself (``Use`` kind "definition")
@@ -883,9 +960,10 @@ def _definition_uses(fn: ast.FunctionDef | ast.AsyncFunctionDef, params: list[Pa
 def _rng_functions(tree: ast.Module, imports: ImportMap) -> frozenset[str]:
     """Top-level functions calling legacy ``nn.make_rng()``, or ``nn.dot_product_attention``, which drew
     a missing ``dropout_rng`` so (no parameter or local of theirs named make_rng, and no import of that name:
-    the parameter LU104 adds would shadow it)."""
+    the parameter LU104 adds would shadow it, unless that import is legacy ``make_rng`` itself, whose
+    every draw in the helper the parameter then stands for)."""
     out: set[str] = set()
-    if "make_rng" in imports.aliases:
+    if "make_rng" in imports.aliases and canonical(imports.aliases["make_rng"]) != "flax.nn.make_rng":
         return frozenset()
 
     def draws(n: ast.AST) -> bool:

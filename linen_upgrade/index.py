@@ -505,6 +505,9 @@ class _Roles:
             return p
         if any(u.param == p.name and u.kind == "collection" for u in c.uses):
             return replace(p, role="collection")  # BatchNorm's explicit batch_stats: gone in Linen
+        handed = [u for u in c.uses if u.param == p.name and u.kind == "handed"]
+        if handed and all(self._collection_slot(u.callee, str(u.slot)) for u in handed):
+            return replace(p, role="collection")  # only handed on to such collections (init2winit's ResNet)
         # (strength, why) per side; the strongest side decides (``_Roles``)
         array: list[tuple[int, str]] = []
         config: list[tuple[int, str]] = []
@@ -551,6 +554,16 @@ class _Roles:
         if most_array[0] > most_config[0] or (weak and not config and not literal_default):
             return replace(p, role="input")
         return replace(p, role="attribute")
+
+    def _collection_slot(self, callee: str, key: str) -> bool:
+        """Is ``key`` an explicit state collection of the module ``callee`` (BatchNorm's
+        ``batch_stats``, or a parameter the index made a collection)?"""
+        alias = self.index.partial_alias(callee)
+        callee = self.index.canonical(alias[0] if alias is not None else callee)
+        if canonical(callee) == "flax.nn.BatchNorm":
+            return key == "batch_stats"
+        params = self.params(callee) if callee in self.index.modules else None
+        return params is not None and any(q.name == key and q.role == "collection" for q in params)
 
     def _callee(self, callee: str) -> _Callee | None:
         """What forwarding into ``callee`` needs to know, None when it cannot be packed."""

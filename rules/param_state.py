@@ -23,9 +23,13 @@ Why
     **init_kwargs)``: a Linen subclass of the same built-in, whose calls LU102 splits.
     An apply parameter defaulting to None that is only ever an explicit state
     collection (``self.state(..., collection=batch_stats)``, ``self.is_stateful()
-    or batch_stats``, BatchNorm's ``batch_stats=``) and that no call gives
+    or batch_stats``, BatchNorm's ``batch_stats=``, or only handed on by keyword
+    to such a parameter of another module: ``VirtualBatchNorm(x, batch_stats=p)``,
+    ``VirtualBatchNorm.partial(batch_stats=p)``, ``block(x, batch_stats=p)`` with
+    ``block`` bound only to such classes, init2winit's ResNets) and that no call gives
     goes: the state lives in the state collection (``self.variable('batch_stats',
-    ...)``), as legacy kept it under ``nn.stateful``.
+    ...)``), as legacy kept it under ``nn.stateful``; LU102 and LU103 drop it where it
+    is handed on.
     A plain function that calls ``nn.make_rng()`` itself (or legacy
     ``nn.dot_product_attention`` with dropout and maybe no ``dropout_rng``,
     which drew one so: LU106) and that the run only calls from legacy module
@@ -36,7 +40,8 @@ Why
 Not converted (TODO)
     ``self.state(..., collection=...)`` with any other explicit collection object;
     a helper drawing ``nn.make_rng()`` that is also called outside module classes
-    (or whose file imports ``make_rng`` by name).
+    (or whose file imports another ``make_rng`` by name: the parameter would shadow it;
+    legacy's own, ``from flax.nn.stochastic import make_rng``, is what it stands for).
 """
 
 from __future__ import annotations

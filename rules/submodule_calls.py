@@ -51,8 +51,9 @@ What it does
     ``nn.SelfAttention(y, inputs_kv=encoded)`` (a call keyword overrides what the
     legacy partial fixed) is cross-attention, ``inputs_kv=y`` self-attention.
     BatchNorm's explicit ``batch_stats=`` collection goes when it is None, or
-    an apply parameter defaulting to None that is only ever passed there and
-    that no call gives (legacy's FakeResNet): the statistics then lived in the
+    an apply parameter defaulting to None that is only ever passed there (or
+    handed on to such a parameter of another module, LU104) and that no call
+    gives (legacy's FakeResNet): the statistics then lived in the
     ``nn.stateful`` collection, as in Linen's 'batch_stats' (the parameter
     goes from the class; a call giving it gets a TODO).
     The same in plain functions an apply calls (``def features(x, train):
