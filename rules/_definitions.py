@@ -81,6 +81,8 @@ class ModuleParts(RuleTransformer):
         Linen hands list attributes to the methods as tuples and dicts as FrozenDicts:
         a body that does more than read one (``widths + [2]``, ``append``, ``==``) is left,
         also where the list or dict comes from a call site of the run (``given_container``)."""
+        from linen_upgrade.rules._usage_reads import argument_read  # (which reads _READERS here)
+
         class_values = _assigned_values(body)
         methods = [s for s in body if isinstance(s, cst.FunctionDef)]
         self._init_slots = initializer_slots((), self.ctx.index.legacy_module(qual)) if qual else frozenset()
@@ -88,7 +90,10 @@ class ModuleParts(RuleTransformer):
             name = param.name.value
             given = given_container(self.ctx.index, qual, params, name)
             if given and name in {a.name for a in attrs} and not all(
-                    _only_read(m, name, lambda f: creates_module(self, f) or reads_sequences(self.resolve(f)))
+                    _only_read(m, name, lambda f: creates_module(self, f) or reads_sequences(self.resolve(f)),
+                               lambda call, arg, rebound: argument_read(
+                                   self.ctx.index, self.ctx.path, self.ctx.facts.module_name,
+                                   self.resolve(call.func), call, arg, rebound))
                     for m in methods):
                 return (f"a call site gives {name} a {given}, which a Linen module sees as a "
                         f"{'tuple' if given == 'list' else 'FrozenDict'}, and the body does more than read it: "
@@ -329,10 +334,13 @@ _READERS = frozenset({"len", "enumerate", "zip", "sorted", "reversed", "sum", "m
 _READ_METHODS = frozenset({"index", "count", "get", "items", "keys", "values"})
 
 
-def _only_read(fn: cst.FunctionDef, name: str, is_module) -> bool:
+def _only_read(fn: cst.FunctionDef, name: str, is_module, reads_argument=None) -> bool:
     """Does ``fn`` only iterate, index, measure, test membership in or pass on to
-    submodules the value of ``name`` (a list or dict)?"""
+    submodules the value of ``name`` (a list or dict), or to a function that
+    ``reads_argument(call, arg, rebound)`` says reads it (``rebound``: the call's
+    result is assigned to ``name`` again)?"""
     read: set[int] = set()
+    rebinding: set[int] = set()
     loads: list[cst.Name] = []
     skip: set[int] = set()
     ok = True
@@ -393,6 +401,9 @@ def _only_read(fn: cst.FunctionDef, name: str, is_module) -> bool:
         def visit_Assign(self, node: cst.Assign) -> None:
             if all(isinstance(t.target, (cst.Tuple, cst.List)) for t in node.targets):
                 mark(node.value)  # unpacked
+            if [t.target.value for t in node.targets if isinstance(t.target, cst.Name)] == [name] \
+                    and len(node.targets) == 1:
+                rebinding.add(id(node.value))  # name = f(name)
 
         def visit_Call(self, node: cst.Call) -> None:
             f = node.func
@@ -402,6 +413,11 @@ def _only_read(fn: cst.FunctionDef, name: str, is_module) -> bool:
                     isinstance(f, cst.Attribute) and f.attr.value in ("partial", "shared")):
                 for a in node.args:
                     mark(a.value)
+            elif reads_argument is not None:
+                for a in node.args:
+                    if isinstance(a.value, cst.Name) and a.value.value == name \
+                            and reads_argument(node, a, id(node) in rebinding):
+                        mark(a.value)
 
     fn.body.visit(V())
     return ok and all(id(n) in read for n in loads)
