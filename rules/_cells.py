@@ -14,8 +14,8 @@ from linen_upgrade.rule import FastVisitor, RuleTransformer
 from linen_upgrade.transformer import target_names
 from linen_upgrade.rules._cst import kwarg
 from linen_upgrade.rules._initializers import Hidden, Initializers, adapter
+from linen_upgrade.rules._modules import CallSpec
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
-from linen_upgrade.tables.x64 import EXPLICIT as X64_EXPLICIT
 
 
 class CellCalls(RuleTransformer):
@@ -82,8 +82,9 @@ class CellCalls(RuleTransformer):
             if self._initializers is not None and self._initializers.needs_adapter(init, self.hidden_names()):
                 init = adapter(init)  # Linen calls carry_init(key, shape, dtype)
             ctor_args.append(kwarg("carry_init", init))
-        if self.ctx.index.x64:  # legacy carries took jax's default float
-            ctor_args.extend(kwarg(k, cst.parse_expression(v)) for k, v in X64_EXPLICIT.get(row.linen, {}).items())
+        # the attributes the cell's calls get (in x64 runs legacy carries took jax's default float)
+        explicit = CallSpec.builtin(row, self.ctx.index.x64).explicit
+        ctor_args.extend(kwarg(k, cst.parse_expression(v)) for k, v in explicit.items())
         if self._in_legacy_module():
             # unbound: inside a compact module a bound helper cell would take the
             # name LSTMCell_0 from the real one (Linen counts constructions)
