@@ -390,6 +390,19 @@ def compare_structure(converted: Mapping, template: Mapping) -> List[Tuple[str, 
     return problems
 
 
+def compare_param_dtypes(converted: Mapping, template: Mapping) -> List[Tuple[str, str]]:
+    """Parameters the upgraded model makes in another dtype than legacy did (an x64 run's float64
+    against float32, say): ``[(path, 'dtype A (legacy) != B (upgraded)')]``.  State collections are
+    not compared: Linen's BatchNorm keeps float32 statistics whatever legacy kept (``tables.x64``)."""
+    a, b = tree_paths(converted.get("params", {})), tree_paths(template.get("params", {}))
+    out: List[Tuple[str, str]] = []
+    for p in sorted(set(a) & set(b)):
+        da, db = getattr(a[p], "dtype", None), getattr(b[p], "dtype", None)
+        if da is not None and db is not None and str(da) != str(db):
+            out.append(("/".join(("params",) + p), f"dtype {da} (legacy) != {db} (upgraded)"))
+    return out
+
+
 def linen_module_path(path: Iterable[str],
                       children: Callable[[Path], Optional[Tuple[Iterable[str], Iterable[str]]]],
                       *, class_aliases: Optional[Mapping[str, str]] = None) -> Optional[Path]:

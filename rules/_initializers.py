@@ -10,19 +10,24 @@ project index), reached directly, through the module path it is imported
 by, or through a local name assigned once; ``functools.partial(init,
 dtype=...)``, which fixes the parameter Linen passes by position, and a partial
 of such a function; and an instance of a class of this file (its ``__call__``
-may not take the dtype: the adapter is exact whatever it takes).
+may not take the dtype: the adapter is exact whatever it takes).  In a run that
+turns jax's x64 on, also a function or lambda whose ``dtype`` defaults to
+another dtype than jax's default float: Linen's built-ins pass it
+``param_dtype=float`` there (``analysis.initializers``, X64 kinds).
 (``self.param(name, init, shape)`` needs nothing: Linen calls that
 ``init(key, shape)``, as legacy did.)
 """
 
 from __future__ import annotations
 
+import ast
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import libcst as cst
 
-from linen_upgrade.analysis.initializers import FACTORY, FUNCTION
+from linen_upgrade.analysis.initializers import (FACTORY, FUNCTION, X64_FACTORY, X64_FUNCTION, needs_adapter,
+                                                 needs_adapter_x64)
 from linen_upgrade.index import LegacyModule
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, FastVisitor
@@ -122,7 +127,14 @@ class Initializers:
         self.ctx = ctx
 
     def _kind(self, value: cst.BaseExpression, hidden: Hidden, depth: int) -> str | None:
-        """FUNCTION or FACTORY for a name or dotted path that stands for one."""
+        """FUNCTION or FACTORY for a name or dotted path that stands for one that needs
+        the adapter in this run (the X64 kinds count as those in an x64 run)."""
+        kind = self._fact(value, hidden, depth)
+        if self.ctx.index.x64:
+            kind = {X64_FUNCTION: FUNCTION, X64_FACTORY: FACTORY}.get(kind, kind)  # type: ignore[arg-type]
+        return kind
+
+    def _fact(self, value: cst.BaseExpression, hidden: Hidden, depth: int) -> str | None:
         name = dotted(value)
         if name is None:
             return None
@@ -131,7 +143,7 @@ class Initializers:
             local = hidden[head]  # followed only when assigned once, to a name or path
             if name != head or local is None or depth > 3 or dotted(local) is None:
                 return None
-            return self._kind(local, {k: v for k, v in hidden.items() if k != head}, depth + 1)
+            return self._fact(local, {k: v for k, v in hidden.items() if k != head}, depth + 1)
         if name in self.ctx.facts.initializers:
             return self.ctx.facts.initializers[name]
         qual = self.ctx.facts.imports.resolve_dotted(name)
@@ -145,11 +157,11 @@ class Initializers:
             if isinstance(local, cst.Call):  # a factory's result or a partial, assigned once
                 rest = {k: v for k, v in hidden.items() if k != value.value}
                 return self.needs_adapter(local, rest, depth + 1)
-            if isinstance(local, cst.Lambda) and _lambda_needs_adapter(local.params):
+            if isinstance(local, cst.Lambda) and _lambda_needs_adapter(local.params, self.ctx.index.x64):
                 return value.value
         if self._kind(value, hidden, depth) == FUNCTION:
             return dotted(value)
-        if isinstance(value, cst.Lambda) and _lambda_needs_adapter(value.params):
+        if isinstance(value, cst.Lambda) and _lambda_needs_adapter(value.params, self.ctx.index.x64):
             return "lambda"
         if isinstance(value, cst.Call):
             func = dotted(value.func)
@@ -182,12 +194,12 @@ class Initializers:
         return out, done
 
 
-def _lambda_needs_adapter(params: cst.Parameters) -> bool:
+def _lambda_needs_adapter(params: cst.Parameters, x64: bool = False) -> bool:
     """``lambda k, s: ...`` (Linen's dtype would not fit) or ``lambda k, s, scale=0.5: ...`` (it would
-    land in ``scale``): the reading of ``analysis.initializers.needs_adapter``, on a lambda."""
-    positional = [*params.posonly_params, *params.params]
-    takes_dtype = len(positional) >= 3 and positional[2].name.value == "dtype"
-    return (len(positional) >= 2 or isinstance(params.star_arg, cst.Param)) and not takes_dtype
+    land in ``scale``); in an x64 run also ``lambda k, s, dtype=jnp.float32: ...``: the reading of
+    ``analysis.initializers``, on the lambda's parameters."""
+    fn = ast.parse(f"lambda {code(params)}: 0", mode="eval").body
+    return needs_adapter(fn) or (x64 and needs_adapter_x64(fn))  # type: ignore[arg-type]
 
 
 def initializer_slots(legacy: tuple[str, ...], module: LegacyModule | None = None) -> frozenset[str]:

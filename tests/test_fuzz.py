@@ -39,7 +39,8 @@ def test_generator_is_reproducible_and_varied():
                       ".shared (built-in)", "user module: partial", "user module: shared", "helper method",
                       "self.param", "self.state", "nn.make_rng", "init", "init_by_shape", "nn.stateful",
                       "nn.stochastic", "SelfAttention", "LSTMCell", "default: list", "default: dict", "default: None", "default: dtype",
-                      "default: callable", "hyper-parameter: required", "optimizer.optimize", *(f"optimizer: {o}" for o in (
+                      "default: callable", "hyper-parameter: required", "optimizer.optimize", "x64",
+                      "BatchNorm outside nn.stateful", *(f"optimizer: {o}" for o in (
                           "GradientDescent", "Momentum", "Adam", "Adagrad", "RMSProp", "LAMB", "LARS",
                           "Adafactor"))):
         assert drawn[construct] >= 3, construct

@@ -17,8 +17,13 @@ LAYERS = '''\
 from flax import nn
 
 
+def ramp(key, shape, dtype=jnp.float32):
+    return jnp.linspace(-1.0, 1.0, shape[0] * shape[1], dtype=dtype).reshape(shape)
+
+
 class Net(nn.Module):
     def apply(self, x):
+        x = nn.Dense(x, 4, kernel_init=ramp)
         shared = nn.Dense.shared(features=3, name='tied')
         x = nn.LayerNorm(shared(nn.Dense(x, 3, dtype=jnp.float64)))
         carry = nn.GRUCell.initialize_carry(nn.make_rng(), (x.shape[0],), 3)
@@ -60,12 +65,17 @@ def test_layers_of_an_x64_run_keep_the_legacy_dtypes(tmp_path, switch):
     assert "nn.GRUCell(features=carry.shape[-1], param_dtype=float)(carry, shared(x))" in layers
     # legacy attention made float32 parameters under x64 too: only its computation dtype is kept
     assert "nn.MultiHeadDotProductAttention(num_heads=1, deterministic=False, dtype='float32')" in layers
+    # legacy called a user initializer init(key, shape): its own float32 default, where Linen would pass
+    # param_dtype (program x64_user_initializers)
+    assert ("nn.Dense(4, kernel_init=lambda key, shape, dtype=None: ramp(key, shape), param_dtype=float, "
+            "dtype='float32')(x)") in layers
 
 
 def test_runs_without_x64_are_written_as_before(tmp_path):
     layers = _upgrade(tmp_path, 'import jax\njax.config.update("jax_debug_nans", True)\n')
     assert "param_dtype" not in layers and "'float32'" not in layers
     assert "nn.Dense(3, dtype=jnp.float64)(x)" in layers
+    assert "nn.Dense(4, kernel_init=ramp)(x)" in layers  # Linen passes float32, the function's default
 
 
 def test_x64_reaches_only_the_files_an_x64_program_imports(tmp_path):

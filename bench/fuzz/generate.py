@@ -56,6 +56,7 @@ class ModuleSpec:
     train: bool = False               # has a ``train`` flag
     stateful: bool = False            # BatchNorm or self.state: needs nn.stateful
     stochastic: bool = False          # dropout or nn.make_rng: needs nn.stochastic
+    own_state: bool = False           # self.state (legacy fails on it outside nn.stateful)
     deterministic: bool = True        # every weight from np_init
     method: str = ""                  # an @nn.module_method on a shared tail (the model only)
     method_width: int = 0             # the width its input must have
@@ -216,7 +217,7 @@ class _Gen:
                     f"x = x * {var}"]
         if kind == "state":
             self.note("self.state")
-            spec.train = spec.stateful = True
+            spec.train = spec.stateful = spec.own_state = True
             var = self.fresh(("ema", "running", "avg", "stat"))
             return [f"{var} = self.state('{var}', (x.shape[-1],), nn.initializers.zeros)",
                     f"if train and not self.is_initializing():",
@@ -292,6 +293,7 @@ class _Gen:
     def submodule_call(self, spec: ModuleSpec, sub: ModuleSpec) -> list[str]:
         spec.train |= sub.train
         spec.stateful |= sub.stateful
+        spec.own_state |= sub.own_state
         spec.stochastic |= sub.stochastic
         spec.deterministic &= sub.deterministic
         args = self.call_args(sub)
@@ -466,6 +468,11 @@ class _Gen:
         shape, dtype = {"vec": ((BATCH, 5), "float32"), "img": ((BATCH, 6, 6, 3), "float32"),
                         "tok": ((BATCH, 4), "int32"), "seq": ((BATCH, 3, 4), "float32")}[kind_in]
         kwargs, usage = self.usage(top, shape, dtype)
+        if random.Random(self.seed * 7919 + 4).random() < 0.1:  # a stream of its own, as above
+            # jax's x64 on: legacy layers made float64 parameters (jax's default float)
+            self.note("x64")
+            header = header.replace("from flax import nn, optim\n",
+                                    "from flax import nn, optim\n\njax.config.update('jax_enable_x64', True)\n")
         source = header + "\n\n" + classes + "\n\n" + "".join(f + "\n\n" for f in self.functions) + usage
         # an adaptive optimizer scales the rounding noise of gradients that are truly zero (a bias
         # before BatchNorm) to steps of its learning rate; the running averages then carry that
@@ -617,8 +624,16 @@ class _Gen:
             call = call.replace("optimizer.", opt + ".")
             lines += [f"    z = jnp.asarray(rs.randn(3, {top.method_width}), jnp.float32)",
                       f"    print('method', float(jnp.sum({call})))"]
-        main = "\n".join(lines) + "\n"
         flag = f", {top.flag}=True" if top.flag else ""
+        if (top.stateful and not top.own_state and not top.stochastic
+                and random.Random(self.seed * 7919 + 5).random() < 0.3):  # a stream of its own, as above
+            # BatchNorm applied in train mode with no nn.stateful around it: legacy normalised with
+            # the batch's statistics and kept nothing
+            self.note("BatchNorm outside nn.stateful")
+            target = ("trainer." if trainer else "") + "optimizer.target"
+            call = f"model_def.call({target}, x{flag})" if functional else f"{target}(x{flag})"
+            lines.append(f"    print('train mode', float(jnp.sum({call})))")
+        main = "\n".join(lines) + "\n"
         if top.flag:
             kwargs[top.flag] = True
         apply = f"model_def.call(model, x{flag})" if functional else f"model(x{flag})"

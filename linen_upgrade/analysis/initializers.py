@@ -10,6 +10,11 @@ is exact, as legacy never passed a dtype).  A *factory* is a function whose
 every ``return`` gives such a function (``def uniform(scale): def init(key,
 shape): ...; return init``).  Only names bound once at the top level count:
 anything else may hold another value by the time it is used.
+
+In a run that turns jax's x64 on, Linen's built-ins pass ``param_dtype=float``
+(``tables.x64``): a function whose ``dtype`` defaults to anything but jax's
+default float (``dtype=jnp.float32``) made legacy parameters of that default,
+and gets the adapter in those runs only (``X64_FUNCTION``, ``X64_FACTORY``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from linen_upgrade.analysis.walk import nodes
 
 FUNCTION = "function"
 FACTORY = "factory"
+X64_FUNCTION = "x64 function"
+X64_FACTORY = "x64 factory"
+# how a ``dtype`` default may spell jax's default float (float64 under x64, float32 without)
+_DEFAULT_FLOAT = frozenset({"float", "float_", "float64", "double"})
 
 _Fn = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
@@ -31,6 +40,26 @@ def needs_adapter(fn: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> bo
     takes_two = len(positional) >= 2 or fn.args.vararg is not None
     takes_dtype = len(positional) >= 3 and positional[2].arg == "dtype"
     return takes_two and not takes_dtype
+
+
+def needs_adapter_x64(fn: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> bool:
+    """Would ``fn(key, shape, float64)`` mean something else than ``fn(key, shape)``: its
+    ``dtype`` (third) defaults to another dtype than jax's default float?"""
+    positional = [*fn.args.posonlyargs, *fn.args.args]
+    if len(positional) < 3 or positional[2].arg != "dtype":
+        return False
+    defaults = [None] * (len(positional) - len(fn.args.defaults)) + list(fn.args.defaults)
+    default = defaults[2]
+    if default is None:
+        return False  # required: legacy could not have called it
+    spelled = default.value if isinstance(default, ast.Constant) else \
+        default.attr if isinstance(default, ast.Attribute) else default.id if isinstance(default, ast.Name) else None
+    return spelled not in _DEFAULT_FLOAT
+
+
+def _kind(fn: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> str | None:
+    """FUNCTION, X64_FUNCTION or None for one initializer function."""
+    return FUNCTION if needs_adapter(fn) else X64_FUNCTION if needs_adapter_x64(fn) else None
 
 
 def initializers(tree: ast.Module) -> dict[str, str]:
@@ -47,14 +76,16 @@ def initializers(tree: ast.Module) -> dict[str, str]:
             fn, name = stmt.value, stmt.targets[0].id
         if fn is None or name is None or count[name] != 1:
             continue
-        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and _makes_initializers(fn):
-            out[name] = FACTORY  # first: ``np_init(seed, scale)`` takes two parameters too
-        elif needs_adapter(fn):  # type: ignore[arg-type]
-            out[name] = FUNCTION
+        made = _makes_initializers(fn) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+        kind = made or _kind(fn)  # type: ignore[arg-type]  # first: ``np_init(seed, scale)`` takes two too
+        if kind is not None:
+            out[name] = kind
     return out
 
 
-def _makes_initializers(factory: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+def _makes_initializers(factory: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
+    """FACTORY when every function it returns needs the adapter, X64_FACTORY when
+    each needs it at least in x64 runs, else None."""
     nested: dict[str, ast.AST] = {}
     returns: list[ast.expr | None] = []
 
@@ -70,7 +101,10 @@ def _makes_initializers(factory: ast.FunctionDef | ast.AsyncFunctionDef) -> bool
     walk(factory)
     made = [r if isinstance(r, ast.Lambda) else nested.get(r.id) if isinstance(r, ast.Name) else None
             for r in returns]
-    return bool(made) and all(isinstance(f, _Fn) and needs_adapter(f) for f in made)  # type: ignore[arg-type]
+    kinds = {_kind(f) if isinstance(f, _Fn) else None for f in made}  # type: ignore[arg-type]
+    if not made or None in kinds:
+        return None
+    return FACTORY if kinds == {FUNCTION} else X64_FACTORY
 
 
 def _top_level_bindings(tree: ast.Module) -> Counter[str]:

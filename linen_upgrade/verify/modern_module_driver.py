@@ -366,6 +366,9 @@ def run_job(job, keys, load):
         converted = keys.convert_variables(legacy_params, legacy_state or None, shared=shared,
                                            template=template)
         problems = keys.compare_structure(converted, template)
+        for path, problem in keys.compare_param_dtypes(converted, template):
+            rows.append({"mode": "structure", "kind": "dtype", "path": path, "shape": None,
+                         "ok": False, "max_abs": None, "max_rel": None, "note": problem})
     except Exception as e:
         _fail(out, "convert", e)
     t1 = time.time()

@@ -109,6 +109,19 @@ def test_compare_structure_reports_problems():
     assert "params/a/kernel" in probs and "params/a/bias" in probs
 
 
+def test_param_dtypes_compared_state_not():
+    def typed(shape, dtype):
+        a = A(shape)
+        a.dtype = dtype
+        return a
+    legacy = {"params": {"Dense_0": {"kernel": typed((2, 2), "float32"), "bias": typed((2,), "float64")}},
+              "batch_stats": {"BatchNorm_0": {"mean": typed((2,), "float64")}}}
+    upgraded = {"params": {"Dense_0": {"kernel": typed((2, 2), "float64"), "bias": typed((2,), "float64")}},
+                "batch_stats": {"BatchNorm_0": {"mean": typed((2,), "float32")}}}
+    assert keys.compare_param_dtypes(legacy, upgraded) == [
+        ("params/Dense_0/kernel", "dtype float32 (legacy) != float64 (upgraded)")]
+
+
 def test_keys_module_imports_without_jax():
     import subprocess
     import sys

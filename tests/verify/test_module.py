@@ -142,3 +142,28 @@ def test_scalar_output_is_verified(legacy_root, tmp_path):
                           [ModuleJob("Energy", str(tmp_path / "upgraded.py"), [parse_input_spec("4,6")], {})])
     assert res.status == "ok", (res.reason, res.detail, res.failed_rows)
     assert any(r.kind == "output" and r.shape == [] for r in res.rows), res.rows
+
+
+def test_parameters_made_in_another_dtype_differ(legacy_root, tmp_path):
+    """Under x64, legacy's Dense called a user initializer ``init(key, shape)`` (its float32 default);
+    an upgrade that lets Linen pass ``param_dtype=float`` makes float64 weights with the same values:
+    verify says so (a dtype row), though every number agrees."""
+    init = ("import jax\nimport jax.numpy as jnp\n{nn}\n\njax.config.update('jax_enable_x64', True)\n\n\n"
+            "def ramp(key, shape, dtype=jnp.float32):\n"
+            "    return jnp.linspace(-1.0, 1.0, shape[0] * shape[1], dtype=dtype).reshape(shape)\n\n\n")
+    (tmp_path / "legacy.py").write_text(
+        init.format(nn="from flax import nn") + "class Net(nn.Module):\n"
+        "    def apply(self, x):\n"
+        "        return nn.Dense(x, 3, kernel_init=ramp)\n")
+    linen = (init.format(nn="from flax import linen as nn") + "class Net(nn.Module):\n"
+             "    @nn.compact\n"
+             "    def __call__(self, x):\n"
+             "        return nn.Dense(3, kernel_init={init}, param_dtype=float, dtype='float32')(x)\n")
+    (tmp_path / "exact.py").write_text(linen.format(init="lambda key, shape, dtype=None: ramp(key, shape)"))
+    (tmp_path / "float64.py").write_text(linen.format(init="ramp"))
+    exact, float64 = verify_batch(str(tmp_path / "legacy.py"), [
+        ModuleJob("Net", str(tmp_path / name), [parse_input_spec("4,2:float64")], {})
+        for name in ("exact.py", "float64.py")])
+    assert exact.status == "ok", (exact.reason, exact.detail, exact.failed_rows)
+    assert [(r.kind, r.path) for r in float64.failed_rows] == [("dtype", "params/Dense_0/kernel")], float64.rows
+    assert "float32 (legacy) != float64 (upgraded)" in float64.failed_rows[0].note
