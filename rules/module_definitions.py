@@ -73,9 +73,11 @@ Not converted (TODO)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import libcst as cst
 
-from linen_upgrade.rule import Context, Example, NoChange, Rule, todo_line
+from linen_upgrade.rule import FIX_MARK, Context, Example, NoChange, Rule, todo_line
 from linen_upgrade.rules._cst import add_import, attribute_uses, is_docstring
 from linen_upgrade.rules._definitions import (ModuleParts, class_level, drop_repeated_arguments, is_field,
                                               method_with_attributes, name_clash, stored_on_self)
@@ -217,7 +219,7 @@ class _Transformer(ModuleParts):
             fields.append(self._forward_field(split.forward))
         insert_at = 1 if body and is_docstring(body[0]) else 0
         # above a field another rule added (LU102's ``decode``): one block, no blank line between
-        if fields and insert_at < len(body) and not body[insert_at].leading_lines \
+        if fields and insert_at < len(body) and not _written(body[insert_at].leading_lines) \
                 and not is_field(body[insert_at]):
             body[insert_at] = body[insert_at].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
             if insert_at == 0:  # the blank line goes after the fields
@@ -255,3 +257,10 @@ def _bare_annotations(node: cst.ClassDef) -> list[str]:
     """The names a class body annotates without a value (``features: Sequence[int]``)."""
     return [a.target.value for stmt in node.body.body if isinstance(stmt, cst.SimpleStatementLine)
             for a in stmt.body if isinstance(a, cst.AnnAssign) and a.value is None and isinstance(a.target, cst.Name)]
+
+
+def _written(lines: Sequence[cst.EmptyLine]) -> bool:
+    """Lines above a statement that the file will show: not only the rules' fix marks (a nested
+    class converted first carries one, which the engine drops)."""
+    return any(line.comment is None or not line.comment.value.startswith(FIX_MARK.partition("{")[0])
+               for line in lines)

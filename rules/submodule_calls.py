@@ -91,6 +91,14 @@ What it does
     result is called at once, returns ``partial(Masked(wrapped=module), mask=mask)``, and its calls
     give the module with its attributes: ``masked(nn.Dense, m)(x,
     features=3)`` -> ``masked(partial(nn.Dense, features=3), m)(x)``.
+    A module class defined in another class's body, called as ``self.Inner(x, f=3)`` or
+    ``Outer.Inner(x, f=3)``, splits like any module of the run (-> ``self.Inner(f=3)(x)``) when it
+    is the file's only class of that name (else a TODO).  ``M.call(params, x, ..., name='n')`` in
+    a module body or a function an apply calls (a module applied to parameters built by hand,
+    BERT-style) -> ``M(<attributes>, parent=None).apply({'params': params}, x)``: legacy's name
+    keyed only state and collections, and ``parent=None`` keeps Linen from adopting the
+    instance (an auto-name that would shift its siblings'); a module keeping state or drawing
+    rngs keeps a TODO (LU202 converts such calls without ``name=``).
 Why
     Linen constructors return a module instance; the inputs go to its call.
     A positional argument stays positional only while the legacy and Linen
@@ -144,6 +152,8 @@ from linen_upgrade.rules._factory_branches import (Branches, assignments, read_b
                                                    union, wrap_plain)
 from linen_upgrade.rules._fixed_inputs import FunctionScan, append_keywords, module_scan, only_called_on_one
 from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_slots, local_names, merged
+from linen_upgrade.rules._explicit_params import explicit_params_call, named_call
+from linen_upgrade.rules._nested_classes import nested_class
 from linen_upgrade.rules._modules import (CallSpec, defines_apply, dropped_collection, drops_collection,
                                           forwarded_by_definition, inputs_fixable,
                                           is_function_module, rejected, spec_for_qual, split_call)
@@ -248,6 +258,7 @@ class _Transformer(AttentionCalls, CellCalls):
         self._loops: dict[int, dict[str, list[cst.BaseExpression]]] = {}  # per function: loop target -> iterables
         self._split: set[int] = set()
         self._class_quals: list[str | None] = []
+        self._classes: list[tuple[cst.ClassDef, int]] = []  # (class, the depth of functions around it)
         self._initializers: Initializers | None = None
         self._hidden: list[Hidden] = []  # per enclosing function: the names it binds
         self._factories: Factories | None = None
@@ -269,9 +280,22 @@ class _Transformer(AttentionCalls, CellCalls):
         # only classes still in legacy form (LU101 renames apply after this rule)
         legacy = any(self.is_legacy_class(b.value) for b in node.bases) and defines_apply(node)
         self._legacy_class_depth.append(legacy)
+        self._classes.append((node, len(self._functions)))
         self._class_quals.append(self.resolve_class(node.name) if legacy else None)
         self._decode.append(legacy and self._cache_becomes_decode(node))
         return True
+
+    def resolve_class(self, node: cst.CSTNode) -> str | None:
+        """Also ``self.Inner`` and ``Outer.Inner``, a module class defined in a class's body."""
+        qual = super().resolve_class(node)
+        return self._nested(node)[0] if qual is None and isinstance(node, cst.Attribute) else qual
+
+    def _nested(self, node: cst.BaseExpression) -> tuple[str | None, bool]:
+        """``nested_class`` for ``node`` here: the class around, the first parameter of its method."""
+        owner, depth = self._classes[-1] if self._classes else (None, 0)
+        method = self._functions[depth] if owner is not None and len(self._functions) > depth else None
+        first = [*method.params.posonly_params, *method.params.params] if method is not None else []
+        return nested_class(node, owner, first[0].name.value if first else None, self._module, self.ctx.facts)
 
     def visit_Call(self, node: cst.Call) -> bool:
         if isinstance(node.func, cst.Call):  # M(...)(x): already split
@@ -280,6 +304,7 @@ class _Transformer(AttentionCalls, CellCalls):
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         self._legacy_class_depth.pop()
+        self._classes.pop()
         self._class_quals.pop()
         if self._decode.pop():
             jnp, needed = express("jax.numpy", self.ctx.facts.imports)
@@ -949,6 +974,8 @@ class _Transformer(AttentionCalls, CellCalls):
                                                  for i, a in enumerate(updated.args)])
         if id(original) in self._split:
             return updated  # f(...) of f(...)(x): its outer call is the one converted
+        if named_call(updated) and (self._in_legacy_module() or self._in_plain_function()):
+            return self._explicit_params(updated)
         if not (self._in_legacy_module() or self._in_plain_function()):
             self._unfollowed(original)
             return updated
@@ -962,6 +989,23 @@ class _Transformer(AttentionCalls, CellCalls):
         if new is direct:
             return updated  # not split (a TODO says why): left as written
         self.keep_comments(updated, new)
+        return new
+
+    def _explicit_params(self, call: cst.Call) -> cst.BaseExpression:
+        """``M.call(params, x, name='n')`` under a parent (``_explicit_params``); LU202 converts the
+        calls without a name."""
+        func = call.func.value  # type: ignore[attr-defined]
+        spec = self._spec(func)
+        qual = self.resolve_class(func)
+        if spec is None or qual is None:
+            return call  # not a module this run knows: LU202/LU901 say so
+        new, problem = explicit_params_call(call, spec[0], spec[1], self.ctx.index.needs(qual), self.ctx.facts,
+                                            lambda split: self._wrap_two_arg_initializers(split, spec[0], qual))
+        if new is None:
+            self.todo(f"{_name(func)}.call(..., name=...): {problem}")
+            return call
+        self.keep_comments(call, new)
+        self.fixed(f"{_name(func)}.call(params, x, name=...) -> {_name(func)}(..., parent=None).apply(...)")
         return new
 
     def _shared_definition(self, call: cst.Call) -> cst.BaseExpression | None:
@@ -1094,6 +1138,10 @@ class _Transformer(AttentionCalls, CellCalls):
                 return updated
             call_spec, bound = alike
         else:
+            if self._in_legacy_module() and self._nested(func) == (None, True):
+                self.todo(f"{code(func)}: a module class defined in a class body whose name another class of "
+                          f"this file has too: write {code(func)}(<attributes>)(<inputs>) by hand")
+                return updated
             if self._untraced_module_call(original):
                 self.todo(f"{code(func)}(...) calls what {code(func)} holds, a value this run cannot "
                           f"trace to a module (a registry entry, a factory's result): if it is a legacy module, "
