@@ -26,6 +26,7 @@ _FUNCTION_CALLERS = frozenset({"jax.lax.scan", "jax.lax.fori_loop", "jax.lax.whi
                                "functools.reduce", "map", "filter"})
 # built-ins calling the key= function they are given with the items (sorted(models, key=f))
 _KEYED = frozenset({"sorted", "max", "min"})
+_SCAN = "jax.lax.scan"
 # built-ins reading a Model's attributes by a name given as a value (getattr(model, 'params'))
 _REFLECTION = frozenset({"getattr", "hasattr", "setattr", "vars"})
 
@@ -112,7 +113,7 @@ class Escapes(UsageTransformer):
                 # a name of this file the analysis gives no function (a namedtuple, a parameter, a factory's result)
                 where = f"{call.func.value} (a value of this file not followed as a function)"
             elif (qual or self.a.builtin(call, scope)) in _FUNCTION_CALLERS and a is not call.args[0] \
-                    or self.a.builtin(call, scope) in _KEYED:
+                    and not self._loop_init(call, scope, a) or self.a.builtin(call, scope) in _KEYED:
                 where = f"{qual or dotted(call.func)} (its function's parameters are not followed)"
             elif self.a.builtin(call, scope) in _REFLECTION:
                 self.todo(f"{call.func.value}() of a Model (now its params): its attributes are gone (model.params "
@@ -125,6 +126,31 @@ class Escapes(UsageTransformer):
             elif callee is None and isinstance(call.func, cst.Attribute) and call.func.attr.value in _CONTAINER_METHODS:
                 self.todo(f"a Model (now its params) is put into a container (.{call.func.attr.value}): "
                           "apply the Linen module where it is read, with {'params': ...}")
+
+    def _followed_loop(self, call: cst.Call, scope) -> cst.BaseExpression | None:
+        """The initial value of ``lax.while_loop(cond, body, init)`` whose functions the analysis
+        follows the carry into (``Analysis.loop_carry``), and of a ``lax.scan`` whose function returns
+        no legacy value beside it (its stacked ys are not followed), or None."""
+        loop = self.a.loop_carry(call, scope)
+        if loop is None or self.a.qual(call.func, scope) == _SCAN and any(self._legacy_ys(fn) for fn, _ in loop[0]):
+            return None
+        return loop[1]
+
+    def _legacy_ys(self, fn) -> bool:
+        """Does a scan's function return a legacy value other than in its carry (``return carry, y``)?"""
+        out = self.a.rets.get(id(fn))
+        if not self.a.carries_legacy(out):
+            return False
+        return not (out.kind == TUPLE and len(out.items) == 2) or self.a.carries_legacy(out.items[1])
+
+    def _loop_init(self, call: cst.Call, scope, a: cst.Arg) -> bool:
+        return self._followed_loop(call, scope) is a.value
+
+    def _loop_of_legacy(self, call: cst.Call, scope) -> bool:
+        """A followed loop (``_followed_loop``) whose initial value holds a legacy value: its
+        functions' results are the carry, of that value's type."""
+        init = self._followed_loop(call, scope)
+        return init is not None and self.a.carries_legacy(self.a.type_at(init))
 
     def _into_rest(self, call: cst.Call, scope, a: cst.Arg) -> str | None:
         """``first(model)`` where ``def first(*models)`` (or a keyword a ``**kwargs`` takes): the
@@ -182,7 +208,8 @@ class Escapes(UsageTransformer):
         elif callee is None and self._unread_file(qual):
             where = f"{qual} (another file, which this run does not read: it uses no flax)"
         elif ((qual or self.a.builtin(call, scope)) in _FUNCTION_CALLERS or self.a.builtin(call, scope) in _KEYED) \
-                and not any(self.a.carries_model(self.a.type_at(x.value)) for x in call.args):
+                and not any(self.a.carries_model(self.a.type_at(x.value)) for x in call.args) \
+                and not self._loop_of_legacy(call, scope):
             # (a Model among the other arguments, jax.lax.while_loop(cond, body, (model, ...)), has its TODO)
             where = f"{qual or dotted(call.func)} (what it makes of its function's results is not followed)"
         if where:

@@ -74,6 +74,15 @@ _BUILTINS = frozenset(dir(builtins))
 _SAME_SIGNATURE = frozenset({"jax.jit", "jax.pmap", "jax.checkpoint", "jax.remat", "jax.named_call", "jax.vmap"})
 # built-ins whose result a loop walks like the tuple they are given (Analysis._sequence)
 _SEQUENCES = frozenset({"enumerate", "zip", "reversed", "list", "tuple"})
+# JAX loops running functions of the file on a carry of the initial value's pytree structure (jax checks
+# it, a Model's module included, so the carry has the initial value's type at every step and after):
+# qual -> (the functions' (position, keyword), the initial value's, the carry's parameter in each
+# function).  The result is the carry; lax.scan's is (the carry, the stacked ys)
+LOOP_CARRIES = {
+    "jax.lax.while_loop": (((0, "cond_fun"), (1, "body_fun")), (2, "init_val"), 0),  # body_fun(carry)
+    "jax.lax.fori_loop": (((2, "body_fun"),), (3, "init_val"), 1),  # body_fun(i, carry)
+    "jax.lax.scan": (((0, "f"),), (1, "init"), 0),  # f(carry, x) -> (carry, y)
+}
 # transforms returning what jax.grad does: a value shaped like the argument differentiated (a Model's
 # jacobian is a Model, as its gradient was)
 _GRADS = frozenset({"jax.grad", "jax.jacrev", "jax.jacfwd"})
@@ -316,6 +325,10 @@ class Analysis:
             passed = self._target_passed(call, scope)
             if passed is not None:  # opt.optimize(loss_fn): loss_fn(opt.target)
                 out.append((passed[0], passed[1], False))
+            loop = self.loop_carry(call, scope)
+            for fn, i in loop[0] if loop is not None else ():  # each step's carry is of the initial value's type
+                fscope, t = self.scopes[id(fn)], self.ty(loop[1], scope)
+                out.append(((id(fscope), fscope.params[i]), t, _untyped(t, loop[1])))
             target, args, offset = self._callee(call, scope)
             if target is None:
                 return tuple(out)
@@ -471,15 +484,42 @@ class Analysis:
             t, args = self.ty(args[0].value, scope), args[1:]
         else:
             t = self.ty(call.func, scope)
+        if t is not None and t.kind == CLASS:  # Trainer(model): its __init__(self, model)
+            init = self.lineage.inherited(t.func[1], "__init__")
+            return init, list(call.args), 1
+        fn, skipped = self._function_of(t)
+        return (fn, args, shift + skipped) if fn is not None else (None, [], 0)
+
+    def _function_of(self, t: Ty | None) -> tuple[cst.FunctionDef | cst.Lambda | None, int]:
+        """The function of this file a function value runs, through jit/pmap/grad wrappers and
+        partials, and how many of its first parameters a call of the value does not pass."""
+        shift = 0
         while t is not None and t.kind == FUNC and t.func[0] in ("same", "grad", "vgrad", "partial"):
             shift += t.func[2] if t.func[0] == "partial" else 0
             t = t.func[1]
         if t is not None and t.kind == FUNC and t.func[0] in ("plain", "method"):
-            return self.funcs.get(t.func[1]), args, shift + int(t.func[0] == "method")
-        if t is not None and t.kind == CLASS:  # Trainer(model): its __init__(self, model)
-            init = self.lineage.inherited(t.func[1], "__init__")
-            return init, list(call.args), 1
-        return None, [], 0
+            return self.funcs.get(t.func[1]), shift + int(t.func[0] == "method")
+        return None, 0
+
+    def loop_carry(self, call: cst.Call, scope: Scope
+                   ) -> tuple[list[tuple[cst.FunctionDef | cst.Lambda, int]], cst.BaseExpression] | None:
+        """``lax.while_loop(cond, body, init)`` (``LOOP_CARRIES``) whose functions are all functions of
+        this file with a named parameter for the carry: (each with that parameter's index, the
+        initial value), or None."""
+        qual = self.qual(call.func, scope) if isinstance(call.func, (cst.Name, cst.Attribute)) else None
+        shape = LOOP_CARRIES.get(qual)  # type: ignore[arg-type]
+        if shape is None or any(a.star for a in call.args):
+            return None
+        functions, (position, keyword), carry = shape
+        init = self.arg(call, position, keyword)
+        found = []
+        for i, k in functions:
+            f = self.arg(call, i, k)
+            fn, skipped = self._function_of(self.ty(f, scope)) if f is not None else (None, 0)
+            if fn is None or carry + skipped >= len(self.scopes[id(fn)].params):  # (def body(*carry))
+                return None
+            found.append((fn, carry + skipped))
+        return (found, init) if init is not None else None
 
     # -- expressions -------------------------------------------------------------
     def ty(self, expr: cst.BaseExpression, scope: Scope) -> Ty | None:
@@ -738,6 +778,10 @@ class Analysis:
         if qual in _PRESERVING:
             arg = self.arg(call, _PRESERVING[qual])
             return self.ty(arg, scope) if arg is not None else None
+        if qual in LOOP_CARRIES:  # the last carry
+            init = self.arg(call, *LOOP_CARRIES[qual][1]) if not any(a.star for a in call.args) else None
+            t = self.ty(init, scope) if init is not None else None
+            return Ty(TUPLE, items=(t, None)) if t is not None and qual == "jax.lax.scan" else t
         if self._is_partial(call, scope):
             arg = self.arg(call, 0)
             d = self.ty(arg, scope) if arg is not None else None

@@ -4,7 +4,8 @@ What it does
     The Model object disappears: ``nn.Model(M, params)`` -> ``params``, so a
     name that held a Model now holds its params pytree, wherever it flows
     (helper functions, ``jax.jit``/``pmap``/``vmap``, ``grad``/``value_and_grad``/``jacrev``,
-    ``jax_utils.replicate``, an optimizer's ``target``).  Each use changes
+    ``jax_utils.replicate``, an optimizer's ``target``, the carry of
+    ``lax.while_loop``/``fori_loop``/``scan`` into the functions of the file they run).  Each use changes
     with it: ``model(x, train=False)`` -> ``M().apply({'params': model}, x,
     train=False)``; ``model.params`` -> ``model``; ``model.generate(z)`` ->
     ``M().apply({'params': model}, z, method=M.generate)``;
@@ -130,8 +131,9 @@ Not converted (TODO)
     context blocks whose calls happen in another function; an apply of a Model
     handed in by another file whose module this file cannot name (no import of the
     class, or a ``.partial`` with keywords known only in the caller); a Model put into a dict, set or list (``.append``), or read by
-    ``getattr``/``hasattr``, or handed to JAX control flow (a ``lax.scan``
-    carry, ``sorted(models, key=f)``, ``map``, ``functools.reduce``), a
+    ``getattr``/``hasattr``, or handed to JAX control flow other than as a loop's carry
+    into functions of the file (a ``lax.cond`` operand, a scan's ``xs`` or a Model among its
+    ``ys``, ``sorted(models, key=f)``, ``map``, ``functools.reduce``), a
     namedtuple or a function the analysis does not follow, a method of an
     instance of another file's class, or of a value the analysis gives no
     type where a class of this file or of a file it imports defines that
