@@ -16,7 +16,9 @@ import libcst as cst
 
 from linen_upgrade.tables.jax_renames import JAX_RENAMES
 
-WRAPPERS = frozenset({"jax.jit", "jax.pmap"})
+# calls that return their first argument wrapped, called with the same arguments (sharded_jit: gone from
+# jax since 0.4, the file needs it by hand either way)
+WRAPPERS = frozenset({"jax.jit", "jax.pmap", "jax.interpreters.sharded_jit.sharded_jit"})
 PARTIAL = "functools.partial"
 
 

@@ -15,12 +15,14 @@ import libcst as cst
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import Context, FastTransformer, FastVisitor, quote, todo_line
 from linen_upgrade.rules import _optim
-from linen_upgrade.rules._cst import is_property, statements
-from linen_upgrade.rules._optim_calls import (CHECKPOINT_HINT, CHECKPOINTS, PRESERVING, READERS, SAVE_RESTORE, current,
-                                              unwrap)
+from linen_upgrade.rules._cst import is_property
+from linen_upgrade.rules._optim_calls import (CHECKPOINT_HINT, CHECKPOINTS, PRESERVING, READERS, SAVE_RESTORE, bind,
+                                              current, unwrap)
 from linen_upgrade.rules._optim_attributes import Attributes
 from linen_upgrade.rules._optim_defs import Scan, convert, traversal_source
+from linen_upgrade.rules._initializers import local_names
 from linen_upgrade.rules._optim_focus import focus_argument, traversal_problem
+from linen_upgrade.rules._optim_preserving import handed_back
 from linen_upgrade.tables.optimizers import (MULTI, PER_STEP_LEARNING_RATE, TRANSFORMS, ConversionError,
                                              MissingLearningRate, multi_transform_expression)
 
@@ -104,6 +106,7 @@ class Plan(FastVisitor):
         self.focused: list[tuple[cst.Call, cst.Call, cst.BaseExpression, cst.BaseExpression]] = []
         module.visit(self)
         module.visit(self.attributes)
+        self._find_aliases()
         self._focus_creates()
         self._solve(frozenset(seeds))
 
@@ -141,10 +144,27 @@ class Plan(FastVisitor):
             if isinstance(t.target, cst.Name) and (ctors := self._alternatives(node.value)):
                 self.defs.setdefault(t.target.value, []).extend(ctors)
                 self.def_binds[t.target.value] = self.def_binds.get(t.target.value, 0) + 1
-            if isinstance(t.target, cst.Name) and isinstance(node.value, cst.Call):
-                wrapped = unwrap(node.value, self.qual)
-                if wrapped is not None:
-                    self.aliases[t.target.value] = wrapped
+
+    def _find_aliases(self) -> None:
+        """``p = jax.pmap(f)``: calling ``p`` runs ``f``, where the file's bindings of ``p`` by ``=`` to a
+        function (a function of the file, or a wrapper of one binding the same arguments) all give ``f``:
+        ``s = f`` in one branch and ``s = sharded_jit(f, ...)`` in the other; ``s = jax.jit(s)`` keeps
+        what ``s`` runs.  Bindings to other values (``p = None``, a call's result) do not decide, as
+        before."""
+        runs: dict[str, set[tuple[str, int]]] = {}
+        for target, value in self.assigns:
+            if not isinstance(target, cst.Name) or not isinstance(value, (cst.Call, cst.Name)):
+                continue
+            wrapped = unwrap(value, self.qual) if isinstance(value, cst.Call) else (value, 0)
+            if wrapped is None or isinstance(value, cst.Name) and value.value not in self.funcs:
+                continue
+            if isinstance(wrapped[0], cst.Name) and wrapped[0].value == target.value and not wrapped[1]:
+                continue
+            runs.setdefault(target.value, set()).add((_optim.code(wrapped[0]), wrapped[1]))
+            self.aliases[target.value] = wrapped
+        for name, funcs in runs.items():
+            if len(funcs) != 1:
+                del self.aliases[name]
 
     def _alternatives(self, value: cst.BaseExpression) -> list[cst.Call]:
         """The definitions ``value`` is one of (``optim.Adam(0.1) if flag else optim.Momentum(0.1)``,
@@ -315,18 +335,12 @@ class Plan(FastVisitor):
             self.preserving.update(found)
 
     def _returned_parameter(self, fn: cst.FunctionDef) -> int | None:
-        """The position of the parameter ``fn`` returns through preserving calls, where its body is
-        that ``return`` (after a docstring) and nothing else."""
-        body = statements(fn)
-        if fn.decorators or len(body) != 1 or not isinstance(body[0], cst.SimpleStatementLine) \
-                or len(body[0].body) != 1 or not isinstance(ret := body[0].body[0], cst.Return):
+        """The position of the parameter ``fn`` returns through preserving calls and locals bound by
+        them, where its body reads it nowhere else (``_optim_preserving``)."""
+        if fn.decorators:
             return None
         params = [*fn.params.posonly_params, *fn.params.params]
-        names = [p.name.value for p in params]
-        value = ret.value
-        while isinstance(value, cst.Call):
-            value = self.preserved(value)
-        at = names.index(value.value) if isinstance(value, cst.Name) and value.value in names else None
+        at = handed_back(fn, self.preserved)
         # annotated (``tree: optim.Optimizer``), it is an optimizer's helper: followed as one, its annotations
         # converted
         return None if at is None or fn.returns is not None or params[at].annotation is not None else at
@@ -487,17 +501,57 @@ class Plan(FastVisitor):
         """Names hold an optimizer file-wide; a parameter that shares such a name
         is one only where the data says so: a call of this file or another
         file of the run passes it an optimizer, or the function steps it
-        (``.apply_gradient``).  Otherwise ``def report(optimizer): return
-        optimizer.target`` called with another object would get ``.params``."""
+        (``.apply_gradient``) or hands it on to a function that does (``_holding``).  Otherwise
+        ``def report(optimizer): return optimizer.target`` called with another object would get
+        ``.params``."""
+        holding = self._holding() | received
         for name, fn in self.funcs.items():
             if name in self.preserving:
                 continue
             for p in (*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params):
                 param = p.name.value
-                if param in self.names and param not in seeds and (name, param) not in received \
-                        and not _steps(fn, param) and _reads(fn, param):
+                if param in self.names and param not in seeds and (name, param) not in holding \
+                        and _reads(fn, param):
                     self.problems.append(f"{param} (parameter of {name}()) is named like an optimizer of this "
                                          "file, but no call here passes it one")
+
+    def _holding(self) -> set[tuple[str, str]]:
+        """The (function, parameter) pairs that must hold an optimizer, whoever calls the function: it
+        steps it (``.apply_gradient``) or hands it on to such a parameter of a function of this file
+        (``ptrain_step(optimizer, batch)`` with ``ptrain_step = jax.pmap(train_step)``).  A parameter
+        that some call passes an optimizer may be given other values elsewhere: it decides nothing here."""
+        holding = {(name, p.name.value) for name, fn in self.funcs.items()
+                   for p in (*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params)
+                   if _steps(fn, p.name.value)}
+        while True:
+            before = len(holding)
+            for call in self.calls:
+                local, _, shift = self.callee(call.func)
+                fn = self.funcs.get(local) if local else None
+                if fn is None or local in self.preserving or local in self._dup_funcs:
+                    continue
+                bound = bind([p.name.value for p in (*fn.params.posonly_params, *fn.params.params)],
+                             list(call.args), shift)
+                for param, value in (bound or {}).items():
+                    if isinstance(value, cst.Name) and (local, param) in holding \
+                            and (owner := self._parameter_of(value.value, self.enclosing[id(call)])) is not None:
+                        holding.add((owner, value.value))
+            if len(holding) == before:
+                return holding
+
+    def _parameter_of(self, name: str, around: tuple[str, ...]) -> str | None:
+        """The function of ``around`` (innermost last) whose parameter ``name`` is where it is read,
+        unless a function nearer the read (or one inside that) binds that name itself."""
+        for fn_name in reversed(around):
+            fn = self.funcs.get(fn_name)
+            if fn is None or fn_name in self._dup_funcs:
+                return None
+            if name in {p.name.value for p in (*fn.params.posonly_params, *fn.params.params,
+                                                 *fn.params.kwonly_params)}:
+                return fn_name
+            if name in local_names(fn):
+                return None
+        return None
 
     def _follow_arguments(self) -> None:
         """Where the optimizers passed as arguments go: functions of this file

@@ -15,9 +15,12 @@ What it does
     ``jax_utils.replicate``/``unreplicate`` keep working: a ``TrainState`` is a
     pytree.  On the values that hold the optimizer (followed by name through
     assignments, function parameters, return values, tuple results,
-    ``jax.jit``/``pmap`` -- also a local name bound only to ``jax.pmap`` or a
-    ``functools.partial`` of it with keywords -- ``replicate``/``unreplicate``,
-    and ``a if c else b`` where both are optimizers):
+    ``jax.jit``/``pmap``/``sharded_jit`` -- also a local name bound only to ``jax.pmap`` or a
+    ``functools.partial`` of it with keywords, and a name whose every binding to a function gives the
+    same one (``s = step`` in one branch, ``s = jax.jit(step)`` in the other) --
+    ``replicate``/``unreplicate``, and ``a if c else b`` where both are optimizers; a parameter no
+    call passes anything holds one where its function steps it or hands it on to a function of
+    the file that does, ``ptrain_step(optimizer, batch)``):
     ``.target`` -> ``.params``; ``.apply_gradient(g)`` ->
     ``.apply_gradients(grads=g)``; ``.state.step`` -> ``.step`` (and, in a
     file making MultiOptimizers only, ``.state[0].step`` -- code for older
@@ -81,9 +84,10 @@ Left alone (with a TODO)
     convert-checkpoint``) or passed to a callee outside the run that is not
     a known wrapper (``jit``, ``pmap``, ``replicate``, ``device_get``,
     ``tree_map``, ``print``; a name of the file bound once to one of them or a
-    function whose body returns its parameter through them, ``def
-    unbroadcast(tree): return jax.tree_map(f, tree)``, hands back the
-    optimizer only where it is given one), or read through a ``@property``,
+    function whose every ``return`` gives its parameter back through them and through locals bound
+    by them, and that reads it nowhere else, ``def unbroadcast(tree): return jax.tree_map(f,
+    tree)``, hands back the optimizer only where it is given one: a dict of metrics given to it
+    stays a dict), or read through a ``@property``,
     or a file that binds both ``train_state`` and ``flax`` itself: nothing
     in it is converted, so no
     half-converted optimizer is left behind -- nor in the files it shares
