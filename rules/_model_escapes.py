@@ -115,6 +115,10 @@ class Escapes(UsageTransformer):
             elif (qual or self.a.builtin(call, scope)) in _FUNCTION_CALLERS and a is not call.args[0] \
                     and not self._loop_init(call, scope, a) or self.a.builtin(call, scope) in _KEYED:
                 where = f"{qual or dotted(call.func)} (its function's parameters are not followed)"
+            elif self.a.builtin(call, scope) == "callable" and t.kind in (MODEL, TRUNC, CONFLICT):
+                self.todo("callable() of a Model (now its params dict) is False: a Linen module is applied by "
+                          "M().apply({'params': ...}, x): decide by hand what this check stands for")
+                continue
             elif self.a.builtin(call, scope) in _REFLECTION:
                 self.todo(f"{call.func.value}() of a Model (now its params): its attributes are gone (model.params "
                           "is the params themselves, a method is M().apply(..., method=M.name)): read it by hand")
