@@ -90,12 +90,26 @@ def _own_hook(cls: type, name: str) -> Any:
     return None if fn is None or getattr(fn, "__module__", "").startswith("libcst") else fn
 
 
+def _own_hook_names(klass: type) -> frozenset[str]:
+    """The ``visit_*``/``leave_*`` names ``klass`` itself defines (a ``_Dispatch`` class keeps
+    them: a class made per call, a visitor defined in a function, reads its bases' from there)."""
+    found = klass.__dict__.get("_own_hooks")
+    if found is None:
+        found = frozenset(name for name in vars(klass) if name.startswith(("visit_", "leave_")))
+    return found
+
+
 def _hook_names(cls: type) -> frozenset[str]:
     """The ``visit_*``/``leave_*`` names a class and its bases other than LibCST's define:
     read from their own few attributes, where looking up every node type's hooks on the class
     costs a class made per call (a visitor defined in a function) more than its walk."""
-    return frozenset(name for klass in cls.__mro__ if not klass.__module__.startswith("libcst")
-                     for name in vars(klass) if name.startswith(("visit_", "leave_")))
+    return frozenset().union(*(_own_hook_names(klass) for klass in cls.__mro__
+                               if klass not in _NO_HOOKS and not klass.__module__.startswith("libcst")))
+
+
+_NO_HOOKS = frozenset({object, abc.ABC})
+# ``visit_<Type>_<attribute>``: LibCST's attribute hooks, which ``_Dispatch`` does not call
+_ATTRIBUTE_HOOK = re.compile(r"(visit|leave)_[A-Z]\w*_[a-z]")
 
 
 # a visitor with none of these leaves whitespace and punctuation out of its walk
@@ -195,8 +209,10 @@ _KIDS_KEPT = 125_000
 
 
 def forget_children() -> None:
-    """Empty the children cache (``_KIDS``): the file whose trees it holds is done."""
+    """Empty the children cache (``_KIDS``) and ``bound_names``'s (``_BOUND``): the file whose
+    trees they hold is done."""
     _KIDS.clear()
+    _BOUND.clear()
 
 
 def _kids(node: cst.CSTNode) -> tuple[cst.CSTNode, tuple[cst.CSTNode, ...], tuple[int, ...], tuple[cst.CSTNode, ...]]:
@@ -243,17 +259,21 @@ class _Replay(cst.CSTTransformer):
 
 
 def _walk_from_root(on_visit: Any) -> Any:
-    """``on_visit`` of a ``_Dispatch`` class: where LibCST's ``node.visit(self)`` starts,
-    the class walks the whole tree itself and tells LibCST not to go in."""
+    """``on_visit`` of a ``_Dispatch`` class: where LibCST's ``node.visit(self)`` starts (the
+    tree's root, or ``x.visit(self)`` called by a hook during the walk), the class walks from
+    there itself and tells LibCST not to go in.  A subclass's ``on_visit`` calling
+    ``super().on_visit(node)`` for the node the walk is entering gets the hook as written."""
 
     def hook(self: _Dispatch, node: cst.CSTNode) -> bool:
-        if self._walking:  # a node of the walk, or a hook calling ``x.visit(self)`` in it (LibCST walks that)
+        if self._walking and node is self._entered:
             return on_visit(self, node)
+        outer = self._walking, self._entered
         self._walking = True
         try:
-            self._root = (node, self._walk(node))
+            result = self._walk(node)
         finally:
-            self._walking = False
+            self._walking, self._entered = outer
+        self._root = (node, result)  # LibCST leaves ``node`` next: ``_root_result`` hands it back
         return False
 
     hook.raw = on_visit  # type: ignore[attr-defined]
@@ -300,6 +320,7 @@ class _Dispatch:
     changed, and an unchanged tree comes back as the same object."""
 
     _table: _Hooks
+    _own_hooks: frozenset[str] = frozenset()  # (set on each subclass: ``_own_hook_names``)
     _hook_names: frozenset[str]
     _tokens_plain: bool
     _raw_visit: Any  # the class's on_visit and on_leave, as written (no root take-over)
@@ -309,13 +330,14 @@ class _Dispatch:
     # (a counter of the nodes entered that is only compared): its walk leaves them out too
     tokens_unread = False
     _walking = False
+    _entered: cst.CSTNode | None = None  # the node whose own ``on_visit`` the walk is in
     _root: tuple[cst.CSTNode, Any] | None = None
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         cls._table = _Hooks(cls)
-        assert not any(re.match(r"(visit|leave)_[A-Z]\w*_[a-z]", n) for n in vars(cls)), \
-            f"{cls.__name__}: attribute hooks are not dispatched"
+        own = cls._own_hooks = _own_hook_names(cls)
+        assert not any(_ATTRIBUTE_HOOK.match(n) for n in own), f"{cls.__name__}: attribute hooks are not dispatched"
         cls._hook_names = _hook_names(cls)
         cls._tokens_plain = not any(_own_hook(cls, name) for name in cls._hook_names & _TOKEN_HOOKS)
         for name, take_over in (("on_visit", _walk_from_root), ("on_leave", _root_result)):
@@ -363,6 +385,7 @@ class FastVisitor(_Dispatch, cst.CSTVisitor):
         visit, leave, skip = cls._raw_visit, cls._raw_leave, cls._skips_tokens
 
         def walk(node: cst.CSTNode) -> None:
+            self._entered = node
             if visit(self, node):
                 # all children of a whitespace or punctuation node are listed again (it is not kept)
                 for child in _kids(node)[1] if skip else _children(node) if type(node) in _TOKENS \
@@ -411,6 +434,7 @@ class FastTransformer(_Dispatch, cst.CSTTransformer):
 
         def walk(node: cst.CSTNode) -> Any:
             updated = node
+            self._entered = node
             if visit(self, node):
                 changed: dict[int, Any] = {}  # the child's index in LibCST's order (_Replay's) -> result
                 if skip:  # whitespace and punctuation would come back as they are
@@ -651,8 +675,18 @@ def target_names(target: cst.CSTNode | None) -> list[cst.Name]:
     return []
 
 
+# (id(scope), among) -> (the scope, what it binds of among): each rule pass asks about every scope of
+# the file, most of them the same nodes as the pass before (held, so an id is not another's); emptied
+# with ``_KIDS``
+_BOUND: dict[tuple[int, frozenset[str]], tuple[cst.CSTNode, frozenset[str]]] = {}
+
+
 def bound_names(scope: cst.CSTNode, among: frozenset[str]) -> frozenset[str]:
     """Which of ``among`` the function, lambda or comprehension ``scope`` binds."""
-    visitor = _Bindings(scope, among)
-    scope.visit(visitor)
-    return frozenset(visitor.found)
+    key = (id(scope), frozenset(among))  # (some callers hand a set)
+    found = _BOUND.get(key)
+    if found is None:
+        visitor = _Bindings(scope, among)
+        scope.visit(visitor)
+        found = _BOUND[key] = (scope, frozenset(visitor.found))
+    return found[1]

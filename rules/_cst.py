@@ -210,21 +210,28 @@ def code(node: cst.CSTNode) -> str:
     return cst.Module([]).code_for_node(node)
 
 
+class _Names(FastVisitor):
+    def __init__(self, after_dots: bool) -> None:
+        super().__init__()
+        self.after_dots = after_dots
+        self.found: set[str] = set()
+
+    def visit_Name(self, n: cst.Name) -> None:
+        self.found.add(n.value)
+
+    def visit_Attribute(self, attribute: cst.Attribute) -> bool:
+        if self.after_dots:
+            return True
+        attribute.value.visit(self)
+        return False
+
+
 def names_in(node: cst.CSTNode, after_dots: bool = True) -> set[str]:
-    """Every ``Name`` in ``node`` (without ``after_dots``, not the attribute names of ``a.b``)."""
-    found: set[str] = set()
-
-    class Find(FastVisitor):
-        def visit_Name(self, n: cst.Name) -> None:
-            found.add(n.value)
-
-        def visit_Attribute(self, attribute: cst.Attribute) -> bool:
-            if after_dots:
-                return True
-            attribute.value.visit(self)
-            return False
-    node.visit(Find())
-    return found
+    """Every ``Name`` in ``node`` (without ``after_dots``, not the attribute names of ``a.b``).
+    (One class for all calls: a class made per call cost more than its walk, 28,000 calls on the corpus.)"""
+    visitor = _Names(after_dots)
+    node.visit(visitor)
+    return visitor.found
 
 
 class _AttributeUses(FastVisitor):
