@@ -13,6 +13,7 @@ import libcst as cst
 
 from linen_upgrade.facts import _dotted as ast_dotted
 from linen_upgrade.resolve import ImportMap
+from linen_upgrade.rule import FastVisitor
 from linen_upgrade.rules._threading import (WRAPPERS, Scopes, bind_args, is_simple, merge_wrapper_args, positional,
                                             wrapper_call)
 
@@ -22,19 +23,37 @@ CLASS_NAME = "TrainState"
 _KEEPS_FIELDS = frozenset({"apply_gradients", "replace"})
 
 
-def may_thread(tree: ast.Module) -> bool:
+class _Threading(FastVisitor):
+    """``may_thread``'s walk: the names some ``x = ....create(...)`` binds, and the
+    assignments of a call to a tuple."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.created: set[str] = set()
+        self.tuples: list[cst.Assign] = []
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        call = node.value
+        if type(call) is cst.Call:
+            if type(call.func) is cst.Attribute and call.func.attr.value == "create":
+                self.created.update(t.target.value for t in node.targets if type(t.target) is cst.Name)
+            if type(node.targets[0].target) is cst.Tuple:
+                self.tuples.append(node)
+
+
+def may_thread(module: cst.Module) -> bool:
     """A cheap necessary condition: some ``x = ....create(...)`` and a call site
-    ``x, s, ... = f(x, s, ...)`` that passes and gets back x and one more name."""
-    created = {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
-               and isinstance(n.value.func, ast.Attribute) and n.value.func.attr == "create"
-               for t in n.targets if isinstance(t, ast.Name)}
-    for n in ast.walk(tree) if created else ():
-        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call) and isinstance(n.targets[0], ast.Tuple):
-            got = {e.id for e in n.targets[0].elts if isinstance(e, ast.Name)}
-            passed = {a.id for a in n.value.args if isinstance(a, ast.Name)} | {
-                k.value.id for k in n.value.keywords if isinstance(k.value, ast.Name)}
-            if got & passed & created and len(got & passed) >= 2:
-                return True
+    ``x, s, ... = f(x, s, ...)`` that passes and gets back x and one more name
+    (``*args`` is not passing a name; ``**kwargs`` is)."""
+    walk = _Threading()
+    module.visit(walk)
+    for n in walk.tuples if walk.created else ():
+        got = {e.value.value for e in n.targets[0].target.elements  # type: ignore[attr-defined]
+               if type(e) is cst.Element and type(e.value) is cst.Name}
+        passed = {a.value.value for a in n.value.args  # type: ignore[attr-defined]
+                  if type(a.value) is cst.Name and a.star != "*"}
+        if got & passed & walk.created and len(got & passed) >= 2:
+            return True
     return False
 
 

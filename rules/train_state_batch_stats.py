@@ -114,12 +114,12 @@ class TrainStateBatchStats(Rule):
 
 
     def transform(self, module: cst.Module, ctx: Context) -> cst.Module:
-        code = module.code
+        if not may_thread(module):
+            return module  # LibCST scopes cost several parses: only where the pattern may be
+        code = module.code  # (made only here: most files fail the test above)
         if "TrainState" not in code or "batch_stats" not in code:
             return module
         tree = ast.parse(code)
-        if not may_thread(tree):
-            return module  # LibCST scopes cost several parses: only where the pattern may be
         imports = import_map(tree, identity.package(ctx.facts.module_name, ctx.path),
                              identity.resolver_for(ctx.path))
         if not creates(tree, imports):
