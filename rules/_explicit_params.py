@@ -1,6 +1,6 @@
-"""Legacy ``M.call(params, x, ..., name='n')`` inside a module body or a function an apply
-calls: the module applied with parameters given by hand, named under its parent
-(BERT-style code keeping TF's parameter tree in dicts it builds itself).
+"""Legacy ``M.call(params, x, ...)`` inside a module body, or ``M.call(params, x, ..., name='n')``
+in a function an apply calls: the module applied with parameters given by hand, under its
+parent (BERT-style code keeping TF's parameter tree in dicts it builds itself).
 
 Legacy ``Module.call`` made a frame with the given params (never initialising: no rng), under
 the current parent when there is one; ``name`` only prefixed the frame's path, which keys
@@ -24,10 +24,10 @@ from linen_upgrade.rules._modules import CallSpec, split_call
 _PATH_KEYED = ("flax.nn.Collection", "flax.nn.capture_module_outputs")
 
 
-def named_call(call: cst.Call) -> bool:
-    """``<definition>.call(..., name=...)``."""
+def named_call(call: cst.Call, named: bool = True) -> bool:
+    """``<definition>.call(...)``, with ``name=`` where ``named``."""
     return isinstance(call.func, cst.Attribute) and call.func.attr.value == "call" \
-        and any(a.keyword is not None and a.keyword.value == "name" for a in call.args)
+        and (not named or any(a.keyword is not None and a.keyword.value == "name" for a in call.args))
 
 
 def explicit_params_call(call: cst.Call, spec: CallSpec, ctor: cst.BaseExpression, needs: frozenset[str],

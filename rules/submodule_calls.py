@@ -93,12 +93,13 @@ What it does
     features=3)`` -> ``masked(partial(nn.Dense, features=3), m)(x)``.
     A module class defined in another class's body, called as ``self.Inner(x, f=3)`` or
     ``Outer.Inner(x, f=3)``, splits like any module of the run (-> ``self.Inner(f=3)(x)``) when it
-    is the file's only class of that name (else a TODO).  ``M.call(params, x, ..., name='n')`` in
-    a module body or a function an apply calls (a module applied to parameters built by hand,
-    BERT-style) -> ``M(<attributes>, parent=None).apply({'params': params}, x)``: legacy's name
-    keyed only state and collections, and ``parent=None`` keeps Linen from adopting the
-    instance (an auto-name that would shift its siblings'); a module keeping state or drawing
-    rngs keeps a TODO (LU202 converts such calls without ``name=``).
+    is the file's only class of that name (else a TODO).  ``M.call(params, x, ...)`` in a module
+    body, and ``M.call(params, x, ..., name='n')`` in a function an apply calls (a module applied
+    to parameters built by hand, BERT-style) -> ``M(<attributes>, parent=None).apply({'params':
+    params}, x)``: legacy's name keyed only state and collections, and ``parent=None`` keeps
+    Linen from adopting the instance (an auto-name that would shift its siblings'); a module
+    keeping state or drawing rngs keeps a TODO (LU202 converts the calls without ``name=``
+    outside module bodies).
 Why
     Linen constructors return a module instance; the inputs go to its call.
     A positional argument stays positional only while the legacy and Linen
@@ -974,7 +975,8 @@ class _Transformer(AttentionCalls, CellCalls):
                                                  for i, a in enumerate(updated.args)])
         if id(original) in self._split:
             return updated  # f(...) of f(...)(x): its outer call is the one converted
-        if named_call(updated) and (self._in_legacy_module() or self._in_plain_function()):
+        if self._in_legacy_module() and named_call(updated, named=False) \
+                or self._in_plain_function() and named_call(updated):
             return self._explicit_params(updated)
         if not (self._in_legacy_module() or self._in_plain_function()):
             self._unfollowed(original)
@@ -992,8 +994,8 @@ class _Transformer(AttentionCalls, CellCalls):
         return new
 
     def _explicit_params(self, call: cst.Call) -> cst.BaseExpression:
-        """``M.call(params, x, name='n')`` under a parent (``_explicit_params``); LU202 converts the
-        calls without a name."""
+        """``M.call(params, x)`` in a module body, or ``M.call(params, x, name='n')`` in a function
+        (``_explicit_params``); LU202 converts the calls without a name outside module bodies."""
         func = call.func.value  # type: ignore[attr-defined]
         spec = self._spec(func)
         qual = self.resolve_class(func)
