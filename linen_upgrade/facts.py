@@ -21,7 +21,7 @@ from linen_upgrade.resolve import ImportMap, canonical, import_map
 from linen_upgrade.rule import SKIP_FILE_MARK, SKIP_MARK
 from linen_upgrade.tables import x64
 from linen_upgrade.tables.nn_functions import ATTENTION_PARAMS
-from linen_upgrade.tables.nn_modules import CALL_ARGUMENT_NAMES
+from linen_upgrade.tables.nn_modules import CALL_ARGUMENT_NAMES, NO_PARAMS_WHEN
 
 # a legacy auto-name past the first ('Dense_2', f'Conv_{i}') or a legacy Collection key
 # ('/Block_1/BatchNorm_1') written in a file: it may read a legacy Model's params or state by it
@@ -186,6 +186,11 @@ class FileFacts:
     # ``index.collections`` reads to tell whether running it draws rngs or keeps state
     named: dict[str, frozenset[str]] = field(default_factory=dict)
     calls_params: dict[str, frozenset[str]] = field(default_factory=dict)
+    # each top-level class and function -> each layer of ``tables.nn_modules.NO_PARAMS_WHEN`` it only
+    # calls (never reads otherwise) -> the keywords every call of it gives a value that may be false
+    # (a falsy literal, or anything not a literal: ``nn.LayerNorm(x, bias=False, scale=affine)``):
+    # what ``rules/_parameterless`` reads to tell a built-in that may make no parameter
+    off_keywords: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
     # top-level functions (by name) returning a wrapper's ``.partial`` that fixes a keyword with one of
     # their parameters (``index.definition_factory`` keeps those whose wrapper runs that definition itself)
     factories: dict[str, list[DefinitionFactory]] = field(default_factory=dict)
@@ -425,7 +430,7 @@ def file_facts(tree: ast.Module, text: str, module_name: str, path: str | None =
         name_counts=name_counts,
         module_calls=module_calls,
         called_at_once=called_at_once,
-        **_named(tree, imports, module_name),
+        **_named(tree, imports, module_name, qualnames),
         factories=_factories(tree, qualify),
     )
 
@@ -1027,8 +1032,8 @@ def _name_counts(tree: ast.Module, imports: ImportMap, module_name: str, legacy_
     return dict(names), dict(calls), dict(at_once)
 
 
-def _named(tree: ast.Module, imports: ImportMap, module_name: str) -> dict[str, dict[str, frozenset[str]]]:
-    """``FileFacts.named`` and ``FileFacts.calls_params``."""
+def _named(tree: ast.Module, imports: ImportMap, module_name: str, qualnames: set[str]) -> dict[str, dict]:
+    """``FileFacts.named``, ``FileFacts.calls_params`` and ``FileFacts.off_keywords``."""
     local = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
     resolved: dict[str, str | None] = {}
 
@@ -1041,9 +1046,13 @@ def _named(tree: ast.Module, imports: ImportMap, module_name: str) -> dict[str, 
 
     named: dict[str, frozenset[str]] = {}
     calls_params: dict[str, frozenset[str]] = {}
+    off_keywords: dict[str, dict[str, frozenset[str]]] = {}
+    may_switch_off = not NO_PARAMS_WHEN.keys().isdisjoint(qualnames)
     for top in tree.body:
         if not isinstance(top, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
+        if may_switch_off:
+            off_keywords[joined(module_name, top.name)] = _off_keywords(top, qual)
         names = {_dotted(n) for n in subtree(top) if isinstance(n, (ast.Name, ast.Attribute))} - {None}
         names |= {_dotted(b) for b in getattr(top, "bases", ())} - {None}
         found = {q for q in map(qual, names) if q}  # type: ignore[arg-type]
@@ -1055,7 +1064,29 @@ def _named(tree: ast.Module, imports: ImportMap, module_name: str) -> dict[str, 
             called = {(_dotted(n.func) or "").partition(".")[0] for n in subtree(apply) if isinstance(n, ast.Call)}
             if called & params - {"self"}:
                 calls_params[joined(module_name, top.name)] = frozenset(called & params - {"self"})
-    return {"named": named, "calls_params": calls_params}
+    return {"named": named, "calls_params": calls_params, "off_keywords": off_keywords}
+
+
+def _off_keywords(top: ast.AST, qual) -> dict[str, frozenset[str]]:
+    """``FileFacts.off_keywords`` of one top-level class or function (``tables.nn_modules.NO_PARAMS_WHEN``'s
+    layers only)."""
+    called: dict[str, frozenset[str]] = {}
+    funcs: set[int] = set()
+    for node in subtree(top):
+        name = _dotted(node.func) if isinstance(node, ast.Call) else None
+        q = canonical(q) if name and (q := qual(name)) else None
+        if q not in NO_PARAMS_WHEN:
+            continue
+        funcs.add(id(node.func))  # type: ignore[attr-defined]
+        off = frozenset(k.arg for k in node.keywords  # type: ignore[attr-defined]
+                        if k.arg and not (isinstance(k.value, ast.Constant) and k.value.value))
+        called[q] = called[q] & off if q in called else off
+    for node in subtree(top):  # a name also read otherwise (``norm = nn.LayerNorm``) may be called with anything
+        if isinstance(node, (ast.Name, ast.Attribute)) and id(node) not in funcs:
+            name = _dotted(node)
+            q = qual(name) if name else None
+            called.pop(canonical(q) if q else "", None)
+    return called
 
 
 def _factories(tree: ast.Module, qualify) -> dict[str, list[DefinitionFactory]]:

@@ -5,7 +5,9 @@ gave a module without parameters (only pooling, activations) an empty dict, Line
 ``.get('params', {})`` is right for every module; LU201 writes it only where the
 class (of this file) names nothing that can make a parameter, and keeps the usual
 ``['params']`` elsewhere.  What makes one: ``param``, a built-in layer (``dropout`` makes
-none), a module of another file of the run, and a module class of this file that names one.
+none, nor may ``LayerNorm``/``GroupNorm`` called only with ``bias`` and ``scale`` given values
+that may be false: ``False``, or a flag), a module
+of another file of the run, and a module class of this file that names one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import libcst as cst
 
 from linen_upgrade.index import LEGACY_MODULE_BASES
 from linen_upgrade.rules._modules import spec_for_qual
+from linen_upgrade.tables.nn_modules import NO_PARAMS_WHEN
 
 # built-in legacy layers that make no parameter, whatever their arguments
 NO_PARAMS = frozenset({"flax.nn.dropout"})
@@ -41,7 +44,7 @@ def _makes_params(qual: str, ctx, seen: set[str]) -> bool:
     module classes of this file it names)?"""
     seen.add(qual)
     for name in ctx.facts.named[qual]:
-        if name in LEGACY_MODULE_BASES or name in NO_PARAMS or name in seen:
+        if name in LEGACY_MODULE_BASES or name in NO_PARAMS or name in seen or _switched_off(qual, name, ctx):
             continue  # the class's own base, a layer without parameters, a class already asked
         if name in ctx.facts.named and ctx.index.is_legacy_module(name):
             if _makes_params(name, ctx, seen):  # a module class of this file
@@ -50,3 +53,10 @@ def _makes_params(qual: str, ctx, seen: set[str]) -> bool:
                 or ctx.index.is_legacy_module(name):
             return True
     return False
+
+
+def _switched_off(qual: str, name: str, ctx) -> bool:
+    """Is ``name`` a built-in that every call in the class ``qual`` may make without parameters
+    (``nn.LayerNorm(x, bias=False, scale=False)``, or flags known only at run time)?"""
+    off = NO_PARAMS_WHEN.get(name)
+    return off is not None and off <= ctx.facts.off_keywords.get(qual, {}).get(name, frozenset())

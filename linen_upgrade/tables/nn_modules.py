@@ -203,3 +203,7 @@ CALL_ARGUMENT_NAMES = frozenset({
     "rng", "dropout_rng", "padding_mask", "causal_mask", "key_padding_mask", "segmentation",
     "inputs_kv", "cache", "decode", "state",
 })
+
+# built-in legacy layers that may make no parameter where every call may turn these keywords off (flax
+# 0.3.6: ``if scale: self.param(...)``, ``if bias: ...``; Linen's use_scale/use_bias likewise)
+NO_PARAMS_WHEN = {"flax.nn.LayerNorm": frozenset({"bias", "scale"}), "flax.nn.GroupNorm": frozenset({"bias", "scale"})}
