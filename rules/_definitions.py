@@ -16,6 +16,7 @@ from linen_upgrade.rules._cst import (build_dotted, express, is_docstring, kwarg
                                       spell_any)
 from linen_upgrade.rules._frozen_attributes import given_container, reads_sequences
 from linen_upgrade.rules._initializers import Initializers, adapter, initializer_slots
+from linen_upgrade.rules._member_names import LINEN_MODULE_MEMBERS
 from linen_upgrade.rules._modules import SelfAttributes, creates_module, type_of
 from linen_upgrade.rules._wrapped_definitions import DefinitionCalls
 
@@ -85,6 +86,7 @@ class ModuleParts(RuleTransformer):
 
         class_values = _assigned_values(body)
         methods = [s for s in body if isinstance(s, cst.FunctionDef)]
+        above = body[:next((i for i, s in enumerate(body) if s is apply), len(body))]  # what the defaults see
         self._init_slots = initializer_slots((), self.ctx.index.legacy_module(qual)) if qual else frozenset()
         for param in named_params(apply.params):
             name = param.name.value
@@ -107,9 +109,14 @@ class ModuleParts(RuleTransformer):
                         "default_factory by hand, keeping one value for all calls as legacy did")
             kind = _mutable_kind(param.default, {**self._globals, **class_values}) or (
                 unhashable[0] if unhashable else None)
-            if kind and names_in(param.default) & set(class_values):
+            read = names_in(param.default, after_dots=False) & set(class_bound(above))
+            if kind and read:
                 return (f"the default of {name} is a {kind} that reads names of the class body: make it "
                         "a field with default_factory by hand")
+            if read:  # legacy evaluated the default in the class body; the field stands above it
+                return (f"the default of {name} reads {', '.join(sorted(read))} of the class body, which the "
+                        f"field {name} (written above the class body) cannot see (NameError, or a global of that "
+                        "name): write the field below it, or the value itself, by hand")
             if kind in ("list", "dict") and not all(_only_read(m, name, lambda f: creates_module(self, f)) for m in methods):
                 return (f"{name} defaults to a {kind}, which a Linen module sees as a "
                         f"{'tuple' if kind == 'list' else 'FrozenDict'}, and the body does more than read it: "
@@ -134,6 +141,9 @@ class ModuleParts(RuleTransformer):
         if "super().apply" in cst.Module([]).code_for_node(cls).replace(" ", ""):
             return ("super().apply(...) calls the parent's legacy apply; in Linen, Module.apply is "
                     "the variables entry point: restructure with the parent's attributes")
+        problem = _shadowed_member(body) or self._class_field_problem(cls, body)
+        if problem:
+            return problem
         stored = stored_on_self(body)
         if stored:
             # legacy apply ran on a fresh instance that took any attribute; a Linen module is
@@ -141,6 +151,38 @@ class ModuleParts(RuleTransformer):
             return (f"the methods store {stored}, and a Linen module is frozen outside setup(): keep "
                     "the value in a local and pass it to the methods that read it, build shared "
                     "submodules in setup(), and re-run")
+        return None
+
+    def _class_field_problem(self, cls: cst.ClassDef, body: list) -> str | None:
+        """Class attributes written with an annotation (``gain: float = 2.0``): plain class
+        attributes in legacy, dataclass fields in Linen.  A field refuses a mutable default, and
+        a subclass setting the name without an annotation (``gain = 5.0``) no longer changes
+        what ``self.gain`` reads: the instance's field wins over the class attribute."""
+        fields = _annotated_values(body)
+        subclasses = [c for c in self._classes.values() if c is not cls and any(
+            isinstance(b.value, cst.Name) and b.value.value == cls.name.value for b in c.bases)]
+        for owner, values in [(cls, fields), *((c, _annotated_values(list(c.body.body))) for c in subclasses)]:
+            for name, value in values.items():
+                kind = _mutable_kind(value, self._globals) or (self._unhashable(value) or ("", False))[0]
+                if kind:
+                    return (f"the class attribute {name} of {owner.name.value} (annotated) becomes a dataclass "
+                            f"field in Linen, which refuses {kind if kind.startswith('an') else 'a ' + kind} as "
+                            "its default (ValueError: mutable "
+                            f"default): annotate it ClassVar[...] (a class attribute, as in legacy) or make it a "
+                            "field with default_factory by hand, and re-run")
+        if not fields or self.resolve_class(cls.name) not in self.ctx.index.subclassed:
+            return None
+        for sub in subclasses:
+            for name, stmt in class_bound(list(sub.body.body)).items():
+                if name in fields and not isinstance(stmt, cst.AnnAssign):
+                    return (f"{sub.name.value} sets {name} without an annotation: in Linen the field {name} of "
+                            f"{cls.name.value} keeps its default there (the instance's field hides the class "
+                            f"attribute): annotate it in {sub.name.value}, or {name} ClassVar[...] here, and re-run")
+        if not subclasses:
+            return (f"classes of other files derive from {cls.name.value}, whose annotated class attributes "
+                    f"({', '.join(fields)}) become dataclass fields in Linen: a subclass setting one without an "
+                    f"annotation no longer changes it; annotate them ClassVar[...] (class attributes, as in "
+                    "legacy) by hand, and re-run")
         return None
 
     def _apply_params(self, cls: cst.ClassDef) -> tuple[Param, ...]:
@@ -265,6 +307,16 @@ def reassigned_names(body: cst.CSTNode) -> set[str]:
 
         def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
             found.update(n.value for n in target_names(node.target))
+
+        def visit_CompFor(self, node: cst.CompFor) -> None:
+            # a comprehension's own variable (``for features in (1, 3)``): not the attribute
+            found.update(n.value for n in target_names(node.target))
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+            found.add(node.name.value)
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> None:
+            found.add(node.name.value)
 
     body.visit(V())
     return found
@@ -483,6 +535,51 @@ def name_clash(body: list[cst.BaseStatement], attrs: set[str]) -> str | None:
     for s in body:
         if isinstance(s, cst.FunctionDef) and s.name.value != "apply" and s.name.value in fields:
             return f"the method {s.name.value} and the attribute {s.name.value} share a name: rename the method"
+    for name, stmt in class_bound(body).items():
+        if name in attrs and not isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            # legacy kept them apart (apply read its parameter, self.<name> the class attribute)
+            return (f"the class attribute {name} and the apply parameter {name} share a name, and Linen makes "
+                    f"both the field {name} (the class attribute becomes its default): rename one")
+    return None
+
+
+def class_bound(body: list) -> dict[str, cst.CSTNode]:
+    """The names a class body binds at its own level (``name = v``, ``name: T = v``, ``def name``,
+    ``class name``) -> the last statement binding each."""
+    bound: dict[str, cst.CSTNode] = {}
+    for stmt in body:
+        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            bound[stmt.name.value] = stmt
+        elif isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                targets = [t.target for t in small.targets] if isinstance(small, cst.Assign) else \
+                    [small.target] if isinstance(small, (cst.AnnAssign, cst.AugAssign)) else []
+                for t in targets:
+                    for n in target_names(t):
+                        bound[n.value] = small
+    return bound
+
+
+def _annotated_values(body: list) -> dict[str, cst.BaseExpression]:
+    """``name: T = value`` at class level (not ``ClassVar``): the dataclass fields Linen makes of them."""
+    return {small.target.value: small.value for stmt in body if isinstance(stmt, cst.SimpleStatementLine)
+            for small in stmt.body if isinstance(small, cst.AnnAssign) and small.value is not None
+            and isinstance(small.target, cst.Name) and "ClassVar" not in names_in(small.annotation)}
+
+
+def _shadowed_member(body: list) -> str | None:
+    """A method or class attribute named like a member of ``flax.linen.Module`` (``setup``, ``clone``,
+    ``init``, ``variables``, ``name``): Linen calls or reads its own under that name.  A ``setup``
+    taking only ``self`` that the class never calls is Linen's own (LU105 writes it)."""
+    for name, stmt in class_bound(body).items():
+        if name == "apply" or name not in LINEN_MODULE_MEMBERS:
+            continue
+        if name == "setup" and isinstance(stmt, cst.FunctionDef) and len(named_params(stmt.params)) == 1 \
+                and not isinstance(stmt.params.star_arg, cst.Param) and stmt.params.star_kwarg is None and not any(
+                    self_uses(s, "setup") for s in body if isinstance(s, cst.FunctionDef)):
+            continue
+        return (f"the class defines {name}, a name flax.linen.Module uses itself (Linen calls or reads its own "
+                f"Module.{name}): rename it and its uses by hand, and re-run")
     return None
 
 
