@@ -43,6 +43,11 @@ Not converted (TODO)
     apply does not take (that definition's attributes, which Linen puts in
     ``partial(<module>, ...)``: ``_wrapped_definitions``).  Other
     ``.partial`` outside module bodies belongs to the usage rules (LU2xx).
+    A ``.partial`` whose calls LU102 cannot follow: held in a list, a dict, a
+    tuple, a conditional or a call of a local value's method
+    (``layers.append(...)``), or a local read by a function defined in the
+    same body from its closure (``def jblock(y): return block(y)``) --
+    converted, its calls would keep the legacy form (inputs first).
 """
 
 from __future__ import annotations
@@ -98,6 +103,9 @@ class _Transformer(LegacyBodyTransformer):
         self._functions: list[cst.FunctionDef] = []
         self._assigned: dict[int, cst.Assign] = {}  # the value of ``x = ...`` -> the assignment
         self._scans: dict[int, FunctionScan] = {}  # per function, walked once for all its definitions
+        # where LU102 splits the calls of a ``.partial``: a local's value, called at once, handed to a module,
+        # returned; not in a list, a dict, a tuple unpacked, a comprehension, a conditional or another call
+        self._followed: set[int] = set()
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
@@ -117,6 +125,24 @@ class _Transformer(LegacyBodyTransformer):
     def visit_Assign(self, node: cst.Assign) -> bool:
         if len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name):
             self._assigned[id(node.value)] = node
+            self._followed.add(id(node.value))
+        return True
+
+    def visit_Call(self, node: cst.Call) -> bool:
+        self._followed.add(id(node.func))  # ``M.partial(...)(x)``
+        func = node.func.value if isinstance(node.func, cst.Attribute) and node.func.attr.value in (
+            "partial", "shared") else node.func
+        # handed to a callee (``Block(x, conv=nn.Conv.partial(...))``, ``block_cls(x, conv=...)``): LU102
+        # follows it into the modules of the run; not into a method of a local value (``layers.append(...)``)
+        method_of_local = isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) \
+            and func.value.value != "self" and self.resolve(func) is None
+        if not method_of_local:
+            self._followed.update(id(a.value) for a in node.args)
+        return True
+
+    def visit_Return(self, node: cst.Return) -> bool:
+        if node.value is not None:
+            self._followed.add(id(node.value))
         return True
 
     def _dropout_partial(self, call: cst.Call) -> cst.BaseExpression:
@@ -154,6 +180,22 @@ class _Transformer(LegacyBodyTransformer):
             target = c if shared else scan.outer.get(id(c))
             if target is None or not passes(target, inputs):
                 return f"a call of {name} does not pass them"
+        return None
+
+    def _closure_read(self, call: cst.Call) -> str | None:
+        """The function defined in the enclosing one that reads the local ``call`` is assigned to from
+        its closure (``def jblock(y): return block(y)``): LU102 splits calls of the local in its own
+        function and in the parameters it is handed to, not there."""
+        assign = self._assigned.get(id(call))
+        if assign is None or not self._functions:
+            return None
+        name = assign.targets[0].target.value  # type: ignore[attr-defined]
+        scan = self._scan()
+        for fn_name, fn in scan.nested.items():
+            inner = scan.inner(fn)
+            if name not in inner.params and name not in inner.bindings and any(
+                    scan.start[id(fn)] <= order <= scan.end[id(fn)] for order, _ in scan.reads.get(name, [])):
+                return fn_name
         return None
 
     def _scan(self) -> FunctionScan:
@@ -195,6 +237,14 @@ class _Transformer(LegacyBodyTransformer):
         if left is not None:
             self.todo(f"{qual}.{func.attr.value}: {left}: the definition and its calls stay legacy "
                       "(convert them together by hand)")
+            return updated
+        closure = self._closure_read(original) if not shared else None
+        if not shared and (id(original) not in self._followed or closure):
+            where = f"read in the nested function {closure}" if closure else \
+                "held in a list, a dict, a tuple, a conditional or another call"
+            self.todo(f"{qual}.partial(...) is {where}, where calls of it are not followed: they keep the legacy "
+                      "form (inputs first), so it stays legacy; convert it and its calls together by hand "
+                      f"({cst.Module([]).code_for_node(func.value)}(<attributes>)(<inputs>))")
             return updated
         foreign = given_attributes(spec, [a.keyword.value for a in updated.args if a.keyword is not None])
         if foreign:
