@@ -34,8 +34,10 @@ _CELL_MARK = "# <linen-upgrade-cell {}>"
 _CELL_RE = re.compile(r"^# <linen-upgrade-cell (\d+)>\n?", re.MULTILINE)
 _IPYTHON_MARK = "# <linen-upgrade-ipython {}>"
 _PLACEHOLDER_RE = re.compile(r"^([ \t]*)(.*?)  # <linen-upgrade-ipython (\d+)>$", re.MULTILINE)
-# a line IPython, not Python, understands: %magic, !shell, ?help, cmd?
-_MAGIC_RE = re.compile(r"^\s*([%!?]|\w[\w.]*\?\s*$)")
+# a line magic or shell command whose output a line assigns (``files = !ls``, ``t = %timeit -o f(x)``)
+_ASSIGNED_RE = re.compile(r"^([ \t]*)[A-Za-z_][\w.]*(?:[ \t]*,[ \t]*[A-Za-z_][\w.]*)*[ \t]*=[ \t]*(?=[%!])")
+# a line IPython, not Python, understands: %magic, !shell, ?help, cmd?, model(x)??, and those assignments
+_MAGIC_RE = re.compile(r"^\s*([%!?]|[\w.]+(?:\(.*\)|\[.*\])*[\w.]*\?{1,2}\s*$)|" + _ASSIGNED_RE.pattern)
 # cell magics that run their body as Python in the notebook's namespace; any
 # other (%%bash, %%writefile, %%html, an extension's) is kept as written
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
@@ -180,7 +182,7 @@ def extract(raw: bytes, path: str) -> Notebook:
         lines = src.split("\n")
         for j, line in enumerate(lines):
             if _MAGIC_RE.match(line):
-                statement = _python_statement(line)
+                statement = _python_statement(_ASSIGNED_RE.sub(r"\1", line))
                 indent = line[: len(line) - len(line.lstrip())]
                 lines[j] = f"{indent}{statement or 'pass'}  {_IPYTHON_MARK.format(len(nb.hidden))}"
                 nb.hidden.append(Hidden(i, j + 1, line, statement))
