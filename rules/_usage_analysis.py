@@ -118,6 +118,13 @@ def _known_model(t: Ty | None) -> bool:
     return t.kind in (MODEL, TRUNC) and t.ref is not None
 
 
+def _may_name_pmap(facts: FileFacts) -> bool:
+    """Can a name of the file stand for ``jax.pmap`` (``Analysis.qual`` through the imports)?  Only a
+    dotted name ending in ``.pmap`` or a name imported as ``jax.pmap`` can (no rule writes either);
+    without one the file binds no pmap alias and ``pmap_aliases`` need not walk it."""
+    return "pmap" in facts.attributes or "jax.pmap" in facts.imports.aliases.values()
+
+
 def _held(ref: ModuleRef) -> bool:
     """A definition whose Linen module can be named: a class, or a run-time choice held by one
     name (a name rebound to other definitions is a conflict, left to LU901 as before)."""
@@ -135,7 +142,7 @@ class Analysis:
         # names bound only to jax.pmap or a functools.partial of it (LU302's pmap_aliases; not a
         # builtin, nor in a file whose star import may bind one): calling one pmaps, as jax.pmap does
         self.pmap_names: frozenset[str] = frozenset()
-        if not facts.imports.stars:
+        if not facts.imports.stars and _may_name_pmap(facts):
             self.pmap_names = pmap_aliases(module, self.qual) - _BUILTINS
         self.path = path
         self.depth = depth
