@@ -16,6 +16,7 @@ from linen_upgrade.rules._usage import (CAPTURE, COLLECTION_METHODS, LEAF_READER
                                         UsageTransformer, parens)
 from linen_upgrade.rules._usage_calls import subscript
 from linen_upgrade.rules._usage_paths import legacy_key, linen_path, numbered_shared, renumbered
+from linen_upgrade.rules._usage_types import string_value
 
 # a legacy auto-name past the first submodule (``Dense_2``): the first, ``_0``, is the first of its class too
 _AUTO_NAME = re.compile(r"([A-Z]\w*)_([1-9]\d*)")
@@ -59,7 +60,7 @@ def _number_key(node: cst.Subscript) -> str | None:
     """``params['0']`` -> '0': the name legacy gave a ``.shared()`` module made without one."""
     key = node.slice[0].slice if len(node.slice) == 1 else None
     value = key.value if isinstance(key, cst.Index) else None
-    text = value.evaluated_value if isinstance(value, cst.SimpleString) else None
+    text = string_value(value) if isinstance(value, cst.SimpleString) else None
     return text if isinstance(text, str) and text.isdigit() else None
 
 
@@ -82,7 +83,7 @@ def auto_name_key(node: cst.Subscript) -> tuple[str, cst.SimpleString | None] | 
 def auto_name(value: cst.BaseExpression) -> tuple[str, cst.SimpleString | None] | None:
     """``'Dense_2'`` -> ('Dense', the string); ``f'Conv_{i}'`` -> ('Conv', None)."""
     if isinstance(value, cst.SimpleString):
-        match = _AUTO_NAME.fullmatch(str(value.evaluated_value))
+        match = _AUTO_NAME.fullmatch(str(string_value(value)))
         return (match.group(1), value) if match else None
     if isinstance(value, cst.FormattedString) and len(value.parts) > 1 \
             and isinstance(value.parts[0], cst.FormattedStringText) \

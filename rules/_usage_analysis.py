@@ -52,8 +52,8 @@ from linen_upgrade.rules._usage_types import (CAPTURE, CHANGED_REGISTRY, CLASS, 
                                               INPUTS_HELPER, INSTANCE, MODEL, MODEL_TYPES, NOMODULE, OPAQUE, OPTIM,
                                               PARTIAL_HELPER,
                                               RECORD, RECORD_TYPES, RECORDS, RUNTIME, STATE, TRUNC, TUPLE, UNWRITABLE,
-                                              UNKNOWN, VARIABLES, ModuleRef, Ty, conflict, element, join, unnamed,
-                                              untraced)
+                                              UNKNOWN, VARIABLES, ModuleRef, Ty, conflict, element, join, string_value,
+                                              unnamed, untraced)
 from linen_upgrade.tables.libraries import LIBRARIES, OPAQUE_BUILTINS
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
@@ -593,7 +593,7 @@ class Analysis:
         if isinstance(expr, cst.Subscript):
             key = expr.slice[0].slice if len(expr.slice) == 1 else None
             if isinstance(key, cst.Index) and isinstance(key.value, cst.SimpleString) \
-                    and key.value.evaluated_value == self.state_collection:
+                    and string_value(key.value) == self.state_collection:
                 return self._state_of(expr.value, scope)
             base = self.ty(expr.value, scope)
             if base is not None and base.kind == TUPLE and len(expr.slice) == 1:
@@ -1144,7 +1144,7 @@ class Analysis:
             return CallSpec.builtin(row, self.index.x64)
         legacy = self.index.legacy_module(qual)
         if legacy is not None and legacy.apply_params is not None:
-            return CallSpec.user(legacy.apply_params)
+            return CallSpec.user(legacy.apply_params, legacy.derived)
         return None
 
     def module_methods(self, ref: ModuleRef) -> frozenset[str]:

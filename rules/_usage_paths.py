@@ -17,6 +17,7 @@ from linen_upgrade.keys import linen_module_path, state_key_to_path
 from linen_upgrade.resolve import dotted
 from linen_upgrade.rule import FastVisitor
 from linen_upgrade.rules._usage_external import external_analysis, module_file
+from linen_upgrade.rules._usage_types import string_value
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def legacy_key(node: cst.Subscript) -> str | None:
     """``x['/Block_4/Dense_0']``: a legacy Collection key (a module path)."""
     key = node.slice[0].slice if len(node.slice) == 1 else None
     if isinstance(key, cst.Index) and isinstance(key.value, cst.SimpleString):
-        value = key.value.evaluated_value
+        value = string_value(key.value)
         if isinstance(value, str) and value.startswith("/"):
             return value
     return None

@@ -8,7 +8,10 @@ them join (different types: a ``CONFLICT``).
 from __future__ import annotations
 
 import functools
+from ast import literal_eval
 from dataclasses import dataclass, replace
+
+import libcst as cst
 
 # a Model from another file whose module keywords are known only there
 ELSEWHERE = "elsewhere"
@@ -214,3 +217,14 @@ def unwrap_func(t: Ty | None) -> Ty | None:
     while t is not None and t.kind == FUNC and t.func[0] in ("same", "grad", "vgrad"):
         t = t.func[1]
     return t
+
+
+def string_value(node: cst.SimpleString) -> str | bytes:
+    """``node.evaluated_value`` (``ast.literal_eval`` of its text), kept per text: the usage rules read
+    the same keys (``x['params']``, ``'/Dense_0'``) at every subscript, and each reading parses it."""
+    return _evaluated(node.value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _evaluated(text: str) -> str | bytes:
+    return literal_eval(text)
