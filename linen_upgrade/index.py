@@ -82,6 +82,9 @@ class LegacyModule:
     # apply parameters passed on to a built-in's initializer (``nn.Dense(x, 3, kernel_init=k)``),
     # directly or through other modules of the run: where call sites adapt legacy initializers
     init_params: frozenset[str] = frozenset()
+    # derives from another legacy module class of the run: Linen puts the base's fields first, so
+    # the legacy positional order of apply's hyper-parameters is not the constructor's (LU102 names them)
+    derived: bool = False
 
 
 @dataclass
@@ -254,6 +257,9 @@ class ProjectIndex:
                     changed = True
         index.subclassed = {b for qual, (bases, _) in candidates.items() if qual in index.modules
                             for b in bases if b in index.modules}
+        for qual, (bases, _) in candidates.items():
+            if qual in index.modules and any(b in index.modules for b in bases):
+                index.modules[qual] = replace(index.modules[qual], derived=True)
         calls: dict[str, list[CallArg]] = {}
         for facts in all_facts:
             for ca in facts.call_args:

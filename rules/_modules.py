@@ -119,6 +119,8 @@ class CallSpec:
     # ``Split.definition``: LU102 splits the call with the module given there (``_wrapped_definitions.py``)
     definition: str | None = None
     definition_rngs: bool = False  # ``Split.definition_rngs``
+    # every hyper-parameter by keyword: Linen's field order is not apply's (``LegacyModule.derived``)
+    by_keyword: bool = False
 
     @classmethod
     def builtin(cls, row: BuiltinModule, x64: bool = False) -> CallSpec:
@@ -128,7 +130,7 @@ class CallSpec:
                    row.renames, explicit, row.manual, row.features_from_carry, row.required)
 
     @classmethod
-    def user(cls, params: tuple[Param, ...]) -> CallSpec:
+    def user(cls, params: tuple[Param, ...], by_keyword: bool = False) -> CallSpec:
         split = split_params(params)
         legacy = tuple(p.name for p in params if p.kind in ("pos", "kwonly"))
         required = sum(1 for p in params if p.kind == "pos" and p.default is None)
@@ -157,7 +159,7 @@ class CallSpec:
                                              else None), positional=sum(1 for p in params if p.kind == "pos"),
                    star_attr=split.star.name if split.star is not None else None,
                    star_positions=star.positions if isinstance(star, ArgsForward) else (),
-                   star_rest=star.rest if isinstance(star, ArgsForward) else (),
+                   star_rest=star.rest if isinstance(star, ArgsForward) else (), by_keyword=by_keyword,
                    closed=not any(p.kind == "varkw" for p in params), definition=split.definition,
                    definition_rngs=split.definition_rngs)
 
@@ -298,7 +300,7 @@ def split_call(call: cst.Call, spec: CallSpec, ctor: cst.BaseExpression,
             return None, f"{key}: {spec.manual[key]}"
 
     ctor_args: list[cst.Arg] = list(extra_ctor or [])
-    positional_ok = not ctor_args
+    positional_ok = not ctor_args and not spec.by_keyword
     attr_names = [n for n in spec.legacy if n in bound and n not in spec.inputs]
     for k, name in enumerate(attr_names):
         arg, was_pos = bound[name]
@@ -420,7 +422,7 @@ def spec_for_qual(qual: str | None, index) -> CallSpec | None:
         return CallSpec.builtin(row, index.x64)
     legacy = index.legacy_module(qual)
     if legacy is not None and legacy.apply_params is not None:
-        return CallSpec.user(legacy.apply_params)
+        return CallSpec.user(legacy.apply_params, legacy.derived)
     return None
 
 
