@@ -56,13 +56,15 @@ import keyword
 import libcst as cst
 
 from linen_upgrade.rule import Context, Example, FastVisitor, Rule, RuleTransformer
-from linen_upgrade.rules._cst import code, is_docstring
+from linen_upgrade.rules._cst import code, is_docstring, kwarg
 from linen_upgrade.rules._definitions import method_with_attributes, reassigned_names, replace_calls, self_uses
+from linen_upgrade.rules._initializers import Initializers, initializer_slots
 from linen_upgrade.rules._inline_shared import (InlinePlan, ReadInputs, expression_key, legacy_name, loads,
                                                  plan_inline_shared)
 from linen_upgrade.transformer import target_names
 from linen_upgrade.rules._modules import (CallSpec, SelfAttributes, creates_module, defines_apply,
                                           spec_for_qual, split_params)
+from linen_upgrade.tables.x64 import ATTRIBUTES as X64_ATTRIBUTES
 
 
 class SharedSetup(Rule):
@@ -377,10 +379,13 @@ class _Transformer(RuleTransformer):
 
     def _construct(self, call: cst.Call, keep_name: bool = False) -> cst.Call | None:
         """``M.shared(features=3, name='x')`` -> ``M(features=3)`` (setup names it by its
-        attribute), or ``M(features=3, name='x')`` with ``keep_name``."""
+        attribute), or ``M(features=3, name='x')`` with ``keep_name``; as LU103 makes a
+        ``.shared`` instance: a legacy initializer wrapped for Linen's ``init(key, shape, dtype)``,
+        and in an x64 run the attributes its calls would take (``tables.x64``)."""
         target = call.func.value  # type: ignore[attr-defined]
+        qual = self.resolve_class(target)
         # only legacy modules have .shared: an unknown one keeps its keywords as they are
-        spec = spec_for_qual(self.resolve_class(target), self.ctx.index) or CallSpec(
+        spec = spec_for_qual(qual, self.ctx.index) or CallSpec(
             (), frozenset(), (), (), {}, {}, {})
         args = []
         for a in call.args:
@@ -388,6 +393,11 @@ class _Transformer(RuleTransformer):
                 return None
             if a.keyword.value != "name" or keep_name:
                 args.append(a.with_changes(keyword=cst.Name(spec.renames.get(a.keyword.value, a.keyword.value))))
+        args, _ = Initializers(self.ctx).adapt(args, initializer_slots(spec.legacy, self.ctx.index.legacy_module(qual)))
+        if self.ctx.index.x64:
+            given = {a.keyword.value for a in args if a.keyword is not None}
+            args += [kwarg(k, cst.parse_expression(v)) for k, v in spec.explicit.items()
+                     if k in X64_ATTRIBUTES and k not in given]
         if args:
             args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
         return cst.Call(func=target, args=args)
