@@ -19,6 +19,7 @@ from linen_upgrade.index import ArgsForward, DefinitionForward
 from linen_upgrade.rule import FastTransformer, RuleTransformer
 from linen_upgrade.rules._member_names import member_clash
 from linen_upgrade.tables.nn_modules import BUILTIN_MODULES, CACHE_USAGE, BuiltinModule
+from linen_upgrade.tables.x64 import ATTRIBUTES as X64_ATTRIBUTES
 from linen_upgrade.tables.x64 import EXPLICIT as X64_EXPLICIT
 
 
@@ -121,6 +122,13 @@ class CallSpec:
     definition_rngs: bool = False  # ``Split.definition_rngs``
     # every hyper-parameter by keyword: Linen's field order is not apply's (``LegacyModule.derived``)
     by_keyword: bool = False
+
+    def x64_args(self, args: list[cst.Arg]) -> list[cst.Arg]:
+        """The x64 attributes this spec holds (``builtin(row, x64=True)``) that ``args`` do not give:
+        what one ``.shared`` instance takes, as each of its calls would."""
+        given = {a.keyword.value for a in args if a.keyword is not None}
+        return [_arg(cst.parse_expression(v), k) for k, v in self.explicit.items()
+                if k in X64_ATTRIBUTES and k not in given]
 
     @classmethod
     def builtin(cls, row: BuiltinModule, x64: bool = False) -> CallSpec:

@@ -62,7 +62,6 @@ from linen_upgrade.rules._initializers import Hidden, Initializers, initializer_
 from linen_upgrade.rules._modules import (LegacyBodyTransformer, drops_collection, is_function_module,
                                           spec_for_qual, split_params)
 from linen_upgrade.rules._wrapped_definitions import given_attributes
-from linen_upgrade.tables.x64 import ATTRIBUTES as X64_ATTRIBUTES
 
 
 class ModulePartial(Rule):
@@ -305,9 +304,7 @@ class _Transformer(LegacyBodyTransformer):
                 return updated
             args = [kwarg("features", size), *args]  # legacy read it off the carry initialize_carry made
         if shared:  # one instance, called as often as needed: it takes the x64 attributes its calls would
-            given = {a.keyword.value for a in args if a.keyword is not None}
-            args += [kwarg(k, cst.parse_expression(v)) for k, v in spec.explicit.items()
-                     if self.ctx.index.x64 and k in X64_ATTRIBUTES and k not in given]
+            args += spec.x64_args(args)
             self.fixed(f"{qual}.shared(...) -> {qual}(...)")
             return updated.with_changes(func=target, args=args)
         spelled, self.needed = spell_partial(self.ctx.facts.imports, self._module)  # type: ignore[arg-type]

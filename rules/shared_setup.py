@@ -56,7 +56,7 @@ import keyword
 import libcst as cst
 
 from linen_upgrade.rule import Context, Example, FastVisitor, Rule, RuleTransformer
-from linen_upgrade.rules._cst import code, is_docstring, kwarg
+from linen_upgrade.rules._cst import code, is_docstring
 from linen_upgrade.rules._definitions import method_with_attributes, reassigned_names, replace_calls, self_uses
 from linen_upgrade.rules._initializers import Initializers, initializer_slots
 from linen_upgrade.rules._inline_shared import (InlinePlan, ReadInputs, expression_key, legacy_name, loads,
@@ -64,7 +64,6 @@ from linen_upgrade.rules._inline_shared import (InlinePlan, ReadInputs, expressi
 from linen_upgrade.transformer import target_names
 from linen_upgrade.rules._modules import (CallSpec, SelfAttributes, creates_module, defines_apply,
                                           spec_for_qual, split_params)
-from linen_upgrade.tables.x64 import ATTRIBUTES as X64_ATTRIBUTES
 
 
 class SharedSetup(Rule):
@@ -394,10 +393,7 @@ class _Transformer(RuleTransformer):
             if a.keyword.value != "name" or keep_name:
                 args.append(a.with_changes(keyword=cst.Name(spec.renames.get(a.keyword.value, a.keyword.value))))
         args, _ = Initializers(self.ctx).adapt(args, initializer_slots(spec.legacy, self.ctx.index.legacy_module(qual)))
-        if self.ctx.index.x64:
-            given = {a.keyword.value for a in args if a.keyword is not None}
-            args += [kwarg(k, cst.parse_expression(v)) for k, v in spec.explicit.items()
-                     if k in X64_ATTRIBUTES and k not in given]
+        args += spec.x64_args(args)
         if args:
             args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
         return cst.Call(func=target, args=args)
